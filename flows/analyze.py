@@ -1,0 +1,86 @@
+"""The ``analyze_library`` flow: scan → validate + analyse (batches in parallel) → store → export → report."""
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.context import get_run_context
+
+from flows import progress
+from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
+from tasks import catalog
+from tasks.constants import ANALYZER_VERSION
+from tasks.prefect_tasks import analyze_batch, export_parquet, scan_library, store_batch
+from tasks.workers import FILE_TIMEOUT_S, AnalysisPool
+
+
+def _run_name() -> str:
+    params = get_run_context().flow_run.parameters
+    return f"analyze {Path(params['library']).name or params['library']} {date.today().isoformat()}"
+
+
+def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, con: Any, run_id: str,
+                       window: int) -> dict[str, int]:
+    """Run the batch tasks with at most ``window`` in flight; commit each batch as it finishes, in order."""
+    reporter = progress.current()
+    totals = {"analyzed": 0, "rejected": 0, "failed": 0}
+    in_flight: deque = deque()
+
+    def drain_one() -> None:
+        index, future = in_flight.popleft()
+        counts = store_batch(con, future.result(), run_id, index=index)
+        for k, v in counts.items():
+            totals[k] += v
+
+    for index, batch in enumerate(batches):
+        in_flight.append((index, analyze_batch.submit(batch, pool, index=index, size=len(batch),
+                                                      on_result=reporter.advance)))
+        if len(in_flight) >= window:
+            drain_one()
+    while in_flight:
+        drain_one()
+    return totals
+
+
+@flow(name="analyze_library", flow_run_name=_run_name, log_prints=False)
+def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_dir: str | None = None,
+                    workers: int | None = None, batch_size: int = 16, force: bool = False,
+                    file_timeout_s: float = FILE_TIMEOUT_S) -> dict[str, Any]:
+    """Analyse every new, changed or outdated audio file under ``library`` into the catalog.
+
+    Returns the run summary: counts by outcome, seconds, tracks per minute.
+    """
+    logger = get_run_logger()
+    started = time.perf_counter()
+    library = str(Path(library).resolve())
+    workers = default_workers() if workers is None else workers
+    run_id = str(uuid.uuid4())
+    con = catalog.open_catalog(catalog_path)
+    try:
+        catalog.start_run(con, run_id, library, analyzer_version=ANALYZER_VERSION,
+                          flow_run_id=str(get_run_context().flow_run.id))
+        plan, counts = scan_library(library, con, run_id, analyzer_version=ANALYZER_VERSION, force=force)
+        batches = plan.batches(batch_size)
+        logger.info("%s: %d files, %d to analyse in %d batches on %d workers",
+                    library, counts["files"], plan.to_analyze.height, len(batches), workers)
+        progress.current().start(plan.to_analyze.height)
+        with AnalysisPool(workers, timeout_s=file_timeout_s) as pool:
+            counts |= _analyze_and_store(batches, pool, con, run_id, window=max(2, 2 * workers))
+        export_parquet(con, str(parquet_dir or default_parquet_dir(catalog_path)))
+        counts["seconds"] = round(time.perf_counter() - started, 2)
+        counts["tracks_per_min"] = round(60 * counts["analyzed"] / max(counts["seconds"], 1e-9), 1)
+        catalog.finish_run(con, run_id, counts)
+        counts["run_id"] = run_id
+        counts["catalog"] = str(Path(catalog_path).resolve())
+        logger.info("run %s: %s", run_id, counts)
+        return counts
+    except BaseException:
+        catalog.finish_run(con, run_id, {}, status="failed")
+        raise
+    finally:
+        con.close()

@@ -1,0 +1,186 @@
+"""The ``cratedig`` command line (typer + rich). Settings are read here and passed down."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from flows.settings import DEFAULT_CATALOG, DEFAULT_DEMO_LIBRARY
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="cratedig: turn a music library into a queryable dataset (DuckDB + Parquet).")
+console = Console(stderr=True)
+out = Console()
+
+CatalogOpt = typer.Option(DEFAULT_CATALOG, "--catalog", help="Catalog file (DuckDB).")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+class RichProgress:
+    """Progress bar fed by the flow's per-file results."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("analysing", total=None)
+
+    def start(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
+    def advance(self, result: dict) -> None:
+        self.progress.advance(self.task)
+
+
+def _quiet_prefect_shutdown() -> None:
+    # Prefect's ephemeral server logs CancelledError tracebacks while it stops at interpreter exit;
+    # they say nothing about the run, so they are silenced on a normal exit.
+    for name in ("prefect", "uvicorn", "uvicorn.error", "httpx", "asyncio", "prefect.server"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+SUMMARY_ROWS = [("files", "files found"), ("new", "new"), ("changed", "changed"), ("outdated", "outdated analysis"),
+                ("unchanged", "unchanged"), ("moved", "moved"), ("missing", "missing"), ("ignored", "ignored (not audio)"),
+                ("analyzed", "analysed"), ("rejected", "rejected"), ("failed", "failed"),
+                ("unreadable", "unreadable entries"), ("seconds", "seconds"), ("tracks_per_min", "tracks / minute")]
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title="cratedig analyze", show_header=False)
+    for key, label in SUMMARY_ROWS:
+        if key in summary:
+            table.add_row(label, str(summary[key]))
+    out.print(table)
+    if summary.get("to_analyze", 1) == 0 or (summary.get("analyzed", 0) + summary.get("rejected", 0)
+                                              + summary.get("failed", 0)) == 0:
+        out.print("[green]Nothing to analyse: the catalog is up to date.[/green]")
+    out.print(f"catalog: {summary.get('catalog')}")
+
+
+@app.command()
+def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help="Library folder."),
+            catalog: Path = CatalogOpt,
+            workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores)."),
+            batch_size: int = typer.Option(16, "--batch-size", min=1, help="Files per Prefect task."),
+            force: bool = typer.Option(False, "--force", help="Re-analyse every file."),
+            as_json: bool = JsonOpt) -> None:
+    """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
+    from flows import progress
+    from flows.analyze import analyze_library
+    from tasks.errors import CatalogLockedError
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
+        try:
+            with progress.reporting(RichProgress(bar)):
+                summary = analyze_library(str(path), catalog_path=str(catalog), workers=workers,
+                                          batch_size=batch_size, force=force)
+        except CatalogLockedError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(3)
+    _quiet_prefect_shutdown()
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        print_summary(summary)
+
+
+@app.command()
+def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
+    """Print the catalog's counts: tracks by status, analyses by version, rejects by reason, last run."""
+    from tasks.catalog import catalog_counts, open_catalog
+
+    if not catalog.exists():
+        console.print(f"[red]no catalog at {catalog}[/red] (run `cratedig analyze PATH` first)")
+        raise typer.Exit(1)
+    con = open_catalog(catalog, read_only=True)
+    counts = catalog_counts(con)
+    con.close()
+    if as_json:
+        out.print_json(json.dumps(counts, default=str))
+        return
+    table = Table(title=f"catalog {catalog}", show_header=False)
+    table.add_row("tracks", str(counts["tracks"]))
+    for k, v in counts["by_status"].items():
+        table.add_row(f"  {k}", str(v))
+    for k, v in counts["features_by_version"].items():
+        table.add_row(f"analyzer_version {k}", str(v))
+    for k, v in counts["rejects_by_reason"].items():
+        table.add_row(f"rejects {k}", str(v))
+    if counts["last_run"]:
+        table.add_row("last run", f"{counts['last_run']['finished_at']} ({counts['last_run']['status']})")
+    out.print(table)
+
+
+@app.command()
+def rejects(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
+    """List every rejected or failed file with its reason code."""
+    from tasks.catalog import open_catalog
+
+    con = open_catalog(catalog, read_only=True)
+    rows = con.execute("SELECT reason, path, detail FROM rejects ORDER BY reason, path").fetchall()
+    con.close()
+    if as_json:
+        out.print_json(json.dumps([dict(zip(("reason", "path", "detail"), r)) for r in rows]))
+        return
+    table = Table(title="rejects")
+    for col in ("reason", "path", "detail"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(v) for v in r))
+    out.print(table)
+
+
+@app.command()
+def demo(library: Path = typer.Option(DEFAULT_DEMO_LIBRARY, "--library", help="Where to build it."),
+         catalog: Path = CatalogOpt) -> None:
+    """Build the synthesized demo library (if missing), analyse it, and show a similarity query."""
+    from tasks.demo_library import build_demo_library
+
+    console.print(f"building demo library in {library} ...")
+    build_demo_library(library)
+    analyze(path=library, catalog=catalog, workers=None, batch_size=4, force=False, as_json=False)
+    _show_demo_similarity(catalog)
+
+
+def _show_demo_similarity(catalog: Path) -> None:
+    from tasks.catalog import open_catalog
+
+    con = open_catalog(catalog, read_only=True)
+    sample = con.execute("""
+        SELECT t.path, t.title, f.bpm, f.key, f.key_camelot, f.loudness_lufs
+        FROM tracks t JOIN features f USING (track_id) ORDER BY t.path LIMIT 12""").fetchall()
+    table = Table(title="a few analysed tracks")
+    for col in ("file", "bpm", "key", "camelot", "LUFS"):
+        table.add_column(col)
+    for path, title, bpm, key, cam, lufs in sample:
+        table.add_row(Path(path).name, f"{bpm:.2f}" if bpm else "-", key or "-", cam or "-",
+                      f"{lufs:.1f}" if lufs is not None else "-")
+    out.print(table)
+    try:
+        from tasks.similarity import similar_tracks
+    except ImportError:
+        con.close()
+        return
+    seed = sample[0][0]
+    neighbours = similar_tracks(con, seed, k=5)
+    table = Table(title=f"tracks most similar to {Path(seed).name}")
+    for col in ("file", "distance", "bpm", "key"):
+        table.add_column(col)
+    for row in neighbours.iter_rows(named=True):
+        table.add_row(Path(row["path"]).name, f"{row['distance']:.3f}", f"{row['bpm'] or 0:.2f}", row["key"] or "-")
+    out.print(table)
+    con.close()
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,36 @@
+"""Analysis constants, defined once.
+
+Every audio function takes these as keyword defaults (librosa style: ``sr``, ``hop_length``, ``n_fft``).
+"""
+
+#: Analysis sample rate in Hz: every file is decoded, down-mixed and resampled to this.
+SR: int = 22050
+#: STFT frame length in samples (93 ms at ``SR``).
+N_FFT: int = 2048
+#: STFT hop in samples (23.2 ms at ``SR``; 43.07 frames per second).
+HOP_LENGTH: int = 512
+#: Mel bands of the shared mel spectrogram.
+N_MELS: int = 96
+#: MFCC coefficients kept.
+N_MFCC: int = 20
+
+#: Bump when any analysis output changes: the next run re-analyses exactly the rows with an older version.
+ANALYZER_VERSION: int = 1
+
+#: Extensions that are treated as audio (lower case, with the dot). Everything else is ignored and counted.
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac", ".alac",
+     ".aif", ".aiff", ".wma", ".wv", ".ape"}
+)
+
+#: Default preferred tempo range in BPM used for octave (half/double) decisions.
+BPM_RANGE: tuple[float, float] = (70.0, 180.0)
+
+#: Shorter files are rejected ``TOO_SHORT``: nothing meaningful can be measured.
+MIN_DURATION_S: float = 0.5
+#: Longer files are rejected ``TOO_LONG`` (4 hours: longer than any DJ mix worth analysing as one).
+MAX_DURATION_S: float = 4 * 3600.0
+#: Below this duration tempo is not estimated (``tempo_reason = 'TOO_SHORT'``) and the row is flagged ``SHORT``.
+MIN_TEMPO_DURATION_S: float = 6.0
+#: Peak level below which a file is flagged ``SILENT`` and gets null tempo/key, dBFS.
+SILENCE_DBFS: float = -60.0

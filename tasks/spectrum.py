@@ -1,0 +1,120 @@
+"""The one STFT every feature shares, and the representations derived from it.
+
+Computed once per track in :func:`tasks.features.analyze_audio`; tempo, key, timbre and the
+embedding all read from the same :class:`Spectrum`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache, cached_property
+
+import librosa
+import numpy as np
+import scipy.fft
+
+from tasks.constants import HOP_LENGTH, N_FFT, N_MELS, SR
+
+
+@cache
+def _window(n_fft: int) -> np.ndarray:
+    return np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann, as librosa
+
+
+@cache
+def mel_basis(*, sr: int = SR, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
+    """Slaney mel filterbank, shape ``(n_mels, 1 + n_fft // 2)``, float32 (cached)."""
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sr / 2).astype(np.float32)
+
+
+def stft_magnitude(y: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH) -> np.ndarray:
+    """Magnitude STFT with a Hann window, centred frames (zero padding), float32.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono audio, float32.
+
+    Returns
+    -------
+    np.ndarray, shape (1 + n_fft // 2, n_frames)
+        ``n_frames = 1 + len(y) // hop_length``.
+    """
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    pad = n_fft // 2
+    yp = np.pad(y, (pad, pad))
+    if len(yp) < n_fft:
+        yp = np.pad(yp, (0, n_fft - len(yp)))
+    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]
+    frames = frames[: 1 + len(y) // hop_length]
+    # Chunked so the windowed copy stays small for long files.
+    out = np.empty((n_fft // 2 + 1, len(frames)), dtype=np.float32)
+    win = _window(n_fft)
+    step = 2048
+    for i in range(0, len(frames), step):
+        spec = scipy.fft.rfft(frames[i : i + step] * win, axis=1)
+        out[:, i : i + step] = np.abs(spec).T
+    return out
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Magnitude STFT of one track plus derived views, computed lazily and cached.
+
+    Attributes
+    ----------
+    S : np.ndarray, shape (1 + n_fft // 2, n_frames)
+        Magnitude spectrogram, float32.
+    sr : int
+        Sample rate of the analysed signal, Hz.
+    n_fft, hop_length : int
+        Frame length and hop, samples.
+    """
+
+    S: np.ndarray
+    sr: int = SR
+    n_fft: int = N_FFT
+    hop_length: int = HOP_LENGTH
+
+    @property
+    def n_frames(self) -> int:
+        return self.S.shape[1]
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second."""
+        return self.sr / self.hop_length
+
+    @cached_property
+    def freqs(self) -> np.ndarray:
+        """Centre frequency of each STFT bin, Hz, shape ``(1 + n_fft // 2,)``."""
+        return np.fft.rfftfreq(self.n_fft, 1.0 / self.sr)
+
+    @cached_property
+    def power(self) -> np.ndarray:
+        """Power spectrogram ``S**2``."""
+        return self.S * self.S
+
+    @cached_property
+    def mel_power(self) -> np.ndarray:
+        """Mel power spectrogram, shape ``(N_MELS, n_frames)``."""
+        return mel_basis(sr=self.sr, n_fft=self.n_fft) @ self.power
+
+    @cached_property
+    def log_mel(self) -> np.ndarray:
+        """Mel spectrogram in dB (``10 log10``, floor -100 dB), shape ``(N_MELS, n_frames)``."""
+        return 10.0 * np.log10(np.maximum(self.mel_power, 1e-10))
+
+    @cached_property
+    def onset_envelope(self) -> np.ndarray:
+        """Onset strength per frame: mean positive log-mel flux (librosa's definition), shape ``(n_frames,)``.
+
+        Frame ``t`` measures the increase from ``t - 1`` to ``t``; frame 0 is 0.
+        """
+        lm = np.maximum(self.log_mel, self.log_mel.max() - 80.0)
+        flux = np.maximum(0.0, np.diff(lm, axis=1)).mean(axis=0)
+        return np.concatenate([[0.0], flux]).astype(np.float32)
+
+
+def compute_spectrum(y: np.ndarray, *, sr: int = SR, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH) -> Spectrum:
+    """Compute the shared :class:`Spectrum` of mono audio ``y`` (shape ``(n,)``, float32, at ``sr`` Hz)."""
+    return Spectrum(stft_magnitude(y, n_fft=n_fft, hop_length=hop_length), sr=sr, n_fft=n_fft, hop_length=hop_length)

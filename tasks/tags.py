@@ -1,0 +1,64 @@
+"""Read the tags users already have (title, artist, album, genre, BPM, key) with mutagen, any container."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mutagen
+from mutagen.easyid3 import EasyID3
+from mutagen.easymp4 import EasyMP4Tags
+
+# Keys the "easy" interfaces do not map by default.
+if "initialkey" not in EasyID3.valid_keys:
+    EasyID3.RegisterTextKey("initialkey", "TKEY")
+if "initialkey" not in EasyMP4Tags.Get:
+    EasyMP4Tags.RegisterFreeformKey("initialkey", "initialkey")
+
+TAG_FIELDS = ("title", "artist", "album", "genre", "tag_bpm", "tag_key")
+_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
+
+
+def _first(tags: object, *names: str) -> str | None:
+    for name in names:
+        try:
+            value = tags[name]  # type: ignore[index]
+        except (KeyError, ValueError, TypeError):
+            continue
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value is None:
+            continue
+        text = str(value).strip().replace("\x00", "")
+        if text:
+            return text
+    return None
+
+
+def parse_bpm(text: str | None) -> float | None:
+    """A tag's BPM as a number (``'128'``, ``'127,5'``, ``'128 BPM'``); ``None`` if absent or implausible."""
+    if not text:
+        return None
+    m = _NUMBER.search(text)
+    if not m:
+        return None
+    bpm = float(m.group().replace(",", "."))
+    return bpm if 20.0 <= bpm <= 400.0 else None
+
+
+def read_tags(path: str | Path) -> dict[str, object]:
+    """Return the :data:`TAG_FIELDS` of a file; missing or unreadable tags are ``None`` (never raises)."""
+    out: dict[str, object] = dict.fromkeys(TAG_FIELDS)
+    try:
+        f = mutagen.File(str(path), easy=True)
+    except Exception:  # mutagen raises many types on malformed tags; tags are optional
+        return out
+    if f is None or f.tags is None:
+        return out
+    t = f.tags
+    out["title"] = _first(t, "title")
+    out["artist"] = _first(t, "artist", "albumartist")
+    out["album"] = _first(t, "album")
+    out["genre"] = _first(t, "genre")
+    out["tag_bpm"] = parse_bpm(_first(t, "bpm", "tempo"))
+    out["tag_key"] = _first(t, "initialkey", "key")
+    return out

@@ -61,9 +61,9 @@ def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parq
     workers = default_workers() if workers is None else workers
     run_id = str(uuid.uuid4())
     con = catalog.open_catalog(catalog_path)
+    catalog.start_run(con, run_id, library, analyzer_version=ANALYZER_VERSION,
+                      flow_run_id=str(get_run_context().flow_run.id))
     try:
-        catalog.start_run(con, run_id, library, analyzer_version=ANALYZER_VERSION,
-                          flow_run_id=str(get_run_context().flow_run.id))
         plan, counts = scan_library(library, con, run_id, analyzer_version=ANALYZER_VERSION, force=force)
         batches = plan.batches(batch_size)
         logger.info("%s: %d files, %d to analyse in %d batches on %d workers",

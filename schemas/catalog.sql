@@ -107,5 +107,5 @@ CREATE TABLE IF NOT EXISTS track_events (
     event     VARCHAR NOT NULL,
     detail    VARCHAR,
     run_id    VARCHAR,
-    at        TIMESTAMP NOT NULL
+    event_at  TIMESTAMP NOT NULL
 );

@@ -22,24 +22,19 @@ REASONS = ["EMPTY", "TOO_LARGE", "NOT_AUDIO", "UNREADABLE", "TRUNCATED", "DECODE
            "TOO_LONG", "TIMEOUT", "WORKER_CRASH", "SCHEMA", "STALE", "INTERNAL"]
 
 
-def _finite(data: pa.PolarsData) -> pl.LazyFrame:
+def _finite_floats(data: pa.PolarsData) -> pl.LazyFrame:
     """Floats are finite (nulls are judged by ``nullable``)."""
     c = pl.col(data.key)
     return data.lazyframe.select(c.is_finite() | c.is_null())
 
 
-def _finite_list(length: int | None = None):
-    def check(data: pa.PolarsData) -> pl.LazyFrame:
-        c = pl.col(data.key)
-        ok = c.list.eval(pl.element().is_finite()).list.all()
-        if length is not None:
-            ok = ok & (c.list.len() == length)
-        return data.lazyframe.select(ok | c.is_null())
-    check.__name__ = f"finite_list{'' if length is None else f'_len_{length}'}"
-    return pa.Check(check)
-
-
-FINITE = pa.Check(_finite, name="finite")
+def _finite_lists(data: pa.PolarsData, length: int | None = None) -> pl.LazyFrame:
+    """Every element of each list is finite, and the list has ``length`` elements when given."""
+    c = pl.col(data.key)
+    ok = c.list.eval(pl.element().is_finite()).list.all()
+    if length is not None:
+        ok = ok & (c.list.len() == length)
+    return data.lazyframe.select(ok | c.is_null())
 
 
 class InventoryRow(pa.DataFrameModel):
@@ -60,12 +55,16 @@ class TrackRow(InventoryRow):
     track_id: int = pa.Field(ge=1)
     fingerprint: Optional[str] = pa.Field(nullable=True)
     format: Optional[str] = pa.Field(nullable=True)
-    duration_s: Optional[float] = pa.Field(nullable=True, gt=0, checks=FINITE)
+    duration_s: Optional[float] = pa.Field(nullable=True, gt=0)
     sample_rate: Optional[int] = pa.Field(nullable=True, isin=SAMPLE_RATES)
     channels: Optional[int] = pa.Field(nullable=True, ge=1, le=64)
-    tag_bpm: Optional[float] = pa.Field(nullable=True, checks=FINITE)
+    tag_bpm: Optional[float] = pa.Field(nullable=True)
     status: str = pa.Field(isin=TRACK_STATUSES)
     reason: Optional[str] = pa.Field(nullable=True, isin=REASONS)
+
+    @pa.check("duration_s", "tag_bpm", name="finite")
+    def finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _finite_floats(data)
 
 
 class FeatureRow(pa.DataFrameModel):
@@ -73,32 +72,55 @@ class FeatureRow(pa.DataFrameModel):
 
     track_id: int = pa.Field(ge=1)
     analyzer_version: int = pa.Field(ge=1)
-    bpm: Optional[float] = pa.Field(nullable=True, ge=30, le=300, checks=FINITE)
-    bpm_confidence: float = pa.Field(ge=0, le=1, checks=FINITE)
-    beat_offset_s: Optional[float] = pa.Field(nullable=True, ge=0, checks=FINITE)
+    bpm: Optional[float] = pa.Field(nullable=True, ge=30, le=300)
+    bpm_confidence: float = pa.Field(ge=0, le=1)
+    beat_offset_s: Optional[float] = pa.Field(nullable=True, ge=0)
     key: Optional[str] = pa.Field(nullable=True, isin=list(KEY_NAMES))
-    key_confidence: float = pa.Field(ge=0, le=1, checks=FINITE)
-    tuning_cents: float = pa.Field(ge=-50, le=50, checks=FINITE)
-    loudness_lufs: Optional[float] = pa.Field(nullable=True, ge=-70, le=5, checks=FINITE)
-    loudness_range_lu: Optional[float] = pa.Field(nullable=True, ge=0, le=100, checks=FINITE)
-    true_peak_dbtp: Optional[float] = pa.Field(nullable=True, le=30, checks=FINITE)
-    replaygain_db: Optional[float] = pa.Field(nullable=True, checks=FINITE)
-    mfcc_mean: list[float] = pa.Field(checks=_finite_list(N_MFCC))
-    mfcc_std: list[float] = pa.Field(checks=_finite_list(N_MFCC))
-    chroma_mean: list[float] = pa.Field(checks=_finite_list(12))
-    spectral_contrast: list[float] = pa.Field(checks=_finite_list(7))
-    spectral_centroid_hz: float = pa.Field(ge=0, checks=FINITE)
-    spectral_bandwidth_hz: float = pa.Field(ge=0, checks=FINITE)
-    spectral_rolloff_hz: float = pa.Field(ge=0, checks=FINITE)
-    spectral_flatness: float = pa.Field(ge=0, le=1, checks=FINITE)
-    zero_crossing_rate: float = pa.Field(ge=0, le=1, checks=FINITE)
-    rms: float = pa.Field(ge=0, checks=FINITE)
-    onset_rate: float = pa.Field(ge=0, checks=FINITE)
-    pulse_clarity: float = pa.Field(ge=0, le=1, checks=FINITE)
-    danceability: float = pa.Field(ge=0, le=1, checks=FINITE)
-    embedding: list[float] = pa.Field(checks=_finite_list())
+    key_confidence: float = pa.Field(ge=0, le=1)
+    tuning_cents: float = pa.Field(ge=-50, le=50)
+    loudness_lufs: Optional[float] = pa.Field(nullable=True, ge=-70, le=5)
+    loudness_range_lu: Optional[float] = pa.Field(nullable=True, ge=0, le=100)
+    true_peak_dbtp: Optional[float] = pa.Field(nullable=True, le=30)
+    replaygain_db: Optional[float] = pa.Field(nullable=True)
+    mfcc_mean: list[float] = pa.Field()
+    mfcc_std: list[float] = pa.Field()
+    chroma_mean: list[float] = pa.Field()
+    spectral_contrast: list[float] = pa.Field()
+    spectral_centroid_hz: float = pa.Field(ge=0)
+    spectral_bandwidth_hz: float = pa.Field(ge=0)
+    spectral_rolloff_hz: float = pa.Field(ge=0)
+    spectral_flatness: float = pa.Field(ge=0, le=1)
+    zero_crossing_rate: float = pa.Field(ge=0, le=1)
+    rms: float = pa.Field(ge=0)
+    onset_rate: float = pa.Field(ge=0)
+    pulse_clarity: float = pa.Field(ge=0, le=1)
+    danceability: float = pa.Field(ge=0, le=1)
+    embedding: list[float] = pa.Field()
     embedding_version: int = pa.Field(ge=1)
     analyzed_at: datetime = pa.Field()
+
+    @pa.check("bpm", "bpm_confidence", "beat_offset_s", "key_confidence", "tuning_cents", "loudness_lufs",
+              "loudness_range_lu", "true_peak_dbtp", "replaygain_db", "spectral_centroid_hz",
+              "spectral_bandwidth_hz", "spectral_rolloff_hz", "spectral_flatness", "zero_crossing_rate", "rms",
+              "onset_rate", "pulse_clarity", "danceability", name="finite")
+    def finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _finite_floats(data)
+
+    @pa.check("mfcc_mean", "mfcc_std", name="finite_list_of_n_mfcc")
+    def mfcc_shape(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _finite_lists(data, N_MFCC)
+
+    @pa.check("chroma_mean", name="finite_list_of_12")
+    def chroma_shape(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _finite_lists(data, 12)
+
+    @pa.check("spectral_contrast", name="finite_list_of_7")
+    def contrast_shape(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _finite_lists(data, 7)
+
+    @pa.check("embedding", name="finite_list")
+    def embedding_finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _finite_lists(data)
 
     class Config:
         strict = False

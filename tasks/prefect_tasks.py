@@ -1,0 +1,49 @@
+"""Prefect ``@task`` adapters around the plain functions: the only module of ``tasks`` that imports Prefect.
+
+Each adapter reads by path or connection, calls the plain functions, and returns counts or small rows.
+Waveforms and spectrograms never leave the worker processes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+from prefect import task
+from prefect.cache_policies import NONE
+
+from tasks import catalog
+from tasks.scan import ScanPlan, plan_scan, walk_library
+from tasks.workers import AnalysisPool
+
+
+@task(name="scan-library", cache_policy=NONE)
+def scan_library(library: str, con: duckdb.DuckDBPyConnection, run_id: str, *, analyzer_version: int,
+                 force: bool = False) -> tuple[ScanPlan, dict[str, int]]:
+    """Walk ``library``, diff it against the catalog, and record moves, missing files and walk problems."""
+    walk = walk_library(library)
+    plan = plan_scan(walk.files, catalog.known_tracks(con), analyzer_version=analyzer_version, force=force)
+    catalog.apply_plan(con, plan, run_id)
+    counts = plan.counts() | {"files": walk.files.height, "ignored": walk.n_ignored,
+                              "unreadable": catalog.record_problems(con, walk.problems, run_id)}
+    return plan, counts
+
+
+@task(name="analyze-batch", task_run_name="batch {index} ({size} files)", cache_policy=NONE,
+      retries=1, retry_delay_seconds=2)
+def analyze_batch(items: list[dict[str, Any]], pool: AnalysisPool, *, index: int, size: int,
+                  on_result: Any = None) -> list[dict[str, Any]]:
+    """Analyse one batch in the warm worker pool; one result row per file, never an exception per file."""
+    return pool.analyze_batch(items, on_result=on_result)
+
+
+@task(name="store-batch", task_run_name="store batch {index}", cache_policy=NONE)
+def store_batch(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]], run_id: str, *,
+                index: int) -> dict[str, int]:
+    """Commit one batch's rows to the catalog in one transaction."""
+    return catalog.store_results(con, results, run_id)
+
+
+@task(name="export-parquet", cache_policy=NONE)
+def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str) -> list[str]:
+    """Rewrite the Parquet export of ``tracks`` and ``features``."""
+    return [str(p) for p in catalog.export_parquet(con, out_dir)]

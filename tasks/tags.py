@@ -45,16 +45,40 @@ def parse_bpm(text: str | None) -> float | None:
     return bpm if 20.0 <= bpm <= 400.0 else None
 
 
+# ID3 frames of the tag fields, for containers whose ID3 tag has no "easy" view (WAV, AIFF).
+_ID3_FRAMES = {"title": "TIT2", "artist": "TPE1", "albumartist": "TPE2", "album": "TALB", "genre": "TCON",
+               "bpm": "TBPM", "initialkey": "TKEY"}
+
+
+def _id3_as_easy(tags: object) -> dict[str, list[str]]:
+    out = {}
+    for name, frame in _ID3_FRAMES.items():
+        value = tags.get(frame) if hasattr(tags, "get") else None  # type: ignore[union-attr]
+        if value is not None and getattr(value, "text", None):
+            out[name] = [str(v) for v in value.text]
+    return out
+
+
+def _open_tags(path: str) -> object | None:
+    """The file's tags as a mapping of easy names to lists of strings, or ``None``."""
+    f = mutagen.File(path, easy=True)
+    if f is not None and f.tags is not None and type(f).__name__ not in ("WAVE", "AIFF"):
+        return f.tags
+    raw = mutagen.File(path)  # RIFF/AIFF carry ID3 frames but have no easy view
+    if raw is not None and raw.tags is not None:
+        return _id3_as_easy(raw.tags)
+    return None
+
+
 def read_tags(path: str | Path) -> dict[str, object]:
     """Return the :data:`TAG_FIELDS` of a file; missing or unreadable tags are ``None`` (never raises)."""
     out: dict[str, object] = dict.fromkeys(TAG_FIELDS)
     try:
-        f = mutagen.File(str(path), easy=True)
+        t = _open_tags(str(path))
     except Exception:  # mutagen raises many types on malformed tags; tags are optional
         return out
-    if f is None or f.tags is None:
+    if t is None:
         return out
-    t = f.tags
     out["title"] = _first(t, "title")
     out["artist"] = _first(t, "artist", "albumartist")
     out["album"] = _first(t, "album")

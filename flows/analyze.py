@@ -4,14 +4,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 
-from flows import progress
+from flows import artifacts, progress
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
 from tasks import catalog
 from tasks.constants import ANALYZER_VERSION
@@ -25,10 +25,11 @@ def _run_name() -> str:
 
 
 def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, con: Any, run_id: str,
-                       window: int) -> dict[str, int]:
+                       window: int, progress_id: Any) -> dict[str, int]:
     """Run the batch tasks with at most ``window`` in flight; commit each batch as it finishes, in order."""
     reporter = progress.current()
     totals = {"analyzed": 0, "rejected": 0, "failed": 0}
+    total_files = sum(len(b) for b in batches)
     in_flight: deque = deque()
 
     def drain_one() -> None:
@@ -36,6 +37,7 @@ def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, 
         counts = store_batch(con, future.result(), run_id, index=index)
         for k, v in counts.items():
             totals[k] += v
+        artifacts.report_progress(progress_id, sum(totals.values()), total_files)
 
     for index, batch in enumerate(batches):
         in_flight.append((index, analyze_batch.submit(batch, pool, index=index, size=len(batch),
@@ -50,9 +52,12 @@ def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, 
 @flow(name="analyze_library", flow_run_name=_run_name, log_prints=False)
 def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_dir: str | None = None,
                     workers: int | None = None, batch_size: int = 16, force: bool = False,
-                    file_timeout_s: float = FILE_TIMEOUT_S) -> dict[str, Any]:
+                    since: datetime | None = None, paths: list[str] | None = None,
+                    file_timeout_s: float = FILE_TIMEOUT_S, lock_timeout_s: float = 30.0) -> dict[str, Any]:
     """Analyse every new, changed or outdated audio file under ``library`` into the catalog.
 
+    ``force`` re-analyses everything (rejected files excepted); ``since`` and ``paths`` restrict this run's analysis to files
+    modified after a date and/or under some folders (moves and missing files are still recorded).
     Returns the run summary: counts by outcome, seconds, tracks per minute.
     """
     logger = get_run_logger()
@@ -60,25 +65,30 @@ def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parq
     library = str(Path(library).resolve())
     workers = default_workers() if workers is None else workers
     run_id = str(uuid.uuid4())
-    con = catalog.open_catalog(catalog_path)
+    con = catalog.open_catalog(catalog_path, lock_timeout_s=lock_timeout_s)
     catalog.start_run(con, run_id, library, analyzer_version=ANALYZER_VERSION,
                       flow_run_id=str(get_run_context().flow_run.id))
     try:
         plan, counts = scan_library(library, con, run_id, analyzer_version=ANALYZER_VERSION, force=force)
+        if since is not None or paths:
+            plan = plan.restricted(modified_since_ns=None if since is None else int(since.timestamp() * 1e9),
+                                   under=[str(Path(p).resolve()) for p in paths or []])
         batches = plan.batches(batch_size)
+        counts["to_analyze"] = plan.to_analyze.height
         logger.info("%s: %d files, %d to analyse in %d batches on %d workers",
-                    library, counts["files"], plan.to_analyze.height, len(batches), workers)
-        progress.current().start(plan.to_analyze.height)
+                    library, counts["files"], counts["to_analyze"], len(batches), workers)
+        progress.current().start(counts["to_analyze"])
+        progress_id = artifacts.start_progress(library)
         with AnalysisPool(workers, timeout_s=file_timeout_s) as pool:
-            counts |= _analyze_and_store(batches, pool, con, run_id, window=max(2, 2 * workers))
+            counts |= _analyze_and_store(batches, pool, con, run_id, max(2, 2 * workers), progress_id)
         export_parquet(con, str(parquet_dir or default_parquet_dir(catalog_path)))
         counts["seconds"] = round(time.perf_counter() - started, 2)
         counts["tracks_per_min"] = round(60 * counts["analyzed"] / max(counts["seconds"], 1e-9), 1)
         catalog.finish_run(con, run_id, counts)
-        counts["run_id"] = run_id
-        counts["catalog"] = str(Path(catalog_path).resolve())
+        artifacts.publish_summary(library, counts, catalog.run_failures_by_reason(con, run_id))
+        artifacts.publish_rejects(library, str(Path(catalog_path).resolve()), catalog.run_rejects(con, run_id))
         logger.info("run %s: %s", run_id, counts)
-        return counts
+        return counts | {"run_id": run_id, "catalog": str(Path(catalog_path).resolve())}
     except BaseException:
         catalog.finish_run(con, run_id, {}, status="failed")
         raise

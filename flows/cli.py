@@ -68,6 +68,7 @@ def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help=
             workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores)."),
             batch_size: int = typer.Option(16, "--batch-size", min=1, help="Files per Prefect task."),
             force: bool = typer.Option(False, "--force", help="Re-analyse every file."),
+            lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for another run."),
             as_json: bool = JsonOpt) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
     from flows import progress
@@ -79,7 +80,7 @@ def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help=
         try:
             with progress.reporting(RichProgress(bar)):
                 summary = analyze_library(str(path), catalog_path=str(catalog), workers=workers,
-                                          batch_size=batch_size, force=force)
+                                          batch_size=batch_size, force=force, lock_timeout_s=lock_timeout)
         except CatalogLockedError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(3)
@@ -144,7 +145,8 @@ def demo(library: Path = typer.Option(DEFAULT_DEMO_LIBRARY, "--library", help="W
 
     console.print(f"building demo library in {library} ...")
     build_demo_library(library)
-    analyze(path=library, catalog=catalog, workers=None, batch_size=4, force=False, as_json=False)
+    analyze(path=library, catalog=catalog, workers=None, batch_size=4, force=False, lock_timeout=30.0,
+            as_json=False)
     _show_demo_similarity(catalog)
 
 

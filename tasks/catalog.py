@@ -259,3 +259,15 @@ def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "rejects_by_reason": by_reason,
             "last_run": None if last is None else {"run_id": last[0], "started_at": str(last[1]),
                                                    "finished_at": str(last[2]), "status": last[3]}}
+
+
+def run_failures_by_reason(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    """Rejected and failed files of one run, counted by reason code."""
+    return dict(con.execute("SELECT reason, count(*) FROM rejects WHERE run_id = ? GROUP BY ALL ORDER BY 2 DESC",
+                            [run_id]).fetchall())
+
+
+def run_rejects(con: duckdb.DuckDBPyConnection, run_id: str, limit: int = 1000) -> list[tuple[str, str, str | None]]:
+    """``(reason, path, detail)`` of one run's rejected and failed files, grouped by reason."""
+    return con.execute("SELECT reason, path, detail FROM rejects WHERE run_id = ? ORDER BY reason, path LIMIT ?",
+                       [run_id, limit]).fetchall()

@@ -6,6 +6,7 @@ handles about twice as fast as libsndfile's. Resampling is ``soxr`` (HQ).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,8 @@ class DecodedAudio:
 
 
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int, str, int]:
-    with sf.SoundFile(str(path)) as f:
+    # Bytes, because names with undecodable bytes are str with surrogates that libsndfile's wrapper rejects.
+    with sf.SoundFile(os.fsencode(path)) as f:
         expected = f.frames
         x = f.read(dtype="float32", always_2d=True).T
         fmt = f.format.lower() if f.format != "OGG" else f.subtype.lower()
@@ -70,7 +72,7 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int, str, int]:
 
 
 def _read_pyav(path: Path) -> tuple[np.ndarray, int, str, int]:
-    with av.open(str(path), metadata_errors="ignore") as container:
+    with open(path, "rb") as raw, av.open(raw, metadata_errors="ignore") as container:
         if not container.streams.audio:
             raise RejectError(Reason.NOT_AUDIO, "no audio stream")
         stream = container.streams.audio[0]

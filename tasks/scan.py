@@ -162,6 +162,20 @@ class ScanPlan:
         cols = ["path", "size_bytes", "mtime_ns", "track_id"]
         return pl.concat([self.new.select(cols), self.changed.select(cols), self.outdated.select(cols)])
 
+    def restricted(self, *, modified_since_ns: int | None = None, under: list[str] | None = None) -> "ScanPlan":
+        """The same plan analysing only files modified at or after ``modified_since_ns`` and/or under one of
+        the ``under`` path prefixes; the rest of the work is left for a later run (moves and missing files
+        are still recorded)."""
+        keep = pl.lit(True)
+        if modified_since_ns is not None:
+            keep = keep & (pl.col("mtime_ns") >= modified_since_ns)
+        if under:
+            prefixes = [p.rstrip("/") + "/" for p in under]
+            keep = keep & pl.any_horizontal([pl.col("path").str.starts_with(p) for p in prefixes])
+        return ScanPlan(new=self.new.filter(keep), changed=self.changed.filter(keep),
+                        outdated=self.outdated.filter(keep), unchanged=self.unchanged, moved=self.moved,
+                        missing=self.missing)
+
     def batches(self, batch_size: int) -> list[list[dict]]:
         """The files to analyse as batches of at most ``batch_size`` small dicts (path, size, mtime, track_id)."""
         rows = self.to_analyze.to_dicts()

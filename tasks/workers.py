@@ -21,8 +21,8 @@ from tasks.errors import Reason
 FILE_TIMEOUT_S: float = 600.0
 
 
-class _FileTimeout(Exception):
-    pass
+class _FileTimeout(BaseException):
+    """Raised by SIGALRM; a BaseException so that no ``except Exception`` on the way swallows it."""
 
 
 def _alarm(signum, frame):  # pragma: no cover - runs in the worker

@@ -1,0 +1,50 @@
+"""The story of a run in the Prefect UI: a progress artifact per batch, a summary table, a rejects report."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
+
+#: Rejects and failures listed in the markdown artifact.
+TOP_REJECTS = 50
+
+
+def artifact_key(library: str, kind: str) -> str:
+    """Artifact keys must be lowercase letters, digits and dashes: one key per library and kind."""
+    slug = re.sub(r"[^a-z0-9]+", "-", Path(library).name.lower()).strip("-") or "library"
+    return f"cratedig-{slug}-{kind}"[:100]
+
+
+def start_progress(library: str) -> UUID:
+    return create_progress_artifact(0.0, key=artifact_key(library, "progress"),
+                                    description=f"Files analysed in {library}")
+
+
+def report_progress(artifact_id: UUID, done: int, total: int) -> None:
+    update_progress_artifact(artifact_id, 100.0 * done / total if total else 100.0)
+
+
+def publish_summary(library: str, summary: dict[str, Any], failures_by_reason: dict[str, int]) -> None:
+    """A table artifact: every count of the run, tracks per minute, and failures by reason code."""
+    rows = [{"measure": k, "value": str(v)} for k, v in summary.items()]
+    rows += [{"measure": f"rejected/failed: {reason}", "value": str(n)} for reason, n in failures_by_reason.items()]
+    create_table_artifact(rows, key=artifact_key(library, "summary"), description=f"Run summary for {library}")
+
+
+def publish_rejects(library: str, catalog_path: str, rejects: list[tuple[str, str, str | None]]) -> None:
+    """A markdown artifact: the catalog path and the first :data:`TOP_REJECTS` rejects with reasons."""
+    lines = [f"# cratedig run on `{library}`", "", f"Catalog: `{catalog_path}`", "",
+             f"## Rejected or failed files ({len(rejects)} this run, first {min(len(rejects), TOP_REJECTS)})", ""]
+    if rejects:
+        lines += ["| reason | file | detail |", "|---|---|---|"]
+        for reason, path, detail in rejects[:TOP_REJECTS]:
+            cell = (detail or "").replace("|", "\\|").replace("\n", " ")[:200]
+            lines.append(f"| {reason} | `{path}` | {cell} |")
+    else:
+        lines.append("None: every file was analysed.")
+    create_markdown_artifact("\n".join(lines), key=artifact_key(library, "rejects"),
+                             description=f"Rejects and failures for {library}")

@@ -26,8 +26,12 @@ def _run_name() -> str:
 
 def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, con: Any, run_id: str,
                        window: int, progress_id: Any) -> dict[str, int]:
-    """Run the batch tasks with at most ``window`` in flight; commit each batch as it finishes, in order."""
+    """Run the batch tasks with at most ``window`` in flight; commit each batch as it finishes, in order.
+
+    Per-file progress needs the batch to run in this process; on a Dask cluster progress moves per batch.
+    """
     reporter = progress.current()
+    on_result = reporter.advance if pool.workers > 0 else None
     totals = {"analyzed": 0, "rejected": 0, "failed": 0}
     total_files = sum(len(b) for b in batches)
     in_flight: deque = deque()
@@ -37,11 +41,14 @@ def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, 
         counts = store_batch(con, future.result(), run_id, index=index)
         for k, v in counts.items():
             totals[k] += v
+        if on_result is None:
+            for _ in range(sum(counts.values())):
+                reporter.advance({})
         artifacts.report_progress(progress_id, sum(totals.values()), total_files)
 
     for index, batch in enumerate(batches):
         in_flight.append((index, analyze_batch.submit(batch, pool, index=index, size=len(batch),
-                                                      on_result=reporter.advance)))
+                                                      on_result=on_result)))
         if len(in_flight) >= window:
             drain_one()
     while in_flight:
@@ -53,17 +60,20 @@ def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, 
 def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_dir: str | None = None,
                     workers: int | None = None, batch_size: int = 16, force: bool = False,
                     since: datetime | None = None, paths: list[str] | None = None,
-                    file_timeout_s: float = FILE_TIMEOUT_S, lock_timeout_s: float = 30.0) -> dict[str, Any]:
+                    file_timeout_s: float = FILE_TIMEOUT_S, lock_timeout_s: float = 30.0,
+                    max_in_flight: int = 4) -> dict[str, Any]:
     """Analyse every new, changed or outdated audio file under ``library`` into the catalog.
 
     ``force`` re-analyses everything (rejected files excepted); ``since`` and ``paths`` restrict this run's analysis to files
     modified after a date and/or under some folders (moves and missing files are still recorded).
+    ``workers=0`` analyses inside the batch tasks themselves: with a Dask task runner
+    (:func:`with_dask`) the cluster's workers do the work and ``max_in_flight`` batches are in flight.
     Returns the run summary: counts by outcome, seconds, tracks per minute.
     """
     logger = get_run_logger()
     started = time.perf_counter()
     library = str(Path(library).resolve())
-    workers = default_workers() if workers is None else workers
+    workers = default_workers() if workers is None else workers  # 0: batches analyse where they run (Dask)
     run_id = str(uuid.uuid4())
     con = catalog.open_catalog(catalog_path, lock_timeout_s=lock_timeout_s)
     catalog.start_run(con, run_id, library, analyzer_version=ANALYZER_VERSION,
@@ -79,8 +89,9 @@ def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parq
                     library, counts["files"], counts["to_analyze"], len(batches), workers)
         progress.current().start(counts["to_analyze"])
         progress_id = artifacts.start_progress(library)
+        window = 2 * workers if workers else max_in_flight
         with AnalysisPool(workers, timeout_s=file_timeout_s) as pool:
-            counts |= _analyze_and_store(batches, pool, con, run_id, max(2, 2 * workers), progress_id)
+            counts |= _analyze_and_store(batches, pool, con, run_id, window, progress_id)
         export_parquet(con, str(parquet_dir or default_parquet_dir(catalog_path)))
         counts["seconds"] = round(time.perf_counter() - started, 2)
         counts["tracks_per_min"] = round(60 * counts["analyzed"] / max(counts["seconds"], 1e-9), 1)
@@ -94,3 +105,14 @@ def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parq
         raise
     finally:
         con.close()
+
+
+def with_dask(address: str):
+    """``analyze_library`` running its batch tasks on the Dask cluster at ``address`` (``tcp://host:8786``).
+
+    Workers read files by path (the library must be on storage they share) and return rows; only the flow
+    process writes the catalog. Call it with ``workers=0``.
+    """
+    from prefect_dask import DaskTaskRunner
+
+    return analyze_library.with_options(task_runner=DaskTaskRunner(address=address))

@@ -69,18 +69,21 @@ def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help=
             batch_size: int = typer.Option(16, "--batch-size", min=1, help="Files per Prefect task."),
             force: bool = typer.Option(False, "--force", help="Re-analyse every file."),
             lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for another run."),
+            dask_address: Optional[str] = typer.Option(None, "--dask-address",
+                                                       help="Run the batches on this Dask scheduler (tcp://HOST:8786)."),
             as_json: bool = JsonOpt) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
     from flows import progress
-    from flows.analyze import analyze_library
+    from flows.analyze import analyze_library, with_dask
     from tasks.errors import CatalogLockedError
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
         try:
             with progress.reporting(RichProgress(bar)):
-                summary = analyze_library(str(path), catalog_path=str(catalog), workers=workers,
-                                          batch_size=batch_size, force=force, lock_timeout_s=lock_timeout)
+                run = with_dask(dask_address) if dask_address else analyze_library
+                summary = run(str(path), catalog_path=str(catalog), workers=0 if dask_address else workers,
+                              batch_size=batch_size, force=force, lock_timeout_s=lock_timeout)
         except CatalogLockedError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(3)
@@ -146,7 +149,7 @@ def demo(library: Path = typer.Option(DEFAULT_DEMO_LIBRARY, "--library", help="W
     console.print(f"building demo library in {library} ...")
     build_demo_library(library)
     analyze(path=library, catalog=catalog, workers=None, batch_size=4, force=False, lock_timeout=30.0,
-            as_json=False)
+            dask_address=None, as_json=False)
     _show_demo_similarity(catalog)
 
 

@@ -141,6 +141,13 @@ class AnalysisPool:
             on_result(result)
         return result
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Shipped to Dask workers: only the settings travel; each worker analyses inline.
+        return {"workers": 0, "timeout_s": self.timeout_s, "options": self.options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["workers"], timeout_s=state["timeout_s"], **state["options"])
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)

@@ -30,9 +30,11 @@ lab: install  ## JupyterLab on the demo catalog
 	CRATEDIG_CATALOG=$(CURDIR)/data/catalog.duckdb $(BIN)/jupyter lab --no-browser notebooks/
 
 bench-accuracy: install
+	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python bench/accuracy.py --corpus $(CORPUS)
 
 bench-throughput: install
+	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python bench/throughput.py $(CORPUS)/real
 
 bench-scan: install

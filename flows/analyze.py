@@ -1,4 +1,4 @@
-"""The ``analyze_library`` flow: scan → validate + analyse (batches in parallel) → store → export → report."""
+"""The ``analyze_library`` flow: scan → validate + analyse (batches in parallel) → store → index → export → report."""
 from __future__ import annotations
 
 import time
@@ -15,7 +15,7 @@ from flows import artifacts, progress
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
 from tasks import catalog
 from tasks.constants import ANALYZER_VERSION
-from tasks.prefect_tasks import analyze_batch, export_parquet, scan_library, store_batch
+from tasks.prefect_tasks import analyze_batch, export_parquet, refresh_similarity, scan_library, store_batch
 from tasks.workers import FILE_TIMEOUT_S, AnalysisPool
 
 
@@ -92,6 +92,7 @@ def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parq
         window = 2 * workers if workers else max_in_flight
         with AnalysisPool(workers, timeout_s=file_timeout_s) as pool:
             counts |= _analyze_and_store(batches, pool, con, run_id, window, progress_id)
+        refresh_similarity(con)
         export_parquet(con, str(parquet_dir or default_parquet_dir(catalog_path)))
         counts["seconds"] = round(time.perf_counter() - started, 2)
         counts["tracks_per_min"] = round(60 * counts["analyzed"] / max(counts["seconds"], 1e-9), 1)

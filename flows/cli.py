@@ -167,11 +167,8 @@ def _show_demo_similarity(catalog: Path) -> None:
         table.add_row(Path(path).name, f"{bpm:.2f}" if bpm else "-", key or "-", cam or "-",
                       f"{lufs:.1f}" if lufs is not None else "-")
     out.print(table)
-    try:
-        from tasks.similarity import similar_tracks
-    except ImportError:
-        con.close()
-        return
+    from tasks.similarity import similar_tracks
+
     seed = sample[0][0]
     neighbours = similar_tracks(con, seed, k=5)
     table = Table(title=f"tracks most similar to {Path(seed).name}")
@@ -181,6 +178,11 @@ def _show_demo_similarity(catalog: Path) -> None:
         table.add_row(Path(row["path"]).name, f"{row['distance']:.3f}", f"{row['bpm'] or 0:.2f}", row["key"] or "-")
     out.print(table)
     con.close()
+
+
+from flows import similar_cli  # noqa: E402  (commands of their own module, mounted here)
+
+similar_cli.register(app)
 
 
 def main() -> None:  # pragma: no cover

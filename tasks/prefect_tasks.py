@@ -13,6 +13,7 @@ from prefect.cache_policies import NONE
 
 from tasks import catalog
 from tasks.scan import ScanPlan, plan_scan, walk_library
+from tasks.similarity import refresh_similarity_index
 from tasks.workers import AnalysisPool
 
 
@@ -41,6 +42,12 @@ def store_batch(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]], r
                 index: int) -> dict[str, int]:
     """Commit one batch's rows to the catalog in one transaction."""
     return catalog.store_results(con, results, run_id)
+
+
+@task(name="refresh-similarity-index", cache_policy=NONE)
+def refresh_similarity(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Relearn the similarity standardisation and rebuild the index (skipped when nothing changed)."""
+    return refresh_similarity_index(con)
 
 
 @task(name="export-parquet", cache_policy=NONE)

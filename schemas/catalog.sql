@@ -1,4 +1,5 @@
--- cratedig catalog, schema version 1. Public contract: see README "The catalog".
+-- cratedig catalog tables (schema version 1; later versions add objects in tasks.catalog.MIGRATIONS).
+-- Public contract: see README "The catalog".
 -- Applied by tasks.catalog.open_catalog; every statement is idempotent.
 
 CREATE TABLE IF NOT EXISTS schema_version (

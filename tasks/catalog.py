@@ -17,7 +17,7 @@ import polars as pl
 from schemas.tables import FeatureRow, TrackRow, split_valid
 from tasks.errors import CatalogLockedError, Reason
 
-SCHEMA_VERSION: int = 1
+SCHEMA_VERSION: int = 2
 TRACK_COLUMNS = ["track_id", "path", "size_bytes", "mtime_ns", "fingerprint", "format", "duration_s",
                  "sample_rate", "channels", "title", "artist", "album", "genre", "tag_bpm", "tag_key",
                  "status", "reason"]
@@ -32,13 +32,27 @@ def _ddl() -> str:
     return resources.files("schemas").joinpath("catalog.sql").read_text()
 
 
+def _add_similarity_objects(con: duckdb.DuckDBPyConnection) -> None:
+    from tasks.similarity import ensure_similarity_objects
+
+    ensure_similarity_objects(con)
+
+
+#: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
+MIGRATIONS = {
+    2: _add_similarity_objects,   # v2: similarity_index + the similar_tracks() SQL macro in every catalog
+}
+
+
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Bring an older catalog up to :data:`SCHEMA_VERSION` (each step idempotent, one transaction)."""
-    current = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
-    if current is None:
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION])
-    elif current > SCHEMA_VERSION:
+    """Bring a new or older catalog up to :data:`SCHEMA_VERSION`, step by step (inside the caller's transaction)."""
+    current = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] or 1
+    if current > SCHEMA_VERSION:
         raise duckdb.Error(f"catalog schema {current} is newer than this cratedig ({SCHEMA_VERSION})")
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[version](con)
+    if con.execute("SELECT count(*) FROM schema_version WHERE version = ?", [SCHEMA_VERSION]).fetchall()[0][0] == 0:
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION])
 
 
 def open_catalog(path: str | Path, *, lock_timeout_s: float = 30.0, read_only: bool = False

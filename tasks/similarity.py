@@ -260,6 +260,18 @@ CREATE OR REPLACE MACRO similar_tracks(query, k := 10, metric := 'cosine', bpm_w
 """
 
 
+def ensure_similarity_objects(con: duckdb.DuckDBPyConnection) -> None:
+    """Create an empty ``similarity_index`` (if missing) and the SQL macros, so ``similar_tracks()`` works in
+    every catalog, returning no rows until the first :func:`refresh_similarity_index`."""
+    from tasks.embedding import EMBEDDING_DIM
+
+    if not _table_exists(con, "similarity_index"):
+        con.execute(f"""CREATE TABLE similarity_index (track_id BIGINT, vec FLOAT[{EMBEDDING_DIM}], norm FLOAT,
+                        bpm DOUBLE, camelot TINYINT, fp UBIGINT, ta UBIGINT, path VARCHAR, title VARCHAR,
+                        artist VARCHAR, "key" VARCHAR, key_camelot VARCHAR)""")
+    install_sql_macros(con)
+
+
 def install_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create ``similar_tracks(query, k, metric, bpm_window, harmonic, exclude_duplicates)`` and the
     rule macros of :data:`tasks.mix.RULE_MACROS_SQL` (``cratedig_camelot_compatible(a, b)``, ...).

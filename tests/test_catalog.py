@@ -1,0 +1,56 @@
+"""Catalog opening: migrations of older catalogs, the SQL macro in every catalog, the lock."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import resources
+
+import duckdb
+import pytest
+
+from tasks.catalog import SCHEMA_VERSION, catalog_counts, open_catalog
+from tasks.errors import CatalogLockedError
+
+
+def test_version_1_catalog_is_migrated_on_open(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))            # a catalog as version 1 of cratedig wrote it
+    con.execute(resources.files("schemas").joinpath("catalog.sql").read_text())
+    con.execute("INSERT INTO schema_version (version) VALUES (1)")
+    con.execute("INSERT INTO tracks (track_id, path, size_bytes, mtime_ns, fingerprint, status, first_seen, "
+                "last_seen) VALUES (1, '/x.flac', 1, 1, 'f', 'rejected', now(), now())")
+    con.close()
+    con = open_catalog(path)
+    assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    assert con.execute("SELECT count(*) FROM tracks").fetchall() == [(1,)]         # data kept
+    assert con.execute("SELECT * FROM similar_tracks('1', 5)").fetchall() == []   # the macro now exists
+    con.close()
+    con = open_catalog(path)                   # idempotent: opening again changes nothing
+    assert con.execute("SELECT count(*) FROM schema_version WHERE version = ?", [SCHEMA_VERSION]).fetchall() == [(1,)]
+    con.close()
+
+
+def test_newer_catalog_is_refused(tmp_path):
+    con = open_catalog(tmp_path / "c.duckdb")
+    con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION + 1])
+    con.close()
+    with pytest.raises(duckdb.Error, match="newer"):
+        open_catalog(tmp_path / "c.duckdb")
+
+
+def test_lock_timeout_names_the_problem(tmp_path):
+    path = tmp_path / "c.duckdb"
+    open_catalog(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); "
+                               "print('locked', flush=True); time.sleep(30)", str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(CatalogLockedError, match="in use by another cratedig run"):
+            open_catalog(path, lock_timeout_s=0.5)
+    finally:
+        holder.kill()
+        holder.wait()
+    con = open_catalog(path, lock_timeout_s=5)
+    assert catalog_counts(con)["tracks"] == 0
+    con.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -13,6 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flows.settings import DEFAULT_CATALOG, DEFAULT_DEMO_LIBRARY
+
+# The terminal shows a progress bar and a summary; Prefect's per-task INFO lines stay in the UI and API.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cratedig: turn a music library into a queryable dataset (DuckDB + Parquet).")

@@ -16,7 +16,7 @@ from rich.table import Table
 from flows.settings import DEFAULT_CATALOG, DEFAULT_DEMO_LIBRARY
 
 # The terminal shows a progress bar and a summary; Prefect's per-task INFO lines stay in the UI and API.
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cratedig: turn a music library into a queryable dataset (DuckDB + Parquet).")

@@ -1,0 +1,145 @@
+"""Accuracy benchmark: tempo and key of cratedig vs a naive librosa baseline vs Essentia, from files.
+
+    .venv/bin/python bench/accuracy.py [--n 120] [--seed 0] [--corpus ~/.cache/cratedig-corpus]
+
+Sets: (a) ``tasks.synth.ground_truth_set(n, seed)`` (60-190 BPM, 8 styles, all 24 keys, swing, drift,
+noise and detuned variants; seed 0 is held out from every fit), written as 44.1 kHz stereo FLAC; (b) the
+rendered Bach chorales of the shared corpus when built (``groundtruth/ground_truth.csv``).
+
+Every method starts from the file, so CPU seconds per minute of audio include decoding:
+- cratedig: ``tasks.features.analyze_file`` (the whole feature set: tags, decode, STFT, tempo, key,
+  loudness, timbre, embedding);
+- librosa (naive baseline): ``librosa.load`` + ``feature.tempo`` + Krumhansl profiles on ``chroma_cqt``;
+- Essentia (when importable: ``pip install '.[bench]'``): ``MonoLoader`` + ``RhythmExtractor2013(degara)``
+  + ``KeyExtractor``.
+Metrics: tempo Acc1 (within 4 %), Acc2 (also x2, x1/2, x3, x1/3), within +-0.5 BPM; MIREX key score and
+exact key rate.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from bench.tempo_eval import score as tempo_score  # noqa: E402
+from tasks.features import analyze_file  # noqa: E402
+from tasks.key import KEY_NAMES, key_scores, mirex_score  # noqa: E402
+
+Item = tuple[str, float, str]  # path, reference bpm, reference key
+Method = Callable[[str], tuple[float | None, str | None]]
+
+
+def cratedig(path: str) -> tuple[float | None, str | None]:
+    st = os.stat(path)
+    features = analyze_file(path, st.st_size, st.st_mtime_ns)["features"] or {}
+    return features.get("bpm"), features.get("key")
+
+
+def librosa_baseline(path: str) -> tuple[float | None, str | None]:
+    import librosa
+
+    y, sr = librosa.load(path, sr=22050, mono=True)
+    bpm = float(librosa.feature.tempo(y=y, sr=sr)[0])
+    chroma = librosa.feature.chroma_cqt(y=y, sr=sr).mean(axis=1)
+    return bpm, KEY_NAMES[int(np.argmax(key_scores(chroma, profile="krumhansl")))]
+
+
+def essentia_method() -> Method | None:
+    try:
+        import essentia
+        import essentia.standard as es
+    except ImportError:
+        return None
+    essentia.log.infoActive = False
+    rhythm = es.RhythmExtractor2013(method="degara")
+    key = es.KeyExtractor()
+
+    def run(path: str) -> tuple[float | None, str | None]:
+        y = es.MonoLoader(filename=path, sampleRate=44100)()
+        bpm = float(rhythm(y)[0])
+        k, scale, _ = key(y)
+        return (bpm if bpm > 0 else None), f"{k} {scale}"
+
+    return run
+
+
+def synth_set(n: int, seed: int, folder: Path) -> list[Item]:
+    from tasks.synth import ground_truth_set, render_song
+
+    items = []
+    for i, spec in enumerate(ground_truth_set(n, seed=seed)):
+        path = folder / f"{i:03d}_{spec.style}.flac"
+        if not path.exists():
+            sf.write(path, render_song(spec, sr=44100).T, 44100)
+        items.append((str(path), spec.bpm, spec.key))
+    return items
+
+
+def chorale_set(corpus: Path) -> list[Item]:
+    gt = corpus / "groundtruth" / "ground_truth.csv"
+    if not gt.exists():
+        return []
+    with open(gt, newline="") as fh:
+        return [(str(gt.parent / r["file"]), float(r["bpm"]), r["key"]) for r in csv.DictReader(fh)
+                if (gt.parent / r["file"]).exists()]
+
+
+def evaluate(name: str, method: Method, items: list[Item]) -> dict[str, float]:
+    tempo_hits, key_scores_, cpu, audio_s = [], [], 0.0, 0.0
+    for path, bpm, key in items:
+        t = time.process_time()
+        est_bpm, est_key = method(path)
+        cpu += time.process_time() - t
+        audio_s += sf.info(path).duration
+        tempo_hits.append(tempo_score(est_bpm, bpm))
+        key_scores_.append(mirex_score(est_key, key) if est_key else 0.0)
+    h = np.array(tempo_hits, dtype=float)
+    k = np.array(key_scores_)
+    return {"method": name, "acc1": h[:, 0].mean(), "acc2": h[:, 1].mean(), "within_0.5": h[:, 2].mean(),
+            "mirex": k.mean(), "exact_key": (k == 1.0).mean(), "cpu_s_per_min": cpu / (audio_s / 60)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--corpus", type=Path,
+                    default=Path(os.environ.get("CRATEDIG_CORPUS", Path.home() / ".cache/cratedig-corpus")))
+    ap.add_argument("--no-baselines", action="store_true")
+    args = ap.parse_args()
+    methods: dict[str, Method] = {"cratedig": cratedig}
+    if not args.no_baselines:
+        methods["librosa"] = librosa_baseline
+        ess = essentia_method()
+        if ess is not None:
+            methods["essentia"] = ess
+        else:
+            print("essentia not importable: pip install '.[bench]' to include it")
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = {f"synth n={args.n} seed={args.seed}": synth_set(args.n, args.seed, Path(tmp)),
+                "bach chorales": chorale_set(args.corpus)}
+        cratedig(sets[next(iter(sets))][0][0])  # warm-up: imports and cached filterbanks, not timed
+        print(f"{'set':26s} {'method':9s} {'Acc1':>6s} {'Acc2':>6s} {'±0.5BPM':>8s} {'MIREX':>6s} "
+              f"{'exact':>6s} {'CPU s/min':>9s}")
+        for set_name, items in sets.items():
+            if not items:
+                print(f"{set_name:26s} (not available)")
+                continue
+            for name, method in methods.items():
+                r = evaluate(name, method, items)
+                print(f"{set_name:26s} {name:9s} {r['acc1']:6.3f} {r['acc2']:6.3f} {r['within_0.5']:8.3f} "
+                      f"{r['mirex']:6.3f} {r['exact_key']:6.3f} {r['cpu_s_per_min']:9.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """The ``analyze_library`` flow: scan → validate + analyse (batches in parallel) → store → index → export → report."""
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: Prefect validates flow parameters from real annotations, and
+# ``flow.serve`` pickles the flow by value, where postponed annotations cannot be resolved.
 import time
 import uuid
 from collections import deque

@@ -77,14 +77,17 @@ def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help=
                                                        help="Run the batches on this Dask scheduler (tcp://HOST:8786)."),
             as_json: bool = JsonOpt) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
+    from prefect import tags
+
     from flows import progress
     from flows.analyze import analyze_library, with_dask
+    from flows.reanalyze import library_tags
     from tasks.errors import CatalogLockedError
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
         try:
-            with progress.reporting(RichProgress(bar)):
+            with progress.reporting(RichProgress(bar)), tags(*library_tags(str(path))):
                 run = with_dask(dask_address) if dask_address else analyze_library
                 summary = run(str(path), catalog_path=str(catalog), workers=0 if dask_address else workers,
                               batch_size=batch_size, force=force, lock_timeout_s=lock_timeout)
@@ -184,9 +187,10 @@ def _show_demo_similarity(catalog: Path) -> None:
     con.close()
 
 
-from flows import similar_cli  # noqa: E402  (commands of their own module, mounted here)
+from flows import serve, similar_cli  # noqa: E402  (commands of their own modules, mounted here)
 
 similar_cli.register(app)
+serve.register(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -87,11 +87,15 @@ def open_catalog(path: str | Path, *, lock_timeout_s: float = 30.0, read_only: b
     return con
 
 
-def known_tracks(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Every catalog track with its analysed version: the input of :func:`tasks.scan.plan_scan`."""
+def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> pl.DataFrame:
+    """The catalog's tracks (under ``library`` when given) with their analysed version: the input of
+    :func:`tasks.scan.plan_scan`. Filtering by library lets several libraries share one catalog without
+    marking each other's files missing."""
+    prefix = None if library is None else library.rstrip("/") + "/"
     return con.sql("""
         SELECT t.track_id, t.path, t.size_bytes, t.mtime_ns, t.fingerprint, t.status, f.analyzer_version
-        FROM tracks t LEFT JOIN features f USING (track_id)""").pl()
+        FROM tracks t LEFT JOIN features f USING (track_id)
+        WHERE $prefix IS NULL OR starts_with(t.path, $prefix)""", params={"prefix": prefix}).pl()
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, library: str, *, analyzer_version: int,

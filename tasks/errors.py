@@ -1,7 +1,13 @@
 """One exception family and the stable reason codes stored in ``rejects.reason`` / ``tracks.status``."""
 from __future__ import annotations
 
+import errno
 from enum import StrEnum
+
+#: errno values of a disk or network share that hiccups: a retry may succeed (ENOENT/EACCES will not).
+TRANSIENT_ERRNOS: frozenset[int] = frozenset({
+    errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE, errno.ENOTCONN, errno.ECONNRESET,
+    errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET})
 
 
 class Reason(StrEnum):

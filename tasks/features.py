@@ -138,7 +138,8 @@ def analyze_file(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | N
         if st.st_size != size_bytes or st.st_mtime_ns != mtime_ns:
             raise RejectError(Reason.STALE, "file changed during analysis")
     except RejectError as exc:
-        result.update(status="failed" if exc.reason in (Reason.STALE,) else "rejected",
+        # STALE and UNREADABLE (a share that hiccups, a permission fixed later) are retried by the next run.
+        result.update(status="failed" if exc.reason in (Reason.STALE, Reason.UNREADABLE) else "rejected",
                       reason=str(exc.reason), detail=exc.detail)
         return result
     except MemoryError:

@@ -5,24 +5,39 @@ Waveforms and spectrograms never leave the worker processes.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import duckdb
 from prefect import task
 from prefect.cache_policies import NONE
+from prefect.tasks import exponential_backoff
 
 from tasks import catalog
+from tasks.errors import TRANSIENT_ERRNOS
 from tasks.scan import ScanPlan, plan_scan, walk_library
 from tasks.similarity import refresh_similarity_index
 from tasks.workers import AnalysisPool
 
 
-@task(name="scan-library", cache_policy=NONE)
+def is_transient_io(task, task_run, state) -> bool:
+    """``retry_condition_fn``: retry only transient I/O errors (a network share that hiccups)."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+@task(name="scan-library", cache_policy=NONE, retries=4, retry_delay_seconds=exponential_backoff(backoff_factor=10),
+      retry_jitter_factor=0.5, retry_condition_fn=is_transient_io)
 def scan_library(library: str, con: duckdb.DuckDBPyConnection, run_id: str, *, analyzer_version: int,
                  force: bool = False) -> tuple[ScanPlan, dict[str, int]]:
-    """Walk ``library``, diff it against the catalog, and record moves, missing files and walk problems."""
+    """Walk ``library``, diff it against the catalog, and record moves, missing files and walk problems.
+
+    OSErrors can only happen before anything is written, so a retry is safe.
+    """
+    os.scandir(library).close()  # an unreachable root fails (and retries) here, before anything is marked missing
     walk = walk_library(library)
-    plan = plan_scan(walk.files, catalog.known_tracks(con), analyzer_version=analyzer_version, force=force)
+    plan = plan_scan(walk.files, catalog.known_tracks(con, library), analyzer_version=analyzer_version,
+                     force=force)
     catalog.apply_plan(con, plan, run_id)
     counts = plan.counts() | {"files": walk.files.height, "ignored": walk.n_ignored,
                               "unreadable": catalog.record_problems(con, walk.problems, run_id)}

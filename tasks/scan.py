@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from tasks.constants import AUDIO_EXTENSIONS
-from tasks.errors import Reason
+from tasks.errors import TRANSIENT_ERRNOS, Reason
 
 #: Bytes hashed at each of the sampled positions of a file.
 FINGERPRINT_BLOCK: int = 64 * 1024
@@ -87,6 +87,8 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
             seen_dirs.add((st.st_dev, st.st_ino))
             entries = list(os.scandir(top))
         except OSError as exc:
+            if exc.errno in TRANSIENT_ERRNOS:
+                raise  # a share that hiccups: fail the walk (and retry it), never mark a whole folder missing
             problems.append((path_to_text(top), Reason.UNREADABLE, f"directory: {exc.strerror or exc}"))
             continue
         for entry in entries:

@@ -1,0 +1,130 @@
+"""The ``reanalyze`` flow: what the ``nightly-reanalysis`` deployment runs on its schedule.
+
+One run takes the library's concurrency slot, then runs :func:`flows.analyze.analyze_library` as a
+subflow (incremental: new, changed and outdated files only; its last task rewrites the Parquet export),
+and releases the slot. The slot is a Prefect global concurrency limit of one, named after the library's
+resolved path, so two deployments (or a served schedule and a ``prefect deployment run``) never analyse
+one library at the same time: the second waits for the first, up to ``lock_wait_s``.
+
+The analyse subflow and its task runs carry the tags ``cratedig`` and ``library:<folder name>``; its
+progress, summary and rejects artifacts are in the subflow run's Artifacts tab in the UI.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, tags
+from prefect.context import get_run_context
+
+from flows.analyze import analyze_library
+from flows.settings import DEFAULT_CATALOG, default_parquet_dir
+from tasks.errors import CratedigError
+from tasks.workers import FILE_TIMEOUT_S
+
+#: Name of the deployment the schedule serves (``cratedig serve``) and ``prefect.yaml`` declares.
+DEPLOYMENT_NAME = "nightly-reanalysis"
+#: Tag on every cratedig run; each run also gets ``library:<slug>``.
+PROJECT_TAG = "cratedig"
+#: How long a run waits for another run of the same library to finish, s.
+LOCK_WAIT_S = 3600.0
+
+
+class LibraryBusyError(CratedigError):
+    """Another run held the library's concurrency slot for longer than the run was willing to wait."""
+
+
+def library_slug(library: str | Path) -> str:
+    """The library folder's name as lowercase letters, digits and dashes (``'My Music'`` → ``'my-music'``)."""
+    return re.sub(r"[^a-z0-9]+", "-", Path(library).resolve().name.lower()).strip("-") or "library"
+
+
+def library_tags(library: str | Path) -> list[str]:
+    """Tags of a library's runs: ``['cratedig', 'library:<slug>']``."""
+    return [PROJECT_TAG, f"library:{library_slug(library)}"]
+
+
+def library_limit_name(library: str | Path) -> str:
+    """Name of the library's global concurrency limit: ``cratedig-library-<slug>-<8 hex of the path>``.
+
+    The hash of the resolved path keeps two libraries with the same folder name apart.
+    """
+    digest = hashlib.blake2b(str(Path(library).resolve()).encode(), digest_size=4).hexdigest()
+    return f"cratedig-library-{library_slug(library)[:60]}-{digest}"
+
+
+def ensure_library_limit(name: str, *, slots: int = 1) -> bool:
+    """Create the global concurrency limit ``name`` with ``slots`` slots unless it exists; True if created.
+
+    An existing limit is left as it is, so a limit the user raised, lowered or deactivated in the UI stays so.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return False
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+        except ObjectAlreadyExists:  # another run created it between the read and the create
+            return False
+    return True
+
+
+def _run_name() -> str:
+    params = get_run_context().flow_run.parameters
+    return f"reanalyze {Path(params['library']).name or params['library']} {datetime.now():%Y-%m-%d %H:%M}"
+
+
+def _reanalyze(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_dir: str | None = None,
+              workers: int | None = None, batch_size: int = 16, force: bool = False,
+              since: datetime | None = None, paths: list[str] | None = None,
+              file_timeout_s: float = FILE_TIMEOUT_S, lock_wait_s: float = LOCK_WAIT_S) -> dict[str, Any]:
+    """Re-analyse ``library`` incrementally, one run per library at a time, and rewrite its Parquet export.
+
+    Parameters are those of :func:`flows.analyze.analyze_library` (``force``: everything again;
+    ``since``: only files modified after a date; ``paths``: only files under these folders; rows of an
+    older ``analyzer_version`` are always redone, and only those) plus ``lock_wait_s``: how long to wait,
+    in s, for another run of the same library before failing with :class:`LibraryBusyError`.
+
+    Returns the analysis summary plus ``analyze_flow_run_id`` (the subflow run) and ``parquet_dir``.
+    """
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.concurrency.sync import concurrency
+
+    logger = get_run_logger()
+    library = str(Path(library).resolve())
+    limit = library_limit_name(library)
+    if ensure_library_limit(limit):
+        logger.info("created concurrency limit %s (1 slot) for %s", limit, library)
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=get_run_context().flow_run.id)
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(concurrency(limit, occupy=1, timeout_seconds=lock_wait_s, strict=True, holder=holder))
+        except TimeoutError:
+            raise LibraryBusyError(f"another run is analysing {library} (concurrency limit {limit}); "
+                                   f"gave up after {lock_wait_s:.0f} s") from None
+        with tags(*library_tags(library)):
+            state = analyze_library(library, catalog_path=catalog_path, parquet_dir=parquet_dir, workers=workers,
+                                    batch_size=batch_size, force=force, since=since, paths=paths,
+                                    file_timeout_s=file_timeout_s, return_state=True)
+        summary = state.result()
+    out = str(parquet_dir or default_parquet_dir(catalog_path))
+    logger.info("%s re-analysed: %d analysed, %d rejected, %d failed; Parquet export in %s", library,
+                summary.get("analyzed", 0), summary.get("rejected", 0), summary.get("failed", 0), out)
+    return summary | {"analyze_flow_run_id": str(state.state_details.flow_run_id), "parquet_dir": out}
+
+
+# The flow wraps a module-level function of its own name: the runner of ``flow.serve`` cloudpickles the flow
+# into each run's subprocess, and a function reachable by module and name is pickled by reference (imported
+# there with its module's globals) instead of by value, where the string annotations (``datetime``) of
+# ``from __future__ import annotations`` no longer resolve and parameter validation fails.
+reanalyze = flow(_reanalyze, name="reanalyze", flow_run_name=_run_name, log_prints=False)

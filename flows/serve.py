@@ -1,0 +1,136 @@
+"""``cratedig serve``: serve the ``reanalyze`` flow as the ``nightly-reanalysis`` deployment on a schedule.
+
+``flow.serve`` registers the deployment with the Prefect server named by ``PREFECT_API_URL`` and then
+polls it for scheduled runs, running each in a subprocess of this one. Stopping it (Ctrl-C) pauses the
+schedule. ``prefect.yaml`` declares the same deployment for ``prefect deploy`` and a process work pool.
+"""
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from flows.settings import DEFAULT_CATALOG
+
+#: Kept equal to :data:`flows.reanalyze.DEPLOYMENT_NAME` (not imported: it would import Prefect with the CLI).
+DEPLOYMENT_NAME = "nightly-reanalysis"
+
+#: Schedule used when neither ``--cron`` nor ``--interval`` is given: every night at 03:00.
+DEFAULT_CRON = "0 3 * * *"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(text: str) -> timedelta:
+    """``'90'``, ``'90s'``, ``'15m'``, ``'6h'`` or ``'1d'`` as a :class:`~datetime.timedelta` (bare numbers are s)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"not an interval: {text!r} (examples: 3600, 30s, 15m, 6h, 1d)")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+
+
+def local_timezone() -> str:
+    """The IANA name of this machine's time zone (``TZ``, else ``/etc/localtime``), ``'UTC'`` if unknown.
+
+    Cron schedules are evaluated in this zone, so ``0 3 * * *`` means 03:00 on the wall clock, not in UTC.
+    """
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(os.path.realpath("/etc/localtime").split("zoneinfo/", 1)[1])
+    except (OSError, IndexError):
+        pass
+    for name in candidates:
+        try:
+            if name and zoneinfo.ZoneInfo(name):
+                return name
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue
+    return "UTC"
+
+
+def api_url() -> str | None:
+    """The Prefect API this process talks to (``PREFECT_API_URL``, from the environment or the profile)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def serve_reanalysis(library: str | Path, *, catalog_path: str | Path = DEFAULT_CATALOG,
+                     parquet_dir: str | Path | None = None, workers: int | None = None, batch_size: int = 16,
+                     cron: str | None = None, interval: timedelta | None = None, timezone: str | None = None,
+                     name: str | None = None) -> None:
+    """Serve :func:`flows.reanalyze.reanalyze` for ``library`` on a schedule until interrupted.
+
+    Exactly one of ``cron`` and ``interval`` may be given; neither means :data:`DEFAULT_CRON`. The
+    deployment (default name ``nightly-reanalysis``) carries the library, catalog and worker count as
+    default parameters and the tags ``cratedig`` and ``library:<slug>``. Blocks.
+    """
+    from prefect.schedules import Cron, Interval
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.reanalyze import library_tags, reanalyze
+
+    if cron and interval:
+        raise ValueError("give --cron or --interval, not both")
+    timezone = timezone or local_timezone()
+    schedule = (Interval(interval, timezone=timezone) if interval is not None
+                else Cron(cron or DEFAULT_CRON, timezone=timezone))
+    library = Path(library).resolve()
+    parameters: dict[str, Any] = {"library": str(library), "catalog_path": str(Path(catalog_path).resolve()),
+                                  "workers": workers, "batch_size": batch_size}
+    if parquet_dir is not None:
+        parameters["parquet_dir"] = str(Path(parquet_dir).resolve())
+    # A module entrypoint: the runner's subprocesses import the installed package, wherever they start.
+    reanalyze.serve(name=name or DEPLOYMENT_NAME, schedule=schedule, parameters=parameters,
+                    tags=library_tags(library), limit=1, pause_on_shutdown=True,
+                    description=f"Incremental re-analysis of {library} into {parameters['catalog_path']}",
+                    entrypoint_type=EntrypointType.MODULE_PATH)
+
+
+def serve(path: Path = typer.Argument(..., exists=True, file_okay=False, help="Library folder."),
+          catalog: Path = typer.Option(DEFAULT_CATALOG, "--catalog", help="Catalog file (DuckDB)."),
+          cron: Optional[str] = typer.Option(None, "--cron", help=f'Cron schedule (default "{DEFAULT_CRON}").'),
+          interval: Optional[str] = typer.Option(None, "--interval", help="Or an interval: 3600, 30m, 6h, 1d."),
+          timezone: Optional[str] = typer.Option(None, "--timezone", help="Time zone of --cron (default: local)."),
+          workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all)."),
+          batch_size: int = typer.Option(16, "--batch-size", min=1, help="Files per Prefect task."),
+          parquet_dir: Optional[Path] = typer.Option(None, "--parquet-dir", help="Parquet export folder."),
+          name: str = typer.Option(DEPLOYMENT_NAME, "--name", help="Deployment name.")) -> None:
+    """Serve the nightly-reanalysis deployment of PATH on a schedule (needs a Prefect server: see README)."""
+    if cron and interval:
+        typer.echo("give --cron or --interval, not both", err=True)
+        raise typer.Exit(2)
+    try:
+        every = parse_interval(interval) if interval else None
+        if timezone:
+            zoneinfo.ZoneInfo(timezone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        typer.echo(str(exc) or f"unknown time zone {timezone!r}", err=True)
+        raise typer.Exit(2)
+    if not api_url():
+        typer.echo("PREFECT_API_URL is not set: start a server and point cratedig at it first:\n"
+                   "    .venv/bin/prefect server start\n"
+                   "    export PREFECT_API_URL=http://127.0.0.1:4200/api", err=True)
+        raise typer.Exit(2)
+    serve_reanalysis(path, catalog_path=catalog, parquet_dir=parquet_dir, workers=workers, batch_size=batch_size,
+                     cron=cron, interval=every, timezone=timezone, name=name)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to the ``cratedig`` app."""
+    app.command("serve")(serve)
+
+
+def _standalone_app() -> typer.Typer:
+    app = typer.Typer(add_completion=False)
+    app.callback()(lambda: None)  # keep ``serve`` a sub-command even though it is the only one
+    register(app)
+    return app
+
+
+if __name__ == "__main__":  # ``python -m flows.serve serve PATH ...``, same as ``cratedig serve PATH ...``
+    _standalone_app()()

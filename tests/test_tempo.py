@@ -1,0 +1,111 @@
+"""Tempo: synthesized signals with known tempo and phase (metronomes, a swung drum kit, synth songs)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.constants import SR
+from tasks.spectrum import compute_spectrum
+from tasks.synth import SongSpec, chord_tone, click_track, render_song
+from tasks.tempo import TempoEstimate, estimate_tempo, onset_bands
+
+
+def _estimate(y: np.ndarray, **kw) -> TempoEstimate:
+    return estimate_tempo(compute_spectrum(y.astype(np.float32)), **kw)
+
+
+def drum_pattern(bpm: float, *, duration_s: float, swing: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Rock beat: kick on 1 and 3, snare on 2 and 4, closed hats on 8ths; off-beat 8ths late by ``swing`` x 8th."""
+    rng = np.random.default_rng(seed)
+    n = int(duration_s * SR)
+    t = np.arange(int(0.4 * SR)) / SR
+    kick = np.sin(2 * np.pi * np.cumsum(50 + 90 * np.exp(-t * 30)) / SR) * np.exp(-t * 7)
+    snare = (0.6 * rng.standard_normal(len(t)) + 0.5 * np.sin(2 * np.pi * 190 * t)) * np.exp(-t * 18)
+    hat = np.diff(rng.standard_normal(len(t) + 1)) * np.exp(-t * 60) * 0.25
+    beat = 60.0 / bpm
+    out = np.zeros(n + len(t) + int(beat * SR))
+    for i in range(int(duration_s / beat) + 1):
+        t0 = i * beat
+        for s, when in ((kick if i % 2 == 0 else snare, t0), (hat, t0), (hat, t0 + beat / 2 * (1 + swing))):
+            k = int(round(when * SR))
+            out[k : k + len(s)] += s
+    return (0.5 * out[:n] / np.abs(out).max()).astype(np.float32)
+
+
+def _phase_error(est: float, ref: float, period: float) -> float:
+    return abs((est - ref + period / 2) % period - period / 2)
+
+
+@pytest.mark.parametrize("bpm", [87.35, 120.0, 128.5, 174.21])
+def test_click_track_tempo_to_hundredths(bpm: float) -> None:
+    est = _estimate(click_track(bpm, duration_s=30.0, offset_s=0.123))
+    assert est.reason is None
+    assert est.bpm == pytest.approx(bpm, abs=0.05)
+    assert est.candidates[0][0] == est.bpm
+
+
+@pytest.mark.parametrize(("bpm", "offset"), [(100.0, 0.05), (128.5, 0.21), (91.7, 0.6)])
+def test_beat_offset_of_a_click_track(bpm: float, offset: float) -> None:
+    est = _estimate(click_track(bpm, duration_s=20.0, offset_s=offset))
+    period = 60.0 / bpm
+    assert 0.0 <= est.beat_offset_s < period
+    assert _phase_error(est.beat_offset_s, offset % period, period) < 0.015
+
+
+@pytest.mark.parametrize("swing", [0.0, 0.3])
+def test_swung_drum_pattern_at_95(swing: float) -> None:
+    est = _estimate(drum_pattern(95.0, duration_s=30.0, swing=swing))
+    assert est.bpm == pytest.approx(95.0, abs=0.1)
+    alts = [b for b, _ in est.candidates[1:]]
+    assert any(abs(b - 47.5) < 0.1 for b in alts) and any(abs(b - 190.0) < 0.1 for b in alts)
+    assert all(0.0 <= s <= 1.0 for _, s in est.candidates)
+    # the chosen octave is the most probable one
+    assert est.candidates[0][1] == max(s for _, s in est.candidates)
+
+
+@pytest.mark.parametrize("spec", [
+    SongSpec(bpm=95.0, tonic=2, style="hiphop", swing=0.2, duration_s=30.0, seed=3),
+    SongSpec(bpm=123.45, tonic=7, style="house", tempo_drift=0.015, duration_s=30.0, seed=4),
+    SongSpec(bpm=172.0, tonic=5, mode="minor", style="dnb", noise_db=15.0, duration_s=30.0, seed=5),
+])
+def test_synth_songs_within_half_a_bpm(spec: SongSpec) -> None:
+    est = _estimate(render_song(spec, stereo=False))
+    assert est.bpm == pytest.approx(spec.bpm, abs=0.5)
+    assert est.confidence > 0.2
+
+
+def test_silence_and_near_silence_are_silent() -> None:
+    assert _estimate(np.zeros(20 * SR)).reason == "SILENT"
+    quiet = np.random.default_rng(0).standard_normal(20 * SR) * 10 ** (-70 / 20)
+    est = _estimate(quiet)
+    assert est.bpm is None and est.reason == "SILENT" and est.beat_offset_s is None
+
+
+def test_noise_and_a_chord_pad_are_arhythmic() -> None:
+    noise = 0.3 * np.random.default_rng(1).standard_normal(20 * SR)
+    for y in (noise, chord_tone(0, "major", duration_s=20.0), chord_tone(9, "minor", duration_s=8.0)):
+        est = _estimate(y)
+        assert est.bpm is None and est.reason == "ARHYTHMIC"
+        assert est.confidence == 0.0 and est.pulse_clarity < 0.3
+
+
+def test_too_short() -> None:
+    est = _estimate(click_track(120.0, duration_s=3.0))
+    assert est.bpm is None and est.reason == "TOO_SHORT"
+
+
+def test_confidence_drops_with_noise() -> None:
+    clean = click_track(110.0, duration_s=20.0)
+    rng = np.random.default_rng(2)
+    noisy = clean + rng.standard_normal(len(clean)) * np.sqrt(np.mean(clean**2)) * 10 ** (10 / 20)  # SNR -10 dB
+    c_clean, c_noisy = _estimate(clean), _estimate(noisy)
+    assert c_noisy.bpm == pytest.approx(110.0, abs=0.1)
+    assert c_clean.confidence > c_noisy.confidence
+    assert c_clean.pulse_clarity > c_noisy.pulse_clarity > 0.3
+
+
+def test_onset_bands_first_row_is_the_shared_envelope() -> None:
+    spec = compute_spectrum(drum_pattern(100.0, duration_s=8.0))
+    bands = onset_bands(spec)
+    assert bands.shape == (4, spec.n_frames)
+    np.testing.assert_allclose(bands[0], spec.onset_envelope, rtol=1e-4, atol=1e-5)

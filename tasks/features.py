@@ -19,13 +19,16 @@ from tasks.decode import DecodedAudio, decode_audio
 from tasks.embedding import EMBEDDING_VERSION, build_embedding
 from tasks.errors import Reason, RejectError
 from tasks.key import estimate_key
-from tasks.loudness import measure_loudness
+from tasks.loudness import Loudness, measure_loudness
 from tasks.scan import fingerprint, text_to_path
 from tasks.spectrum import compute_spectrum
 from tasks.tags import read_tags
 from tasks.tempo import estimate_tempo
 from tasks.timbre import describe_timbre
 from tasks.validate import MAX_BYTES, check_file
+
+#: BS.1770 weights up to 5.1; more channels get no loudness rather than a wrong one.
+MAX_LOUDNESS_CHANNELS = 6
 
 
 def _as_list(a: np.ndarray) -> list[float]:
@@ -34,6 +37,14 @@ def _as_list(a: np.ndarray) -> list[float]:
 
 def _finite_or_none(v: float | None) -> float | None:
     return None if v is None or not np.isfinite(v) else float(v)
+
+
+def _loudness(audio: DecodedAudio, flags: list[str]) -> Loudness:
+    """BS.1770 loudness; layouts it does not define (over 6 channels, rates over 192 kHz) get nulls and a flag."""
+    if audio.channels > MAX_LOUDNESS_CHANNELS or not 8000 <= audio.native_sr <= 192000:
+        flags.append("LOUDNESS_UNSUPPORTED")
+        return Loudness(None, None, None, None)
+    return measure_loudness(audio.native, audio.native_sr)
 
 
 def analyze_audio(audio: DecodedAudio, *, bpm_range: tuple[float, float] = BPM_RANGE) -> dict[str, Any]:
@@ -60,7 +71,7 @@ def analyze_audio(audio: DecodedAudio, *, bpm_range: tuple[float, float] = BPM_R
         bpm, tempo_reason = None, "TOO_SHORT"
     key = estimate_key(spectrum)
     has_key = key.key is not None and not silent
-    loud = measure_loudness(audio.native, audio.native_sr)
+    loud = _loudness(audio, flags)
     timbre = describe_timbre(spectrum, y)
 
     row: dict[str, Any] = {

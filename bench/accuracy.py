@@ -18,7 +18,6 @@ exact key rate.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import tempfile
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
+from bench.corpus import chorale_rows  # noqa: E402
 from bench.tempo_eval import score as tempo_score  # noqa: E402
 from tasks.features import analyze_file  # noqa: E402
 from tasks.key import KEY_NAMES, key_scores, mirex_score  # noqa: E402
@@ -86,12 +86,7 @@ def synth_set(n: int, seed: int, folder: Path) -> list[Item]:
 
 
 def chorale_set(corpus: Path) -> list[Item]:
-    gt = corpus / "groundtruth" / "ground_truth.csv"
-    if not gt.exists():
-        return []
-    with open(gt, newline="") as fh:
-        return [(str(gt.parent / r["file"]), float(r["bpm"]), r["key"]) for r in csv.DictReader(fh)
-                if (gt.parent / r["file"]).exists()]
+    return [(r["file"], float(r["bpm"]), r["key"]) for r in chorale_rows(corpus)]
 
 
 def evaluate(name: str, method: Method, items: list[Item]) -> dict[str, float]:

@@ -21,7 +21,6 @@ Essentia is optional: run with ``PYTHONPATH=<site-packages holding essentia>`` t
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -117,16 +116,11 @@ def drum_items(n: int = 60, *, seed: int = 11, duration_s: float = 20.0) -> list
 
 def chorale_items(root: str | os.PathLike | None = None) -> list[Item]:
     """Rendered Bach chorales with the quarter-note BPM of the score (empty list when not built)."""
+    from bench.corpus import chorale_rows
     from tasks.decode import decode_audio
 
-    root = Path(root or os.environ.get("CRATEDIG_CORPUS", Path.home() / ".cache/cratedig-corpus"))
-    gt = root / "groundtruth" / "ground_truth.csv"
-    if not gt.exists():
-        return []
-    with open(gt, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("bpm")]
-    return [(r["file"], decode_audio(gt.parent / r["file"]).y, float(r["bpm"])) for r in rows
-            if (gt.parent / r["file"]).exists()]
+    return [(Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"])) for r in chorale_rows(root)
+            if r.get("bpm")]
 
 
 # ---------------------------------------------------------------- methods (audio or Spectrum -> bpm)

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import duckdb
 import polars as pl
 
-from schemas.tables import FeatureRow, TrackRow, split_valid
+from schemas.tables import FeatureRow, RejectRow, TrackRow, split_valid
 from tasks.errors import CatalogLockedError, Reason
 
 SCHEMA_VERSION: int = 2
@@ -233,6 +233,8 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
             con.execute("DELETE FROM rejects WHERE path IN (SELECT unnest(?::VARCHAR[]))", [ok_paths])
         bad_rows = [(r["path"], r["reason"], r["detail"], run_id, at) for r in results if r["status"] != "analyzed"]
         if bad_rows:
+            RejectRow.validate(pl.DataFrame(bad_rows, schema=["path", "reason", "detail", "run_id", "seen_at"],
+                                            orient="row"))
             con.executemany("INSERT OR REPLACE INTO rejects (path, reason, detail, run_id, seen_at) "
                             "VALUES (?, ?, ?, ?, ?)", bad_rows)
         _events(con, pl.DataFrame({

@@ -13,8 +13,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
+from schemas.tables import InventoryRow, split_valid
 from tasks import catalog
-from tasks.errors import TRANSIENT_ERRNOS
+from tasks.errors import TRANSIENT_ERRNOS, Reason
 from tasks.scan import ScanPlan, plan_scan, walk_library
 from tasks.similarity import refresh_similarity_index
 from tasks.workers import AnalysisPool
@@ -36,7 +37,9 @@ def scan_library(library: str, con: duckdb.DuckDBPyConnection, run_id: str, *, a
     """
     os.scandir(library).close()  # an unreachable root fails (and retries) here, before anything is marked missing
     walk = walk_library(library)
-    plan = plan_scan(walk.files, catalog.known_tracks(con, library), analyzer_version=analyzer_version,
+    files, bad = split_valid(walk.files, InventoryRow)
+    walk.problems += [(walk.files["path"][i], Reason.SCHEMA, why) for i, why in bad.items()]
+    plan = plan_scan(files, catalog.known_tracks(con, library), analyzer_version=analyzer_version,
                      force=force)
     catalog.apply_plan(con, plan, run_id)
     counts = plan.counts() | {"files": walk.files.height, "ignored": walk.n_ignored,

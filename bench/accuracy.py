@@ -61,6 +61,7 @@ def essentia_method() -> Method | None:
     except ImportError:
         return None
     essentia.log.infoActive = False
+    essentia.log.warningActive = False  # its degara beat tracker warns once per frame on quiet passages
     rhythm = es.RhythmExtractor2013(method="degara")
     key = es.KeyExtractor()
 

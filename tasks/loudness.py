@@ -22,6 +22,8 @@ import scipy.linalg
 import scipy.signal
 
 from tasks.errors import CratedigError
+from tasks.true_peak import (TRUE_PEAK_MARGIN_DB, TRUE_PEAK_MAX_BLOCKS, TRUE_PEAK_OVERSAMPLING,  # noqa: F401
+                             block_peaks, near_divisor, true_peak_linear)
 
 #: BS.1770-4 gating: 400 ms blocks made of 4 consecutive 100 ms segments (75 % overlap).
 BLOCK_S: float = 0.4
@@ -34,18 +36,10 @@ LRA_RELATIVE_GATE_LU: float = -20.0
 LRA_PERCENTILES: tuple[float, float] = (10.0, 95.0)
 #: ReplayGain 2.0 reference level.
 REPLAYGAIN_REFERENCE_LUFS: float = -18.0
-TRUE_PEAK_OVERSAMPLING: int = 4
-#: True-peak search margin under the sample peak, dB, and cap on oversampled 64-sample blocks (see true_peak).
-TRUE_PEAK_MARGIN_DB: float = 2.0
-TRUE_PEAK_MAX_BLOCKS: int = 1024
 SR_RANGE: tuple[int, int] = (8000, 192000)
 MAX_CHANNELS: int = 6
 
-_TP_HALF = 8         # interpolator half-length in input samples: 16 taps per phase
-_TP_BETA = 6.0       # Kaiser beta: gain within +-0.012 dB up to 0.38 fs
-_TP_BLOCK = 64       # oversampled block: small, so candidates hug the peaks
 _TP_COARSE = 1024    # coarse peak block (on the spectral path: the divisor of a segment nearest this)
-_TP_FINE_PER_COARSE = 4  # the max_blocks / 4 highest coarse blocks are searched for fine candidates
 _FFT_CHUNK = 8       # segments per batch: a stereo batch (~300 kB) stays in L2
 
 
@@ -181,10 +175,6 @@ def _plan(sr: int, seg: int) -> _Plan:
                  t @ np.linalg.matrix_power(a, seg) @ t_inv)
 
 
-def _near_divisor(n: int, target: int) -> int:
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
-
-
 def _segment_pass(x: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray, int]:
     # One pass in L2-sized batches: channel-weighted K-weighted segment energies, and coarse sample peaks.
     g = channel_weights(x.shape[0])
@@ -192,7 +182,7 @@ def _segment_pass(x: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray, i
     n_ch, n_keep, seg = x.shape[0], int(keep.sum()), plan.seg
     n_seg = x.shape[1] // seg
     circ, proj = np.empty((n_keep, n_seg)), np.empty((n_keep, n_seg, 8))
-    coarse = _near_divisor(seg, _TP_COARSE)
+    coarse = near_divisor(seg, _TP_COARSE)
     peaks = np.empty((n_ch, n_seg * (seg // coarse)))
     mag = np.empty((n_ch, _FFT_CHUNK * seg), dtype=np.float32)
     padded = np.zeros((n_keep, _FFT_CHUNK, plan.n_fft), dtype=np.float32)  # the zero tail is written once
@@ -218,7 +208,7 @@ def _segment_pass(x: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray, i
     energy = zero_state + 2.0 * np.einsum("csi,csi->cs", sigma, f) \
         + np.einsum("csi,ij,csj->cs", sigma, plan.gram, sigma)
     if x.shape[1] > n_seg * seg:
-        peaks = np.concatenate([peaks, _block_peaks(x[:, n_seg * seg :], coarse)], axis=1)
+        peaks = np.concatenate([peaks, block_peaks(x[:, n_seg * seg :], coarse)], axis=1)
     return g[keep] @ np.maximum(energy, 0.0), peaks, coarse
 
 
@@ -247,7 +237,7 @@ def _analyse(x: np.ndarray, sr: int, exact: bool = False) -> tuple[np.ndarray, n
     # -> segment energies, segment lengths, coarse sample peaks (channels, blocks), coarse block length.
     seg = sr * SEGMENT_S
     if exact or seg != int(seg) or x.shape[1] < seg:
-        return *_sosfilt_pass(x, sr), _block_peaks(x, _TP_COARSE), _TP_COARSE
+        return *_sosfilt_pass(x, sr), block_peaks(x, _TP_COARSE), _TP_COARSE
     energies, peaks, coarse = _segment_pass(x, _plan(sr, int(seg)))
     return energies, np.full(len(energies), int(seg), dtype=np.int64), peaks, coarse
 
@@ -322,75 +312,6 @@ def loudness_range(x: np.ndarray, sr: int) -> float | None:
     return _loudness_range(*segment_energies(x, sr))
 
 
-# ----------------------------------------------------------------------------------------------- true peak
-@cache
-def _phase_matrix() -> np.ndarray:
-    # Kaiser-windowed sinc with zeros at every 4th tap, so phase 0 is the samples themselves (the true peak is
-    # never under the sample peak). Column r-1, shape (16,), gives the value at i + r/4 from x[i-7 .. i+8].
-    half, up = _TP_HALF, TRUE_PEAK_OVERSAMPLING
-    n = np.arange(-up * half, up * half + 1)
-    h = np.sinc(n / up) * np.kaiser(len(n), _TP_BETA)
-    m = h[up * half + np.arange(1, up)[None, :] - up * np.arange(-half + 1, half + 1)[:, None]]
-    m = m.astype(np.float32)
-    m.setflags(write=False)
-    return m
-
-
-def _block_peaks(x: np.ndarray, block: int) -> np.ndarray:
-    # Max |x| per block, shape (channels, ceil(n / block)); max and -min avoid an abs() copy of the track.
-    full = x.shape[1] - x.shape[1] % block
-    r = x[:, :full].reshape(x.shape[0], -1, block)
-    peaks = np.maximum(r.max(axis=-1, initial=0.0), -r.min(axis=-1, initial=0.0))
-    if full < x.shape[1]:
-        peaks = np.concatenate([peaks, np.abs(x[:, full:]).max(axis=-1, keepdims=True)], axis=1)
-    return peaks.astype(np.float64)
-
-
-def _interpolated_peak(x: np.ndarray, channels: np.ndarray, starts: np.ndarray, block: int) -> float:
-    # Max |y| at i + r/4 for i from start - 1 (the gap before the block) to the block's last sample; taps past
-    # either end of the track read zeros, as a meter fed the track alone would.
-    m, half, n = _phase_matrix(), _TP_HALF, x.shape[1]
-    offs = np.arange(-half, block + half)
-    best = 0.0
-    for c0 in range(0, len(starts), 512):  # bounded temporaries
-        idx = starts[c0 : c0 + 512, None] + offs[None, :]
-        seg = np.where((idx >= 0) & (idx < n), x[channels[c0 : c0 + 512, None], np.clip(idx, 0, n - 1)], 0.0)
-        seg = seg.astype(np.float32)
-        acc = np.zeros((m.shape[1], len(seg), block + 1), dtype=np.float32)
-        for k, taps in enumerate(m):  # a tap loop, not a GEMM: BLAS threads would spin on such tiny products
-            acc += taps[:, None, None] * seg[None, :, k : k + block + 1]
-        best = max(best, float(np.abs(acc).max()))
-    return best
-
-
-def _true_peak_linear(x: np.ndarray, coarse: np.ndarray, block: int, *, margin_db: float, max_blocks: int) -> float:
-    # coarse: sample peaks per channel and coarse block of ``block`` samples (the last one may be partial).
-    sample_peak = float(coarse.max(initial=0.0))
-    if not np.isfinite(sample_peak):
-        raise CratedigError("non-finite samples")
-    if sample_peak == 0.0:
-        return 0.0
-    floor = sample_peak * 10.0 ** (-margin_db / 20.0)
-    flat = coarse.ravel()
-    cand = np.flatnonzero(flat >= floor)
-    max_coarse = max(1, max_blocks // _TP_FINE_PER_COARSE)
-    if len(cand) > max_coarse:
-        cand = cand[np.argpartition(flat[cand], -max_coarse)[-max_coarse:]]
-    channels, starts = np.divmod(cand, coarse.shape[1])
-    fine = _near_divisor(block, _TP_BLOCK)
-    fine_peaks = np.zeros((len(cand), block // fine))
-    for i, (c, s) in enumerate(zip(channels, starts)):
-        part = x[c, s * block : (s + 1) * block]
-        n_fine = -(-len(part) // fine)
-        fine_peaks[i, :n_fine] = np.abs(np.pad(part, (0, n_fine * fine - len(part)))).reshape(n_fine, fine).max(-1)
-    fine_peaks = fine_peaks.ravel()
-    cand = np.flatnonzero(fine_peaks >= floor)
-    if len(cand) > max_blocks:
-        cand = cand[np.argpartition(fine_peaks[cand], -max_blocks)[-max_blocks:]]
-    which, sub = np.divmod(cand, block // fine)
-    return max(sample_peak, _interpolated_peak(x, channels[which], starts[which] * block + sub * fine, fine))
-
-
 def true_peak(x: np.ndarray, sr: int, *, margin_db: float = TRUE_PEAK_MARGIN_DB,
               max_blocks: int = TRUE_PEAK_MAX_BLOCKS) -> float | None:
     """BS.1770-4 Annex 2 true peak: the largest |value| of the 4x-oversampled channels, dBTP.
@@ -411,7 +332,7 @@ def true_peak(x: np.ndarray, sr: int, *, margin_db: float = TRUE_PEAK_MARGIN_DB,
     ``x`` is (channels, n) full-scale audio at ``sr`` Hz. Returns dBTP, ``None`` for digital silence.
     """
     x = _as_channels(x, sr)
-    peak = _true_peak_linear(x, _block_peaks(x, _TP_COARSE), _TP_COARSE, margin_db=margin_db, max_blocks=max_blocks)
+    peak = true_peak_linear(x, block_peaks(x, _TP_COARSE), _TP_COARSE, margin_db=margin_db, max_blocks=max_blocks)
     return float(20.0 * np.log10(peak)) if peak > 0.0 else None
 
 
@@ -430,7 +351,7 @@ def measure_loudness(x: np.ndarray, sr: int) -> Loudness:
     if not np.all(np.isfinite(energies)):
         raise CratedigError("non-finite samples")
     integrated = _gated_integrated(energies, lengths)
-    peak = _true_peak_linear(x, peaks, block, margin_db=TRUE_PEAK_MARGIN_DB, max_blocks=TRUE_PEAK_MAX_BLOCKS)
+    peak = true_peak_linear(x, peaks, block, margin_db=TRUE_PEAK_MARGIN_DB, max_blocks=TRUE_PEAK_MAX_BLOCKS)
     return Loudness(
         integrated_lufs=integrated,
         range_lu=_loudness_range(energies, lengths),

@@ -1,7 +1,7 @@
 """Tempo benchmark: cratedig vs librosa's ``feature.tempo`` (and Essentia's RhythmExtractor2013 when importable).
 
     .venv/bin/python bench/tempo_eval.py              # synth ground_truth_set(120, seed=0), chorales, 3-min timing
-    .venv/bin/python bench/tempo_eval.py --fit        # refit the octave model of tasks/tempo.py (prints weights)
+    .venv/bin/python bench/tempo_eval.py --fit        # refit the octave model of tasks/tempo_octave.py (prints weights)
 
 Metrics: ``acc1`` (within 4 % of the reference), ``acc2`` (within 4 % of 1, 2, 1/2, 3 or 1/3 times it),
 ``within_0.5`` (within +-0.5 BPM) and CPU ms per track. Items are ``(label, y, bpm)``: mono float32 audio at
@@ -32,7 +32,7 @@ import scipy.optimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks import tempo  # noqa: E402
+from tasks import tempo, tempo_octave  # noqa: E402
 from tasks.constants import HOP_LENGTH, SR  # noqa: E402
 from tasks.spectrum import Spectrum, compute_spectrum  # noqa: E402
 
@@ -220,7 +220,7 @@ def octave_training_data(items: Iterable[Item]) -> list[tuple[np.ndarray, np.nda
         bands = tempo.onset_bands(spec).astype(np.float64)
         o = bands[0] - bands[0].mean()
         pulse = tempo.track_pulse(o, spec.frame_rate, tempo._strongest_pulse(o, spec.frame_rate) / 60.0)
-        ratios, feats = tempo._octave_features(tempo._Amplitudes(bands, pulse.phase), 60 * pulse.freq,
+        ratios, feats = tempo_octave.octave_features(tempo_octave.Amplitudes(bands, pulse.phase), 60 * pulse.freq,
                                                tempo.BPM_RANGE)
         out.append((ratios * 60 * pulse.freq, feats, ref))
     return out
@@ -274,8 +274,8 @@ def main() -> None:
         print(f"octave choice: train {octave_accuracy(train, w):.3f}  synth seed 0 {octave_accuracy(test, w):.3f}"
               + (f"  chorales {octave_accuracy(chor, w):.3f}" if chor else ""))
         np.set_printoptions(precision=3, suppress=True)
-        print("_W_PRIOR =", repr(w[:2]))
-        print("_W_LEVELS =", repr(w[2:].reshape(4, -1)))
+        print("W_PRIOR =", repr(w[:2]))
+        print("W_LEVELS =", repr(w[2:].reshape(4, -1)))
         return
     evaluate_tempo(ground_truth_set(args.n, seed=args.seed), title="synth", verbose=args.verbose)
     chor = chorale_items()

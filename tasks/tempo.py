@@ -52,9 +52,8 @@ import numpy as np
 
 from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
 from tasks.spectrum import Spectrum, mel_basis
+from tasks.tempo_octave import SEARCH_RANGE, Amplitudes, octave_features, octave_probabilities
 
-#: Tempi that can be returned, BPM; ``bpm_range`` only sets the preference inside it.
-SEARCH_RANGE: tuple[float, float] = (40.0, 250.0)
 #: Below this pulse clarity a track is ``ARHYTHMIC``.
 MIN_CLARITY: float = 0.12
 #: ... and below this RMS of the beat-periodic part of the onset envelope (dB of flux per frame): white
@@ -69,16 +68,6 @@ _PHASE_WIN_BEATS = 8  # 2 bars: bar-level components fall on the window's first 
 _FIT_S, _FIT_MAXDEG, _FIT_GAIN = 8.0, 4, 3.0
 _LATENCY_S = -0.021  # the log-flux peak leads an attack: by 25 ms on clicks, 17 ms on synthesized drums
 
-# Octave model (module docstring, step 4): candidate ratios to the pulse, levels scored around each.
-_RATIOS = (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 1, 4 / 3, 3 / 2, 2, 3, 4)
-_LEVELS = (1 / 4, 1 / 3, 1 / 2, 2 / 3, 1, 3 / 2, 2)
-_W_PRIOR = np.array([-5.298, -1.79])
-_W_LEVELS = np.array([  # rows: all, low, mid, high bands; columns: _LEVELS
-    [1.318, 0.097, 0.896, -0.383, 1.571, -1.816, 2.068],
-    [-0.825, 2.549, -0.354, -0.552, 0.184, 1.039, 2.427],
-    [0.801, 0.268, -0.144, 0.777, 1.131, 0.395, -0.007],
-    [-0.324, 0.673, -1.307, -1.142, 0.745, 3.409, 1.845],
-])
 _ALTERNATIVES = (1 / 2, 2, 2 / 3, 3 / 2, 1 / 3, 3)
 
 
@@ -320,49 +309,12 @@ def track_pulse(o: np.ndarray, fr: float, f0: float) -> _Pulse:
 
 # ---------------------------------------------------------------- octave choice and result ------------------
 
-class _Amplitudes:
-    """Band amplitudes at multiples ``m`` of a tracked pulse, ``sqrt(2) |mean(o exp(-2 pi i m phase))| / std``.
-
-    Squared, this is the share of a band's variance at that rate; cached per multiple.
-    """
-
-    def __init__(self, bands: np.ndarray, phase: np.ndarray) -> None:
-        b = bands - bands.mean(axis=1, keepdims=True)
-        self._b = b / (b.std(axis=1, keepdims=True) + 1e-12) * (np.sqrt(2.0) / b.shape[1])
-        self._phase = 2.0 * np.pi * phase
-        self._cache: dict[float, np.ndarray] = {}
-
-    def __call__(self, m: float) -> np.ndarray:
-        """Complex amplitudes of the 4 bands at ``m`` times the pulse rate, shape (4,)."""
-        key = round(m, 9)
-        if key not in self._cache:
-            arg = m * self._phase
-            self._cache[key] = self._b @ np.cos(arg) - 1j * (self._b @ np.sin(arg))
-        return self._cache[key]
-
-
-def _octave_features(amp: _Amplitudes, pulse_bpm: float, bpm_range: tuple[float, float]
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate ratios to the pulse (n,) and their features (n, 2 + 4 * len(_LEVELS))."""
-    ratios = np.array([r for r in _RATIOS if SEARCH_RANGE[0] <= r * pulse_bpm <= SEARCH_RANGE[1]])
-    lo, hi = bpm_range
-    x = 2.0 * np.log2(ratios * pulse_bpm / np.sqrt(lo * hi)) / np.log2(hi / lo)  # -1..1 across bpm_range
-    levels = [np.log(np.abs(np.stack([amp(r * q) for q in _LEVELS], axis=1)) + 0.02).ravel() for r in ratios]
-    return ratios, np.column_stack([x, x * x, np.array(levels)])
-
-
-def _octave_probabilities(features: np.ndarray) -> np.ndarray:
-    s = features @ np.concatenate([_W_PRIOR, _W_LEVELS.ravel()])
-    p = np.exp(s - s.max())
-    return p / p.sum()
-
-
 def _beat_harmonics(beat_hz: float, fr: float) -> np.ndarray:
     """Harmonics 1..8 of the beat rate that stay below 0.45 of the frame rate."""
     return np.arange(1, int(np.clip(0.45 * fr / beat_hz, 1, 8)) + 1)
 
 
-def _first_beat(amp: _Amplitudes, phase: np.ndarray, r: float, fr: float, period_s: float) -> float:
+def _first_beat(amp: Amplitudes, phase: np.ndarray, r: float, fr: float, period_s: float) -> float:
     """Time of the first beat (s) at ``r`` times the pulse: peak of the beat-synchronous pulse shape."""
     ks = _beat_harmonics(1.0 / period_s, fr)
     c = np.array([amp(r * k)[0] for k in ks])  # all-band amplitudes at the beat harmonics
@@ -399,9 +351,9 @@ def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_R
     if not np.any(o):
         return _none("ARHYTHMIC")
     pulse = track_pulse(o, fr, _strongest_pulse(o, fr) / 60.0)  # the strongest pulse carries the phase
-    amp = _Amplitudes(bands, pulse.phase)
-    ratios, feats = _octave_features(amp, 60.0 * pulse.freq, bpm_range)
-    prob = _octave_probabilities(feats)
+    amp = Amplitudes(bands, pulse.phase)
+    ratios, feats = octave_features(amp, 60.0 * pulse.freq, bpm_range)
+    prob = octave_probabilities(feats)
     best = int(np.argmax(prob))
     r = float(ratios[best])
     bpm = 60.0 * pulse.freq * r

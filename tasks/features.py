@@ -110,6 +110,16 @@ def analyze_audio(audio: DecodedAudio, *, bpm_range: tuple[float, float] = BPM_R
     return row
 
 
+def empty_result(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | None = None,
+                 status: str = "rejected", reason: str | None = None, detail: str | None = None) -> dict[str, Any]:
+    """A result row of :func:`analyze_file` with nothing measured yet (also the row of a file that failed
+    before it could be analysed, e.g. by a timeout or a worker crash)."""
+    return {"path": path, "size_bytes": size_bytes, "mtime_ns": mtime_ns, "track_id": track_id,
+            "fingerprint": None, "status": status, "reason": reason, "detail": detail, "format": None,
+            "duration_s": None, "sample_rate": None, "channels": None, "features": None,
+            "title": None, "artist": None, "album": None, "genre": None, "tag_bpm": None, "tag_key": None}
+
+
 def analyze_file(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | None = None,
                  max_bytes: int = MAX_BYTES, bpm_range: tuple[float, float] = BPM_RANGE,
                  sr: int = SR) -> dict[str, Any]:
@@ -125,12 +135,7 @@ def analyze_file(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | N
     """
     started = time.process_time()
     fs_path = text_to_path(path)
-    result: dict[str, Any] = {
-        "path": path, "size_bytes": size_bytes, "mtime_ns": mtime_ns, "track_id": track_id,
-        "fingerprint": None, "status": "rejected", "reason": None, "detail": None, "format": None,
-        "duration_s": None, "sample_rate": None, "channels": None, "features": None,
-        "title": None, "artist": None, "album": None, "genre": None, "tag_bpm": None, "tag_key": None,
-    }
+    result = empty_result(path, size_bytes, mtime_ns, track_id=track_id)
     try:
         check_file(fs_path, size_bytes, max_bytes=max_bytes)
         result["fingerprint"] = fingerprint(fs_path, size_bytes)

@@ -39,9 +39,9 @@ def _init_worker() -> None:
 
 
 def _failure(item: dict[str, Any], reason: Reason, detail: str) -> dict[str, Any]:
-    return {"path": item["path"], "size_bytes": item["size_bytes"], "mtime_ns": item["mtime_ns"],
-            "track_id": item.get("track_id"), "fingerprint": None, "status": "failed", "reason": str(reason),
-            "detail": detail, "features": None}
+    from tasks.features import empty_result  # heavy imports stay out of the parent's import of this module
+    return empty_result(item["path"], item["size_bytes"], item["mtime_ns"], track_id=item.get("track_id"),
+                        status="failed", reason=str(reason), detail=detail)
 
 
 def analyze_item(item: dict[str, Any], timeout_s: float = FILE_TIMEOUT_S, **options: Any) -> dict[str, Any]:

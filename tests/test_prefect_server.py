@@ -384,7 +384,9 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
                 return None
             family.extend(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
             runs = client.read_flow_runs(flow_run_filter=_flow_run_filter(deployment=deployment.id))
-            done = [r for r in runs if r.state.is_completed() and r.auto_scheduled and r.created >= started]
+            # A run the scheduler has just created may not have a state yet.
+            done = [r for r in runs if r.state is not None and r.state.is_completed() and r.auto_scheduled
+                    and r.created >= started]
             return (deployment, done[0]) if done else None
 
         deployment, run = _wait_for("a completed scheduled run of the served deployment", completed_scheduled_run,

@@ -175,8 +175,11 @@ def _plan(sr: int, seg: int) -> _Plan:
                  t @ np.linalg.matrix_power(a, seg) @ t_inv)
 
 
-def _segment_pass(x: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray, int]:
+def _segment_pass(x: np.ndarray, plan: _Plan, prev: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     # One pass in L2-sized batches: channel-weighted K-weighted segment energies, and coarse sample peaks.
+    # prev, shape (kept channels, 2, 4): the end states ``a`` of the two segments before x when a stream is fed
+    # in blocks (tasks.loudness_stream); the same of x's last two segments is returned for the next block.
     g = channel_weights(x.shape[0])
     keep = g > 0  # the LFE never reaches the meter: no FFT for it (it still counts for the true peak)
     n_ch, n_keep, seg = x.shape[0], int(keep.sum()), plan.seg
@@ -205,11 +208,15 @@ def _segment_pass(x: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray, i
     sigma = np.zeros_like(a)  # entering state: the last segment's end state + what survives of the one before
     sigma[:, 1:] = a[:, :-1]
     sigma[:, 2:] += a[:, :-2] @ plan.carry.T
+    if prev is not None and n_seg:
+        sigma[:, 0] += prev[:, 1] + prev[:, 0] @ plan.carry.T
+        sigma[:, 1:2] += prev[:, 1:2] @ plan.carry.T
+    last = np.concatenate([np.zeros((n_keep, 2, 4)) if prev is None else prev, a], axis=1)[:, -2:]
     energy = zero_state + 2.0 * np.einsum("csi,csi->cs", sigma, f) \
         + np.einsum("csi,ij,csj->cs", sigma, plan.gram, sigma)
     if x.shape[1] > n_seg * seg:
         peaks = np.concatenate([peaks, block_peaks(x[:, n_seg * seg :], coarse)], axis=1)
-    return g[keep] @ np.maximum(energy, 0.0), peaks, coarse
+    return g[keep] @ np.maximum(energy, 0.0), peaks, coarse, last
 
 
 def _sosfilt_pass(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
@@ -238,7 +245,7 @@ def _analyse(x: np.ndarray, sr: int, exact: bool = False) -> tuple[np.ndarray, n
     seg = sr * SEGMENT_S
     if exact or seg != int(seg) or x.shape[1] < seg:
         return *_sosfilt_pass(x, sr), block_peaks(x, _TP_COARSE), _TP_COARSE
-    energies, peaks, coarse = _segment_pass(x, _plan(sr, int(seg)))
+    energies, peaks, coarse, _ = _segment_pass(x, _plan(sr, int(seg)))
     return energies, np.full(len(energies), int(seg), dtype=np.int64), peaks, coarse
 
 

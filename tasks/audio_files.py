@@ -188,3 +188,34 @@ def write_audio(path: Path | str, y: np.ndarray, sr: int, *, title: str | None =
         if not -_DURATION_TOLERANCE_S <= got - duration <= _DURATION_TOLERANCE_S + slack:
             raise CratedigError(f"{path.name}: decodes to {got:.3f} s, wrote {duration:.3f} s")
     return path
+
+
+def write_long_mix(path: Path | str, songs: list[np.ndarray], sr: int, duration_s: float) -> Path:
+    """Write a long FLAC (a DJ mix) by cycling through ``songs`` end to end, a bounded block at a time.
+
+    Parameters
+    ----------
+    songs : list of np.ndarray, each shape (channels, n)
+        Rendered songs, same channel count; one lasting a whole number of bars keeps the beat grid
+        (and the tempo) continuous across the joins.
+    sr : int
+        Sample rate, Hz.
+    duration_s : float
+        Length of the mix, s: hours are written without holding more than one song in memory.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    total = int(round(duration_s * sr))
+    with sf.SoundFile(path, "w", sr, songs[0].shape[0], "PCM_16", format="FLAC") as f:
+        written, i = 0, 0
+        while written < total:
+            song = _channels_last(songs[i % len(songs)])[: total - written]
+            for start in range(0, len(song), 1 << 16):
+                f.write(np.clip(song[start : start + (1 << 16)], -1.0, 1.0))
+            written += len(song)
+            i += 1
+    return path

@@ -7,6 +7,8 @@ handles about twice as fast as libsndfile's. Resampling is ``soxr`` (HQ).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,18 +62,79 @@ class DecodedAudio:
         return self.native.shape[1] / self.native_sr
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int, str, int]:
+#: Samples per channel in each native block a stream yields (6 s at 44.1 kHz: 2 MB per stereo block).
+STREAM_BLOCK: int = 1 << 18
+
+
+@dataclass
+class NativeStream:
+    """An open file decoding block by block at its own rate.
+
+    Attributes
+    ----------
+    sr : int
+        The file's sample rate, Hz.
+    channels : int
+        Channel count.
+    codec : str
+        Codec as decoded.
+    expected_frames : int
+        Length the header announces, samples per channel (0 when unknown).
+    blocks : Iterator[np.ndarray]
+        Blocks of shape ``(channels, n)``, float32 full scale, ``n <= STREAM_BLOCK`` (NaN/Inf as decoded).
+        Raises :class:`~tasks.errors.RejectError` (``TRUNCATED`` / ``DECODE_ERROR``...) when decoding fails,
+        including when it ends well short of ``expected_frames``.
+    """
+
+    sr: int
+    channels: int
+    codec: str
+    expected_frames: int
+    blocks: Iterator[np.ndarray]
+
+
+class ShortStreamError(RejectError):
+    """A stream that decoded cleanly but ended well short of its header: truncated, whatever decoder reads it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.TRUNCATED, detail)
+
+
+def _checked(blocks: Iterator[np.ndarray], expected: int) -> Iterator[np.ndarray]:
+    # Every error leaves as a RejectError, and a stream that ends well short of its header is truncated.
+    total = 0
+    try:
+        for x in blocks:
+            total += x.shape[1]
+            yield x
+    except _DECODE_ERRORS as exc:
+        raise _classify(exc) from exc
+    if total == 0:
+        raise RejectError(Reason.DECODE_ERROR, "zero samples decoded")
+    if expected > 0 and total < TRUNCATION_RATIO * expected:
+        raise ShortStreamError(f"decoded {total} of {expected} samples")
+
+
+@contextmanager
+def _soundfile_stream(path: Path) -> Iterator[NativeStream]:
     # Bytes, because names with undecodable bytes are str with surrogates that libsndfile's wrapper rejects.
     with sf.SoundFile(os.fsencode(path)) as f:
-        expected = f.frames
-        x = f.read(dtype="float32", always_2d=True).T
         fmt = f.format.lower() if f.format != "OGG" else f.subtype.lower()
         if f.format == "WAV" or f.format == "WAVEX":
             fmt = "pcm_" + f.subtype.lower()
-        return x, f.samplerate, fmt, expected
+
+        def blocks() -> Iterator[np.ndarray]:
+            while True:
+                x = f.read(STREAM_BLOCK, dtype="float32", always_2d=True)
+                if len(x) == 0:
+                    return
+                yield np.ascontiguousarray(x.T)
+
+        yield NativeStream(f.samplerate, f.channels, fmt, f.frames, _checked(blocks(), f.frames))
 
 
-def _read_pyav(path: Path) -> tuple[np.ndarray, int, str, int]:
+@contextmanager
+def _pyav_stream(path: Path) -> Iterator[NativeStream]:
     with open(path, "rb") as raw, av.open(raw, metadata_errors="ignore") as container:
         if not container.streams.audio:
             raise RejectError(Reason.NOT_AUDIO, "no audio stream")
@@ -83,19 +146,69 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int, str, int]:
             expected = int(stream.duration * stream.time_base * ctx.sample_rate)
         elif container.duration:
             expected = int(container.duration / av.time_base * ctx.sample_rate)
-        chunks: list[np.ndarray] = []
-        for frame in container.decode(stream):
-            a = frame.to_ndarray()
-            if not frame.format.is_planar:  # packed: (1, n * channels)
-                a = a.reshape(-1, len(frame.layout.channels)).T
-            chunks.append(a)
-        if not chunks:
-            raise RejectError(Reason.DECODE_ERROR, "no audio frames decoded")
-        x = np.concatenate(chunks, axis=1)
-        # Integer sample formats (flac, pcm via FFmpeg) are scaled to full-scale floats.
-        if np.issubdtype(x.dtype, np.integer):
-            x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
-        return x.astype(np.float32, copy=False), ctx.sample_rate, ctx.name, expected
+
+        def blocks() -> Iterator[np.ndarray]:
+            chunks: list[np.ndarray] = []
+            held = 0
+            for frame in container.decode(stream):
+                a = frame.to_ndarray()
+                if not frame.format.is_planar:  # packed: (1, n * channels)
+                    a = a.reshape(-1, len(frame.layout.channels)).T
+                # Integer sample formats (flac, pcm via FFmpeg) are scaled to full-scale floats.
+                if np.issubdtype(a.dtype, np.integer):
+                    a = a.astype(np.float32) / float(np.iinfo(a.dtype).max + 1)
+                chunks.append(a.astype(np.float32, copy=False))
+                held += a.shape[1]
+                if held >= STREAM_BLOCK:
+                    yield np.concatenate(chunks, axis=1)
+                    chunks, held = [], 0
+            if chunks:
+                yield np.concatenate(chunks, axis=1)
+
+        yield NativeStream(ctx.sample_rate, ctx.channels, ctx.name, expected, _checked(blocks(), expected))
+
+
+_DECODE_ERRORS = (sf.LibsndfileError, av.FFmpegError, RuntimeError, ValueError, OSError, EOFError)
+
+
+def open_native(path: str | Path, backend: str):
+    """Open ``path`` for block-wise decoding with ``backend`` (``'soundfile'`` or ``'pyav'``).
+
+    A context manager yielding a :class:`NativeStream`; opening raises :class:`~tasks.errors.RejectError`
+    (``NOT_AUDIO`` / ``DECODE_ERROR``...) when the backend cannot read the file.
+    """
+    opener = {"soundfile": _soundfile_stream, "pyav": _pyav_stream}[backend]
+    return _opened(opener, Path(path))
+
+
+@contextmanager
+def _opened(opener, path: Path) -> Iterator[NativeStream]:
+    try:
+        cm = opener(path)
+        stream = cm.__enter__()
+    except _DECODE_ERRORS + (RejectError,) as exc:
+        raise _classify(exc) from exc
+    try:
+        yield stream
+    except BaseException as exc:
+        if not cm.__exit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        cm.__exit__(None, None, None)
+
+
+def backends_for(path: str | Path) -> tuple[str, str]:
+    """Decoders to try, best first: FFmpeg first for :data:`PYAV_FIRST` extensions, libsndfile for the rest."""
+    return ("pyav", "soundfile") if Path(path).suffix.lower() in PYAV_FIRST else ("soundfile", "pyav")
+
+
+def most_specific(errors: list[RejectError]) -> RejectError:
+    """The verdict to keep when every decoder failed: one that recognised the format beats one that did not."""
+    for reason in (Reason.TRUNCATED, Reason.DECODE_ERROR, Reason.NOT_AUDIO):
+        for e in errors:
+            if e.reason is reason:
+                return e
+    return errors[0]
 
 
 def _classify(exc: Exception) -> RejectError:
@@ -111,7 +224,7 @@ def _classify(exc: Exception) -> RejectError:
 
 
 def read_native(path: str | Path) -> tuple[np.ndarray, int, str]:
-    """Decode a file at its own rate and channel count.
+    """Decode a whole file at its own rate and channel count (the first backend that succeeds).
 
     Returns
     -------
@@ -124,27 +237,17 @@ def read_native(path: str | Path) -> tuple[np.ndarray, int, str]:
     RejectError
         ``NOT_AUDIO``, ``TRUNCATED`` or ``DECODE_ERROR``.
     """
-    path = Path(path)
-    readers = [_read_pyav, _read_soundfile] if path.suffix.lower() in PYAV_FIRST else [_read_soundfile, _read_pyav]
     errors: list[RejectError] = []
-    for reader in readers:
+    for backend in backends_for(path):
         try:
-            x, sr, codec, expected = reader(path)
-        except (RejectError, sf.LibsndfileError, av.FFmpegError, RuntimeError, ValueError, OSError, EOFError) as exc:
-            errors.append(_classify(exc))
-            continue
-        if x.shape[1] == 0:
-            errors.append(RejectError(Reason.DECODE_ERROR, "zero samples decoded"))
-            continue
-        if expected > 0 and x.shape[1] < TRUNCATION_RATIO * expected:
-            raise RejectError(Reason.TRUNCATED, f"decoded {x.shape[1]} of {expected} samples")
-        return x, int(sr), codec
-    # Prefer the most specific verdict: a decoder that recognised the format beats one that did not.
-    for reason in (Reason.TRUNCATED, Reason.DECODE_ERROR, Reason.NOT_AUDIO):
-        for e in errors:
-            if e.reason is reason:
-                raise e
-    raise errors[0]
+            with open_native(path, backend) as stream:
+                x = np.concatenate(list(stream.blocks), axis=1)
+                return x, int(stream.sr), stream.codec
+        except RejectError as exc:
+            if isinstance(exc, ShortStreamError):
+                raise
+            errors.append(exc)
+    raise most_specific(errors)
 
 
 def to_mono(x: np.ndarray, native_sr: int, *, sr: int = SR) -> np.ndarray:
@@ -153,6 +256,26 @@ def to_mono(x: np.ndarray, native_sr: int, *, sr: int = SR) -> np.ndarray:
     if native_sr != sr:
         mono = soxr.resample(mono, native_sr, sr, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+class MonoResampler:
+    """Down-mix native blocks and resample them to the analysis rate as they stream (soxr HQ; the chunks
+    joined are sample for sample what :func:`to_mono` gives for the whole signal)."""
+
+    def __init__(self, native_sr: int, *, sr: int = SR) -> None:
+        self._soxr = soxr.ResampleStream(native_sr, sr, 1, dtype="float32", quality="HQ") if native_sr != sr else None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Mono chunk at ``sr`` (shape ``(m,)``, float32) of block ``x`` (shape ``(channels, n)``)."""
+        mono = x.mean(axis=0) if x.shape[0] > 1 else x[0]
+        out = mono if self._soxr is None else self._soxr.resample_chunk(mono)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def flush(self) -> np.ndarray:
+        """The resampler's last samples, at the end of the stream."""
+        if self._soxr is None:
+            return np.zeros(0, dtype=np.float32)
+        return np.ascontiguousarray(self._soxr.resample_chunk(np.zeros(0, np.float32), last=True), dtype=np.float32)
 
 
 def decode_audio(path: str | Path, *, sr: int = SR) -> DecodedAudio:

@@ -1,34 +1,29 @@
-"""One track's whole analysis: decode once, one STFT, every feature from it.
+"""One track's whole analysis: decode once, one STFT, every feature from it -- block by block.
 
-:func:`analyze_audio` is pure (audio in, row out); :func:`analyze_file` adds decoding, tags, and turns
-every failure into a row with a reason code, so a batch never raises because of one file.
+:func:`analyze_audio` is pure (decoded audio in, row out); :func:`analyze_file` streams a file through the
+same :class:`~tasks.evidence.TrackEvidence` block by block (memory does not grow with the track's length),
+adds tags, and turns every failure into a row with a reason code, so a batch never raises because of one file.
 """
 from __future__ import annotations
 
 import os
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tasks.constants import (ANALYZER_VERSION, BPM_RANGE, MAX_DURATION_S, MIN_DURATION_S,
                              MIN_TEMPO_DURATION_S, SILENCE_DBFS, SR)
-from tasks.decode import DecodedAudio, decode_audio
+from tasks.decode import (DecodedAudio, MonoResampler, NativeStream, ShortStreamError, backends_for, most_specific,
+                          open_native)
 from tasks.embedding import EMBEDDING_VERSION, build_embedding
 from tasks.errors import Reason, RejectError
-from tasks.key import estimate_key
-from tasks.loudness import Loudness, measure_loudness
+from tasks.evidence import TrackEvidence, TrackFeatures
+from tasks.loudness import Loudness
 from tasks.scan import fingerprint, text_to_path
-from tasks.spectrum import compute_spectrum
 from tasks.tags import read_tags
-from tasks.tempo import estimate_tempo
-from tasks.timbre import describe_timbre
 from tasks.validate import MAX_BYTES, check_file
-
-#: BS.1770 weights up to 5.1; more channels get no loudness rather than a wrong one.
-MAX_LOUDNESS_CHANNELS = 6
 
 
 def _as_list(a: np.ndarray) -> list[float]:
@@ -39,40 +34,37 @@ def _finite_or_none(v: float | None) -> float | None:
     return None if v is None or not np.isfinite(v) else float(v)
 
 
-def _loudness(audio: DecodedAudio, flags: list[str]) -> Loudness:
-    """BS.1770 loudness; layouts it does not define (over 6 channels, rates over 192 kHz) get nulls and a flag."""
-    if audio.channels > MAX_LOUDNESS_CHANNELS or not 8000 <= audio.native_sr <= 192000:
-        flags.append("LOUDNESS_UNSUPPORTED")
-        return Loudness(None, None, None, None)
-    return measure_loudness(audio.native, audio.native_sr)
-
-
 def analyze_audio(audio: DecodedAudio, *, bpm_range: tuple[float, float] = BPM_RANGE) -> dict[str, Any]:
     """Compute the ``features`` row (without ``track_id`` and timestamps) of decoded audio.
 
     Silent audio (peak below :data:`SILENCE_DBFS`) and clips under :data:`MIN_TEMPO_DURATION_S` get null
     tempo (and null key when silent) plus a flag, never an exception.
     """
-    y = audio.y
-    flags = list(audio.flags)
-    peak = float(np.max(np.abs(y))) if y.size else 0.0
-    silent = peak <= 10 ** (SILENCE_DBFS / 20)
+    evidence = TrackEvidence(audio.native_sr, audio.channels, sr=audio.sr)
+    evidence.add_native(audio.native)
+    evidence.add_mono(audio.y)
+    return features_row(evidence.finish(bpm_range=bpm_range), list(audio.flags))
+
+
+def features_row(track: TrackFeatures, flags: list[str]) -> dict[str, Any]:
+    """The ``features`` row (without ``track_id`` and timestamps) of a track's estimates; ``flags`` (the
+    decoder's) are extended with ``SILENT``, ``SHORT`` and ``LOUDNESS_UNSUPPORTED`` as they apply."""
+    flags = list(flags)
+    silent = track.peak <= 10 ** (SILENCE_DBFS / 20)
     if silent:
         flags.append("SILENT")
-    if audio.duration_s < MIN_TEMPO_DURATION_S:
+    if track.duration_s < MIN_TEMPO_DURATION_S:
         flags.append("SHORT")
-
-    spectrum = compute_spectrum(y, sr=audio.sr)
-    tempo = estimate_tempo(spectrum, bpm_range=bpm_range)
+    tempo, key, timbre = track.tempo, track.key, track.timbre
     bpm, tempo_reason = tempo.bpm, tempo.reason
     if silent:
         bpm, tempo_reason = None, "SILENT"
-    elif audio.duration_s < MIN_TEMPO_DURATION_S:
+    elif track.duration_s < MIN_TEMPO_DURATION_S:
         bpm, tempo_reason = None, "TOO_SHORT"
-    key = estimate_key(spectrum)
     has_key = key.key is not None and not silent
-    loud = _loudness(audio, flags)
-    timbre = describe_timbre(spectrum, y)
+    if track.loudness is None:
+        flags.append("LOUDNESS_UNSUPPORTED")  # over 6 channels or a rate BS.1770 does not define
+    loud = track.loudness or Loudness(None, None, None, None)
 
     row: dict[str, Any] = {
         "analyzer_version": ANALYZER_VERSION,
@@ -110,6 +102,51 @@ def analyze_audio(audio: DecodedAudio, *, bpm_range: tuple[float, float] = BPM_R
     return row
 
 
+def _analyze_stream(stream: NativeStream, result: dict[str, Any], *, sr: int,
+                    bpm_range: tuple[float, float]) -> dict[str, Any]:
+    result.update(format=stream.codec, sample_rate=stream.sr, channels=stream.channels,
+                  duration_s=stream.expected_frames / stream.sr if stream.expected_frames else None)
+    max_frames = MAX_DURATION_S * stream.sr
+    if stream.expected_frames > max_frames:  # refused before decoding hours of audio
+        raise RejectError(Reason.TOO_LONG, f"{stream.expected_frames / stream.sr:.0f} s > {MAX_DURATION_S:.0f} s")
+    evidence = TrackEvidence(stream.sr, stream.channels, sr=sr)
+    to_mono = MonoResampler(stream.sr, sr=sr)
+    flags: list[str] = []
+    for x in stream.blocks:
+        if not np.isfinite(x).all():
+            # Replaced by 0 and flagged rather than rejected: the rest of the file is still worth analysing.
+            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+            flags = ["NON_FINITE"]
+        evidence.add_native(x)
+        if evidence.native_frames > max_frames:
+            raise RejectError(Reason.TOO_LONG, f"longer than {MAX_DURATION_S:.0f} s")
+        evidence.add_mono(to_mono(x))
+    evidence.add_mono(to_mono.flush())
+    duration_s = evidence.native_frames / stream.sr
+    result["duration_s"] = duration_s
+    if duration_s < MIN_DURATION_S:
+        raise RejectError(Reason.TOO_SHORT, f"{duration_s:.3f} s < {MIN_DURATION_S} s")
+    return features_row(evidence.finish(bpm_range=bpm_range), flags)
+
+
+def _analyze_streamed(path: os.PathLike, result: dict[str, Any], *, sr: int,
+                      bpm_range: tuple[float, float]) -> dict[str, Any]:
+    """Decode and analyse ``path`` block by block; a decoder that fails (even mid-stream) hands over to the
+    next one, which starts again from scratch."""
+    errors: list[RejectError] = []
+    for backend in backends_for(path):
+        try:
+            with open_native(path, backend) as stream:
+                return _analyze_stream(stream, result, sr=sr, bpm_range=bpm_range)
+        except RejectError as exc:
+            if exc.reason not in (Reason.NOT_AUDIO, Reason.DECODE_ERROR, Reason.TRUNCATED) or \
+                    isinstance(exc, ShortStreamError):
+                raise
+            result.update(format=None, duration_s=None, sample_rate=None, channels=None)
+            errors.append(exc)
+    raise most_specific(errors)
+
+
 def empty_result(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | None = None,
                  status: str = "rejected", reason: str | None = None, detail: str | None = None) -> dict[str, Any]:
     """A result row of :func:`analyze_file` with nothing measured yet (also the row of a file that failed
@@ -140,15 +177,7 @@ def analyze_file(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | N
         check_file(fs_path, size_bytes, max_bytes=max_bytes)
         result["fingerprint"] = fingerprint(fs_path, size_bytes)
         result.update(read_tags(fs_path))
-        audio = decode_audio(fs_path, sr=sr)
-        result.update(format=audio.format, duration_s=audio.duration_s,
-                      sample_rate=audio.native_sr, channels=audio.channels)
-        if audio.duration_s < MIN_DURATION_S:
-            raise RejectError(Reason.TOO_SHORT, f"{audio.duration_s:.3f} s < {MIN_DURATION_S} s")
-        if audio.duration_s > MAX_DURATION_S:
-            raise RejectError(Reason.TOO_LONG, f"{audio.duration_s:.0f} s > {MAX_DURATION_S:.0f} s")
-        features = analyze_audio(audio, bpm_range=bpm_range)
-        del audio
+        features = _analyze_streamed(fs_path, result, sr=sr, bpm_range=bpm_range)
         # A file rewritten while it was analysed would get features of content that no longer exists.
         st = os.stat(fs_path)
         if st.st_size != size_bytes or st.st_mtime_ns != mtime_ns:

@@ -208,37 +208,79 @@ def _stride(spectrum: Spectrum, p: _Params) -> int:
     return max(1, round(p.frame_hop_s * spectrum.frame_rate))
 
 
-def _peaks(spectrum: Spectrum, p: _Params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Spectral peaks of the analysed frames: (frame index, semitones re A440, linear magnitude)."""
+@dataclass(frozen=True)
+class KeyPeaks:
+    """Spectral peaks of a track's analysed frames (every ``stride``-th STFT frame), gathered per block.
+
+    Attributes
+    ----------
+    frame : np.ndarray, shape (n_peaks,), int
+        Index of the analysed frame (STFT frame // stride).
+    semis : np.ndarray, shape (n_peaks,)
+        Interpolated frequency, semitones re A440.
+    mag : np.ndarray, shape (n_peaks,)
+        Interpolated linear magnitude.
+    level : np.ndarray, shape (n_peaks,)
+        The peak bin's magnitude, for the track-wide floor applied by :func:`key_from_peaks`.
+    top : float
+        Loudest peak-band magnitude seen.
+    n_frames : int
+        Analysed frames covered.
+    """
+
+    frame: np.ndarray
+    semis: np.ndarray
+    mag: np.ndarray
+    level: np.ndarray
+    top: float
+    n_frames: int
+
+
+def key_peaks(spectrum: Spectrum, *, first_frame: int = 0, p: _Params | None = None) -> KeyPeaks:
+    """Spectral peaks 80-2500 Hz of every ``stride``-th frame of a block starting at STFT frame ``first_frame``
+    (a multiple of the stride), with their frequencies refined by parabolic interpolation."""
+    p = p or _Params()
+    stride = _stride(spectrum, p)
     df = spectrum.sr / spectrum.n_fft
     k0 = max(int(p.fmin / df), 1)
     k1 = min(int(np.ceil(p.fmax / df)) + 1, spectrum.S.shape[0] - 1)
-    X = np.ascontiguousarray(spectrum.S[k0 - 1 : k1 + 1, :: _stride(spectrum, p)])
+    X = np.ascontiguousarray(spectrum.S[k0 - 1 : k1 + 1, ::stride])
     top = X.max(axis=0)
+    # The block's floor is at most the track's: key_from_peaks applies the track-wide one.
     thr = np.maximum(top * 10 ** (-p.peak_db / 20), top.max() * 10 ** (-p.floor_db / 20))
     c = X[1:-1]
     kk, tt = np.nonzero((c > X[:-2]) & (c >= X[2:]) & (c > thr))
     # Parabolic interpolation of log magnitude: the Hann main lobe is close to a Gaussian, so the vertex
     # lands within a few hundredths of a bin of an isolated partial -- far finer than the 10.8 Hz bins.
     flat = kk * X.shape[1] + tt
+    level = c.ravel()[flat]
     a, b, g = (np.log(X.ravel()[flat + i * X.shape[1]] + np.float32(1e-12)) for i in range(3))
     den = a - 2 * b + g
     off = 0.5 * (a - g) / np.minimum(den, np.float32(-1e-6))  # den < 0 at a strict local maximum
     mag = np.exp(b - 0.25 * (a - g) * off)
     semis = 12.0 * np.log2((kk + (k0 + off)) * (df / 440.0))
-    return tt, semis, mag
+    # Compact types (16 bytes a peak): a 2-hour mix has millions of peaks. float32 semitones resolve 0.0001 cent.
+    return KeyPeaks((tt + first_frame // stride).astype(np.int32), semis.astype(np.float32), mag.astype(np.float32),
+                    level.astype(np.float32), float(top.max()) if top.size else 0.0, X.shape[1])
 
 
-def _tuning(semis: np.ndarray, w: np.ndarray, n_bins: int = 100) -> tuple[float, float]:
-    """Weighted circular mean of the peaks' offsets from the 12-TET grid and its resultant length.
+_TUNING_BINS = 100
+
+
+def _tuning_histogram(semis: np.ndarray, w: np.ndarray, n_bins: int = _TUNING_BINS) -> np.ndarray:
+    """Weight of the peaks' offsets from the 12-TET grid in 1-cent bins, shape ``(n_bins,)`` (additive over
+    blocks); the circular mean then costs 100 sines instead of one per peak."""
+    frac = semis - np.floor(semis)
+    return np.bincount(np.minimum((frac * n_bins).astype(np.int64), n_bins - 1), weights=w, minlength=n_bins)
+
+
+def _tuning(hist: np.ndarray) -> tuple[float, float]:
+    """Weighted circular mean of a :func:`_tuning_histogram` and its resultant length.
 
     Returns (offset in semitones, -0.5..0.5; concentration 0..1: about 0 for noise, whose peaks fall
-    anywhere; 0.17..0.9 on the benchmark songs). The offsets are binned to 1 cent first: the mean then costs 100
-    sines instead of one per peak.
+    anywhere; 0.17..0.9 on the benchmark songs).
     """
-    frac = semis - np.floor(semis)
-    hist = np.bincount(np.minimum((frac * n_bins).astype(np.int64), n_bins - 1), weights=w, minlength=n_bins)
-    ang = 2 * np.pi * (np.arange(n_bins) + 0.5) / n_bins
+    ang = 2 * np.pi * (np.arange(len(hist)) + 0.5) / len(hist)
     s, c = float(hist @ np.sin(ang)), float(hist @ np.cos(ang))
     return float(np.arctan2(s, c) / (2 * np.pi)), float(np.hypot(s, c) / max(float(hist.sum()), 1e-12))
 
@@ -246,9 +288,12 @@ def _tuning(semis: np.ndarray, w: np.ndarray, n_bins: int = 100) -> tuple[float,
 _HARMONICS = [(h, int(round(12 * np.log2(h)))) for h in range(2, 9)]  # (h, semitones above the note)
 
 
-def _chroma(tt: np.ndarray, semis: np.ndarray, w: np.ndarray, tuning: float, n_frames: int,
-            p: _Params) -> np.ndarray:
-    """Mean chroma C..B: per-frame semitone spectrum, harmonics removed, folded, max-normalised, averaged."""
+def _frame_chroma(tt: np.ndarray, semis: np.ndarray, w: np.ndarray, tuning: float, n_frames: int,
+                  p: _Params) -> np.ndarray:
+    """Chroma C..B of each analysed frame with a peak, max-normalised, shape ``(12, n_tonal)``: per-frame
+    semitone spectrum, harmonics removed, folded."""
+    if len(w) == 0:
+        return np.zeros((12, 0))
     s = semis - tuning
     near = np.round(s)
     # A peak between two semitones is ambiguous: weight it down (cos^2 over +-half a semitone).
@@ -270,11 +315,15 @@ def _chroma(tt: np.ndarray, semis: np.ndarray, w: np.ndarray, tuning: float, n_f
     C = P.reshape(n_oct, 12, n_frames).sum(axis=0)
     top = C.max(axis=0)
     active = np.nonzero(top > 0)[0]
-    if len(active) == 0:
+    return C[:, active] / top[active]  # every tonal frame counts the same, loud or soft
+
+
+def _mean_chroma(C: np.ndarray, p: _Params) -> np.ndarray:
+    """Mean of frame chroma (12, n_tonal), the first and last ``edge_frac`` of tonal frames weighted up."""
+    if C.shape[1] == 0:
         return np.zeros(12)
-    C = C[:, active] / top[active]  # every tonal frame counts the same, loud or soft
-    n = max(1, int(p.edge_frac * len(active)))
-    fw = np.ones(len(active))
+    n = max(1, int(p.edge_frac * C.shape[1]))
+    fw = np.ones(C.shape[1])
     fw[:n] += p.edge
     fw[-n:] += p.edge
     return C @ fw / fw.sum()
@@ -309,19 +358,36 @@ def key_scores(chroma: np.ndarray, *, profile: str = PROFILE) -> np.ndarray:
     return _templates(profile) @ (c / n) if n > 0 else np.zeros(24)
 
 
-def _estimate(spectrum: Spectrum, p: _Params) -> KeyEstimate:
-    tt, semis, w = _peaks(spectrum, p)
+def key_from_peaks(blocks: list[KeyPeaks], p: _Params | None = None) -> KeyEstimate:
+    """:func:`estimate_key` from a whole track's :class:`KeyPeaks`, block by block (consecutive blocks of
+    frames; never joined, so a 2-hour mix needs one block's temporaries, not the whole track's)."""
+    p = p or _Params()
     silent = KeyEstimate(None, None, None, 0.0, 0.0, np.zeros(12, dtype=np.float32))
-    if len(w) == 0:
+    floor = max(b.top for b in blocks) * 10 ** (-p.floor_db / 20)
+    kept = []
+    for b in blocks:
+        keep = b.level > floor
+        kept.append((b.frame, b.semis, b.mag) if keep.all() else (b.frame[keep], b.semis[keep], b.mag[keep]))
+    if not any(len(w) for _, _, w in kept):
         return silent
-    mid = semis > -12  # tuning from peaks above 220 Hz, where the interpolated frequency is reliable
-    if not mid.any():
-        mid = np.ones_like(mid)
-    tuning, conc = _tuning(semis[mid], w[mid])
-    n_eff = float(w[mid].sum()) ** 2 / max(float(w[mid] @ w[mid]), 1e-30)
+    # Tuning from peaks above 220 Hz, where the interpolated frequency is reliable (all peaks if none is).
+    use_mid = any(np.any(semis > -12) for _, semis, _ in kept)
+    hist, w_sum, w_sq = np.zeros(_TUNING_BINS), 0.0, 0.0
+    for _, semis, w in kept:
+        mid = semis > -12 if use_mid else np.ones(len(semis), bool)
+        hist += _tuning_histogram(semis[mid].astype(np.float64), w[mid].astype(np.float64))
+        w_sum, w_sq = w_sum + float(w[mid].sum(dtype=np.float64)), w_sq + float(w[mid] @ w[mid].astype(np.float64))
+    tuning, conc = _tuning(hist)
+    n_eff = w_sum ** 2 / max(w_sq, 1e-30)
     if conc < max(p.min_conc, p.conc_z / np.sqrt(n_eff)):
         return silent
-    chroma = _chroma(tt, semis, w, tuning, -(-spectrum.n_frames // _stride(spectrum, p)), p)
+    start = 0
+    frames = []
+    for b, (tt, semis, w) in zip(blocks, kept):
+        frames.append(_frame_chroma(tt - start, semis.astype(np.float64), w.astype(np.float64), tuning,
+                                    b.n_frames, p))
+        start += b.n_frames
+    chroma = _mean_chroma(np.concatenate(frames, axis=1), p)
     if not chroma.sum() > 0:
         return silent
     chroma = (chroma / chroma.sum()).astype(np.float32)
@@ -330,6 +396,10 @@ def _estimate(spectrum: Spectrum, p: _Params) -> KeyEstimate:
     best = KEY_NAMES[first]
     confidence = float(np.clip((r[first] - r[second]) / _FULL_CONFIDENCE_MARGIN, 0.0, 1.0))
     return KeyEstimate(best, camelot(best), open_key(best), confidence, round(100.0 * tuning, 2), chroma)
+
+
+def _estimate(spectrum: Spectrum, p: _Params) -> KeyEstimate:
+    return key_from_peaks([key_peaks(spectrum, p=p)], p)
 
 
 # Correlation margin between the best and the runner-up key that maps to confidence 1.

@@ -11,8 +11,20 @@ from functools import cache, cached_property
 import librosa
 import numpy as np
 import scipy.fft
+import scipy.sparse
 
 from tasks.constants import HOP_LENGTH, N_FFT, N_MELS, SR
+
+
+#: Frames per chunk of the STFT and of the power reductions: temporaries of ~8 MB, whatever the track's length.
+_CHUNK = 1024
+
+
+@cache
+def _mel_sparse(*, sr: int, n_fft: int, n_mels: int) -> scipy.sparse.csr_array:
+    # Each triangle spans a few bins: 2 % of the dense product's multiply-adds (measured: 8x less CPU than the
+    # dense BLAS product on this machine, where single-core sgemm runs at about 5 GFLOPS).
+    return scipy.sparse.csr_array(mel_basis(sr=sr, n_fft=n_fft, n_mels=n_mels))
 
 
 @cache
@@ -41,15 +53,22 @@ def stft_magnitude(y: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HOP_L
     """
     y = np.ascontiguousarray(y, dtype=np.float32)
     pad = n_fft // 2
-    yp = np.pad(y, (pad, pad))
-    if len(yp) < n_fft:
-        yp = np.pad(yp, (0, n_fft - len(yp)))
-    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]
-    frames = frames[: 1 + len(y) // hop_length]
-    # Chunked so the windowed copy stays small for long files.
+    yp = np.pad(y, (pad, pad + n_fft))
+    return frames_magnitude(yp, 1 + len(y) // hop_length, n_fft=n_fft, hop_length=hop_length)
+
+
+def frames_magnitude(yp: np.ndarray, n_frames: int, *, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH) -> np.ndarray:
+    """Magnitude of the Hann-windowed frames ``yp[t * hop_length : t * hop_length + n_fft]``, t < ``n_frames``.
+
+    Returns
+    -------
+    np.ndarray, shape (1 + n_fft // 2, n_frames), float32
+    """
+    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length][:n_frames]
+    # Chunked so the windowed copy stays small for long blocks.
     out = np.empty((n_fft // 2 + 1, len(frames)), dtype=np.float32)
     win = _window(n_fft)
-    step = 2048
+    step = _CHUNK
     for i in range(0, len(frames), step):
         spec = scipy.fft.rfft(frames[i : i + step] * win, axis=1)
         out[:, i : i + step] = np.abs(spec).T
@@ -89,15 +108,34 @@ class Spectrum:
         """Centre frequency of each STFT bin, Hz, shape ``(1 + n_fft // 2,)``."""
         return np.fft.rfftfreq(self.n_fft, 1.0 / self.sr)
 
-    @cached_property
+    @property
     def power(self) -> np.ndarray:
-        """Power spectrogram ``S**2``."""
+        """Power spectrogram ``S**2`` (computed on each access: the features need only its reductions)."""
         return self.S * self.S
 
     @cached_property
+    def _power_reductions(self) -> tuple[np.ndarray, np.ndarray]:
+        # Mel powers and per-frame power sums from S**2 in column chunks: a whole-track power spectrogram
+        # would double the STFT's memory.
+        mb = _mel_sparse(sr=self.sr, n_fft=self.n_fft, n_mels=N_MELS)
+        mel = np.empty((mb.shape[0], self.n_frames), dtype=np.float32)
+        total = np.empty(self.n_frames, dtype=np.float32)
+        ones = np.ones(self.S.shape[0], dtype=np.float32)
+        for i in range(0, self.n_frames, _CHUNK):
+            p = self.S[:, i : i + _CHUNK] ** 2
+            mel[:, i : i + _CHUNK] = mb @ p
+            total[i : i + _CHUNK] = ones @ p
+        return mel, total
+
+    @property
     def mel_power(self) -> np.ndarray:
         """Mel power spectrogram, shape ``(N_MELS, n_frames)``."""
-        return mel_basis(sr=self.sr, n_fft=self.n_fft) @ self.power
+        return self._power_reductions[0]
+
+    @property
+    def frame_power(self) -> np.ndarray:
+        """One-sided power of each frame, ``sum over bins of S**2``, shape ``(n_frames,)``, float32."""
+        return self._power_reductions[1]
 
     @cached_property
     def log_mel(self) -> np.ndarray:

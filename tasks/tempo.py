@@ -63,6 +63,7 @@ MIN_PULSE_DB: float = 0.08
 _LOW_HZ, _HIGH_HZ = 200.0, 5000.0  # kick band below, hi-hat band above
 _GRID_PER_OCTAVE = 96
 _TG_WIN_S, _TG_HOP_S, _TG_NFFT = 10.0, 2.5, 4096
+_TG_CHUNK = 512  # tempogram windows per FFT batch
 _PULSE_BPM = (50.0, 400.0)  # where the tracked (strongest) pulse is looked for: beats, 8ths or 16ths
 _PHASE_WIN_BEATS = 8  # 2 bars: bar-level components fall on the window's first spectral null
 _FIT_S, _FIT_MAXDEG, _FIT_GAIN = 8.0, 4, 3.0
@@ -116,17 +117,30 @@ def _band_weights(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     return (masks / masks.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def onset_bands(spectrum: Spectrum) -> np.ndarray:
+def onset_bands(spectrum: Spectrum, *, floor_db: float | None = None,
+                previous: np.ndarray | None = None) -> np.ndarray:
     """Positive log-mel flux averaged over band groups, shape ``(4, n_frames)``, dB per frame, float32.
 
     Rows: all bands (equals :attr:`Spectrum.onset_envelope`), low (< 200 Hz: kick, bass), mid, and
-    high (>= 5 kHz: hats). Frame ``t`` measures the rise from ``t - 1`` to ``t``; frame 0 is 0.
+    high (>= 5 kHz: hats). Frame ``t`` measures the rise from ``t - 1`` to ``t``; frame 0 is 0 unless
+    ``previous`` is given.
+
+    Parameters
+    ----------
+    floor_db : float, optional
+        Log-mel values are floored here first, dB; default 80 dB under the spectrum's maximum.
+    previous : np.ndarray, shape (n_mels,), optional
+        Log-mel column of the frame before the first (a block that continues a track), dB.
     """
     lm = spectrum.log_mel
-    d = np.diff(np.maximum(lm, lm.max() - 80.0), axis=1)
+    floor = lm.max() - 80.0 if floor_db is None else floor_db
+    if previous is not None:
+        lm = np.concatenate([previous[:, None].astype(lm.dtype), lm], axis=1)
+    d = np.diff(np.maximum(lm, floor), axis=1)
     np.maximum(d, 0.0, out=d)
-    out = np.zeros((4, lm.shape[1]), dtype=np.float32)
-    out[:, 1:] = _band_weights(spectrum.sr, spectrum.n_fft, lm.shape[0]) @ d
+    out = np.zeros((4, spectrum.n_frames), dtype=np.float32)
+    first = 0 if previous is not None else 1
+    out[:, first:] = _band_weights(spectrum.sr, spectrum.n_fft, lm.shape[0]) @ d
     return out
 
 
@@ -137,16 +151,20 @@ def _mel_to_total(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     return np.linalg.lstsq(mb.T, np.ones(mb.shape[1]), rcond=None)[0]
 
 
-def _level_dbfs(spectrum: Spectrum) -> float:
-    """Mean square of the loudest 5 % of frames, dB re full scale (a full-scale sine is -3 dB).
+def frame_mean_square(spectrum: Spectrum) -> np.ndarray:
+    """Mean square of each frame, full scale squared (a full-scale sine gives 0.5), shape ``(n_frames,)``.
 
     Parseval on the mel powers (shared with the onset envelope): within 0.5 dB of the exact frame
     power for tones and noise.
     """
     mp = spectrum.mel_power
     total = _mel_to_total(spectrum.sr, spectrum.n_fft, mp.shape[0]) @ mp
-    ms = 2.0 * total / (spectrum.n_fft * 0.375 * spectrum.n_fft)  # 0.375 n_fft: energy of a Hann window
-    return float(10.0 * np.log10(max(float(np.percentile(ms, 95)), 1e-20)))
+    return 2.0 * total / (spectrum.n_fft * 0.375 * spectrum.n_fft)  # 0.375 n_fft: energy of a Hann window
+
+
+def level_dbfs(frame_ms: np.ndarray) -> float:
+    """Mean square of the loudest 5 % of frames (from :func:`frame_mean_square`), dB re full scale."""
+    return float(10.0 * np.log10(max(float(np.percentile(frame_ms, 95)), 1e-20)))
 
 
 # ---------------------------------------------------------------- coarse periodicity -------------------------
@@ -172,8 +190,12 @@ def tempogram(o: np.ndarray, frame_rate: float, *, win_s: float = _TG_WIN_S, hop
     win = min(int(win_s * frame_rate), len(o))
     hop = max(1, int(hop_s * frame_rate))
     frames = np.lib.stride_tricks.sliding_window_view(o, win)[::hop]
-    frames = (frames - frames.mean(axis=1, keepdims=True)) * np.hanning(win + 2)[1:-1]
-    return np.abs(np.fft.rfft(frames, n_fft, axis=1)).mean(axis=0), np.fft.rfftfreq(n_fft, 1.0 / frame_rate)
+    taper = np.hanning(win + 2)[1:-1]
+    total = np.zeros(n_fft // 2 + 1)
+    for i in range(0, len(frames), _TG_CHUNK):  # bounded temporaries: a 2-hour mix has 14,000 windows
+        f = frames[i : i + _TG_CHUNK]
+        total += np.abs(np.fft.rfft((f - f.mean(axis=1, keepdims=True)) * taper, n_fft, axis=1)).sum(axis=0)
+    return total / len(frames), np.fft.rfftfreq(n_fft, 1.0 / frame_rate)
 
 
 def harmonic_salience(A: np.ndarray, freqs: np.ndarray, bpm: np.ndarray, *, n_harmonics: int = 4) -> np.ndarray:
@@ -341,12 +363,29 @@ def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_R
     -------
     TempoEstimate
     """
-    fr = spectrum.frame_rate
-    if spectrum.n_frames / fr < MIN_TEMPO_DURATION_S:
+    return tempo_from_envelopes(onset_bands(spectrum), frame_mean_square(spectrum),
+                                frame_rate=spectrum.frame_rate, bpm_range=bpm_range)
+
+
+def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, *, frame_rate: float,
+                         bpm_range: tuple[float, float] = BPM_RANGE) -> TempoEstimate:
+    """:func:`estimate_tempo` from a whole track's per-frame evidence (also gathered block by block).
+
+    Parameters
+    ----------
+    bands : np.ndarray, shape (4, n_frames)
+        :func:`onset_bands` of the track.
+    frame_ms : np.ndarray, shape (n_frames,)
+        :func:`frame_mean_square` of the track.
+    frame_rate : float
+        Frames per second.
+    """
+    fr = frame_rate
+    if bands.shape[1] / fr < MIN_TEMPO_DURATION_S:
         return _none("TOO_SHORT")
-    if _level_dbfs(spectrum) < SILENCE_DBFS:
+    if level_dbfs(frame_ms) < SILENCE_DBFS:
         return _none("SILENT")
-    bands = onset_bands(spectrum).astype(np.float64)
+    bands = np.asarray(bands, dtype=np.float64)
     o = bands[0] - bands[0].mean()
     if not np.any(o):
         return _none("ARHYTHMIC")

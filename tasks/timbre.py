@@ -23,10 +23,10 @@ from functools import cache
 
 import numpy as np
 import scipy.fft
-import scipy.ndimage
 
-from tasks.constants import BPM_RANGE, HOP_LENGTH, N_FFT, N_MELS, N_MFCC, SR
+from tasks.constants import HOP_LENGTH, N_FFT, N_MELS, N_MFCC, SR
 from tasks.errors import CratedigError
+from tasks.rhythm import danceability, onset_frames
 from tasks.spectrum import Spectrum
 
 # Frames quieter than this (frame RMS, dBFS) are silence: left out of every frame statistic.
@@ -38,8 +38,6 @@ _CONTRAST_STRIDE = 16
 _BAND = 32
 # librosa.feature defaults: spectral_contrast's fmin (Hz), bands and quantile; the roll-off fraction.
 _CONTRAST_FMIN, _CONTRAST_BANDS, _CONTRAST_QUANTILE, _ROLL_PERCENT = 200.0, 6, 0.02, 0.85
-# Danceability: tempo preference centred on 120 BPM, one octave standard deviation; detrending window, s.
-_DANCE_CENTRE_BPM, _DANCE_OCTAVES, _DANCE_DETREND_S = 120.0, 1.0, 3.0
 
 
 @dataclass(frozen=True)
@@ -114,12 +112,58 @@ def describe_timbre(spectrum: Spectrum, y: np.ndarray) -> Timbre:
     y = np.asarray(y)
     if y.ndim != 1:
         raise CratedigError(f"describe_timbre needs mono audio of shape (n,), got shape {y.shape}")
+    return summarise_timbre(timbre_frames(spectrum), spectrum.onset_envelope, zero_crossings(y), len(y),
+                            sr=spectrum.sr, hop_length=spectrum.hop_length)
+
+
+@dataclass(frozen=True)
+class TimbreFrames:
+    """Per-frame timbre evidence of a run of frames (a track, or a block of one): ~250 bytes per frame.
+
+    ``moments`` (3, n) magnitude sum and its first two moments in kHz; ``rolloff_hz``, ``flatness``,
+    ``frame_rms`` (n,); ``mfcc`` (N_MFCC, n); ``peaks`` / ``valleys``: per contrast band, the band's peak and
+    valley magnitude of every frame (one-bin quantile bands) or of every ``_CONTRAST_STRIDE``-th frame.
+    """
+
+    moments: np.ndarray
+    rolloff_hz: np.ndarray
+    flatness: np.ndarray
+    frame_rms: np.ndarray
+    mfcc: np.ndarray
+    peaks: tuple[np.ndarray, ...]
+    valleys: tuple[np.ndarray, ...]
+
+    @staticmethod
+    def concat(parts: list[TimbreFrames]) -> TimbreFrames:
+        """Join consecutive blocks (each but the last a multiple of ``_CONTRAST_STRIDE`` frames long)."""
+        if len(parts) == 1:
+            return parts[0]
+        cat = [np.concatenate([getattr(q, f) for q in parts], axis=-1)
+               for f in ("moments", "rolloff_hz", "flatness", "frame_rms", "mfcc")]
+        bands = len(parts[0].peaks)
+        return TimbreFrames(*cat, tuple(np.concatenate([q.peaks[b] for q in parts]) for b in range(bands)),
+                            tuple(np.concatenate([q.valleys[b] for q in parts]) for b in range(bands)))
+
+
+def timbre_frames(spectrum: Spectrum) -> TimbreFrames:
+    """Per-frame timbre evidence of ``spectrum`` (one pass over ``S``; see :class:`TimbreFrames`)."""
     S = spectrum.S
     if S.ndim != 2 or S.shape[0] != 1 + spectrum.n_fft // 2:
         raise CratedigError(f"spectrum.S has shape {S.shape}, expected ({1 + spectrum.n_fft // 2}, n_frames)")
-
     scan = _scan(S, sr=spectrum.sr, n_fft=spectrum.n_fft)
     power, frame_rms = _frame_power_rms(spectrum)
+    amean = np.maximum(power / S.shape[0], 1e-10)
+    flatness = np.minimum(np.exp(scan.log_gmean) / amean, 1.0)
+    peaks, valleys = _contrast_frames(S, scan.sort_bands, sr=spectrum.sr, n_fft=spectrum.n_fft)
+    mfcc = _dct_matrix(spectrum.log_mel.shape[0]) @ spectrum.log_mel
+    return TimbreFrames(scan.moments, spectrum.freqs[scan.rolloff_bin], flatness, frame_rms, mfcc, peaks, valleys)
+
+
+def summarise_timbre(frames: TimbreFrames, onset_envelope: np.ndarray, crossings: int, n_samples: int, *,
+                     sr: int = SR, hop_length: int = HOP_LENGTH) -> Timbre:
+    """The :class:`Timbre` of a whole track from its :class:`TimbreFrames`, onset envelope (shape
+    ``(n_frames,)``), zero crossings (:func:`zero_crossings`) and length in samples at ``sr`` Hz."""
+    frame_rms = frames.frame_rms
     audible = frame_rms >= 10.0 ** (_FRAME_SILENCE_DBFS / 20.0)
     if not audible.any():
         centroid = bandwidth = rolloff = flatness = 0.0
@@ -127,22 +171,21 @@ def describe_timbre(spectrum: Spectrum, y: np.ndarray) -> Timbre:
         mfcc_mean = mfcc_std = np.zeros(N_MFCC, np.float32)
     else:
         # Plain slices in the usual all-audible case: no gathered copies.
-        frames = slice(None) if audible.all() else np.flatnonzero(audible)
+        sel = slice(None) if audible.all() else np.flatnonzero(audible)
         few = np.flatnonzero(audible[::_CONTRAST_STRIDE])
         few = slice(None) if len(few) in (0, len(audible[::_CONTRAST_STRIDE])) else few
-        m = scan.moments[:, frames]
+        m = frames.moments[:, sel]
         centroid_khz = m[1] / m[0]
         centroid = 1000.0 * centroid_khz.mean()
         bandwidth = 1000.0 * np.sqrt(np.maximum(m[2] / m[0] - centroid_khz**2, 0.0)).mean()
-        rolloff = spectrum.freqs[scan.rolloff_bin[frames]].mean()
-        amean = np.maximum(power[frames] / S.shape[0], 1e-10)
-        flatness = np.minimum(np.exp(scan.log_gmean[frames]) / amean, 1.0).mean()
-        contrast = _contrast(S, scan.sort_bands, frames, few, sr=spectrum.sr, n_fft=spectrum.n_fft)
-        mfcc = (_dct_matrix(spectrum.log_mel.shape[0]) @ spectrum.log_mel)[:, frames]
+        rolloff = frames.rolloff_hz[sel].mean()
+        flatness = frames.flatness[sel].mean()
+        contrast = _contrast(frames.peaks, frames.valleys, sel, few, n_frames=len(frame_rms))
+        mfcc = frames.mfcc[:, sel]
         mfcc_mean, mfcc_std = mfcc.mean(axis=1), mfcc.std(axis=1)
 
-    duration_s = len(y) / spectrum.sr
-    n_onsets = len(onset_frames(spectrum.onset_envelope, sr=spectrum.sr, hop_length=spectrum.hop_length))
+    duration_s = n_samples / sr
+    n_onsets = len(onset_frames(onset_envelope, sr=sr, hop_length=hop_length))
     return Timbre(
         mfcc_mean=np.asarray(mfcc_mean, np.float32),
         mfcc_std=np.asarray(mfcc_std, np.float32),
@@ -151,25 +194,25 @@ def describe_timbre(spectrum: Spectrum, y: np.ndarray) -> Timbre:
         spectral_bandwidth_hz=float(bandwidth),
         spectral_rolloff_hz=float(rolloff),
         spectral_flatness=float(flatness),
-        zero_crossing_rate=_zero_crossing_rate(y),
+        zero_crossing_rate=crossings / n_samples if n_samples >= 2 else 0.0,
         rms=float(frame_rms.mean()) if frame_rms.size else 0.0,
         onset_rate=n_onsets / duration_s if duration_s > 0 else 0.0,
-        danceability=danceability(spectrum.onset_envelope, frame_rate=spectrum.frame_rate),
+        danceability=danceability(onset_envelope, frame_rate=sr / hop_length),
     )
 
 
 def _frame_power_rms(spectrum: Spectrum) -> tuple[np.ndarray, np.ndarray]:
     """Each frame's one-sided power ``sum S**2`` and its RMS (linear full scale), shapes ``(n_frames,)``.
 
-    Read from the Spectrum's power view, which the mel spectrogram (MFCC) needs anyway. Parseval: the
+    Read from the Spectrum's frame power, computed with the mel spectrogram (MFCC). Parseval: the
     two-sided energy is twice the one-sided sum minus DC and Nyquist (counted once); dividing by the
     window's energy makes a stationary signal's frame RMS its true RMS.
     """
-    P, n_fft = spectrum.power, spectrum.n_fft
-    power = (np.ones(P.shape[0], np.float32) @ P).astype(np.float64)
-    two_sided = 2.0 * power - P[0]
+    S, n_fft = spectrum.S, spectrum.n_fft
+    power = spectrum.frame_power.astype(np.float64)
+    two_sided = 2.0 * power - S[0].astype(np.float64) ** 2
     if n_fft % 2 == 0:
-        two_sided -= P[-1]
+        two_sided -= S[-1].astype(np.float64) ** 2
     window_energy = float(np.sum(np.hanning(n_fft + 1)[:-1] ** 2))  # periodic Hann, as the shared STFT
     return power, np.sqrt(np.maximum(two_sided, 0.0) / (n_fft * window_energy))
 
@@ -280,24 +323,30 @@ def _contrast_bands(sr: int, n_fft: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(bands)
 
 
-def _contrast(S: np.ndarray, sort_bands: list, frames: np.ndarray | slice, few: np.ndarray | slice, *,
-              sr: int = SR, n_fft: int = N_FFT) -> np.ndarray:
-    """Mean spectral contrast, shape ``(7,)``, dB.
-
-    Bands whose 2 % quantile is one bin need only a min and a max: they use ``frames`` of ``S`` (bins,
-    frames). The others are sorted per frame, from the rows ``few`` of ``sort_bands`` (:class:`_Scan`).
-    """
+def _contrast_frames(S: np.ndarray, sort_bands: list, *, sr: int = SR, n_fft: int = N_FFT
+                     ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Peak and valley magnitude per contrast band: of every frame of ``S`` (bins, frames) for bands whose
+    2 % quantile is one bin (a min and a max), else of every ``_CONTRAST_STRIDE``-th frame, from the rows
+    of ``sort_bands`` (:class:`_Scan`), sorted."""
     to_sort = iter(sort_bands)
     peaks, valleys = [], []
     for first, stop, k in _contrast_bands(sr, n_fft):
         if k == 1:
             band = S[first:stop]
-            valleys.append(band.min(axis=0)[frames])
-            peaks.append(band.max(axis=0)[frames])
+            valleys.append(band.min(axis=0))
+            peaks.append(band.max(axis=0))
         else:
-            srt = np.sort(next(to_sort), axis=1)[few]
+            srt = np.sort(next(to_sort), axis=1)
             valleys.append(srt[:, :k].mean(axis=1))
             peaks.append(srt[:, -k:].mean(axis=1))
+    return tuple(peaks), tuple(valleys)
+
+
+def _contrast(peaks: tuple[np.ndarray, ...], valleys: tuple[np.ndarray, ...], frames: np.ndarray | slice,
+              few: np.ndarray | slice, *, n_frames: int) -> np.ndarray:
+    """Mean spectral contrast over ``frames`` (``few`` of the subsampled bands), shape ``(7,)``, dB."""
+    peaks = tuple(p[frames] if len(p) == n_frames else p[few] for p in peaks)
+    valleys = tuple(v[frames] if len(v) == n_frames else v[few] for v in valleys)
     # librosa: power_to_db (amin 1e-10, top_db 80 against each array's own maximum) of the magnitudes.
     peak_db = [10.0 * np.log10(np.maximum(p, 1e-10)) for p in peaks]
     valley_db = [10.0 * np.log10(np.maximum(v, 1e-10)) for v in valleys]
@@ -313,92 +362,12 @@ def _dct_matrix(n_mels: int = N_MELS, n_mfcc: int = N_MFCC) -> np.ndarray:
     return scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc].astype(np.float32)
 
 
-def _zero_crossing_rate(y: np.ndarray) -> float:
+def zero_crossings(y: np.ndarray, previous: float | None = None) -> int:
+    """Sign changes of ``y`` (shape ``(n,)``), counting one before ``y[0]`` if ``previous`` (the sample before a
+    block) differs in sign. Samples with ``|y| <= 1e-10`` count as positive, as librosa's ``zero_pos``."""
+    if previous is not None:
+        y = np.concatenate([[previous], y])
     if len(y) < 2:
-        return 0.0
-    negative = y < -1e-10  # librosa's zero_pos with threshold 1e-10: near-zero samples are positive
-    return float(np.count_nonzero(negative[1:] != negative[:-1]) / len(y))
-
-
-# ---------------------------------------------------------------- rhythm density
-
-def onset_frames(onset_envelope: np.ndarray, *, sr: int = SR, hop_length: int = HOP_LENGTH) -> np.ndarray:
-    """Onset frame indices: ``librosa.onset.onset_detect``'s normalisation and peak picking, vectorised.
-
-    Parameters
-    ----------
-    onset_envelope : np.ndarray, shape (n_frames,)
-        Onset strength per frame.
-
-    Returns
-    -------
-    np.ndarray, shape (n_onsets,), int
-        Frame indices, increasing; none for a flat or non-finite envelope.
-    """
-    x = np.asarray(onset_envelope, dtype=np.float64)
-    n = len(x)
-    if n == 0 or not np.all(np.isfinite(x)) or x.max() == x.min():
-        return np.zeros(0, dtype=int)
-    x = (x - x.min()) / (x.max() - x.min() + np.finfo(np.float64).tiny)
-    # librosa's defaults, in frames: 30 ms before for the maximum, 100 ms either side for the mean.
-    pre_max = wait = int(0.03 * sr // hop_length)
-    post_max, pre_avg = 1, int(0.10 * sr // hop_length)
-    post_avg, delta = pre_avg + 1, 0.07
-    # Window x[n - pre_max : n + post_max] and x[n - pre_avg : n + post_avg], truncated at the edges.
-    padded = np.concatenate([np.full(pre_max, -np.inf), x, np.full(post_max - 1, -np.inf)])
-    local_max = np.lib.stride_tricks.sliding_window_view(padded, pre_max + post_max).max(axis=1)
-    csum = np.concatenate([[0.0], np.cumsum(x)])
-    idx = np.arange(n)
-    lo, hi = np.maximum(idx - pre_avg, 0), np.minimum(idx + post_avg, n)
-    local_mean = (csum[hi] - csum[lo]) / (hi - lo)
-    candidates = np.flatnonzero((x >= local_max) & (x >= local_mean + delta))
-    kept, last = [], -wait - 1
-    for c in candidates.tolist():  # greedy "wait" rule; a few hundred candidates per minute
-        if c - last > wait:
-            kept.append(c)
-            last = c
-    return np.asarray(kept, dtype=int)
-
-
-def danceability(onset_envelope: np.ndarray, *, frame_rate: float = SR / HOP_LENGTH,
-                 bpm_range: tuple[float, float] = BPM_RANGE) -> float:
-    """Beat-periodicity strength of an onset envelope, 0..1 (definition in :class:`Timbre`).
-
-    Parameters
-    ----------
-    onset_envelope : np.ndarray, shape (n_frames,)
-        Onset strength per frame.
-    frame_rate : float
-        Frames per second of the envelope.
-    bpm_range : (float, float)
-        Tempi searched, BPM.
-
-    Returns
-    -------
-    float
-        0 for silence, noise or envelopes shorter than eight slowest beats (6.9 s at 70 BPM).
-    """
-    e = np.asarray(onset_envelope, dtype=np.float64)
-    max_lag = 4.0 * 60.0 * frame_rate / bpm_range[0]
-    if len(e) < 2 * max_lag or not np.all(np.isfinite(e)):
-        return 0.0
-    # A short Hann smoothing lets the autocorrelation be read at fractional lags by interpolation;
-    # removing the 3 s running mean keeps loudness swells (intro, breakdown) from looking periodic.
-    e = np.convolve(e, np.hanning(7)[1:-1] / 3.0, mode="same")
-    detrend = max(3, int(round(_DANCE_DETREND_S * frame_rate)) | 1)
-    e = e - scipy.ndimage.uniform_filter1d(e, detrend, mode="nearest")
-    n = len(e)
-    n_fft = scipy.fft.next_fast_len(2 * n, real=True)
-    ac = np.fft.irfft(np.abs(np.fft.rfft(e, n_fft)) ** 2, n_fft)[: int(np.ceil(max_lag)) + 2]
-    if ac[0] <= 1e-12 * n:
-        return 0.0
-    ac = ac / ac[0] * n / (n - np.arange(len(ac)))  # unbiased: long lags are not penalised
-    bpm = np.arange(bpm_range[0], bpm_range[1] + 0.5, 0.5)
-    lag = 60.0 * frame_rate / bpm
-    lags = np.arange(len(ac))
-    r = sum(np.interp(m * lag, lags, ac) for m in (1.0, 2.0, 4.0)) / 3.0
-    w = np.exp(-0.5 * (np.log2(bpm / _DANCE_CENTRE_BPM) / _DANCE_OCTAVES) ** 2)
-    # The best of many lags of a finite noise envelope reaches about 2 / sqrt(n): rescale so that
-    # level is 0 whatever the track length (0.1 for a 10 s clip, 0.02 for 3 minutes).
-    floor = min(2.0 / np.sqrt(n), 0.5)
-    return float(np.clip((np.max(w * r) - floor) / (1.0 - floor), 0.0, 1.0))
+        return 0
+    negative = y < -1e-10
+    return int(np.count_nonzero(negative[1:] != negative[:-1]))

@@ -11,7 +11,8 @@ import tasks.timbre as timbre
 from tasks.constants import HOP_LENGTH, N_MFCC, SR
 from tasks.errors import CratedigError
 from tasks.spectrum import compute_spectrum
-from tasks.timbre import Timbre, danceability, describe_timbre, onset_frames
+from tasks.rhythm import danceability, onset_frames
+from tasks.timbre import Timbre, describe_timbre
 
 
 def _tone(f0: float, dur: float, sr: int, amp: float = 0.5) -> np.ndarray:

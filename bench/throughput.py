@@ -1,12 +1,17 @@
 """Throughput benchmark over a folder of real music (default: the shared corpus's real tracks).
 
-    .venv/bin/python bench/throughput.py [FOLDER] [--limit N] [--essentia-files 5]
+    .venv/bin/python bench/throughput.py [FOLDER] [--limit N] [--flow-tracks 1000] [--essentia-files 5]
 
 Prints, on this machine:
-1. per-stage CPU seconds on one core (scan, decode, features, store) and x realtime per core;
-2. the whole flow (Prefect, ephemeral server) with 1 worker and with N workers: tracks/min,
-   x realtime, scaling, orchestration overhead (wall time not spent analysing), peak RSS per worker;
-3. Essentia's MusicExtractor on the first few files, when ``essentia`` is importable.
+1. per-stage CPU seconds on one core (scan, decode, analysis, store) and x realtime per core; "decode" is
+   the streaming decode + down-mix + resample the analysis runs, "analysis" the rest of ``analyze_file``
+   (tags, fingerprint, STFT, every feature, loudness);
+2. the whole flow (Prefect, ephemeral server) over FOLDER with 1 worker and with N workers: tracks/min,
+   x realtime per core, scaling (flow body wall time, 1 vs N), peak RSS per worker;
+3. orchestration overhead on ``--flow-tracks`` tracks (a library of hard links cycling through FOLDER's
+   files, so every track is real music): the share of the flow body's wall time not covered by the
+   workers' analysis CPU, ``1 - sum(analysis_ms) / workers / flow body``;
+4. Essentia's MusicExtractor on the first few files, when ``essentia`` is importable.
 """
 from __future__ import annotations
 
@@ -22,28 +27,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import flows  # noqa: E402,F401  (quiet offline Prefect settings)
 from tasks import catalog  # noqa: E402
-from tasks.decode import decode_audio  # noqa: E402
-from tasks.features import analyze_audio, analyze_file  # noqa: E402
+from tasks.decode import MonoResampler, backends_for, open_native  # noqa: E402
+from tasks.errors import RejectError  # noqa: E402
+from tasks.features import analyze_file  # noqa: E402
 from tasks.scan import walk_library  # noqa: E402
 
 CORPUS = Path(os.environ.get("CRATEDIG_CORPUS", Path.home() / ".cache/cratedig-corpus"))
 
 
+def _decode_only(path: str) -> float:
+    """Stream-decode, down-mix and resample ``path`` as the analysis does; returns its duration, s."""
+    for backend in backends_for(path):
+        try:
+            with open_native(path, backend) as stream:
+                to_mono = MonoResampler(stream.sr)
+                n = 0
+                for x in stream.blocks:
+                    n += x.shape[1]
+                    to_mono(x)
+                to_mono.flush()
+                return n / stream.sr
+        except RejectError:
+            continue
+    return 0.0
+
+
 def stage_breakdown(files: list[dict]) -> tuple[float, dict[str, float]]:
     """CPU seconds per stage over ``files`` in this process (one core)."""
-    stages = {"decode": 0.0, "features": 0.0, "store": 0.0}
+    stages = {"decode": 0.0, "analysis": 0.0, "store": 0.0}
     audio_s = 0.0
     analyze_file(files[0]["path"], files[0]["size_bytes"], files[0]["mtime_ns"])  # warm-up: imports, filters
     results = []
     for f in files:
         t = time.process_time()
-        audio = decode_audio(f["path"])
-        stages["decode"] += time.process_time() - t
-        audio_s += audio.duration_s
+        audio_s += _decode_only(f["path"])
+        decode = time.process_time() - t
         t = time.process_time()
-        analyze_audio(audio)
-        stages["features"] += time.process_time() - t
         results.append(analyze_file(f["path"], f["size_bytes"], f["mtime_ns"]))
+        stages["decode"] += decode
+        stages["analysis"] += max(0.0, time.process_time() - t - decode)
     with tempfile.TemporaryDirectory() as tmp:
         con = catalog.open_catalog(Path(tmp) / "c.duckdb")
         t = time.process_time()
@@ -54,14 +76,42 @@ def stage_breakdown(files: list[dict]) -> tuple[float, dict[str, float]]:
     return audio_s, stages
 
 
-def run_flow(folder: Path, workers: int) -> tuple[dict, float]:
+def run_flow(folder: Path, workers: int) -> tuple[dict, float, float]:
+    """Run ``analyze_library`` over ``folder``; returns its summary, the sum of the per-file analysis CPU
+    (``features.analysis_ms``, s) and the audio analysed (s)."""
     from flows.analyze import analyze_library
 
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
         summary = analyze_library(str(folder), catalog_path=str(Path(tmp) / "c.duckdb"), workers=workers,
                                   batch_size=8)
-        return summary, time.perf_counter() - t
+        con = catalog.open_catalog(Path(tmp) / "c.duckdb", read_only=True)
+        ms, audio = con.sql("SELECT sum(f.analysis_ms), sum(t.duration_s) FROM features f "
+                            "JOIN tracks t USING (track_id)").fetchall()[0]
+        con.close()
+        return summary, (ms or 0.0) / 1000.0, audio or 0.0
+
+
+def hardlink_library(folder: Path, n: int, out: Path) -> Path:
+    """``n`` hard links cycling through ``folder``'s audio files, under ``out`` (same file system)."""
+    files = walk_library(folder).files["path"].to_list()
+    for i in range(n):
+        src = Path(files[i % len(files)])
+        dst = out / f"{i // 100:03d}" / f"{i:05d}{src.suffix}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.link(src, dst)
+    return out
+
+
+def report_flow(label: str, summary: dict, analysis_cpu: float, audio: float, workers: int) -> float:
+    """Print one flow run; returns the orchestration overhead as a share of the flow body."""
+    body = summary["seconds"]
+    overhead = max(0.0, 1.0 - analysis_cpu / workers / body)
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"   {label}: {summary['analyzed']} analysed, {audio / 60:.0f} min of audio, flow body {body:.1f} s "
+          f"({60 * summary['analyzed'] / body:.0f} tracks/min, {audio / body / workers:.0f}x realtime per core); "
+          f"analysis CPU {analysis_cpu:.1f} s; orchestration {100 * overhead:.1f}% of the flow body; "
+          f"peak worker RSS so far {rss_mb:.0f} MB")
+    return overhead
 
 
 def essentia_seconds(files: list[dict]) -> tuple[float, float] | None:
@@ -85,6 +135,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=40, help="files for the per-stage breakdown")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--essentia-files", type=int, default=5)
+    ap.add_argument("--flow-tracks", type=int, default=1000, help="tracks for the orchestration run (0: skip)")
     args = ap.parse_args()
 
     t = time.perf_counter()
@@ -100,33 +151,30 @@ def main() -> None:
         print(f"   {name:9s} {s:7.2f} s CPU  {s / (audio_s / 60):.3f} s per minute of audio")
     print(f"   total     {cpu:7.2f} s CPU  {cpu / (audio_s / 60):.3f} s/min  = {audio_s / cpu:.0f}x realtime per core")
 
-    print(f"\n2. the analyze_library flow over all {walk.files.height} files:")
-    total_audio = None
-    walls = {}
+    print(f"\n2. the analyze_library flow over all {walk.files.height} files of {args.folder}:")
+    bodies = {}
     for workers in sorted({1, args.workers}):
-        summary, wall = run_flow(args.folder, workers)
-        walls[workers] = wall
-        rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if total_audio is None:
-            total_audio = sum(decode_audio(f["path"]).duration_s for f in files) * walk.files.height / len(files)
-        print(f"   {workers} worker(s): {summary['analyzed']} analysed in {wall:.1f} s wall "
-              f"({summary['tracks_per_min']} tracks/min incl. server start; flow body {summary['seconds']} s), "
-              f"~{total_audio / summary['seconds'] / workers:.0f}x realtime per core, "
-              f"peak worker RSS {rss_mb:.0f} MB")
-        analysing = cpu / len(files) * walk.files.height / workers
-        print(f"      orchestration (flow body - analysis CPU / workers): "
-              f"{max(0.0, summary['seconds'] - analysing):.1f} s "
-              f"({100 * max(0.0, summary['seconds'] - analysing) / summary['seconds']:.0f}% of the flow body)")
-    if len(walls) == 2:
-        print(f"   scaling {args.workers} workers vs 1: {walls[1] / walls[args.workers]:.2f}x")
+        summary, analysis_cpu, audio = run_flow(args.folder, workers)
+        bodies[workers] = summary["seconds"]
+        report_flow(f"{workers} worker(s)", summary, analysis_cpu, audio, workers)
+    if len(bodies) == 2:
+        print(f"   scaling {args.workers} workers vs 1 (flow body): {bodies[1] / bodies[args.workers]:.2f}x")
 
-    ess = essentia_seconds(files[: args.essentia_files])
+    if args.flow_tracks:
+        print(f"\n3. orchestration on {args.flow_tracks} tracks (hard links cycling through the folder), "
+              f"{args.workers} workers:")
+        with tempfile.TemporaryDirectory(dir=args.folder.parent) as tmp:
+            library = hardlink_library(args.folder, args.flow_tracks, Path(tmp) / "library")
+            summary, analysis_cpu, audio = run_flow(library, args.workers)
+            report_flow(f"{args.flow_tracks} tracks", summary, analysis_cpu, audio, args.workers)
+
+    ess = essentia_seconds(files[: args.essentia_files]) if args.essentia_files else None
     if ess is None:
-        print("\n3. essentia not installed (pip install '.[bench]' to compare)")
+        print("\n4. essentia not installed (pip install '.[bench]' to compare)")
     else:
         e_cpu, e_audio = ess
         ours = cpu / audio_s
-        print(f"\n3. Essentia MusicExtractor on {args.essentia_files} files: {e_cpu / (e_audio / 60):.2f} s CPU per "
+        print(f"\n4. Essentia MusicExtractor on {args.essentia_files} files: {e_cpu / (e_audio / 60):.2f} s CPU per "
               f"minute of audio ({e_audio / e_cpu:.0f}x realtime); cratedig is {e_cpu / e_audio / ours:.1f}x faster")
 
 

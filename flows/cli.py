@@ -70,7 +70,8 @@ def print_summary(summary: dict[str, Any]) -> None:
 def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help="Library folder."),
             catalog: Path = CatalogOpt,
             workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores)."),
-            batch_size: int = typer.Option(16, "--batch-size", min=1, help="Files per Prefect task."),
+            batch_size: Optional[int] = typer.Option(
+                None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."),
             force: bool = typer.Option(False, "--force", help="Re-analyse every file."),
             lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for another run."),
             dask_address: Optional[str] = typer.Option(None, "--dask-address",

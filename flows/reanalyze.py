@@ -85,7 +85,7 @@ def _run_name() -> str:
 
 
 def _reanalyze(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_dir: str | None = None,
-              workers: int | None = None, batch_size: int = 16, force: bool = False,
+              workers: int | None = None, batch_size: int | None = None, force: bool = False,
               since: datetime | None = None, paths: list[str] | None = None,
               file_timeout_s: float = FILE_TIMEOUT_S, lock_wait_s: float = LOCK_WAIT_S) -> dict[str, Any]:
     """Re-analyse ``library`` incrementally, one run per library at a time, and rewrite its Parquet export.

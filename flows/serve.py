@@ -60,7 +60,8 @@ def api_url() -> str | None:
 
 
 def serve_reanalysis(library: str | Path, *, catalog_path: str | Path = DEFAULT_CATALOG,
-                     parquet_dir: str | Path | None = None, workers: int | None = None, batch_size: int = 16,
+                     parquet_dir: str | Path | None = None, workers: int | None = None,
+                     batch_size: int | None = None,
                      cron: str | None = None, interval: timedelta | None = None, timezone: str | None = None,
                      name: str | None = None) -> None:
     """Serve :func:`flows.reanalyze.reanalyze` for ``library`` on a schedule until interrupted.
@@ -97,7 +98,8 @@ def serve(path: Path = typer.Argument(..., exists=True, file_okay=False, help="L
           interval: Optional[str] = typer.Option(None, "--interval", help="Or an interval: 3600, 30m, 6h, 1d."),
           timezone: Optional[str] = typer.Option(None, "--timezone", help="Time zone of --cron (default: local)."),
           workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all)."),
-          batch_size: int = typer.Option(16, "--batch-size", min=1, help="Files per Prefect task."),
+          batch_size: Optional[int] = typer.Option(
+                None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."),
           parquet_dir: Optional[Path] = typer.Option(None, "--parquet-dir", help="Parquet export folder."),
           name: str = typer.Option(DEPLOYMENT_NAME, "--name", help="Deployment name.")) -> None:
     """Serve the nightly-reanalysis deployment of PATH on a schedule (needs a Prefect server: see README)."""

@@ -18,6 +18,7 @@ from tasks.constants import HOP_LENGTH, N_FFT, N_MELS, SR
 
 #: Frames per chunk of the STFT and of the power reductions: temporaries of ~8 MB, whatever the track's length.
 _CHUNK = 1024
+_FFT_CHUNK = 512  # frames per rfft batch (4 MB windowed): measured fastest of 128-1024 here
 
 
 @cache
@@ -65,13 +66,14 @@ def frames_magnitude(yp: np.ndarray, n_frames: int, *, n_fft: int = N_FFT, hop_l
     np.ndarray, shape (1 + n_fft // 2, n_frames), float32
     """
     frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length][:n_frames]
-    # Chunked so the windowed copy stays small for long blocks.
+    # In chunks through one reused buffer: the windowed copy stays in cache and is never reallocated.
     out = np.empty((n_fft // 2 + 1, len(frames)), dtype=np.float32)
     win = _window(n_fft)
-    step = _CHUNK
-    for i in range(0, len(frames), step):
-        spec = scipy.fft.rfft(frames[i : i + step] * win, axis=1)
-        out[:, i : i + step] = np.abs(spec).T
+    buf = np.empty((min(_FFT_CHUNK, len(frames)), n_fft), dtype=np.float32)
+    for i in range(0, len(frames), _FFT_CHUNK):
+        chunk = frames[i : i + _FFT_CHUNK]
+        windowed = np.multiply(chunk, win, out=buf[: len(chunk)])
+        out[:, i : i + _FFT_CHUNK] = np.abs(scipy.fft.rfft(windowed, axis=1, overwrite_x=True)).T
     return out
 
 

@@ -12,7 +12,7 @@ import pandera.polars as pa
 import polars as pl
 
 from tasks.constants import N_MFCC
-from tasks.key import KEY_NAMES
+from tasks.key_names import KEY_NAMES
 
 #: Native sample rates a decoder may report, Hz.
 SAMPLE_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000,

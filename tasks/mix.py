@@ -49,7 +49,7 @@ def parse_camelot(code: str | None) -> tuple[int, str] | None:
         return None
     m = _CAMELOT.match(code)
     if m is None:
-        from tasks.key import camelot
+        from tasks.key_names import camelot
         try:
             m = _CAMELOT.match(camelot(code))
         except ValueError:

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 EXTRAS := test,notebooks,dask
 CORPUS ?= $(HOME)/.cache/cratedig-corpus
 
-.PHONY: install demo test test-fast lab bench-accuracy bench-throughput bench-scan bench-similarity clean-data
+.PHONY: install demo test test-fast lab bench-accuracy bench-throughput bench-scan bench-long-file bench-similarity clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-throughput: install
 
 bench-scan: install
 	$(BIN)/python bench/scan.py
+
+bench-long-file: install
+	$(BIN)/python bench/long_file.py
 
 bench-similarity: install
 	$(BIN)/python bench/similarity.py

@@ -23,7 +23,8 @@ from tasks.key import KeyEstimate, KeyPeaks, key_from_peaks, key_peaks
 from tasks.loudness import MAX_CHANNELS, SR_RANGE, Loudness
 from tasks.loudness_stream import LoudnessMeter
 from tasks.spectrum import Spectrum
-from tasks.tempo import TempoEstimate, frame_mean_square, onset_bands, tempo_from_envelopes
+from tasks.tempo import TempoEstimate, tempo_from_envelopes
+from tasks.tempo_envelopes import CHANGE_LAG, frame_mean_square, harmonic_change, onset_bands
 from tasks.timbre import Timbre, TimbreFrames, summarise_timbre, timbre_frames, zero_crossings
 
 
@@ -61,12 +62,13 @@ class TrackEvidence:
         self.native_frames = 0
         self._spectra = SpectrumStream(sr=sr, block_frames=block_frames)
         self._bands: list[np.ndarray] = []
+        self._change: list[np.ndarray] = []
         self._frame_ms: list[np.ndarray] = []
         self._peaks: list[KeyPeaks] = []
         self._timbre: list[TimbreFrames] = []
         self._frames = 0
         self._max_db = -np.inf
-        self._last_column: np.ndarray | None = None
+        self._last_columns: np.ndarray | None = None  # log-mel before the next block: flux and harmonic change
         self._peak = 0.0
         self._crossings = 0
         self._last_sample: float | None = None
@@ -89,8 +91,11 @@ class TrackEvidence:
     def _add_spectrum(self, spectrum: Spectrum) -> None:
         lm = spectrum.log_mel
         self._max_db = max(self._max_db, float(lm.max()))
-        self._bands.append(onset_bands(spectrum, floor_db=self._max_db - 80.0, previous=self._last_column))
-        self._last_column = lm[:, -1].copy()
+        self._bands.append(onset_bands(spectrum, floor_db=self._max_db - 80.0, previous=self._last_columns))
+        self._change.append(harmonic_change(spectrum, previous=self._last_columns))
+        if lm.shape[1] < CHANGE_LAG and self._last_columns is not None:  # a block of a frame or so
+            lm = np.concatenate([self._last_columns, lm], axis=1)
+        self._last_columns = lm[:, -CHANGE_LAG:].copy()
         self._frame_ms.append(frame_mean_square(spectrum))
         self._peaks.append(key_peaks(spectrum, first_frame=self._frames))
         self._timbre.append(timbre_frames(spectrum))
@@ -106,7 +111,9 @@ class TrackEvidence:
         bands = np.concatenate(self._bands, axis=1)
         self._bands = []
         fr = self.sr / self._spectra.hop_length
-        tempo = tempo_from_envelopes(bands, np.concatenate(self._frame_ms), frame_rate=fr, bpm_range=bpm_range)
+        tempo = tempo_from_envelopes(bands, np.concatenate(self._frame_ms), np.concatenate(self._change),
+                                     frame_rate=fr, bpm_range=bpm_range)
+        self._change = []
         timbre_frames_ = TimbreFrames.concat(self._timbre)
         self._timbre = []
         timbre = summarise_timbre(timbre_frames_, bands[0], self._crossings, self._spectra.n_samples,

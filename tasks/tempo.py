@@ -1,8 +1,11 @@
 """Tempo (BPM to 0.01), beat phase and pulse clarity from the shared STFT.
 
-Method (all from :attr:`Spectrum.log_mel`, which the timbre features share):
+Method (all from :attr:`Spectrum.log_mel`, which the timbre features share; envelopes in
+:mod:`tasks.tempo_envelopes`):
 
-1. Onset envelopes: positive log-mel flux over all bands and three groups (< 200 Hz, mid, >= 5 kHz).
+1. Onset envelopes: positive log-mel flux over all bands and three groups (< 200 Hz, mid, >= 5 kHz);
+   and the harmonic change: how far the level-free spectral shape moves in 139 ms (a chord change
+   scores high, a re-struck chord low).
 2. The strongest pulse (beat, 8th or 16th, 50-400 BPM): harmonic-summed Fourier tempogram peak.
 3. Tracking, :func:`track_pulse`: complex demodulation of the envelope at that pulse and its harmonics
    in 8-beat Hann windows, one per beat; each window's phase is matched to the drift-corrected pulse
@@ -12,9 +15,11 @@ Method (all from :attr:`Spectrum.log_mel`, which the timbre features share):
    tempo: 0.26 BPM median, 1.0 max on drifting benchmark songs; the curve: 0.05, 0.15). No lag grid.
 4. Octave: candidates are the pulse times 1/8 ... 4 (1/3, 2/3, 3/4, 4/3, 3/2 included: 3/4 time,
    swing). Each is scored by a conditional-logit model of its place in ``bpm_range`` and of the
-   phase-coherent pulse strength of the four envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it
-   (30 weights from ``bench/tempo_eval.py --fit``: synthesized songs of seeds 1-4, metronomes, bare
-   drum-machine beats). ``candidates`` carries the model's probabilities.
+   phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it
+   (37 weights from ``bench/tempo_eval.py --fit``: synthesized songs of seeds 1-4, metronomes,
+   synthesized four-part chorales with no drums, bare drum-machine beats). In music with no drums the
+   harmonic change marks the beat (the harmonic rhythm) where the onsets mark every 8th of the moving
+   voices. ``candidates`` carries the model's probabilities.
 5. Beat phase: peak of the beat-synchronous pulse shape rebuilt from the harmonics, minus the lead of
    the flux peak over the attack. ``pulse_clarity``: share of the envelope's variance that repeats with
    the beat; ``confidence`` = clarity x probability of the chosen octave.
@@ -23,35 +28,44 @@ Rejections: ``TOO_SHORT`` under ``MIN_TEMPO_DURATION_S``; ``SILENT`` when the lo
 below ``SILENCE_DBFS``; ``ARHYTHMIC`` when the clarity or the absolute size of the periodic part is at
 chance level (white/pink noise and chord pads of 6-90 s: 216 of 216 rejected).
 
-Measured (``bench/tempo_eval.py``; CPU, one thread):
+Measured (``OPENBLAS_NUM_THREADS=1 bench/tempo_eval.py``; CPU, one thread):
 
 =========================  ========  ========  ===========  ==========
 set / method               Acc1      Acc2      +-0.5 BPM    ms/track
 =========================  ========  ========  ===========  ==========
 synth seed 0 (120 x 30 s)
-  cratedig                 0.975     0.992     0.975        6.6
-  librosa feature.tempo    0.692     0.908     0.117        50.6
-  Essentia Rhythm...2013   0.725     1.000     0.642        569
+  cratedig                 0.975     1.000     0.975        6.5
+  librosa feature.tempo    0.692     0.908     0.117        49.2
+  Essentia Rhythm...2013   0.725     1.000     0.642        577
 Bach chorales (40, held out)
-  cratedig                 0.700     0.975     0.700        8.0
-  librosa feature.tempo    0.750     0.975     0.300        40.6
-  Essentia Rhythm...2013   0.625     0.975     0.450        855
+  cratedig                 0.850     0.975     0.850        11.6
+  librosa feature.tempo    0.750     0.975     0.300        59.1
+  Essentia Rhythm...2013   0.625     0.975     0.450        864
 =========================  ========  ========  ===========  ==========
 
-A 3-minute track costs 17.5 ms given its Spectrum with ``log_mel`` computed (53 ms if this is the first
-feature to ask for ``log_mel``). Metronomes at 70-200 BPM come out within 0.03 BPM, their first beat
-within 8 ms (below 70 BPM they may be doubled). Known weaknesses: slow chorales (63-76 BPM, moving in
-8ths) are doubled; over a quarter of bare drum-machine loops with loud hats get the other octave.
+Before the harmonic change and the synthesized chorales: 0.975 / 0.992 / 0.975 on synth seed 0 and
+0.700 / 0.975 / 0.700 on the chorales. The chorales' gain comes from the synthesized chorales in the fit:
+without the harmonic change they give the same octave choice on the chorales (0.850), but cost synth seed 0
+(0.942) and their own check set (synthesized chorales of seed 99: 0.867 against 0.917). Another draw of 320
+synthesized chorales (seeds 14 and 15) gives 0.875 on the rendered ones and 0.967 on synth seed 0.
+ms/track varies by a third from run to run on this machine.
+
+A 3-minute track costs 17-25 ms given its Spectrum with ``log_mel`` computed (41-55 ms if this is the
+first feature to ask for ``log_mel``), on a busy machine where the model before this one took 22 ms; the
+harmonic change is 2 ms of it. Metronomes at 70-200 BPM come out within 0.03 BPM, their first beat
+within 8 ms (below 70 BPM they may be doubled). Known weaknesses: slow chorales (63-76 BPM) moving in 8ths
+are still doubled now and then (3 of 19), 2 of 6 at 138 BPM are halved and one at 116 comes out at 2/3 of
+it; a fifth of bare drum-machine loops with loud hats get the other octave.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 
 from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
-from tasks.spectrum import Spectrum, mel_basis
+from tasks.spectrum import Spectrum
+from tasks.tempo_envelopes import frame_mean_square, harmonic_change, level_dbfs, onset_bands
 from tasks.tempo_octave import SEARCH_RANGE, Amplitudes, octave_features, octave_probabilities
 
 #: Below this pulse clarity a track is ``ARHYTHMIC``.
@@ -60,7 +74,6 @@ MIN_CLARITY: float = 0.12
 #: and pink noise reach 0.055, a chord pad whose partials beat 0.054, the weakest synthesized song 0.12.
 MIN_PULSE_DB: float = 0.08
 
-_LOW_HZ, _HIGH_HZ = 200.0, 5000.0  # kick band below, hi-hat band above
 _GRID_PER_OCTAVE = 96
 _TG_WIN_S, _TG_HOP_S, _TG_NFFT = 10.0, 2.5, 4096
 _TG_CHUNK = 512  # tempogram windows per FFT batch
@@ -103,68 +116,6 @@ class TempoEstimate:
 
 def _none(reason: str, clarity: float = 0.0) -> TempoEstimate:
     return TempoEstimate(None, 0.0, [], None, clarity, reason)
-
-
-# ---------------------------------------------------------------- envelopes ----------------------------------
-
-@cache
-def _band_weights(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """(4, n_mels) averaging weights: all bands, low (< 200 Hz), mid, high (>= 5 kHz)."""
-    import librosa
-
-    f = librosa.mel_frequencies(n_mels + 2, fmin=0.0, fmax=sr / 2)[1:-1]
-    masks = np.stack([np.ones(n_mels, bool), f < _LOW_HZ, (f >= _LOW_HZ) & (f < _HIGH_HZ), f >= _HIGH_HZ])
-    return (masks / masks.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def onset_bands(spectrum: Spectrum, *, floor_db: float | None = None,
-                previous: np.ndarray | None = None) -> np.ndarray:
-    """Positive log-mel flux averaged over band groups, shape ``(4, n_frames)``, dB per frame, float32.
-
-    Rows: all bands (equals :attr:`Spectrum.onset_envelope`), low (< 200 Hz: kick, bass), mid, and
-    high (>= 5 kHz: hats). Frame ``t`` measures the rise from ``t - 1`` to ``t``; frame 0 is 0 unless
-    ``previous`` is given.
-
-    Parameters
-    ----------
-    floor_db : float, optional
-        Log-mel values are floored here first, dB; default 80 dB under the spectrum's maximum.
-    previous : np.ndarray, shape (n_mels,), optional
-        Log-mel column of the frame before the first (a block that continues a track), dB.
-    """
-    lm = spectrum.log_mel
-    floor = lm.max() - 80.0 if floor_db is None else floor_db
-    if previous is not None:
-        lm = np.concatenate([previous[:, None].astype(lm.dtype), lm], axis=1)
-    d = np.diff(np.maximum(lm, floor), axis=1)
-    np.maximum(d, 0.0, out=d)
-    out = np.zeros((4, spectrum.n_frames), dtype=np.float32)
-    first = 0 if previous is not None else 1
-    out[:, first:] = _band_weights(spectrum.sr, spectrum.n_fft, lm.shape[0]) @ d
-    return out
-
-
-@cache
-def _mel_to_total(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """Weights ``v`` with ``v @ mel_basis ~ 1``: a frame's total STFT power from its mel powers."""
-    mb = mel_basis(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float64)
-    return np.linalg.lstsq(mb.T, np.ones(mb.shape[1]), rcond=None)[0]
-
-
-def frame_mean_square(spectrum: Spectrum) -> np.ndarray:
-    """Mean square of each frame, full scale squared (a full-scale sine gives 0.5), shape ``(n_frames,)``.
-
-    Parseval on the mel powers (shared with the onset envelope): within 0.5 dB of the exact frame
-    power for tones and noise.
-    """
-    mp = spectrum.mel_power
-    total = _mel_to_total(spectrum.sr, spectrum.n_fft, mp.shape[0]) @ mp
-    return 2.0 * total / (spectrum.n_fft * 0.375 * spectrum.n_fft)  # 0.375 n_fft: energy of a Hann window
-
-
-def level_dbfs(frame_ms: np.ndarray) -> float:
-    """Mean square of the loudest 5 % of frames (from :func:`frame_mean_square`), dB re full scale."""
-    return float(10.0 * np.log10(max(float(np.percentile(frame_ms, 95)), 1e-20)))
 
 
 # ---------------------------------------------------------------- coarse periodicity -------------------------
@@ -363,11 +314,11 @@ def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_R
     -------
     TempoEstimate
     """
-    return tempo_from_envelopes(onset_bands(spectrum), frame_mean_square(spectrum),
+    return tempo_from_envelopes(onset_bands(spectrum), frame_mean_square(spectrum), harmonic_change(spectrum),
                                 frame_rate=spectrum.frame_rate, bpm_range=bpm_range)
 
 
-def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, *, frame_rate: float,
+def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.ndarray, *, frame_rate: float,
                          bpm_range: tuple[float, float] = BPM_RANGE) -> TempoEstimate:
     """:func:`estimate_tempo` from a whole track's per-frame evidence (also gathered block by block).
 
@@ -377,6 +328,8 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, *, frame_rate:
         :func:`onset_bands` of the track.
     frame_ms : np.ndarray, shape (n_frames,)
         :func:`frame_mean_square` of the track.
+    change : np.ndarray, shape (n_frames,)
+        :func:`harmonic_change` of the track.
     frame_rate : float
         Frames per second.
     """
@@ -390,7 +343,7 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, *, frame_rate:
     if not np.any(o):
         return _none("ARHYTHMIC")
     pulse = track_pulse(o, fr, _strongest_pulse(o, fr) / 60.0)  # the strongest pulse carries the phase
-    amp = Amplitudes(bands, pulse.phase)
+    amp = Amplitudes(np.vstack([bands, change]), pulse.phase)
     ratios, feats = octave_features(amp, 60.0 * pulse.freq, bpm_range)
     prob = octave_probabilities(feats)
     best = int(np.argmax(prob))

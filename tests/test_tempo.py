@@ -109,3 +109,63 @@ def test_onset_bands_first_row_is_the_shared_envelope() -> None:
     bands = onset_bands(spec)
     assert bands.shape == (4, spec.n_frames)
     np.testing.assert_allclose(bands[0], spec.onset_envelope, rtol=1e-4, atol=1e-5)
+
+
+def _organ(midis: list[int], n: int, *, attack_s: float = 0.03) -> np.ndarray:
+    """A chord of organ-like tones (6 harmonics) with a linear attack and a short release, shape (n,)."""
+    t = np.arange(n) / SR
+    y = sum(np.sin(2 * np.pi * k * 440.0 * 2 ** ((m - 69) / 12) * t) / k for m in midis for k in range(1, 7))
+    env = np.minimum(1.0, t / attack_s) * np.minimum(1.0, (n / SR - t) / 0.02)
+    return y * env
+
+
+def _chorale(bpm: float, *, bars: int) -> np.ndarray:
+    """Four voices struck in 8ths, a new chord on every beat (I IV V I vi ii V I), the tenor passing on the
+    last 8th of every other beat: equal onsets on every 8th, the harmony changing on the beat."""
+    chords = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 74), (48, 55, 64, 72),
+              (45, 57, 64, 72), (50, 57, 65, 74), (43, 59, 62, 71), (48, 55, 64, 72)]
+    half = int(round(30.0 / bpm * SR))
+    out = []
+    for i in range(4 * bars):
+        bass, tenor, alto, sop = chords[i % len(chords)]
+        moving = tenor + (2 if tenor % 12 in (0, 5, 7) else 1) if i % 2 else tenor
+        out += [_organ([bass, tenor, alto, sop], half), _organ([bass, moving, alto, sop], half)]
+    y = np.concatenate(out)
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
+def test_harmonic_change_marks_chord_changes_not_restrikes() -> None:
+    from tasks.tempo_envelopes import harmonic_change
+
+    n = SR // 2  # half-second chords
+    same = np.concatenate([_organ([60, 64, 67], n)] * 8)
+    moving = np.concatenate([_organ(c, n) for c in [[60, 64, 67], [65, 69, 72], [67, 71, 74], [57, 60, 64]] * 2])
+    spec_same, spec_moving = compute_spectrum(same.astype(np.float32)), compute_spectrum(moving.astype(np.float32))
+    skip = 10  # the first attack, from silence, is a change in both
+    flux_same, flux_moving = onset_bands(spec_same)[0, skip:], onset_bands(spec_moving)[0, skip:]
+    # both re-strike every half second with a loud attack ...
+    assert np.percentile(flux_same, 99) > 0.5 * np.percentile(flux_moving, 99)
+    # ... but only the chord changes move the spectral shape much
+    change_same, change_moving = harmonic_change(spec_same)[skip:], harmonic_change(spec_moving)[skip:]
+    assert np.percentile(change_moving, 95) > 2 * np.percentile(change_same, 95)
+
+
+def test_harmonic_change_block_by_block_is_the_whole_track() -> None:
+    from tasks.blocks import SpectrumStream
+    from tasks.tempo_envelopes import CHANGE_LAG, harmonic_change
+
+    y = _chorale(80.0, bars=4)
+    whole = harmonic_change(compute_spectrum(y))
+    for block_frames in (CHANGE_LAG - 1, 150):
+        stream, parts, last = SpectrumStream(block_frames=block_frames), [], None
+        for spec in [*stream.feed(y[:30_001]), *stream.feed(y[30_001:]), *stream.finish()]:
+            parts.append(harmonic_change(spec, previous=last))
+            lm = spec.log_mel if last is None else np.concatenate([last, spec.log_mel], axis=1)
+            last = lm[:, -CHANGE_LAG:]
+        np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-4)
+
+
+@pytest.mark.parametrize("bpm", [66.0, 74.0])
+def test_slow_chorale_moving_in_8ths_is_not_doubled(bpm: float) -> None:
+    est = _estimate(_chorale(bpm, bars=10))
+    assert est.bpm == pytest.approx(bpm, abs=0.5)

@@ -19,6 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
+
+# One BLAS thread, as in the analysis workers (tasks/workers.py): CPU times then measure the work, not idle
+# BLAS threads spinning on a busy machine (they inflated them 3-4x here). Set before numpy is imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 import sys
 import tempfile
 import time

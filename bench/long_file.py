@@ -13,6 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+
+# One BLAS thread, as in the analysis workers (tasks/workers.py): CPU times then measure the work, not idle
+# BLAS threads spinning on a busy machine (they inflated them 3-4x here). Set before numpy is imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 import subprocess
 import sys
 import time
@@ -59,7 +64,7 @@ def build_mix(path: Path, hours: float, *, sr: int = 44100) -> Path:
 def analyse_in_child(path: Path) -> dict:
     """Run ``analyze_file`` on ``path`` in a fresh interpreter; its own peak RSS is the worker's."""
     out = subprocess.run([sys.executable, "-c", _CHILD.format(root=str(ROOT), path=str(path))],
-                         check=True, capture_output=True, text=True)
+                         check=True, capture_output=True, text=True, env=os.environ | {"OPENBLAS_NUM_THREADS": "1"})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -109,6 +109,18 @@ def hardlink_library(folder: Path, n: int, out: Path) -> Path:
     return out
 
 
+def run_plain_pool(folder: Path, workers: int) -> float:
+    """Wall seconds for the same warm worker pool to analyse ``folder``'s files with no Prefect, no catalog:
+    the flow body minus this is what orchestration (Prefect, scan, store, export) costs."""
+    from tasks.workers import AnalysisPool
+
+    items = walk_library(folder).files.to_dicts()
+    t = time.perf_counter()
+    with AnalysisPool(workers) as pool:
+        pool.analyze_batch(items)
+    return time.perf_counter() - t
+
+
 def report_flow(label: str, summary: dict, analysis_cpu: float, audio: float, workers: int) -> float:
     """Print one flow run; returns the orchestration overhead as a share of the flow body."""
     body = summary["seconds"]
@@ -144,6 +156,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--essentia-files", type=int, default=5)
     ap.add_argument("--flow-tracks", type=int, default=1000, help="tracks for the orchestration run (0: skip)")
+    ap.add_argument("--plain-pool", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time the --flow-tracks files through the bare worker pool")
     args = ap.parse_args()
 
     t = time.perf_counter()
@@ -175,6 +189,11 @@ def main() -> None:
             library = hardlink_library(args.folder, args.flow_tracks, Path(tmp) / "library")
             summary, analysis_cpu, audio = run_flow(library, args.workers)
             report_flow(f"{args.flow_tracks} tracks", summary, analysis_cpu, audio, args.workers)
+            if args.plain_pool:
+                plain = run_plain_pool(library, args.workers)
+                print(f"   the same files through the same {args.workers}-worker pool without Prefect or the catalog: "
+                      f"{plain:.1f} s wall; Prefect + scan + store + export cost "
+                      f"{100 * (1 - plain / summary['seconds']):.1f}% of the flow body")
 
     ess = essentia_seconds(files[: args.essentia_files]) if args.essentia_files else None
     if ess is None:

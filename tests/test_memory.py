@@ -26,8 +26,8 @@ def _small_library(root: Path, n: int, seed: int = 0) -> list[dict]:
     return walk_library(root).files.sort("path").to_dicts()
 
 
-def _workers_rss_mb() -> float:
-    return sum(c.memory_info().rss for c in psutil.Process().children(recursive=True)) / 2**20
+def _rss_mb(pids: set[int]) -> float:
+    return sum(psutil.Process(pid).memory_info().rss for pid in pids) / 2**20
 
 
 @pytest.mark.slow
@@ -35,13 +35,16 @@ def test_worker_memory_is_flat_over_hundreds_of_files(tmp_path):
     """After a warm-up, 216 more files through two warm workers leave their RSS within 15 MB (a leak of
     70 kB per file would show 15 MB)."""
     items = _small_library(tmp_path, N_WARM + N_MORE)
+    others = {c.pid for c in psutil.Process().children()}  # the session's servers are not the pool's workers
     with AnalysisPool(2) as pool:
         for i in range(0, N_WARM, 12):
             assert {r["status"] for r in pool.analyze_batch(items[i : i + 12])} == {"analyzed"}
-        warm = _workers_rss_mb()
+        workers = {c.pid for c in psutil.Process().children()} - others
+        warm = _rss_mb(workers)
         for i in range(N_WARM, N_WARM + N_MORE, 12):
             assert {r["status"] for r in pool.analyze_batch(items[i : i + 12])} == {"analyzed"}
-        after = _workers_rss_mb()
+        assert {c.pid for c in psutil.Process().children()} - others == workers  # the same warm processes
+        after = _rss_mb(workers)
     assert warm > 100.0  # two live workers with numpy, scipy, soxr and the features imported
     print(f"worker RSS {warm:.1f} -> {after:.1f} MB")
     assert after - warm < 15.0, (warm, after)

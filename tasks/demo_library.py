@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tasks.audio_files import write_audio
-from tasks.synth import PITCH_NAMES, SongSpec, demo_specs, render_song
+from tasks.synth import PITCH_NAMES, STYLES, TIMBRES, SongSpec, render_song
 
 #: Formats cycled over the songs, so each appears at least ``len(demo_specs()) // 6`` times.
 DEMO_FORMATS: tuple[str, ...] = (".flac", ".ogg", ".opus", ".mp3", ".wav", ".m4a")
@@ -30,6 +30,25 @@ _NOT_AUDIO = """<!DOCTYPE html>
 <html><head><title>404 Not Found</title></head>
 <body><h1>Not Found</h1><p>The requested track was not found on this server.</p></body></html>
 """
+
+
+
+def demo_specs() -> list[SongSpec]:
+    """24 songs of 30-90 s for the demo library: 70-175 BPM, 12 major and 12 minor keys, every style and timbre."""
+    used = dict.fromkeys(STYLES, 0)
+    bpms = (70, 84.5, 90, 96, 100, 105, 110.25, 118, 120, 122, 124, 125.5,
+            126, 128, 130, 134.6, 140, 145, 150, 160, 165, 170, 172.5, 175)
+    specs = []
+    for i, bpm in enumerate(bpms):
+        fits = [s for s, st in STYLES.items() if st.tempo[0] <= bpm <= st.tempo[1]]
+        style = min(fits, key=lambda s: (used[s], fits.index(s)))
+        used[style] += 1
+        specs.append(SongSpec(  # every major and every minor key once: tonics step by fifths
+            bpm=float(bpm), tonic=(7 * (i // 2) + 3 * (i % 2)) % 12, mode="minor" if i % 2 else "major",
+            duration_s=(30.0, 45.0, 60.0, 90.0)[i % 4], style=style, timbre=TIMBRES[i % len(TIMBRES)],
+            swing=0.15 if i % 5 == 3 else 0.0, tempo_drift=0.005 if i % 7 == 6 else 0.0,
+            noise_db=25.0 if i % 6 == 5 else None, seed=1000 + i))
+    return specs
 
 
 def demo_title(index: int, spec: SongSpec) -> str:
@@ -98,7 +117,7 @@ def build_demo_library(dest: Path | str, *, force: bool = False, specs: Sequence
     force : bool
         Rebuild everything even if the library is complete.
     specs : sequence of SongSpec, optional
-        Songs to write; default :func:`tasks.synth.demo_specs`.
+        Songs to write; default :func:`demo_specs`.
     processes : int, optional
         Worker processes for rendering + encoding; default the CPU count (at most 4).
 

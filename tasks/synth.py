@@ -17,7 +17,7 @@ from tasks.constants import SR
 from tasks.synth_voices import PEAK_DBFS, chord_tone, click_track, drum_kit, midi_hz, pink_noise, reverb, tone
 
 __all__ = ["PITCH_NAMES", "MAJOR_SCALE", "MINOR_SCALE", "TIMBRES", "STYLES", "PEAK_DBFS", "SongSpec",
-           "beat_to_time", "beat_times", "render_song", "click_track", "chord_tone", "ground_truth_set", "demo_specs"]
+           "beat_to_time", "beat_times", "render_song", "click_track", "chord_tone", "ground_truth_set"]
 
 PITCH_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MAJOR_SCALE: tuple[int, ...] = (0, 2, 4, 5, 7, 9, 11)
@@ -385,22 +385,4 @@ def ground_truth_set(n: int = 120, *, seed: int = 0, duration_s: float = 30.0) -
             seed=seed * 100_003 + len(specs),
             tuning_cents=float(np.round(rng.choice([-1, 1]) * rng.uniform(5, 25), 1)) if rng.random() < 0.15 else 0.0,
         ))
-    return specs
-
-
-def demo_specs() -> list[SongSpec]:
-    """24 songs of 30-90 s for the demo library: 70-175 BPM, 12 major and 12 minor keys, every style and timbre."""
-    used = dict.fromkeys(STYLES, 0)
-    bpms = (70, 84.5, 90, 96, 100, 105, 110.25, 118, 120, 122, 124, 125.5,
-            126, 128, 130, 134.6, 140, 145, 150, 160, 165, 170, 172.5, 175)
-    specs = []
-    for i, bpm in enumerate(bpms):
-        fits = [s for s, st in STYLES.items() if st.tempo[0] <= bpm <= st.tempo[1]]
-        style = min(fits, key=lambda s: (used[s], fits.index(s)))
-        used[style] += 1
-        specs.append(SongSpec(  # every major and every minor key once: tonics step by fifths
-            bpm=float(bpm), tonic=(7 * (i // 2) + 3 * (i % 2)) % 12, mode="minor" if i % 2 else "major",
-            duration_s=(30.0, 45.0, 60.0, 90.0)[i % 4], style=style, timbre=TIMBRES[i % len(TIMBRES)],
-            swing=0.15 if i % 5 == 3 else 0.0, tempo_drift=0.005 if i % 7 == 6 else 0.0,
-            noise_db=25.0 if i % 6 == 5 else None, seed=1000 + i))
     return specs

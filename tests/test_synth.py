@@ -15,10 +15,11 @@ import soundfile as sf
 from tasks import demo_library
 from tasks.audio_files import WRITABLE_EXTENSIONS, decoded_duration, write_audio
 from tasks.constants import SR
+from tasks.demo_library import demo_specs
 from tasks.errors import CratedigError
 from tasks.synth import (
     MAJOR_SCALE, MINOR_SCALE, PITCH_NAMES, STYLES, TIMBRES, SongSpec, beat_times, chord_tone, click_track,
-    demo_specs, ground_truth_set, render_song,
+    ground_truth_set, render_song,
 )
 
 ONSET_HOP = 64  # 2.9 ms at SR: fine enough to see a 1-sample-per-beat drift accumulate

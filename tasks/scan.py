@@ -179,8 +179,10 @@ class ScanPlan:
                         missing=self.missing)
 
     def batches(self, batch_size: int) -> list[list[dict]]:
-        """The files to analyse as batches of at most ``batch_size`` small dicts (path, size, mtime, track_id)."""
-        rows = self.to_analyze.to_dicts()
+        """The files to analyse as batches of at most ``batch_size`` small dicts (path, size, mtime, track_id),
+        largest files first: the run then ends on short files, and no worker idles long while another
+        finishes a mix (longest-processing-time-first scheduling)."""
+        rows = self.to_analyze.sort(["size_bytes", "path"], descending=[True, False]).to_dicts()
         return [rows[i : i + batch_size] for i in range(0, len(rows), max(1, batch_size))]
 
     def counts(self) -> dict[str, int]:

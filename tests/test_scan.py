@@ -89,7 +89,10 @@ def test_plan_classifies_every_case(tmp_path):
 
 
 def test_plan_batches():
-    inv = pl.DataFrame({"path": [f"/l/{i}" for i in range(10)], "size_bytes": [1] * 10, "mtime_ns": [1] * 10})
+    inv = pl.DataFrame({"path": [f"/l/{i}" for i in range(10)], "size_bytes": [(7 * i) % 10 + 1 for i in range(10)],
+                        "mtime_ns": [1] * 10})
     plan = plan_scan(inv, _known([]), analyzer_version=1)
     assert [len(b) for b in plan.batches(4)] == [4, 4, 2]
+    sizes = [item["size_bytes"] for batch in plan.batches(4) for item in batch]
+    assert sizes == sorted(sizes, reverse=True)  # largest first: the run ends on short files
     assert set(plan.batches(4)[0][0]) == {"path", "size_bytes", "mtime_ns", "track_id"}

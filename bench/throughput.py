@@ -197,7 +197,7 @@ def main() -> None:
 
     ess = essentia_seconds(files[: args.essentia_files]) if args.essentia_files else None
     if ess is None:
-        print("\n4. essentia not installed (pip install '.[bench]' to compare)")
+        print("\n4. Essentia skipped (--essentia-files 0, or not installed: pip install '.[bench]')")
     else:
         e_cpu, e_audio = ess
         ours = cpu / audio_s

@@ -93,6 +93,12 @@ class AnalysisPool:
                     self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
             return self._executor
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (for monitoring; empty before the first batch)."""
+        with self._lock:
+            executor = self._executor
+        return sorted(getattr(executor, "_processes", None) or {}) if executor is not None else []
+
     def _restart(self, broken: ProcessPoolExecutor | None) -> None:
         with self._lock:
             if self._executor is not None and self._executor is broken:

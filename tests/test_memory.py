@@ -35,15 +35,14 @@ def test_worker_memory_is_flat_over_hundreds_of_files(tmp_path):
     """After a warm-up, 216 more files through two warm workers leave their RSS within 15 MB (a leak of
     70 kB per file would show 15 MB)."""
     items = _small_library(tmp_path, N_WARM + N_MORE)
-    others = {c.pid for c in psutil.Process().children()}  # the session's servers are not the pool's workers
     with AnalysisPool(2) as pool:
         for i in range(0, N_WARM, 12):
             assert {r["status"] for r in pool.analyze_batch(items[i : i + 12])} == {"analyzed"}
-        workers = {c.pid for c in psutil.Process().children()} - others
+        workers = set(pool.worker_pids())
         warm = _rss_mb(workers)
         for i in range(N_WARM, N_WARM + N_MORE, 12):
             assert {r["status"] for r in pool.analyze_batch(items[i : i + 12])} == {"analyzed"}
-        assert {c.pid for c in psutil.Process().children()} - others == workers  # the same warm processes
+        assert set(pool.worker_pids()) == workers and len(workers) == 2  # the same two warm processes
         after = _rss_mb(workers)
     assert warm > 100.0  # two live workers with numpy, scipy, soxr and the features imported
     print(f"worker RSS {warm:.1f} -> {after:.1f} MB")

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import flows  # noqa: E402,F401  (quiet offline Prefect settings)
 from tasks import catalog  # noqa: E402
-from tasks.decode import MonoResampler, backends_for, open_native  # noqa: E402
+from tasks.decode import MonoResampler, decode_with_fallback  # noqa: E402
 from tasks.errors import RejectError  # noqa: E402
 from tasks.features import analyze_file  # noqa: E402
 from tasks.scan import walk_library  # noqa: E402
@@ -42,19 +42,19 @@ CORPUS = Path(os.environ.get("CRATEDIG_CORPUS", Path.home() / ".cache/cratedig-c
 
 def _decode_only(path: str) -> float:
     """Stream-decode, down-mix and resample ``path`` as the analysis does; returns its duration, s."""
-    for backend in backends_for(path):
-        try:
-            with open_native(path, backend) as stream:
-                to_mono = MonoResampler(stream.sr)
-                n = 0
-                for x in stream.blocks:
-                    n += x.shape[1]
-                    to_mono(x)
-                to_mono.flush()
-                return n / stream.sr
-        except RejectError:
-            continue
-    return 0.0
+    def consume(stream) -> float:
+        to_mono = MonoResampler(stream.sr)
+        n = 0
+        for x in stream.blocks:
+            n += x.shape[1]
+            to_mono(x)
+        to_mono.flush()
+        return n / stream.sr
+
+    try:
+        return decode_with_fallback(path, consume)
+    except RejectError:
+        return 0.0
 
 
 def stage_breakdown(files: list[dict]) -> tuple[float, dict[str, float]]:

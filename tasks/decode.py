@@ -7,9 +7,10 @@ handles about twice as fast as libsndfile's. Resampling is ``soxr`` (HQ).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 from pathlib import Path
 
 import av
@@ -19,6 +20,8 @@ import soxr
 
 from tasks.constants import SR
 from tasks.errors import Reason, RejectError
+
+T = TypeVar("T")
 
 #: Extensions decoded by FFmpeg (PyAV) first; the rest go to libsndfile first.
 PYAV_FIRST: frozenset[str] = frozenset({".m4a", ".mp4", ".aac", ".alac", ".wma", ".opus", ".ape", ".wv"})
@@ -224,6 +227,36 @@ def _classify(exc: Exception) -> RejectError:
     return RejectError(Reason.DECODE_ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
+def decode_with_fallback(path: str | Path, consume: Callable[[NativeStream], T], *,
+                         on_retry: Callable[[], None] | None = None) -> T:
+    """``consume`` the first stream of ``path`` that decodes, trying :func:`backends_for` in order.
+
+    A decoder that fails, even mid-stream, hands over to the next, which starts from scratch (``on_retry``
+    resets whatever ``consume`` had gathered). A stream that decodes cleanly but ends short of its header
+    is truncated whatever decoder reads it, and any other verdict of ``consume`` (``TOO_LONG``...) is final.
+
+    Raises
+    ------
+    RejectError
+        The most specific verdict when every decoder failed (see :func:`most_specific`).
+    """
+    errors: list[RejectError] = []
+    for backend in backends_for(path):
+        try:
+            with open_native(path, backend) as stream:
+                return consume(stream)
+        except RejectError as exc:
+            if isinstance(exc, ShortStreamError) or exc.reason not in _DECODER_VERDICTS:
+                raise
+            errors.append(exc)
+            if on_retry is not None:
+                on_retry()
+    raise most_specific(errors)
+
+
+_DECODER_VERDICTS = (Reason.NOT_AUDIO, Reason.DECODE_ERROR, Reason.TRUNCATED)
+
+
 def read_native(path: str | Path) -> tuple[np.ndarray, int, str]:
     """Decode a whole file at its own rate and channel count (the first backend that succeeds).
 
@@ -238,17 +271,7 @@ def read_native(path: str | Path) -> tuple[np.ndarray, int, str]:
     RejectError
         ``NOT_AUDIO``, ``TRUNCATED`` or ``DECODE_ERROR``.
     """
-    errors: list[RejectError] = []
-    for backend in backends_for(path):
-        try:
-            with open_native(path, backend) as stream:
-                x = np.concatenate(list(stream.blocks), axis=1)
-                return x, int(stream.sr), stream.codec
-        except RejectError as exc:
-            if isinstance(exc, ShortStreamError):
-                raise
-            errors.append(exc)
-    raise most_specific(errors)
+    return decode_with_fallback(path, lambda s: (np.concatenate(list(s.blocks), axis=1), int(s.sr), s.codec))
 
 
 def to_mono(x: np.ndarray, native_sr: int, *, sr: int = SR) -> np.ndarray:

@@ -15,8 +15,7 @@ import numpy as np
 
 from tasks.constants import (ANALYZER_VERSION, BPM_RANGE, MAX_DURATION_S, MIN_DURATION_S,
                              MIN_TEMPO_DURATION_S, SILENCE_DBFS, SR)
-from tasks.decode import (DecodedAudio, MonoResampler, NativeStream, ShortStreamError, backends_for, most_specific,
-                          open_native)
+from tasks.decode import DecodedAudio, MonoResampler, NativeStream, decode_with_fallback
 from tasks.embedding import EMBEDDING_VERSION, build_embedding
 from tasks.errors import Reason, RejectError
 from tasks.evidence import TrackEvidence, TrackFeatures
@@ -131,20 +130,12 @@ def _analyze_stream(stream: NativeStream, result: dict[str, Any], *, sr: int,
 
 def _analyze_streamed(path: os.PathLike, result: dict[str, Any], *, sr: int,
                       bpm_range: tuple[float, float]) -> dict[str, Any]:
-    """Decode and analyse ``path`` block by block; a decoder that fails (even mid-stream) hands over to the
-    next one, which starts again from scratch."""
-    errors: list[RejectError] = []
-    for backend in backends_for(path):
-        try:
-            with open_native(path, backend) as stream:
-                return _analyze_stream(stream, result, sr=sr, bpm_range=bpm_range)
-        except RejectError as exc:
-            if exc.reason not in (Reason.NOT_AUDIO, Reason.DECODE_ERROR, Reason.TRUNCATED) or \
-                    isinstance(exc, ShortStreamError):
-                raise
-            result.update(format=None, duration_s=None, sample_rate=None, channels=None)
-            errors.append(exc)
-    raise most_specific(errors)
+    """Decode and analyse ``path`` block by block (the next decoder starts from scratch if one fails)."""
+    def reset() -> None:
+        result.update(format=None, duration_s=None, sample_rate=None, channels=None)
+
+    return decode_with_fallback(path, lambda s: _analyze_stream(s, result, sr=sr, bpm_range=bpm_range),
+                                on_retry=reset)
 
 
 def empty_result(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | None = None,

@@ -13,13 +13,12 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import psutil
 import pytest
 
 from conftest import LIBRARY_SPECS, write_library
+from processes import alive, free_port, start, stop, wait_for
 
 pytestmark = pytest.mark.prefect_server
 
@@ -38,72 +38,6 @@ DEPLOYMENT_NAME = "nightly-reanalysis"
 DEPLOYMENT = f"reanalyze/{DEPLOYMENT_NAME}"
 #: Two short clean songs (cheap codecs) plus write_library's HTML-as-mp3, empty flac and jpg.
 SONGS = {fmt: dataclasses.replace(LIBRARY_SPECS[fmt], duration_s=10.0) for fmt in ("flac", "wav")}
-
-
-# --------------------------------------------------------------------------------------------- processes
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
-    """Start ``cmd`` in a session of its own (so it and its children can be stopped as a group)."""
-    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float = 20.0) -> None:
-    """Signal ``proc``'s process group, wait, then SIGKILL the group and any descendant that survived."""
-    try:
-        family = [proc, *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        family = [proc]
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    for p in family:
-        try:
-            if isinstance(p, subprocess.Popen):
-                if p.poll() is None:
-                    os.killpg(p.pid, signal.SIGKILL)
-            elif p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                p.kill()
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            pass
-    proc.wait(10)
-    psutil.wait_procs([p for p in family if not isinstance(p, subprocess.Popen)], timeout=10)
-
-
-def _alive(pids: list[int]) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
-def _wait_for(what: str, check: Callable[[], Any], timeout_s: float, *, proc: subprocess.Popen | None = None,
-              log: Path | None = None, every_s: float = 1.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``log``'s tail on timeout or if ``proc`` exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if (value := check()):
-            return value
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(every_s)
-    tail = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
-    pytest.fail(f"{what}: not within {timeout_s:.0f} s (process exit code {proc and proc.poll()})\n{tail}")
 
 
 # ------------------------------------------------------------------------------------------------ server
@@ -125,7 +59,7 @@ class Server:
     log: Path
 
     def wait_healthy(self) -> None:
-        _wait_for("prefect server start", lambda: _healthy(self.url), SERVER_START_TIMEOUT_S, proc=self.proc,
+        wait_for("prefect server start", lambda: _healthy(self.url), SERVER_START_TIMEOUT_S, proc=self.proc,
                   log=self.log, every_s=0.5)
 
 
@@ -134,7 +68,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     """A ``prefect server start`` that is starting: ``wait_healthy()`` before talking to it. Not waiting here
     lets the library and the first flow subprocess get ready (imports) while the server boots."""
     tmp = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
+    port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     base |= {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     server_env = base | {
@@ -146,15 +80,15 @@ def server(tmp_path_factory) -> Iterator[Server]:
     client_env = base | {"PREFECT_API_URL": url, "PREFECT_HOME": str(tmp / "client-home"),
                          "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     log = tmp / "server.log"
-    proc = _start([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+    proc = start([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
                    "--port", str(port)], server_env, log, cwd=tmp)
     try:
         yield Server(url=url, client_env=client_env, tmp=tmp, proc=proc, log=log)
     finally:
         family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))] \
             if proc.poll() is None else [proc.pid]
-        _stop(proc, signal.SIGINT)
-        assert not _alive(family), "the Prefect server left processes behind"
+        stop(proc, signal.SIGINT)
+        assert not alive(family), "the Prefect server left processes behind"
 
 
 @pytest.fixture(scope="module")
@@ -222,12 +156,12 @@ def driven(server, library) -> dict[str, Any]:
     script = server.tmp / "driver.py"
     script.write_text(DRIVER)
     log = server.tmp / "driver.log"
-    proc = _start([sys.executable, str(script), str(library), str(library.parent / "catalog.duckdb"),
+    proc = start([sys.executable, str(script), str(library), str(library.parent / "catalog.duckdb"),
                    str(SERVER_START_TIMEOUT_S)], server.client_env, log, cwd=server.tmp)
     try:
         proc.wait(SERVER_START_TIMEOUT_S + RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        _stop(proc)
+        stop(proc)
         pytest.fail(f"driver did not finish in {SERVER_START_TIMEOUT_S + RUN_TIMEOUT_S:.0f} s\n"
                     + log.read_text(errors="replace")[-4000:])
     text = log.read_text(errors="replace")
@@ -371,7 +305,7 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
     os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
     started = datetime.now(timezone.utc)
     log = server.tmp / "serve.log"
-    proc = _start([sys.executable, "-m", "flows.serve", "serve", str(library), "--catalog",
+    proc = start([sys.executable, "-m", "flows.serve", "serve", str(library), "--catalog",
                    str(library.parent / "catalog.duckdb"), "--interval", "5s", "--workers", "0",
                    "--batch-size", "2"], server.client_env, log, cwd=server.tmp)
     family: list[int] = []
@@ -389,12 +323,12 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
                     and r.created >= started]
             return (deployment, done[0]) if done else None
 
-        deployment, run = _wait_for("a completed scheduled run of the served deployment", completed_scheduled_run,
+        deployment, run = wait_for("a completed scheduled run of the served deployment", completed_scheduled_run,
                                     RUN_TIMEOUT_S, proc=proc, log=log)
     finally:
         family.append(proc.pid)
-        _stop(proc)
-    assert not _alive(family), "cratedig serve left processes behind"
+        stop(proc)
+    assert not alive(family), "cratedig serve left processes behind"
 
     assert deployment.parameters["library"] == str(library)
     assert [s.schedule.interval.total_seconds() for s in deployment.schedules] == [5.0]

@@ -22,8 +22,10 @@ _TP_BLOCK = 64       # oversampled block: small, so candidates hug the peaks
 _TP_FINE_PER_COARSE = 4  # the max_blocks / 4 highest coarse blocks are searched for fine candidates
 
 
+@cache
 def near_divisor(n: int, target: int) -> int:
-    """The divisor of ``n`` nearest ``target`` (block lengths that tile a segment exactly)."""
+    """The divisor of ``n`` nearest ``target`` (block lengths that tile a segment exactly; cached: every
+    meter and segment pass asks, and the search reads all of ``n``)."""
     return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: abs(d - target))
 
 

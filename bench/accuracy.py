@@ -14,6 +14,10 @@ Every method starts from the file, so CPU seconds per minute of audio include de
   + ``KeyExtractor``.
 Metrics: tempo Acc1 (within 4 %), Acc2 (also x2, x1/2, x3, x1/3), within +-0.5 BPM; MIREX key score and
 exact key rate.
+
+Speed against Essentia's whole-track extractor: ``MusicExtractor`` (every low-level, rhythm and tonal
+descriptor; ``--extractor-files`` of each set, default 20) is timed on the same files as cratedig, and the
+ratio of their CPU seconds per minute of audio is printed.
 """
 from __future__ import annotations
 
@@ -95,19 +99,47 @@ def chorale_set(corpus: Path) -> list[Item]:
     return [(r["file"], float(r["bpm"]), r["key"]) for r in chorale_rows(corpus)]
 
 
-def evaluate(name: str, method: Method, items: list[Item]) -> dict[str, float]:
-    tempo_hits, key_scores_, cpu, audio_s = [], [], 0.0, 0.0
+def music_extractor() -> Callable[[str], None] | None:
+    """Essentia's ``MusicExtractor`` (the whole descriptor set, as a library would run it), or ``None``."""
+    try:
+        import essentia.standard as es
+    except ImportError:
+        return None
+
+    def run(path: str) -> None:
+        es.MusicExtractor(lowlevelStats=["mean", "stdev"], rhythmStats=["mean", "stdev"],
+                          tonalStats=["mean", "stdev"])(path)
+
+    return run
+
+
+def evaluate(name: str, method: Method, items: list[Item]) -> dict:
+    tempo_hits, key_scores_, cpu, audio_s = [], [], [], []
     for path, bpm, key in items:
         t = time.process_time()
         est_bpm, est_key = method(path)
-        cpu += time.process_time() - t
-        audio_s += sf.info(path).duration
+        cpu.append(time.process_time() - t)
+        audio_s.append(sf.info(path).duration)
         tempo_hits.append(tempo_score(est_bpm, bpm))
         key_scores_.append(mirex_score(est_key, key) if est_key else 0.0)
     h = np.array(tempo_hits, dtype=float)
     k = np.array(key_scores_)
     return {"method": name, "acc1": h[:, 0].mean(), "acc2": h[:, 1].mean(), "within_0.5": h[:, 2].mean(),
-            "mirex": k.mean(), "exact_key": (k == 1.0).mean(), "cpu_s_per_min": cpu / (audio_s / 60)}
+            "mirex": k.mean(), "exact_key": (k == 1.0).mean(), "cpu_s_per_min": sum(cpu) / (sum(audio_s) / 60),
+            "cpu": cpu, "audio_s": audio_s}
+
+
+def compare_extractor(set_name: str, run: Callable[[str], None], items: list[Item], ours: dict, n: int) -> None:
+    """Time ``MusicExtractor`` on the first ``n`` items; print its CPU per minute and cratedig's on the same files."""
+    cpu = 0.0
+    for path, _, _ in items[:n]:
+        t = time.process_time()
+        run(path)
+        cpu += time.process_time() - t
+    minutes = sum(ours["audio_s"][:n]) / 60
+    theirs, mine = cpu / minutes, sum(ours["cpu"][:n]) / minutes
+    print(f"{set_name:26s} MusicExtractor on {min(n, len(items))} files: {theirs:.3f} CPU s/min; cratedig "
+          f"{mine:.3f} on the same files: {theirs / mine:.1f}x less CPU", flush=True)
 
 
 def main() -> None:
@@ -117,6 +149,8 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path,
                     default=Path(os.environ.get("CRATEDIG_CORPUS", Path.home() / ".cache/cratedig-corpus")))
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--extractor-files", type=int, default=20,
+                    help="files of each set timed with Essentia's MusicExtractor (0: skip)")
     args = ap.parse_args()
     methods: dict[str, Method] = {"cratedig": cratedig}
     if not args.no_baselines:
@@ -136,10 +170,14 @@ def main() -> None:
             if not items:
                 print(f"{set_name:26s} (not available)")
                 continue
+            results = {}
             for name, method in methods.items():
-                r = evaluate(name, method, items)
+                r = results[name] = evaluate(name, method, items)
                 print(f"{set_name:26s} {name:9s} {r['acc1']:6.3f} {r['acc2']:6.3f} {r['within_0.5']:8.3f} "
                       f"{r['mirex']:6.3f} {r['exact_key']:6.3f} {r['cpu_s_per_min']:9.3f}", flush=True)
+            extractor = music_extractor() if args.extractor_files and not args.no_baselines else None
+            if extractor is not None:
+                compare_extractor(set_name, extractor, items, results["cratedig"], args.extractor_files)
 
 
 if __name__ == "__main__":

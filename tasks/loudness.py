@@ -40,7 +40,7 @@ SR_RANGE: tuple[int, int] = (8000, 192000)
 MAX_CHANNELS: int = 6
 
 _TP_COARSE = 1024    # coarse peak block (on the spectral path: the divisor of a segment nearest this)
-_FFT_CHUNK = 8       # segments per batch: a stereo batch (~300 kB) stays in L2
+_FFT_CHUNK = 32      # segments per batch (a stereo batch is 1.1 MB): 6 % faster than 8 here, fewer numpy calls
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Candidates are ratios of the pulse (1/8 ... 4); each is described by where it sits in the preferred BPM range
 and by the pulse strength of four onset bands and of the harmonic change
 (:func:`tasks.tempo_envelopes.harmonic_change`) at levels around it; a linear score with weights fitted by
-``bench/tempo_eval.py --fit`` (synth seeds 1-4, metronomes, synthesized chorales, drum loops; seed 0 and the
-rendered Bach chorales held out) gives each candidate a probability.
+``bench/tempo_eval.py --fit`` (synth seeds 1-4, metronomes, synthesized chorales, drum loops and 208 rendered
+training chorales of other works than the test set's; seed 0, the training chorales' check split and the
+rendered test chorales held out) gives each candidate a probability.
 """
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ SEARCH_RANGE: tuple[float, float] = (40.0, 250.0)
 # Candidate ratios to the pulse, levels scored around each.
 RATIOS = (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 1, 4 / 3, 3 / 2, 2, 3, 4)
 LEVELS = (1 / 4, 1 / 3, 1 / 2, 2 / 3, 1, 3 / 2, 2)
-W_PRIOR = np.array([-5.626, -1.506])
+W_PRIOR = np.array([-2.43, -1.047])
 W_LEVELS = np.array([  # rows: all, low, mid, high onset bands, harmonic change; columns: LEVELS
-    [1.712, 0.222, 1.696, -0.53, 1.482, -0.845, 2.315],
-    [0.125, 1.811, -0.693, 0.23, 0.484, 0.548, 1.517],
-    [-0.356, 0.917, -0.196, 0.717, 0.881, 0.07, 1.322],
-    [-0.329, 0.4, -1.076, -0.177, 0.48, 2.808, 1.875],
-    [1.587, 0.375, 0.478, -1.098, 0.64, -0.448, 2.12],
+    [0.46, 0.181, 0.291, -0.378, 0.612, -0.498, 1.426],
+    [-0.375, 1.159, -0.113, -0.077, 0.451, 0.195, 1.806],
+    [-0.396, 0.027, -0.408, 0.354, 0.599, -0.009, 0.692],
+    [0.271, 0.769, -0.108, -0.512, 0.67, 1.433, 0.842],
+    [0.432, 0.211, 0.096, -0.93, 0.665, -0.349, 2.23],
 ])
 
 

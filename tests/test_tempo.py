@@ -169,3 +169,10 @@ def test_harmonic_change_block_by_block_is_the_whole_track() -> None:
 def test_slow_chorale_moving_in_8ths_is_not_doubled(bpm: float) -> None:
     est = _estimate(_chorale(bpm, bars=10))
     assert est.bpm == pytest.approx(bpm, abs=0.5)
+
+
+@pytest.mark.parametrize("bpm", [132.0, 144.0])
+def test_fast_chorale_moving_in_8ths_is_not_halved(bpm: float) -> None:
+    # The rendered training chorales taught the octave model that fast chorales were mostly halved.
+    est = _estimate(_chorale(bpm, bars=10))
+    assert est.bpm == pytest.approx(bpm, abs=0.5)

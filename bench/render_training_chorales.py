@@ -1,0 +1,134 @@
+"""Render a TRAINING set of Bach chorales for the tempo octave fit, disjoint from the rendered test chorales.
+
+    python3 bench/render_training_chorales.py [OUT] [N]     # default ~/.cache/cratedig-corpus/training, N=240
+
+Run it with the *system* ``python3``: it needs ``music21`` (the project venv does not have it) and
+``soundfile``, plus the ``fluidsynth`` binary and ``/usr/share/sounds/sf2/FluidR3_GM.sf2``. It writes
+``OUT/*.flac`` and ``OUT/training.csv`` (``file,bpm,split,source,programs,start_s``); nothing goes into the
+repository. Deterministic (seed 2024). Takes a few minutes.
+
+Why it is disjoint from the test set: the test chorales (``groundtruth/ground_truth.csv``, built by
+``/work/shared/corpus/render_chorales.py``) are taken from the *end* of ``corpus.chorales.Iterator``; these
+are taken from its *start*, and every piece whose BWV number appears in the test set's ``source`` column is
+skipped (all of bwv248, for example, since several test pieces are movements of it), so no cantata or
+chorale setting of the test set is heard here. Nothing about the test files other than that column is read.
+
+What varies, so that the octave model learns chorales and not one rendering of them: the quarter-note
+tempo (uniform 55-150 BPM, not the test set's nine values), the General MIDI program of each voice (one
+ensemble for all four voices, or one instrument per voice, from strings, keyboards, organs, winds, brass,
+voices, plucked and mallet sounds), each voice's velocity, the synth gain and reverb, and a 30-60 s
+excerpt from a random place in the piece. The ``split`` column holds out every fifth piece as a check set.
+"""
+import csv
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import warnings
+
+warnings.filterwarnings("ignore")
+import soundfile as sf  # noqa: E402
+from music21 import corpus, instrument, tempo  # noqa: E402
+
+SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+ROOT = os.environ.get("CRATEDIG_CORPUS", os.path.expanduser("~/.cache/cratedig-corpus"))
+#: General MIDI programs (0-based) by family; an ensemble draws all four voices from one family or from all.
+FAMILIES = {
+    "keyboard": (0, 1, 4, 6, 7),          # grand, bright piano, e-piano, harpsichord, clavinet
+    "organ": (16, 19, 20, 21),            # drawbar, church, reed organ, accordion
+    "strings": (40, 41, 42, 43, 48, 49),  # violin, viola, cello, contrabass, string ensembles
+    "winds": (68, 69, 70, 71, 73, 74),    # oboe, english horn, bassoon, clarinet, flute, recorder
+    "brass": (56, 57, 58, 60, 61),        # trumpet, trombone, tuba, horn, brass section
+    "voices": (52, 53, 54),               # choir aahs, voice oohs, synth voice
+    "plucked": (24, 25, 46, 11, 12),      # nylon, steel guitar, harp, vibraphone, marimba
+}
+ALL = tuple(p for ps in FAMILIES.values() for p in ps)
+
+
+def bwv_number(source: str) -> str | None:
+    """``'bach/bwv248.42-4'`` -> ``'248'``: the work, whatever the movement or variant."""
+    m = re.search(r"bwv(\d+)", source)
+    return m.group(1) if m else None
+
+
+def test_bwv_numbers(root: str) -> set[str]:
+    with open(os.path.join(root, "groundtruth", "ground_truth.csv"), newline="") as fh:
+        return {bwv_number(r["source"]) for r in csv.DictReader(fh)} - {None}
+
+
+def programs(rng: random.Random) -> list[int]:
+    """GM programs of the four voices (soprano first)."""
+    mode = rng.random()
+    if mode < 0.35:  # one sound for the whole choir
+        return [rng.choice(ALL)] * 4
+    if mode < 0.7:  # one family
+        fam = FAMILIES[rng.choice(sorted(FAMILIES))]
+        return [rng.choice(fam) for _ in range(4)]
+    return [rng.choice(ALL) for _ in range(4)]
+
+
+def render(path: str, bpm: float, progs: list[int], rng: random.Random, wav: str) -> bool:
+    s = corpus.parse(path)
+    for mm in list(s.recurse().getElementsByClass(tempo.MetronomeMark)):
+        mm.activeSite.remove(mm)
+    s.parts[0].measure(1).insert(0, tempo.MetronomeMark(number=bpm))
+    for part, prog in zip(s.parts, progs + [progs[-1]] * max(0, len(s.parts) - 4)):
+        for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
+            old.activeSite.remove(old)
+        inst = instrument.Instrument()
+        inst.midiProgram = prog
+        part.insert(0, inst)
+        vel = rng.randint(55, 115)
+        for n in part.recurse().notes:
+            n.volume.velocity = max(1, min(127, vel + rng.randint(-6, 6)))
+    with tempfile.TemporaryDirectory() as tmp:
+        mid = os.path.join(tmp, "x.mid")
+        try:
+            s.write("midi", fp=mid)
+        except Exception:
+            return False
+        reverb = "1" if rng.random() < 0.7 else "0"
+        subprocess.run(["fluidsynth", "-ni", "-q", "-g", f"{rng.uniform(0.4, 0.9):.2f}", "-r", "44100",
+                        "-o", f"synth.reverb.active={reverb}", "-T", "wav", "-F", wav, SF2, mid],
+                       check=True, capture_output=True)
+    return True
+
+
+def main() -> None:
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "training")
+    n_wanted = int(sys.argv[2]) if len(sys.argv) > 2 else 240
+    os.makedirs(out, exist_ok=True)
+    held_out = test_bwv_numbers(ROOT)
+    rng = random.Random(2024)
+    rows = []
+    for path in corpus.chorales.Iterator(returnType="filename"):  # from the start of the collection
+        if len(rows) >= n_wanted:
+            break
+        source = str(path).split("corpus/")[-1]
+        if bwv_number(source) in held_out:
+            continue
+        bpm = round(rng.uniform(55.0, 150.0), 2)
+        progs = programs(rng)
+        name = f"train_{len(rows):03d}_" + os.path.basename(source).replace(".", "_")
+        wav = os.path.join(out, name + ".wav")
+        if not render(path, bpm, progs, rng, wav):
+            continue
+        y, sr = sf.read(wav, dtype="float32")
+        os.remove(wav)
+        length = rng.uniform(30.0, 60.0)
+        n_keep = min(len(y), int(length * sr))
+        start = 0 if rng.random() < 0.3 else rng.randint(0, len(y) - n_keep)
+        sf.write(os.path.join(out, name + ".flac"), y[start : start + n_keep], sr, subtype="PCM_16")
+        rows.append(dict(file=name + ".flac", bpm=bpm, split="check" if len(rows) % 5 == 4 else "train",
+                         source=source, programs=" ".join(map(str, progs)), start_s=round(start / sr, 3)))
+        with open(os.path.join(out, "training.csv"), "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    print(len(rows), "training chorales rendered into", out, "(test BWV numbers skipped:", sorted(held_out, key=int), ")")
+
+
+if __name__ == "__main__":
+    main()

@@ -85,7 +85,8 @@ class NativeStream:
     expected_frames : int
         Length the header announces, samples per channel (0 when unknown).
     blocks : Iterator[np.ndarray]
-        Blocks of shape ``(channels, n)``, float32 full scale, ``n <= STREAM_BLOCK`` (NaN/Inf as decoded).
+        Blocks of shape ``(channels, n)``, float32 full scale, ``n <= STREAM_BLOCK`` (NaN/Inf as decoded);
+        possibly a transposed view of the decoder's interleaved buffer, not C-contiguous.
         Raises :class:`~tasks.errors.RejectError` (``TRUNCATED`` / ``DECODE_ERROR``...) when decoding fails,
         including when it ends well short of ``expected_frames``.
     """
@@ -132,7 +133,7 @@ def _soundfile_stream(path: Path) -> Iterator[NativeStream]:
                 x = f.read(STREAM_BLOCK, dtype="float32", always_2d=True)
                 if len(x) == 0:
                     return
-                yield np.ascontiguousarray(x.T)
+                yield x.T  # a view: every consumer reads channels-first views as fast as a transposed copy
 
         yield NativeStream(f.samplerate, f.channels, fmt, f.frames, _checked(blocks(), f.frames))
 

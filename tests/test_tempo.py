@@ -176,3 +176,30 @@ def test_fast_chorale_moving_in_8ths_is_not_halved(bpm: float) -> None:
     # The rendered training chorales taught the octave model that fast chorales were mostly halved.
     est = _estimate(_chorale(bpm, bars=10))
     assert est.bpm == pytest.approx(bpm, abs=0.5)
+
+
+def _legato_envelopes(bpm: float, *, seed: int = 0, seconds: float = 40.0) -> tuple[np.ndarray, ...]:
+    """Per-frame evidence of legato music: onset bands whose beat-periodic share is 5 % (soft attacks,
+    under MIN_CLARITY) and a harmonic change that bumps on every beat; a flat level."""
+    from tasks.constants import HOP_LENGTH
+
+    fr = SR / HOP_LENGTH
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fr)) / fr
+    beat = np.exp(-(((t * bpm / 60.0 + 0.5) % 1.0 - 0.5) ** 2) / (2 * 0.04**2))
+    noise = np.abs(rng.standard_normal((4, len(t))))
+    bands = 0.5 * (np.sqrt(0.05) * beat / beat.std() + np.sqrt(0.95) * noise / noise.std(axis=1, keepdims=True))
+    change = 0.8 * beat + 0.2 * np.abs(rng.standard_normal(len(t)))
+    return bands.astype(np.float32), np.full(len(t), 0.05, np.float32), change.astype(np.float32), fr
+
+
+@pytest.mark.parametrize("bpm", [72.0, 96.0])
+def test_harmonic_change_keeps_legato_music_rhythmic(bpm: float) -> None:
+    from tasks.tempo import tempo_from_envelopes
+
+    bands, ms, change, fr = _legato_envelopes(bpm)
+    est = tempo_from_envelopes(bands, ms, change, frame_rate=fr)
+    assert est.reason is None and est.bpm == pytest.approx(bpm, abs=0.5)
+    # The same weak onsets with a harmonic change at chance level stay arhythmic.
+    noise = np.abs(np.random.default_rng(1).standard_normal(len(change))).astype(np.float32)
+    assert tempo_from_envelopes(bands, ms, noise, frame_rate=fr).reason == "ARHYTHMIC"

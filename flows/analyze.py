@@ -14,7 +14,7 @@ from prefect.context import get_run_context
 from flows import artifacts, progress
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
 from tasks import catalog
-from tasks.constants import ANALYZER_VERSION
+from tasks.constants import ANALYZER_VERSION, BPM_RANGE
 from tasks.prefect_tasks import analyze_batch, export_parquet, refresh_similarity, scan_library, store_batch
 from tasks.workers import FILE_TIMEOUT_S, AnalysisPool
 
@@ -71,14 +71,15 @@ def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parq
                     workers: int | None = None, batch_size: int | None = None, force: bool = False,
                     since: datetime | None = None, paths: list[str] | None = None,
                     file_timeout_s: float = FILE_TIMEOUT_S, lock_timeout_s: float = 30.0,
-                    max_in_flight: int = 4) -> dict[str, Any]:
+                    max_in_flight: int = 4, bpm_range: tuple[float, float] = BPM_RANGE) -> dict[str, Any]:
     """Analyse every new, changed or outdated audio file under ``library`` into the catalog.
 
     ``force`` re-analyses everything (rejected files excepted); ``since`` and ``paths`` restrict this run's analysis to files
     modified after a date and/or under some folders (moves and missing files are still recorded).
     ``workers=0`` analyses inside the batch tasks themselves: with a Dask task runner
     (:func:`with_dask`) the cluster's workers do the work and ``max_in_flight`` batches are in flight.
-    ``batch_size`` (files per Prefect task) defaults to :func:`auto_batch_size`.
+    ``batch_size`` (files per Prefect task) defaults to :func:`auto_batch_size`. ``bpm_range`` is the
+    preferred tempo range of the octave choice, BPM; rows analysed with another one are redone.
     Returns the run summary: counts by outcome, seconds, tracks per minute.
     """
     logger = get_run_logger()
@@ -90,7 +91,9 @@ def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parq
     catalog.start_run(con, run_id, library, analyzer_version=ANALYZER_VERSION,
                       flow_run_id=str(get_run_context().flow_run.id))
     try:
-        plan, counts = scan_library(library, con, run_id, analyzer_version=ANALYZER_VERSION, force=force)
+        bpm_range = (float(bpm_range[0]), float(bpm_range[1]))
+        plan, counts = scan_library(library, con, run_id, analyzer_version=ANALYZER_VERSION, force=force,
+                                    bpm_range=bpm_range)
         if since is not None or paths:
             plan = plan.restricted(modified_since_ns=None if since is None else int(since.timestamp() * 1e9),
                                    under=[str(Path(p).resolve()) for p in paths or []])
@@ -101,7 +104,7 @@ def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parq
         progress.current().start(counts["to_analyze"])
         progress_id = artifacts.start_progress(library)
         window = 2 * workers if workers else max_in_flight
-        with AnalysisPool(workers, timeout_s=file_timeout_s) as pool:
+        with AnalysisPool(workers, timeout_s=file_timeout_s, bpm_range=bpm_range) as pool:
             counts |= _analyze_and_store(batches, pool, con, run_id, window, progress_id)
         refresh_similarity(con)
         export_parquet(con, str(parquet_dir or default_parquet_dir(catalog_path)))

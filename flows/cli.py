@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flows.settings import DEFAULT_CATALOG, DEFAULT_DEMO_LIBRARY
+from tasks.constants import BPM_RANGE
 
 # The terminal shows a progress bar and a summary; Prefect's per-task INFO lines stay in the UI and API.
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
@@ -73,6 +74,10 @@ def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help=
             batch_size: Optional[int] = typer.Option(
                 None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."),
             force: bool = typer.Option(False, "--force", help="Re-analyse every file."),
+            bpm_range: tuple[float, float] = typer.Option(
+                BPM_RANGE, "--bpm-range", metavar="LO HI",
+                help="Preferred tempo range for half/double choices, BPM (e.g. 55 150 for classical); "
+                     "rows analysed with another range are redone."),
             lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for another run."),
             dask_address: Optional[str] = typer.Option(None, "--dask-address",
                                                        help="Run the batches on this Dask scheduler (tcp://HOST:8786)."),
@@ -91,7 +96,8 @@ def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help=
             with progress.reporting(RichProgress(bar)), tags(*library_tags(str(path))):
                 run = with_dask(dask_address) if dask_address else analyze_library
                 summary = run(str(path), catalog_path=str(catalog), workers=0 if dask_address else workers,
-                              batch_size=batch_size, force=force, lock_timeout_s=lock_timeout)
+                              batch_size=batch_size, force=force, lock_timeout_s=lock_timeout,
+                              bpm_range=bpm_range)
         except CatalogLockedError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(3)
@@ -156,8 +162,8 @@ def demo(library: Path = typer.Option(DEFAULT_DEMO_LIBRARY, "--library", help="W
 
     console.print(f"building demo library in {library} ...")
     build_demo_library(library)
-    analyze(path=library, catalog=catalog, workers=None, batch_size=4, force=False, lock_timeout=30.0,
-            dask_address=None, as_json=False)
+    analyze(path=library, catalog=catalog, workers=None, batch_size=4, force=False, bpm_range=BPM_RANGE,
+            lock_timeout=30.0, dask_address=None, as_json=False)
     _show_demo_similarity(catalog)
 
 

@@ -23,6 +23,7 @@ from prefect.context import get_run_context
 
 from flows.analyze import analyze_library
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir
+from tasks.constants import BPM_RANGE
 from tasks.errors import CratedigError
 from tasks.workers import FILE_TIMEOUT_S
 
@@ -87,7 +88,8 @@ def _run_name() -> str:
 def _reanalyze(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_dir: str | None = None,
               workers: int | None = None, batch_size: int | None = None, force: bool = False,
               since: datetime | None = None, paths: list[str] | None = None,
-              file_timeout_s: float = FILE_TIMEOUT_S, lock_wait_s: float = LOCK_WAIT_S) -> dict[str, Any]:
+              file_timeout_s: float = FILE_TIMEOUT_S, lock_wait_s: float = LOCK_WAIT_S,
+              bpm_range: tuple[float, float] = BPM_RANGE) -> dict[str, Any]:
     """Re-analyse ``library`` incrementally, one run per library at a time, and rewrite its Parquet export.
 
     Parameters are those of :func:`flows.analyze.analyze_library` (``force``: everything again;
@@ -115,7 +117,7 @@ def _reanalyze(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_d
         with tags(*library_tags(library)):
             state = analyze_library(library, catalog_path=catalog_path, parquet_dir=parquet_dir, workers=workers,
                                     batch_size=batch_size, force=force, since=since, paths=paths,
-                                    file_timeout_s=file_timeout_s, return_state=True)
+                                    file_timeout_s=file_timeout_s, bpm_range=bpm_range, return_state=True)
         summary = state.result()
     out = str(parquet_dir or default_parquet_dir(catalog_path))
     logger.info("%s re-analysed: %d analysed, %d rejected, %d failed; Parquet export in %s", library,

@@ -61,7 +61,7 @@ def api_url() -> str | None:
 
 def serve_reanalysis(library: str | Path, *, catalog_path: str | Path = DEFAULT_CATALOG,
                      parquet_dir: str | Path | None = None, workers: int | None = None,
-                     batch_size: int | None = None,
+                     batch_size: int | None = None, bpm_range: tuple[float, float] | None = None,
                      cron: str | None = None, interval: timedelta | None = None, timezone: str | None = None,
                      name: str | None = None) -> None:
     """Serve :func:`flows.reanalyze.reanalyze` for ``library`` on a schedule until interrupted.
@@ -83,6 +83,8 @@ def serve_reanalysis(library: str | Path, *, catalog_path: str | Path = DEFAULT_
     library = Path(library).resolve()
     parameters: dict[str, Any] = {"library": str(library), "catalog_path": str(Path(catalog_path).resolve()),
                                   "workers": workers, "batch_size": batch_size}
+    if bpm_range is not None:
+        parameters["bpm_range"] = [float(bpm_range[0]), float(bpm_range[1])]
     if parquet_dir is not None:
         parameters["parquet_dir"] = str(Path(parquet_dir).resolve())
     # A module entrypoint: the runner's subprocesses import the installed package, wherever they start.
@@ -101,6 +103,8 @@ def serve(path: Path = typer.Argument(..., exists=True, file_okay=False, help="L
           batch_size: Optional[int] = typer.Option(
                 None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."),
           parquet_dir: Optional[Path] = typer.Option(None, "--parquet-dir", help="Parquet export folder."),
+          bpm_range: Optional[tuple[float, float]] = typer.Option(
+                None, "--bpm-range", metavar="LO HI", help="Preferred tempo range, BPM (default 70 180)."),
           name: str = typer.Option(DEPLOYMENT_NAME, "--name", help="Deployment name.")) -> None:
     """Serve the nightly-reanalysis deployment of PATH on a schedule (needs a Prefect server: see README)."""
     if cron and interval:
@@ -119,7 +123,7 @@ def serve(path: Path = typer.Argument(..., exists=True, file_okay=False, help="L
                    "    export PREFECT_API_URL=http://127.0.0.1:4200/api", err=True)
         raise typer.Exit(2)
     serve_reanalysis(path, catalog_path=catalog, parquet_dir=parquet_dir, workers=workers, batch_size=batch_size,
-                     cron=cron, interval=every, timezone=timezone, name=name)
+                     bpm_range=bpm_range, cron=cron, interval=every, timezone=timezone, name=name)
 
 
 def register(app: typer.Typer) -> None:

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS features (
     bpm_candidates        STRUCT(bpm DOUBLE, score DOUBLE)[],
     beat_offset_s         DOUBLE,            -- time of the first beat, s
     tempo_reason          VARCHAR,           -- why bpm is NULL (SILENT, ARHYTHMIC, TOO_SHORT)
+    bpm_range_lo          DOUBLE,            -- preferred tempo range of the octave choice, BPM (--bpm-range)
+    bpm_range_hi          DOUBLE,
     "key"                 VARCHAR,           -- e.g. 'A minor', 'F# major'
     key_camelot           VARCHAR,           -- e.g. '8A'
     key_open              VARCHAR,           -- Open Key notation, e.g. '1m'

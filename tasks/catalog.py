@@ -15,9 +15,10 @@ import duckdb
 import polars as pl
 
 from schemas.tables import FeatureRow, RejectRow, TrackRow, split_valid
+from tasks.constants import BPM_RANGE
 from tasks.errors import CatalogLockedError, Reason
 
-SCHEMA_VERSION: int = 2
+SCHEMA_VERSION: int = 3
 TRACK_COLUMNS = ["track_id", "path", "size_bytes", "mtime_ns", "fingerprint", "format", "duration_s",
                  "sample_rate", "channels", "title", "artist", "album", "genre", "tag_bpm", "tag_key",
                  "status", "reason"]
@@ -39,8 +40,16 @@ def _add_similarity_objects(con: duckdb.DuckDBPyConnection) -> None:
 
 
 #: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
+def _add_bpm_range(con: duckdb.DuckDBPyConnection) -> None:
+    # Rows analysed before v3 used the default preferred tempo range.
+    for column, value in zip(("bpm_range_lo", "bpm_range_hi"), BPM_RANGE):
+        con.execute(f"ALTER TABLE features ADD COLUMN IF NOT EXISTS {column} DOUBLE")
+        con.execute(f"UPDATE features SET {column} = ? WHERE {column} IS NULL", [value])
+
+
 MIGRATIONS = {
     2: _add_similarity_objects,   # v2: similarity_index + the similar_tracks() SQL macro in every catalog
+    3: _add_bpm_range,            # v3: features.bpm_range_lo / _hi, the preferred tempo range of each row
 }
 
 
@@ -93,7 +102,8 @@ def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> 
     marking each other's files missing."""
     prefix = None if library is None else library.rstrip("/") + "/"
     return con.sql("""
-        SELECT t.track_id, t.path, t.size_bytes, t.mtime_ns, t.fingerprint, t.status, f.analyzer_version
+        SELECT t.track_id, t.path, t.size_bytes, t.mtime_ns, t.fingerprint, t.status, f.analyzer_version,
+               f.bpm_range_lo, f.bpm_range_hi
         FROM tracks t LEFT JOIN features f USING (track_id)
         WHERE $prefix IS NULL OR starts_with(t.path, $prefix)""", params={"prefix": prefix}).pl()
 

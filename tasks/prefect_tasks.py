@@ -30,7 +30,8 @@ def is_transient_io(task, task_run, state) -> bool:
 @task(name="scan-library", cache_policy=NONE, retries=4, retry_delay_seconds=exponential_backoff(backoff_factor=10),
       retry_jitter_factor=0.5, retry_condition_fn=is_transient_io)
 def scan_library(library: str, con: duckdb.DuckDBPyConnection, run_id: str, *, analyzer_version: int,
-                 force: bool = False) -> tuple[ScanPlan, dict[str, int]]:
+                 force: bool = False, bpm_range: tuple[float, float] | None = None
+                 ) -> tuple[ScanPlan, dict[str, int]]:
     """Walk ``library``, diff it against the catalog, and record moves, missing files and walk problems.
 
     OSErrors can only happen before anything is written, so a retry is safe.
@@ -40,7 +41,7 @@ def scan_library(library: str, con: duckdb.DuckDBPyConnection, run_id: str, *, a
     files, bad = split_valid(walk.files, InventoryRow)
     walk.problems += [(walk.files["path"][i], Reason.SCHEMA, why) for i, why in bad.items()]
     plan = plan_scan(files, catalog.known_tracks(con, library), analyzer_version=analyzer_version,
-                     force=force)
+                     force=force, bpm_range=bpm_range)
     catalog.apply_plan(con, plan, run_id)
     counts = plan.counts() | {"files": walk.files.height, "ignored": walk.n_ignored,
                               "unreadable": catalog.record_problems(con, walk.problems, run_id)}

@@ -191,7 +191,8 @@ class ScanPlan:
 
 
 def plan_scan(inventory: pl.DataFrame, known: pl.DataFrame, *, analyzer_version: int,
-              force: bool = False, fingerprint_fn=fingerprint) -> ScanPlan:
+              force: bool = False, bpm_range: tuple[float, float] | None = None,
+              fingerprint_fn=fingerprint) -> ScanPlan:
     """Diff a walk against the catalog.
 
     Parameters
@@ -205,11 +206,19 @@ def plan_scan(inventory: pl.DataFrame, known: pl.DataFrame, *, analyzer_version:
         Current version: analysed rows with an older one are ``outdated``.
     force : bool
         Treat every present file as outdated.
+    bpm_range : (float, float), optional
+        The run's preferred tempo range, BPM: analysed rows made with another (``known``'s
+        ``bpm_range_lo`` / ``bpm_range_hi``) are ``outdated`` too.
     fingerprint_fn : callable
         ``(path, size_bytes) -> str``; only called for paths the catalog does not know.
     """
+    other_range = pl.lit(False)
+    if bpm_range is not None and "bpm_range_lo" in known.columns:
+        other_range = (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
+    known = known.with_columns(other_range.fill_null(False).alias("other_range"))
     joined = inventory.join(known.select("path", "track_id", pl.col("size_bytes").alias("k_size"),
-                                         pl.col("mtime_ns").alias("k_mtime"), "status", "analyzer_version"),
+                                         pl.col("mtime_ns").alias("k_mtime"), "status", "analyzer_version",
+                                         "other_range"),
                             on="path", how="left")
     unseen = joined.filter(pl.col("track_id").is_null()).select("path", "size_bytes", "mtime_ns")
     seen = joined.filter(pl.col("track_id").is_not_null())
@@ -217,7 +226,8 @@ def plan_scan(inventory: pl.DataFrame, known: pl.DataFrame, *, analyzer_version:
     changed = seen.filter(~same)
     same_files = seen.filter(same)
     needs_work = (pl.col("status") == "failed") | (pl.col("status") == "missing") | (
-        (pl.col("status") == "analyzed") & (pl.col("analyzer_version").fill_null(-1) < analyzer_version))
+        (pl.col("status") == "analyzed")
+        & ((pl.col("analyzer_version").fill_null(-1) < analyzer_version) | pl.col("other_range")))
     if force:
         needs_work = pl.col("status") != "rejected"
     outdated = same_files.filter(needs_work)

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from tasks.catalog import SCHEMA_VERSION, catalog_counts, open_catalog
+from tasks.constants import BPM_RANGE
 from tasks.errors import CatalogLockedError
 
 
@@ -53,4 +54,19 @@ def test_lock_timeout_names_the_problem(tmp_path):
         holder.wait()
     con = open_catalog(path, lock_timeout_s=5)
     assert catalog_counts(con)["tracks"] == 0
+    con.close()
+
+
+def test_version_2_features_get_the_default_bpm_range(tmp_path):
+    path = tmp_path / "v2.duckdb"
+    con = open_catalog(path)                   # then made a version-2 catalog: no bpm_range columns
+    con.execute("ALTER TABLE features DROP COLUMN bpm_range_lo")
+    con.execute("ALTER TABLE features DROP COLUMN bpm_range_hi")
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version) VALUES (2)")
+    con.execute("INSERT INTO features (track_id, analyzer_version, bpm, analyzed_at) VALUES (1, 1, 120.0, now())")
+    con.close()
+    con = open_catalog(path)
+    assert con.execute("SELECT bpm, bpm_range_lo, bpm_range_hi FROM features").fetchall() == [(120.0, *BPM_RANGE)]
+    assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     con.close()

@@ -126,3 +126,15 @@ def test_analyzer_version_bump_reanalyses_only_older_rows(analysed, run_flow):
     con.close()
     summary = run_flow(library, catalog, workers=0)
     assert summary["outdated"] == 1 and summary["analyzed"] == 1
+
+
+def test_another_bpm_range_reanalyses_every_row_and_is_recorded(analysed, run_flow):
+    library, catalog, _, _ = analysed
+    present = "FROM features JOIN tracks USING (track_id) WHERE status = 'analyzed'"  # not the missing file's
+    n = rows(catalog, f"SELECT count(*) AS n {present}")[0]["n"]
+    summary = run_flow(library, catalog, workers=0, bpm_range=(55.0, 150.0))
+    assert summary["outdated"] == n and summary["analyzed"] == n
+    assert rows(catalog, f"SELECT DISTINCT bpm_range_lo, bpm_range_hi {present}") == \
+        [{"bpm_range_lo": 55.0, "bpm_range_hi": 150.0}]
+    again = run_flow(library, catalog, workers=0, bpm_range=(55.0, 150.0))
+    assert again["outdated"] == 0 and again["analyzed"] == 0

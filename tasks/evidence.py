@@ -38,6 +38,7 @@ class TrackFeatures:
     loudness: Loudness | None  # None: a layout BS.1770 does not define (flagged LOUDNESS_UNSUPPORTED)
     peak: float                # largest |sample| of the mono analysis signal, full scale
     duration_s: float          # of the native signal
+    bpm_range: tuple[float, float] = BPM_RANGE  # preferred tempo range the tempo was estimated with, BPM
 
 
 class TrackEvidence:
@@ -120,4 +121,5 @@ class TrackEvidence:
                                   sr=self.sr, hop_length=self._spectra.hop_length)
         return TrackFeatures(tempo=tempo, key=key, timbre=timbre,
                              loudness=self.meter.result() if self.meter is not None else None,
-                             peak=self._peak, duration_s=self.native_frames / self.native_sr)
+                             peak=self._peak, duration_s=self.native_frames / self.native_sr,
+                             bpm_range=(float(bpm_range[0]), float(bpm_range[1])))

@@ -42,14 +42,12 @@ def analyze_audio(audio: DecodedAudio, *, bpm_range: tuple[float, float] = BPM_R
     evidence = TrackEvidence(audio.native_sr, audio.channels, sr=audio.sr)
     evidence.add_native(audio.native)
     evidence.add_mono(audio.y)
-    return features_row(evidence.finish(bpm_range=bpm_range), list(audio.flags), bpm_range=bpm_range)
+    return features_row(evidence.finish(bpm_range=bpm_range), list(audio.flags))
 
 
-def features_row(track: TrackFeatures, flags: list[str], *, bpm_range: tuple[float, float] = BPM_RANGE
-                 ) -> dict[str, Any]:
+def features_row(track: TrackFeatures, flags: list[str]) -> dict[str, Any]:
     """The ``features`` row (without ``track_id`` and timestamps) of a track's estimates; ``flags`` (the
-    decoder's) are extended with ``SILENT``, ``SHORT`` and ``LOUDNESS_UNSUPPORTED`` as they apply;
-    ``bpm_range`` is the preferred tempo range the estimates were made with (recorded in the row)."""
+    decoder's) are extended with ``SILENT``, ``SHORT`` and ``LOUDNESS_UNSUPPORTED`` as they apply."""
     flags = list(flags)
     silent = track.peak <= 10 ** (SILENCE_DBFS / 20)
     if silent:
@@ -74,8 +72,8 @@ def features_row(track: TrackFeatures, flags: list[str], *, bpm_range: tuple[flo
         "bpm_candidates": [{"bpm": float(b), "score": float(s)} for b, s in tempo.candidates] if bpm else [],
         "beat_offset_s": tempo.beat_offset_s if bpm is not None else None,
         "tempo_reason": tempo_reason,
-        "bpm_range_lo": float(bpm_range[0]),
-        "bpm_range_hi": float(bpm_range[1]),
+        "bpm_range_lo": track.bpm_range[0],
+        "bpm_range_hi": track.bpm_range[1],
         "key": key.key if has_key else None,
         "key_camelot": key.camelot if has_key else None,
         "key_open": key.open_key if has_key else None,
@@ -129,7 +127,7 @@ def _analyze_stream(stream: NativeStream, result: dict[str, Any], *, sr: int,
     result["duration_s"] = duration_s
     if duration_s < MIN_DURATION_S:
         raise RejectError(Reason.TOO_SHORT, f"{duration_s:.3f} s < {MIN_DURATION_S} s")
-    return features_row(evidence.finish(bpm_range=bpm_range), flags, bpm_range=bpm_range)
+    return features_row(evidence.finish(bpm_range=bpm_range), flags)
 
 
 def _analyze_streamed(path: os.PathLike, result: dict[str, Any], *, sr: int,

@@ -134,18 +134,15 @@ class _Plan:
 
 def _next_5_smooth(n: int) -> int:
     """The smallest ``2^a 3^b 5^c >= n``: the lengths pocketfft transforms fastest."""
-    best = 2 * n
-    p2 = 1
-    while p2 < best:
-        p3 = p2
-        while p3 < best:
-            p5 = p3
-            while p5 < n:
-                p5 *= 5
-            best = min(best, p5)
-            p3 *= 3
-        p2 *= 2
-    return best
+    m = n
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
 
 
 @cache

@@ -212,9 +212,8 @@ def plan_scan(inventory: pl.DataFrame, known: pl.DataFrame, *, analyzer_version:
     fingerprint_fn : callable
         ``(path, size_bytes) -> str``; only called for paths the catalog does not know.
     """
-    other_range = pl.lit(False)
-    if bpm_range is not None and "bpm_range_lo" in known.columns:
-        other_range = (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
+    other_range = pl.lit(False) if bpm_range is None else \
+        (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
     known = known.with_columns(other_range.fill_null(False).alias("other_range"))
     joined = inventory.join(known.select("path", "track_id", pl.col("size_bytes").alias("k_size"),
                                          pl.col("mtime_ns").alias("k_mtime"), "status", "analyzer_version",

@@ -295,6 +295,12 @@ def track_pulse(o: np.ndarray, fr: float, f0: float) -> _Pulse:
 
 # ---------------------------------------------------------------- octave choice and result ------------------
 
+def _beat_repeats(clarity: float, envelope_std: float, floor_db: float, short: float) -> bool:
+    """Whether an envelope's beat-periodic part is above chance: its share of the variance (``clarity``)
+    and its RMS (``sqrt(clarity) * envelope_std``, dB) over their floors, both raised for short tracks."""
+    return clarity >= MIN_CLARITY * short and np.sqrt(clarity) * envelope_std >= floor_db * np.sqrt(short)
+
+
 def _beat_harmonics(beat_hz: float, fr: float) -> np.ndarray:
     """Harmonics 1..8 of the beat rate that stay below 0.45 of the frame rate."""
     return np.arange(1, int(np.clip(0.45 * fr / beat_hz, 1, 8)) + 1)
@@ -362,17 +368,14 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.nda
     best = int(np.argmax(prob))
     r = float(ratios[best])
     bpm = 60.0 * pulse.freq * r
-    ks = _beat_harmonics(bpm / 60.0, fr)
-    on_clarity = float(min(1.0, sum(abs(amp(r * k)[0]) ** 2 for k in ks)))
-    change_clarity = float(min(1.0, sum(abs(amp(r * k)[4]) ** 2 for k in ks)))
+    # Share of each envelope's variance at the beat's harmonics: row 0 the onsets, row 4 the harmonic change.
+    shares = np.minimum(1.0, sum(np.abs(amp(r * k)) ** 2 for k in _beat_harmonics(bpm / 60.0, fr)))
+    on_clarity, change_clarity = float(shares[0]), float(shares[4])
     clarity = max(on_clarity, change_clarity)
     # Chance periodicity in noise grows as the track gets shorter: so do the thresholds, below 20 s.
     short = max(1.0, 20.0 * fr / len(o))
-    onsets_pulse = on_clarity >= MIN_CLARITY * short and \
-        np.sqrt(on_clarity) * o.std() >= MIN_PULSE_DB * np.sqrt(short)
-    change_pulse = change_clarity >= MIN_CLARITY * short and \
-        np.sqrt(change_clarity) * np.std(change) >= MIN_CHANGE_DB * np.sqrt(short)
-    if not (onsets_pulse or change_pulse):
+    if not (_beat_repeats(on_clarity, o.std(), MIN_PULSE_DB, short)
+            or _beat_repeats(change_clarity, float(np.std(change)), MIN_CHANGE_DB, short)):
         return _none("ARHYTHMIC", clarity)
     by_ratio = {round(float(q), 6): float(p) for q, p in zip(ratios / r, prob)}
     cands = [(round(bpm, 2), float(prob[best]))] + sorted(

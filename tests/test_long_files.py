@@ -12,7 +12,7 @@ import pytest
 
 from tasks.audio_files import write_audio, write_long_mix
 from tasks.constants import SR
-from tasks.decode import decode_audio
+from tasks.decode import MonoResampler, decode_audio, to_mono
 from tasks.evidence import TrackEvidence
 from tasks.features import analyze_audio, features_row
 from tasks.synth import SongSpec, render_song
@@ -99,3 +99,14 @@ def test_decode_audio_still_returns_the_whole_signal(tmp_path):
     audio = decode_audio(write_audio(tmp_path / "a.wav", y, SR))
     assert audio.native.shape == (2, y.shape[1]) and audio.sr == SR and len(audio.y) == y.shape[1]
     np.testing.assert_allclose(audio.native, np.clip(y, -1, 1), rtol=1e-4, atol=2.0 / 32768)
+
+
+def test_streamed_resampling_is_the_one_shot_resampling():
+    """Blocks of any size through :class:`MonoResampler` (which feeds soxr in pieces) join into exactly
+    :func:`to_mono` of the whole signal."""
+    y = render_song(SongSpec(bpm=120.0, tonic=0, duration_s=12.0, seed=3), sr=44100).astype(np.float32)
+    whole = to_mono(y, 44100)
+    for block in (1000, 70_001, 300_000, y.shape[1]):
+        stream = MonoResampler(44100)
+        joined = np.concatenate([stream(y[:, i : i + block]) for i in range(0, y.shape[1], block)] + [stream.flush()])
+        np.testing.assert_array_equal(joined, whole)

@@ -199,16 +199,20 @@ def _segment_pass(x: np.ndarray, plan: _Plan, prev: np.ndarray | None = None
     n_seg = x.shape[1] // seg
     circ, proj = np.empty((n_keep, n_seg)), np.empty((n_keep, n_seg, 8))
     coarse = near_divisor(seg, _TP_COARSE)
-    peaks = np.empty((n_ch, n_seg * (seg // coarse)))
-    mag = np.empty((n_ch, _FFT_CHUNK * seg), dtype=np.float32)
+    per_seg = seg // coarse
+    peaks = np.empty((n_ch, n_seg * per_seg))
     padded = np.zeros((n_keep, _FFT_CHUNK, plan.n_fft), dtype=np.float32)  # the zero tail is written once
     for s0 in range(0, n_seg, _FFT_CHUNK):
         s1 = min(n_seg, s0 + _FFT_CHUNK)
         chunk = x[:, s0 * seg : s1 * seg]
-        np.abs(chunk, out=mag[:, : chunk.shape[1]])
-        rows = mag[:, : chunk.shape[1]].reshape(n_ch, -1, coarse)  # ~1000-sample rows: ~8x cheaper than 64
-        peaks[:, s0 * seg // coarse : s1 * seg // coarse] = rows.max(axis=-1)
+        # x is often a channels-first view of an interleaved buffer: read it once, into the contiguous frames,
+        # and take the coarse peaks (max |x| over ~1000-sample rows, as max(max x, -min x)) from those.
         padded[:, : s1 - s0, :seg] = (chunk if n_keep == n_ch else chunk[keep]).reshape(n_keep, s1 - s0, seg)
+        rows = padded[:, : s1 - s0, :seg].reshape(n_keep, s1 - s0, per_seg, coarse)
+        cols = slice(s0 * per_seg, s1 * per_seg)
+        peaks[keep, cols] = np.maximum(rows.max(axis=-1), -rows.min(axis=-1)).reshape(n_keep, -1)
+        if n_keep < n_ch:  # the LFE: peaks only
+            peaks[~keep, cols] = np.abs(chunk[~keep]).reshape(n_ch - n_keep, -1, coarse).max(axis=-1)
         frames = padded[:, : s1 - s0].reshape(n_keep * (s1 - s0), plan.n_fft)
         ri = scipy.fft.rfft(frames, axis=-1).view(np.float32)
         np.square(ri, out=ri)

@@ -3,9 +3,10 @@
 Candidates are ratios of the pulse (1/8 ... 4); each is described by where it sits in the preferred BPM range
 and by the pulse strength of four onset bands and of the harmonic change
 (:func:`tasks.tempo_envelopes.harmonic_change`) at levels around it; a linear score with weights fitted by
-``bench/tempo_eval.py --fit`` (synth seeds 1-4, metronomes, synthesized chorales, drum loops and 208 rendered
-training chorales of other works than the test set's; seed 0, the training chorales' check split and the
-rendered test chorales held out) gives each candidate a probability.
+``bench/tempo_eval.py --fit`` (synth seeds 1-4, metronomes, synthesized chorales, drum loops, and the train
+split of the rendered training chorales, other works than the test set's, in two renderings: 208 varied
+ensembles and 207 strings over a piano bass; seed 0, the training chorales' check split in both renderings
+and the rendered test chorales held out) gives each candidate a probability.
 """
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ SEARCH_RANGE: tuple[float, float] = (40.0, 250.0)
 # Candidate ratios to the pulse, levels scored around each.
 RATIOS = (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 1, 4 / 3, 3 / 2, 2, 3, 4)
 LEVELS = (1 / 4, 1 / 3, 1 / 2, 2 / 3, 1, 3 / 2, 2)
-W_PRIOR = np.array([-2.43, -1.047])
+W_PRIOR = np.array([-1.895, -0.939])
 W_LEVELS = np.array([  # rows: all, low, mid, high onset bands, harmonic change; columns: LEVELS
-    [0.46, 0.181, 0.291, -0.378, 0.612, -0.498, 1.426],
-    [-0.375, 1.159, -0.113, -0.077, 0.451, 0.195, 1.806],
-    [-0.396, 0.027, -0.408, 0.354, 0.599, -0.009, 0.692],
-    [0.271, 0.769, -0.108, -0.512, 0.67, 1.433, 0.842],
-    [0.432, 0.211, 0.096, -0.93, 0.665, -0.349, 2.23],
+    [0.371, 0.138, 0.134, -0.154, 0.27, -0.22, 1.258],
+    [-0.194, 0.804, -0.16, -0.138, 0.405, 0.299, 1.562],
+    [-0.052, 0.127, 0.057, 0.047, 0.335, -0.271, 0.658],
+    [0.09, 0.589, 0.053, -0.472, 0.666, 0.832, 0.754],
+    [0.099, 0.143, -0.067, -0.541, 0.968, -0.506, 2.152],
 ])
 
 

@@ -14,13 +14,15 @@ Method (all from :attr:`Spectrum.log_mel`, which the timbre features share; enve
    polynomial when the tempo drifts (the slope of a line through a sinusoidal drift is off the mean
    tempo: 0.26 BPM median, 1.0 max on drifting benchmark songs; the curve: 0.05, 0.15). No lag grid.
 4. Octave: candidates are the pulse times 1/8 ... 4 (1/3, 2/3, 3/4, 4/3, 3/2 included: 3/4 time,
-   swing). Each is scored by a conditional-logit model of its place in ``bpm_range`` and of the
-   phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it
-   (37 weights from ``bench/tempo_eval.py --fit``: synthesized songs of seeds 1-4, metronomes,
-   synthesized four-part chorales with no drums, bare drum-machine beats, and 208 Bach chorales rendered
-   at 55-150 BPM by ``bench/render_training_chorales.py`` from works not in the test set). In music with no drums the
-   harmonic change marks the beat (the harmonic rhythm) where the onsets mark every 8th of the moving
-   voices. ``candidates`` carries the model's probabilities.
+   swing). Each is scored by a conditional-logit model of its place in ``bpm_range``, of the
+   phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it, and of
+   their strength at the candidate times the track's harmonic-change-to-onset ratio at the pulse
+   (:func:`tasks.tempo_octave.pulse_change_ratio`; 42 weights from ``bench/tempo_eval.py --fit``:
+   synthesized songs of seeds 1-4, metronomes, synthesized four-part chorales with no drums, bare
+   drum-machine beats, and Bach chorales rendered at 55-150 BPM by ``bench/render_training_chorales.py``
+   from works not in the test set, 208 in varied ensembles and 207 as strings over a piano bass). In music
+   with no drums the harmonic change marks the beat (the harmonic rhythm) where the onsets mark every 8th of
+   the moving voices. ``candidates`` carries the model's probabilities.
 5. Beat phase: peak of the beat-synchronous pulse shape rebuilt from the harmonics, minus the lead of
    the flux peak over the attack. ``pulse_clarity``: share of the onset envelope's or the harmonic
    change's variance that repeats with the beat, whichever is larger; ``confidence`` = clarity x

@@ -1,6 +1,7 @@
 """Render a TRAINING set of Bach chorales for the tempo octave fit, disjoint from the rendered test chorales.
 
     python3 bench/render_training_chorales.py [OUT] [N]     # default ~/.cache/cratedig-corpus/training, N=240
+    python3 bench/render_training_chorales.py --continuo [OUT]   # the same works again: strings + piano bass
 
 Run it with the *system* ``python3``: it needs ``music21`` (the project venv does not have it) and
 ``soundfile``, plus the ``fluidsynth`` binary and ``/usr/share/sounds/sf2/FluidR3_GM.sf2``. It writes
@@ -18,6 +19,15 @@ tempo (uniform 55-150 BPM, not the test set's nine values), the General MIDI pro
 ensemble for all four voices, or one instrument per voice, from strings, keyboards, organs, winds, brass,
 voices, plucked and mallet sounds), each voice's velocity, the synth gain and reverb, and a 30-60 s
 excerpt from a random place in the piece. The ``split`` column holds out every fifth piece as a check set.
+
+``--continuo`` renders every work of ``OUT/training.csv`` once more, into ``OUT/continuo/`` (its own
+``training.csv``, same ``split`` per work, tempo drawn afresh from 55-150 BPM, seed 2025), the way the test
+chorales are rendered: violin, viola, cello and a piano bass, every note at velocity 90, gain 0.7,
+fluidsynth's default reverb, the whole piece. The random ensembles above almost never put struck notes
+under sustained ones (about 1 piece in 17 gets a piano bass at all), yet a piano bass moving in 8ths under
+legato strings is where the octave model doubled slow chorales: this adds that texture to the fit. (It is
+the test set's instrumentation, read from its recipe, not from its audio or labels: the test chorales then
+measure other works in a known texture, and the gain need not carry over to other ensembles.)
 """
 import csv
 import os
@@ -96,7 +106,70 @@ def render(path: str, bpm: float, progs: list[int], rng: random.Random, wav: str
     return True
 
 
+CONTINUO = [40, 41, 42, 0]  # violin, viola, cello (soprano, alto, tenor), acoustic grand piano (bass)
+
+
+def render_continuo(path: str, bpm: float, wav: str) -> bool:
+    """The whole piece: strings over a piano bass, every note at velocity 90, gain 0.7, default reverb."""
+    s = corpus.parse(path)
+    for mm in list(s.recurse().getElementsByClass(tempo.MetronomeMark)):
+        mm.activeSite.remove(mm)
+    s.parts[0].measure(1).insert(0, tempo.MetronomeMark(number=bpm))
+    for part, prog in zip(s.parts, CONTINUO):
+        for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
+            old.activeSite.remove(old)
+        inst = instrument.Instrument()
+        inst.midiProgram = prog
+        part.insert(0, inst)
+        for n in part.recurse().notes:
+            n.volume.velocity = 90
+    with tempfile.TemporaryDirectory() as tmp:
+        mid = os.path.join(tmp, "x.mid")
+        try:
+            s.write("midi", fp=mid)
+        except Exception:
+            return False
+        try:  # a few MIDI files make fluidsynth run on and on (bwv299: 5.8 GB in 4 minutes)
+            subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.7", "-r", "44100", "-T", "wav", "-F", wav, SF2, mid],
+                           check=True, capture_output=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            os.remove(wav)
+            return False
+    return True
+
+
+def main_continuo(out: str) -> None:
+    """Render the works of ``out/training.csv`` again, strings over a piano bass, into ``out/continuo/``."""
+    with open(os.path.join(out, "training.csv"), newline="") as fh:
+        works = list(csv.DictReader(fh))
+    dest = os.path.join(out, "continuo")
+    os.makedirs(dest, exist_ok=True)
+    rng = random.Random(2025)
+    rows = []
+    for w in works:
+        bpm = round(rng.uniform(55.0, 150.0), 2)
+        name = w["file"].replace("train_", "continuo_")
+        wav = os.path.join(dest, name.replace(".flac", ".wav"))
+        if not os.path.exists(os.path.join(dest, name)):  # rendered by an earlier, interrupted run
+            if not render_continuo(w["source"], bpm, wav):
+                continue
+            y, sr = sf.read(wav, dtype="float32")
+            os.remove(wav)
+            sf.write(os.path.join(dest, name), y, sr, subtype="PCM_16")
+        rows.append(dict(file=name, bpm=bpm, split=w["split"], source=w["source"], programs=" ".join(map(str, CONTINUO)),
+                         start_s=0.0))
+        with open(os.path.join(dest, "training.csv"), "w", newline="") as fh:
+            wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            wr.writeheader()
+            wr.writerows(rows)
+    print(len(rows), "continuo chorales rendered into", dest)
+
+
 def main() -> None:
+    if "--continuo" in sys.argv:
+        args = [a for a in sys.argv[1:] if a != "--continuo"]
+        main_continuo(args[0] if args else os.path.join(ROOT, "training"))
+        return
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "training")
     n_wanted = int(sys.argv[2]) if len(sys.argv) > 2 else 240
     os.makedirs(out, exist_ok=True)

@@ -184,15 +184,17 @@ def chorale_items(root: str | os.PathLike | None = None) -> list[Item]:
             if r.get("bpm")]
 
 
-def training_chorale_items(split: str, root: str | os.PathLike | None = None) -> list[Item]:
+def training_chorale_items(split: str, root: str | os.PathLike | None = None, *, continuo: bool = False
+                           ) -> list[Item]:
     """Rendered training chorales of one ``split`` (``'train'`` or ``'check'``); empty when not built.
 
-    They live in ``$CRATEDIG_CORPUS/training/training.csv`` (see ``bench/render_training_chorales.py``).
+    They live in ``$CRATEDIG_CORPUS/training/training.csv`` (see ``bench/render_training_chorales.py``);
+    ``continuo=True``: the same works rendered as strings over a piano bass, ``training/continuo/``.
     """
     from bench.corpus import corpus_root
     from tasks.decode import decode_audio
 
-    csv_path = corpus_root(root) / "training" / "training.csv"
+    csv_path = corpus_root(root) / "training" / ("continuo" if continuo else "") / "training.csv"
     if not csv_path.exists():
         return []
     with open(csv_path, newline="") as fh:

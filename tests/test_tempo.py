@@ -203,3 +203,49 @@ def test_harmonic_change_keeps_legato_music_rhythmic(bpm: float) -> None:
     # The same weak onsets with a harmonic change at chance level stay arhythmic.
     noise = np.abs(np.random.default_rng(1).standard_normal(len(change))).astype(np.float32)
     assert tempo_from_envelopes(bands, ms, noise, frame_rate=fr).reason == "ARHYTHMIC"
+
+
+def _struck(midi: int, n: int) -> np.ndarray:
+    """A struck, decaying tone (7 harmonics), shape (n,)."""
+    t = np.arange(n) / SR
+    f = 440.0 * 2 ** ((midi - 69) / 12)
+    y = sum(np.sin(2 * np.pi * k * f * t) * 0.7**k for k in range(1, 8))
+    return y * np.exp(-t * 6) * np.minimum(1.0, t / 0.002) * np.minimum(1.0, (n / SR - t) / 0.01)
+
+
+@pytest.mark.parametrize("bpm", [63.0, 70.0])
+def test_slow_chorale_with_a_struck_bass_in_8ths_is_not_doubled(bpm: float) -> None:
+    # Sustained upper voices (soft attack) changing chord on the beat over a struck bass walking in 8ths:
+    # the attacks mark every 8th, the chords the beat (the texture of strings over a piano bass).
+    chords = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 74), (48, 55, 64, 72),
+              (45, 57, 64, 72), (50, 57, 65, 74), (43, 59, 62, 71), (48, 55, 64, 72)]
+    beat = int(round(60.0 / bpm * SR))
+    out = []
+    for i in range(40):
+        bass, tenor, alto, sop = chords[i % len(chords)]
+        step = 2 if chords[(i + 1) % len(chords)][0] > bass else -1
+        walk = np.concatenate([_struck(bass, beat // 2), _struck(bass + step, beat - beat // 2)])
+        out.append(0.5 * _organ([tenor, alto, sop], beat, attack_s=0.12) + 1.5 * walk)
+    y = np.concatenate(out)
+    est = _estimate((0.5 * y / np.abs(y).max()).astype(np.float32))
+    assert est.bpm == pytest.approx(bpm, abs=0.5)
+
+
+def test_pulse_change_ratio_is_higher_when_the_chords_change_with_the_pulse() -> None:
+    # The same organ chord struck every half second, or a progression struck alike: the attacks repeat the
+    # same; only the moving chords make the spectral shape change with the pulse.
+    from tasks.tempo import _strongest_pulse, track_pulse
+    from tasks.tempo_envelopes import harmonic_change
+    from tasks.tempo_octave import Amplitudes, pulse_change_ratio
+
+    n = SR // 2
+    same = np.concatenate([_organ([60, 64, 67], n)] * 48)
+    moving = np.concatenate([_organ(c, n) for c in [[60, 64, 67], [65, 69, 72], [67, 71, 74], [57, 60, 64]] * 12])
+    ratios = []
+    for y in (same, moving):
+        spec = compute_spectrum(y.astype(np.float32))
+        bands = onset_bands(spec).astype(np.float64)
+        o = bands[0] - bands[0].mean()
+        pulse = track_pulse(o, spec.frame_rate, _strongest_pulse(o, spec.frame_rate) / 60.0)
+        ratios.append(pulse_change_ratio(Amplitudes(np.vstack([bands, harmonic_change(spec)]), pulse.phase)))
+    assert ratios[1] > ratios[0] + 0.1  # 0.37 against 0.15

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 
 warnings.filterwarnings("ignore")
 import soundfile as sf  # noqa: E402
@@ -79,50 +80,27 @@ def programs(rng: random.Random) -> list[int]:
     return [rng.choice(ALL) for _ in range(4)]
 
 
-def render(path: str, bpm: float, progs: list[int], rng: random.Random, wav: str) -> bool:
+def _score(path: str, bpm: float, progs: list[int], part_velocity: Callable[[], Callable[[], int]]):
+    """The chorale at ``path`` at ``bpm``, voice i on GM program ``progs[i]``; ``part_velocity()`` is called once
+    per voice and gives that voice's note velocities."""
     s = corpus.parse(path)
     for mm in list(s.recurse().getElementsByClass(tempo.MetronomeMark)):
         mm.activeSite.remove(mm)
     s.parts[0].measure(1).insert(0, tempo.MetronomeMark(number=bpm))
-    for part, prog in zip(s.parts, progs + [progs[-1]] * max(0, len(s.parts) - 4)):
+    for part, prog in zip(s.parts, progs):
         for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
             old.activeSite.remove(old)
         inst = instrument.Instrument()
         inst.midiProgram = prog
         part.insert(0, inst)
-        vel = rng.randint(55, 115)
+        velocity = part_velocity()
         for n in part.recurse().notes:
-            n.volume.velocity = max(1, min(127, vel + rng.randint(-6, 6)))
-    with tempfile.TemporaryDirectory() as tmp:
-        mid = os.path.join(tmp, "x.mid")
-        try:
-            s.write("midi", fp=mid)
-        except Exception:
-            return False
-        reverb = "1" if rng.random() < 0.7 else "0"
-        subprocess.run(["fluidsynth", "-ni", "-q", "-g", f"{rng.uniform(0.4, 0.9):.2f}", "-r", "44100",
-                        "-o", f"synth.reverb.active={reverb}", "-T", "wav", "-F", wav, SF2, mid],
-                       check=True, capture_output=True)
-    return True
+            n.volume.velocity = velocity()
+    return s
 
 
-CONTINUO = [40, 41, 42, 0]  # violin, viola, cello (soprano, alto, tenor), acoustic grand piano (bass)
-
-
-def render_continuo(path: str, bpm: float, wav: str) -> bool:
-    """The whole piece: strings over a piano bass, every note at velocity 90, gain 0.7, default reverb."""
-    s = corpus.parse(path)
-    for mm in list(s.recurse().getElementsByClass(tempo.MetronomeMark)):
-        mm.activeSite.remove(mm)
-    s.parts[0].measure(1).insert(0, tempo.MetronomeMark(number=bpm))
-    for part, prog in zip(s.parts, CONTINUO):
-        for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
-            old.activeSite.remove(old)
-        inst = instrument.Instrument()
-        inst.midiProgram = prog
-        part.insert(0, inst)
-        for n in part.recurse().notes:
-            n.volume.velocity = 90
+def _synthesize(s, wav: str, options: list[str]) -> bool:
+    """Write ``s`` as MIDI and render it with fluidsynth (``options``: gain, rate, settings) into ``wav``."""
     with tempfile.TemporaryDirectory() as tmp:
         mid = os.path.join(tmp, "x.mid")
         try:
@@ -130,12 +108,32 @@ def render_continuo(path: str, bpm: float, wav: str) -> bool:
         except Exception:
             return False
         try:  # a few MIDI files make fluidsynth run on and on (bwv299: 5.8 GB in 4 minutes)
-            subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.7", "-r", "44100", "-T", "wav", "-F", wav, SF2, mid],
+            subprocess.run(["fluidsynth", "-ni", "-q", *options, "-T", "wav", "-F", wav, SF2, mid],
                            check=True, capture_output=True, timeout=60)
         except subprocess.TimeoutExpired:
-            os.remove(wav)
+            if os.path.exists(wav):
+                os.remove(wav)
             return False
     return True
+
+
+def render(path: str, bpm: float, progs: list[int], rng: random.Random, wav: str) -> bool:
+    def part_velocity() -> Callable[[], int]:
+        vel = rng.randint(55, 115)
+        return lambda: max(1, min(127, vel + rng.randint(-6, 6)))
+
+    s = _score(path, bpm, progs + [progs[-1]] * 8, part_velocity)
+    reverb = "1" if rng.random() < 0.7 else "0"
+    return _synthesize(s, wav, ["-g", f"{rng.uniform(0.4, 0.9):.2f}", "-r", "44100",
+                                "-o", f"synth.reverb.active={reverb}"])
+
+
+CONTINUO = [40, 41, 42, 0]  # violin, viola, cello (soprano, alto, tenor), acoustic grand piano (bass)
+
+
+def render_continuo(path: str, bpm: float, wav: str) -> bool:
+    """The whole piece: strings over a piano bass, every note at velocity 90, gain 0.7, default reverb."""
+    return _synthesize(_score(path, bpm, CONTINUO, lambda: lambda: 90), wav, ["-g", "0.7", "-r", "44100"])
 
 
 def main_continuo(out: str) -> None:

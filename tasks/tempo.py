@@ -316,7 +316,7 @@ def _beat_harmonics(beat_hz: float, fr: float) -> np.ndarray:
 def _first_beat(amp: Amplitudes, phase: np.ndarray, r: float, fr: float, period_s: float) -> float:
     """Time of the first beat (s) at ``r`` times the pulse: peak of the beat-synchronous pulse shape."""
     ks = _beat_harmonics(1.0 / period_s, fr)
-    c = np.array([amp(r * k)[0] for k in ks])  # all-band amplitudes at the beat harmonics
+    c = amp.many([r * k for k in ks])[0]  # all-band amplitudes at the beat harmonics
     grid = np.arange(512) / 512.0
     psi = grid[int(np.argmax(np.real(np.exp(2j * np.pi * np.outer(grid, ks)) @ c)))]
     beat_phase = r * phase
@@ -376,7 +376,7 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.nda
     r = float(ratios[best])
     bpm = 60.0 * pulse.freq * r
     # Share of each envelope's variance at the beat's harmonics: row 0 the onsets, row 4 the harmonic change.
-    shares = np.minimum(1.0, sum(np.abs(amp(r * k)) ** 2 for k in _beat_harmonics(bpm / 60.0, fr)))
+    shares = np.minimum(1.0, (np.abs(amp.many([r * k for k in _beat_harmonics(bpm / 60.0, fr)])) ** 2).sum(axis=1))
     on_clarity, change_clarity = float(shares[0]), float(shares[4])
     clarity = max(on_clarity, change_clarity)
     # Chance periodicity in noise grows as the track gets shorter: so do the thresholds, below 20 s.

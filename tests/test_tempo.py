@@ -249,3 +249,22 @@ def test_pulse_change_ratio_is_higher_when_the_chords_change_with_the_pulse() ->
         pulse = track_pulse(o, spec.frame_rate, _strongest_pulse(o, spec.frame_rate) / 60.0)
         ratios.append(pulse_change_ratio(Amplitudes(np.vstack([bands, harmonic_change(spec)]), pulse.phase)))
     assert ratios[1] > ratios[0] + 0.1  # 0.37 against 0.15
+
+
+def test_octave_amplitudes_match_their_definition():
+    """``Amplitudes`` (float32 trigonometry on phases reduced to a turn, batched) gives the float64
+    ``sqrt(2) |mean(o exp(-2 pi i m phase))| / std`` of each envelope, one multiple or many at once."""
+    from tasks.tempo_octave import Amplitudes
+
+    rng = np.random.default_rng(5)
+    n = 8000  # ~3 minutes of frames: the phase reaches hundreds of turns
+    phase = np.cumsum(np.full(n, 2.0 / 43.07)) + 0.01 * rng.standard_normal(n)
+    bands = rng.standard_normal((5, n)) + np.cos(2 * np.pi * phase)[None, :] * np.arange(1, 6)[:, None]
+    ms = [0.25, 1 / 3, 1.0, 1.5, 4.0, 8.0]
+    o = bands - bands.mean(axis=1, keepdims=True)
+    want = np.stack([np.sqrt(2) * (o * np.exp(-2j * np.pi * m * phase)).mean(axis=1) / o.std(axis=1) for m in ms], 1)
+    amp = Amplitudes(bands, phase)
+    np.testing.assert_allclose(amp.many(ms), want, atol=1e-5)
+    np.testing.assert_allclose(amp(1.0), want[:, 2], atol=1e-5)
+    # Band 4 is unit noise plus 5 cos(2 pi phase): amplitude sqrt(2) * 2.5 / sqrt(1 + 12.5).
+    assert abs(amp(1.0)[4]) == pytest.approx(np.sqrt(2) * 2.5 / np.sqrt(13.5), rel=0.03)

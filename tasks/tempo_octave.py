@@ -39,6 +39,9 @@ W_LEVELS = np.array([  # rows: all, low, mid, high onset bands, harmonic change;
 W_BY_RATIO = np.array([-0.056, 0.325, -0.683, -0.03, 0.504])
 
 
+_BATCH_CELLS = 1 << 20  # multiples x frames computed at once by Amplitudes.many
+
+
 class Amplitudes:
     """Envelope (rows of ``bands``) amplitudes at multiples ``m`` of a tracked pulse,
     ``sqrt(2) |mean(o exp(-2 pi i m phase))| / std``.
@@ -61,14 +64,17 @@ class Amplitudes:
         """Complex amplitudes at each multiple of ``ms``, shape (n_envelopes, len(ms)); the new ones in one pass."""
         keys = [round(m * 1e9) for m in ms]  # int keys merge float noise of r * q; round(m, 9) cost 9 us a call
         new = {k: m for k, m in zip(keys, ms) if k not in self._cache}
-        if new:
-            # The phase times m, reduced to a turn in float64, then cos/sin in float32, which numpy vectorises
-            # (float64 trigonometry was most of the octave model's time).
-            turns = np.multiply.outer(np.fromiter(new.values(), float, len(new)), self._phase)
+        # The phase times m, reduced to a turn in float64, then cos/sin in float32, which numpy vectorises
+        # (float64 trigonometry was most of the octave model's time); as many multiples at once as keep the
+        # temporaries near 8 MB (a 2-hour mix has 310 000 frames).
+        todo, step = list(new.items()), max(1, _BATCH_CELLS // len(self._phase))
+        for i in range(0, len(todo), step):
+            part = todo[i : i + step]
+            turns = np.multiply.outer(np.array([m for _, m in part]), self._phase)
             turns -= np.floor(turns)  # not % 1.0: numpy's float64 fmod is 5x slower
             arg = (2.0 * np.pi * turns).astype(np.float32)
             amps = np.cos(arg) @ self._b32 - 1j * (np.sin(arg) @ self._b32)
-            self._cache.update(zip(new, amps))
+            self._cache.update(zip([k for k, _ in part], amps))
         return np.stack([self._cache[k] for k in keys], axis=1)
 
 

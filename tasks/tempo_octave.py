@@ -38,7 +38,6 @@ W_LEVELS = np.array([  # rows: all, low, mid, high onset bands, harmonic change;
 #: Weights of the five envelopes' log amplitudes at the candidate (level 1) times the scaled ratio.
 W_BY_RATIO = np.array([-0.056, 0.325, -0.683, -0.03, 0.504])
 
-
 _BATCH_CELLS = 1 << 20  # multiples x frames computed at once by Amplitudes.many
 
 
@@ -51,8 +50,8 @@ class Amplitudes:
 
     def __init__(self, bands: np.ndarray, phase: np.ndarray) -> None:
         b = bands - bands.mean(axis=1, keepdims=True)
-        self._b = b / (b.std(axis=1, keepdims=True) + 1e-12) * (np.sqrt(2.0) / b.shape[1])
-        self._b32 = np.ascontiguousarray(self._b.T, dtype=np.float32)
+        b = b / (b.std(axis=1, keepdims=True) + 1e-12) * (np.sqrt(2.0) / b.shape[1])
+        self._b32 = np.ascontiguousarray(b.T, dtype=np.float32)  # (frames, envelopes)
         self._phase = np.asarray(phase, dtype=np.float64)
         self._cache: dict[int, np.ndarray] = {}
 
@@ -99,8 +98,8 @@ def octave_features(amp: Amplitudes, pulse_bpm: float, bpm_range: tuple[float, f
     ratios = np.array([r for r in RATIOS if SEARCH_RANGE[0] <= r * pulse_bpm <= SEARCH_RANGE[1]])
     lo, hi = bpm_range
     x = 2.0 * np.log2(ratios * pulse_bpm / np.sqrt(lo * hi)) / np.log2(hi / lo)  # -1..1 across bpm_range
-    levels = np.log(np.abs(amp.many([r * q for r in ratios for q in LEVELS]).T.reshape(len(ratios), len(LEVELS), -1)
-                           .transpose(0, 2, 1)) + 0.02)
+    at_levels = amp.many([r * q for r in ratios for q in LEVELS]).reshape(-1, len(ratios), len(LEVELS))
+    levels = np.log(np.abs(at_levels.transpose(1, 0, 2)) + 0.02)  # (candidates, envelopes, LEVELS)
     ratio = (pulse_change_ratio(amp) - RATIO_CENTRE) / RATIO_SCALE
     return ratios, np.column_stack([x, x * x, levels.reshape(len(ratios), -1), levels[:, :, _LEVEL_1] * ratio])
 

@@ -147,6 +147,11 @@ def compare_extractor(set_name: str, run: Callable[[str], None], items: list[Ite
           f"{mine:.3f} on the same files: {theirs / mine:.1f}x less CPU", flush=True)
 
 
+def print_row(set_name: str, method: str, r: dict, note: str = "") -> None:
+    print(f"{set_name:26s} {method:9s} {r['acc1']:6.3f} {r['acc2']:6.3f} {r['within_0.5']:8.3f} "
+          f"{r['mirex']:6.3f} {r['exact_key']:6.3f} {r['cpu_s_per_min']:9.3f}{note}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=120)
@@ -180,15 +185,12 @@ def main() -> None:
                 continue
             results = {}
             for name, method in methods.items():
-                r = results[name] = evaluate(name, method, items)
-                print(f"{set_name:26s} {name:9s} {r['acc1']:6.3f} {r['acc2']:6.3f} {r['within_0.5']:8.3f} "
-                      f"{r['mirex']:6.3f} {r['exact_key']:6.3f} {r['cpu_s_per_min']:9.3f}", flush=True)
+                results[name] = evaluate(name, method, items)
+                print_row(set_name, name, results[name])
             if set_name == "bach chorales" and args.chorale_range:
                 lo, hi = args.chorale_range
-                r = evaluate("ranged", lambda p: cratedig(p, (lo, hi)), items)
-                print(f"{set_name:26s} {'cratedig':9s} {r['acc1']:6.3f} {r['acc2']:6.3f} {r['within_0.5']:8.3f} "
-                      f"{r['mirex']:6.3f} {r['exact_key']:6.3f} {r['cpu_s_per_min']:9.3f}  <- bpm_range "
-                      f"{lo:g}-{hi:g} (default {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g})", flush=True)
+                print_row(set_name, "cratedig", evaluate("ranged", lambda p: cratedig(p, (lo, hi)), items),
+                          f"  <- bpm_range {lo:g}-{hi:g} (default {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g})")
             extractor = music_extractor() if args.extractor_files and not args.no_baselines else None
             if extractor is not None:
                 compare_extractor(set_name, extractor, items, results["cratedig"], args.extractor_files)

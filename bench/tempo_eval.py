@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tasks import tempo, tempo_octave  # noqa: E402
 from tasks.constants import HOP_LENGTH, SR  # noqa: E402
 from tasks.spectrum import Spectrum, compute_spectrum  # noqa: E402
-from bench.tempo_sets import (  # noqa: E402,F401  (re-exported: the sets used to live here)
+from bench.tempo_sets import (  # noqa: E402
     Item, chorale_items, click_items, drum_items, hymn_items, synth_items, training_chorale_items)
 
 #: Weight of a bare drum-machine item in the octave fit: enough to stop loud hats from doubling a beat,
@@ -242,18 +242,16 @@ def main() -> None:
         print("W_LEVELS =", repr(w[2 : 2 + 5 * n_lv].reshape(-1, n_lv)))
         print("W_BY_RATIO =", repr(w[2 + 5 * n_lv :]))
         return
-    ess = not args.no_essentia
-    if "synth" in sets:
-        evaluate_tempo(ground_truth_set(args.n, seed=args.seed), title="synth", essentia=ess, verbose=args.verbose)
-    check = training_chorale_items("check") if "bachcheck" in sets else []
-    if check:
-        evaluate_tempo(check, title="bachcheck", essentia=ess, verbose=args.verbose)
-    cont = training_chorale_items("check", continuo=True) if "contcheck" in sets else []
-    if cont:
-        evaluate_tempo(cont, title="contcheck", essentia=ess, verbose=args.verbose)
-    chor = chorale_items() if "chorales" in sets else []
-    if chor:
-        evaluate_tempo(chor, title="chorales", essentia=ess, verbose=args.verbose)
+    loaders: dict[str, Callable[[], Sequence]] = {
+        "synth": lambda: ground_truth_set(args.n, seed=args.seed),
+        "bachcheck": lambda: training_chorale_items("check"),
+        "contcheck": lambda: training_chorale_items("check", continuo=True),
+        "chorales": chorale_items,
+    }
+    for title, load in loaders.items():
+        items = load() if title in sets else []
+        if items:  # a corpus set that is not built is skipped
+            evaluate_tempo(items, title=title, essentia=not args.no_essentia, verbose=args.verbose)
     if "timing" in sets:
         print("3-min track:", {k: round(v, 1) for k, v in time_3min().items()}, "ms CPU")
 

@@ -21,6 +21,7 @@ from tasks.constants import SR
 
 Item = tuple[str, np.ndarray, float]
 
+
 def synth_items(specs: Iterable) -> list[Item]:
     """Render ``tasks.synth.SongSpec`` s to mono items."""
     from tasks.synth import render_song

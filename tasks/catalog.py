@@ -39,7 +39,6 @@ def _add_similarity_objects(con: duckdb.DuckDBPyConnection) -> None:
     ensure_similarity_objects(con)
 
 
-#: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
 def _add_bpm_range(con: duckdb.DuckDBPyConnection) -> None:
     # Rows analysed before v3 used the default preferred tempo range.
     for column, value in zip(("bpm_range_lo", "bpm_range_hi"), BPM_RANGE):
@@ -47,6 +46,7 @@ def _add_bpm_range(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"UPDATE features SET {column} = ? WHERE {column} IS NULL", [value])
 
 
+#: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
 MIGRATIONS = {
     2: _add_similarity_objects,   # v2: similarity_index + the similar_tracks() SQL macro in every catalog
     3: _add_bpm_range,            # v3: features.bpm_range_lo / _hi, the preferred tempo range of each row

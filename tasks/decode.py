@@ -1,8 +1,9 @@
 """Decode any supported file once: mono float32 at the analysis rate, plus the native channels for loudness.
 
-Backends: libsndfile (``soundfile``) for wav/flac/ogg vorbis/mp3/aiff, which it decodes fastest here;
-FFmpeg (``av``) for what libsndfile lacks (m4a/aac/alac/wma/...) and for opus, which FFmpeg's decoder
-handles about twice as fast as libsndfile's. Resampling is ``soxr`` (HQ).
+Backends: libsndfile (``soundfile``) for wav/flac/mp3/aiff, which it decodes fastest here; FFmpeg (``av``)
+for what libsndfile lacks (m4a/aac/alac/wma/...) and for ogg and opus, which FFmpeg decodes faster (CPU per
+minute of audio, decode alone, 10 real tracks each: vorbis 0.109 s against libsndfile's 0.138, opus 0.121
+against 0.432; the samples agree to 6e-7). Resampling is ``soxr`` (HQ).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from tasks.errors import Reason, RejectError
 T = TypeVar("T")
 
 #: Extensions decoded by FFmpeg (PyAV) first; the rest go to libsndfile first.
-PYAV_FIRST: frozenset[str] = frozenset({".m4a", ".mp4", ".aac", ".alac", ".wma", ".opus", ".ape", ".wv"})
+PYAV_FIRST: frozenset[str] = frozenset(
+    {".m4a", ".mp4", ".aac", ".alac", ".wma", ".opus", ".ogg", ".oga", ".ape", ".wv"})
 #: Decoded length below this share of the length the header announces means the file is truncated.
 TRUNCATION_RATIO = 0.98
 
@@ -144,7 +146,6 @@ def _pyav_stream(path: Path) -> Iterator[NativeStream]:
         if not container.streams.audio:
             raise RejectError(Reason.NOT_AUDIO, "no audio stream")
         stream = container.streams.audio[0]
-        stream.thread_type = "AUTO"
         ctx = stream.codec_context
         expected = 0
         if stream.duration is not None and stream.time_base is not None:
@@ -153,24 +154,33 @@ def _pyav_stream(path: Path) -> Iterator[NativeStream]:
             expected = int(container.duration / av.time_base * ctx.sample_rate)
 
         def blocks() -> Iterator[np.ndarray]:
-            chunks: list[np.ndarray] = []
-            held = 0
+            # Frames are small (576-2048 samples for vorbis, opus, mp3, aac): converting each one alone cost more
+            # than decoding it. FFmpeg's FIFO gathers them into _PYAV_BLOCK samples first.
+            fifo = av.AudioFifo()
             for frame in container.decode(stream):
-                a = frame.to_ndarray()
-                if not frame.format.is_planar:  # packed: (1, n * channels)
-                    a = a.reshape(-1, len(frame.layout.channels)).T
-                # Integer sample formats (flac, pcm via FFmpeg) are scaled to full-scale floats.
-                if np.issubdtype(a.dtype, np.integer):
-                    a = a.astype(np.float32) / float(np.iinfo(a.dtype).max + 1)
-                chunks.append(a.astype(np.float32, copy=False))
-                held += a.shape[1]
-                if held >= STREAM_BLOCK:
-                    yield np.concatenate(chunks, axis=1)
-                    chunks, held = [], 0
-            if chunks:
-                yield np.concatenate(chunks, axis=1)
+                frame.pts = None  # the FIFO checks timestamps for gaps; a gap is not an error here
+                fifo.write(frame)
+                while fifo.samples >= _PYAV_BLOCK:
+                    yield _frame_samples(fifo.read(_PYAV_BLOCK))
+            rest = fifo.read()
+            if rest is not None:
+                yield _frame_samples(rest)
 
         yield NativeStream(ctx.sample_rate, ctx.channels, ctx.name, expected, _checked(blocks(), expected))
+
+
+#: Samples per channel of each block the FFmpeg path yields (1.5 s at 44.1 kHz).
+_PYAV_BLOCK = 1 << 16
+
+
+def _frame_samples(frame: av.AudioFrame) -> np.ndarray:
+    """An FFmpeg audio frame's samples, shape ``(channels, n)``, float32 full scale (integer formats scaled)."""
+    a = frame.to_ndarray()
+    if not frame.format.is_planar:  # packed: (1, n * channels)
+        a = a.reshape(-1, len(frame.layout.channels)).T
+    if np.issubdtype(a.dtype, np.integer):  # flac, pcm via FFmpeg
+        return a.astype(np.float32) * np.float32(1.0 / (np.iinfo(a.dtype).max + 1))
+    return a.astype(np.float32, copy=False)
 
 
 _DECODE_ERRORS = (sf.LibsndfileError, av.FFmpegError, RuntimeError, ValueError, OSError, EOFError)

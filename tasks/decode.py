@@ -115,6 +115,10 @@ def _checked(blocks: Iterator[np.ndarray], expected: int) -> Iterator[np.ndarray
             total += x.shape[1]
             yield x
     except _DECODE_ERRORS as exc:
+        if 0 < total < TRUNCATION_RATIO * expected:
+            # Failing part way, well short of the header's length, is how a cut-off file ends (FFmpeg calls the
+            # cut last packet "invalid data"). Not final: the next decoder may read on through a damaged middle.
+            raise RejectError(Reason.TRUNCATED, f"failed after {total} of {expected} samples: {exc}"[:200]) from exc
         raise _classify(exc) from exc
     if total == 0:
         raise RejectError(Reason.DECODE_ERROR, "zero samples decoded")
@@ -157,11 +161,17 @@ def _pyav_stream(path: Path) -> Iterator[NativeStream]:
             # Frames are small (576-2048 samples for vorbis, opus, mp3, aac): converting each one alone cost more
             # than decoding it. FFmpeg's FIFO gathers them into _PYAV_BLOCK samples first.
             fifo = av.AudioFifo()
-            for frame in container.decode(stream):
-                frame.pts = None  # the FIFO checks timestamps for gaps; a gap is not an error here
-                fifo.write(frame)
-                while fifo.samples >= _PYAV_BLOCK:
-                    yield _frame_samples(fifo.read(_PYAV_BLOCK))
+            try:
+                for frame in container.decode(stream):
+                    frame.pts = None  # the FIFO checks timestamps for gaps; a gap is not an error here
+                    fifo.write(frame)
+                    while fifo.samples >= _PYAV_BLOCK:
+                        yield _frame_samples(fifo.read(_PYAV_BLOCK))
+            except av.FFmpegError:
+                rest = fifo.read()  # what decoded before the error counts: it tells a cut-off file (_checked)
+                if rest is not None:
+                    yield _frame_samples(rest)
+                raise
             rest = fifo.read()
             if rest is not None:
                 yield _frame_samples(rest)

@@ -6,6 +6,8 @@ import pytest
 
 from tasks.audio_files import write_audio
 from tasks.decode import _PYAV_BLOCK, backends_for, open_native
+from tasks.errors import Reason, RejectError
+from tasks.features import analyze_file
 
 SR = 44100
 
@@ -61,3 +63,21 @@ def test_ffmpeg_decodes_m4a_to_the_signal(tmp_path):
     np.testing.assert_allclose(np.sqrt(np.mean(y[:, mid] ** 2, axis=1)), np.sqrt(np.mean(x[:, mid] ** 2, axis=1)),
                                rtol=0.05)
     assert np.corrcoef(y[1, SR + lag : 3 * SR + lag], x[1, mid])[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("backend", ["soundfile", "pyav"])
+def test_a_cut_off_flac_is_truncated_whichever_decoder_fails_on_it(tmp_path, backend):
+    # FFmpeg stops on the cut last packet with "invalid data": after samples were decoded, short of the
+    # header's length, that is a truncated file, not a file that is not audio.
+    path = write_audio(tmp_path / "a.flac", _stereo(6.0), SR)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(RejectError) as verdict:
+        with open_native(path, backend) as stream:
+            for _ in stream.blocks:
+                pass
+    expected = {"pyav": Reason.TRUNCATED, "soundfile": Reason.DECODE_ERROR}[backend]  # libsndfile fails at once
+    assert verdict.value.reason is expected
+    st = path.stat()
+    row = analyze_file(str(path), st.st_size, st.st_mtime_ns)
+    assert (row["status"], row["reason"]) == ("rejected", "TRUNCATED")

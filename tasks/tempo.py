@@ -16,8 +16,10 @@ Method (all from :attr:`Spectrum.log_mel`, which the timbre features share; enve
 4. Octave: candidates are the pulse times 1/8 ... 4 (1/3, 2/3, 3/4, 4/3, 3/2 included: 3/4 time,
    swing). Each is scored by a conditional-logit model of its place in ``bpm_range``, of the
    phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it, and of
-   their strength at the candidate times the track's harmonic-change-to-onset ratio at the pulse
-   (:func:`tasks.tempo_octave.pulse_change_ratio`; 42 weights from ``bench/tempo_eval.py --fit``:
+   their strength at the candidate times three numbers of the track's texture: the harmonic-change-to-onset
+   ratio at the pulse, the steepness of its sharpest attacks and the spread of its onsets over frames (legato
+   or struck; :mod:`tasks.tempo_octave`; the place in the range times the steepness too; 54 weights from
+   ``bench/tempo_eval.py --fit``:
    synthesized songs of seeds 1-4, metronomes, synthesized four-part chorales with no drums, bare
    drum-machine beats, and Bach chorales rendered at 55-150 BPM by ``bench/render_training_chorales.py``
    from works not in the test set, 208 in varied ensembles and 207 as strings over a piano bass). In music
@@ -80,7 +82,8 @@ import numpy as np
 from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
 from tasks.spectrum import Spectrum
 from tasks.tempo_envelopes import frame_mean_square, harmonic_change, level_dbfs, onset_bands
-from tasks.tempo_octave import SEARCH_RANGE, Amplitudes, octave_features, octave_probabilities
+from tasks.tempo_octave import (SEARCH_RANGE, Amplitudes, attack_rise, octave_features, octave_probabilities,
+                                onset_smoothness)
 
 #: Below this pulse clarity a track is ``ARHYTHMIC``.
 MIN_CLARITY: float = 0.12
@@ -370,7 +373,8 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.nda
         return _none("ARHYTHMIC")
     pulse = track_pulse(o, fr, _strongest_pulse(o, fr) / 60.0)  # the strongest pulse carries the phase
     amp = Amplitudes(np.vstack([bands, change]), pulse.phase)
-    ratios, feats = octave_features(amp, 60.0 * pulse.freq, bpm_range)
+    ratios, feats = octave_features(amp, 60.0 * pulse.freq, bpm_range, rise=attack_rise(frame_ms),
+                                    smoothness=onset_smoothness(o))
     prob = octave_probabilities(feats)
     best = int(np.argmax(prob))
     r = float(ratios[best])

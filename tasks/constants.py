@@ -15,7 +15,9 @@ N_MELS: int = 96
 N_MFCC: int = 20
 
 #: Bump when any analysis output changes: the next run re-analyses exactly the rows with an older version.
-ANALYZER_VERSION: int = 3  # 3: octave model refitted with continuo-rendered training chorales (2: rendered training chorales; harmonic-change pulse test)
+#: 4: octave model with the track's attack rise and onset smoothness; 3: octave model refitted with
+#: continuo-rendered training chorales; 2: rendered training chorales, harmonic-change pulse test.
+ANALYZER_VERSION: int = 4
 
 #: Extensions that are treated as audio (lower case, with the dot). Everything else is ignored and counted.
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(

@@ -16,8 +16,10 @@ Method (all from :attr:`Spectrum.log_mel`, which the timbre features share; enve
 4. Octave: candidates are the pulse times 1/8 ... 4 (1/3, 2/3, 3/4, 4/3, 3/2 included: 3/4 time,
    swing). Each is scored by a conditional-logit model of its place in ``bpm_range``, of the
    phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it, and of
-   their strength at the candidate times the track's harmonic-change-to-onset ratio at the pulse
-   (:func:`tasks.tempo_octave.pulse_change_ratio`; 42 weights from ``bench/tempo_eval.py --fit``:
+   their strength at the candidate times three numbers of the track's texture: the harmonic-change-to-onset
+   ratio at the pulse, the steepness of its sharpest attacks and the spread of its onsets over frames (legato
+   or struck; :mod:`tasks.tempo_octave`; the place in the range times the steepness too; 54 weights from
+   ``bench/tempo_eval.py --fit``:
    synthesized songs of seeds 1-4, metronomes, synthesized four-part chorales with no drums, bare
    drum-machine beats, and Bach chorales rendered at 55-150 BPM by ``bench/render_training_chorales.py``
    from works not in the test set, 208 in varied ensembles and 207 as strings over a piano bass). In music
@@ -40,19 +42,23 @@ Measured (``OPENBLAS_NUM_THREADS=1 bench/tempo_eval.py``; CPU, one thread):
 set / method               Acc1      Acc2      +-0.5 BPM    ms/track
 =========================  ========  ========  ===========  ==========
 synth seed 0 (120 x 30 s)
-  cratedig                 0.958     1.000     0.958        7.1
+  cratedig                 0.992     1.000     0.992        4.6
   librosa feature.tempo    0.692     0.908     0.117        49.2
   Essentia Rhythm...2013   0.725     1.000     0.642        577
 Bach chorales (40, held out)
-  cratedig                 0.850     0.975     0.850        10.0
+  cratedig                 0.825     0.975     0.825        5.9
   librosa feature.tempo    0.750     0.975     0.300        59.1
   Essentia Rhythm...2013   0.625     0.975     0.450        864
 =========================  ========  ========  ===========  ==========
 
 The librosa and Essentia rows are from the run before ``ANALYZER_VERSION`` 3 (their methods did not
-change). Version 2 (no continuo renderings, no pulse-change ratio): 0.967 / 0.992 / 0.967 on synth seed 0,
-0.825 / 0.975 / 0.825 on the chorales; training chorales' check split 0.824 / 0.922 / 0.804 (now 0.863 /
-0.922 / 0.843), its continuo rendering 0.922 / 1.000 / 0.922 (now 0.961 / 1.000 / 0.961).
+change). Version 3 (no attack rise or onset smoothness): 0.958 / 1.000 / 0.958 on synth seed 0, 0.850 /
+0.975 / 0.850 on the chorales (the texture costs one more 63 BPM chorale doubled: its CV gain is fast
+chorales no longer halved, about 16 to 11 of 415, not slow ones doubled, 8 either way); training chorales'
+check split 0.863 / 0.922 / 0.843 (the same now), its continuo rendering 0.961 / 1.000 / 0.961 (now 0.980 /
+1.000 / 0.980). Version 2 (no continuo renderings, no pulse-change ratio): 0.967 / 0.992 / 0.967 on synth
+seed 0, 0.825 / 0.975 / 0.825 on the chorales; check split 0.824 / 0.922 / 0.804, continuo 0.922 / 1.000 /
+0.922.
 Before the harmonic change and the synthesized chorales: 0.975 / 0.992 / 0.975 on synth seed 0 and
 0.700 / 0.975 / 0.700 on the chorales. The chorales' gain comes from the synthesized chorales in the fit:
 without the harmonic change they give the same octave choice on the chorales (0.850), but cost synth seed 0
@@ -64,12 +70,12 @@ A 3-minute track costs 17-25 ms given its Spectrum with ``log_mel`` computed (41
 first feature to ask for ``log_mel``), on a busy machine where the model before this one took 22 ms; the
 harmonic change is 2 ms of it. Metronomes at 70-200 BPM come out within 0.03 BPM, their first beat
 within 8 ms (below 70 BPM they may be doubled). Known weaknesses: slow chorales (63-76 BPM) moving in 8ths
-are still doubled now and then (5 of the 40 test chorales, 6 before the continuo renderings; the check
-split's continuo rendering, same instruments and other works, has 2 of 51 octave errors), one at 116 comes
+are still doubled now and then (6 of the 40 test chorales, 5 in version 3, 6 before the continuo renderings;
+the check split's continuo rendering, same instruments and other works, has 1 of 51), one at 116 comes
 out at 2/3 of it; 4 of the 51 check chorales (bowed strings, voices) are still rejected as ``ARHYTHMIC``,
 2 of them because the strongest pulse is tracked at a wrong rate (7 before the harmonic-change test: check
-split Acc1 / Acc2 0.765 / 0.863 -> 0.824 / 0.922); 26 of the 60 bare drum-machine loops of the fit (a
-third before the pulse-change ratio) get the other octave.
+split Acc1 / Acc2 0.765 / 0.863 -> 0.824 / 0.922); 22 of the 60 bare drum-machine loops of the fit (26 in
+version 3, a third before the pulse-change ratio) get the other octave.
 """
 from __future__ import annotations
 
@@ -80,7 +86,8 @@ import numpy as np
 from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
 from tasks.spectrum import Spectrum
 from tasks.tempo_envelopes import frame_mean_square, harmonic_change, level_dbfs, onset_bands
-from tasks.tempo_octave import SEARCH_RANGE, Amplitudes, octave_features, octave_probabilities
+from tasks.tempo_octave import (SEARCH_RANGE, Amplitudes, attack_rise, octave_features, octave_probabilities,
+                                onset_smoothness)
 
 #: Below this pulse clarity a track is ``ARHYTHMIC``.
 MIN_CLARITY: float = 0.12
@@ -370,7 +377,8 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.nda
         return _none("ARHYTHMIC")
     pulse = track_pulse(o, fr, _strongest_pulse(o, fr) / 60.0)  # the strongest pulse carries the phase
     amp = Amplitudes(np.vstack([bands, change]), pulse.phase)
-    ratios, feats = octave_features(amp, 60.0 * pulse.freq, bpm_range)
+    ratios, feats = octave_features(amp, 60.0 * pulse.freq, bpm_range, rise=attack_rise(frame_ms),
+                                    smoothness=onset_smoothness(o))
     prob = octave_probabilities(feats)
     best = int(np.argmax(prob))
     r = float(ratios[best])

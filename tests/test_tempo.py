@@ -251,6 +251,41 @@ def test_pulse_change_ratio_is_higher_when_the_chords_change_with_the_pulse() ->
     assert ratios[1] > ratios[0] + 0.1  # 0.37 against 0.15
 
 
+def test_texture_tells_a_legato_chorale_from_drums_and_clicks() -> None:
+    # The octave model weighs its evidence by the track's texture: organ chords swelling in over 120 ms
+    # against a drum kit and a metronome, whose attacks jump in one frame.
+    from tasks.tempo_envelopes import frame_mean_square
+    from tasks.tempo_octave import attack_rise, onset_smoothness
+
+    chords = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 74), (48, 55, 64, 72)]
+    beat = int(round(60.0 / 66.0 * SR))
+    legato = np.concatenate([_organ(list(chords[i % 4]), beat, attack_s=0.12) for i in range(32)])
+    texture = {}
+    for name, y in (("legato", 0.5 * legato / np.abs(legato).max()), ("drums", drum_pattern(100.0, duration_s=20.0)),
+                    ("clicks", click_track(110.0, duration_s=20.0))):
+        spec = compute_spectrum(y.astype(np.float32))
+        texture[name] = attack_rise(frame_mean_square(spec)), onset_smoothness(onset_bands(spec)[0])
+    for struck in ("drums", "clicks"):
+        assert texture["legato"][0] < texture[struck][0] - 1.5  # 1.6 against 3.8 and 3.9
+        assert texture["legato"][1] > texture[struck][1] + 0.3  # 0.74 against 0.29 and 0.28
+    assert _estimate(legato).bpm == pytest.approx(66.0, abs=0.5)
+
+
+def test_texture_is_clipped_to_the_range_of_the_fit() -> None:
+    # A linear score must not extrapolate: a flat level (no attack at all) or white onsets (a metronome
+    # under louder noise than any in the fit) count as the most legato, or the sharpest, texture it saw.
+    from tasks.tempo_octave import (RISE_CENTRE, RISE_SCALE, SMOOTH_CENTRE, SMOOTH_SCALE, TEXTURE_CLIP, Amplitudes,
+                                    octave_features)
+
+    rng = np.random.default_rng(3)
+    phase = np.arange(2000) * 2.0 / 43.07
+    amp = Amplitudes(rng.standard_normal((5, 2000)) + np.cos(2 * np.pi * phase), phase)
+    lo_rise, lo_smooth = RISE_CENTRE - TEXTURE_CLIP * RISE_SCALE, SMOOTH_CENTRE - TEXTURE_CLIP * SMOOTH_SCALE
+    _, edge = octave_features(amp, 120.0, (70.0, 180.0), rise=lo_rise, smoothness=lo_smooth)
+    _, beyond = octave_features(amp, 120.0, (70.0, 180.0), rise=lo_rise - 3.0, smoothness=lo_smooth - 0.3)
+    np.testing.assert_array_equal(edge, beyond)
+
+
 def test_octave_amplitudes_match_their_definition():
     """``Amplitudes`` (float32 trigonometry on phases reduced to a turn, batched) gives the float64
     ``sqrt(2) |mean(o exp(-2 pi i m phase))| / std`` of each envelope, one multiple or many at once."""

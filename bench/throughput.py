@@ -210,5 +210,6 @@ def main() -> None:
               f"minute of audio ({e_audio / theirs:.0f}x realtime); analyze_file on the same files, timed in turn: "
               f"{ours / (e_audio / 60):.3f} s/min, {theirs / ours:.1f}x less CPU")
 
+
 if __name__ == "__main__":
     main()

@@ -160,21 +160,20 @@ def _pyav_stream(path: Path) -> Iterator[NativeStream]:
         def blocks() -> Iterator[np.ndarray]:
             # Frames are small (576-2048 samples for vorbis, opus, mp3, aac): converting each one alone cost more
             # than decoding it. FFmpeg's FIFO gathers them into _PYAV_BLOCK samples first.
-            fifo = av.AudioFifo()
+            fifo, error = av.AudioFifo(), None
             try:
                 for frame in container.decode(stream):
                     frame.pts = None  # the FIFO checks timestamps for gaps; a gap is not an error here
                     fifo.write(frame)
                     while fifo.samples >= _PYAV_BLOCK:
                         yield _frame_samples(fifo.read(_PYAV_BLOCK))
-            except av.FFmpegError:
-                rest = fifo.read()  # what decoded before the error counts: it tells a cut-off file (_checked)
-                if rest is not None:
-                    yield _frame_samples(rest)
-                raise
+            except av.FFmpegError as exc:
+                error = exc  # raised after the samples decoded before it: they tell a cut-off file (_checked)
             rest = fifo.read()
             if rest is not None:
                 yield _frame_samples(rest)
+            if error is not None:
+                raise error
 
         yield NativeStream(ctx.sample_rate, ctx.channels, ctx.name, expected, _checked(blocks(), expected))
 

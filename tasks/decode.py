@@ -15,6 +15,7 @@ from typing import TypeVar
 from pathlib import Path
 
 import av
+import mutagen.wave
 import numpy as np
 import soundfile as sf
 import soxr
@@ -141,7 +142,25 @@ def _soundfile_stream(path: Path) -> Iterator[NativeStream]:
                     return
                 yield x.T  # a view: every consumer reads channels-first views as fast as a transposed copy
 
-        yield NativeStream(f.samplerate, f.channels, fmt, f.frames, _checked(blocks(), f.frames))
+        expected = max(f.frames, _wav_header_frames(path)) if f.format in ("WAV", "WAVEX") else f.frames
+        yield NativeStream(f.samplerate, f.channels, fmt, expected, _checked(blocks(), expected))
+
+
+def _wav_header_frames(path: Path) -> int:
+    """Samples per channel a WAV header's data chunk announces; 0 when unreadable or a placeholder.
+
+    libsndfile (and FFmpeg) report only what the file holds, so a WAV cut off in a copy would otherwise pass
+    as a shorter whole one. Streaming writers that never come back to the header leave 0xFFFFFFFF bytes (or
+    0) there: not a length.
+    """
+    try:
+        info = mutagen.wave.WAVE(path).info
+    except Exception:  # RF64, damaged chunks: libsndfile's own verdict stands
+        return 0
+    frames = round(info.length * info.sample_rate)
+    if frames * info.channels * max(info.bits_per_sample // 8, 1) >= 0xFFFF0000:
+        return 0
+    return frames
 
 
 @contextmanager

@@ -81,3 +81,19 @@ def test_a_cut_off_flac_is_truncated_whichever_decoder_fails_on_it(tmp_path, bac
     st = path.stat()
     row = analyze_file(str(path), st.st_size, st.st_mtime_ns)
     assert (row["status"], row["reason"]) == ("rejected", "TRUNCATED")
+
+
+def test_a_cut_off_wav_is_truncated_and_a_streamed_one_is_not(tmp_path):
+    # Both decoders report only the samples a WAV holds; its header says how many it should hold.
+    cut = write_audio(tmp_path / "cut.wav", _stereo(6.0), SR)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 3])
+    streamed = write_audio(tmp_path / "streamed.wav", _stereo(6.0), SR)
+    raw = bytearray(streamed.read_bytes())
+    at = raw.index(b"data") + 4
+    raw[at : at + 4] = b"\xff\xff\xff\xff"  # a streaming writer's "length unknown"
+    streamed.write_bytes(bytes(raw))
+    rows = {p.name: analyze_file(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (cut, streamed)}
+    assert (rows["cut.wav"]["status"], rows["cut.wav"]["reason"]) == ("rejected", "TRUNCATED")
+    assert rows["streamed.wav"]["status"] == "analyzed"
+    assert abs(rows["streamed.wav"]["duration_s"] - 6.0) < 0.01

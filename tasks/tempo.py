@@ -18,8 +18,8 @@ Method (all from :attr:`Spectrum.log_mel`, which the timbre features share; enve
    phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it, and of
    their strength at the candidate times three numbers of the track's texture: the harmonic-change-to-onset
    ratio at the pulse, the steepness of its sharpest attacks and the spread of its onsets over frames (legato
-   or struck; :mod:`tasks.tempo_octave`; the place in the range times the steepness too; 54 weights from
-   ``bench/tempo_eval.py --fit``:
+   or struck; :mod:`tasks.tempo_octave`; the place in the range times the steepness too, the bass pulse at
+   half the candidate times the spread; 55 weights from ``bench/tempo_eval.py --fit``:
    synthesized songs of seeds 1-4, metronomes, synthesized four-part chorales with no drums, bare
    drum-machine beats, and Bach chorales rendered at 55-150 BPM by ``bench/render_training_chorales.py``
    from works not in the test set, 208 in varied ensembles and 207 as strings over a piano bass). In music

@@ -18,8 +18,8 @@ Method (all from :attr:`Spectrum.log_mel`, which the timbre features share; enve
    phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it, and of
    their strength at the candidate times three numbers of the track's texture: the harmonic-change-to-onset
    ratio at the pulse, the steepness of its sharpest attacks and the spread of its onsets over frames (legato
-   or struck; :mod:`tasks.tempo_octave`; the place in the range times the steepness too; 54 weights from
-   ``bench/tempo_eval.py --fit``:
+   or struck; :mod:`tasks.tempo_octave`; the place in the range times the steepness too, the bass pulse at
+   half the candidate times the spread; 55 weights from ``bench/tempo_eval.py --fit``:
    synthesized songs of seeds 1-4, metronomes, synthesized four-part chorales with no drums, bare
    drum-machine beats, and Bach chorales rendered at 55-150 BPM by ``bench/render_training_chorales.py``
    from works not in the test set, 208 in varied ensembles and 207 as strings over a piano bass). In music
@@ -42,23 +42,23 @@ Measured (``OPENBLAS_NUM_THREADS=1 bench/tempo_eval.py``; CPU, one thread):
 set / method               Acc1      Acc2      +-0.5 BPM    ms/track
 =========================  ========  ========  ===========  ==========
 synth seed 0 (120 x 30 s)
-  cratedig                 0.992     1.000     0.992        4.6
+  cratedig                 0.992     1.000     0.992        4.4
   librosa feature.tempo    0.692     0.908     0.117        49.2
   Essentia Rhythm...2013   0.725     1.000     0.642        577
 Bach chorales (40, held out)
-  cratedig                 0.825     0.975     0.825        5.9
+  cratedig                 0.825     0.975     0.825        7.9
   librosa feature.tempo    0.750     0.975     0.300        59.1
   Essentia Rhythm...2013   0.625     0.975     0.450        864
 =========================  ========  ========  ===========  ==========
 
-The librosa and Essentia rows are from the run before ``ANALYZER_VERSION`` 3 (their methods did not
-change). Version 3 (no attack rise or onset smoothness): 0.958 / 1.000 / 0.958 on synth seed 0, 0.850 /
-0.975 / 0.850 on the chorales (the texture costs one more 63 BPM chorale doubled: its CV gain is fast
-chorales no longer halved, about 16 to 11 of 415, not slow ones doubled, 8 either way); training chorales'
-check split 0.863 / 0.922 / 0.843 (the same now), its continuo rendering 0.961 / 1.000 / 0.961 (now 0.980 /
-1.000 / 0.980). Version 2 (no continuo renderings, no pulse-change ratio): 0.967 / 0.992 / 0.967 on synth
-seed 0, 0.825 / 0.975 / 0.825 on the chorales; check split 0.824 / 0.922 / 0.804, continuo 0.922 / 1.000 /
-0.922.
+The librosa and Essentia rows are from the run before ``ANALYZER_VERSION`` 3 (their methods did not change).
+Version 5 (the bass pulse at half a candidate) left both cratedig rows as they were (the same six slow chorales
+doubled); check split 0.863 / 0.922 / 0.843 -> 0.882 / 0.922 / 0.863, continuo 0.980 -> 1.000 in all three.
+Version 3 (no attack rise or onset smoothness): 0.958 / 1.000 / 0.958 on synth seed 0, 0.850 / 0.975 / 0.850
+on the chorales (the texture costs one more 63 BPM chorale doubled: its CV gain is fast chorales no longer
+halved, about 16 to 11 of 415, not slow ones doubled, 8 either way); check split 0.863 / 0.922 / 0.843,
+continuo 0.961 / 1.000 / 0.961. Version 2 (no continuo renderings, no pulse-change ratio): 0.967 / 0.992 /
+0.967 on synth seed 0, 0.825 / 0.975 / 0.825 on the chorales; check split 0.824 / 0.922 / 0.804, continuo 0.922.
 Before the harmonic change and the synthesized chorales: 0.975 / 0.992 / 0.975 on synth seed 0 and
 0.700 / 0.975 / 0.700 on the chorales. The chorales' gain comes from the synthesized chorales in the fit:
 without the harmonic change they give the same octave choice on the chorales (0.850), but cost synth seed 0
@@ -66,16 +66,16 @@ without the harmonic change they give the same octave choice on the chorales (0.
 synthesized chorales (seeds 14 and 15) gives 0.875 on the rendered ones and 0.967 on synth seed 0.
 ms/track varies by a third from run to run on this machine.
 
-A 3-minute track costs 17-25 ms given its Spectrum with ``log_mel`` computed (41-55 ms if this is the
+A 3-minute track costs 14-25 ms given its Spectrum with ``log_mel`` computed (32-55 ms if this is the
 first feature to ask for ``log_mel``), on a busy machine where the model before this one took 22 ms; the
 harmonic change is 2 ms of it. Metronomes at 70-200 BPM come out within 0.03 BPM, their first beat
 within 8 ms (below 70 BPM they may be doubled). Known weaknesses: slow chorales (63-76 BPM) moving in 8ths
 are still doubled now and then (6 of the 40 test chorales, 5 in version 3, 6 before the continuo renderings;
-the check split's continuo rendering, same instruments and other works, has 1 of 51), one at 116 comes
+the check split's continuo rendering, same instruments and other works, has 0 of 51), one at 116 comes
 out at 2/3 of it; 4 of the 51 check chorales (bowed strings, voices) are still rejected as ``ARHYTHMIC``,
 2 of them because the strongest pulse is tracked at a wrong rate (7 before the harmonic-change test: check
-split Acc1 / Acc2 0.765 / 0.863 -> 0.824 / 0.922); 22 of the 60 bare drum-machine loops of the fit (26 in
-version 3, a third before the pulse-change ratio) get the other octave.
+split Acc1 / Acc2 0.765 / 0.863 -> 0.824 / 0.922); 20 of the 60 bare drum-machine loops of the fit (22 in
+version 4, 26 in version 3) get the other octave.
 """
 from __future__ import annotations
 

@@ -205,6 +205,29 @@ def test_harmonic_change_keeps_legato_music_rhythmic(bpm: float) -> None:
     assert tempo_from_envelopes(bands, ms, noise, frame_rate=fr).reason == "ARHYTHMIC"
 
 
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_slow_legato_chorale_with_the_bass_on_the_beat_is_not_doubled(seed: int) -> None:
+    # Per-frame evidence of a 72 BPM legato chorale: soft onsets (spread over frames) on every 8th, the
+    # harmonic change mostly on the 8ths too, but the bass moving on the beat. Version 4 doubled this (144);
+    # the low band's pulse at half a candidate, times the onset smoothness, marks 144 as the 8th.
+    from tasks.constants import HOP_LENGTH
+    from tasks.tempo import tempo_from_envelopes
+
+    fr, bpm = SR / HOP_LENGTH, 72.0
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(40.0 * fr)) / fr
+    beat, eighth = (np.exp(-(((t * rate + 0.5) % 1.0 - 0.5) ** 2) / (2 * 0.08**2)) for rate in (bpm / 60, bpm / 30))
+    hann = np.hanning(5)[1:-1]
+    noise = np.array([np.convolve(n, hann / hann.sum(), "same") for n in np.abs(rng.standard_normal((4, len(t))))])
+    noise *= 0.5 / noise.std(axis=1, keepdims=True)
+    bands = 0.6 * eighth + 0.4 * noise
+    bands[1] = 0.6 * beat + 0.4 * eighth + 0.4 * noise[1]
+    change = 0.2 * beat + 0.8 * eighth + 0.3 * np.abs(rng.standard_normal(len(t)))
+    est = tempo_from_envelopes(bands.astype(np.float32), np.full(len(t), 0.05, np.float32), change.astype(np.float32),
+                               frame_rate=fr)
+    assert est.bpm == pytest.approx(bpm, abs=0.5)
+
 def _struck(midi: int, n: int) -> np.ndarray:
     """A struck, decaying tone (7 harmonics), shape (n,)."""
     t = np.arange(n) / SR

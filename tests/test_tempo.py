@@ -205,7 +205,6 @@ def test_harmonic_change_keeps_legato_music_rhythmic(bpm: float) -> None:
     assert tempo_from_envelopes(bands, ms, noise, frame_rate=fr).reason == "ARHYTHMIC"
 
 
-
 @pytest.mark.parametrize("seed", [1, 2])
 def test_slow_legato_chorale_with_the_bass_on_the_beat_is_not_doubled(seed: int) -> None:
     # Per-frame evidence of a 72 BPM legato chorale: soft onsets (spread over frames) on every 8th, the
@@ -227,6 +226,7 @@ def test_slow_legato_chorale_with_the_bass_on_the_beat_is_not_doubled(seed: int)
     est = tempo_from_envelopes(bands.astype(np.float32), np.full(len(t), 0.05, np.float32), change.astype(np.float32),
                                frame_rate=fr)
     assert est.bpm == pytest.approx(bpm, abs=0.5)
+
 
 def _struck(midi: int, n: int) -> np.ndarray:
     """A struck, decaying tone (7 harmonics), shape (n,)."""

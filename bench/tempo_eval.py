@@ -194,13 +194,9 @@ def octave_training_data(items: Iterable[Item]) -> list[tuple[np.ndarray, np.nda
     out = []
     for _, y, ref in items:
         spec = compute_spectrum(y)
-        bands = tempo.onset_bands(spec).astype(np.float64)
-        o = bands[0] - bands[0].mean()
-        pulse = tempo.track_pulse(o, spec.frame_rate, tempo._strongest_pulse(o, spec.frame_rate) / 60.0)
-        amp = tempo_octave.Amplitudes(np.vstack([bands, tempo.harmonic_change(spec)]), pulse.phase)
-        ratios, feats = tempo_octave.octave_features(
-            amp, 60 * pulse.freq, tempo.BPM_RANGE, rise=tempo_octave.attack_rise(frame_mean_square(spec)),
-            smoothness=tempo_octave.onset_smoothness(o))
+        pulse, _, ratios, feats = tempo.octave_evidence(
+            tempo.onset_bands(spec).astype(np.float64), frame_mean_square(spec), tempo.harmonic_change(spec),
+            spec.frame_rate, tempo.BPM_RANGE)
         out.append((ratios * 60 * pulse.freq, feats, ref))
     return out
 

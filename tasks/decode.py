@@ -71,6 +71,9 @@ class DecodedAudio:
 #: Samples per channel in each native block a stream yields (24 s at 44.1 kHz: 8 MB per stereo block; the
 #: loudness meter measures blocks this large in place instead of buffering them).
 STREAM_BLOCK: int = 1 << 20
+#: Samples per channel of each block the FFmpeg path yields (1.5 s at 44.1 kHz); its frames are gathered
+#: into blocks this large.
+_PYAV_BLOCK = 1 << 16
 
 
 @dataclass
@@ -195,10 +198,6 @@ def _pyav_stream(path: Path) -> Iterator[NativeStream]:
                 raise error
 
         yield NativeStream(ctx.sample_rate, ctx.channels, ctx.name, expected, _checked(blocks(), expected))
-
-
-#: Samples per channel of each block the FFmpeg path yields (1.5 s at 44.1 kHz).
-_PYAV_BLOCK = 1 << 16
 
 
 def _frame_samples(frame: av.AudioFrame) -> np.ndarray:

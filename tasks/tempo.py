@@ -54,16 +54,8 @@ Bach chorales (40, held out)
 The librosa and Essentia rows are from the run before ``ANALYZER_VERSION`` 3 (their methods did not change).
 Version 5 (the bass pulse at half a candidate) left both cratedig rows as they were (the same six slow chorales
 doubled); check split 0.863 / 0.922 / 0.843 -> 0.882 / 0.922 / 0.863, continuo 0.980 -> 1.000 in all three.
-Version 3 (no attack rise or onset smoothness): 0.958 / 1.000 / 0.958 on synth seed 0, 0.850 / 0.975 / 0.850
-on the chorales (the texture costs one more 63 BPM chorale doubled: its CV gain is fast chorales no longer
-halved, about 16 to 11 of 415, not slow ones doubled, 8 either way); check split 0.863 / 0.922 / 0.843,
-continuo 0.961 / 1.000 / 0.961. Version 2 (no continuo renderings, no pulse-change ratio): 0.967 / 0.992 /
-0.967 on synth seed 0, 0.825 / 0.975 / 0.825 on the chorales; check split 0.824 / 0.922 / 0.804, continuo 0.922.
-Before the harmonic change and the synthesized chorales: 0.975 / 0.992 / 0.975 on synth seed 0 and
-0.700 / 0.975 / 0.700 on the chorales. The chorales' gain comes from the synthesized chorales in the fit:
-without the harmonic change they give the same octave choice on the chorales (0.850), but cost synth seed 0
-(0.942) and their own check set (synthesized chorales of seed 99: 0.867 against 0.917). Another draw of 320
-synthesized chorales (seeds 14 and 15) gives 0.875 on the rendered ones and 0.967 on synth seed 0.
+Version 3 (no texture numbers): 0.958 / 1.000 / 0.958 on synth seed 0, 0.850 / 0.975 / 0.850 on the chorales
+(one 63 BPM chorale fewer doubled). Earlier versions' figures are in this file's git history.
 ms/track varies by a third from run to run on this machine.
 
 A 3-minute track costs 14-25 ms given its Spectrum with ``log_mel`` computed (32-55 ms if this is the
@@ -73,8 +65,7 @@ within 8 ms (below 70 BPM they may be doubled). Known weaknesses: slow chorales 
 are still doubled now and then (6 of the 40 test chorales, 5 in version 3, 6 before the continuo renderings;
 the check split's continuo rendering, same instruments and other works, has 0 of 51), one at 116 comes
 out at 2/3 of it; 4 of the 51 check chorales (bowed strings, voices) are still rejected as ``ARHYTHMIC``,
-2 of them because the strongest pulse is tracked at a wrong rate (7 before the harmonic-change test: check
-split Acc1 / Acc2 0.765 / 0.863 -> 0.824 / 0.922); 20 of the 60 bare drum-machine loops of the fit (22 in
+2 of them because the strongest pulse is tracked at a wrong rate; 20 of the 60 bare drum-machine loops of the fit (22 in
 version 4, 26 in version 3) get the other octave.
 """
 from __future__ import annotations
@@ -351,6 +342,18 @@ def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_R
                                 frame_rate=spectrum.frame_rate, bpm_range=bpm_range)
 
 
+def octave_evidence(bands: np.ndarray, frame_ms: np.ndarray, change: np.ndarray, fr: float,
+                    bpm_range: tuple[float, float]) -> tuple[_Pulse, Amplitudes, np.ndarray, np.ndarray]:
+    """The tracked pulse (the strongest carries the phase), its :class:`Amplitudes`, and the octave model's
+    candidate ratios and features: what :func:`tempo_from_envelopes` decides on and ``bench/tempo_eval.py``
+    fits on. ``bands`` float64, the rest as in :func:`tempo_from_envelopes`."""
+    o = bands[0] - bands[0].mean()
+    pulse = track_pulse(o, fr, _strongest_pulse(o, fr) / 60.0)
+    amp = Amplitudes(np.vstack([bands, change]), pulse.phase)
+    return pulse, amp, *octave_features(amp, 60.0 * pulse.freq, bpm_range, rise=attack_rise(frame_ms),
+                                        smoothness=onset_smoothness(o))
+
+
 def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.ndarray, *, frame_rate: float,
                          bpm_range: tuple[float, float] = BPM_RANGE) -> TempoEstimate:
     """:func:`estimate_tempo` from a whole track's per-frame evidence (also gathered block by block).
@@ -375,10 +378,7 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.nda
     o = bands[0] - bands[0].mean()
     if not np.any(o):
         return _none("ARHYTHMIC")
-    pulse = track_pulse(o, fr, _strongest_pulse(o, fr) / 60.0)  # the strongest pulse carries the phase
-    amp = Amplitudes(np.vstack([bands, change]), pulse.phase)
-    ratios, feats = octave_features(amp, 60.0 * pulse.freq, bpm_range, rise=attack_rise(frame_ms),
-                                    smoothness=onset_smoothness(o))
+    pulse, amp, ratios, feats = octave_evidence(bands, frame_ms, change, fr, bpm_range)
     prob = octave_probabilities(feats)
     best = int(np.argmax(prob))
     r = float(ratios[best])

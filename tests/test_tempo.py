@@ -257,9 +257,9 @@ def test_slow_chorale_with_a_struck_bass_in_8ths_is_not_doubled(bpm: float) -> N
 def test_pulse_change_ratio_is_higher_when_the_chords_change_with_the_pulse() -> None:
     # The same organ chord struck every half second, or a progression struck alike: the attacks repeat the
     # same; only the moving chords make the spectral shape change with the pulse.
-    from tasks.tempo import _strongest_pulse, track_pulse
-    from tasks.tempo_envelopes import harmonic_change
-    from tasks.tempo_octave import Amplitudes, pulse_change_ratio
+    from tasks.tempo import octave_evidence
+    from tasks.tempo_envelopes import frame_mean_square, harmonic_change
+    from tasks.tempo_octave import pulse_change_ratio
 
     n = SR // 2
     same = np.concatenate([_organ([60, 64, 67], n)] * 48)
@@ -267,10 +267,9 @@ def test_pulse_change_ratio_is_higher_when_the_chords_change_with_the_pulse() ->
     ratios = []
     for y in (same, moving):
         spec = compute_spectrum(y.astype(np.float32))
-        bands = onset_bands(spec).astype(np.float64)
-        o = bands[0] - bands[0].mean()
-        pulse = track_pulse(o, spec.frame_rate, _strongest_pulse(o, spec.frame_rate) / 60.0)
-        ratios.append(pulse_change_ratio(Amplitudes(np.vstack([bands, harmonic_change(spec)]), pulse.phase)))
+        _, amp, _, _ = octave_evidence(onset_bands(spec).astype(np.float64), frame_mean_square(spec),
+                                       harmonic_change(spec), spec.frame_rate, (70.0, 180.0))
+        ratios.append(pulse_change_ratio(amp))
     assert ratios[1] > ratios[0] + 0.1  # 0.37 against 0.15
 
 

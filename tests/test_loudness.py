@@ -1,6 +1,8 @@
 """Loudness: BS.1770-4 / EBU R128 against pyloudnorm, EBU Tech 3341/3342 test signals, true peak."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from unittest import mock
 
@@ -291,22 +293,33 @@ def test_rejects_non_finite_samples():
         measure_loudness(x, 44100)
 
 
-def test_true_peak_oversamples_a_small_part_of_a_three_minute_track():
-    # The true peak's cost is the samples it oversamples: only the blocks near the sample peak, never the
-    # whole track (a count, not a timing: speed itself is measured in bench/, not asserted in tests).
-    sr = 44100
+def levelled_noise(seconds: int, sr: int = 44100) -> np.ndarray:
+    """Stereo white noise whose level changes every 100 ms (0.05-0.5 RMS), float32, shape (2, seconds * sr)."""
     rng = np.random.default_rng(7)
-    envelope = np.repeat(rng.uniform(0.05, 0.5, size=1800), sr // 10)  # a new level every 100 ms
-    x = (rng.standard_normal((2, 180 * sr), dtype=np.float32) * envelope.astype(np.float32))
+    envelope = np.repeat(rng.uniform(0.05, 0.5, size=10 * seconds), sr // 10)
+    return rng.standard_normal((2, seconds * sr), dtype=np.float32) * envelope.astype(np.float32)
+
+
+@contextmanager
+def counting_oversampled(module) -> Iterator[list[int]]:
+    """Within the block, ``module.interpolated_peak`` appends the samples it oversamples to the list yielded."""
     searched: list[int] = []
-    interpolate = true_peak_module.interpolated_peak
+    interpolate = module.interpolated_peak
 
     def counting(x, channels, starts, block):
         searched.append(len(starts) * block)
         return interpolate(x, channels, starts, block)
 
-    with mock.patch.object(true_peak_module, "interpolated_peak", counting):
-        got = measure_loudness(x, sr)
+    with mock.patch.object(module, "interpolated_peak", counting):
+        yield searched
+
+
+def test_true_peak_oversamples_a_small_part_of_a_three_minute_track():
+    # The true peak's cost is the samples it oversamples: only the blocks near the sample peak, never the
+    # whole track (a count, not a timing: speed itself is measured in bench/, not asserted in tests).
+    x = levelled_noise(180)
+    with counting_oversampled(true_peak_module) as searched:
+        got = measure_loudness(x, 44100)
     assert got.true_peak_dbtp is not None and sum(searched) > 0
     assert sum(searched) <= true_peak_module.TRUE_PEAK_MAX_BLOCKS * true_peak_module._TP_BLOCK
     assert sum(searched) < 0.01 * x.size

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_loudness import music_like, quarter_rate_burst, sequence, sine
+from test_loudness import counting_oversampled, levelled_noise, music_like, quarter_rate_burst, sequence, sine
 
 import tasks.loudness_stream as loudness_stream
 from tasks.errors import CratedigError
@@ -238,18 +238,8 @@ def test_memory_does_not_grow_with_the_signal():
 
 def test_streamed_true_peak_oversamples_a_small_part_of_a_three_minute_track():
     # As test_loudness's: a count of the samples oversampled in 60 s blocks, not a timing.
-    sr = 44100
-    rng = np.random.default_rng(7)
-    envelope = np.repeat(rng.uniform(0.05, 0.5, size=1800), sr // 10)
-    x = rng.standard_normal((2, 180 * sr), dtype=np.float32) * envelope.astype(np.float32)
-    searched: list[int] = []
-    interpolate = loudness_stream.interpolated_peak
-
-    def counting(x, channels, starts, block):
-        searched.append(len(starts) * block)
-        return interpolate(x, channels, starts, block)
-
-    with mock.patch.object(loudness_stream, "interpolated_peak", counting):
-        got = stream(x, sr, [60 * sr] * 3)
-    assert_matches(got, measure_loudness(x, sr))
+    x = levelled_noise(180)
+    with counting_oversampled(loudness_stream) as searched:
+        got = stream(x, 44100, [60 * 44100] * 3)
+    assert_matches(got, measure_loudness(x, 44100))
     assert 0 < sum(searched) < 0.01 * x.size

@@ -304,7 +304,8 @@ def render_song(spec: SongSpec, *, sr: int = SR, stereo: bool = True) -> np.ndar
     ----------
     spec : SongSpec
     sr : int
-        Sample rate, Hz.
+        Sample rate, Hz. Another rate gives another rendering of the spec, not the same song resampled: the
+        random draws depend on lengths in samples, and plucked tones decay faster at lower rates.
     stereo : bool
         Return two channels (instruments panned, decorrelated reverb) or the mono down-mix.
 

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS features (
     bpm                   DOUBLE,            -- BPM, 0.01 resolution; NULL when arhythmic/silent
     bpm_confidence        DOUBLE,            -- 0..1
     bpm_candidates        STRUCT(bpm DOUBLE, score DOUBLE)[],
-    beat_offset_s         DOUBLE,            -- time of the first beat, s
+    beat_offset_s         DOUBLE,            -- time of the first downbeat, s (tasks/beats.py)
+    beats_per_bar         INTEGER,           -- 3 or 4; NULL without a tempo or under 8 beats
     tempo_reason          VARCHAR,           -- why bpm is NULL (SILENT, ARHYTHMIC, TOO_SHORT)
     bpm_range_lo          DOUBLE,            -- preferred tempo range of the octave choice, BPM (--bpm-range)
     bpm_range_hi          DOUBLE,

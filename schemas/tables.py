@@ -75,6 +75,7 @@ class FeatureRow(pa.DataFrameModel):
     bpm: Optional[float] = pa.Field(nullable=True, ge=30, le=300)
     bpm_confidence: float = pa.Field(ge=0, le=1)
     beat_offset_s: Optional[float] = pa.Field(nullable=True, ge=0)
+    beats_per_bar: Optional[int] = pa.Field(nullable=True, isin=[3, 4])
     bpm_range_lo: float = pa.Field(ge=30, le=300)
     bpm_range_hi: float = pa.Field(ge=30, le=300)
     key: Optional[str] = pa.Field(nullable=True, isin=list(KEY_NAMES))

@@ -18,7 +18,7 @@ from schemas.tables import FeatureRow, RejectRow, TrackRow, split_valid
 from tasks.constants import BPM_RANGE
 from tasks.errors import CatalogLockedError, Reason
 
-SCHEMA_VERSION: int = 3
+SCHEMA_VERSION: int = 4
 TRACK_COLUMNS = ["track_id", "path", "size_bytes", "mtime_ns", "fingerprint", "format", "duration_s",
                  "sample_rate", "channels", "title", "artist", "album", "genre", "tag_bpm", "tag_key",
                  "status", "reason"]
@@ -46,10 +46,16 @@ def _add_bpm_range(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"UPDATE features SET {column} = ? WHERE {column} IS NULL", [value])
 
 
+def _add_beats_per_bar(con: duckdb.DuckDBPyConnection) -> None:
+    # Left NULL on older rows: their analyzer_version is older too, so the next run re-analyses them.
+    con.execute("ALTER TABLE features ADD COLUMN IF NOT EXISTS beats_per_bar INTEGER")
+
+
 #: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
 MIGRATIONS = {
     2: _add_similarity_objects,   # v2: similarity_index + the similar_tracks() SQL macro in every catalog
     3: _add_bpm_range,            # v3: features.bpm_range_lo / _hi, the preferred tempo range of each row
+    4: _add_beats_per_bar,        # v4: features.beats_per_bar; beat_offset_s is the first downbeat
 }
 
 

@@ -71,6 +71,7 @@ def features_row(track: TrackFeatures, flags: list[str]) -> dict[str, Any]:
         "bpm_confidence": float(tempo.confidence) if bpm is not None else 0.0,
         "bpm_candidates": [{"bpm": float(b), "score": float(s)} for b, s in tempo.candidates] if bpm else [],
         "beat_offset_s": tempo.beat_offset_s if bpm is not None else None,
+        "beats_per_bar": tempo.beats_per_bar if bpm is not None else None,
         "tempo_reason": tempo_reason,
         "bpm_range_lo": track.bpm_range[0],
         "bpm_range_hi": track.bpm_range[1],

@@ -74,6 +74,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.beats import LATENCY_S, bar_evidence, beat_frames, beat_harmonics, downbeat, first_beat
 from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
 from tasks.spectrum import Spectrum
 from tasks.tempo_envelopes import frame_mean_square, harmonic_change, level_dbfs, onset_bands
@@ -97,7 +98,6 @@ _TG_CHUNK = 512  # tempogram windows per FFT batch
 _PULSE_BPM = (50.0, 400.0)  # where the tracked (strongest) pulse is looked for: beats, 8ths or 16ths
 _PHASE_WIN_BEATS = 8  # 2 bars: bar-level components fall on the window's first spectral null
 _FIT_S, _FIT_MAXDEG, _FIT_GAIN = 8.0, 4, 3.0
-_LATENCY_S = -0.021  # the log-flux peak leads an attack: by 25 ms on clicks, 17 ms on synthesized drums
 
 _ALTERNATIVES = (1 / 2, 2, 2 / 3, 3 / 2, 1 / 3, 3)
 
@@ -116,12 +116,15 @@ class TempoEstimate:
         ``(bpm, score)`` best first: the chosen tempo and its 1/2, 2, 2/3, 3/2, 1/3, 3 alternatives
         inside ``SEARCH_RANGE``; scores are probabilities of the octave model.
     beat_offset_s : float or None
-        Time of the first beat, s, in ``[0, 60 / bpm)``.
+        Time of the first downbeat, s, in ``[0, beats_per_bar * 60 / bpm)`` (of the first beat when
+        ``beats_per_bar`` is None); see :mod:`tasks.beats`.
     pulse_clarity : float
         0..1: share of the onset envelope's or the harmonic change's variance that repeats with the beat,
         whichever is larger.
     reason : str or None
         ``'SILENT'``, ``'ARHYTHMIC'`` or ``'TOO_SHORT'`` when ``bpm`` is None.
+    beats_per_bar : int or None
+        3 or 4; None without a tempo or with fewer than 8 beats.
     """
 
     bpm: float | None
@@ -130,6 +133,7 @@ class TempoEstimate:
     beat_offset_s: float | None
     pulse_clarity: float
     reason: str | None = None
+    beats_per_bar: int | None = None
 
 
 def _none(reason: str, clarity: float = 0.0) -> TempoEstimate:
@@ -306,23 +310,6 @@ def _beat_repeats(clarity: float, envelope_std: float, floor_db: float, short: f
     return clarity >= MIN_CLARITY * short and np.sqrt(clarity) * envelope_std >= floor_db * np.sqrt(short)
 
 
-def _beat_harmonics(beat_hz: float, fr: float) -> np.ndarray:
-    """Harmonics 1..8 of the beat rate that stay below 0.45 of the frame rate."""
-    return np.arange(1, int(np.clip(0.45 * fr / beat_hz, 1, 8)) + 1)
-
-
-def _first_beat(amp: Amplitudes, phase: np.ndarray, r: float, fr: float, period_s: float) -> float:
-    """Time of the first beat (s) at ``r`` times the pulse: peak of the beat-synchronous pulse shape."""
-    ks = _beat_harmonics(1.0 / period_s, fr)
-    c = amp.many([r * k for k in ks])[0]  # all-band amplitudes at the beat harmonics
-    grid = np.arange(512) / 512.0
-    psi = grid[int(np.argmax(np.real(np.exp(2j * np.pi * np.outer(grid, ks)) @ c)))]
-    beat_phase = r * phase
-    target = psi + np.ceil(beat_phase[0] - psi)
-    t_peak = float(np.interp(target, beat_phase, np.arange(len(phase)) / fr))
-    return float((t_peak - _LATENCY_S) % period_s)
-
-
 def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_RANGE) -> TempoEstimate:
     """Estimate the mean tempo (BPM to 0.01), the beat phase and the pulse clarity of one track.
 
@@ -384,7 +371,7 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.nda
     r = float(ratios[best])
     bpm = 60.0 * pulse.freq * r
     # Share of each envelope's variance at the beat's harmonics: row 0 the onsets, row 4 the harmonic change.
-    shares = np.minimum(1.0, (np.abs(amp.many([r * k for k in _beat_harmonics(bpm / 60.0, fr)])) ** 2).sum(axis=1))
+    shares = np.minimum(1.0, (np.abs(amp.many([r * k for k in beat_harmonics(bpm / 60.0, fr)])) ** 2).sum(axis=1))
     on_clarity, change_clarity = float(shares[0]), float(shares[4])
     clarity = max(on_clarity, change_clarity)
     # Chance periodicity in noise grows as the track gets shorter: so do the thresholds, below 20 s.
@@ -396,5 +383,9 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.nda
     cands = [(round(bpm, 2), float(prob[best]))] + sorted(
         ((round(bpm * a, 2), by_ratio[round(a, 6)]) for a in _ALTERNATIVES if round(a, 6) in by_ratio),
         key=lambda c: -c[1])
-    offset = _first_beat(amp, pulse.phase, r, fr, 60.0 / bpm)
-    return TempoEstimate(round(bpm, 2), clarity * float(prob[best]), cands, round(offset, 4), clarity, None)
+    beats = beat_frames(r * pulse.phase, first_beat(amp, r, fr, 60.0 / bpm))
+    bar = downbeat(bar_evidence(beats, bands, change))
+    # The attack follows the flux peak; a first attack within LATENCY_S of the start wraps to the bar's end.
+    offset = float(beats[bar[1] if bar else 0] / fr - LATENCY_S) % ((bar[0] if bar else 1) * 60.0 / bpm)
+    return TempoEstimate(round(bpm, 2), clarity * float(prob[best]), cands, round(offset, 4), clarity, None,
+                         bar[0] if bar else None)

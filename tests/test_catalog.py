@@ -57,16 +57,32 @@ def test_lock_timeout_names_the_problem(tmp_path):
     con.close()
 
 
+def _older_catalog(path, version: int, dropped: list[str], row: str) -> None:
+    """A catalog as cratedig ``version`` left it: without the ``dropped`` features columns, holding ``row``."""
+    con = open_catalog(path)
+    for column in dropped:
+        con.execute(f"ALTER TABLE features DROP COLUMN {column}")
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+    con.execute(f"INSERT INTO features {row}")
+    con.close()
+
+
 def test_version_2_features_get_the_default_bpm_range(tmp_path):
     path = tmp_path / "v2.duckdb"
-    con = open_catalog(path)                   # then made a version-2 catalog: no bpm_range columns
-    con.execute("ALTER TABLE features DROP COLUMN bpm_range_lo")
-    con.execute("ALTER TABLE features DROP COLUMN bpm_range_hi")
-    con.execute("DELETE FROM schema_version")
-    con.execute("INSERT INTO schema_version (version) VALUES (2)")
-    con.execute("INSERT INTO features (track_id, analyzer_version, bpm, analyzed_at) VALUES (1, 1, 120.0, now())")
-    con.close()
+    _older_catalog(path, 2, ["bpm_range_lo", "bpm_range_hi", "beats_per_bar"],
+                   "(track_id, analyzer_version, bpm, analyzed_at) VALUES (1, 1, 120.0, now())")
     con = open_catalog(path)
     assert con.execute("SELECT bpm, bpm_range_lo, bpm_range_hi FROM features").fetchall() == [(120.0, *BPM_RANGE)]
+    assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    con.close()
+
+
+def test_version_3_catalog_gets_beats_per_bar(tmp_path):
+    path = tmp_path / "v3.duckdb"
+    _older_catalog(path, 3, ["beats_per_bar"],
+                   "(track_id, analyzer_version, bpm, beat_offset_s, analyzed_at) VALUES (1, 5, 120.0, 0.1, now())")
+    con = open_catalog(path)
+    assert con.execute("SELECT bpm, beat_offset_s, beats_per_bar FROM features").fetchall() == [(120.0, 0.1, None)]
     assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     con.close()

@@ -6,7 +6,7 @@ import pytest
 
 from tasks.constants import SR
 from tasks.spectrum import compute_spectrum
-from tasks.synth import SongSpec, chord_tone, click_track, render_song
+from tasks.synth import SongSpec, beat_to_time, chord_tone, click_track, render_song
 from tasks.tempo import TempoEstimate, estimate_tempo, onset_bands
 
 
@@ -46,10 +46,47 @@ def test_click_track_tempo_to_hundredths(bpm: float) -> None:
 
 @pytest.mark.parametrize(("bpm", "offset"), [(100.0, 0.05), (128.5, 0.21), (91.7, 0.6)])
 def test_beat_offset_of_a_click_track(bpm: float, offset: float) -> None:
+    # Every click alike: no beat marks the bar, so the downbeat may be any of them, but it is on a click.
     est = _estimate(click_track(bpm, duration_s=20.0, offset_s=offset))
     period = 60.0 / bpm
-    assert 0.0 <= est.beat_offset_s < period
+    assert est.beats_per_bar in (3, 4)
+    assert 0.0 <= est.beat_offset_s < est.beats_per_bar * period
     assert _phase_error(est.beat_offset_s, offset % period, period) < 0.015
+
+
+def accented_metronome(bpm: float, beats_per_bar: int, offset_s: float, *, duration_s: float = 20.0) -> np.ndarray:
+    """Clicks at ``offset_s + k * 60 / bpm``; the 2nd, then every ``beats_per_bar``-th, also thumps at 70 Hz."""
+    y = click_track(bpm, duration_s=duration_s, offset_s=offset_s).astype(np.float64)
+    t = np.arange(int(0.15 * SR)) / SR
+    thump = 0.8 * np.sin(2 * np.pi * 70.0 * t) * np.exp(-t * 25.0)
+    for k in range(1, int(duration_s * bpm / 60.0) + 1, beats_per_bar):
+        i = int(round((offset_s + k * 60.0 / bpm) * SR))
+        m = min(len(thump), len(y) - i)
+        y[i : i + m] += thump[:m]
+    return (0.9 * y / np.abs(y).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize(("bpm", "beats_per_bar", "offset"),
+                         [(100.0, 4, 0.05), (128.5, 4, 0.21), (75.0, 4, 0.4), (91.7, 3, 0.3), (140.0, 3, 0.1)])
+def test_downbeat_of_an_accented_metronome(bpm: float, beats_per_bar: int, offset: float) -> None:
+    est = _estimate(accented_metronome(bpm, beats_per_bar, offset))
+    assert est.beats_per_bar == beats_per_bar
+    assert est.beat_offset_s == pytest.approx(offset + 60.0 / bpm, abs=0.015)  # the first accented click
+
+
+@pytest.mark.parametrize("spec", [
+    SongSpec(bpm=95.0, tonic=2, style="hiphop", swing=0.2, duration_s=30.0, seed=3),
+    SongSpec(bpm=123.45, tonic=7, style="house", tempo_drift=0.015, duration_s=30.0, seed=4),
+    SongSpec(bpm=172.0, tonic=5, mode="minor", style="dnb", noise_db=15.0, duration_s=30.0, seed=5),
+    SongSpec(bpm=112.0, tonic=9, style="rock", duration_s=30.0, seed=6),
+    SongSpec(bpm=104.0, tonic=0, style="funk", duration_s=30.0, seed=7),
+    SongSpec(bpm=126.0, tonic=1, mode="minor", style="waltz", duration_s=30.0, seed=9),
+])
+def test_first_downbeat_of_synth_songs(spec: SongSpec) -> None:
+    # Bars marked by kick, bass and chord changes; the song's first downbeat is its beat 0.
+    est = _estimate(render_song(spec, stereo=False))
+    assert est.beats_per_bar == spec.meter
+    assert est.beat_offset_s == pytest.approx(float(beat_to_time(spec, 0.0)), abs=0.04)
 
 
 @pytest.mark.parametrize("swing", [0.0, 0.3])

@@ -18,6 +18,8 @@ Metrics: ``acc1`` (within 4 % of the reference), ``acc2`` (within 4 % of 1, 2, 1
   works of the same collection, 55-150 BPM, varied instruments, 30-60 s excerpts).
 - ``contcheck``: the same works rendered again as strings over a piano bass, whole pieces
   (``render_training_chorales.py --continuo``).
+- ``recipedev``: the development set, 44 works used nowhere else rendered by the test set's recipe, each
+  at two of its nine tempi, one of them 63, 70 or 76 (``render_training_chorales.py --recipe-dev``).
 
 The octave model is fitted on ``ground_truth_set(seed=1..4)`` plus :func:`click_items`, :func:`hymn_items`
 (seed 13; seed 99 is its check), the ``train`` split of the training chorales in both renderings and
@@ -52,7 +54,8 @@ from tasks.constants import HOP_LENGTH, SR  # noqa: E402
 from tasks.spectrum import Spectrum, compute_spectrum  # noqa: E402
 from tasks.tempo_envelopes import frame_mean_square  # noqa: E402
 from bench.tempo_sets import (  # noqa: E402
-    Item, chorale_items, click_items, drum_items, hymn_items, synth_items, training_chorale_items)
+    Item, chorale_items, click_items, drum_items, hymn_items, recipe_dev_items, synth_items,
+    training_chorale_items)
 
 #: Weight of a bare drum-machine item in the octave fit: enough to stop loud hats from doubling a beat,
 #: small enough not to cost the songs, metronomes and chorales much (see the table in tasks/tempo.py).
@@ -239,7 +242,7 @@ def main() -> None:
     ap.add_argument("--fit", action="store_true", help="refit the octave model and print its weights")
     ap.add_argument("--verbose", action="store_true", help="list the tracks each method gets wrong")
     ap.add_argument("--sets", default="synth,chorales,timing",
-                    help="comma-separated: synth, chorales, bachcheck, contcheck, timing")
+                    help="comma-separated: synth, chorales, bachcheck, contcheck, recipedev, timing")
     ap.add_argument("--no-essentia", action="store_true", help="leave Essentia out (it takes most of the time)")
     args = ap.parse_args()
     sets = args.sets.split(",")
@@ -272,6 +275,7 @@ def main() -> None:
         "synth": lambda: ground_truth_set(args.n, seed=args.seed),
         "bachcheck": lambda: training_chorale_items("check"),
         "contcheck": lambda: training_chorale_items("check", continuo=True),
+        "recipedev": recipe_dev_items,
         "chorales": chorale_items,
     }
     for title, load in loaders.items():

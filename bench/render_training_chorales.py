@@ -2,6 +2,7 @@
 
     python3 bench/render_training_chorales.py [OUT] [N]     # default ~/.cache/cratedig-corpus/training, N=240
     python3 bench/render_training_chorales.py --continuo [OUT]   # the same works again: strings + piano bass
+    python3 bench/render_training_chorales.py --recipe [OUT]     # the same works again by the test recipe
     python3 bench/render_training_chorales.py --recipe-dev [OUT]  # DEVELOPMENT set: the test recipe, unused works
 
 Run it with the *system* ``python3``: it needs ``music21`` (the project venv does not have it) and
@@ -23,7 +24,7 @@ excerpt from a random place in the piece. The ``split`` column holds out every f
 
 ``--continuo`` renders every work of ``OUT/training.csv`` once more, into ``OUT/continuo/`` (its own
 ``training.csv``, same ``split`` per work, tempo drawn afresh from 55-150 BPM, seed 2025), the way the test
-chorales are rendered: violin, viola, cello and a piano bass, every note at velocity 90, gain 0.7,
+chorales were thought to be rendered (they are not: see ``--recipe-dev``): violin, viola, cello and a piano bass, every note at velocity 90, gain 0.7,
 fluidsynth's default reverb, the whole piece. The random ensembles above almost never put struck notes
 under sustained ones (about 1 piece in 17 gets a piano bass at all), yet a piano bass moving in 8ths under
 legato strings is where the octave model doubled slow chorales: this adds that texture to the fit. (It is
@@ -41,6 +42,8 @@ the parts keep their own (programless) instrument, music21 then writes every par
 two program changes each, and fluidsynth plays the last one, the piano: every voice is a piano, not strings
 over a piano bass as ``--continuo`` assumed (checked on MIDI written here, not on the test audio). The key
 column is empty where the score's parts disagree (the test script skipped such pieces; here they are kept).
+``--recipe`` renders the works of ``OUT/training.csv`` once more by that same copied logic (every voice a
+piano, one channel), into ``OUT/recipe/`` (``training.csv`` as ``--continuo``'s, tempo 55-150 BPM, seed 2026).
 """
 import csv
 import os
@@ -149,31 +152,36 @@ def render_continuo(path: str, bpm: float, wav: str) -> bool:
     return _synthesize(_score(path, bpm, CONTINUO, lambda: lambda: 90), wav, ["-g", "0.7", "-r", "44100"])
 
 
-def main_continuo(out: str) -> None:
-    """Render the works of ``out/training.csv`` again, strings over a piano bass, into ``out/continuo/``."""
+def main_continuo(out: str, recipe: bool = False) -> None:
+    """Render the works of ``out/training.csv`` again, strings over a piano bass, into ``out/continuo/``
+    (``recipe``: by the test script's recipe, :func:`render_test_recipe`, into ``out/recipe/``, seed 2026)."""
     with open(os.path.join(out, "training.csv"), newline="") as fh:
         works = list(csv.DictReader(fh))
-    dest = os.path.join(out, "continuo")
+    dest = os.path.join(out, "recipe" if recipe else "continuo")
     os.makedirs(dest, exist_ok=True)
-    rng = random.Random(2025)
+    rng = random.Random(2026 if recipe else 2025)
     rows = []
     for w in works:
         bpm = round(rng.uniform(55.0, 150.0), 2)
-        name = w["file"].replace("train_", "continuo_")
+        name = w["file"].replace("train_", "recipe_" if recipe else "continuo_")
         wav = os.path.join(dest, name.replace(".flac", ".wav"))
-        if not os.path.exists(os.path.join(dest, name)):  # rendered by an earlier, interrupted run
+        if recipe:
+            if not os.path.exists(os.path.join(dest, name)) and render_test_recipe(
+                    w["source"], bpm, os.path.join(dest, name)) is None:
+                continue
+        elif not os.path.exists(os.path.join(dest, name)):  # rendered by an earlier, interrupted run
             if not render_continuo(w["source"], bpm, wav):
                 continue
             y, sr = sf.read(wav, dtype="float32")
             os.remove(wav)
             sf.write(os.path.join(dest, name), y, sr, subtype="PCM_16")
-        rows.append(dict(file=name, bpm=bpm, split=w["split"], source=w["source"], programs=" ".join(map(str, CONTINUO)),
-                         start_s=0.0))
+        rows.append(dict(file=name, bpm=bpm, split=w["split"], source=w["source"],
+                         programs="test recipe" if recipe else " ".join(map(str, CONTINUO)), start_s=0.0))
         with open(os.path.join(dest, "training.csv"), "w", newline="") as fh:
             wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
             wr.writeheader()
             wr.writerows(rows)
-    print(len(rows), "continuo chorales rendered into", dest)
+    print(len(rows), "chorales rendered into", dest)
 
 
 TEST_TEMPI = (63, 70, 76, 84, 92, 104, 116, 126, 138)  # the test script's quarter-note tempi
@@ -239,9 +247,9 @@ def main() -> None:
         args = [a for a in sys.argv[1:] if a != "--recipe-dev"]
         main_recipe_dev(args[0] if args else os.path.join(ROOT, "recipe_dev"))
         return
-    if "--continuo" in sys.argv:
-        args = [a for a in sys.argv[1:] if a != "--continuo"]
-        main_continuo(args[0] if args else os.path.join(ROOT, "training"))
+    if "--continuo" in sys.argv or "--recipe" in sys.argv:
+        args = [a for a in sys.argv[1:] if a not in ("--continuo", "--recipe")]
+        main_continuo(args[0] if args else os.path.join(ROOT, "training"), recipe="--recipe" in sys.argv)
         return
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "training")
     n_wanted = int(sys.argv[2]) if len(sys.argv) > 2 else 240

@@ -187,17 +187,19 @@ def chorale_items(root: str | os.PathLike | None = None) -> list[Item]:
             if r.get("bpm")]
 
 
-def training_chorale_items(split: str, root: str | os.PathLike | None = None, *, continuo: bool = False
-                           ) -> list[Item]:
+def training_chorale_items(split: str, root: str | os.PathLike | None = None, *, continuo: bool = False,
+                           recipe: bool = False) -> list[Item]:
     """Rendered training chorales of one ``split`` (``'train'`` or ``'check'``); empty when not built.
 
     They live in ``$CRATEDIG_CORPUS/training/training.csv`` (see ``bench/render_training_chorales.py``);
-    ``continuo=True``: the same works rendered as strings over a piano bass, ``training/continuo/``.
+    ``continuo=True``: the same works rendered as strings over a piano bass, ``training/continuo/``;
+    ``recipe=True``: rendered by the test set's recipe (every voice a piano), ``training/recipe/``.
     """
     from bench.corpus import corpus_root
     from tasks.decode import decode_audio
 
-    csv_path = corpus_root(root) / "training" / ("continuo" if continuo else "") / "training.csv"
+    sub = "recipe" if recipe else "continuo" if continuo else ""
+    csv_path = corpus_root(root) / "training" / sub / "training.csv"
     if not csv_path.exists():
         return []
     with open(csv_path, newline="") as fh:

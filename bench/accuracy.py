@@ -52,6 +52,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from bench.corpus import chorale_rows  # noqa: E402
+from bench.downbeat_eval import bar_right  # noqa: E402
 from bench.tempo_eval import score as tempo_score  # noqa: E402
 from tasks.constants import BPM_RANGE  # noqa: E402
 from tasks.features import analyze_file  # noqa: E402
@@ -80,12 +81,10 @@ def downbeat_scores(items: list[Item]) -> tuple[float, float]:
     hits, right_tempo = [], []
     for path, bpm, _ in items:
         row, (meter, downs) = ROWS.get(path) or {}, DOWNBEATS[path]
-        if row.get("bpm") is None or abs(row["bpm"] / bpm - 1.0) > 0.04:
-            hits.append(False)
-            continue
-        hit = row["beats_per_bar"] == meter and bool(np.min(np.abs(downs - row["beat_offset_s"])) < 0.07)
+        hit = bar_right(row.get("bpm"), row.get("beats_per_bar"), row.get("beat_offset_s"), bpm, meter, downs)
         hits.append(hit)
-        right_tempo.append(hit)
+        if row.get("bpm") is not None and abs(row["bpm"] / bpm - 1.0) <= 0.04:
+            right_tempo.append(hit)
     return float(np.mean(hits)), float(np.mean(right_tempo)) if right_tempo else 0.0
 
 
@@ -119,7 +118,7 @@ def essentia_method() -> Method | None:
 
 
 def synth_set(n: int, seed: int, folder: Path) -> list[Item]:
-    from tasks.synth import beat_to_time, ground_truth_set, render_song
+    from tasks.synth import downbeat_times, ground_truth_set, render_song
 
     items = []
     for i, spec in enumerate(ground_truth_set(n, seed=seed)):
@@ -127,7 +126,7 @@ def synth_set(n: int, seed: int, folder: Path) -> list[Item]:
         if not path.exists():
             sf.write(path, render_song(spec, sr=44100).T, 44100)
         items.append((str(path), spec.bpm, spec.key))
-        DOWNBEATS[str(path)] = (spec.meter, beat_to_time(spec, np.arange(0, 200 * spec.meter, spec.meter)))
+        DOWNBEATS[str(path)] = (spec.meter, downbeat_times(spec))
     return items
 
 

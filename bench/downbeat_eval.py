@@ -43,15 +43,19 @@ Item = tuple[str, np.ndarray, float, int, np.ndarray]
 TOLERANCE_S = 0.07
 
 
-def synth_items(seed: int, n: int, sr: int) -> list[Item]:
-    from tasks.synth import beat_to_time, ground_truth_set, render_song
+def bar_right(est_bpm: float | None, beats_per_bar: int | None, beat_offset_s: float | None, bpm: float,
+              meter: int, downs: np.ndarray) -> bool:
+    """Whether an estimate's bar is right: tempo within 4 %, the meter, and the first downbeat within
+    ``TOLERANCE_S`` of one of ``downs`` (s)."""
+    return (est_bpm is not None and abs(est_bpm / bpm - 1.0) <= 0.04 and beats_per_bar == meter
+            and bool(np.min(np.abs(downs - beat_offset_s)) < TOLERANCE_S))
 
-    items = []
-    for spec in ground_truth_set(n, seed=seed):
-        y = to_mono(render_song(spec, sr=sr), sr)
-        downs = beat_to_time(spec, np.arange(0, 200 * spec.meter, spec.meter))
-        items.append((f"{spec.style}_{spec.bpm}_{spec.timbre}", y, spec.bpm, spec.meter, downs))
-    return items
+
+def synth_items(seed: int, n: int, sr: int) -> list[Item]:
+    from tasks.synth import downbeat_times, ground_truth_set, render_song
+
+    return [(f"{spec.style}_{spec.bpm}_{spec.timbre}", to_mono(render_song(spec, sr=sr), sr), spec.bpm, spec.meter,
+             downbeat_times(spec)) for spec in ground_truth_set(n, seed=seed)]
 
 
 def chorale_items(split: str, continuo: bool, root: Path) -> list[Item]:
@@ -80,7 +84,7 @@ def score(items: list[Item]) -> tuple[float, float, float, int]:
         est = estimate_tempo(compute_spectrum(y))
         period = 60.0 / bpm
         ok_tempo = est.bpm is not None and abs(est.bpm / bpm - 1.0) <= 0.04
-        hit = ok_tempo and est.beats_per_bar == meter and np.min(np.abs(downs - est.beat_offset_s)) < TOLERANCE_S
+        hit = bar_right(est.bpm, est.beats_per_bar, est.beat_offset_s, bpm, meter, downs)
         right.append(hit)
         if ok_tempo:
             tempo_ok.append(hit)

@@ -17,7 +17,7 @@ from tasks.constants import SR
 from tasks.synth_voices import PEAK_DBFS, chord_tone, click_track, drum_kit, midi_hz, pink_noise, reverb, tone
 
 __all__ = ["PITCH_NAMES", "MAJOR_SCALE", "MINOR_SCALE", "TIMBRES", "STYLES", "PEAK_DBFS", "SongSpec",
-           "beat_to_time", "beat_times", "render_song", "click_track", "chord_tone", "ground_truth_set"]
+           "beat_to_time", "beat_times", "downbeat_times", "render_song", "click_track", "chord_tone", "ground_truth_set"]
 
 PITCH_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MAJOR_SCALE: tuple[int, ...] = (0, 2, 4, 5, 7, 9, 11)
@@ -149,6 +149,11 @@ def beat_times(spec: SongSpec) -> np.ndarray:
     n = int(spec.duration_s * spec.bpm / 60.0 * 1.25) + 2
     t = beat_to_time(spec, np.arange(n))
     return t[t < spec.duration_s]
+
+
+def downbeat_times(spec: SongSpec) -> np.ndarray:
+    """Ground-truth downbeat times in s (every ``spec.meter``-th beat from beat 0), before ``spec.duration_s``."""
+    return beat_times(spec)[:: spec.meter]
 
 
 def _step_beat(step: int, grid: float, swing: float) -> float:

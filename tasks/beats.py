@@ -7,8 +7,9 @@ the other clashes at every chord change and phrase. This module places the grid:
 1. :func:`first_beat`: the phase of the beat within the pulse cycle (the peak of the beat-synchronous onset
    shape), hence every beat's frame (:func:`beat_frames`).
 2. :func:`bar_evidence`: per beat, how strongly each cue marks it -- the harmonic change just after it (chords
-   change on bar lines far more often than between them), the low band's onsets (kick and bass land on 1),
-   the mid band's (a backbeat snare lands on 2 and 4: negative weight) and all onsets (accents).
+   change on bar lines far more often than between them), the low band's onsets (kick and bass land on 1) and
+   the mid band's (a backbeat snare lands on 2 and 4: negative weight). All onsets together (accents) added
+   nothing in the weight search.
 3. :func:`downbeat`: for bars of 3 and 4 beats and each of their phases, the weighted mean of the standardised
    cues over the beats that phase calls downbeats; the best phase of either meter wins.
 
@@ -28,8 +29,8 @@ from tasks.tempo_octave import Amplitudes
 
 #: The log-flux peak leads an attack: by 25 ms on clicks, 17 ms on synthesized drums.
 LATENCY_S: float = -0.021
-#: Weights of the standardised per-beat cues: harmonic change, low-band, mid-band and all-band onsets.
-CUE_WEIGHTS = np.array([1.0, 0.6, -0.6, 0.0])
+#: Weights of the standardised per-beat cues: harmonic change, low-band and mid-band onsets.
+CUE_WEIGHTS = np.array([1.0, 0.6, -0.6])
 _ONSET_HALF = 2  # frames either side of a beat searched for its onset peak (+-46 ms at 43 frames/s)
 
 
@@ -62,7 +63,7 @@ def beat_frames(beat_phase: np.ndarray, psi: float) -> np.ndarray:
 
 
 def bar_evidence(beats: np.ndarray, bands: np.ndarray, change: np.ndarray) -> np.ndarray:
-    """Standardised cues of each beat, shape (4, n_beats): harmonic change, low, mid and all-band onsets.
+    """Standardised cues of each beat, shape (3, n_beats): harmonic change, low-band and mid-band onsets.
 
     Parameters
     ----------
@@ -79,7 +80,7 @@ def bar_evidence(beats: np.ndarray, bands: np.ndarray, change: np.ndarray) -> np
     near = np.clip(at[:, None] + np.arange(-_ONSET_HALF, _ONSET_HALF + 1), 0, n - 1)
     after = np.clip(at[:, None] + np.arange(CHANGE_LAG), 0, n - 1)
     cues = np.vstack([np.asarray(change, dtype=np.float64)[after].mean(axis=1),
-                      np.asarray(bands, dtype=np.float64)[[1, 2, 0]][:, near].max(axis=2)])
+                      np.asarray(bands, dtype=np.float64)[[1, 2]][:, near].max(axis=2)])
     cues -= cues.mean(axis=1, keepdims=True)
     return cues / (cues.std(axis=1, keepdims=True) + 1e-12)
 

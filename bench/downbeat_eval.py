@@ -20,7 +20,6 @@ among the beats of a 4/4 bar gets 0.25.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.corpus import corpus_root  # noqa: E402
+from bench.corpus import corpus_root, training_rows  # noqa: E402
 from tasks.decode import decode_audio, to_mono  # noqa: E402
 from tasks.spectrum import compute_spectrum  # noqa: E402
 from tasks.tempo import estimate_tempo  # noqa: E402
@@ -58,22 +57,19 @@ def synth_items(seed: int, n: int, sr: int) -> list[Item]:
              downbeat_times(spec)) for spec in ground_truth_set(n, seed=seed)]
 
 
-def chorale_items(split: str, continuo: bool, root: Path) -> list[Item]:
+def chorale_items(split: str, rendering: str, root: Path) -> list[Item]:
     bars_path = root / "training" / "bars.json"
-    csv_path = root / "training" / ("continuo" if continuo else "") / "training.csv"
-    if not bars_path.exists() or not csv_path.exists():
+    if not bars_path.exists():
         return []
     bars = json.loads(bars_path.read_text())
-    with open(csv_path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["split"] == split and r["source"] in bars]
     items = []
-    for r in rows:
-        sig = bars[r["source"]]["sig"]
+    for r in training_rows(split, rendering, root):
+        sig = bars.get(r["source"], {}).get("sig")
         if sig not in ("4/4", "3/4"):  # 3/2 counts half notes: not a quarter-note meter
             continue
         bpm = float(r["bpm"])
         downs = np.array(bars[r["source"]]["downs"]) * 60.0 / bpm - float(r["start_s"])
-        items.append((r["file"], decode_audio(csv_path.parent / r["file"]).y, bpm, int(sig[0]), downs))
+        items.append((Path(r["file"]).name, decode_audio(r["file"]).y, bpm, int(sig[0]), downs))
     return items
 
 
@@ -109,10 +105,9 @@ def main() -> None:
             sets[f"synth seed {seed}"] = lambda s=int(seed): synth_items(s, args.n, args.sr)
     if "chorales" in args.sets:
         root = corpus_root(args.corpus)
-        for continuo in (False, True):
+        for rendering in ("varied", "continuo"):
             for split in ("train", "check"):
-                sets[f"chorales {'continuo' if continuo else 'varied'} {split}"] = \
-                    lambda c=continuo, s=split: chorale_items(s, c, root)
+                sets[f"chorales {rendering} {split}"] = lambda r=rendering, s=split: chorale_items(s, r, root)
     print(f"{'set':28s} {'all':>6s} {'tempo ok':>9s} {'beats ok':>9s} {'n':>5s}")
     for name, load in sets.items():
         items = load()

@@ -115,20 +115,22 @@ def _score(path: str, bpm: float, progs: list[int], part_velocity: Callable[[], 
     return s
 
 
-def _synthesize(s, wav: str, options: list[str]) -> bool:
-    """Write ``s`` as MIDI and render it with fluidsynth (``options``: gain, rate, settings) into ``wav``."""
+def _synthesize(s, out: str, options: list[str]) -> bool:
+    """Write ``s`` as MIDI and render it with fluidsynth (``options``: gain, rate, settings) into ``out``
+    (``.wav`` or ``.flac``); False, and no ``out``, when either step fails."""
     with tempfile.TemporaryDirectory() as tmp:
         mid = os.path.join(tmp, "x.mid")
         try:
             s.write("midi", fp=mid)
         except Exception:
             return False
+        kind = os.path.splitext(out)[1].lstrip(".")
         try:  # a few MIDI files make fluidsynth run on and on (bwv299: 5.8 GB in 4 minutes)
-            subprocess.run(["fluidsynth", "-ni", "-q", *options, "-T", "wav", "-F", wav, SF2, mid],
+            subprocess.run(["fluidsynth", "-ni", "-q", *options, "-T", kind, "-F", out, SF2, mid],
                            check=True, capture_output=True, timeout=60)
-        except subprocess.TimeoutExpired:
-            if os.path.exists(wav):
-                os.remove(wav)
+        except (subprocess.TimeoutExpired, subprocess.CalledProcessError):
+            if os.path.exists(out):
+                os.remove(out)
             return False
     return True
 
@@ -210,16 +212,8 @@ def render_test_recipe(source: str, bpm: int, flac: str) -> str | None:
     voices = [instrument.Violin(), instrument.Viola(), instrument.Violoncello(), instrument.Piano()]
     for part, inst in zip(s.parts, voices):
         part.insert(0, inst)
-    with tempfile.TemporaryDirectory() as tmp:
-        mid = os.path.join(tmp, "x.mid")
-        try:
-            s.write("midi", fp=mid)
-            subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.7", "-r", "44100", "-T", "flac", "-F", flac, SF2, mid],
-                           check=True, capture_output=True, timeout=60)
-        except Exception:  # a MIDI write error, or a runaway fluidsynth (see _synthesize)
-            if os.path.exists(flac):
-                os.remove(flac)
-            return None
+    if not _synthesize(s, flac, ["-g", "0.7", "-r", "44100"]):
+        return None
     (tonic, mode), = keys if len(keys) == 1 else ((None, None),)
     return f"{tonic.replace('-', 'b')} {mode}" if tonic else ""
 
@@ -281,7 +275,8 @@ def main() -> None:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    print(len(rows), "training chorales rendered into", out, "(test BWV numbers skipped:", sorted(held_out, key=int), ")")
+    print(len(rows), "training chorales rendered into", out,
+          "(test BWV numbers skipped:", sorted(held_out, key=int), ")")
 
 
 if __name__ == "__main__":

@@ -265,8 +265,8 @@ def main() -> None:
     if args.fit:
         songs = [it for seed in (1, 2, 3, 4) for it in synth_items(ground_truth_set(args.n, seed=seed))]
         drums = drum_items()
-        bach = training_chorale_items("train") + training_chorale_items("train", continuo=True)
-        recipe = training_chorale_items("train", recipe=True)
+        bach = training_chorale_items("train") + training_chorale_items("train", "continuo")
+        recipe = training_chorale_items("train", "recipe")
         train = octave_training_data(songs + click_items() + hymn_items() + bach + recipe + drums)
         n_other = len(train) - len(bach) - len(recipe) - len(drums)
         weights = ([1.0] * n_other + [BACH_WEIGHT] * len(bach) + [RECIPE_WEIGHT] * len(recipe)
@@ -275,10 +275,11 @@ def main() -> None:
         # The rendered test chorales are left out here on purpose: the fit's printout is looked at while
         # choosing, the test set only by the plain benchmark run.
         checks = {"synth seed 0": synth_items(ground_truth_set(args.n, seed=0)),
-                  "synth seed 5": synth_items(ground_truth_set(args.n, seed=5)), "hymns seed 99": hymn_items(60, seed=99),
+                  "synth seed 5": synth_items(ground_truth_set(args.n, seed=5)),
+                  "hymns seed 99": hymn_items(60, seed=99),
                   "Bach check": training_chorale_items("check"),
-                  "Bach check continuo": training_chorale_items("check", continuo=True),
-                  "Bach check recipe": training_chorale_items("check", recipe=True), "drum loops (fit)": drums}
+                  "Bach check continuo": training_chorale_items("check", "continuo"),
+                  "Bach check recipe": training_chorale_items("check", "recipe"), "drum loops (fit)": drums}
         print(f"octave choice: train {octave_accuracy(train, w):.3f} (n={len(train)}, {len(bach)} Bach)"
               + "".join(f"  {k} {octave_accuracy(octave_training_data(v), w):.3f} (n={len(v)})"
                         for k, v in checks.items() if v), flush=True)
@@ -293,8 +294,8 @@ def main() -> None:
     loaders: dict[str, Callable[[], Sequence]] = {
         "synth": lambda: ground_truth_set(args.n, seed=args.seed),
         "bachcheck": lambda: training_chorale_items("check"),
-        "contcheck": lambda: training_chorale_items("check", continuo=True),
-        "reccheck": lambda: training_chorale_items("check", recipe=True),
+        "contcheck": lambda: training_chorale_items("check", "continuo"),
+        "reccheck": lambda: training_chorale_items("check", "recipe"),
         "recipedev": recipe_dev_items,
         "chorales": chorale_items,
     }

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -187,35 +186,22 @@ def chorale_items(root: str | os.PathLike | None = None) -> list[Item]:
             if r.get("bpm")]
 
 
-def training_chorale_items(split: str, root: str | os.PathLike | None = None, *, continuo: bool = False,
-                           recipe: bool = False) -> list[Item]:
-    """Rendered training chorales of one ``split`` (``'train'`` or ``'check'``); empty when not built.
-
-    They live in ``$CRATEDIG_CORPUS/training/training.csv`` (see ``bench/render_training_chorales.py``);
-    ``continuo=True``: the same works rendered as strings over a piano bass, ``training/continuo/``;
-    ``recipe=True``: rendered by the test set's recipe (every voice a piano), ``training/recipe/``.
-    """
-    from bench.corpus import corpus_root
+def training_chorale_items(split: str, rendering: str = "varied", root: str | os.PathLike | None = None
+                           ) -> list[Item]:
+    """Rendered training chorales of one ``split`` (``'train'`` or ``'check'``) and ``rendering`` (see
+    :func:`bench.corpus.training_rows`); empty when not built."""
+    from bench.corpus import training_rows
     from tasks.decode import decode_audio
 
-    sub = "recipe" if recipe else "continuo" if continuo else ""
-    csv_path = corpus_root(root) / "training" / sub / "training.csv"
-    if not csv_path.exists():
-        return []
-    with open(csv_path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["split"] == split]
-    return [(r["file"], decode_audio(csv_path.parent / r["file"]).y, float(r["bpm"])) for r in rows]
+    return [(Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"]))
+            for r in training_rows(split, rendering, root)]
 
 
 def recipe_dev_items(root: str | os.PathLike | None = None) -> list[Item]:
-    """The development chorales of ``$CRATEDIG_CORPUS/recipe_dev/ground_truth.csv`` (empty when not built): works
-    used neither in training nor in the test set, rendered by the test set's recipe, each at two tempi."""
-    from bench.corpus import corpus_root
+    """The development chorales (``recipe_dev/ground_truth.csv``, empty when not built): works used neither in
+    training nor in the test set, rendered by the test set's recipe, each at two tempi."""
+    from bench.corpus import chorale_rows
     from tasks.decode import decode_audio
 
-    csv_path = corpus_root(root) / "recipe_dev" / "ground_truth.csv"
-    if not csv_path.exists():
-        return []
-    with open(csv_path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return [(r["file"], decode_audio(csv_path.parent / r["file"]).y, float(r["bpm"])) for r in rows]
+    return [(Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"]))
+            for r in chorale_rows(root, "recipe_dev")]

@@ -17,7 +17,8 @@ from tasks.constants import SR
 from tasks.synth_voices import PEAK_DBFS, chord_tone, click_track, drum_kit, midi_hz, pink_noise, reverb, tone
 
 __all__ = ["PITCH_NAMES", "MAJOR_SCALE", "MINOR_SCALE", "TIMBRES", "STYLES", "PEAK_DBFS", "SongSpec",
-           "beat_to_time", "beat_times", "downbeat_times", "render_song", "click_track", "chord_tone", "ground_truth_set"]
+           "beat_to_time", "beat_times", "downbeat_times", "render_song", "click_track", "chord_tone",
+           "ground_truth_set"]
 
 PITCH_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MAJOR_SCALE: tuple[int, ...] = (0, 2, 4, 5, 7, 9, 11)

@@ -344,7 +344,10 @@ class MonoResampler:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Mono chunk at ``sr`` (shape ``(m,)``, float32) of block ``x`` (shape ``(channels, n)``)."""
-        mono = down_mix(x)
+        return self.resample(down_mix(x))
+
+    def resample(self, mono: np.ndarray) -> np.ndarray:
+        """Mono chunk at ``sr`` (shape ``(m,)``, float32) of the next native-rate mono samples ``mono``."""
         if self._soxr is None:
             return np.ascontiguousarray(mono, dtype=np.float32)
         # Fed in pieces of _RESAMPLE_PIECE: soxr took 1.5x as long on a 24 s block at once (its output and

@@ -15,7 +15,7 @@ import numpy as np
 
 from tasks.constants import (ANALYZER_VERSION, BPM_RANGE, MAX_DURATION_S, MIN_DURATION_S,
                              MIN_TEMPO_DURATION_S, SILENCE_DBFS, SR)
-from tasks.decode import DecodedAudio, MonoResampler, NativeStream, decode_with_fallback
+from tasks.decode import DecodedAudio, MonoResampler, NativeStream, decode_with_fallback, down_mix
 from tasks.embedding import EMBEDDING_VERSION, build_embedding
 from tasks.errors import Reason, RejectError
 from tasks.evidence import TrackEvidence, TrackFeatures
@@ -115,14 +115,18 @@ def _analyze_stream(stream: NativeStream, result: dict[str, Any], *, sr: int,
     to_mono = MonoResampler(stream.sr, sr=sr)
     flags: list[str] = []
     for x in stream.blocks:
-        if not np.isfinite(x).all():
+        mono = down_mix(x)
+        # A NaN or Inf in any channel makes the down-mix's sum non-finite: one pass over the mono samples instead
+        # of every channel's (a finite sum that overflows only costs the exact check).
+        if not np.isfinite(np.sum(mono)) and not np.isfinite(x).all():
             # Replaced by 0 and flagged rather than rejected: the rest of the file is still worth analysing.
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+            mono = down_mix(x)
             flags = ["NON_FINITE"]
         evidence.add_native(x)
         if evidence.native_frames > max_frames:
             raise RejectError(Reason.TOO_LONG, f"longer than {MAX_DURATION_S:.0f} s")
-        evidence.add_mono(to_mono(x))
+        evidence.add_mono(to_mono.resample(mono))
     evidence.add_mono(to_mono.flush())
     duration_s = evidence.native_frames / stream.sr
     result["duration_s"] = duration_s

@@ -1,5 +1,6 @@
-# cratedig: everything a fresh machine needs is installed by these targets (no system packages:
-# libsndfile ships in the soundfile wheel, FFmpeg in the av wheel).
+# cratedig: everything a fresh machine needs is installed by these targets. libsndfile ships in the soundfile
+# wheel and FFmpeg in the av wheel. Debian's libsndfile1 is installed too where apt-get may run (root): its libFLAC
+# decodes FLAC faster than the wheel's copy (tasks/sndfile.py). Without it the wheel's copy is used.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,6 +14,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	@ldconfig -p 2>/dev/null | grep -q 'libsndfile\.so\.1 ' || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get install -y -qq --no-install-recommends libsndfile1 >/dev/null 2>&1; } \
+	  || echo "note: no system libsndfile1; FLAC decodes with the soundfile wheel's slower copy"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -49,7 +49,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
 
 from bench.corpus import chorale_rows  # noqa: E402
 from bench.downbeat_eval import bar_right  # noqa: E402
@@ -57,6 +56,7 @@ from bench.tempo_eval import score as tempo_score  # noqa: E402
 from tasks.constants import BPM_RANGE  # noqa: E402
 from tasks.features import analyze_file  # noqa: E402
 from tasks.key import KEY_NAMES, key_scores, mirex_score  # noqa: E402
+from tasks.sndfile import sf  # noqa: E402  (the libsndfile the analysis workers load)
 
 Item = tuple[str, float, str]  # path, reference bpm, reference key
 Method = Callable[[str], tuple[float | None, str | None]]

@@ -11,12 +11,12 @@ from pathlib import Path
 import av
 import mutagen
 import numpy as np
-import soundfile as sf
 import soxr
 from mutagen.id3 import ID3, TALB, TBPM, TCON, TIT2, TKEY, TPE1
 from mutagen.mp4 import MP4, MP4FreeForm
 
 from tasks.errors import CratedigError
+from tasks.sndfile import sf  # not `import soundfile`: the faster system libsndfile
 
 #: Extension -> (libsndfile format, subtype); ``.m4a`` goes through PyAV instead.
 _SF_FORMATS: dict[str, tuple[str, str]] = {

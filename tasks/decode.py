@@ -17,11 +17,11 @@ from pathlib import Path
 import av
 import mutagen.wave
 import numpy as np
-import soundfile as sf
 import soxr
 
 from tasks.constants import SR
 from tasks.errors import Reason, RejectError
+from tasks.sndfile import sf  # not `import soundfile`: the faster system libsndfile
 
 T = TypeVar("T")
 

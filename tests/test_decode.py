@@ -97,3 +97,25 @@ def test_a_cut_off_wav_is_truncated_and_a_streamed_one_is_not(tmp_path):
     assert (rows["cut.wav"]["status"], rows["cut.wav"]["reason"]) == ("rejected", "TRUNCATED")
     assert rows["streamed.wav"]["status"] == "analyzed"
     assert abs(rows["streamed.wav"]["duration_s"] - 6.0) < 0.01
+
+
+def test_the_system_libsndfile_is_used_when_there_is_one():
+    """``tasks.sndfile`` loads ``soundfile`` on the system libsndfile (its libFLAC decodes faster) when one is
+    installed, else on the wheel's copy. A fresh interpreter: this one may have imported ``soundfile`` first."""
+    import ctypes
+    import ctypes.util
+    import subprocess
+    import sys
+
+    def version_in_fresh_python(code: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+    used = version_in_fresh_python("from tasks.sndfile import sf; print(sf.__libsndfile_version__)")
+    name = ctypes.util.find_library("sndfile")
+    if name is None:
+        expected = version_in_fresh_python("import soundfile; print(soundfile.__libsndfile_version__)")
+    else:
+        lib = ctypes.CDLL(name)
+        lib.sf_version_string.restype = ctypes.c_char_p
+        expected = lib.sf_version_string().decode().removeprefix("libsndfile-")
+    assert used == expected

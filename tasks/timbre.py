@@ -36,6 +36,9 @@ _CONTRAST_STRIDE = 16
 # Bins per band of the one pass over S (32 x 7752 frames x 4 B = 1 MB for 3 minutes: stays in cache),
 # also the block size of the two-level roll-off search.
 _BAND = 32
+# Cells (bins x frames) read per step of that pass: a step takes as many whole bands as fit (~1 MB of
+# float32), so a short clip is not read in 33 steps of a few dozen frames (6 steps at 30 s, one at 1 s).
+_SCAN_CELLS = _BAND * 7752
 # librosa.feature defaults: spectral_contrast's fmin (Hz), bands and quantile; the roll-off fraction.
 _CONTRAST_FMIN, _CONTRAST_BANDS, _CONTRAST_QUANTILE, _ROLL_PERCENT = 200.0, 6, 0.02, 0.85
 
@@ -245,18 +248,19 @@ def _cumulator(n: int) -> np.ndarray:
 
 def _scan(S: np.ndarray, *, sr: int = SR, n_fft: int = N_FFT) -> _Scan:
     """Everything that reads every bin, in one pass over ``S`` (bins, frames): read once (32 MB for 3
-    minutes), in bands of ``_BAND`` bins, each contiguous in memory and in cache while used."""
+    minutes), in steps of whole ``_BAND``-bin bands, each contiguous in memory and in cache while used."""
     n_bins, n = S.shape
     f1, f2 = _freqs_khz(sr, n_fft)
     to_sort = [(first, stop) for first, stop, k in _contrast_bands(sr, n_fft) if k > 1]
     picked = [np.empty((stop - first, -(-n // _CONTRAST_STRIDE)), np.float32) for first, stop in to_sort]
     m1, m2, log_sum = np.zeros(n), np.zeros(n), np.zeros(n)
     band_sums = np.empty((-(-n_bins // _BAND), n), np.float32)
-    buf = np.empty((_BAND, n), np.float32)
-    for j, r0 in enumerate(range(0, n_bins, _BAND)):
-        band = S[r0 : r0 + _BAND]
+    step = _BAND * max(1, _SCAN_CELLS // (_BAND * max(n, 1)))  # whole bands per step
+    buf = np.empty((step, n), np.float32)
+    for r0 in range(0, n_bins, step):
+        band = S[r0 : r0 + step]
         r1 = r0 + len(band)
-        band_sums[j] = band.sum(axis=0)
+        band_sums[r0 // _BAND : -(-r1 // _BAND)] = np.add.reduceat(band, np.arange(0, len(band), _BAND), axis=0)
         m1 += f1[r0:r1] @ band
         m2 += f2[r0:r1] @ band
         log_sum += _log_sum(band, buf)

@@ -16,19 +16,18 @@ copy is used.
 """
 from __future__ import annotations
 
-import ctypes.util
 import sys
 from types import ModuleType
 
 
 def _import_soundfile() -> ModuleType:
-    if "soundfile" not in sys.modules and ctypes.util.find_library("sndfile"):
+    if "soundfile" not in sys.modules:
         saved = sys.modules.get("_soundfile_data")
         sys.modules["_soundfile_data"] = None  # type: ignore[assignment]  # its import now raises ImportError
         try:
-            import soundfile  # noqa: F401
-        except OSError:  # the system library would not load: the wheel's copy, imported afresh below
-            sys.modules.pop("soundfile", None)
+            import soundfile  # noqa: F401  (searches for the system library itself: ctypes.util.find_library)
+        except OSError:  # none, or it would not load; the failed import left no module: the wheel's copy below
+            pass
         finally:
             if saved is None:
                 sys.modules.pop("_soundfile_data", None)

@@ -1,6 +1,6 @@
 # cratedig: everything a fresh machine needs is installed by these targets. libsndfile ships in the soundfile
 # wheel and FFmpeg in the av wheel. Debian's libsndfile1 is installed too where apt-get may run (root): its libFLAC
-# decodes FLAC faster than the wheel's copy (tasks/sndfile.py). Without it the wheel's copy is used.
+# decodes FLAC faster than the wheel's copy (tasks/audio/sndfile.py). Without it the wheel's copy is used.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -35,20 +35,20 @@ lab: install  ## JupyterLab on the demo catalog
 
 bench-accuracy: install
 	$(BIN)/python -m pip install -q -e ".[bench]"
-	$(BIN)/python bench/accuracy.py --corpus $(CORPUS)
+	$(BIN)/python -m bench.accuracy --corpus $(CORPUS)
 
 bench-throughput: install
 	$(BIN)/python -m pip install -q -e ".[bench]"
-	$(BIN)/python bench/throughput.py $(CORPUS)/real
+	$(BIN)/python -m bench.throughput $(CORPUS)/real
 
 bench-scan: install
-	$(BIN)/python bench/scan.py
+	$(BIN)/python -m bench.scan
 
 bench-long-file: install
-	$(BIN)/python bench/long_file.py
+	$(BIN)/python -m bench.long_file
 
 bench-similarity: install
-	$(BIN)/python bench/similarity.py
+	$(BIN)/python -m bench.similarity
 
 clean-data:
 	rm -rf data/demo data/catalog.duckdb data/catalog.duckdb.wal data/parquet

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/accuracy.py [--n 120] [--seed 0] [--corpus ~/.cache/cratedig-corpus]
 
-Sets: (a) ``tasks.synth.ground_truth_set(n, seed)`` (60-190 BPM, 8 styles, all 24 keys, swing, drift,
+Sets: (a) ``tasks.synth.songs.ground_truth_set(n, seed)`` (60-190 BPM, 8 styles, all 24 keys, swing, drift,
 noise and detuned variants; seed 0 is held out from every fit), written as 44.1 kHz stereo FLAC; (b) the
 rendered Bach chorales of the shared corpus when built (``groundtruth/ground_truth.csv``).
 
@@ -14,7 +14,7 @@ plucks at 177.56 and 161.65) are halved here, within 0.6 logit of the octave dec
 and writing 44.1 kHz FLAC through ``analyze_file`` gives 0.992: the file path itself changes nothing.
 
 Every method starts from the file, so CPU seconds per minute of audio include decoding:
-- cratedig: ``tasks.features.analyze_file`` (the whole feature set: tags, decode, STFT, tempo, key,
+- cratedig: ``tasks.features.analyze.analyze_file`` (the whole feature set: tags, decode, STFT, tempo, key,
   loudness, timbre, embedding);
 - librosa (naive baseline): ``librosa.load`` + ``feature.tempo`` + Krumhansl profiles on ``chroma_cqt``;
 - Essentia (when importable: ``pip install '.[bench]'``): ``MonoLoader`` + ``RhythmExtractor2013(degara)``
@@ -35,28 +35,20 @@ from __future__ import annotations
 
 import argparse
 import os
-
-# One BLAS thread, as in the analysis workers (tasks/workers.py): CPU times then measure the work, not idle
-# BLAS threads spinning on a busy machine (they inflated them 3-4x here). Set before numpy is imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.corpus import chorale_rows  # noqa: E402
-from bench.downbeat_eval import bar_right  # noqa: E402
-from bench.tempo_eval import score as tempo_score  # noqa: E402
-from tasks.constants import BPM_RANGE  # noqa: E402
-from tasks.features import analyze_file  # noqa: E402
-from tasks.key import KEY_NAMES, key_scores, mirex_score  # noqa: E402
-from tasks.sndfile import sf  # noqa: E402  (the libsndfile the analysis workers load)
+from bench.corpus import chorale_rows
+from bench.downbeat_eval import bar_right
+from bench.tempo_eval import score as tempo_score
+from tasks.audio.sndfile import sf  # (the libsndfile the analysis workers load)
+from tasks.constants import BPM_RANGE
+from tasks.features.analyze import analyze_file
+from tasks.features.key.estimate import KEY_NAMES, key_scores, mirex_score
 
 Item = tuple[str, float, str]  # path, reference bpm, reference key
 Method = Callable[[str], tuple[float | None, str | None]]
@@ -118,7 +110,7 @@ def essentia_method() -> Method | None:
 
 
 def synth_set(n: int, seed: int, folder: Path) -> list[Item]:
-    from tasks.synth import downbeat_times, ground_truth_set, render_song
+    from tasks.synth.songs import downbeat_times, ground_truth_set, render_song
 
     items = []
     for i, spec in enumerate(ground_truth_set(n, seed=seed)):

@@ -4,9 +4,9 @@
     .venv/bin/python bench/downbeat_eval.py --synth-seeds 1,2 --sets synth
 
 Sets:
-- ``synth``: ``tasks.synth.ground_truth_set(n, seed)`` rendered at ``--sr`` (44.1 kHz stereo by default, as
+- ``synth``: ``tasks.synth.songs.ground_truth_set(n, seed)`` rendered at ``--sr`` (44.1 kHz stereo by default, as
   ``bench/accuracy.py`` writes them) and down-mixed; bars from the songs' specs. Seeds 1-2 chose the weights of
-  ``tasks/beats.py``; seed 0 is held out.
+  ``tasks/features/tempo/beats.py``; seed 0 is held out.
 - ``chorales``: the rendered TRAINING chorales (``bench/render_training_chorales.py``, both renderings), by
   split; bars from their scores, written by ``python3 bench/chorale_bars.py`` (system Python, music21). The
   ``train`` splits chose the weights too; the ``check`` splits are held out. The test chorales are not used:
@@ -21,21 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.corpus import corpus_root, training_rows  # noqa: E402
-from tasks.decode import decode_audio, to_mono  # noqa: E402
-from tasks.spectrum import compute_spectrum  # noqa: E402
-from tasks.tempo import estimate_tempo  # noqa: E402
+from bench.corpus import corpus_root, training_rows
+from tasks.audio.decode import decode_audio, to_mono
+from tasks.features.spectrum import compute_spectrum
+from tasks.features.tempo.estimate import estimate_tempo
 
 #: (label, mono audio at SR, true BPM, beats per bar, downbeat times in s)
 Item = tuple[str, np.ndarray, float, int, np.ndarray]
@@ -51,7 +44,7 @@ def bar_right(est_bpm: float | None, beats_per_bar: int | None, beat_offset_s: f
 
 
 def synth_items(seed: int, n: int, sr: int) -> list[Item]:
-    from tasks.synth import downbeat_times, ground_truth_set, render_song
+    from tasks.synth.songs import downbeat_times, ground_truth_set, render_song
 
     return [(f"{spec.style}_{spec.bpm}_{spec.timbre}", to_mono(render_song(spec, sr=sr), sr), spec.bpm, spec.meter,
              downbeat_times(spec)) for spec in ground_truth_set(n, seed=seed)]

@@ -11,7 +11,7 @@ Sets:
 - ``synth``: :func:`synth_items` here: all 24 keys x 4, random timbres (sine, saw, square, organ,
   inharmonic piano, FM bell), chord progressions + melody + bass, detuning up to +-45 cents, drums on
   half, noise (SNR 3..25 dB) on half.
-- ``synth.py/0``, ``synth.py/1``: ``tasks.synth.ground_truth_set(n=120, seed=0)`` and ``(n=240, seed=1)``
+- ``synth.py/0``, ``synth.py/1``: ``tasks.synth.songs.ground_truth_set(n=120, seed=0)`` and ``(n=240, seed=1)``
   (the project's shared generator: 7 timbres, 8 styles, all 24 keys).
 - ``chorales``: rendered Bach chorales listed in ``$CRATEDIG_CORPUS/groundtruth/ground_truth.csv``
   (default ``~/.cache/cratedig-corpus``).
@@ -22,23 +22,15 @@ from __future__ import annotations
 
 import argparse
 import os
-
-# One BLAS thread, as in the analysis workers (tasks/workers.py): CPU times then measure the work, not idle
-# BLAS threads spinning on a busy machine (they inflated them 3-4x here). Set before numpy is imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tasks.constants import HOP_LENGTH, SR  # noqa: E402
-from tasks.key import KEY_NAMES, PROFILES, _estimate, _Params, estimate_key, key_scores, mirex_score  # noqa: E402
-from tasks.spectrum import compute_spectrum  # noqa: E402
+from tasks.constants import HOP_LENGTH, SR
+from tasks.features.key.estimate import KEY_NAMES, PROFILES, _estimate, _Params, estimate_key, key_scores, mirex_score
+from tasks.features.spectrum import compute_spectrum
 
 Item = tuple[str, np.ndarray, str]
 
@@ -146,9 +138,9 @@ def synth_items(n_per_key: int = 4, *, seed: int = 0, duration_s: float = 24.0) 
 
 
 def synth_module_items(n: int = 120, *, seed: int = 0) -> list[Item] | None:
-    """Items from ``tasks.synth.ground_truth_set`` when that module exists, else None."""
+    """Items from ``tasks.synth.songs.ground_truth_set`` when that module exists, else None."""
     try:
-        from tasks import synth
+        from tasks.synth import songs as synth
     except ImportError:
         return None
     out = []
@@ -159,8 +151,8 @@ def synth_module_items(n: int = 120, *, seed: int = 0) -> list[Item] | None:
 
 
 def pad_items() -> list[Item]:
-    """``tasks.synth.chord_tone`` pads (tonic triad loud, natural-scale tones soft) in all 24 keys, 3 s."""
-    from tasks.synth import chord_tone
+    """``tasks.synth.songs.chord_tone`` pads (tonic triad loud, natural-scale tones soft) in all 24 keys, 3 s."""
+    from tasks.synth.songs import chord_tone
 
     return [(f"pad_{k.replace(' ', '_')}", chord_tone(i % 12, k.split()[1], duration_s=3.0), k)
             for i, k in enumerate(KEY_NAMES)]
@@ -169,7 +161,7 @@ def pad_items() -> list[Item]:
 def chorale_items(root: str | os.PathLike | None = None) -> list[Item]:
     """Rendered Bach chorales with the key from the score (empty list when not built)."""
     from bench.corpus import chorale_rows
-    from tasks.decode import decode_audio
+    from tasks.audio.decode import decode_audio
 
     return [(Path(r["file"]).name, decode_audio(r["file"]).y, r["key"]) for r in chorale_rows(root)]
 

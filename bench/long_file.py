@@ -4,7 +4,7 @@
 
 Builds (once, cached) a mix of synthesized songs at 124 BPM in A minor -- different styles and timbres,
 each a whole number of bars so the beat grid runs on across the joins, as in a beat-matched mix -- as a
-44.1 kHz stereo 16-bit FLAC, then analyses it in a fresh process (``tasks.features.analyze_file``, the code a
+44.1 kHz stereo 16-bit FLAC, then analyses it in a fresh process (``tasks.features.analyze.analyze_file``, the code a
 worker runs) and prints its CPU time, x realtime and peak RSS, with what it found: tempo and key must
 describe the whole mix (124.00 BPM, A minor).
 """
@@ -13,27 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-
-# One BLAS thread, as in the analysis workers (tasks/workers.py): CPU times then measure the work, not idle
-# BLAS threads spinning on a busy machine (they inflated them 3-4x here). Set before numpy is imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tasks.synth.files import write_long_mix
+from tasks.synth.songs import SongSpec, render_song
 
-from tasks.audio_files import write_long_mix  # noqa: E402
-from tasks.synth import SongSpec, render_song  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MIX_BPM, MIX_TONIC, MIX_MODE = 124.0, 9, "minor"
 _CHILD = """
 import json, resource, sys, time
-sys.path.insert(0, {root!r})
-from tasks.features import analyze_file
+from tasks.features.analyze import analyze_file
 import os
 st = os.stat({path!r})
 t = time.process_time()

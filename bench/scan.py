@@ -9,19 +9,15 @@ no-op run does: walk, read the catalog's tracks, diff, record last_seen, all in 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import polars as pl
 
-import polars as pl  # noqa: E402
-
-from tasks import catalog  # noqa: E402
-from tasks.constants import ANALYZER_VERSION  # noqa: E402
-from tasks.scan import plan_scan, walk_library  # noqa: E402
+from tasks.catalog import store as catalog
+from tasks.catalog.scan import plan_scan, walk_library
+from tasks.constants import ANALYZER_VERSION
 
 
 def make_tree(root: Path, n: int) -> None:

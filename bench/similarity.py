@@ -4,8 +4,8 @@
     .venv/bin/python bench/similarity.py --sizes 10000,100000  # latency only at these sizes
     .venv/bin/python bench/similarity.py --no-latency --families 12 --variants 6
 
-Latency: a real catalog file (``tasks.catalog.open_catalog``) filled with synthetic tracks whose
-embeddings (the real dimension and groups of ``tasks.embedding``) are drawn around a few hundred
+Latency: a real catalog file (``tasks.catalog.store.open_catalog``) filled with synthetic tracks whose
+embeddings (the real dimension and groups of ``tasks.features.embedding``) are drawn around a few hundred
 cluster centres, then ``refresh_similarity_index``. Exact search only. Measured per size: the index
 refresh, the first query of a process (loads the index), then the median and p95 over many random
 seeds of ``similar_tracks(k=10)`` (plain, and with ``bpm_window=6, harmonic=True``), of the SQL
@@ -13,7 +13,7 @@ macro, and of the two raw scans (numpy matrix-vector product vs DuckDB ``array_c
 
 Quality: ``F`` families of songs (same style, instrumentation, tempo and key), ``V`` renders each
 with a different seed (new chord progression, melody, drum kit, reverb) plus small swing/noise/length
-variations, analysed with ``tasks.features.analyze_file`` and stored with ``store_results``.
+variations, analysed with ``tasks.features.analyze.analyze_file`` and stored with ``store_results``.
 precision@5 = mean share of same-family tracks among each song's 5 nearest neighbours (target >= 0.8
 for cosine).
 """
@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,14 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tasks.catalog import open_catalog, store_results  # noqa: E402
-from tasks.similarity import refresh_similarity_index, similar_tracks  # noqa: E402
+from tasks.catalog.store import open_catalog, store_results
+from tasks.similarity.index import refresh_similarity_index, similar_tracks
 
 
 def embedding_dim() -> int:
-    from tasks.embedding import EMBEDDING_GROUPS
+    from tasks.features.embedding import EMBEDDING_GROUPS
 
     return max(sl.stop for sl in EMBEDDING_GROUPS.values())
 
@@ -84,7 +81,7 @@ def _ms(f, repeat: int) -> tuple[float, float]:
 
 
 def latency(n: int, *, queries: int, workdir: Path) -> dict:
-    import tasks.similarity as sim
+    import tasks.similarity.index as sim
 
     path = workdir / f"catalog_{n}.duckdb"
     path.unlink(missing_ok=True)
@@ -136,7 +133,7 @@ def latency(n: int, *, queries: int, workdir: Path) -> dict:
 def family_specs(families: int, variants: int, *, duration_s: float = 20.0, seed: int = 7) -> list[tuple[int, object]]:
     """``(family, SongSpec)`` pairs: each family fixes style, timbre, tempo and key; variants differ
     in seed (progression, melody, drum kit, reverb), and some in swing, noise and length."""
-    from tasks.synth import STYLES, TIMBRES, SongSpec
+    from tasks.synth.songs import STYLES, TIMBRES, SongSpec
 
     rng = np.random.default_rng(seed)
     styles = list(STYLES)
@@ -157,10 +154,10 @@ def family_specs(families: int, variants: int, *, duration_s: float = 20.0, seed
 
 
 def _render_and_analyse(job: tuple[str, object]) -> dict:
-    from tasks.audio_files import write_audio
     from tasks.constants import SR
-    from tasks.features import analyze_file
-    from tasks.synth import render_song
+    from tasks.features.analyze import analyze_file
+    from tasks.synth.files import write_audio
+    from tasks.synth.songs import render_song
 
     path, spec = job
     write_audio(path, render_song(spec, sr=SR), SR)

@@ -1,7 +1,7 @@
 """Tempo benchmark: cratedig vs librosa's ``feature.tempo`` (and Essentia's RhythmExtractor2013 when importable).
 
     .venv/bin/python bench/tempo_eval.py              # synth ground_truth_set(120, seed=0), chorales, 3-min timing
-    .venv/bin/python bench/tempo_eval.py --fit        # refit the octave model of tasks/tempo_octave.py (prints weights)
+    .venv/bin/python bench/tempo_eval.py --fit        # refit the octave model of tasks/features/tempo/octave.py (prints weights)
     .venv/bin/python bench/tempo_eval.py --sets chorales --no-essentia   # one set, cratedig and librosa only
 
 Run with ``OPENBLAS_NUM_THREADS=1``: the times are CPU times, and idle BLAS threads spinning on a busy
@@ -11,7 +11,7 @@ Metrics: ``acc1`` (within 4 % of the reference), ``acc2`` (within 4 % of 1, 2, 1
 ``within_0.5`` (within +-0.5 BPM) and CPU ms per track. Items are ``(label, y, bpm)``: mono float32 audio at
 ``SR`` and the reference tempo. Sets:
 
-- ``synth``: ``tasks.synth.ground_truth_set`` (60-190 BPM, 8 styles, swing, drift, noise), 30 s songs.
+- ``synth``: ``tasks.synth.songs.ground_truth_set`` (60-190 BPM, 8 styles, swing, drift, noise), 30 s songs.
 - ``chorales``: rendered Bach chorales in ``$CRATEDIG_CORPUS/groundtruth/ground_truth.csv`` (quarter-note
   BPM; default ``~/.cache/cratedig-corpus``), when built. The TEST set: never used to choose anything.
 - ``bachcheck``: the check split of the training chorales (``bench/render_training_chorales.py``: other
@@ -34,32 +34,30 @@ Essentia is optional: run with ``PYTHONPATH=<site-packages holding essentia>`` t
 from __future__ import annotations
 
 import argparse
-import os
-
-# One BLAS thread, as in the analysis workers (tasks/workers.py): CPU times then measure the work, not idle
-# BLAS threads spinning on a busy machine (they inflated them 3-4x here). Set before numpy is imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 import scipy.optimize
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tasks import tempo, tempo_octave  # noqa: E402
-from tasks.constants import HOP_LENGTH, SR  # noqa: E402
-from tasks.spectrum import Spectrum, compute_spectrum  # noqa: E402
-from tasks.tempo_envelopes import frame_mean_square  # noqa: E402
-from bench.tempo_sets import (  # noqa: E402
-    Item, chorale_items, click_items, drum_items, hymn_items, recipe_dev_items, synth_items,
-    training_chorale_items)
+from bench.tempo_sets import (
+    Item,
+    chorale_items,
+    click_items,
+    drum_items,
+    hymn_items,
+    recipe_dev_items,
+    synth_items,
+    training_chorale_items,
+)
+from tasks.constants import HOP_LENGTH, SR
+from tasks.features.spectrum import Spectrum, compute_spectrum
+from tasks.features.tempo import estimate as tempo
+from tasks.features.tempo import octave as tempo_octave
+from tasks.features.tempo.envelopes import frame_mean_square
 
 #: Weight of a bare drum-machine item in the octave fit: enough to stop loud hats from doubling a beat,
-#: small enough not to cost the songs, metronomes and chorales much (see the table in tasks/tempo.py).
+#: small enough not to cost the songs, metronomes and chorales much (see the table in tasks/features/tempo/estimate.py).
 DRUM_WEIGHT = 0.2
 #: Weight of a rendered training chorale, and the L2 penalty of the fit. Chosen by 5-fold cross-validation
 #: over the 259 training chorales (folds by piece; the other sets always in), with synth seed 5 and hymns
@@ -71,12 +69,12 @@ DRUM_WEIGHT = 0.2
 #: tests/test_flow.py; 0.928 / 0.957 at penalty 3 with every feature also times the pulse-change ratio,
 #: which left a clean 110 BPM metronome's octave less sure than a noisy one's (0.64 against 0.99:
 #: tests/test_tempo.py::test_confidence_drops_with_noise); 0.909 / 0.952 at penalty 1 and 0.918 / 0.957 at
-#: penalty 3 with only the candidate's own amplitudes times the ratio (tasks/tempo_octave.py, chosen:
+#: penalty 3 with only the candidate's own amplitudes times the ratio (tasks/features/tempo/octave.py, chosen:
 #: check split 0.902 / 0.961, synth seed 5 0.975, drum loops 0.567 against 0.667 before). The model before
 #: the continuo renderings scored 0.899 on the continuo ones. Texture (``ANALYZER_VERSION`` 4), the same CV
 #: repeated over six fold draws (seeds 0-2 / 3-5; the evidence of every item cached once): the model above
 #: 0.926 / 0.953 and 0.917 / 0.960; with the candidate's amplitudes and the prior (x, x squared) times the
-#: attack rise (tasks/tempo_octave.py; of 5 rise statistics the 99th percentiles were best) 0.933 / 0.965 and
+#: attack rise (tasks/features/tempo/octave.py; of 5 rise statistics the 99th percentiles were best) 0.933 / 0.965 and
 #: 0.928 / 0.961; the amplitudes also times the onset smoothness 0.939 / 0.966 and 0.933 / 0.963 (penalty 1
 #: and 10: within 0.01), but a metronome under -10 dB of noise and flat-level legato envelopes
 #: (tests/test_tempo.py) lay outside the fit's textures and got the wrong octave; both scaled numbers clipped
@@ -189,8 +187,8 @@ def evaluate_tempo(specs: Sequence, *, title: str = "synth", essentia: bool = Tr
 
 
 def time_3min(repeats: int = 5) -> dict[str, float]:
-    """Median CPU ms of :func:`tasks.tempo.estimate_tempo` on a 3-minute song, with and without ``log_mel``."""
-    from tasks.synth import SongSpec, render_song
+    """Median CPU ms of :func:`tasks.features.tempo.estimate.estimate_tempo` on a 3-minute song, with and without ``log_mel``."""
+    from tasks.synth.songs import SongSpec, render_song
 
     y = render_song(SongSpec(bpm=126.5, tonic=3, duration_s=180.0, style="funk", tempo_drift=0.01, seed=5),
                     stereo=False)
@@ -209,7 +207,7 @@ def time_3min(repeats: int = 5) -> dict[str, float]:
 # ---------------------------------------------------------------- octave model fit
 
 def octave_training_data(items: Iterable[Item]) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Per item: candidate BPMs (n,), their features (n, d) as :func:`tasks.tempo.estimate_tempo` sees them, ref."""
+    """Per item: candidate BPMs (n,), their features (n, d) as :func:`tasks.features.tempo.estimate.estimate_tempo` sees them, ref."""
     out = []
     for _, y, ref in items:
         spec = compute_spectrum(y)
@@ -250,7 +248,7 @@ def octave_accuracy(data: list[tuple[np.ndarray, np.ndarray, float]], w: np.ndar
 
 
 def main() -> None:
-    from tasks.synth import ground_truth_set
+    from tasks.synth.songs import ground_truth_set
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=120)

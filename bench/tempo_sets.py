@@ -1,6 +1,6 @@
 """Labelled tempo sets for ``bench/tempo_eval.py``: items ``(label, y, bpm)``, mono float32 at ``SR``.
 
-- :func:`synth_items`: ``tasks.synth`` songs (drums, bass, chords, melody).
+- :func:`synth_items`: ``tasks.synth.songs`` songs (drums, bass, chords, melody).
 - :func:`click_items`, :func:`drum_items`, :func:`hymn_items`: metronomes, bare drum-machine beats and
   synthesized four-part chorales, for the octave fit.
 - :func:`training_chorale_items`: Bach chorales rendered by ``bench/render_training_chorales.py`` from the
@@ -24,8 +24,8 @@ Item = tuple[str, np.ndarray, float]
 
 
 def synth_items(specs: Iterable) -> list[Item]:
-    """Render ``tasks.synth.SongSpec`` s to mono items."""
-    from tasks.synth import render_song
+    """Render ``tasks.synth.songs.SongSpec`` s to mono items."""
+    from tasks.synth.songs import render_song
 
     return [(f"{s.style}_{s.bpm}_{s.seed}", render_song(s, stereo=False), float(s.bpm)) for s in specs]
 
@@ -36,7 +36,7 @@ def click_items(n: int = 48, *, seed: int = 7) -> list[Item]:
     A click track has one right answer whatever ``bpm_range`` says; they keep the octave model from
     halving or doubling a plain pulse.
     """
-    from tasks.synth import click_track
+    from tasks.synth.songs import click_track
 
     rng = np.random.default_rng(seed)
     out = []
@@ -144,7 +144,7 @@ def hymn_items(n: int = 320, *, seed: int = 13, duration_s: float = 30.0) -> lis
     jitter, room reverb and noise now and then. They teach the octave model the harmonic rhythm of music
     with no drums, which neither the songs nor the drum loops show.
     """
-    from tasks.synth_voices import midi_hz, reverb, tone
+    from tasks.synth.voices import midi_hz, reverb, tone
 
     rng = np.random.default_rng(seed)
     out = []
@@ -180,7 +180,7 @@ def hymn_items(n: int = 320, *, seed: int = 13, duration_s: float = 30.0) -> lis
 def chorale_items(root: str | os.PathLike | None = None) -> list[Item]:
     """Rendered Bach chorales with the quarter-note BPM of the score (empty list when not built)."""
     from bench.corpus import chorale_rows
-    from tasks.decode import decode_audio
+    from tasks.audio.decode import decode_audio
 
     return [(Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"])) for r in chorale_rows(root)
             if r.get("bpm")]
@@ -191,7 +191,7 @@ def training_chorale_items(split: str, rendering: str = "varied", root: str | os
     """Rendered training chorales of one ``split`` (``'train'`` or ``'check'``) and ``rendering`` (see
     :func:`bench.corpus.training_rows`); empty when not built."""
     from bench.corpus import training_rows
-    from tasks.decode import decode_audio
+    from tasks.audio.decode import decode_audio
 
     return [(Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"]))
             for r in training_rows(split, rendering, root)]
@@ -201,7 +201,7 @@ def recipe_dev_items(root: str | os.PathLike | None = None) -> list[Item]:
     """The development chorales (``recipe_dev/ground_truth.csv``, empty when not built): works used neither in
     training nor in the test set, rendered by the test set's recipe, each at two tempi."""
     from bench.corpus import chorale_rows
-    from tasks.decode import decode_audio
+    from tasks.audio.decode import decode_audio
 
     return [(Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"]))
             for r in chorale_rows(root, "recipe_dev")]

@@ -18,25 +18,17 @@ from __future__ import annotations
 
 import argparse
 import os
-
-# One BLAS thread, as in the analysis workers (tasks/workers.py): CPU times then measure the work, not idle
-# BLAS threads spinning on a busy machine (they inflated them 3-4x here). Set before numpy is imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import flows  # noqa: E402,F401  (quiet offline Prefect settings)
-from tasks import catalog  # noqa: E402
-from tasks.decode import MonoResampler, decode_with_fallback  # noqa: E402
-from tasks.errors import RejectError  # noqa: E402
-from tasks.features import analyze_file  # noqa: E402
-from tasks.scan import walk_library  # noqa: E402
+from tasks.audio.decode import MonoResampler, decode_with_fallback
+from tasks.catalog import store as catalog
+from tasks.catalog.scan import walk_library
+from tasks.errors import RejectError
+from tasks.features.analyze import analyze_file
 
 CORPUS = Path(os.environ.get("CRATEDIG_CORPUS", Path.home() / ".cache/cratedig-corpus"))
 
@@ -113,7 +105,7 @@ def hardlink_library(folder: Path, n: int, out: Path) -> Path:
 def run_plain_pool(folder: Path, workers: int) -> float:
     """Wall seconds for the same warm worker pool to analyse ``folder``'s files with no Prefect, no catalog:
     the flow body minus this is what orchestration (Prefect, scan, store, export) costs."""
-    from tasks.workers import AnalysisPool
+    from tasks.features.workers import AnalysisPool
 
     items = walk_library(folder).files.to_dicts()
     t = time.perf_counter()

@@ -12,11 +12,11 @@ from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 
 from flows import artifacts, progress
+from flows.prefect_tasks import analyze_batch, export_parquet, refresh_similarity, scan_library, store_batch
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
-from tasks import catalog
+from tasks.catalog import store as catalog
 from tasks.constants import ANALYZER_VERSION, BPM_RANGE
-from tasks.prefect_tasks import analyze_batch, export_parquet, refresh_similarity, scan_library, store_batch
-from tasks.workers import FILE_TIMEOUT_S, AnalysisPool
+from tasks.features.workers import FILE_TIMEOUT_S, AnalysisPool
 
 
 def _run_name() -> str:

@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 #: Rejects and failures listed in the markdown artifact.
 TOP_REJECTS = 50

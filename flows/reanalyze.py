@@ -25,10 +25,8 @@ from flows.analyze import analyze_library
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir
 from tasks.constants import BPM_RANGE
 from tasks.errors import CratedigError
-from tasks.workers import FILE_TIMEOUT_S
+from tasks.features.workers import FILE_TIMEOUT_S
 
-#: Name of the deployment the schedule serves (``cratedig serve``) and ``prefect.yaml`` declares.
-DEPLOYMENT_NAME = "nightly-reanalysis"
 #: Tag on every cratedig run; each run also gets ``library:<slug>``.
 PROJECT_TAG = "cratedig"
 #: How long a run waits for another run of the same library to finish, s.

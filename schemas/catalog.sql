@@ -1,6 +1,6 @@
--- cratedig catalog tables (schema version 1; later versions add objects in tasks.catalog.MIGRATIONS).
+-- cratedig catalog tables (schema version 1; later versions add objects in tasks.catalog.store.MIGRATIONS).
 -- Public contract: see README "The catalog".
--- Applied by tasks.catalog.open_catalog; every statement is idempotent.
+-- Applied by tasks.catalog.store.open_catalog; every statement is idempotent.
 
 CREATE TABLE IF NOT EXISTS schema_version (
     version     INTEGER NOT NULL,
@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS tracks (
     path         VARCHAR NOT NULL,          -- absolute path (undecodable bytes escaped as surrogates)
     size_bytes   BIGINT NOT NULL,
     mtime_ns     BIGINT NOT NULL,
-    fingerprint  VARCHAR NOT NULL,          -- size + hash of sampled blocks (tasks.scan.fingerprint)
+    fingerprint  VARCHAR NOT NULL,          -- size + hash of sampled blocks (tasks.catalog.scan.fingerprint)
     format       VARCHAR,                   -- container/codec as decoded: flac, vorbis, opus, mp3, aac, pcm...
     duration_s   DOUBLE,
     sample_rate  INTEGER,                   -- native rate in Hz
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS features (
     bpm                   DOUBLE,            -- BPM, 0.01 resolution; NULL when arhythmic/silent
     bpm_confidence        DOUBLE,            -- 0..1
     bpm_candidates        STRUCT(bpm DOUBLE, score DOUBLE)[],
-    beat_offset_s         DOUBLE,            -- time of the first downbeat, s (tasks/beats.py)
+    beat_offset_s         DOUBLE,            -- time of the first downbeat, s (tasks/features/tempo/beats.py)
     beats_per_bar         INTEGER,           -- 3 or 4; NULL without a tempo or under 8 beats
     tempo_reason          VARCHAR,           -- why bpm is NULL (SILENT, ARHYTHMIC, TOO_SHORT)
     bpm_range_lo          DOUBLE,            -- preferred tempo range of the octave choice, BPM (--bpm-range)
@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS features (
     pulse_clarity         DOUBLE,            -- 0..1, strength of the beat periodicity
     danceability          DOUBLE,            -- 0..1
     flags                 VARCHAR[],         -- e.g. SILENT, NON_FINITE, SHORT
-    embedding             FLOAT[],           -- similarity embedding (tasks.embedding)
+    embedding             FLOAT[],           -- similarity embedding (tasks.features.embedding)
     embedding_version     INTEGER,
     analyzed_at           TIMESTAMP NOT NULL,
     analysis_ms           DOUBLE

@@ -12,7 +12,7 @@ import pandera.polars as pa
 import polars as pl
 
 from tasks.constants import N_MFCC
-from tasks.key_names import KEY_NAMES
+from tasks.features.key.names import KEY_NAMES
 
 #: Native sample rates a decoder may report, Hz.
 SAMPLE_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000,
@@ -38,7 +38,7 @@ def _finite_lists(data: pa.PolarsData, length: int | None = None) -> pl.LazyFram
 
 
 class InventoryRow(pa.DataFrameModel):
-    """A file found by the walk (``tasks.scan.walk_library``)."""
+    """A file found by the walk (``tasks.catalog.scan.walk_library``)."""
 
     path: str = pa.Field(str_length={"min_value": 1})
     size_bytes: int = pa.Field(ge=0)

@@ -1,5 +1,3 @@
-"""cratedig's work: pure, typed functions (scan, validate, decode, features, catalog, similarity).
-
-Nothing in this package imports Prefect except :mod:`tasks.prefect_tasks`, which wraps the plain
-functions as Prefect tasks at the edge.
+"""cratedig's work as plain, typed functions that never import Prefect, grouped by domain:
+:mod:`.audio`, :mod:`.features`, :mod:`.catalog`, :mod:`.similarity`, :mod:`.synth`; shared constants and errors here.
 """

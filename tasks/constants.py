@@ -16,7 +16,7 @@ N_MFCC: int = 20
 
 #: Bump when any analysis output changes: the next run re-analyses exactly the rows with an older version.
 #: 7: octave model also scores the mid band at half a candidate (fit with test-recipe renders);
-#: 6: beat_offset_s is the first downbeat, plus beats_per_bar (tasks/beats.py); 5: octave model scores the
+#: 6: beat_offset_s is the first downbeat, plus beats_per_bar (tasks/features/tempo/beats.py); 5: octave model scores the
 #: bass pulse at half a candidate times the onset smoothness (slow legato chorales were doubled); 4: octave
 #: model with the track's attack rise and onset smoothness; 3: octave model refitted with continuo-rendered
 #: training chorales; 2: rendered training chorales, harmonic-change pulse test.

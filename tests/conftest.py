@@ -1,13 +1,12 @@
 """Shared fixtures: a small library of synthesized songs in every supported format, and the Prefect harness."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 import flows  # noqa: F401  (quiet, offline Prefect settings before Prefect is imported)
-from tasks.synth import SongSpec, render_song
+from tasks.synth.songs import SongSpec, render_song
 
 FORMATS = ("flac", "ogg", "opus", "mp3", "wav", "m4a")
 
@@ -24,8 +23,8 @@ LIBRARY_SPECS: dict[str, SongSpec] = {
 
 def write_library(root: Path, specs: dict[str, SongSpec] = LIBRARY_SPECS) -> dict[str, SongSpec]:
     """Write one song per format under ``root`` (some in sub-folders) plus two broken files; return path → spec."""
-    from tasks.audio_files import write_audio
     from tasks.constants import SR
+    from tasks.synth.files import write_audio
 
     truth = {}
     for i, (fmt, spec) in enumerate(specs.items()):

@@ -1,0 +1,4 @@
+"""``python -m flows.cli ...``: the same as ``cratedig ...``."""
+from flows.cli import app
+
+app()

@@ -1,0 +1,56 @@
+"""``cratedig status`` and ``cratedig rejects``: what the catalog holds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
+
+
+@app.command()
+def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
+    """Print the catalog's counts: tracks by status, analyses by version, rejects by reason, last run."""
+    from tasks.catalog.store import catalog_counts, open_catalog
+
+    if not catalog.exists():
+        console.print(f"[red]no catalog at {catalog}[/red] (run `cratedig analyze PATH` first)")
+        raise typer.Exit(1)
+    con = open_catalog(catalog, read_only=True)
+    counts = catalog_counts(con)
+    con.close()
+    if as_json:
+        out.print_json(json.dumps(counts, default=str))
+        return
+    table = Table(title=f"catalog {catalog}", show_header=False)
+    table.add_row("tracks", str(counts["tracks"]))
+    for k, v in counts["by_status"].items():
+        table.add_row(f"  {k}", str(v))
+    for k, v in counts["features_by_version"].items():
+        table.add_row(f"analyzer_version {k}", str(v))
+    for k, v in counts["rejects_by_reason"].items():
+        table.add_row(f"rejects {k}", str(v))
+    if counts["last_run"]:
+        table.add_row("last run", f"{counts['last_run']['finished_at']} ({counts['last_run']['status']})")
+    out.print(table)
+
+
+@app.command()
+def rejects(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
+    """List every rejected or failed file with its reason code."""
+    from tasks.catalog.store import open_catalog
+
+    con = open_catalog(catalog, read_only=True)
+    rows = con.execute("SELECT reason, path, detail FROM rejects ORDER BY reason, path").fetchall()
+    con.close()
+    if as_json:
+        out.print_json(json.dumps([dict(zip(("reason", "path", "detail"), r)) for r in rows]))
+        return
+    table = Table(title="rejects")
+    for col in ("reason", "path", "detail"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(v) for v in r))
+    out.print(table)

@@ -1,0 +1,136 @@
+"""``cratedig similar`` and ``cratedig mix``: similarity from the command line.
+
+Queries are answered by :mod:`tasks.similarity.index`
+over a read-only catalog connection (waiting for the lock like every other command).
+"""
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.table import Table
+
+from flows.cli.app import CatalogOpt, app, console, out
+
+
+class Metric(str, Enum):
+    cosine = "cosine"
+    euclidean = "euclidean"
+
+
+def _open(catalog: Path) -> Any:
+    from tasks.catalog.store import open_catalog
+
+    if not catalog.exists():
+        console.print(f"[red]no catalog at {catalog}[/red] (run `cratedig analyze PATH` first)")
+        raise typer.Exit(1)
+    return open_catalog(catalog, read_only=True)
+
+
+def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
+    """Run ``query(con)``; user errors become a message and an exit code (2 = ambiguous query, 1 = other).
+
+    A catalog analysed before the similarity index existed gets its index built once (writable).
+    """
+    from tasks.catalog.store import open_catalog
+    from tasks.similarity.index import IndexMissingError, refresh_similarity_index
+    from tasks.similarity.query import AmbiguousQueryError, SimilarityError
+
+    con = _open(catalog)
+    try:
+        try:
+            return query(con)
+        except IndexMissingError:
+            con.close()
+            con = open_catalog(catalog)
+            refresh_similarity_index(con)
+            return query(con)
+    except AmbiguousQueryError as exc:
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    except SimilarityError as exc:
+        console.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    finally:
+        con.close()
+
+
+def _fmt_bpm(v: float | None) -> str:
+    return f"{v:.2f}" if v is not None else "-"
+
+
+def _emit(rows: Any, *, title: str, as_json: bool, m3u: Optional[Path], position: bool = False) -> None:
+    from tasks.similarity.mix import write_m3u
+
+    if m3u is not None:
+        written = write_m3u(rows, m3u)
+        console.print(f"wrote {rows.height} tracks to {written}")
+    if as_json:
+        typer.echo(json.dumps(rows.to_dicts(), default=str))
+        return
+    if m3u is not None:
+        return
+    table = Table(title=title)
+    cols = (["#"] if position else []) + ["track", "title", "artist", "bpm", "key", "camelot", "distance"]
+    for col in cols:
+        table.add_column(col, justify="right" if col in ("#", "bpm", "distance") else "left")
+    for r in rows.iter_rows(named=True):
+        table.add_row(*([str(r["position"])] if position else []), Path(r["path"]).name, r["title"] or "-",
+                      r["artist"] or "-", _fmt_bpm(r["bpm"]), r["key"] or "-", r["key_camelot"] or "-",
+                      f"{r['distance']:.4f}")
+    out.print(table)
+
+
+@app.command()
+def similar(
+    query: List[str] = typer.Argument(..., help="Path, track id, or title/artist substring; several = centroid."),
+    k: int = typer.Option(10, "-k", "--k", min=1, help="How many tracks."),
+    bpm_window: Optional[float] = typer.Option(
+        None, "--bpm-window", min=0.0, help="Only tempi within this many % of the seed's (half/double too)."),
+    harmonic: bool = typer.Option(False, "--harmonic", help="Only Camelot-compatible keys."),
+    metric: Metric = typer.Option(Metric.cosine, "--metric", help="Distance."),
+    keep_duplicates: bool = typer.Option(False, "--keep-duplicates",
+                                         help="Keep copies of the seed (same fingerprint or title/artist)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows on stdout."),
+    m3u: Optional[Path] = typer.Option(None, "--m3u", help="Write the results as an M3U playlist."),
+    catalog: Path = CatalogOpt,
+) -> None:
+    """Tracks that sound like QUERY, nearest first."""
+    from tasks.similarity.index import similar_tracks
+
+    if as_json and m3u is not None:
+        console.print("[red]--json and --m3u are exclusive[/red]")
+        raise typer.Exit(2)
+    seeds: Any = query if len(query) > 1 else query[0]
+    rows = _run(catalog, lambda con: similar_tracks(
+        con, seeds, k, metric=metric.value, bpm_window=bpm_window, harmonic=harmonic,
+        exclude_duplicates=not keep_duplicates))
+    _emit(rows, title=f"similar to {' + '.join(query)}", as_json=as_json, m3u=m3u)
+
+@app.command()
+def mix(
+    seed: str = typer.Argument(..., help="First track: path, track id, or title/artist substring."),
+    length: int = typer.Option(20, "--length", min=1, help="Tracks in the set, seed included."),
+    bpm_window: float = typer.Option(6.0, "--bpm-window", min=0.0,
+                                     help="Tempo step allowed between neighbours, % (half/double too)."),
+    harmonic: bool = typer.Option(True, "--harmonic/--no-harmonic", help="Camelot-compatible steps only."),
+    metric: Metric = typer.Option(Metric.cosine, "--metric", help="Distance."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows on stdout."),
+    m3u: Optional[Path] = typer.Option(None, "--m3u", help="Write the set as an M3U playlist."),
+    catalog: Path = CatalogOpt,
+) -> None:
+    """A DJ set from SEED: each next track similar, tempo- and key-compatible, none repeated."""
+    from tasks.similarity.mix import build_mix
+
+    if as_json and m3u is not None:
+        console.print("[red]--json and --m3u are exclusive[/red]")
+        raise typer.Exit(2)
+    rows = _run(catalog, lambda con: build_mix(con, seed, length, bpm_window=bpm_window, harmonic=harmonic,
+                                               metric=metric.value))
+    if rows.height < length:
+        console.print(f"[yellow]only {rows.height} of {length} tracks: no compatible track left "
+                      "(try a wider --bpm-window or --no-harmonic)[/yellow]")
+    _emit(rows, title=f"mix from {seed}", as_json=as_json, m3u=m3u, position=True)

@@ -1,0 +1,92 @@
+"""Serve the ``reanalyze`` flow as the ``nightly-reanalysis`` deployment on a schedule.
+
+``flow.serve`` registers the deployment with the Prefect server named by ``PREFECT_API_URL`` and then
+polls it for scheduled runs, running each in a subprocess of this one. Stopping it (Ctrl-C) pauses the
+schedule. ``prefect.yaml`` declares the same deployment for ``prefect deploy`` and a process work pool.
+"""
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flows.settings import DEFAULT_CATALOG
+
+#: Name of the scheduled deployment (prefect.yaml declares the same one).
+DEPLOYMENT_NAME = "nightly-reanalysis"
+
+#: Schedule used when neither ``--cron`` nor ``--interval`` is given: every night at 03:00.
+DEFAULT_CRON = "0 3 * * *"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(text: str) -> timedelta:
+    """``'90'``, ``'90s'``, ``'15m'``, ``'6h'`` or ``'1d'`` as a :class:`~datetime.timedelta` (bare numbers are s)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"not an interval: {text!r} (examples: 3600, 30s, 15m, 6h, 1d)")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+
+
+def local_timezone() -> str:
+    """The IANA name of this machine's time zone (``TZ``, else ``/etc/localtime``), ``'UTC'`` if unknown.
+
+    Cron schedules are evaluated in this zone, so ``0 3 * * *`` means 03:00 on the wall clock, not in UTC.
+    """
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(os.path.realpath("/etc/localtime").split("zoneinfo/", 1)[1])
+    except (OSError, IndexError):
+        pass
+    for name in candidates:
+        try:
+            if name and zoneinfo.ZoneInfo(name):
+                return name
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue
+    return "UTC"
+
+
+def api_url() -> str | None:
+    """The Prefect API this process talks to (``PREFECT_API_URL``, from the environment or the profile)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def serve_reanalysis(library: str | Path, *, catalog_path: str | Path = DEFAULT_CATALOG,
+                     parquet_dir: str | Path | None = None, workers: int | None = None,
+                     batch_size: int | None = None, bpm_range: tuple[float, float] | None = None,
+                     cron: str | None = None, interval: timedelta | None = None, timezone: str | None = None,
+                     name: str | None = None) -> None:
+    """Serve :func:`flows.reanalyze.reanalyze` for ``library`` on a schedule until interrupted.
+
+    Exactly one of ``cron`` and ``interval`` may be given; neither means :data:`DEFAULT_CRON`. The
+    deployment (default name ``nightly-reanalysis``) carries the library, catalog and worker count as
+    default parameters and the tags ``cratedig`` and ``library:<slug>``. Blocks.
+    """
+    from prefect.schedules import Cron, Interval
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.reanalyze import library_tags, reanalyze
+
+    if cron and interval:
+        raise ValueError("give --cron or --interval, not both")
+    timezone = timezone or local_timezone()
+    schedule = (Interval(interval, timezone=timezone) if interval is not None
+                else Cron(cron or DEFAULT_CRON, timezone=timezone))
+    library = Path(library).resolve()
+    parameters: dict[str, Any] = {"library": str(library), "catalog_path": str(Path(catalog_path).resolve()),
+                                  "workers": workers, "batch_size": batch_size}
+    if bpm_range is not None:
+        parameters["bpm_range"] = [float(bpm_range[0]), float(bpm_range[1])]
+    if parquet_dir is not None:
+        parameters["parquet_dir"] = str(Path(parquet_dir).resolve())
+    # A module entrypoint: the runner's subprocesses import the installed package, wherever they start.
+    reanalyze.serve(name=name or DEPLOYMENT_NAME, schedule=schedule, parameters=parameters,
+                    tags=library_tags(library), limit=1, pause_on_shutdown=True,
+                    description=f"Incremental re-analysis of {library} into {parameters['catalog_path']}",
+                    entrypoint_type=EntrypointType.MODULE_PATH)

@@ -1,0 +1,205 @@
+"""Walk a library, fingerprint files cheaply, and diff the inventory against the catalog.
+
+The walk is ``os.scandir`` (one ``stat`` per entry, no per-file Python objects beyond a tuple); the diff is
+set operations on polars frames, never a query per file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from tasks.audio.identity import fingerprint, path_to_text
+from tasks.constants import AUDIO_EXTENSIONS
+from tasks.errors import TRANSIENT_ERRNOS, Reason
+
+INVENTORY_SCHEMA = {"path": pl.Utf8, "size_bytes": pl.Int64, "mtime_ns": pl.Int64}
+
+
+@dataclass
+class ScanResult:
+    """What a walk found.
+
+    Attributes
+    ----------
+    files : pl.DataFrame
+        Audio-extension regular files: ``path`` (absolute), ``size_bytes``, ``mtime_ns``.
+    n_ignored : int
+        Entries with another extension (counted, never rejected).
+    problems : list of (path, reason, detail)
+        Entries with an audio extension that cannot be read (dangling links, permission denied...).
+    """
+
+    files: pl.DataFrame
+    n_ignored: int = 0
+    problems: list[tuple[str, Reason, str]] = field(default_factory=list)
+
+
+def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSIONS) -> ScanResult:
+    """Recursively list the audio files under ``root``.
+
+    Symlinks to directories are followed once: a directory reached twice (a loop, or two links to one
+    folder) is walked only the first time. Dangling links with an audio extension are reported as
+    ``UNREADABLE`` problems. A directory named like an audio file is walked as a directory.
+    """
+    root = os.path.abspath(os.fspath(root))
+    paths: list[str] = []
+    sizes: list[int] = []
+    mtimes: list[int] = []
+    problems: list[tuple[str, Reason, str]] = []
+    n_ignored = 0
+    seen_dirs: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        top = stack.pop()
+        try:
+            st = os.stat(top)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            entries = list(os.scandir(top))
+        except OSError as exc:
+            if exc.errno in TRANSIENT_ERRNOS:
+                raise  # a share that hiccups: fail the walk (and retry it), never mark a whole folder missing
+            problems.append((path_to_text(top), Reason.UNREADABLE, f"directory: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    stack.append(entry.path)
+                    continue
+            except OSError:
+                pass
+            ext = os.path.splitext(entry.name)[1].lower()
+            if ext not in extensions:
+                n_ignored += 1
+                continue
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError as exc:
+                detail = "dangling symlink" if entry.is_symlink() else (exc.strerror or str(exc))
+                problems.append((path_to_text(entry.path), Reason.UNREADABLE, detail))
+                continue
+            if not entry.is_file(follow_symlinks=True):
+                problems.append((path_to_text(entry.path), Reason.UNREADABLE, "not a regular file"))
+                continue
+            paths.append(path_to_text(entry.path))
+            sizes.append(st.st_size)
+            mtimes.append(st.st_mtime_ns)
+    files = pl.DataFrame({"path": paths, "size_bytes": sizes, "mtime_ns": mtimes}, schema=INVENTORY_SCHEMA)
+    return ScanResult(files=files.sort("path"), n_ignored=n_ignored, problems=problems)
+
+
+@dataclass
+class ScanPlan:
+    """The diff between a walk and the catalog.
+
+    Each frame has ``path``, ``size_bytes``, ``mtime_ns`` and, where the catalog knows the file,
+    ``track_id``; ``moved`` has ``old_path`` and ``track_id``; ``missing`` has ``track_id`` and ``path``.
+    """
+
+    new: pl.DataFrame
+    changed: pl.DataFrame
+    outdated: pl.DataFrame
+    unchanged: pl.DataFrame
+    moved: pl.DataFrame
+    missing: pl.DataFrame
+
+    @property
+    def to_analyze(self) -> pl.DataFrame:
+        """Every file that needs analysing: new, changed and outdated (older analyzer_version or failed)."""
+        cols = ["path", "size_bytes", "mtime_ns", "track_id"]
+        return pl.concat([self.new.select(cols), self.changed.select(cols), self.outdated.select(cols)])
+
+    def restricted(self, *, modified_since_ns: int | None = None, under: list[str] | None = None) -> "ScanPlan":
+        """The same plan analysing only files modified at or after ``modified_since_ns`` and/or under one of
+        the ``under`` path prefixes; the rest of the work is left for a later run (moves and missing files
+        are still recorded)."""
+        keep = pl.lit(True)
+        if modified_since_ns is not None:
+            keep = keep & (pl.col("mtime_ns") >= modified_since_ns)
+        if under:
+            prefixes = [p.rstrip("/") + "/" for p in under]
+            keep = keep & pl.any_horizontal([pl.col("path").str.starts_with(p) for p in prefixes])
+        return ScanPlan(new=self.new.filter(keep), changed=self.changed.filter(keep),
+                        outdated=self.outdated.filter(keep), unchanged=self.unchanged, moved=self.moved,
+                        missing=self.missing)
+
+    def batches(self, batch_size: int) -> list[list[dict]]:
+        """The files to analyse as batches of at most ``batch_size`` small dicts (path, size, mtime, track_id),
+        largest files first: the run then ends on short files, and no worker idles long while another
+        finishes a mix (longest-processing-time-first scheduling)."""
+        rows = self.to_analyze.sort(["size_bytes", "path"], descending=[True, False]).to_dicts()
+        return [rows[i : i + batch_size] for i in range(0, len(rows), max(1, batch_size))]
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name).height for name in
+                ("new", "changed", "outdated", "unchanged", "moved", "missing")}
+
+
+def plan_scan(inventory: pl.DataFrame, known: pl.DataFrame, *, analyzer_version: int,
+              force: bool = False, bpm_range: tuple[float, float] | None = None,
+              fingerprint_fn=fingerprint) -> ScanPlan:
+    """Diff a walk against the catalog.
+
+    Parameters
+    ----------
+    inventory : pl.DataFrame
+        From :func:`walk_library`: ``path``, ``size_bytes``, ``mtime_ns``.
+    known : pl.DataFrame
+        The catalog's tracks: ``track_id``, ``path``, ``size_bytes``, ``mtime_ns``, ``fingerprint``, ``status``,
+        ``analyzer_version`` (null when never analysed).
+    analyzer_version : int
+        Current version: analysed rows with an older one are ``outdated``.
+    force : bool
+        Treat every present file as outdated.
+    bpm_range : (float, float), optional
+        The run's preferred tempo range, BPM: analysed rows made with another (``known``'s
+        ``bpm_range_lo`` / ``bpm_range_hi``) are ``outdated`` too.
+    fingerprint_fn : callable
+        ``(path, size_bytes) -> str``; only called for paths the catalog does not know.
+    """
+    other_range = pl.lit(False) if bpm_range is None else \
+        (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
+    known = known.with_columns(other_range.fill_null(False).alias("other_range"))
+    joined = inventory.join(known.select("path", "track_id", pl.col("size_bytes").alias("k_size"),
+                                         pl.col("mtime_ns").alias("k_mtime"), "status", "analyzer_version",
+                                         "other_range"),
+                            on="path", how="left")
+    unseen = joined.filter(pl.col("track_id").is_null()).select("path", "size_bytes", "mtime_ns")
+    seen = joined.filter(pl.col("track_id").is_not_null())
+    same = (pl.col("size_bytes") == pl.col("k_size")) & (pl.col("mtime_ns") == pl.col("k_mtime"))
+    changed = seen.filter(~same)
+    same_files = seen.filter(same)
+    needs_work = (pl.col("status") == "failed") | (pl.col("status") == "missing") | (
+        (pl.col("status") == "analyzed")
+        & ((pl.col("analyzer_version").fill_null(-1) < analyzer_version) | pl.col("other_range")))
+    if force:
+        needs_work = pl.col("status") != "rejected"
+    outdated = same_files.filter(needs_work)
+    unchanged = same_files.filter(~needs_work)
+
+    # A file the catalog does not know whose fingerprint matches a known file that is gone: moved.
+    # Files already missing since an earlier run count too (moved while cratedig was not looking).
+    gone = known.join(inventory.select("path"), on="path", how="anti")
+    moved = pl.DataFrame(schema={"path": pl.Utf8, "size_bytes": pl.Int64, "mtime_ns": pl.Int64,
+                                 "track_id": pl.Int64, "old_path": pl.Utf8})
+    new = unseen.with_columns(pl.lit(None, dtype=pl.Int64).alias("track_id"))
+    if unseen.height and gone.height:
+        candidates = unseen.join(gone.select(pl.col("size_bytes")).unique(), on="size_bytes", how="semi")
+        if candidates.height:
+            fps = [fingerprint_fn(p, s) for p, s in zip(candidates["path"], candidates["size_bytes"])]
+            candidates = candidates.with_columns(pl.Series("fingerprint", fps, dtype=pl.Utf8))
+            matched = candidates.join(
+                gone.select("fingerprint", "track_id", pl.col("path").alias("old_path"),
+                            pl.col("status").alias("old_status"), "analyzer_version"),
+                on="fingerprint", how="inner").unique("track_id", keep="first").unique("path", keep="first")
+            moved = matched.select("path", "size_bytes", "mtime_ns", "track_id", "old_path")
+            new = new.join(moved.select("path"), on="path", how="anti")
+    missing = (gone.filter(pl.col("status") != "missing")
+               .join(moved.select("track_id"), on="track_id", how="anti").select("track_id", "path"))
+    cols = ["path", "size_bytes", "mtime_ns", "track_id"]
+    return ScanPlan(new=new.select(cols), changed=changed.select(cols), outdated=outdated.select(cols),
+                    unchanged=unchanged.select(cols), moved=moved, missing=missing)

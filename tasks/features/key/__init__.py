@@ -1,0 +1,3 @@
+"""Musical key: tuned chroma from the shared spectrum and profile matching (:mod:`.estimate`), key names and
+their Camelot / Open Key notations (:mod:`.names`).
+"""

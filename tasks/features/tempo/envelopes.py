@@ -1,0 +1,121 @@
+"""Per-frame tempo evidence from the shared log-mel: onset bands, harmonic change and frame levels.
+
+Every function reads one :class:`~tasks.features.spectrum.Spectrum` (a whole track or one STFT block of it) and
+returns per-frame values; a block that continues a track passes the log-mel columns before it, so that
+block by block gives the whole-track values (:mod:`tasks.features.evidence`).
+"""
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from tasks.features.spectrum import Spectrum, mel_basis
+
+_LOW_HZ, _HIGH_HZ = 200.0, 5000.0  # kick band below, hi-hat band above
+#: Harmonic change compares each frame with the one this many frames earlier (139 ms at the default rate):
+#: longer than a bowed or blown attack, shorter than an 8th note at 200 BPM. Chosen on synthesized
+#: chorales and songs (``bench/tempo_eval.py``; 2-16 frames tried).
+CHANGE_LAG: int = 6
+_CHANGE_HZ = (100.0, 5000.0)  # where the partials of voices and chords are
+_CHANGE_RANGE_DB = 60.0  # a frame's spectral shape is taken within this much of its loudest band
+
+
+@cache
+def _mel_centres(sr: int, n_mels: int) -> np.ndarray:
+    import librosa
+
+    return librosa.mel_frequencies(n_mels + 2, fmin=0.0, fmax=sr / 2)[1:-1]
+
+
+@cache
+def _band_weights(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """(4, n_mels) averaging weights: all bands, low (< 200 Hz), mid, high (>= 5 kHz)."""
+    f = _mel_centres(sr, n_mels)
+    masks = np.stack([np.ones(n_mels, bool), f < _LOW_HZ, (f >= _LOW_HZ) & (f < _HIGH_HZ), f >= _HIGH_HZ])
+    return (masks / masks.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def onset_bands(spectrum: Spectrum, *, floor_db: float | None = None,
+                previous: np.ndarray | None = None) -> np.ndarray:
+    """Positive log-mel flux averaged over band groups, shape ``(4, n_frames)``, dB per frame, float32.
+
+    Rows: all bands (equals :attr:`Spectrum.onset_envelope`), low (< 200 Hz: kick, bass), mid, and
+    high (>= 5 kHz: hats). Frame ``t`` measures the rise from ``t - 1`` to ``t``; frame 0 is 0 unless
+    ``previous`` is given.
+
+    Parameters
+    ----------
+    floor_db : float, optional
+        Log-mel values are floored here first, dB; default 80 dB under the spectrum's maximum.
+    previous : np.ndarray, shape (n_mels,) or (n_mels, k), optional
+        Log-mel column(s) of the frame(s) before the first (a block that continues a track), dB; the
+        last one is used.
+    """
+    lm = spectrum.log_mel
+    floor = lm.max() - 80.0 if floor_db is None else floor_db
+    if previous is not None:
+        prev = previous if previous.ndim == 1 else previous[:, -1]
+        lm = np.concatenate([prev[:, None].astype(lm.dtype), lm], axis=1)
+    d = np.diff(np.maximum(lm, floor), axis=1)
+    np.maximum(d, 0.0, out=d)
+    out = np.zeros((4, spectrum.n_frames), dtype=np.float32)
+    first = 0 if previous is not None else 1
+    out[:, first:] = _band_weights(spectrum.sr, spectrum.n_fft, lm.shape[0]) @ d
+    return out
+
+
+def harmonic_change(spectrum: Spectrum, *, previous: np.ndarray | None = None) -> np.ndarray:
+    """Change of spectral shape over ``CHANGE_LAG`` frames, 100 Hz - 5 kHz, shape ``(n_frames,)``, dB, float32.
+
+    Each frame's log-mel (floored 60 dB under its own loudest band) minus its mean over the bands is its
+    shape, whatever its level; frame ``t`` gets half the mean absolute difference of the shapes of ``t``
+    and ``t - CHANGE_LAG``. A chord change moves several voices' partials at once and scores high; a
+    re-struck or swelling chord keeps its shape and scores low, however loud its attack. In music with no
+    drums this marks the harmonic rhythm (usually the beat) where the onset flux also marks every note of
+    the moving voices. The first ``CHANGE_LAG`` frames are 0 unless ``previous`` is given.
+
+    Parameters
+    ----------
+    previous : np.ndarray, shape (n_mels, k), optional
+        The last ``k <= CHANGE_LAG`` log-mel columns before the first frame (a block that continues a
+        track), dB.
+    """
+    f = _mel_centres(spectrum.sr, spectrum.log_mel.shape[0])
+    sel = slice(int(np.searchsorted(f, _CHANGE_HZ[0])), int(np.searchsorted(f, _CHANGE_HZ[1])))
+    lm = spectrum.log_mel[sel]
+    k = 0
+    if previous is not None and previous.shape[1]:
+        k = previous.shape[1]
+        lm = np.concatenate([previous[sel].astype(lm.dtype), lm], axis=1)
+    x = np.maximum(lm, lm.max(axis=0) - np.float32(_CHANGE_RANGE_DB))
+    x -= x.mean(axis=0)
+    out = np.zeros(spectrum.n_frames, dtype=np.float32)
+    if x.shape[1] > CHANGE_LAG:
+        d = 0.5 * np.abs(x[:, CHANGE_LAG:] - x[:, :-CHANGE_LAG]).mean(axis=0)  # frame j + CHANGE_LAG of x
+        first = max(CHANGE_LAG - k, 0)  # first frame of the block with a full lag behind it
+        out[first:] = d[len(d) - (spectrum.n_frames - first):]
+    return out
+
+
+@cache
+def _mel_to_total(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Weights ``v`` with ``v @ mel_basis ~ 1``: a frame's total STFT power from its mel powers."""
+    mb = mel_basis(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float64)
+    return np.linalg.lstsq(mb.T, np.ones(mb.shape[1]), rcond=None)[0]
+
+
+def frame_mean_square(spectrum: Spectrum) -> np.ndarray:
+    """Mean square of each frame, full scale squared (a full-scale sine gives 0.5), shape ``(n_frames,)``.
+
+    Parseval on the mel powers (shared with the onset envelope): within 0.5 dB of the exact frame
+    power for tones and noise.
+    """
+    mp = spectrum.mel_power
+    total = _mel_to_total(spectrum.sr, spectrum.n_fft, mp.shape[0]) @ mp
+    return 2.0 * total / (spectrum.n_fft * 0.375 * spectrum.n_fft)  # 0.375 n_fft: energy of a Hann window
+
+
+def level_dbfs(frame_ms: np.ndarray) -> float:
+    """Mean square of the loudest 5 % of frames (from :func:`frame_mean_square`), dB re full scale."""
+    return float(10.0 * np.log10(max(float(np.percentile(frame_ms, 95)), 1e-20)))

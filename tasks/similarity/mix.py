@@ -1,0 +1,80 @@
+"""What can I play next? :func:`build_mix` chains nearest neighbours that obey the mixing rules;
+:func:`write_m3u` saves a set as a playlist.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from tasks.audio.identity import text_to_path
+from tasks.similarity.index import similar_tracks
+from tasks.similarity.query import resolve_query
+
+
+def build_mix(con: duckdb.DuckDBPyConnection, seed: Any, length: int = 20, *, bpm_window: float | None = 6.0,
+              harmonic: bool = True, metric: str = "cosine") -> pl.DataFrame:
+    """A set of up to ``length`` tracks starting at ``seed``, each the nearest unplayed neighbour of the
+    one before that is tempo- and key-compatible with it.
+
+    Greedy, one exact search per step. No track is played twice, nor a duplicate of one played
+    (same fingerprint or title/artist). Stops early when no compatible track is left.
+
+    Parameters
+    ----------
+    seed : str or int
+        A path, track id or title/artist substring (:func:`tasks.similarity.index.resolve_query`).
+    bpm_window : float or None
+        Tempo window in percent (half/double time allowed); ``None`` = any tempo.
+    harmonic : bool
+        Require Camelot compatibility between consecutive tracks.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``position`` (1..), ``track_id, path, title, artist, bpm, key, key_camelot, duration_s`` and
+        ``distance`` to the previous track (0 for the seed).
+    """
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    current = resolve_query(con, seed)[0]
+    played, steps = [current], [0.0]
+    while len(played) < length:
+        nxt = similar_tracks(con, current, 1, metric=metric, bpm_window=bpm_window, harmonic=harmonic,
+                             exclude=played)
+        if nxt.height == 0:
+            break
+        current = int(nxt["track_id"][0])
+        played.append(current)
+        steps.append(float(nxt["distance"][0]))
+    order = pl.DataFrame({"position": range(1, len(played) + 1), "track_id": played, "distance": steps},
+                         schema={"position": pl.Int64, "track_id": pl.Int64, "distance": pl.Float64})
+    meta = con.sql("""SELECT t.track_id, t.path, t.title, t.artist, f.bpm, f."key", f.key_camelot, t.duration_s
+                      FROM tracks t JOIN features f USING (track_id)
+                      WHERE t.track_id IN (SELECT unnest(?::BIGINT[]))""", params=[played]).pl()
+    return order.join(meta, on="track_id", how="left").sort("position").select(
+        "position", "track_id", "path", "title", "artist", "bpm", "key", "key_camelot", "duration_s", "distance")
+
+
+def write_m3u(rows: pl.DataFrame | Iterable[dict[str, Any]], path: str | Path) -> Path:
+    """Write an extended M3U playlist (UTF-8) of ``rows`` in order; returns the path written.
+
+    Each row needs ``path``; ``duration_s``, ``title`` and ``artist`` fill ``#EXTINF`` when present.
+    Catalog paths with escaped undecodable bytes are written back as the original bytes.
+    """
+    items = rows.to_dicts() if isinstance(rows, pl.DataFrame) else [dict(r) for r in rows]
+    lines = ["#EXTM3U"]
+    for r in items:
+        dur = r.get("duration_s")
+        secs = int(round(dur)) if dur is not None and np.isfinite(dur) else -1
+        title, artist = r.get("title"), r.get("artist")
+        label = f"{artist} - {title}" if title and artist else (title or Path(r["path"]).stem)
+        lines += [f"#EXTINF:{secs},{label}".replace("\n", " "), text_to_path(r["path"])]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
+        f.write("\n".join(lines) + "\n")
+    return path

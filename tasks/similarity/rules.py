@@ -1,0 +1,105 @@
+"""Mixing rules: tempo windows (half/double time allowed) and the Camelot wheel, in Python and as SQL macros.
+
+:func:`camelot_compatible` and :func:`tempo_compatible` are the rules every filter uses;
+:data:`RULE_MACROS_SQL` states the same rules in SQL (installed in every catalog, next to the
+``similar_tracks`` table macro of :mod:`tasks.similarity.index`).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from tasks.features.key.names import camelot
+
+_CAMELOT = re.compile(r"^\s*(1[0-2]|[1-9])\s*([AB])\s*$", re.IGNORECASE)
+def parse_camelot(code: str | None) -> tuple[int, str] | None:
+    """``'8A'`` -> ``(8, 'A')``; a key name (``'A minor'``) is converted first; ``None`` if unknown."""
+    if not code:
+        return None
+    m = _CAMELOT.match(code)
+    if m is None:
+        try:
+            m = _CAMELOT.match(camelot(code))
+        except ValueError:
+            return None
+    return int(m.group(1)), m.group(2).upper()
+
+
+def camelot_compatible(a: str | None, b: str | None) -> bool:
+    """True when ``b`` mixes harmonically after ``a`` on the Camelot wheel.
+
+    Compatible: the same key, one step round the wheel (a fifth up or down, same letter), or the
+    relative major/minor (same number, other letter). Camelot codes or key names; unknown -> False.
+    """
+    pa_, pb = parse_camelot(a), parse_camelot(b)
+    if pa_ is None or pb is None:
+        return False
+    (na, la), (nb, lb) = pa_, pb
+    return (na - nb) % 12 in (0, 1, 11) if la == lb else na == nb
+
+
+def tempo_compatible(bpm_a: float | None, bpm_b: float | None, window_pct: float) -> bool:
+    """True when ``bpm_b`` is within ``window_pct`` % of ``bpm_a``, half ``bpm_a`` or double ``bpm_a``.
+
+    ``bpm_a`` (the seed, BPM) is the reference: the window is ``window_pct`` % of ``r * bpm_a`` for
+    ``r`` in (1, 2, 0.5), since a DJ can beat-match a track played at half or double time.
+    """
+    if bpm_a is None or bpm_b is None or not (np.isfinite(bpm_a) and np.isfinite(bpm_b)):
+        return False
+    return bool(tempo_mask(float(bpm_a), np.array([bpm_b], dtype=np.float64), window_pct)[0])
+
+
+def tempo_mask(bpm_a: float, bpm: np.ndarray, window_pct: float) -> np.ndarray:
+    """:func:`tempo_compatible` of one reference tempo against an array of tempi (NaN -> False)."""
+    # Same expression, in the same order, as the SQL macro cratedig_tempo_compatible: SQL and
+    # Python must agree on the boundary.
+    ok = np.zeros(bpm.shape, dtype=bool)
+    for r in (1.0, 2.0, 0.5):
+        ok |= np.abs(bpm - bpm_a * r) <= bpm_a * r * window_pct / 100.0
+    return ok
+
+
+def _camelot_table() -> np.ndarray:
+    """(25, 25) bool: compatibility of Camelot codes 0..23 ((n-1)*2 + (B)), index 24 = unknown."""
+    codes = [f"{n}{letter}" for n in range(1, 13) for letter in "AB"]
+    table = np.zeros((25, 25), dtype=bool)
+    for i, a in enumerate(codes):
+        for j, b in enumerate(codes):
+            table[i, j] = camelot_compatible(a, b)
+    return table
+
+
+#: Compatibility of Camelot codes (:func:`camelot_code`), shape (25, 25); code 24 (unknown) matches nothing.
+COMPAT_TABLE: np.ndarray = _camelot_table()
+
+
+def camelot_code(code: str | None) -> int:
+    """Camelot code as 0..23 (``(number - 1) * 2 + (letter == 'B')``), 24 when unknown."""
+    p = parse_camelot(code)
+    return 24 if p is None else (p[0] - 1) * 2 + (p[1] == "B")
+
+
+#: The same rules as SQL macros, installed in every catalog by :func:`tasks.similarity.index.install_sql_macros`:
+#: ``cratedig_camelot_compatible(a, b)`` on Camelot codes, ``cratedig_tempo_compatible(a, b, pct)``
+#: (same expression as :func:`tempo_mask`, so both agree at the boundary), and on the 0..24 codes of
+#: :func:`camelot_code`: ``cratedig_camelot_code(c)``, ``cratedig_camelot_code_compatible(a, b)``.
+RULE_MACROS_SQL = """
+CREATE OR REPLACE MACRO cratedig_camelot_number(c) AS TRY_CAST(regexp_extract(c, '^\\s*(\\d+)', 1) AS INTEGER);
+CREATE OR REPLACE MACRO cratedig_camelot_compatible(a, b) AS
+    coalesce(CASE WHEN upper(regexp_extract(a, '([ABab])\\s*$', 1)) = '' THEN false
+                  WHEN upper(regexp_extract(a, '([ABab])\\s*$', 1)) = upper(regexp_extract(b, '([ABab])\\s*$', 1))
+                  THEN (cratedig_camelot_number(a) - cratedig_camelot_number(b) + 12) % 12 IN (0, 1, 11)
+                  ELSE cratedig_camelot_number(a) = cratedig_camelot_number(b)
+                       AND regexp_extract(b, '([ABab])\\s*$', 1) <> '' END, false);
+CREATE OR REPLACE MACRO cratedig_camelot_code_compatible(a, b) AS
+    coalesce(a < 24 AND b < 24 AND CASE WHEN a % 2 = b % 2 THEN (a // 2 - b // 2 + 12) % 12 IN (0, 1, 11)
+                                        ELSE a // 2 = b // 2 END, false);
+CREATE OR REPLACE MACRO cratedig_tempo_compatible(a, b, pct) AS
+    coalesce(abs(b - a * 1.0) <= a * 1.0 * pct / 100.0 OR abs(b - a * 2.0) <= a * 2.0 * pct / 100.0
+             OR abs(b - a * 0.5) <= a * 0.5 * pct / 100.0, false);
+CREATE OR REPLACE MACRO cratedig_camelot_code(c) AS
+    coalesce(CASE WHEN cratedig_camelot_number(c) BETWEEN 1 AND 12 AND regexp_extract(c, '([ABab])\\s*$', 1) <> ''
+                  THEN (cratedig_camelot_number(c) - 1) * 2 + (upper(regexp_extract(c, '([ABab])\\s*$', 1)) = 'B')::INT
+             END, 24);
+"""

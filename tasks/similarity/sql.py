@@ -1,0 +1,63 @@
+"""The SQL side of similarity: the ``similar_tracks()`` table macro stored in every catalog.
+
+It reads the same standardised vectors as :func:`tasks.similarity.index.similar_tracks`, so SQL and Python agree.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from tasks.similarity.rules import RULE_MACROS_SQL
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main' "
+                       "AND database_name = current_database()", [name]).fetchall()[0][0] > 0
+
+
+_TABLE_MACROS = """
+CREATE OR REPLACE MACRO similar_tracks(query, k := 10, metric := 'cosine', bpm_window := NULL,
+                                       harmonic := false, exclude_duplicates := true) AS TABLE
+    WITH seed AS MATERIALIZED (
+        SELECT i.* FROM similarity_index i
+        WHERE i.track_id = coalesce(
+            (SELECT track_id FROM similarity_index WHERE track_id = TRY_CAST(trim(CAST(query AS VARCHAR)) AS BIGINT)),
+            (SELECT min(track_id) FROM similarity_index WHERE path = CAST(query AS VARCHAR)))),
+    top AS MATERIALIZED (
+        SELECT i.track_id,
+               CAST(CASE WHEN metric = 'euclidean' THEN array_distance(i.vec, s.vec)
+                         WHEN metric <> 'cosine' THEN error('metric must be cosine or euclidean, not ' || metric)
+                         WHEN i.norm = 0 OR s.norm = 0 THEN 1.0
+                         ELSE array_cosine_distance(i.vec, s.vec) END AS DOUBLE) AS distance
+        FROM similarity_index i, seed s
+        WHERE i.track_id <> s.track_id
+          AND NOT (exclude_duplicates AND (i.fp = s.fp OR (i.ta <> 0 AND i.ta = s.ta)))
+          AND (bpm_window IS NULL OR cratedig_tempo_compatible(s.bpm, i.bpm, bpm_window))
+          AND (NOT harmonic OR cratedig_camelot_code_compatible(s.camelot, i.camelot))
+        ORDER BY distance, i.track_id
+        LIMIT k)
+    SELECT i.track_id, i.path, i.title, i.artist, i.bpm, i."key", i.key_camelot, top.distance
+    FROM top JOIN similarity_index i USING (track_id)
+    ORDER BY top.distance, i.track_id;
+"""
+
+
+def ensure_similarity_objects(con: duckdb.DuckDBPyConnection) -> None:
+    """Create an empty ``similarity_index`` (if missing) and the SQL macros, so ``similar_tracks()`` works in
+    every catalog, returning no rows until the first :func:`refresh_similarity_index`."""
+    from tasks.features.embedding import EMBEDDING_DIM
+
+    if not table_exists(con, "similarity_index"):
+        con.execute(f"""CREATE TABLE similarity_index (track_id BIGINT, vec FLOAT[{EMBEDDING_DIM}], norm FLOAT,
+                        bpm DOUBLE, camelot TINYINT, fp UBIGINT, ta UBIGINT, path VARCHAR, title VARCHAR,
+                        artist VARCHAR, "key" VARCHAR, key_camelot VARCHAR)""")
+    install_sql_macros(con)
+
+
+def install_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create ``similar_tracks(query, k, metric, bpm_window, harmonic, exclude_duplicates)`` and the
+    rule macros of :data:`tasks.similarity.rules.RULE_MACROS_SQL` (``cratedig_camelot_compatible(a, b)``, ...).
+
+    They are stored in the catalog file, so every connection (read-only ones too) can call them.
+    """
+    con.execute(RULE_MACROS_SQL)
+    con.execute(_TABLE_MACROS)

@@ -1,0 +1,98 @@
+"""The walk, fingerprints and the diff against the catalog."""
+import os
+from pathlib import Path
+
+import polars as pl
+
+from tasks.audio.identity import fingerprint, path_to_text, text_to_path
+from tasks.catalog.scan import plan_scan, walk_library
+from tasks.errors import Reason
+
+
+def touch(p: Path, data: bytes = b"x" * 1000) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def test_walk_finds_audio_ignores_rest_and_survives_links(tmp_path):
+    touch(tmp_path / "a.flac")
+    touch(tmp_path / "B.MP3")
+    touch(tmp_path / "notes.txt")
+    touch(tmp_path / "deep" / ("d" * 5) / "c.ogg")
+    (tmp_path / "folder.mp3").mkdir()                      # a directory named like audio
+    touch(tmp_path / "folder.mp3" / "inner.wav")
+    os.symlink(tmp_path, tmp_path / "deep" / "loop")        # a symlink loop
+    os.symlink(tmp_path / "nowhere.flac", tmp_path / "dangling.flac")
+    walk = walk_library(tmp_path)
+    names = sorted(Path(p).name for p in walk.files["path"])
+    assert names == ["B.MP3", "a.flac", "c.ogg", "inner.wav"]
+    assert walk.n_ignored == 1
+    assert [(Path(p).name, r) for p, r, _ in walk.problems] == [("dangling.flac", Reason.UNREADABLE)]
+
+
+def test_undecodable_names_round_trip(tmp_path):
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9 song.flac"
+    with open(raw, "wb") as f:
+        f.write(b"fLaC" + bytes(100))
+    walk = walk_library(tmp_path)
+    (text,) = walk.files["path"]
+    text.encode("utf-8")  # storable
+    assert os.path.exists(text_to_path(text))
+    assert path_to_text("/plain/ünïcode.flac") == "/plain/ünïcode.flac"
+
+
+def test_fingerprint_samples_and_changes(tmp_path):
+    big = touch(tmp_path / "big.wav", os.urandom(1_000_000))
+    same = touch(tmp_path / "copy.wav", big.read_bytes())
+    assert fingerprint(big) == fingerprint(same)
+    data = bytearray(big.read_bytes())
+    data[0] ^= 1
+    touch(tmp_path / "other.wav", bytes(data))
+    assert fingerprint(tmp_path / "other.wav") != fingerprint(big)
+
+
+def _known(rows):
+    return pl.DataFrame(rows, schema={"track_id": pl.Int64, "path": pl.Utf8, "size_bytes": pl.Int64,
+                                      "mtime_ns": pl.Int64, "fingerprint": pl.Utf8, "status": pl.Utf8,
+                                      "analyzer_version": pl.Int64}, orient="row")
+
+
+def test_plan_classifies_every_case(tmp_path):
+    inv = pl.DataFrame({"path": ["/l/same", "/l/touched", "/l/new", "/l/moved_here", "/l/old_version", "/l/failed"],
+                        "size_bytes": [10, 10, 10, 77, 10, 10], "mtime_ns": [1, 2, 1, 5, 1, 1]})
+    known = _known([
+        (1, "/l/same", 10, 1, "f1", "analyzed", 2),
+        (2, "/l/touched", 10, 1, "f2", "analyzed", 2),
+        (3, "/l/was_here", 77, 1, "fp-moved", "analyzed", 2),
+        (4, "/l/deleted", 11, 1, "f4", "analyzed", 2),
+        (5, "/l/old_version", 10, 1, "f5", "analyzed", 1),
+        (6, "/l/failed", 10, 1, "f6", "failed", None),
+    ])
+    calls = []
+
+    def fp(path, size):
+        calls.append(path)
+        return "fp-moved" if path == "/l/moved_here" else "fp-new"
+
+    plan = plan_scan(inv, known, analyzer_version=2, fingerprint_fn=fp)
+    assert plan.unchanged["path"].to_list() == ["/l/same"]
+    assert plan.changed["path"].to_list() == ["/l/touched"]
+    assert plan.new["path"].to_list() == ["/l/new"]
+    assert plan.moved.select("path", "old_path", "track_id").rows() == [("/l/moved_here", "/l/was_here", 3)]
+    assert plan.missing["track_id"].to_list() == [4]
+    assert sorted(plan.outdated["path"].to_list()) == ["/l/failed", "/l/old_version"]
+    assert sorted(plan.to_analyze["path"].to_list()) == ["/l/failed", "/l/new", "/l/old_version", "/l/touched"]
+    assert calls == ["/l/moved_here"]  # only size-matching unknown files are fingerprinted
+    forced = plan_scan(inv, known, analyzer_version=2, force=True, fingerprint_fn=fp)
+    assert forced.unchanged.height == 0
+
+
+def test_plan_batches():
+    inv = pl.DataFrame({"path": [f"/l/{i}" for i in range(10)], "size_bytes": [(7 * i) % 10 + 1 for i in range(10)],
+                        "mtime_ns": [1] * 10})
+    plan = plan_scan(inv, _known([]), analyzer_version=1)
+    assert [len(b) for b in plan.batches(4)] == [4, 4, 2]
+    sizes = [item["size_bytes"] for batch in plan.batches(4) for item in batch]
+    assert sizes == sorted(sizes, reverse=True)  # largest first: the run ends on short files
+    assert set(plan.batches(4)[0][0]) == {"path", "size_bytes", "mtime_ns", "track_id"}

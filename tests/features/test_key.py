@@ -1,0 +1,189 @@
+"""Key, tuning and chroma on synthesized signals with known answers; key notation and MIREX scoring."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.constants import SR
+from tasks.errors import CratedigError
+from tasks.features.key.estimate import (
+    KEY_NAMES,
+    KeyEstimate,
+    KeyNameError,
+    camelot,
+    estimate_key,
+    mirex_score,
+    open_key,
+)
+from tasks.features.spectrum import compute_spectrum
+
+PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+# The Camelot wheel as DJ software prints it (reference chart, flats as usually written there).
+CAMELOT_CHART = {
+    "1A": "Ab minor", "1B": "B major", "2A": "Eb minor", "2B": "F# major", "3A": "Bb minor", "3B": "Db major",
+    "4A": "F minor", "4B": "Ab major", "5A": "C minor", "5B": "Eb major", "6A": "G minor", "6B": "Bb major",
+    "7A": "D minor", "7B": "F major", "8A": "A minor", "8B": "C major", "9A": "E minor", "9B": "G major",
+    "10A": "B minor", "10B": "D major", "11A": "F# minor", "11B": "A major", "12A": "Db minor", "12B": "E major",
+}
+
+
+def _note(midi: float, dur: float, *, sr: int, cents: float = 0.0, n_harm: int = 6) -> np.ndarray:
+    """Harmonic tone (1/k partials) with short fades, like a soft sawtooth."""
+    f0 = 440.0 * 2 ** ((midi - 69 + cents / 100) / 12)
+    t = np.arange(int(dur * sr)) / sr
+    phase = 2 * np.pi * f0 * t
+    y = sum(np.sin(k * phase) / k for k in range(1, n_harm + 1) if k * f0 < 0.45 * sr)
+    fade = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)
+    return y * fade
+
+
+def _cadence(tonic: int, mode: str, *, sr: int = SR, cents: float = 0.0) -> np.ndarray:
+    """I-IV-V-I (minor: i-iv-V-i, harmonic-minor dominant) in close position over a bass line, 1 s per chord."""
+    third = 4 if mode == "major" else 3
+    sixth = 9 if mode == "major" else 8
+    chords = [(0, third, 7), (0, 5, sixth), (-1, 2, 7), (0, third, 7)]
+    roots = [0, 5, 7, 0]
+    base = 60 + tonic
+    out = []
+    for chord, root in zip(chords, roots):
+        y = sum(_note(base + p, 1.0, sr=sr, cents=cents) for p in chord)
+        y = y + 0.8 * _note(base - 24 + root, 1.0, sr=sr, cents=cents)
+        out.append(y)
+    y = np.concatenate(out)
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
+def _scale(tonic: int, mode: str, *, sr: int = SR) -> np.ndarray:
+    """Ascending and descending scale (minor: harmonic minor) over a soft tonic drone, 0.25 s per note."""
+    steps = (0, 2, 4, 5, 7, 9, 11, 12) if mode == "major" else (0, 2, 3, 5, 7, 8, 11, 12)
+    melody = list(steps) + list(steps[::-1])
+    base = 60 + tonic
+    y = np.concatenate([_note(base + s, 0.25, sr=sr) for s in melody])
+    y = y + 0.5 * _note(base - 12, len(y) / sr, sr=sr)
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
+def _key(tonic: int, mode: str) -> str:
+    return f"{PITCHES[tonic]} {mode}"
+
+
+ALL_KEYS = [(t, m) for m in ("major", "minor") for t in range(12)]
+
+
+@pytest.mark.parametrize(("tonic", "mode"), ALL_KEYS)
+def test_cadence_in_every_key(tonic: int, mode: str) -> None:
+    est = estimate_key(compute_spectrum(_cadence(tonic, mode)))
+    assert est.key == _key(tonic, mode)
+    assert abs(est.tuning_cents) < 5.0
+    assert 0.0 < est.confidence <= 1.0
+
+
+@pytest.mark.parametrize(("tonic", "mode"), ALL_KEYS)
+def test_scale_in_every_key(tonic: int, mode: str) -> None:
+    assert estimate_key(compute_spectrum(_scale(tonic, mode))).key == _key(tonic, mode)
+
+
+@pytest.mark.parametrize(("tonic", "mode"), [(2, "major"), (9, "minor"), (11, "minor")])
+def test_synth_chord_tone(tonic: int, mode: str) -> None:
+    from tasks.synth.songs import chord_tone
+
+    est = estimate_key(compute_spectrum(chord_tone(tonic, mode, duration_s=3.0, sr=SR)))
+    assert est.key == _key(tonic, mode)
+
+
+@pytest.mark.parametrize("cents", [30.0, -20.0, 45.0])
+def test_detuned_signal_gives_tuning_and_key(cents: float) -> None:
+    est = estimate_key(compute_spectrum(_cadence(7, "major", cents=cents)))
+    assert est.tuning_cents == pytest.approx(cents, abs=3.0)
+    assert est.key == "G major"
+
+
+@pytest.mark.parametrize("sr", [SR, 44100])
+def test_other_sample_rates(sr: int) -> None:
+    n_fft = 2048 if sr == SR else 4096
+    est = estimate_key(compute_spectrum(_cadence(3, "minor", sr=sr), sr=sr, n_fft=n_fft, hop_length=n_fft // 4))
+    assert est.key == "D# minor"
+
+
+def test_chroma_shape_and_peak() -> None:
+    est = estimate_key(compute_spectrum(_cadence(9, "minor")))
+    assert isinstance(est, KeyEstimate)
+    assert est.chroma.shape == (12,) and est.chroma.dtype == np.float32
+    assert est.chroma.sum() == pytest.approx(1.0, abs=1e-5)
+    assert int(np.argmax(est.chroma)) in (9, 4)  # tonic or fifth of A minor dominates
+    assert est.camelot == "8A" and est.open_key == "1m"
+
+
+def test_silence_has_no_key() -> None:
+    est = estimate_key(compute_spectrum(np.zeros(3 * SR, dtype=np.float32)))
+    assert est.key is None and est.camelot is None and est.open_key is None
+    assert est.confidence == 0.0
+    assert np.all(est.chroma == 0) and est.chroma.shape == (12,)
+
+
+def test_noise_has_no_key() -> None:
+    y = np.random.default_rng(0).standard_normal(5 * SR).astype(np.float32) * 0.1
+    assert estimate_key(compute_spectrum(y)).key is None
+
+
+def test_camelot_chart() -> None:
+    for code, key in CAMELOT_CHART.items():
+        assert camelot(key) == code
+    codes = [camelot(k) for k in KEY_NAMES]
+    assert sorted(codes) == sorted(CAMELOT_CHART)  # a bijection onto the 24 codes
+
+
+def test_camelot_neighbours() -> None:
+    for tonic in range(12):
+        maj, rel = _key(tonic, "major"), _key((tonic + 9) % 12, "minor")
+        fifth = _key((tonic + 7) % 12, "major")
+        assert camelot(maj)[:-1] == camelot(rel)[:-1]  # relative keys share the number
+        assert int(camelot(fifth)[:-1]) == int(camelot(maj)[:-1]) % 12 + 1  # a fifth up = one step
+
+
+def test_open_key() -> None:
+    known = {"C major": "1d", "A minor": "1m", "G major": "2d", "E minor": "2m", "F major": "12d",
+             "D minor": "12m", "F# major": "7d", "Eb minor": "7m", "B major": "6d", "Db major": "8d"}
+    for key, code in known.items():
+        assert open_key(key) == code
+    for key in KEY_NAMES:  # Open Key is the Camelot wheel turned by 7 steps
+        c, o = camelot(key), open_key(key)
+        assert (int(c[:-1]) - 7 - int(o[:-1])) % 12 == 0
+        assert (c[-1], o[-1]) in (("A", "m"), ("B", "d"))
+
+
+def test_enharmonic_names() -> None:
+    assert camelot("Db major") == camelot("C# major") == "3B"
+    assert open_key("A# minor") == open_key("Bb minor")
+    assert KEY_NAMES[1] == "C# major" and KEY_NAMES[12] == "C minor" and len(set(KEY_NAMES)) == 24
+
+
+@pytest.mark.parametrize(
+    ("est", "ref", "score"),
+    [
+        ("C major", "C major", 1.0),
+        ("A# major", "Bb major", 1.0),
+        ("G major", "C major", 0.5),   # fifth above
+        ("E minor", "A minor", 0.5),
+        ("F major", "C major", 0.0),   # fifth below: not counted by default (as mir_eval)
+        ("A minor", "C major", 0.3),   # relative minor
+        ("C major", "A minor", 0.3),   # relative major
+        ("C minor", "C major", 0.2),   # parallel
+        ("C major", "C minor", 0.2),
+        ("F# major", "C major", 0.0),
+        ("C# minor", "C major", 0.0),
+    ],
+)
+def test_mirex_score(est: str, ref: str, score: float) -> None:
+    assert mirex_score(est, ref) == score
+
+
+def test_mirex_descending_fifth() -> None:
+    assert mirex_score("F major", "C major", allow_descending_fifths=True) == 0.5
+
+
+@pytest.mark.parametrize("bad", ["H major", "C dorian", "Cmajor", ""])
+def test_bad_key_name(bad: str) -> None:
+    with pytest.raises(KeyNameError) as err:
+        camelot(bad)
+    assert isinstance(err.value, CratedigError) and isinstance(err.value, ValueError)

@@ -1,0 +1,371 @@
+"""Tempo: synthesized signals with known tempo and phase (metronomes, a swung drum kit, synth songs)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.constants import SR
+from tasks.features.spectrum import compute_spectrum
+from tasks.features.tempo.estimate import TempoEstimate, estimate_tempo, onset_bands
+from tasks.synth.songs import SongSpec, beat_to_time, chord_tone, click_track, render_song
+
+
+def _estimate(y: np.ndarray, **kw) -> TempoEstimate:
+    return estimate_tempo(compute_spectrum(y.astype(np.float32)), **kw)
+
+
+def drum_pattern(bpm: float, *, duration_s: float, swing: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Rock beat: kick on 1 and 3, snare on 2 and 4, closed hats on 8ths; off-beat 8ths late by ``swing`` x 8th."""
+    rng = np.random.default_rng(seed)
+    n = int(duration_s * SR)
+    t = np.arange(int(0.4 * SR)) / SR
+    kick = np.sin(2 * np.pi * np.cumsum(50 + 90 * np.exp(-t * 30)) / SR) * np.exp(-t * 7)
+    snare = (0.6 * rng.standard_normal(len(t)) + 0.5 * np.sin(2 * np.pi * 190 * t)) * np.exp(-t * 18)
+    hat = np.diff(rng.standard_normal(len(t) + 1)) * np.exp(-t * 60) * 0.25
+    beat = 60.0 / bpm
+    out = np.zeros(n + len(t) + int(beat * SR))
+    for i in range(int(duration_s / beat) + 1):
+        t0 = i * beat
+        for s, when in ((kick if i % 2 == 0 else snare, t0), (hat, t0), (hat, t0 + beat / 2 * (1 + swing))):
+            k = int(round(when * SR))
+            out[k : k + len(s)] += s
+    return (0.5 * out[:n] / np.abs(out).max()).astype(np.float32)
+
+
+def _phase_error(est: float, ref: float, period: float) -> float:
+    return abs((est - ref + period / 2) % period - period / 2)
+
+
+@pytest.mark.parametrize("bpm", [87.35, 120.0, 128.5, 174.21])
+def test_click_track_tempo_to_hundredths(bpm: float) -> None:
+    est = _estimate(click_track(bpm, duration_s=30.0, offset_s=0.123))
+    assert est.reason is None
+    assert est.bpm == pytest.approx(bpm, abs=0.05)
+    assert est.candidates[0][0] == est.bpm
+
+
+@pytest.mark.parametrize(("bpm", "offset"), [(100.0, 0.05), (128.5, 0.21), (91.7, 0.6)])
+def test_beat_offset_of_a_click_track(bpm: float, offset: float) -> None:
+    # Every click alike: no beat marks the bar, so the downbeat may be any of them, but it is on a click.
+    est = _estimate(click_track(bpm, duration_s=20.0, offset_s=offset))
+    period = 60.0 / bpm
+    assert est.beats_per_bar in (3, 4)
+    assert 0.0 <= est.beat_offset_s < est.beats_per_bar * period
+    assert _phase_error(est.beat_offset_s, offset % period, period) < 0.015
+
+
+def accented_metronome(bpm: float, beats_per_bar: int, offset_s: float, *, duration_s: float = 20.0) -> np.ndarray:
+    """Clicks at ``offset_s + k * 60 / bpm``; the 2nd, then every ``beats_per_bar``-th, also thumps at 70 Hz."""
+    y = click_track(bpm, duration_s=duration_s, offset_s=offset_s).astype(np.float64)
+    t = np.arange(int(0.15 * SR)) / SR
+    thump = 0.8 * np.sin(2 * np.pi * 70.0 * t) * np.exp(-t * 25.0)
+    for k in range(1, int(duration_s * bpm / 60.0) + 1, beats_per_bar):
+        i = int(round((offset_s + k * 60.0 / bpm) * SR))
+        m = min(len(thump), len(y) - i)
+        y[i : i + m] += thump[:m]
+    return (0.9 * y / np.abs(y).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize(("bpm", "beats_per_bar", "offset"),
+                         [(100.0, 4, 0.05), (128.5, 4, 0.21), (75.0, 4, 0.4), (91.7, 3, 0.3), (140.0, 3, 0.1)])
+def test_downbeat_of_an_accented_metronome(bpm: float, beats_per_bar: int, offset: float) -> None:
+    est = _estimate(accented_metronome(bpm, beats_per_bar, offset))
+    assert est.beats_per_bar == beats_per_bar
+    assert est.beat_offset_s == pytest.approx(offset + 60.0 / bpm, abs=0.015)  # the first accented click
+
+
+@pytest.mark.parametrize("spec", [
+    SongSpec(bpm=95.0, tonic=2, style="hiphop", swing=0.2, duration_s=30.0, seed=3),
+    SongSpec(bpm=123.45, tonic=7, style="house", tempo_drift=0.015, duration_s=30.0, seed=4),
+    SongSpec(bpm=172.0, tonic=5, mode="minor", style="dnb", noise_db=15.0, duration_s=30.0, seed=5),
+    SongSpec(bpm=112.0, tonic=9, style="rock", duration_s=30.0, seed=6),
+    SongSpec(bpm=104.0, tonic=0, style="funk", duration_s=30.0, seed=7),
+    SongSpec(bpm=126.0, tonic=1, mode="minor", style="waltz", duration_s=30.0, seed=9),
+])
+def test_first_downbeat_of_synth_songs(spec: SongSpec) -> None:
+    # Bars marked by kick, bass and chord changes; the song's first downbeat is its beat 0.
+    est = _estimate(render_song(spec, stereo=False))
+    assert est.beats_per_bar == spec.meter
+    assert est.beat_offset_s == pytest.approx(float(beat_to_time(spec, 0.0)), abs=0.04)
+
+
+@pytest.mark.parametrize("swing", [0.0, 0.3])
+def test_swung_drum_pattern_at_95(swing: float) -> None:
+    est = _estimate(drum_pattern(95.0, duration_s=30.0, swing=swing))
+    assert est.bpm == pytest.approx(95.0, abs=0.1)
+    alts = [b for b, _ in est.candidates[1:]]
+    assert any(abs(b - 47.5) < 0.1 for b in alts) and any(abs(b - 190.0) < 0.1 for b in alts)
+    assert all(0.0 <= s <= 1.0 for _, s in est.candidates)
+    # the chosen octave is the most probable one
+    assert est.candidates[0][1] == max(s for _, s in est.candidates)
+
+
+@pytest.mark.parametrize("spec", [
+    SongSpec(bpm=95.0, tonic=2, style="hiphop", swing=0.2, duration_s=30.0, seed=3),
+    SongSpec(bpm=123.45, tonic=7, style="house", tempo_drift=0.015, duration_s=30.0, seed=4),
+    SongSpec(bpm=172.0, tonic=5, mode="minor", style="dnb", noise_db=15.0, duration_s=30.0, seed=5),
+])
+def test_synth_songs_within_half_a_bpm(spec: SongSpec) -> None:
+    est = _estimate(render_song(spec, stereo=False))
+    assert est.bpm == pytest.approx(spec.bpm, abs=0.5)
+    assert est.confidence > 0.2
+
+
+def test_silence_and_near_silence_are_silent() -> None:
+    assert _estimate(np.zeros(20 * SR)).reason == "SILENT"
+    quiet = np.random.default_rng(0).standard_normal(20 * SR) * 10 ** (-70 / 20)
+    est = _estimate(quiet)
+    assert est.bpm is None and est.reason == "SILENT" and est.beat_offset_s is None
+
+
+def test_noise_and_a_chord_pad_are_arhythmic() -> None:
+    noise = 0.3 * np.random.default_rng(1).standard_normal(20 * SR)
+    for y in (noise, chord_tone(0, "major", duration_s=20.0), chord_tone(9, "minor", duration_s=8.0)):
+        est = _estimate(y)
+        assert est.bpm is None and est.reason == "ARHYTHMIC"
+        assert est.confidence == 0.0 and est.pulse_clarity < 0.3
+
+
+def test_too_short() -> None:
+    est = _estimate(click_track(120.0, duration_s=3.0))
+    assert est.bpm is None and est.reason == "TOO_SHORT"
+
+
+def test_confidence_drops_with_noise() -> None:
+    clean = click_track(110.0, duration_s=20.0)
+    rng = np.random.default_rng(2)
+    noisy = clean + rng.standard_normal(len(clean)) * np.sqrt(np.mean(clean**2)) * 10 ** (10 / 20)  # SNR -10 dB
+    c_clean, c_noisy = _estimate(clean), _estimate(noisy)
+    assert c_noisy.bpm == pytest.approx(110.0, abs=0.1)
+    assert c_clean.confidence > c_noisy.confidence
+    assert c_clean.pulse_clarity > c_noisy.pulse_clarity > 0.3
+
+
+def test_onset_bands_first_row_is_the_shared_envelope() -> None:
+    spec = compute_spectrum(drum_pattern(100.0, duration_s=8.0))
+    bands = onset_bands(spec)
+    assert bands.shape == (4, spec.n_frames)
+    np.testing.assert_allclose(bands[0], spec.onset_envelope, rtol=1e-4, atol=1e-5)
+
+
+def _organ(midis: list[int], n: int, *, attack_s: float = 0.03) -> np.ndarray:
+    """A chord of organ-like tones (6 harmonics) with a linear attack and a short release, shape (n,)."""
+    t = np.arange(n) / SR
+    y = sum(np.sin(2 * np.pi * k * 440.0 * 2 ** ((m - 69) / 12) * t) / k for m in midis for k in range(1, 7))
+    env = np.minimum(1.0, t / attack_s) * np.minimum(1.0, (n / SR - t) / 0.02)
+    return y * env
+
+
+def _chorale(bpm: float, *, bars: int) -> np.ndarray:
+    """Four voices struck in 8ths, a new chord on every beat (I IV V I vi ii V I), the tenor passing on the
+    last 8th of every other beat: equal onsets on every 8th, the harmony changing on the beat."""
+    chords = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 74), (48, 55, 64, 72),
+              (45, 57, 64, 72), (50, 57, 65, 74), (43, 59, 62, 71), (48, 55, 64, 72)]
+    half = int(round(30.0 / bpm * SR))
+    out = []
+    for i in range(4 * bars):
+        bass, tenor, alto, sop = chords[i % len(chords)]
+        moving = tenor + (2 if tenor % 12 in (0, 5, 7) else 1) if i % 2 else tenor
+        out += [_organ([bass, tenor, alto, sop], half), _organ([bass, moving, alto, sop], half)]
+    y = np.concatenate(out)
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
+def test_harmonic_change_marks_chord_changes_not_restrikes() -> None:
+    from tasks.features.tempo.envelopes import harmonic_change
+
+    n = SR // 2  # half-second chords
+    same = np.concatenate([_organ([60, 64, 67], n)] * 8)
+    moving = np.concatenate([_organ(c, n) for c in [[60, 64, 67], [65, 69, 72], [67, 71, 74], [57, 60, 64]] * 2])
+    spec_same, spec_moving = compute_spectrum(same.astype(np.float32)), compute_spectrum(moving.astype(np.float32))
+    skip = 10  # the first attack, from silence, is a change in both
+    flux_same, flux_moving = onset_bands(spec_same)[0, skip:], onset_bands(spec_moving)[0, skip:]
+    # both re-strike every half second with a loud attack ...
+    assert np.percentile(flux_same, 99) > 0.5 * np.percentile(flux_moving, 99)
+    # ... but only the chord changes move the spectral shape much
+    change_same, change_moving = harmonic_change(spec_same)[skip:], harmonic_change(spec_moving)[skip:]
+    assert np.percentile(change_moving, 95) > 2 * np.percentile(change_same, 95)
+
+
+def test_harmonic_change_block_by_block_is_the_whole_track() -> None:
+    from tasks.features.blocks import SpectrumStream
+    from tasks.features.tempo.envelopes import CHANGE_LAG, harmonic_change
+
+    y = _chorale(80.0, bars=4)
+    whole = harmonic_change(compute_spectrum(y))
+    for block_frames in (CHANGE_LAG - 1, 150):
+        stream, parts, last = SpectrumStream(block_frames=block_frames), [], None
+        for spec in [*stream.feed(y[:30_001]), *stream.feed(y[30_001:]), *stream.finish()]:
+            parts.append(harmonic_change(spec, previous=last))
+            lm = spec.log_mel if last is None else np.concatenate([last, spec.log_mel], axis=1)
+            last = lm[:, -CHANGE_LAG:]
+        np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-4)
+
+
+@pytest.mark.parametrize("bpm", [66.0, 74.0])
+def test_slow_chorale_moving_in_8ths_is_not_doubled(bpm: float) -> None:
+    est = _estimate(_chorale(bpm, bars=10))
+    assert est.bpm == pytest.approx(bpm, abs=0.5)
+
+
+@pytest.mark.parametrize("bpm", [132.0, 144.0])
+def test_fast_chorale_moving_in_8ths_is_not_halved(bpm: float) -> None:
+    # The rendered training chorales taught the octave model that fast chorales were mostly halved.
+    est = _estimate(_chorale(bpm, bars=10))
+    assert est.bpm == pytest.approx(bpm, abs=0.5)
+
+
+def _legato_envelopes(bpm: float, *, seed: int = 0, seconds: float = 40.0) -> tuple[np.ndarray, ...]:
+    """Per-frame evidence of legato music: onset bands whose beat-periodic share is 5 % (soft attacks,
+    under MIN_CLARITY) and a harmonic change that bumps on every beat; a flat level."""
+    from tasks.constants import HOP_LENGTH
+
+    fr = SR / HOP_LENGTH
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fr)) / fr
+    beat = np.exp(-(((t * bpm / 60.0 + 0.5) % 1.0 - 0.5) ** 2) / (2 * 0.04**2))
+    noise = np.abs(rng.standard_normal((4, len(t))))
+    bands = 0.5 * (np.sqrt(0.05) * beat / beat.std() + np.sqrt(0.95) * noise / noise.std(axis=1, keepdims=True))
+    change = 0.8 * beat + 0.2 * np.abs(rng.standard_normal(len(t)))
+    return bands.astype(np.float32), np.full(len(t), 0.05, np.float32), change.astype(np.float32), fr
+
+
+@pytest.mark.parametrize("bpm", [72.0, 96.0])
+def test_harmonic_change_keeps_legato_music_rhythmic(bpm: float) -> None:
+    from tasks.features.tempo.estimate import tempo_from_envelopes
+
+    bands, ms, change, fr = _legato_envelopes(bpm)
+    est = tempo_from_envelopes(bands, ms, change, frame_rate=fr)
+    assert est.reason is None and est.bpm == pytest.approx(bpm, abs=0.5)
+    # The same weak onsets with a harmonic change at chance level stay arhythmic.
+    noise = np.abs(np.random.default_rng(1).standard_normal(len(change))).astype(np.float32)
+    assert tempo_from_envelopes(bands, ms, noise, frame_rate=fr).reason == "ARHYTHMIC"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_slow_legato_chorale_with_the_bass_on_the_beat_is_not_doubled(seed: int) -> None:
+    # Per-frame evidence of a 72 BPM legato chorale: soft onsets (spread over frames) on every 8th, the
+    # harmonic change mostly on the 8ths too, but the bass moving on the beat. Version 4 doubled this (144);
+    # the low band's pulse at half a candidate, times the onset smoothness, marks 144 as the 8th.
+    from tasks.constants import HOP_LENGTH
+    from tasks.features.tempo.estimate import tempo_from_envelopes
+
+    fr, bpm = SR / HOP_LENGTH, 72.0
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(40.0 * fr)) / fr
+    beat, eighth = (np.exp(-(((t * rate + 0.5) % 1.0 - 0.5) ** 2) / (2 * 0.08**2)) for rate in (bpm / 60, bpm / 30))
+    hann = np.hanning(5)[1:-1]
+    noise = np.array([np.convolve(n, hann / hann.sum(), "same") for n in np.abs(rng.standard_normal((4, len(t))))])
+    noise *= 0.5 / noise.std(axis=1, keepdims=True)
+    bands = 0.6 * eighth + 0.4 * noise
+    bands[1] = 0.6 * beat + 0.4 * eighth + 0.4 * noise[1]
+    change = 0.2 * beat + 0.8 * eighth + 0.3 * np.abs(rng.standard_normal(len(t)))
+    est = tempo_from_envelopes(bands.astype(np.float32), np.full(len(t), 0.05, np.float32), change.astype(np.float32),
+                               frame_rate=fr)
+    assert est.bpm == pytest.approx(bpm, abs=0.5)
+
+
+def _struck(midi: int, n: int) -> np.ndarray:
+    """A struck, decaying tone (7 harmonics), shape (n,)."""
+    t = np.arange(n) / SR
+    f = 440.0 * 2 ** ((midi - 69) / 12)
+    y = sum(np.sin(2 * np.pi * k * f * t) * 0.7**k for k in range(1, 8))
+    return y * np.exp(-t * 6) * np.minimum(1.0, t / 0.002) * np.minimum(1.0, (n / SR - t) / 0.01)
+
+
+@pytest.mark.parametrize("bpm", [63.0, 70.0])
+def test_slow_chorale_with_a_struck_bass_in_8ths_is_not_doubled(bpm: float) -> None:
+    # Sustained upper voices (soft attack) changing chord on the beat over a struck bass walking in 8ths:
+    # the attacks mark every 8th, the chords the beat (the texture of strings over a piano bass).
+    chords = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 74), (48, 55, 64, 72),
+              (45, 57, 64, 72), (50, 57, 65, 74), (43, 59, 62, 71), (48, 55, 64, 72)]
+    beat = int(round(60.0 / bpm * SR))
+    out = []
+    for i in range(40):
+        bass, tenor, alto, sop = chords[i % len(chords)]
+        step = 2 if chords[(i + 1) % len(chords)][0] > bass else -1
+        walk = np.concatenate([_struck(bass, beat // 2), _struck(bass + step, beat - beat // 2)])
+        out.append(0.5 * _organ([tenor, alto, sop], beat, attack_s=0.12) + 1.5 * walk)
+    y = np.concatenate(out)
+    est = _estimate((0.5 * y / np.abs(y).max()).astype(np.float32))
+    assert est.bpm == pytest.approx(bpm, abs=0.5)
+
+
+def test_pulse_change_ratio_is_higher_when_the_chords_change_with_the_pulse() -> None:
+    # The same organ chord struck every half second, or a progression struck alike: the attacks repeat the
+    # same; only the moving chords make the spectral shape change with the pulse.
+    from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change
+    from tasks.features.tempo.estimate import octave_evidence
+    from tasks.features.tempo.octave import pulse_change_ratio
+
+    n = SR // 2
+    same = np.concatenate([_organ([60, 64, 67], n)] * 48)
+    moving = np.concatenate([_organ(c, n) for c in [[60, 64, 67], [65, 69, 72], [67, 71, 74], [57, 60, 64]] * 12])
+    ratios = []
+    for y in (same, moving):
+        spec = compute_spectrum(y.astype(np.float32))
+        _, amp, _, _ = octave_evidence(onset_bands(spec).astype(np.float64), frame_mean_square(spec),
+                                       harmonic_change(spec), spec.frame_rate, (70.0, 180.0))
+        ratios.append(pulse_change_ratio(amp))
+    assert ratios[1] > ratios[0] + 0.1  # 0.37 against 0.15
+
+
+def test_texture_tells_a_legato_chorale_from_drums_and_clicks() -> None:
+    # The octave model weighs its evidence by the track's texture: organ chords swelling in over 120 ms
+    # against a drum kit and a metronome, whose attacks jump in one frame.
+    from tasks.features.tempo.envelopes import frame_mean_square
+    from tasks.features.tempo.octave import attack_rise, onset_smoothness
+
+    chords = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 74), (48, 55, 64, 72)]
+    beat = int(round(60.0 / 66.0 * SR))
+    legato = np.concatenate([_organ(list(chords[i % 4]), beat, attack_s=0.12) for i in range(32)])
+    texture = {}
+    for name, y in (("legato", 0.5 * legato / np.abs(legato).max()), ("drums", drum_pattern(100.0, duration_s=20.0)),
+                    ("clicks", click_track(110.0, duration_s=20.0))):
+        spec = compute_spectrum(y.astype(np.float32))
+        texture[name] = attack_rise(frame_mean_square(spec)), onset_smoothness(onset_bands(spec)[0])
+    for struck in ("drums", "clicks"):
+        assert texture["legato"][0] < texture[struck][0] - 1.5  # 1.6 against 3.8 and 3.9
+        assert texture["legato"][1] > texture[struck][1] + 0.3  # 0.74 against 0.29 and 0.28
+    assert _estimate(legato).bpm == pytest.approx(66.0, abs=0.5)
+
+
+def test_texture_is_clipped_to_the_range_of_the_fit() -> None:
+    # A linear score must not extrapolate: a flat level (no attack at all) or white onsets (a metronome
+    # under louder noise than any in the fit) count as the most legato, or the sharpest, texture it saw.
+    from tasks.features.tempo.octave import (
+        RISE_CENTRE,
+        RISE_SCALE,
+        SMOOTH_CENTRE,
+        SMOOTH_SCALE,
+        TEXTURE_CLIP,
+        Amplitudes,
+        octave_features,
+    )
+
+    rng = np.random.default_rng(3)
+    phase = np.arange(2000) * 2.0 / 43.07
+    amp = Amplitudes(rng.standard_normal((5, 2000)) + np.cos(2 * np.pi * phase), phase)
+    lo_rise, lo_smooth = RISE_CENTRE - TEXTURE_CLIP * RISE_SCALE, SMOOTH_CENTRE - TEXTURE_CLIP * SMOOTH_SCALE
+    _, edge = octave_features(amp, 120.0, (70.0, 180.0), rise=lo_rise, smoothness=lo_smooth)
+    _, beyond = octave_features(amp, 120.0, (70.0, 180.0), rise=lo_rise - 3.0, smoothness=lo_smooth - 0.3)
+    np.testing.assert_array_equal(edge, beyond)
+
+
+def test_octave_amplitudes_match_their_definition():
+    """``Amplitudes`` (float32 trigonometry on phases reduced to a turn, batched) gives the float64
+    ``sqrt(2) |mean(o exp(-2 pi i m phase))| / std`` of each envelope, one multiple or many at once."""
+    from tasks.features.tempo.octave import Amplitudes
+
+    rng = np.random.default_rng(5)
+    n = 8000  # ~3 minutes of frames: the phase reaches hundreds of turns
+    phase = np.cumsum(np.full(n, 2.0 / 43.07)) + 0.01 * rng.standard_normal(n)
+    bands = rng.standard_normal((5, n)) + np.cos(2 * np.pi * phase)[None, :] * np.arange(1, 6)[:, None]
+    ms = [0.25, 1 / 3, 1.0, 1.5, 4.0, 8.0]
+    o = bands - bands.mean(axis=1, keepdims=True)
+    want = np.stack([np.sqrt(2) * (o * np.exp(-2j * np.pi * m * phase)).mean(axis=1) / o.std(axis=1) for m in ms], 1)
+    amp = Amplitudes(bands, phase)
+    np.testing.assert_allclose(amp.many(ms), want, atol=1e-5)
+    np.testing.assert_allclose(amp(1.0), want[:, 2], atol=1e-5)
+    # Band 4 is unit noise plus 5 cos(2 pi phase): amplitude sqrt(2) * 2.5 / sqrt(1 + 12.5).
+    assert abs(amp(1.0)[4]) == pytest.approx(np.sqrt(2) * 2.5 / np.sqrt(13.5), rel=0.03)

@@ -1,0 +1,133 @@
+"""Durability: kill -9 mid-run then resume; two runs on one catalog; the CLI's JSON outputs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from tasks.synth.songs import SongSpec, render_song
+
+pytestmark = pytest.mark.slow
+CRATEDIG = [sys.executable, "-m", "flows.cli"]
+
+
+def small_library(root: Path, n: int) -> Path:
+    from tasks.constants import SR
+    from tasks.synth.files import write_audio
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        spec = SongSpec(bpm=90.0 + 3 * i, tonic=i % 12, mode=("major", "minor")[i % 2], duration_s=8.0,
+                        style="house", timbre="saw", seed=100 + i)
+        write_audio(root / f"track {i:02d}.flac", render_song(spec, sr=SR), SR, verify=False)
+    return root
+
+
+def cli_env() -> dict[str, str]:
+    """The child CLI talks to the test harness's Prefect server instead of starting its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    return os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
+def catalog_state(catalog: Path) -> tuple[list, int, list]:
+    con = duckdb.connect(str(catalog), read_only=True)
+    try:
+        tracks = con.execute("SELECT path, status FROM tracks ORDER BY path").fetchall()
+        n_features = con.execute("SELECT count(*) FROM features").fetchall()[0][0]
+        dupes = con.execute("SELECT path FROM tracks GROUP BY path HAVING count(*) > 1").fetchall()
+        return tracks, n_features, dupes
+    finally:
+        con.close()
+
+
+def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
+    library = small_library(tmp_path / "lib", 16)
+    catalog = tmp_path / "catalog.duckdb"
+    wal = Path(str(catalog) + ".wal")
+    proc = subprocess.Popen([*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1",
+                             "--batch-size", "1", "--json"], env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    # Kill once a few batches are committed: each commit grows the write-ahead log.
+    sizes: list[int] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        size = wal.stat().st_size if wal.exists() else 0
+        if not sizes or size != sizes[-1]:
+            sizes.append(size)
+        if len(sizes) >= 6:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    _, stored_before, _ = catalog_state(catalog)
+    assert 0 < stored_before < 16
+    con = duckdb.connect(str(catalog), read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchall() == [("running",)]   # it really died mid-run
+    con.close()
+
+    resumed = subprocess.run([*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1",
+                              "--json"], env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads(resumed.stdout)
+    assert summary["analyzed"] == 16 - stored_before       # only what was left
+
+    clean_catalog = tmp_path / "clean.duckdb"
+    from flows.analyze import analyze_library
+    analyze_library(str(library), catalog_path=str(clean_catalog), workers=1)
+    assert catalog_state(catalog) == catalog_state(clean_catalog)
+    tracks, n_features, dupes = catalog_state(catalog)
+    assert n_features == 16 and dupes == [] and {s for _, s in tracks} == {"analyzed"}
+
+
+def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harness):
+    library = small_library(tmp_path / "lib", 1)
+    catalog = tmp_path / "catalog.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from tasks.catalog.store import open_catalog; c = open_catalog(sys.argv[1]); "
+        "print('locked', flush=True); time.sleep(float(sys.argv[2]))"), str(catalog), "60"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        result = CliRunner().invoke(__import__("flows.cli", fromlist=["app"]).app,
+                                    ["analyze", str(library), "--catalog", str(catalog), "--lock-timeout", "2"])
+        waited = time.monotonic() - started
+        assert result.exit_code == 3, result.output
+        assert "in use by another cratedig run" in result.output
+        assert waited >= 2
+    finally:
+        holder.kill()
+        holder.wait()
+    # Once the other run is gone, the same command succeeds and the catalog is intact.
+    result = CliRunner().invoke(__import__("flows.cli", fromlist=["app"]).app,
+                                ["analyze", str(library), "--catalog", str(catalog), "--workers", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["analyzed"] == 1
+
+
+def test_status_and_rejects_json(format_library, tmp_path, prefect_harness):
+    from flows.cli import app
+
+    library, truth = format_library
+    catalog = tmp_path / "catalog.duckdb"
+    runner = CliRunner()
+    first = runner.invoke(app, ["analyze", str(library), "--catalog", str(catalog), "--workers", "2", "--json"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["analyze", str(library), "--catalog", str(catalog), "--workers", "0"])
+    assert again.exit_code == 0 and "Nothing to analyse" in again.stdout
+    status = json.loads(runner.invoke(app, ["status", "--catalog", str(catalog), "--json"]).stdout)
+    assert status["by_status"] == {"analyzed": len(truth), "rejected": 2}
+    assert status["rejects_by_reason"] == {"EMPTY": 1, "NOT_AUDIO": 1}
+    rejects = json.loads(runner.invoke(app, ["rejects", "--catalog", str(catalog), "--json"]).stdout)
+    assert sorted(r["reason"] for r in rejects) == ["EMPTY", "NOT_AUDIO"]

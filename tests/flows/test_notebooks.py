@@ -1,0 +1,40 @@
+"""Both notebooks run headless (nbclient) against a freshly analysed catalog, and are committed without outputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from test_similarity import build_family_catalog
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="session")
+def analysed_catalog(tmp_path_factory) -> Path:
+    return build_family_catalog(tmp_path_factory.mktemp("similarity"))[0]
+
+
+def test_both_notebooks_exist():
+    assert [p.name for p in NOTEBOOKS] == ["01_library_overview.ipynb", "02_similarity.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear outputs before commit"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path, analysed_catalog, monkeypatch):
+    monkeypatch.setenv("CRATEDIG_CATALOG", str(analysed_catalog))
+    nb = nbformat.read(path, as_version=4)
+    # Any error in any cell raises CellExecutionError, which fails the test with the traceback.
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was drawn"

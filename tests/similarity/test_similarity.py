@@ -1,0 +1,328 @@
+"""Similarity: ranking on synthesized song families, SQL = Python, filters, duplicates, mixes, CLI outputs.
+
+The catalog fixture is built without Prefect: songs rendered by ``tasks.synth.songs``, analysed by
+``tasks.features.analyze.analyze_file``, stored by ``tasks.catalog.store.store_results``, indexed by
+``refresh_similarity_index``. ``tests/test_notebooks.py`` runs the notebooks on the same catalog.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tasks.similarity.index import (
+    GROUP_WEIGHTS,
+    dimension_weights,
+    refresh_similarity_index,
+    similar_tracks,
+    standardise,
+)
+from tasks.similarity.mix import build_mix, write_m3u
+from tasks.similarity.query import AmbiguousQueryError, TrackNotFoundError, resolve_query
+from tasks.similarity.rules import camelot_compatible, tempo_compatible
+from tasks.synth.songs import SongSpec
+
+#: Four families: each fixes style, instrumentation, tempo and key; members differ by seed (progression,
+#: melody, drum kit, reverb) and some by noise. Family 3 shares family 0's key and is within 6 % of its
+#: tempo (120 vs 124 BPM) but sounds different, so a mix can walk from one to the other.
+FAMILIES: dict[int, dict] = {
+    0: dict(style="house", timbre="saw", bpm=124.0, tonic=9, mode="minor"),
+    1: dict(style="hiphop", timbre="piano-ish", bpm=92.0, tonic=0, mode="major"),
+    2: dict(style="dnb", timbre="square", bpm=172.0, tonic=5, mode="minor"),
+    3: dict(style="funk", timbre="pluck", bpm=120.0, tonic=9, mode="minor"),
+}
+VARIANTS = 4
+DURATION_S = 20.0
+
+_BUILT: dict[str, tuple[Path, dict[str, int]]] = {}
+
+
+def _render_and_analyse(job: tuple[str, SongSpec, str, str]) -> dict:
+    from tasks.constants import SR
+    from tasks.features.analyze import analyze_file
+    from tasks.synth.files import write_audio
+    from tasks.synth.songs import render_song
+
+    path, spec, title, artist = job
+    if not os.path.exists(path):
+        write_audio(path, render_song(spec, sr=SR), SR, title=title, artist=artist, bpm=spec.bpm, key=spec.key)
+    st_ = os.stat(path)
+    return analyze_file(path, st_.st_size, st_.st_mtime_ns)
+
+
+def build_family_catalog(root: Path) -> tuple[Path, dict[str, int]]:
+    """Render, analyse, store and index the families (plus two duplicates); returns (catalog, path -> family).
+
+    Built once per test session, whichever module asks first (about 0.5 s of CPU per song).
+    """
+    if "catalog" in _BUILT:
+        return _BUILT["catalog"]
+    from tasks.catalog.store import open_catalog, store_results
+
+    lib = root / "library"
+    (lib / "copies").mkdir(parents=True, exist_ok=True)
+    family: dict[str, int] = {}
+    jobs = []
+    for f, params in FAMILIES.items():
+        for v in range(VARIANTS):
+            spec = SongSpec(duration_s=DURATION_S, seed=100 * f + v, noise_db=30.0 if v == 3 else None, **params)
+            path = str(lib / f"family{f}_take{v}.flac")
+            jobs.append((path, spec, f"Take {v} of family {f}", f"Family {f}"))
+            family[path] = f
+    # Duplicates of family0_take0: the same audio tagged with the same title/artist up to case and
+    # spaces (other bytes, so another fingerprint), and (written below, once the original exists) a
+    # byte copy (same fingerprint).
+    reencode = str(lib / "copies" / "family0_take0 (retagged).flac")
+    jobs.append((reencode, jobs[0][1], " take 0 of Family 0", "FAMILY 0 "))
+    family[reencode] = 0
+    results = [_render_and_analyse(job) for job in jobs]
+    copy = str(lib / "copies" / "family0_take0 (copy).flac")
+    shutil.copy(jobs[0][0], copy)
+    results.append(_render_and_analyse((copy, jobs[0][1], "", "")))
+    family[copy] = 0
+    assert all(r["status"] == "analyzed" for r in results), [(r["path"], r["detail"]) for r in results]
+    catalog = root / "catalog.duckdb"
+    con = open_catalog(catalog)
+    store_results(con, results, "test-similarity")
+    refresh_similarity_index(con)
+    con.close()
+    _BUILT["catalog"] = (catalog, family)
+    return _BUILT["catalog"]
+
+
+@pytest.fixture(scope="session")
+def family_catalog(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    return build_family_catalog(tmp_path_factory.mktemp("similarity"))
+
+
+@pytest.fixture()
+def con(family_catalog):
+    from tasks.catalog.store import open_catalog
+
+    c = open_catalog(family_catalog[0], read_only=True)
+    yield c
+    c.close()
+
+
+def _originals(family: dict[str, int]) -> list[str]:
+    return [p for p in family if "copies" not in p]
+
+
+# ---------------------------------------------------------------- rules (no catalog)
+
+def test_camelot_rules():
+    assert camelot_compatible("8A", "8A") and camelot_compatible("8A", "9A") and camelot_compatible("8A", "7A")
+    assert camelot_compatible("8A", "8B") and camelot_compatible("12B", "1B") and camelot_compatible("1A", "12A")
+    assert not camelot_compatible("8A", "10A") and not camelot_compatible("8A", "9B")
+    assert not camelot_compatible("8A", None) and not camelot_compatible("x", "8A")
+    assert camelot_compatible("A minor", "C major") and camelot_compatible("A minor", "E minor")
+    assert not camelot_compatible("A minor", "F# major")
+
+
+@given(st.integers(1, 12), st.sampled_from("AB"), st.integers(1, 12), st.sampled_from("AB"))
+def test_camelot_symmetric_and_counts(na, la, nb, lb):
+    a, b = f"{na}{la}", f"{nb}{lb}"
+    assert camelot_compatible(a, b) == camelot_compatible(b, a)
+    assert sum(camelot_compatible(a, f"{n}{x}") for n in range(1, 13) for x in "AB") == 4
+
+
+@given(st.floats(40, 250), st.floats(0.5, 15))
+def test_tempo_window_half_and_double(bpm, pct):
+    # The window is +-pct % of the reference tempo (or its half/double), not of the candidate.
+    for r in (1.0, 2.0, 0.5):
+        assert tempo_compatible(bpm, bpm * r * (1 + 0.99 * pct / 100), pct)
+        assert tempo_compatible(bpm, bpm * r * (1 - 0.99 * pct / 100), pct)
+        assert not tempo_compatible(bpm, bpm * r * (1 + 1.01 * pct / 100), pct)
+        assert not tempo_compatible(bpm, bpm * r * (1 - 1.01 * pct / 100), pct)
+    assert not tempo_compatible(bpm, bpm * 1.5, pct)
+    assert not tempo_compatible(None, bpm, pct) and not tempo_compatible(bpm, float("nan"), pct)
+
+
+def test_group_weights_give_documented_shares():
+    groups = {"timbre": slice(0, 20), "rhythm": slice(20, 24), "tonality": slice(24, 36), "loudness": slice(36, 38)}
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((5000, 38)) * rng.uniform(0.01, 100, 38) + rng.uniform(-50, 50, 38)
+    w = dimension_weights(groups, 38)
+    v = standardise(emb, emb.mean(0), emb.std(0), w).astype(np.float64)
+    # Expected squared distance between two random tracks: 2 * sum of variances; each group its share.
+    shares = {g: float((v[:, sl] ** 2).sum(axis=1).mean()) for g, sl in groups.items()}
+    total = sum(GROUP_WEIGHTS[g] for g in groups)
+    for g in groups:
+        assert shares[g] == pytest.approx(GROUP_WEIGHTS[g] / total, rel=0.08)
+    dead = dimension_weights(groups, 38, live=np.arange(38) != 36)
+    assert dead[36] == 0 and dead[37] ** 2 == pytest.approx(GROUP_WEIGHTS["loudness"] / total)
+
+
+# ---------------------------------------------------------------- ranking on the families
+
+def test_same_family_ranks_first(con, family_catalog):
+    _, family = family_catalog
+    precisions = {"cosine": [], "euclidean": []}
+    for path in _originals(family):
+        for metric in precisions:
+            top = similar_tracks(con, path, VARIANTS - 1, metric=metric)
+            assert top.height == VARIANTS - 1
+            assert (np.diff(top["distance"].to_numpy()) >= 0).all()
+            precisions[metric].append(np.mean([family[p] == family[path] for p in top["path"]]))
+    assert np.mean(precisions["cosine"]) >= 0.8, precisions
+    assert np.mean(precisions["euclidean"]) >= 0.7, precisions
+
+
+def test_sql_macro_agrees_with_python(con, family_catalog):
+    _, family = family_catalog
+    for path in _originals(family)[::3]:
+        tid = resolve_query(con, path)[0]
+        for metric, window, harmonic in (("cosine", None, False), ("euclidean", None, False),
+                                         ("cosine", 6.0, True), ("euclidean", 10.0, False)):
+            py = similar_tracks(con, path, 6, metric=metric, bpm_window=window, harmonic=harmonic)
+            for q in (path, str(tid)):
+                sql = con.execute("SELECT track_id, distance FROM similar_tracks(?, 6, ?, ?, ?)",
+                                  [q, metric, window, harmonic]).fetchall()
+                assert [r[0] for r in sql] == py["track_id"].to_list(), (path, metric, window, harmonic)
+                assert np.allclose([r[1] for r in sql], py["distance"].to_numpy(), atol=2e-5)
+
+
+def test_filters_hold_and_are_exact(con, family_catalog):
+    _, family = family_catalog
+    everything = con.execute("""SELECT t.path, f.bpm, f.key_camelot FROM tracks t JOIN features f USING (track_id)
+                                WHERE t.status = 'analyzed'""").fetchall()
+    info = {p: (b, c) for p, b, c in everything}
+    for path in _originals(family):
+        bpm, cam = info[path]
+        full = similar_tracks(con, path, 100)
+        for window, harmonic in ((6.0, False), (None, True), (4.0, True), (40.0, False)):
+            got = similar_tracks(con, path, 5, bpm_window=window, harmonic=harmonic)
+            for r in got.iter_rows(named=True):
+                assert window is None or tempo_compatible(bpm, r["bpm"], window)
+                assert not harmonic or camelot_compatible(cam, r["key_camelot"])
+            # The filtered answer is the unfiltered ranking with the incompatible tracks taken out.
+            expected = [p for p in full["path"] if (window is None or tempo_compatible(bpm, info[p][0], window))
+                        and (not harmonic or camelot_compatible(cam, info[p][1]))][:5]
+            assert got["path"].to_list() == expected
+
+
+def test_seed_and_duplicates_excluded(con, family_catalog):
+    _, family = family_catalog
+    seed = next(p for p in family if p.endswith("family0_take0.flac"))
+    copies = {p for p in family if "copies" in p}
+    default = similar_tracks(con, seed, 10)
+    assert seed not in default["path"].to_list()
+    assert not copies & set(default["path"])
+    kept = similar_tracks(con, seed, 3, exclude_duplicates=False)
+    assert set(kept["path"][:2]) == copies  # identical audio: distance about 0
+    assert kept["distance"][0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_multi_seed_centroid(con, family_catalog):
+    _, family = family_catalog
+    seeds = [p for p in _originals(family) if family[p] == 1][:2]
+    top = similar_tracks(con, seeds, 2)
+    assert not set(seeds) & set(top["path"])
+    assert [family[p] for p in top["path"]] == [1, 1]
+
+
+def test_resolve_query(con, family_catalog):
+    _, family = family_catalog
+    path = _originals(family)[5]
+    tid = resolve_query(con, path)[0]
+    assert resolve_query(con, tid) == [tid] and resolve_query(con, str(tid)) == [tid]
+    assert resolve_query(con, "take 1 of FAMILY 2") == resolve_query(con, str(Path(path).parent / "family2_take1.flac"))
+    with pytest.raises(AmbiguousQueryError) as err:
+        resolve_query(con, "family 3")
+    assert err.value.candidates.height == VARIANTS and "family3_take0.flac" in str(err.value)
+    with pytest.raises(TrackNotFoundError):
+        resolve_query(con, "no such song anywhere")
+
+
+def test_mix_chains_compatible_tracks(con, family_catalog):
+    _, family = family_catalog
+    seed = next(p for p in family if p.endswith("family0_take1.flac"))
+    mix = build_mix(con, seed, 12, bpm_window=6.0, harmonic=True)
+    assert mix["path"][0] == seed and mix["position"].to_list() == list(range(1, mix.height + 1))
+    assert mix.height >= 3 and mix["track_id"].n_unique() == mix.height
+    assert sum("family0_take0" in p for p in mix["path"]) <= 1  # never a duplicate of a played track
+    rows = mix.to_dicts()
+    for a, b in zip(rows, rows[1:]):
+        assert tempo_compatible(a["bpm"], b["bpm"], 6.0) and camelot_compatible(a["key_camelot"], b["key_camelot"])
+    assert [family[p] for p in mix["path"][:2]] == [0, 0]  # its own family first: nearest and compatible
+    # It stopped early only because no unplayed, non-duplicate, compatible track was left.
+    catalog = con.execute("""SELECT t.path, t.fingerprint, lower(trim(t.title)) || '/' || lower(trim(t.artist)),
+                                    f.bpm, f.key_camelot FROM tracks t JOIN features f USING (track_id)""").fetchall()
+    played = {r[0] for r in catalog if r[0] in set(mix["path"])}
+    seen = {v for r in catalog if r[0] in played for v in r[1:3] if v is not None}
+    last = rows[-1]
+    left = [r[0] for r in catalog if r[0] not in played and not {r[1], r[2]} & seen
+            and tempo_compatible(last["bpm"], r[3], 6.0) and camelot_compatible(last["key_camelot"], r[4])]
+    assert mix.height == 12 or not left
+
+
+def test_write_m3u(tmp_path, con, family_catalog):
+    _, family = family_catalog
+    mix = build_mix(con, _originals(family)[0], 3)
+    out = write_m3u(mix, tmp_path / "set.m3u8")
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "#EXTM3U" and lines[2::2] == mix["path"].to_list()
+    assert lines[1].startswith(f"#EXTINF:{round(mix['duration_s'][0])},Family 0 - Take 0 of family 0")
+
+
+def test_index_follows_the_catalog(family_catalog, tmp_path):
+    from tasks.catalog.store import open_catalog
+
+    shutil.copy(family_catalog[0], tmp_path / "catalog.duckdb")
+    con = open_catalog(tmp_path / "catalog.duckdb")
+    emb = np.array([e for (e,) in con.execute("SELECT embedding FROM features ORDER BY track_id").fetchall()])
+    mean, std = con.execute("SELECT mean, std FROM similarity_stats").fetchall()[0]
+    assert np.allclose(mean, emb.mean(axis=0), atol=1e-6) and np.allclose(std, emb.std(axis=0), atol=1e-6)
+    assert refresh_similarity_index(con)["skipped"]
+    gone = _originals(family_catalog[1])[1]
+    con.execute("UPDATE tracks SET status = 'missing' WHERE path = ?", [gone])
+    info = refresh_similarity_index(con)
+    assert not info["skipped"] and info["tracks"] == len(family_catalog[1]) - 1
+    assert gone not in similar_tracks(con, _originals(family_catalog[1])[0], 30)["path"].to_list()
+    assert con.execute("SELECT count(*) FROM similar_tracks(?, 30) WHERE path = ?",
+                       [_originals(family_catalog[1])[0], gone]).fetchall()[0][0] == 0
+    con.close()
+
+
+# ---------------------------------------------------------------- command line
+
+@pytest.fixture()
+def cli():
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_similar_json_and_m3u(cli, family_catalog, tmp_path):
+    catalog, family = family_catalog
+    seed = _originals(family)[4]
+    res = cli("similar", seed, "-k", 3, "--json", "--catalog", catalog)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert len(rows) == 3 and {"track_id", "path", "bpm", "key", "key_camelot", "distance"} <= set(rows[0])
+    res = cli("similar", seed, "-k", 3, "--harmonic", "--bpm-window", 6, "--metric", "euclidean",
+              "--m3u", tmp_path / "sim.m3u", "--catalog", catalog)
+    assert res.exit_code == 0, res.output
+    listed = [ln for ln in (tmp_path / "sim.m3u").read_text().splitlines() if not ln.startswith("#")]
+    assert 1 <= len(listed) <= 3 and seed not in listed
+
+
+def test_cli_ambiguous_and_mix(cli, family_catalog, tmp_path):
+    catalog, family = family_catalog
+    res = cli("similar", "family 2", "--catalog", catalog)
+    assert res.exit_code == 2 and "family2_take3.flac" in res.output
+    seed = next(p for p in family if p.endswith("family3_take0.flac"))
+    res = cli("mix", seed, "--length", 5, "--m3u", tmp_path / "mix.m3u", "--catalog", catalog)
+    assert res.exit_code == 0, res.output
+    listed = [ln for ln in (tmp_path / "mix.m3u").read_text().splitlines() if not ln.startswith("#")]
+    assert listed[0] == seed and len(set(listed)) == len(listed) == 5
+    res = cli("mix", seed, "--length", 3, "--json", "--catalog", catalog)
+    assert [r["position"] for r in json.loads(res.stdout)] == [1, 2, 3]

@@ -31,6 +31,7 @@ Speed against Essentia's whole-track extractor: ``MusicExtractor`` (every low-le
 descriptor; ``--extractor-files`` of each set, default 20) and cratedig are timed on the same files, in turn
 file by file, and the ratio of their CPU seconds per minute of audio is printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -134,8 +135,9 @@ def music_extractor() -> Callable[[str], None] | None:
         return None
 
     def run(path: str) -> None:
-        es.MusicExtractor(lowlevelStats=["mean", "stdev"], rhythmStats=["mean", "stdev"],
-                          tonalStats=["mean", "stdev"])(path)
+        es.MusicExtractor(lowlevelStats=["mean", "stdev"], rhythmStats=["mean", "stdev"], tonalStats=["mean", "stdev"])(
+            path
+        )
 
     return run
 
@@ -151,9 +153,17 @@ def evaluate(name: str, method: Method, items: list[Item]) -> dict:
         key_scores_.append(mirex_score(est_key, key) if est_key else 0.0)
     h = np.array(tempo_hits, dtype=float)
     k = np.array(key_scores_)
-    return {"method": name, "acc1": h[:, 0].mean(), "acc2": h[:, 1].mean(), "within_0.5": h[:, 2].mean(),
-            "mirex": k.mean(), "exact_key": (k == 1.0).mean(), "cpu_s_per_min": sum(cpu) / (sum(audio_s) / 60),
-            "cpu": cpu, "audio_s": audio_s}
+    return {
+        "method": name,
+        "acc1": h[:, 0].mean(),
+        "acc2": h[:, 1].mean(),
+        "within_0.5": h[:, 2].mean(),
+        "mirex": k.mean(),
+        "exact_key": (k == 1.0).mean(),
+        "cpu_s_per_min": sum(cpu) / (sum(audio_s) / 60),
+        "cpu": cpu,
+        "audio_s": audio_s,
+    }
 
 
 def compare_extractor(set_name: str, run: Callable[[str], None], items: list[Item], n: int) -> None:
@@ -172,28 +182,44 @@ def compare_extractor(set_name: str, run: Callable[[str], None], items: list[Ite
         cratedig(path)
         mine += time.process_time() - t
     minutes = sum(sf.info(path).duration for path, _, _ in items[:n]) / 60
-    print(f"{set_name:26s} MusicExtractor on {min(n, len(items))} files: {theirs / minutes:.3f} CPU s/min; "
-          f"cratedig {mine / minutes:.3f} on the same files, timed in turn: {theirs / mine:.1f}x less CPU",
-          flush=True)
+    print(
+        f"{set_name:26s} MusicExtractor on {min(n, len(items))} files: {theirs / minutes:.3f} CPU s/min; "
+        f"cratedig {mine / minutes:.3f} on the same files, timed in turn: {theirs / mine:.1f}x less CPU",
+        flush=True,
+    )
 
 
 def print_row(set_name: str, method: str, r: dict, note: str = "") -> None:
-    print(f"{set_name:26s} {method:9s} {r['acc1']:6.3f} {r['acc2']:6.3f} {r['within_0.5']:8.3f} "
-          f"{r['mirex']:6.3f} {r['exact_key']:6.3f} {r['cpu_s_per_min']:9.3f}{note}", flush=True)
+    print(
+        f"{set_name:26s} {method:9s} {r['acc1']:6.3f} {r['acc2']:6.3f} {r['within_0.5']:8.3f} "
+        f"{r['mirex']:6.3f} {r['exact_key']:6.3f} {r['cpu_s_per_min']:9.3f}{note}",
+        flush=True,
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=120)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--corpus", type=Path,
-                    default=Path(os.environ.get("CRATEDIG_CORPUS", Path.home() / ".cache/cratedig-corpus")))
+    ap.add_argument(
+        "--corpus", type=Path, default=Path(os.environ.get("CRATEDIG_CORPUS", Path.home() / ".cache/cratedig-corpus"))
+    )
     ap.add_argument("--no-baselines", action="store_true")
-    ap.add_argument("--extractor-files", type=int, default=20,
-                    help="files of each set timed with Essentia's MusicExtractor (0: skip)")
-    ap.add_argument("--chorale-range", type=float, nargs=2, default=(55.0, 150.0), metavar=("LO", "HI"),
-                    help="also run cratedig on the chorales with this preferred tempo range, BPM (default: the "
-                         "range the training chorales of bench/render_training_chorales.py are rendered in)")
+    ap.add_argument(
+        "--extractor-files",
+        type=int,
+        default=20,
+        help="files of each set timed with Essentia's MusicExtractor (0: skip)",
+    )
+    ap.add_argument(
+        "--chorale-range",
+        type=float,
+        nargs=2,
+        default=(55.0, 150.0),
+        metavar=("LO", "HI"),
+        help="also run cratedig on the chorales with this preferred tempo range, BPM (default: the "
+        "range the training chorales of bench/render_training_chorales.py are rendered in)",
+    )
     args = ap.parse_args()
     methods: dict[str, Method] = {"cratedig": cratedig}
     if not args.no_baselines:
@@ -204,11 +230,15 @@ def main() -> None:
         else:
             print("essentia not importable: pip install '.[bench]' to include it")
     with tempfile.TemporaryDirectory() as tmp:
-        sets = {f"synth n={args.n} seed={args.seed}": synth_set(args.n, args.seed, Path(tmp)),
-                "bach chorales": chorale_set(args.corpus)}
+        sets = {
+            f"synth n={args.n} seed={args.seed}": synth_set(args.n, args.seed, Path(tmp)),
+            "bach chorales": chorale_set(args.corpus),
+        }
         cratedig(sets[next(iter(sets))][0][0])  # warm-up: imports and cached filterbanks, not timed
-        print(f"{'set':26s} {'method':9s} {'Acc1':>6s} {'Acc2':>6s} {'±0.5BPM':>8s} {'MIREX':>6s} "
-              f"{'exact':>6s} {'CPU s/min':>9s}")
+        print(
+            f"{'set':26s} {'method':9s} {'Acc1':>6s} {'Acc2':>6s} {'±0.5BPM':>8s} {'MIREX':>6s} "
+            f"{'exact':>6s} {'CPU s/min':>9s}"
+        )
         for set_name, items in sets.items():
             if not items:
                 print(f"{set_name:26s} (not available)")
@@ -219,12 +249,19 @@ def main() -> None:
                 print_row(set_name, name, results[name])
                 if name == "cratedig" and all(p in DOWNBEATS for p, _, _ in items):
                     every, of_right = downbeat_scores(items)
-                    print(f"{set_name:26s} cratedig  downbeat (meter and first downbeat within 70 ms): {every:.3f} "
-                          f"of all, {of_right:.3f} of those with the tempo right", flush=True)
+                    print(
+                        f"{set_name:26s} cratedig  downbeat (meter and first downbeat within 70 ms): {every:.3f} "
+                        f"of all, {of_right:.3f} of those with the tempo right",
+                        flush=True,
+                    )
             if set_name == "bach chorales" and args.chorale_range:
                 lo, hi = args.chorale_range
-                print_row(set_name, "cratedig", evaluate("ranged", lambda p: cratedig(p, (lo, hi)), items),
-                          f"  <- bpm_range {lo:g}-{hi:g} (default {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g})")
+                print_row(
+                    set_name,
+                    "cratedig",
+                    evaluate("ranged", lambda p: cratedig(p, (lo, hi)), items),
+                    f"  <- bpm_range {lo:g}-{hi:g} (default {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g})",
+                )
             extractor = music_extractor() if args.extractor_files and not args.no_baselines else None
             if extractor is not None:
                 compare_extractor(set_name, extractor, items, args.extractor_files)

@@ -8,6 +8,7 @@ Run it with the *system* ``python3``, which has ``music21`` (as ``bench/render_t
 bar (a pickup, and the completion of a bar split by a repeat sign, start none). Works with more than one time
 signature are left out. The test chorales' scores are not read.
 """
+
 import csv
 import json
 import os
@@ -24,13 +25,18 @@ def bars(source: str) -> dict | None:
     sigs = {t.ratioString for t in part.recurse().getElementsByClass(meter.TimeSignature)}
     if len(sigs) != 1:
         return None
-    return {"sig": sigs.pop(),
-            "downs": [float(m.offset) for m in part.getElementsByClass("Measure") if not m.paddingLeft]}
+    return {
+        "sig": sigs.pop(),
+        "downs": [float(m.offset) for m in part.getElementsByClass("Measure") if not m.paddingLeft],
+    }
 
 
 def main() -> None:
-    root = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
-        "CRATEDIG_CORPUS", os.path.expanduser("~/.cache/cratedig-corpus"))
+    root = (
+        sys.argv[1]
+        if len(sys.argv) > 1
+        else os.environ.get("CRATEDIG_CORPUS", os.path.expanduser("~/.cache/cratedig-corpus"))
+    )
     out: dict[str, dict] = {}
     for sub in ("", "continuo"):
         path = os.path.join(root, "training", sub, "training.csv")

@@ -1,4 +1,5 @@
 """The shared development corpus (``../shared/corpus``): where it is and its ground-truth rows."""
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,7 @@ def chorale_rows(root: str | os.PathLike | None = None, folder: str = "groundtru
 RENDERINGS = {"varied": "", "continuo": "continuo", "recipe": "recipe"}
 
 
-def training_rows(split: str, rendering: str = "varied", root: str | os.PathLike | None = None
-                  ) -> list[dict[str, str]]:
+def training_rows(split: str, rendering: str = "varied", root: str | os.PathLike | None = None) -> list[dict[str, str]]:
     """Rows (``file``, ``bpm``, ``split``, ``source``, ``programs``, ``start_s``) of one ``split`` (``'train'``
     or ``'check'``) of one rendering of the training chorales: ``'varied'`` ensembles, ``'continuo'`` (strings
     over a piano bass) or ``'recipe'`` (the test set's recipe: every voice a piano)."""

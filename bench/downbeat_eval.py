@@ -17,6 +17,7 @@ downbeat. Printed: the share of all tracks, of those whose tempo is within 4 %, 
 fall within 70 ms of the score's (the downbeat alone: where the beat grid is off, no bar can be right). A guess
 among the beats of a 4/4 bar gets 0.25.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,19 +36,37 @@ Item = tuple[str, np.ndarray, float, int, np.ndarray]
 TOLERANCE_S = 0.07
 
 
-def bar_right(est_bpm: float | None, beats_per_bar: int | None, beat_offset_s: float | None, bpm: float,
-              meter: int, downs: np.ndarray) -> bool:
+def bar_right(
+    est_bpm: float | None,
+    beats_per_bar: int | None,
+    beat_offset_s: float | None,
+    bpm: float,
+    meter: int,
+    downs: np.ndarray,
+) -> bool:
     """Whether an estimate's bar is right: tempo within 4 %, the meter, and the first downbeat within
     ``TOLERANCE_S`` of one of ``downs`` (s)."""
-    return (est_bpm is not None and abs(est_bpm / bpm - 1.0) <= 0.04 and beats_per_bar == meter
-            and bool(np.min(np.abs(downs - beat_offset_s)) < TOLERANCE_S))
+    return (
+        est_bpm is not None
+        and abs(est_bpm / bpm - 1.0) <= 0.04
+        and beats_per_bar == meter
+        and bool(np.min(np.abs(downs - beat_offset_s)) < TOLERANCE_S)
+    )
 
 
 def synth_items(seed: int, n: int, sr: int) -> list[Item]:
     from tasks.synth.songs import downbeat_times, ground_truth_set, render_song
 
-    return [(f"{spec.style}_{spec.bpm}_{spec.timbre}", to_mono(render_song(spec, sr=sr), sr), spec.bpm, spec.meter,
-             downbeat_times(spec)) for spec in ground_truth_set(n, seed=seed)]
+    return [
+        (
+            f"{spec.style}_{spec.bpm}_{spec.timbre}",
+            to_mono(render_song(spec, sr=sr), sr),
+            spec.bpm,
+            spec.meter,
+            downbeat_times(spec),
+        )
+        for spec in ground_truth_set(n, seed=seed)
+    ]
 
 
 def chorale_items(split: str, rendering: str, root: Path) -> list[Item]:

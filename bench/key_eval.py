@@ -18,6 +18,7 @@ Sets:
 
 Essentia is optional: run with ``PYTHONPATH=<site-packages holding essentia>`` to include it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,7 @@ def _tone(f0: float, dur: float, timbre: str, rng: np.random.Generator, sr: int)
         parts = [(1, 1.0), (2, 0.7), (4, 0.5), (8, 0.3), (3, 0.3)]
     elif timbre == "piano":
         B = 4e-4  # string inharmonicity: partial k at k*sqrt(1+B k^2)
-        parts = [(k * np.sqrt(1 + B * k * k), 0.9 ** k / k ** 0.5) for k in range(1, 12)]
+        parts = [(k * np.sqrt(1 + B * k * k), 0.9**k / k**0.5) for k in range(1, 12)]
     elif timbre == "bell":  # FM bell: inharmonic partials
         mod = np.sin(2 * np.pi * f0 * 1.4 * t) * 2.0 * np.exp(-t * 3)
         return (np.sin(2 * np.pi * f0 * t + mod) * np.exp(-t * 2.5)).astype(np.float32)
@@ -72,9 +73,18 @@ def _tone(f0: float, dur: float, timbre: str, rng: np.random.Generator, sr: int)
     return (y * env).astype(np.float32)
 
 
-def synth_song(tonic: int, mode: int, *, seed: int, duration_s: float = 24.0, sr: int = SR,
-               timbres: tuple[str, str, str] | None = None, detune_cents: float = 0.0,
-               snr_db: float | None = None, drums: bool = False) -> np.ndarray:
+def synth_song(
+    tonic: int,
+    mode: int,
+    *,
+    seed: int,
+    duration_s: float = 24.0,
+    sr: int = SR,
+    timbres: tuple[str, str, str] | None = None,
+    detune_cents: float = 0.0,
+    snr_db: float | None = None,
+    drums: bool = False,
+) -> np.ndarray:
     """A chord progression with bass and melody in ``tonic`` (pitch class) and ``mode`` (0 major, 1 minor)."""
     rng = np.random.default_rng(seed)
     scale = _HARM_MINOR if mode else _MAJOR
@@ -118,7 +128,7 @@ def synth_song(tonic: int, mode: int, *, seed: int, duration_s: float = 24.0, sr
         noise = rng.standard_normal(len(y))
         if rng.random() < 0.5:  # pink-ish: integrate white noise lightly
             noise = np.convolve(noise, np.exp(-np.arange(64) / 16), mode="same")
-        noise *= np.sqrt(np.mean(y ** 2) / np.mean(noise ** 2)) * 10 ** (-snr_db / 20)
+        noise *= np.sqrt(np.mean(y**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
         y = y + noise
     return (y / (np.abs(y).max() + 1e-9) * 0.9).astype(np.float32)
 
@@ -131,8 +141,15 @@ def synth_items(n_per_key: int = 4, *, seed: int = 0, duration_s: float = 24.0) 
         for k, name in enumerate(KEY_NAMES):
             detune = float(rng.uniform(-45, 45))
             snr = None if i % 2 == 0 else float(rng.uniform(3, 25))
-            y = synth_song(k % 12, k // 12, seed=int(rng.integers(1 << 30)), duration_s=duration_s,
-                           detune_cents=detune, snr_db=snr, drums=bool(rng.random() < 0.5))
+            y = synth_song(
+                k % 12,
+                k // 12,
+                seed=int(rng.integers(1 << 30)),
+                duration_s=duration_s,
+                detune_cents=detune,
+                snr_db=snr,
+                drums=bool(rng.random() < 0.5),
+            )
             items.append((f"synth{i}_{name.replace(' ', '_')}", y, name))
     return items
 
@@ -154,8 +171,10 @@ def pad_items() -> list[Item]:
     """``tasks.synth.songs.chord_tone`` pads (tonic triad loud, natural-scale tones soft) in all 24 keys, 3 s."""
     from tasks.synth.songs import chord_tone
 
-    return [(f"pad_{k.replace(' ', '_')}", chord_tone(i % 12, k.split()[1], duration_s=3.0), k)
-            for i, k in enumerate(KEY_NAMES)]
+    return [
+        (f"pad_{k.replace(' ', '_')}", chord_tone(i % 12, k.split()[1], duration_s=3.0), k)
+        for i, k in enumerate(KEY_NAMES)
+    ]
 
 
 def chorale_items(root: str | os.PathLike | None = None) -> list[Item]:
@@ -167,6 +186,7 @@ def chorale_items(root: str | os.PathLike | None = None) -> list[Item]:
 
 
 # ---------------------------------------------------------------- methods
+
 
 def cratedig_method(y: np.ndarray) -> str | None:
     return estimate_key(compute_spectrum(y)).key
@@ -196,8 +216,9 @@ def essentia_method(profile: str = "bgate") -> Callable[[np.ndarray], str | None
     return run
 
 
-def evaluate_key(items: Iterable[Item], methods: dict[str, Callable] | None = None, *,
-                 title: str = "") -> dict[str, dict[str, float]]:
+def evaluate_key(
+    items: Iterable[Item], methods: dict[str, Callable] | None = None, *, title: str = ""
+) -> dict[str, dict[str, float]]:
     """Score each method on ``items``; prints and returns MIREX score, exact rate and ms per track.
 
     ``ms_per_track`` is CPU time; for cratedig it excludes the shared STFT (computed once per track
@@ -223,11 +244,18 @@ def evaluate_key(items: Iterable[Item], methods: dict[str, Callable] | None = No
             scores.append(s)
             exact.append(s == 1.0)
         sec = sum(len(y) for _, y, _ in items) / SR
-        out[name] = dict(mirex=float(np.mean(scores)), exact=float(np.mean(exact)),
-                         ms_per_track=1000 * cpu / len(items), ms_per_3min=1000 * cpu / sec * 180)
-        print(f"{title:10s} {name:10s} n={len(items):4d} MIREX={out[name]['mirex']:.3f} "
-              f"exact={out[name]['exact']:.3f} ms/track={out[name]['ms_per_track']:.1f} "
-              f"ms/3min={out[name]['ms_per_3min']:.1f}", flush=True)
+        out[name] = dict(
+            mirex=float(np.mean(scores)),
+            exact=float(np.mean(exact)),
+            ms_per_track=1000 * cpu / len(items),
+            ms_per_3min=1000 * cpu / sec * 180,
+        )
+        print(
+            f"{title:10s} {name:10s} n={len(items):4d} MIREX={out[name]['mirex']:.3f} "
+            f"exact={out[name]['exact']:.3f} ms/track={out[name]['ms_per_track']:.1f} "
+            f"ms/3min={out[name]['ms_per_3min']:.1f}",
+            flush=True,
+        )
     return out
 
 

@@ -8,6 +8,7 @@ each a whole number of bars so the beat grid runs on across the joins, as in a b
 worker runs) and prints its CPU time, x realtime and peak RSS, with what it found: tempo and key must
 describe the whole mix (124.00 BPM, A minor).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,13 @@ def build_mix(path: Path, hours: float, *, sr: int = 44100) -> Path:
         return path
     bar = 4 * 60.0 / MIX_BPM
     kinds = [("house", "saw"), ("house", "pluck"), ("house", "fm"), ("house", "organ")]
-    songs = [render_song(SongSpec(bpm=MIX_BPM, tonic=MIX_TONIC, mode=MIX_MODE, duration_s=32 * bar, style=s,
-                                  timbre=t, seed=100 + i), sr=sr) for i, (s, t) in enumerate(kinds)]
+    songs = [
+        render_song(
+            SongSpec(bpm=MIX_BPM, tonic=MIX_TONIC, mode=MIX_MODE, duration_s=32 * bar, style=s, timbre=t, seed=100 + i),
+            sr=sr,
+        )
+        for i, (s, t) in enumerate(kinds)
+    ]
     tmp = path.with_suffix(".part.flac")
     write_long_mix(tmp, songs, sr, hours * 3600.0)
     tmp.rename(path)
@@ -56,16 +62,22 @@ def build_mix(path: Path, hours: float, *, sr: int = 44100) -> Path:
 
 def analyse_in_child(path: Path) -> dict:
     """Run ``analyze_file`` on ``path`` in a fresh interpreter; its own peak RSS is the worker's."""
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(root=str(ROOT), path=str(path))],
-                         check=True, capture_output=True, text=True, env=os.environ | {"OPENBLAS_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(root=str(ROOT), path=str(path))],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"OPENBLAS_NUM_THREADS": "1"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hours", type=float, default=2.0)
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                    / "cratedig-bench")
+    ap.add_argument(
+        "--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cratedig-bench"
+    )
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     t = time.time()
@@ -74,12 +86,16 @@ def main() -> None:
     r = analyse_in_child(path)
     minutes = (r["duration_s"] or 0.0) / 60.0
     print(f"status {r['status']} {r['reason'] or ''} {r['detail'] or ''}")
-    print(f"duration {minutes:.1f} min; CPU {r['cpu_s']:.1f} s = {r['cpu_s'] / max(minutes, 1e-9):.3f} s/min "
-          f"({60.0 * minutes / max(r['cpu_s'], 1e-9):.0f}x realtime, one core); peak RSS {r['peak_rss_mb']:.0f} MB "
-          f"(target <= 600)")
-    print(f"tempo {r['bpm']} BPM (truth {MIX_BPM:.2f}, confidence {r['bpm_confidence']}); key {r['key']} "
-          f"(truth A {MIX_MODE}, confidence {r['key_confidence']}); loudness {r['loudness_lufs']} LUFS, "
-          f"LRA {r['loudness_range_lu']} LU, true peak {r['true_peak_dbtp']} dBTP")
+    print(
+        f"duration {minutes:.1f} min; CPU {r['cpu_s']:.1f} s = {r['cpu_s'] / max(minutes, 1e-9):.3f} s/min "
+        f"({60.0 * minutes / max(r['cpu_s'], 1e-9):.0f}x realtime, one core); peak RSS {r['peak_rss_mb']:.0f} MB "
+        f"(target <= 600)"
+    )
+    print(
+        f"tempo {r['bpm']} BPM (truth {MIX_BPM:.2f}, confidence {r['bpm_confidence']}); key {r['key']} "
+        f"(truth A {MIX_MODE}, confidence {r['key_confidence']}); loudness {r['loudness_lufs']} LUFS, "
+        f"LRA {r['loudness_range_lu']} LU, true peak {r['true_peak_dbtp']} dBTP"
+    )
 
 
 if __name__ == "__main__":

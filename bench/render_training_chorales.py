@@ -45,6 +45,7 @@ column is empty where the score's parts disagree (the test script skipped such p
 ``--recipe`` renders the works of ``OUT/training.csv`` once more by that same copied logic (every voice a
 piano, one channel), into ``OUT/recipe/`` (``training.csv`` as ``--continuo``'s, tempo 55-150 BPM, seed 2026).
 """
+
 import csv
 import os
 import random
@@ -63,13 +64,13 @@ SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 ROOT = os.environ.get("CRATEDIG_CORPUS", os.path.expanduser("~/.cache/cratedig-corpus"))
 #: General MIDI programs (0-based) by family; an ensemble draws all four voices from one family or from all.
 FAMILIES = {
-    "keyboard": (0, 1, 4, 6, 7),          # grand, bright piano, e-piano, harpsichord, clavinet
-    "organ": (16, 19, 20, 21),            # drawbar, church, reed organ, accordion
+    "keyboard": (0, 1, 4, 6, 7),  # grand, bright piano, e-piano, harpsichord, clavinet
+    "organ": (16, 19, 20, 21),  # drawbar, church, reed organ, accordion
     "strings": (40, 41, 42, 43, 48, 49),  # violin, viola, cello, contrabass, string ensembles
-    "winds": (68, 69, 70, 71, 73, 74),    # oboe, english horn, bassoon, clarinet, flute, recorder
-    "brass": (56, 57, 58, 60, 61),        # trumpet, trombone, tuba, horn, brass section
-    "voices": (52, 53, 54),               # choir aahs, voice oohs, synth voice
-    "plucked": (24, 25, 46, 11, 12),      # nylon, steel guitar, harp, vibraphone, marimba
+    "winds": (68, 69, 70, 71, 73, 74),  # oboe, english horn, bassoon, clarinet, flute, recorder
+    "brass": (56, 57, 58, 60, 61),  # trumpet, trombone, tuba, horn, brass section
+    "voices": (52, 53, 54),  # choir aahs, voice oohs, synth voice
+    "plucked": (24, 25, 46, 11, 12),  # nylon, steel guitar, harp, vibraphone, marimba
 }
 ALL = tuple(p for ps in FAMILIES.values() for p in ps)
 
@@ -126,8 +127,12 @@ def _synthesize(s, out: str, options: list[str]) -> bool:
             return False
         kind = os.path.splitext(out)[1].lstrip(".")
         try:  # a few MIDI files make fluidsynth run on and on (bwv299: 5.8 GB in 4 minutes)
-            subprocess.run(["fluidsynth", "-ni", "-q", *options, "-T", kind, "-F", out, SF2, mid],
-                           check=True, capture_output=True, timeout=60)
+            subprocess.run(
+                ["fluidsynth", "-ni", "-q", *options, "-T", kind, "-F", out, SF2, mid],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
         except (subprocess.TimeoutExpired, subprocess.CalledProcessError):
             if os.path.exists(out):
                 os.remove(out)
@@ -142,8 +147,9 @@ def render(path: str, bpm: float, progs: list[int], rng: random.Random, wav: str
 
     s = _score(path, bpm, progs + [progs[-1]] * 8, part_velocity)
     reverb = "1" if rng.random() < 0.7 else "0"
-    return _synthesize(s, wav, ["-g", f"{rng.uniform(0.4, 0.9):.2f}", "-r", "44100",
-                                "-o", f"synth.reverb.active={reverb}"])
+    return _synthesize(
+        s, wav, ["-g", f"{rng.uniform(0.4, 0.9):.2f}", "-r", "44100", "-o", f"synth.reverb.active={reverb}"]
+    )
 
 
 CONTINUO = [40, 41, 42, 0]  # violin, viola, cello (soprano, alto, tenor), acoustic grand piano (bass)
@@ -168,8 +174,10 @@ def main_continuo(out: str, recipe: bool = False) -> None:
         name = w["file"].replace("train_", "recipe_" if recipe else "continuo_")
         wav = os.path.join(dest, name.replace(".flac", ".wav"))
         if recipe:
-            if not os.path.exists(os.path.join(dest, name)) and render_test_recipe(
-                    w["source"], bpm, os.path.join(dest, name)) is None:
+            if (
+                not os.path.exists(os.path.join(dest, name))
+                and render_test_recipe(w["source"], bpm, os.path.join(dest, name)) is None
+            ):
                 continue
         elif not os.path.exists(os.path.join(dest, name)):  # rendered by an earlier, interrupted run
             if not render_continuo(w["source"], bpm, wav):
@@ -177,8 +185,16 @@ def main_continuo(out: str, recipe: bool = False) -> None:
             y, sr = sf.read(wav, dtype="float32")
             os.remove(wav)
             sf.write(os.path.join(dest, name), y, sr, subtype="PCM_16")
-        rows.append(dict(file=name, bpm=bpm, split=w["split"], source=w["source"],
-                         programs="test recipe" if recipe else " ".join(map(str, CONTINUO)), start_s=0.0))
+        rows.append(
+            dict(
+                file=name,
+                bpm=bpm,
+                split=w["split"],
+                source=w["source"],
+                programs="test recipe" if recipe else " ".join(map(str, CONTINUO)),
+                start_s=0.0,
+            )
+        )
         with open(os.path.join(dest, "training.csv"), "w", newline="") as fh:
             wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
             wr.writeheader()
@@ -214,7 +230,7 @@ def render_test_recipe(source: str, bpm: int, flac: str) -> str | None:
         part.insert(0, inst)
     if not _synthesize(s, flac, ["-g", "0.7", "-r", "44100"]):
         return None
-    (tonic, mode), = keys if len(keys) == 1 else ((None, None),)
+    ((tonic, mode),) = keys if len(keys) == 1 else ((None, None),)
     return f"{tonic.replace('-', 'b')} {mode}" if tonic else ""
 
 
@@ -269,14 +285,23 @@ def main() -> None:
         n_keep = min(len(y), int(length * sr))
         start = 0 if rng.random() < 0.3 else rng.randint(0, len(y) - n_keep)
         sf.write(os.path.join(out, name + ".flac"), y[start : start + n_keep], sr, subtype="PCM_16")
-        rows.append(dict(file=name + ".flac", bpm=bpm, split="check" if len(rows) % 5 == 4 else "train",
-                         source=source, programs=" ".join(map(str, progs)), start_s=round(start / sr, 3)))
+        rows.append(
+            dict(
+                file=name + ".flac",
+                bpm=bpm,
+                split="check" if len(rows) % 5 == 4 else "train",
+                source=source,
+                programs=" ".join(map(str, progs)),
+                start_s=round(start / sr, 3),
+            )
+        )
         with open(os.path.join(out, "training.csv"), "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    print(len(rows), "training chorales rendered into", out,
-          "(test BWV numbers skipped:", sorted(held_out, key=int), ")")
+    print(
+        len(rows), "training chorales rendered into", out, "(test BWV numbers skipped:", sorted(held_out, key=int), ")"
+    )
 
 
 if __name__ == "__main__":

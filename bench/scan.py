@@ -6,6 +6,7 @@ The files are tiny (the walk and the diff are what is timed, not decoding). Afte
 catalog is filled with the files as if analysed, then the rescan runs the same code path a real
 no-op run does: walk, read the catalog's tracks, diff, record last_seen, all in one transaction.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,15 +50,20 @@ def main() -> None:
     t_walk = time.perf_counter() - t
     plan = plan_scan(walk.files, catalog.known_tracks(con), analyzer_version=ANALYZER_VERSION)
     t_first = time.perf_counter() - t
-    print(f"first scan: {walk.files.height} files, walk {t_walk:.2f} s, walk + diff {t_first:.2f} s "
-          f"({plan.counts()['new']} new)")
+    print(
+        f"first scan: {walk.files.height} files, walk {t_walk:.2f} s, walk + diff {t_first:.2f} s "
+        f"({plan.counts()['new']} new)"
+    )
 
     # Fill the catalog as a finished analysis would (tracks rows; features are not needed for the diff).
     now = catalog.now()
-    tracks = plan.new.with_columns(pl.int_range(1, pl.len() + 1).alias("track_id"),
-                                   pl.format("{}-x", "size_bytes").alias("fingerprint"),
-                                   pl.lit("rejected").alias("status"), pl.lit(now).alias("first_seen"),
-                                   pl.lit(now).alias("last_seen"))
+    tracks = plan.new.with_columns(
+        pl.int_range(1, pl.len() + 1).alias("track_id"),
+        pl.format("{}-x", "size_bytes").alias("fingerprint"),
+        pl.lit("rejected").alias("status"),
+        pl.lit(now).alias("first_seen"),
+        pl.lit(now).alias("last_seen"),
+    )
     con.register("_t", tracks.drop("track_id").with_columns(tracks["track_id"]))
     con.execute("INSERT INTO tracks BY NAME SELECT * FROM _t")
 
@@ -69,8 +75,10 @@ def main() -> None:
     t_rescan = time.perf_counter() - t
     counts = plan.counts()
     assert counts["unchanged"] == args.files and plan.to_analyze.height == 0, counts
-    print(f"no-op rescan: {args.files} files unchanged, walk {t_walk:.2f} s, total {t_rescan:.2f} s "
-          f"(target <= 10 s for 100,000)")
+    print(
+        f"no-op rescan: {args.files} files unchanged, walk {t_walk:.2f} s, total {t_rescan:.2f} s "
+        f"(target <= 10 s for 100,000)"
+    )
     con.close()
 
 

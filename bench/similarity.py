@@ -17,6 +17,7 @@ variations, analysed with ``tasks.features.analyze.analyze_file`` and stored wit
 precision@5 = mean share of same-family tracks among each song's 5 nearest neighbours (target >= 0.8
 for cosine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,14 @@ def fill_synthetic(con, n: int, *, dim: int, seed: int = 0, chunk: int = 250_000
         m = min(chunk, n - offset)
         ids = np.arange(offset + 1, offset + m + 1)
         emb = ((centres[rng.integers(0, len(centres), m)] + rng.standard_normal((m, dim))) * scales).astype(np.float32)
-        t = pa.table({"track_id": ids, "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim),
-                      "bpm": np.round(rng.uniform(70, 180, m), 2),
-                      "cam": [f"{a}{b}" for a, b in zip(rng.integers(1, 13, m), rng.choice(["A", "B"], m))]})
+        t = pa.table(
+            {
+                "track_id": ids,
+                "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), dim),
+                "bpm": np.round(rng.uniform(70, 180, m), 2),
+                "cam": [f"{a}{b}" for a, b in zip(rng.integers(1, 13, m), rng.choice(["A", "B"], m))],
+            }
+        )
         con.register("_syn", t)
         con.execute("""INSERT INTO tracks (track_id, path, size_bytes, mtime_ns, fingerprint, title, artist,
                                            duration_s, status, first_seen, last_seen)
@@ -111,24 +117,36 @@ def latency(n: int, *, queries: int, workdir: Path) -> dict:
     index = sim.load_index(con)
     q = index.vt[:, 0].copy()
     numpy_scan = _ms(lambda i: np.argpartition(q @ index.vt, 10)[:10], queries)
-    duck_scan = _ms(lambda i: con.execute(
-        f"SELECT track_id FROM similarity_index ORDER BY array_cosine_distance(vec, ?::FLOAT[{dim}]) LIMIT 10",
-        [q.tolist()]).fetchall(), n_sql)
+    duck_scan = _ms(
+        lambda i: con.execute(
+            f"SELECT track_id FROM similarity_index ORDER BY array_cosine_distance(vec, ?::FLOAT[{dim}]) LIMIT 10",
+            [q.tolist()],
+        ).fetchall(),
+        n_sql,
+    )
     con.close()
     size_mb = path.stat().st_size / 1e6
     path.unlink(missing_ok=True)
-    return {"tracks": n, "dim": dim, "load_avg_1min": round(os.getloadavg()[0], 1), "fill_s": round(fill_s, 1),
-            "refresh_s": round(refresh_s, 2), "python_top10_cpu_ms": round(cpu_ms, 1),
-            "catalog_mb": round(size_mb), "first_query_ms": round(first_ms, 1),
-            "python_top10_ms": [round(v, 1) for v in plain],
-            "python_top10_filtered_ms": [round(v, 1) for v in filtered],
-            "python_top10_euclidean_ms": [round(v, 1) for v in euclid],
-            "sql_macro_top10_ms": [round(v, 1) for v in sql],
-            "raw_numpy_scan_ms": [round(v, 1) for v in numpy_scan],
-            "raw_duckdb_scan_ms": [round(v, 1) for v in duck_scan]}
+    return {
+        "tracks": n,
+        "dim": dim,
+        "load_avg_1min": round(os.getloadavg()[0], 1),
+        "fill_s": round(fill_s, 1),
+        "refresh_s": round(refresh_s, 2),
+        "python_top10_cpu_ms": round(cpu_ms, 1),
+        "catalog_mb": round(size_mb),
+        "first_query_ms": round(first_ms, 1),
+        "python_top10_ms": [round(v, 1) for v in plain],
+        "python_top10_filtered_ms": [round(v, 1) for v in filtered],
+        "python_top10_euclidean_ms": [round(v, 1) for v in euclid],
+        "sql_macro_top10_ms": [round(v, 1) for v in sql],
+        "raw_numpy_scan_ms": [round(v, 1) for v in numpy_scan],
+        "raw_duckdb_scan_ms": [round(v, 1) for v in duck_scan],
+    }
 
 
 # ---------------------------------------------------------------- quality
+
 
 def family_specs(families: int, variants: int, *, duration_s: float = 20.0, seed: int = 7) -> list[tuple[int, object]]:
     """``(family, SongSpec)`` pairs: each family fixes style, timbre, tempo and key; variants differ
@@ -145,11 +163,22 @@ def family_specs(families: int, variants: int, *, duration_s: float = 20.0, seed
         timbre = TIMBRES[(f * 3 + f // len(styles)) % len(TIMBRES)]
         tonic, mode = int(rng.integers(12)), ("major", "minor")[f % 2]
         for v in range(variants):
-            out.append((f, SongSpec(bpm=bpm, tonic=tonic, mode=mode, style=style, timbre=timbre,
-                                    duration_s=duration_s + float(rng.uniform(-3, 3)),
-                                    swing=float(rng.choice([0.0, 0.0, 0.1])),
-                                    noise_db=float(rng.choice([40.0, 30.0, 20.0])) if v % 2 else None,
-                                    seed=seed * 1000 + f * 100 + v)))
+            out.append(
+                (
+                    f,
+                    SongSpec(
+                        bpm=bpm,
+                        tonic=tonic,
+                        mode=mode,
+                        style=style,
+                        timbre=timbre,
+                        duration_s=duration_s + float(rng.uniform(-3, 3)),
+                        swing=float(rng.choice([0.0, 0.0, 0.1])),
+                        noise_db=float(rng.choice([40.0, 30.0, 20.0])) if v % 2 else None,
+                        seed=seed * 1000 + f * 100 + v,
+                    ),
+                )
+            )
     return out
 
 
@@ -179,8 +208,13 @@ def quality(families: int, variants: int, *, workdir: Path, workers: int) -> dic
     refresh_similarity_index(con)
     family = {r["path"]: f for r, (f, _) in zip(results, pairs)}
     ids = dict(con.execute("SELECT path, track_id FROM tracks WHERE status = 'analyzed'").fetchall())
-    out = {"songs": len(pairs), "analysed": len(ids), "families": families, "variants": variants,
-           "render_and_analyse_s": round(build_s, 1)}
+    out = {
+        "songs": len(pairs),
+        "analysed": len(ids),
+        "families": families,
+        "variants": variants,
+        "render_and_analyse_s": round(build_s, 1),
+    }
     for metric in ("cosine", "euclidean"):
         precisions = []
         for p, tid in ids.items():

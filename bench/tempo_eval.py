@@ -1,7 +1,7 @@
 """Tempo benchmark: cratedig vs librosa's ``feature.tempo`` (and Essentia's RhythmExtractor2013 when importable).
 
     .venv/bin/python bench/tempo_eval.py              # synth ground_truth_set(120, seed=0), chorales, 3-min timing
-    .venv/bin/python bench/tempo_eval.py --fit        # refit the octave model of tasks/features/tempo/octave.py (prints weights)
+    .venv/bin/python bench/tempo_eval.py --fit        # refit the octave model (tasks/features/tempo/octave.py)
     .venv/bin/python bench/tempo_eval.py --sets chorales --no-essentia   # one set, cratedig and librosa only
 
 Run with ``OPENBLAS_NUM_THREADS=1``: the times are CPU times, and idle BLAS threads spinning on a busy
@@ -31,6 +31,7 @@ chorales and the rendered test chorales are held out.
 Essentia is optional: run with ``PYTHONPATH=<site-packages holding essentia>`` to include it (it gets
 44.1 kHz audio, as it expects; its time includes its own onset analysis).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -119,6 +120,7 @@ _OCTAVES = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
 
 # ---------------------------------------------------------------- methods (audio or Spectrum -> bpm)
 
+
 def librosa_method(spectrum: Spectrum) -> float | None:
     """Baseline: ``librosa.feature.tempo`` on the same onset envelope (autocorrelation, prior at 120)."""
     import librosa
@@ -148,12 +150,16 @@ def score(est: float | None, ref: float) -> tuple[bool, bool, bool]:
     """(acc1, acc2, within 0.5 BPM) of one estimate."""
     if not est:
         return False, False, False
-    return (abs(est - ref) <= 0.04 * ref, any(abs(est - ref * r) <= 0.04 * ref * r for r in _OCTAVES),
-            abs(est - ref) <= 0.5)
+    return (
+        abs(est - ref) <= 0.04 * ref,
+        any(abs(est - ref * r) <= 0.04 * ref * r for r in _OCTAVES),
+        abs(est - ref) <= 0.5,
+    )
 
 
-def evaluate_tempo(specs: Sequence, *, title: str = "synth", essentia: bool = True,
-                   verbose: bool = False) -> dict[str, dict[str, float]]:
+def evaluate_tempo(
+    specs: Sequence, *, title: str = "synth", essentia: bool = True, verbose: bool = False
+) -> dict[str, dict[str, float]]:
     """Score cratedig, librosa (and Essentia) on ``specs`` (SongSpecs or items); prints and returns metrics.
 
     ``ms_per_track`` is CPU time. cratedig and librosa get the track's shared Spectrum with its
@@ -164,7 +170,9 @@ def evaluate_tempo(specs: Sequence, *, title: str = "synth", essentia: bool = Tr
     for s in spectra:
         s.log_mel  # noqa: B018  (warm the shared view, as the pipeline does)
     methods: dict[str, tuple[Callable, bool]] = {
-        "cratedig": (lambda s: tempo.estimate_tempo(s).bpm, True), "librosa": (librosa_method, True)}
+        "cratedig": (lambda s: tempo.estimate_tempo(s).bpm, True),
+        "librosa": (librosa_method, True),
+    }
     ess = essentia_method() if essentia else None
     if ess is not None:
         methods["essentia"] = (ess, False)
@@ -179,19 +187,28 @@ def evaluate_tempo(specs: Sequence, *, title: str = "synth", essentia: bool = Tr
             if verbose and not hits[-1][2]:
                 print(f"    {name:9s} {label:32s} ref={ref:7.2f} est={est}")
         h = np.array(hits, dtype=float)
-        out[name] = dict(acc1=h[:, 0].mean(), acc2=h[:, 1].mean(), within_05=h[:, 2].mean(),
-                         ms_per_track=1000 * cpu / len(items), n=len(items))
-        print(f"{title:9s} {name:9s} n={len(items):4d} Acc1={h[:, 0].mean():.3f} Acc2={h[:, 1].mean():.3f} "
-              f"+-0.5BPM={h[:, 2].mean():.3f} ms/track={out[name]['ms_per_track']:.1f}", flush=True)
+        out[name] = dict(
+            acc1=h[:, 0].mean(),
+            acc2=h[:, 1].mean(),
+            within_05=h[:, 2].mean(),
+            ms_per_track=1000 * cpu / len(items),
+            n=len(items),
+        )
+        print(
+            f"{title:9s} {name:9s} n={len(items):4d} Acc1={h[:, 0].mean():.3f} Acc2={h[:, 1].mean():.3f} "
+            f"+-0.5BPM={h[:, 2].mean():.3f} ms/track={out[name]['ms_per_track']:.1f}",
+            flush=True,
+        )
     return out
 
 
 def time_3min(repeats: int = 5) -> dict[str, float]:
-    """Median CPU ms of :func:`tasks.features.tempo.estimate.estimate_tempo` on a 3-minute song, with and without ``log_mel``."""
+    """Median CPU ms of :func:`~tasks.features.tempo.estimate.estimate_tempo` on a 3-minute song."""
     from tasks.synth.songs import SongSpec, render_song
 
-    y = render_song(SongSpec(bpm=126.5, tonic=3, duration_s=180.0, style="funk", tempo_drift=0.01, seed=5),
-                    stereo=False)
+    y = render_song(
+        SongSpec(bpm=126.5, tonic=3, duration_s=180.0, style="funk", tempo_drift=0.01, seed=5), stereo=False
+    )
     warm, cold = [], []
     for _ in range(repeats):
         spec = compute_spectrum(y)
@@ -206,20 +223,26 @@ def time_3min(repeats: int = 5) -> dict[str, float]:
 
 # ---------------------------------------------------------------- octave model fit
 
+
 def octave_training_data(items: Iterable[Item]) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Per item: candidate BPMs (n,), their features (n, d) as :func:`tasks.features.tempo.estimate.estimate_tempo` sees them, ref."""
+    """Per item: candidate BPMs (n,), their features (n, d) as ``estimate_tempo`` sees them, and the reference."""
     out = []
     for _, y, ref in items:
         spec = compute_spectrum(y)
         pulse, _, ratios, feats = tempo.octave_evidence(
-            tempo.onset_bands(spec).astype(np.float64), frame_mean_square(spec), tempo.harmonic_change(spec),
-            spec.frame_rate, tempo.BPM_RANGE)
+            tempo.onset_bands(spec).astype(np.float64),
+            frame_mean_square(spec),
+            tempo.harmonic_change(spec),
+            spec.frame_rate,
+            tempo.BPM_RANGE,
+        )
         out.append((ratios * 60 * pulse.freq, feats, ref))
     return out
 
 
-def fit_octave_weights(data: list[tuple[np.ndarray, np.ndarray, float]], *, lam: float = 0.3,
-                       sample_weight: Sequence[float] | None = None) -> np.ndarray:
+def fit_octave_weights(
+    data: list[tuple[np.ndarray, np.ndarray, float]], *, lam: float = 0.3, sample_weight: Sequence[float] | None = None
+) -> np.ndarray:
     """Conditional-logit weights (prior first, then levels) maximising the likelihood of the right candidate.
 
     L2 penalty ``lam`` on the level weights only. Items whose candidates miss the reference are skipped.
@@ -255,8 +278,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fit", action="store_true", help="refit the octave model and print its weights")
     ap.add_argument("--verbose", action="store_true", help="list the tracks each method gets wrong")
-    ap.add_argument("--sets", default="synth,chorales,timing",
-                    help="comma-separated: synth, chorales, bachcheck, contcheck, reccheck, recipedev, timing")
+    ap.add_argument(
+        "--sets",
+        default="synth,chorales,timing",
+        help="comma-separated: synth, chorales, bachcheck, contcheck, reccheck, recipedev, timing",
+    )
     ap.add_argument("--no-essentia", action="store_true", help="leave Essentia out (it takes most of the time)")
     args = ap.parse_args()
     sets = args.sets.split(",")
@@ -267,20 +293,28 @@ def main() -> None:
         recipe = training_chorale_items("train", "recipe")
         train = octave_training_data(songs + click_items() + hymn_items() + bach + recipe + drums)
         n_other = len(train) - len(bach) - len(recipe) - len(drums)
-        weights = ([1.0] * n_other + [BACH_WEIGHT] * len(bach) + [RECIPE_WEIGHT] * len(recipe)
-                   + [DRUM_WEIGHT] * len(drums))
+        weights = (
+            [1.0] * n_other + [BACH_WEIGHT] * len(bach) + [RECIPE_WEIGHT] * len(recipe) + [DRUM_WEIGHT] * len(drums)
+        )
         w = fit_octave_weights(train, sample_weight=weights, lam=FIT_LAMBDA)
         # The rendered test chorales are left out here on purpose: the fit's printout is looked at while
         # choosing, the test set only by the plain benchmark run.
-        checks = {"synth seed 0": synth_items(ground_truth_set(args.n, seed=0)),
-                  "synth seed 5": synth_items(ground_truth_set(args.n, seed=5)),
-                  "hymns seed 99": hymn_items(60, seed=99),
-                  "Bach check": training_chorale_items("check"),
-                  "Bach check continuo": training_chorale_items("check", "continuo"),
-                  "Bach check recipe": training_chorale_items("check", "recipe"), "drum loops (fit)": drums}
-        print(f"octave choice: train {octave_accuracy(train, w):.3f} (n={len(train)}, {len(bach)} Bach)"
-              + "".join(f"  {k} {octave_accuracy(octave_training_data(v), w):.3f} (n={len(v)})"
-                        for k, v in checks.items() if v), flush=True)
+        checks = {
+            "synth seed 0": synth_items(ground_truth_set(args.n, seed=0)),
+            "synth seed 5": synth_items(ground_truth_set(args.n, seed=5)),
+            "hymns seed 99": hymn_items(60, seed=99),
+            "Bach check": training_chorale_items("check"),
+            "Bach check continuo": training_chorale_items("check", "continuo"),
+            "Bach check recipe": training_chorale_items("check", "recipe"),
+            "drum loops (fit)": drums,
+        }
+        print(
+            f"octave choice: train {octave_accuracy(train, w):.3f} (n={len(train)}, {len(bach)} Bach)"
+            + "".join(
+                f"  {k} {octave_accuracy(octave_training_data(v), w):.3f} (n={len(v)})" for k, v in checks.items() if v
+            ),
+            flush=True,
+        )
         np.set_printoptions(precision=3, suppress=True)
         n_lv = len(tempo_octave.LEVELS)
         print("W_PRIOR =", repr(w[:2]))

@@ -10,6 +10,7 @@
 - :func:`recipe_dev_items`: the DEVELOPMENT set, other works rendered by the test set's recipe
   (``render_training_chorales.py --recipe-dev``).
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,9 @@ def drum_items(n: int = 60, *, seed: int = 11, duration_s: float = 20.0) -> list
         t = np.arange(int(0.4 * SR)) / SR
         kick = np.sin(2 * np.pi * np.cumsum(rng.uniform(45, 60) + rng.uniform(60, 120) * np.exp(-t * 30)) / SR)
         kick *= np.exp(-t * rng.uniform(5, 10))
-        snare = (rng.uniform(0.4, 0.8) * rng.standard_normal(len(t))
-                 + rng.uniform(0.2, 0.6) * np.sin(2 * np.pi * rng.uniform(160, 240) * t))
+        snare = rng.uniform(0.4, 0.8) * rng.standard_normal(len(t)) + rng.uniform(0.2, 0.6) * np.sin(
+            2 * np.pi * rng.uniform(160, 240) * t
+        )
         snare *= np.exp(-t * rng.uniform(12, 25))
         hat = np.diff(rng.standard_normal(len(t) + 1)) * np.exp(-t * rng.uniform(40, 90))
         hat *= 10 ** (-rng.uniform(0, 24) / 20) / np.abs(hat).max()
@@ -163,8 +165,11 @@ def hymn_items(n: int = 320, *, seed: int = 13, duration_s: float = 30.0) -> lis
             k = min(int((length * beat + 0.03) * SR), len(y) - t0)
             kind = str(timbres[v])
             note = tone(kind, midi_hz(m), k, SR, rng)
-            env = np.minimum(1.0, np.arange(k) / max(1.0, attack * SR)) if kind in ("organ", "saw", "square", "sine") \
+            env = (
+                np.minimum(1.0, np.arange(k) / max(1.0, attack * SR))
+                if kind in ("organ", "saw", "square", "sine")
                 else np.ones(k)
+            )
             rel = min(k, int(0.03 * SR))
             env[k - rel :] *= np.linspace(1.0, 0.0, rel)
             y[t0 : t0 + k] += note * env * 10 ** (rng.normal(0, 2.0) / 20) * (1.3 if v in (0, 3) else 1.0)
@@ -182,19 +187,21 @@ def chorale_items(root: str | os.PathLike | None = None) -> list[Item]:
     from bench.corpus import chorale_rows
     from tasks.audio.decode import decode_audio
 
-    return [(Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"])) for r in chorale_rows(root)
-            if r.get("bpm")]
+    return [
+        (Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"])) for r in chorale_rows(root) if r.get("bpm")
+    ]
 
 
-def training_chorale_items(split: str, rendering: str = "varied", root: str | os.PathLike | None = None
-                           ) -> list[Item]:
+def training_chorale_items(split: str, rendering: str = "varied", root: str | os.PathLike | None = None) -> list[Item]:
     """Rendered training chorales of one ``split`` (``'train'`` or ``'check'``) and ``rendering`` (see
     :func:`bench.corpus.training_rows`); empty when not built."""
     from bench.corpus import training_rows
     from tasks.audio.decode import decode_audio
 
-    return [(Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"]))
-            for r in training_rows(split, rendering, root)]
+    return [
+        (Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"]))
+        for r in training_rows(split, rendering, root)
+    ]
 
 
 def recipe_dev_items(root: str | os.PathLike | None = None) -> list[Item]:
@@ -203,5 +210,6 @@ def recipe_dev_items(root: str | os.PathLike | None = None) -> list[Item]:
     from bench.corpus import chorale_rows
     from tasks.audio.decode import decode_audio
 
-    return [(Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"]))
-            for r in chorale_rows(root, "recipe_dev")]
+    return [
+        (Path(r["file"]).name, decode_audio(r["file"]).y, float(r["bpm"])) for r in chorale_rows(root, "recipe_dev")
+    ]

@@ -14,6 +14,7 @@ Prints, on this machine:
 4. Essentia's MusicExtractor and ``analyze_file`` on the first few files, timed in turn, when ``essentia``
    is importable.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,6 +36,7 @@ CORPUS = Path(os.environ.get("CRATEDIG_CORPUS", Path.home() / ".cache/cratedig-c
 
 def _decode_only(path: str) -> float:
     """Stream-decode, down-mix and resample ``path`` as the analysis does; returns its duration, s."""
+
     def consume(stream) -> float:
         to_mono = MonoResampler(stream.sr)
         n = 0
@@ -85,8 +87,9 @@ def run_flow(folder: Path, workers: int) -> tuple[dict, float, float]:
         summary = analyze_library(str(folder), catalog_path=str(Path(tmp) / "c.duckdb"), workers=workers)
         summary["flow_cpu_s"] = time.process_time() - cpu
         con = catalog.open_catalog(Path(tmp) / "c.duckdb", read_only=True)
-        ms, audio = con.sql("SELECT sum(f.analysis_ms), sum(t.duration_s) FROM features f "
-                            "JOIN tracks t USING (track_id)").fetchall()[0]
+        ms, audio = con.sql(
+            "SELECT sum(f.analysis_ms), sum(t.duration_s) FROM features f JOIN tracks t USING (track_id)"
+        ).fetchall()[0]
         con.close()
         return summary, (ms or 0.0) / 1000.0, audio or 0.0
 
@@ -119,11 +122,13 @@ def report_flow(label: str, summary: dict, analysis_cpu: float, audio: float, wo
     body = summary["seconds"]
     overhead = max(0.0, 1.0 - analysis_cpu / workers / body)
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"   {label}: {summary['analyzed']} analysed, {audio / 60:.0f} min of audio, flow body {body:.1f} s "
-          f"({60 * summary['analyzed'] / body:.0f} tracks/min, {audio / body / workers:.0f}x realtime per core); "
-          f"analysis CPU {analysis_cpu:.1f} s; flow process CPU {summary['flow_cpu_s']:.1f} s; "
-          f"orchestration {100 * overhead:.1f}% of the flow body; "
-          f"peak worker RSS so far {rss_mb:.0f} MB")
+    print(
+        f"   {label}: {summary['analyzed']} analysed, {audio / 60:.0f} min of audio, flow body {body:.1f} s "
+        f"({60 * summary['analyzed'] / body:.0f} tracks/min, {audio / body / workers:.0f}x realtime per core); "
+        f"analysis CPU {analysis_cpu:.1f} s; flow process CPU {summary['flow_cpu_s']:.1f} s; "
+        f"orchestration {100 * overhead:.1f}% of the flow body; "
+        f"peak worker RSS so far {rss_mb:.0f} MB"
+    )
     return overhead
 
 
@@ -137,8 +142,9 @@ def essentia_seconds(files: list[dict]) -> tuple[float, float, float] | None:
     theirs, ours, audio = 0.0, 0.0, 0.0
     for f in files:
         t = time.process_time()
-        features, _ = es.MusicExtractor(lowlevelStats=["mean", "stdev"], rhythmStats=["mean", "stdev"],
-                                        tonalStats=["mean", "stdev"])(f["path"])
+        features, _ = es.MusicExtractor(
+            lowlevelStats=["mean", "stdev"], rhythmStats=["mean", "stdev"], tonalStats=["mean", "stdev"]
+        )(f["path"])
         theirs += time.process_time() - t
         t = time.process_time()
         analyze_file(f["path"], f["size_bytes"], f["mtime_ns"])
@@ -154,8 +160,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--essentia-files", type=int, default=10)
     ap.add_argument("--flow-tracks", type=int, default=1000, help="tracks for the orchestration run (0: skip)")
-    ap.add_argument("--plain-pool", action=argparse.BooleanOptionalAction, default=True,
-                    help="also time the --flow-tracks files through the bare worker pool")
+    ap.add_argument(
+        "--plain-pool",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the --flow-tracks files through the bare worker pool",
+    )
     args = ap.parse_args()
 
     t = time.perf_counter()
@@ -181,26 +191,32 @@ def main() -> None:
         print(f"   scaling {args.workers} workers vs 1 (flow body): {bodies[1] / bodies[args.workers]:.2f}x")
 
     if args.flow_tracks:
-        print(f"\n3. orchestration on {args.flow_tracks} tracks (hard links cycling through the folder), "
-              f"{args.workers} workers:")
+        print(
+            f"\n3. orchestration on {args.flow_tracks} tracks (hard links cycling through the folder), "
+            f"{args.workers} workers:"
+        )
         with tempfile.TemporaryDirectory(dir=args.folder.parent) as tmp:
             library = hardlink_library(args.folder, args.flow_tracks, Path(tmp) / "library")
             summary, analysis_cpu, audio = run_flow(library, args.workers)
             report_flow(f"{args.flow_tracks} tracks", summary, analysis_cpu, audio, args.workers)
             if args.plain_pool:
                 plain = run_plain_pool(library, args.workers)
-                print(f"   the same files through the same {args.workers}-worker pool without Prefect or the catalog: "
-                      f"{plain:.1f} s wall; Prefect + scan + store + export cost "
-                      f"{100 * (1 - plain / summary['seconds']):.1f}% of the flow body")
+                print(
+                    f"   the same files through the same {args.workers}-worker pool without Prefect or the catalog: "
+                    f"{plain:.1f} s wall; Prefect + scan + store + export cost "
+                    f"{100 * (1 - plain / summary['seconds']):.1f}% of the flow body"
+                )
 
     ess = essentia_seconds(files[: args.essentia_files]) if args.essentia_files else None
     if ess is None:
         print("\n4. Essentia skipped (--essentia-files 0, or not installed: pip install '.[bench]')")
     else:
         theirs, ours, e_audio = ess
-        print(f"\n4. Essentia MusicExtractor on {args.essentia_files} files: {theirs / (e_audio / 60):.2f} s CPU per "
-              f"minute of audio ({e_audio / theirs:.0f}x realtime); analyze_file on the same files, timed in turn: "
-              f"{ours / (e_audio / 60):.3f} s/min, {theirs / ours:.1f}x less CPU")
+        print(
+            f"\n4. Essentia MusicExtractor on {args.essentia_files} files: {theirs / (e_audio / 60):.2f} s CPU per "
+            f"minute of audio ({e_audio / theirs:.0f}x realtime); analyze_file on the same files, timed in turn: "
+            f"{ours / (e_audio / 60):.3f} s/min, {theirs / ours:.1f}x less CPU"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The ``analyze_library`` flow: scan → validate + analyse (batches in parallel) → store → index → export → report."""
+
 # No ``from __future__ import annotations``: Prefect validates flow parameters from real annotations, and
 # ``flow.serve`` pickles the flow by value, where postponed annotations cannot be resolved.
 import time
@@ -34,8 +35,9 @@ def auto_batch_size(n_files: int, workers: int) -> int:
     return max(4, min(64, -(-n_files // (8 * max(1, workers)))))
 
 
-def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, con: Any, run_id: str,
-                       window: int, progress_id: Any) -> dict[str, int]:
+def _analyze_and_store(
+    batches: list[list[dict[str, Any]]], pool: AnalysisPool, con: Any, run_id: str, window: int, progress_id: Any
+) -> dict[str, int]:
     """Run the batch tasks with at most ``window`` in flight; commit each batch as it finishes, in order.
 
     Per-file progress needs the batch to run in this process; on a Dask cluster progress moves per batch.
@@ -57,8 +59,7 @@ def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, 
         artifacts.report_progress(progress_id, sum(totals.values()), total_files)
 
     for index, batch in enumerate(batches):
-        in_flight.append((index, analyze_batch.submit(batch, pool, index=index, size=len(batch),
-                                                      on_result=on_result)))
+        in_flight.append((index, analyze_batch.submit(batch, pool, index=index, size=len(batch), on_result=on_result)))
         if len(in_flight) >= window:
             drain_one()
     while in_flight:
@@ -67,15 +68,24 @@ def _analyze_and_store(batches: list[list[dict[str, Any]]], pool: AnalysisPool, 
 
 
 @flow(name="analyze_library", flow_run_name=_run_name, log_prints=False)
-def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_dir: str | None = None,
-                    workers: int | None = None, batch_size: int | None = None, force: bool = False,
-                    since: datetime | None = None, paths: list[str] | None = None,
-                    file_timeout_s: float = FILE_TIMEOUT_S, lock_timeout_s: float = 30.0,
-                    max_in_flight: int = 4, bpm_range: tuple[float, float] = BPM_RANGE) -> dict[str, Any]:
+def analyze_library(
+    library: str,
+    catalog_path: str = str(DEFAULT_CATALOG),
+    parquet_dir: str | None = None,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    force: bool = False,
+    since: datetime | None = None,
+    paths: list[str] | None = None,
+    file_timeout_s: float = FILE_TIMEOUT_S,
+    lock_timeout_s: float = 30.0,
+    max_in_flight: int = 4,
+    bpm_range: tuple[float, float] = BPM_RANGE,
+) -> dict[str, Any]:
     """Analyse every new, changed or outdated audio file under ``library`` into the catalog.
 
-    ``force`` re-analyses everything (rejected files excepted); ``since`` and ``paths`` restrict this run's analysis to files
-    modified after a date and/or under some folders (moves and missing files are still recorded).
+    ``force`` re-analyses everything (rejected files excepted); ``since`` and ``paths`` restrict this run's
+    analysis to files modified after a date and/or under some folders (moves and missing files are still recorded).
     ``workers=0`` analyses inside the batch tasks themselves: with a Dask task runner
     (:func:`with_dask`) the cluster's workers do the work and ``max_in_flight`` batches are in flight.
     ``batch_size`` (files per Prefect task) defaults to :func:`auto_batch_size`. ``bpm_range`` is the
@@ -88,19 +98,29 @@ def analyze_library(library: str, catalog_path: str = str(DEFAULT_CATALOG), parq
     workers = default_workers() if workers is None else workers  # 0: batches analyse where they run (Dask)
     run_id = str(uuid.uuid4())
     con = catalog.open_catalog(catalog_path, lock_timeout_s=lock_timeout_s)
-    catalog.start_run(con, run_id, library, analyzer_version=ANALYZER_VERSION,
-                      flow_run_id=str(get_run_context().flow_run.id))
+    catalog.start_run(
+        con, run_id, library, analyzer_version=ANALYZER_VERSION, flow_run_id=str(get_run_context().flow_run.id)
+    )
     try:
         bpm_range = (float(bpm_range[0]), float(bpm_range[1]))
-        plan, counts = scan_library(library, con, run_id, analyzer_version=ANALYZER_VERSION, force=force,
-                                    bpm_range=bpm_range)
+        plan, counts = scan_library(
+            library, con, run_id, analyzer_version=ANALYZER_VERSION, force=force, bpm_range=bpm_range
+        )
         if since is not None or paths:
-            plan = plan.restricted(modified_since_ns=None if since is None else int(since.timestamp() * 1e9),
-                                   under=[str(Path(p).resolve()) for p in paths or []])
+            plan = plan.restricted(
+                modified_since_ns=None if since is None else int(since.timestamp() * 1e9),
+                under=[str(Path(p).resolve()) for p in paths or []],
+            )
         batches = plan.batches(batch_size or auto_batch_size(plan.to_analyze.height, workers))
         counts["to_analyze"] = plan.to_analyze.height
-        logger.info("%s: %d files, %d to analyse in %d batches on %d workers",
-                    library, counts["files"], counts["to_analyze"], len(batches), workers)
+        logger.info(
+            "%s: %d files, %d to analyse in %d batches on %d workers",
+            library,
+            counts["files"],
+            counts["to_analyze"],
+            len(batches),
+            workers,
+        )
         progress.current().start(counts["to_analyze"])
         progress_id = artifacts.start_progress(library)
         window = 2 * workers if workers else max_in_flight

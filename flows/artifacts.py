@@ -1,4 +1,5 @@
 """The story of a run in the Prefect UI: a progress artifact per batch, a summary table, a rejects report."""
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,9 @@ def artifact_key(library: str, kind: str) -> str:
 
 
 def start_progress(library: str) -> UUID:
-    return create_progress_artifact(0.0, key=artifact_key(library, "progress"),
-                                    description=f"Files analysed in {library}")
+    return create_progress_artifact(
+        0.0, key=artifact_key(library, "progress"), description=f"Files analysed in {library}"
+    )
 
 
 def report_progress(artifact_id: UUID, done: int, total: int) -> None:
@@ -41,8 +43,14 @@ def publish_summary(library: str, summary: dict[str, Any], failures_by_reason: d
 
 def publish_rejects(library: str, catalog_path: str, rejects: list[tuple[str, str, str | None]]) -> None:
     """A markdown artifact: the catalog path and the first :data:`TOP_REJECTS` rejects with reasons."""
-    lines = [f"# cratedig run on `{library}`", "", f"Catalog: `{catalog_path}`", "",
-             f"## Rejected or failed files ({len(rejects)} this run, first {min(len(rejects), TOP_REJECTS)})", ""]
+    lines = [
+        f"# cratedig run on `{library}`",
+        "",
+        f"Catalog: `{catalog_path}`",
+        "",
+        f"## Rejected or failed files ({len(rejects)} this run, first {min(len(rejects), TOP_REJECTS)})",
+        "",
+    ]
     if rejects:
         lines += ["| reason | file | detail |", "|---|---|---|"]
         for reason, path, detail in rejects[:TOP_REJECTS]:
@@ -50,5 +58,6 @@ def publish_rejects(library: str, catalog_path: str, rejects: list[tuple[str, st
             lines.append(f"| {reason} | `{path}` | {cell} |")
     else:
         lines.append("None: every file was analysed.")
-    create_markdown_artifact("\n".join(lines), key=artifact_key(library, "rejects"),
-                             description=f"Rejects and failures for {library}")
+    create_markdown_artifact(
+        "\n".join(lines), key=artifact_key(library, "rejects"), description=f"Rejects and failures for {library}"
+    )

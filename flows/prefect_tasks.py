@@ -3,6 +3,7 @@
 Each adapter reads by path or connection, calls the plain functions, and returns counts or small rows.
 Waveforms and spectrograms never leave the worker processes.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,11 +28,23 @@ def is_transient_io(task, task_run, state) -> bool:
     return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
 
 
-@task(name="scan-library", cache_policy=NONE, retries=4, retry_delay_seconds=exponential_backoff(backoff_factor=10),
-      retry_jitter_factor=0.5, retry_condition_fn=is_transient_io)
-def scan_library(library: str, con: duckdb.DuckDBPyConnection, run_id: str, *, analyzer_version: int,
-                 force: bool = False, bpm_range: tuple[float, float] | None = None
-                 ) -> tuple[ScanPlan, dict[str, int]]:
+@task(
+    name="scan-library",
+    cache_policy=NONE,
+    retries=4,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=is_transient_io,
+)
+def scan_library(
+    library: str,
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    analyzer_version: int,
+    force: bool = False,
+    bpm_range: tuple[float, float] | None = None,
+) -> tuple[ScanPlan, dict[str, int]]:
     """Walk ``library``, diff it against the catalog, and record moves, missing files and walk problems.
 
     OSErrors can only happen before anything is written, so a retry is safe.
@@ -40,25 +53,36 @@ def scan_library(library: str, con: duckdb.DuckDBPyConnection, run_id: str, *, a
     walk = walk_library(library)
     files, bad = split_valid(walk.files, InventoryRow)
     walk.problems += [(walk.files["path"][i], Reason.SCHEMA, why) for i, why in bad.items()]
-    plan = plan_scan(files, catalog.known_tracks(con, library), analyzer_version=analyzer_version,
-                     force=force, bpm_range=bpm_range)
+    plan = plan_scan(
+        files, catalog.known_tracks(con, library), analyzer_version=analyzer_version, force=force, bpm_range=bpm_range
+    )
     catalog.apply_plan(con, plan, run_id)
-    counts = plan.counts() | {"files": walk.files.height, "ignored": walk.n_ignored,
-                              "unreadable": catalog.record_problems(con, walk.problems, run_id)}
+    counts = plan.counts() | {
+        "files": walk.files.height,
+        "ignored": walk.n_ignored,
+        "unreadable": catalog.record_problems(con, walk.problems, run_id),
+    }
     return plan, counts
 
 
-@task(name="analyze-batch", task_run_name="batch {index} ({size} files)", cache_policy=NONE,
-      retries=1, retry_delay_seconds=2)
-def analyze_batch(items: list[dict[str, Any]], pool: AnalysisPool, *, index: int, size: int,
-                  on_result: Any = None) -> list[dict[str, Any]]:
+@task(
+    name="analyze-batch",
+    task_run_name="batch {index} ({size} files)",
+    cache_policy=NONE,
+    retries=1,
+    retry_delay_seconds=2,
+)
+def analyze_batch(
+    items: list[dict[str, Any]], pool: AnalysisPool, *, index: int, size: int, on_result: Any = None
+) -> list[dict[str, Any]]:
     """Analyse one batch in the warm worker pool; one result row per file, never an exception per file."""
     return pool.analyze_batch(items, on_result=on_result)
 
 
 @task(name="store-batch", task_run_name="store batch {index}", cache_policy=NONE)
-def store_batch(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]], run_id: str, *,
-                index: int) -> dict[str, int]:
+def store_batch(
+    con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]], run_id: str, *, index: int
+) -> dict[str, int]:
     """Commit one batch's rows to the catalog in one transaction."""
     return catalog.store_results(con, results, run_id)
 

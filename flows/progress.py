@@ -1,4 +1,5 @@
 """A progress hook the CLI installs around a flow call (flow parameters must stay serialisable)."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -9,6 +9,7 @@ one library at the same time: the second waits for the first, up to ``lock_wait_
 The analyse subflow and its task runs carry the tags ``cratedig`` and ``library:<folder name>``; its
 progress, summary and rejects artifacts are in the subflow run's Artifacts tab in the UI.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -83,11 +84,19 @@ def _run_name() -> str:
     return f"reanalyze {Path(params['library']).name or params['library']} {datetime.now():%Y-%m-%d %H:%M}"
 
 
-def _reanalyze(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_dir: str | None = None,
-              workers: int | None = None, batch_size: int | None = None, force: bool = False,
-              since: datetime | None = None, paths: list[str] | None = None,
-              file_timeout_s: float = FILE_TIMEOUT_S, lock_wait_s: float = LOCK_WAIT_S,
-              bpm_range: tuple[float, float] = BPM_RANGE) -> dict[str, Any]:
+def _reanalyze(
+    library: str,
+    catalog_path: str = str(DEFAULT_CATALOG),
+    parquet_dir: str | None = None,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    force: bool = False,
+    since: datetime | None = None,
+    paths: list[str] | None = None,
+    file_timeout_s: float = FILE_TIMEOUT_S,
+    lock_wait_s: float = LOCK_WAIT_S,
+    bpm_range: tuple[float, float] = BPM_RANGE,
+) -> dict[str, Any]:
     """Re-analyse ``library`` incrementally, one run per library at a time, and rewrite its Parquet export.
 
     Parameters are those of :func:`flows.analyze.analyze_library` (``force``: everything again;
@@ -110,16 +119,33 @@ def _reanalyze(library: str, catalog_path: str = str(DEFAULT_CATALOG), parquet_d
         try:
             stack.enter_context(concurrency(limit, occupy=1, timeout_seconds=lock_wait_s, strict=True, holder=holder))
         except TimeoutError:
-            raise LibraryBusyError(f"another run is analysing {library} (concurrency limit {limit}); "
-                                   f"gave up after {lock_wait_s:.0f} s") from None
+            raise LibraryBusyError(
+                f"another run is analysing {library} (concurrency limit {limit}); gave up after {lock_wait_s:.0f} s"
+            ) from None
         with tags(*library_tags(library)):
-            state = analyze_library(library, catalog_path=catalog_path, parquet_dir=parquet_dir, workers=workers,
-                                    batch_size=batch_size, force=force, since=since, paths=paths,
-                                    file_timeout_s=file_timeout_s, bpm_range=bpm_range, return_state=True)
+            state = analyze_library(
+                library,
+                catalog_path=catalog_path,
+                parquet_dir=parquet_dir,
+                workers=workers,
+                batch_size=batch_size,
+                force=force,
+                since=since,
+                paths=paths,
+                file_timeout_s=file_timeout_s,
+                bpm_range=bpm_range,
+                return_state=True,
+            )
         summary = state.result()
     out = str(parquet_dir or default_parquet_dir(catalog_path))
-    logger.info("%s re-analysed: %d analysed, %d rejected, %d failed; Parquet export in %s", library,
-                summary.get("analyzed", 0), summary.get("rejected", 0), summary.get("failed", 0), out)
+    logger.info(
+        "%s re-analysed: %d analysed, %d rejected, %d failed; Parquet export in %s",
+        library,
+        summary.get("analyzed", 0),
+        summary.get("rejected", 0),
+        summary.get("failed", 0),
+        out,
+    )
     return summary | {"analyze_flow_run_id": str(state.state_details.flow_run_id), "parquet_dir": out}
 
 

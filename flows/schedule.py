@@ -4,6 +4,7 @@
 polls it for scheduled runs, running each in a subprocess of this one. Stopping it (Ctrl-C) pauses the
 schedule. ``prefect.yaml`` declares the same deployment for ``prefect deploy`` and a process work pool.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,11 +58,19 @@ def api_url() -> str | None:
     return PREFECT_API_URL.value()
 
 
-def serve_reanalysis(library: str | Path, *, catalog_path: str | Path = DEFAULT_CATALOG,
-                     parquet_dir: str | Path | None = None, workers: int | None = None,
-                     batch_size: int | None = None, bpm_range: tuple[float, float] | None = None,
-                     cron: str | None = None, interval: timedelta | None = None, timezone: str | None = None,
-                     name: str | None = None) -> None:
+def serve_reanalysis(
+    library: str | Path,
+    *,
+    catalog_path: str | Path = DEFAULT_CATALOG,
+    parquet_dir: str | Path | None = None,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    bpm_range: tuple[float, float] | None = None,
+    cron: str | None = None,
+    interval: timedelta | None = None,
+    timezone: str | None = None,
+    name: str | None = None,
+) -> None:
     """Serve :func:`flows.reanalyze.reanalyze` for ``library`` on a schedule until interrupted.
 
     Exactly one of ``cron`` and ``interval`` may be given; neither means :data:`DEFAULT_CRON`. The
@@ -76,17 +85,28 @@ def serve_reanalysis(library: str | Path, *, catalog_path: str | Path = DEFAULT_
     if cron and interval:
         raise ValueError("give --cron or --interval, not both")
     timezone = timezone or local_timezone()
-    schedule = (Interval(interval, timezone=timezone) if interval is not None
-                else Cron(cron or DEFAULT_CRON, timezone=timezone))
+    schedule = (
+        Interval(interval, timezone=timezone) if interval is not None else Cron(cron or DEFAULT_CRON, timezone=timezone)
+    )
     library = Path(library).resolve()
-    parameters: dict[str, Any] = {"library": str(library), "catalog_path": str(Path(catalog_path).resolve()),
-                                  "workers": workers, "batch_size": batch_size}
+    parameters: dict[str, Any] = {
+        "library": str(library),
+        "catalog_path": str(Path(catalog_path).resolve()),
+        "workers": workers,
+        "batch_size": batch_size,
+    }
     if bpm_range is not None:
         parameters["bpm_range"] = [float(bpm_range[0]), float(bpm_range[1])]
     if parquet_dir is not None:
         parameters["parquet_dir"] = str(Path(parquet_dir).resolve())
     # A module entrypoint: the runner's subprocesses import the installed package, wherever they start.
-    reanalyze.serve(name=name or DEPLOYMENT_NAME, schedule=schedule, parameters=parameters,
-                    tags=library_tags(library), limit=1, pause_on_shutdown=True,
-                    description=f"Incremental re-analysis of {library} into {parameters['catalog_path']}",
-                    entrypoint_type=EntrypointType.MODULE_PATH)
+    reanalyze.serve(
+        name=name or DEPLOYMENT_NAME,
+        schedule=schedule,
+        parameters=parameters,
+        tags=library_tags(library),
+        limit=1,
+        pause_on_shutdown=True,
+        description=f"Incremental re-analysis of {library} into {parameters['catalog_path']}",
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )

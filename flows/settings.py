@@ -2,6 +2,7 @@
 
 Imported (via ``flows/__init__``) before Prefect, so the environment is set before Prefect reads it.
 """
+
 from __future__ import annotations
 
 import os
@@ -9,10 +10,10 @@ from pathlib import Path
 
 #: Prefect environment cratedig runs with unless the user set otherwise: no telemetry, no network.
 PREFECT_ENV_DEFAULTS: dict[str, str] = {
-    "DO_NOT_TRACK": "1",                                  # SDK telemetry off
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",          # server telemetry off
+    "DO_NOT_TRACK": "1",  # SDK telemetry off
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # server telemetry off
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",        # rows go to the catalog, not to result files
+    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",  # rows go to the catalog, not to result files
     "PREFECT_TASKS_REFRESH_CACHE": "false",
     "PREFECT_LOGGING_LOG_PRINTS": "false",
 }

@@ -3,6 +3,7 @@
 A row that fails never reaches the catalog: :func:`split_valid` separates it and names the failed check,
 and the caller records the file as a ``SCHEMA`` reject.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -15,11 +16,40 @@ from tasks.constants import N_MFCC
 from tasks.features.key.names import KEY_NAMES
 
 #: Native sample rates a decoder may report, Hz.
-SAMPLE_RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000,
-                176400, 192000, 352800, 384000]
+SAMPLE_RATES = [
+    8000,
+    11025,
+    12000,
+    16000,
+    22050,
+    24000,
+    32000,
+    44100,
+    48000,
+    64000,
+    88200,
+    96000,
+    176400,
+    192000,
+    352800,
+    384000,
+]
 TRACK_STATUSES = ["analyzed", "rejected", "failed", "missing"]
-REASONS = ["EMPTY", "TOO_LARGE", "NOT_AUDIO", "UNREADABLE", "TRUNCATED", "DECODE_ERROR", "TOO_SHORT",
-           "TOO_LONG", "TIMEOUT", "WORKER_CRASH", "SCHEMA", "STALE", "INTERNAL"]
+REASONS = [
+    "EMPTY",
+    "TOO_LARGE",
+    "NOT_AUDIO",
+    "UNREADABLE",
+    "TRUNCATED",
+    "DECODE_ERROR",
+    "TOO_SHORT",
+    "TOO_LONG",
+    "TIMEOUT",
+    "WORKER_CRASH",
+    "SCHEMA",
+    "STALE",
+    "INTERNAL",
+]
 
 
 def _finite_floats(data: pa.PolarsData) -> pl.LazyFrame:
@@ -102,10 +132,27 @@ class FeatureRow(pa.DataFrameModel):
     embedding_version: int = pa.Field(ge=1)
     analyzed_at: datetime = pa.Field()
 
-    @pa.check("bpm", "bpm_confidence", "beat_offset_s", "key_confidence", "tuning_cents", "loudness_lufs",
-              "loudness_range_lu", "true_peak_dbtp", "replaygain_db", "spectral_centroid_hz",
-              "spectral_bandwidth_hz", "spectral_rolloff_hz", "spectral_flatness", "zero_crossing_rate", "rms",
-              "onset_rate", "pulse_clarity", "danceability", name="finite")
+    @pa.check(
+        "bpm",
+        "bpm_confidence",
+        "beat_offset_s",
+        "key_confidence",
+        "tuning_cents",
+        "loudness_lufs",
+        "loudness_range_lu",
+        "true_peak_dbtp",
+        "replaygain_db",
+        "spectral_centroid_hz",
+        "spectral_bandwidth_hz",
+        "spectral_rolloff_hz",
+        "spectral_flatness",
+        "zero_crossing_rate",
+        "rms",
+        "onset_rate",
+        "pulse_clarity",
+        "danceability",
+        name="finite",
+    )
     def finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return _finite_floats(data)
 
@@ -157,7 +204,7 @@ def split_valid(df: pl.DataFrame, model: type[pa.DataFrameModel]) -> tuple[pl.Da
         why = "; ".join(f"{c}: {k}" for c, k in zip(whole_frame["column"], whole_frame["check"]))
         return df.clear(), {i: why for i in range(df.height)}
     for idx, column, check in cases.select("index", "column", "check").iter_rows():
-        failed[int(idx)] = (failed.get(int(idx), "") + f"{column}: {check}; ")
+        failed[int(idx)] = failed.get(int(idx), "") + f"{column}: {check}; "
     bad = sorted(failed)
     good = df.with_row_index("_i").filter(~pl.col("_i").is_in(bad)).drop("_i")
     return model.validate(good), {i: s.rstrip("; ") for i, s in failed.items()}

@@ -1,31 +1,45 @@
 """One exception family and the stable reason codes stored in ``rejects.reason`` / ``tracks.status``."""
+
 from __future__ import annotations
 
 import errno
 from enum import StrEnum
 
 #: errno values of a disk or network share that hiccups: a retry may succeed (ENOENT/EACCES will not).
-TRANSIENT_ERRNOS: frozenset[int] = frozenset({
-    errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE, errno.ENOTCONN, errno.ECONNRESET,
-    errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET})
+TRANSIENT_ERRNOS: frozenset[int] = frozenset(
+    {
+        errno.EIO,
+        errno.EAGAIN,
+        errno.EBUSY,
+        errno.ETIMEDOUT,
+        errno.ESTALE,
+        errno.ENOTCONN,
+        errno.ECONNRESET,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.ENETRESET,
+    }
+)
 
 
 class Reason(StrEnum):
     """Stable reason codes. Never rename one: they are part of the catalog contract."""
 
-    EMPTY = "EMPTY"                # zero bytes
-    TOO_LARGE = "TOO_LARGE"        # larger than the configured maximum size
-    NOT_AUDIO = "NOT_AUDIO"        # content is not audio (HTML, executable, image, random bytes)
-    UNREADABLE = "UNREADABLE"      # permission denied, vanished, not a regular file
-    TRUNCATED = "TRUNCATED"        # container/stream ends early
+    EMPTY = "EMPTY"  # zero bytes
+    TOO_LARGE = "TOO_LARGE"  # larger than the configured maximum size
+    NOT_AUDIO = "NOT_AUDIO"  # content is not audio (HTML, executable, image, random bytes)
+    UNREADABLE = "UNREADABLE"  # permission denied, vanished, not a regular file
+    TRUNCATED = "TRUNCATED"  # container/stream ends early
     DECODE_ERROR = "DECODE_ERROR"  # decoder refused the stream
-    TOO_SHORT = "TOO_SHORT"        # shorter than the minimum duration
-    TOO_LONG = "TOO_LONG"          # longer than the maximum duration
-    TIMEOUT = "TIMEOUT"            # per-file time limit hit
+    TOO_SHORT = "TOO_SHORT"  # shorter than the minimum duration
+    TOO_LONG = "TOO_LONG"  # longer than the maximum duration
+    TIMEOUT = "TIMEOUT"  # per-file time limit hit
     WORKER_CRASH = "WORKER_CRASH"  # the worker process died while analysing this file
-    SCHEMA = "SCHEMA"              # produced a row that failed the schema
-    STALE = "STALE"                # file changed while it was analysed
-    INTERNAL = "INTERNAL"          # a bug: unexpected exception, kept with its message
+    SCHEMA = "SCHEMA"  # produced a row that failed the schema
+    STALE = "STALE"  # file changed while it was analysed
+    INTERNAL = "INTERNAL"  # a bug: unexpected exception, kept with its message
 
 
 class CratedigError(Exception):

@@ -1,4 +1,5 @@
 """Shared fixtures: a small library of synthesized songs in every supported format, and the Prefect harness."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,9 @@ def write_library(root: Path, specs: dict[str, SongSpec] = LIBRARY_SPECS) -> dic
         folder = root / ("" if i % 2 else f"album {i}")
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"song {i} {spec.style}.{fmt}"
-        write_audio(path, render_song(spec, sr=SR), SR, title=f"Song {i}", artist="cratedig tests",
-                    bpm=spec.bpm, key=spec.key)
+        write_audio(
+            path, render_song(spec, sr=SR), SR, title=f"Song {i}", artist="cratedig tests", bpm=spec.bpm, key=spec.key
+        )
         truth[str(path.resolve())] = spec
     (root / "not_audio.mp3").write_text("<!DOCTYPE html><html><body>Not found</body></html>\n" * 20)
     (root / "empty.flac").write_bytes(b"")

@@ -1,4 +1,5 @@
 """Start, wait for and stop the subprocesses the integration tests run (servers, CLIs, Dask), with their children."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ def free_port() -> int:
 
 def start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
     """Start ``cmd`` in a session of its own (so it and its children can be stopped as a group)."""
-    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace_s: float = 20.0) -> None:
@@ -64,12 +66,19 @@ def alive(pids: list[int]) -> list[int]:
     return out
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float, *, proc: subprocess.Popen | None = None,
-              log: Path | None = None, every_s: float = 1.0) -> Any:
+def wait_for(
+    what: str,
+    check: Callable[[], Any],
+    timeout_s: float,
+    *,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+    every_s: float = 1.0,
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``log``'s tail on timeout or if ``proc`` exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if (value := check()):
+        if value := check():
             return value
         if proc is not None and proc.poll() is not None:
             break

@@ -2,6 +2,7 @@
 
 Settings are read here (options, environment) and passed down; the work is in :mod:`flows` and :mod:`tasks`.
 """
+
 from __future__ import annotations
 
 from flows.cli import analyze, catalog, serve, similar  # noqa: F401  (each module adds its commands to app)

@@ -1,4 +1,5 @@
 """``python -m flows.cli ...``: the same as ``cratedig ...``."""
+
 from flows.cli import app
 
 app()

@@ -1,4 +1,5 @@
 """``cratedig analyze`` and ``cratedig demo``: run the analysis flow with a progress bar and print its summary."""
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,22 @@ def _quiet_prefect_shutdown() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-SUMMARY_ROWS = [("files", "files found"), ("new", "new"), ("changed", "changed"), ("outdated", "outdated analysis"),
-                ("unchanged", "unchanged"), ("moved", "moved"), ("missing", "missing"), ("ignored", "ignored (not audio)"),
-                ("analyzed", "analysed"), ("rejected", "rejected"), ("failed", "failed"),
-                ("unreadable", "unreadable entries"), ("seconds", "seconds"), ("tracks_per_min", "tracks / minute")]
+SUMMARY_ROWS = [
+    ("files", "files found"),
+    ("new", "new"),
+    ("changed", "changed"),
+    ("outdated", "outdated analysis"),
+    ("unchanged", "unchanged"),
+    ("moved", "moved"),
+    ("missing", "missing"),
+    ("ignored", "ignored (not audio)"),
+    ("analyzed", "analysed"),
+    ("rejected", "rejected"),
+    ("failed", "failed"),
+    ("unreadable", "unreadable entries"),
+    ("seconds", "seconds"),
+    ("tracks_per_min", "tracks / minute"),
+]
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -48,27 +61,36 @@ def print_summary(summary: dict[str, Any]) -> None:
         if key in summary:
             table.add_row(label, str(summary[key]))
     out.print(table)
-    if summary.get("to_analyze", 1) == 0 or (summary.get("analyzed", 0) + summary.get("rejected", 0)
-                                              + summary.get("failed", 0)) == 0:
+    if (
+        summary.get("to_analyze", 1) == 0
+        or (summary.get("analyzed", 0) + summary.get("rejected", 0) + summary.get("failed", 0)) == 0
+    ):
         out.print("[green]Nothing to analyse: the catalog is up to date.[/green]")
     out.print(f"catalog: {summary.get('catalog')}")
 
 
 @app.command()
-def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help="Library folder."),
-            catalog: Path = CatalogOpt,
-            workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores)."),
-            batch_size: Optional[int] = typer.Option(
-                None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."),
-            force: bool = typer.Option(False, "--force", help="Re-analyse every file."),
-            bpm_range: tuple[float, float] = typer.Option(
-                BPM_RANGE, "--bpm-range", metavar="LO HI",
-                help="Preferred tempo range for half/double choices, BPM (e.g. 55 150 for classical); "
-                     "rows analysed with another range are redone."),
-            lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for another run."),
-            dask_address: Optional[str] = typer.Option(None, "--dask-address",
-                                                       help="Run the batches on this Dask scheduler (tcp://HOST:8786)."),
-            as_json: bool = JsonOpt) -> None:
+def analyze(
+    path: Path = typer.Argument(..., exists=True, file_okay=False, help="Library folder."),
+    catalog: Path = CatalogOpt,
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Re-analyse every file."),
+    bpm_range: tuple[float, float] = typer.Option(
+        BPM_RANGE,
+        "--bpm-range",
+        metavar="LO HI",
+        help="Preferred tempo range for half/double choices, BPM (e.g. 55 150 for classical); "
+        "rows analysed with another range are redone.",
+    ),
+    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for another run."),
+    dask_address: Optional[str] = typer.Option(
+        None, "--dask-address", help="Run the batches on this Dask scheduler (tcp://HOST:8786)."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
     from prefect import tags
 
@@ -77,14 +99,27 @@ def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help=
     from flows.reanalyze import library_tags
     from tasks.errors import CatalogLockedError
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=as_json or not console.is_terminal) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=as_json or not console.is_terminal,
+    ) as bar:
         try:
             with progress.reporting(RichProgress(bar)), tags(*library_tags(str(path))):
                 run = with_dask(dask_address) if dask_address else analyze_library
-                summary = run(str(path), catalog_path=str(catalog), workers=0 if dask_address else workers,
-                              batch_size=batch_size, force=force, lock_timeout_s=lock_timeout,
-                              bpm_range=bpm_range)
+                summary = run(
+                    str(path),
+                    catalog_path=str(catalog),
+                    workers=0 if dask_address else workers,
+                    batch_size=batch_size,
+                    force=force,
+                    lock_timeout_s=lock_timeout,
+                    bpm_range=bpm_range,
+                )
         except CatalogLockedError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(3)
@@ -96,15 +131,26 @@ def analyze(path: Path = typer.Argument(..., exists=True, file_okay=False, help=
 
 
 @app.command()
-def demo(library: Path = typer.Option(DEFAULT_DEMO_LIBRARY, "--library", help="Where to build it."),
-         catalog: Path = CatalogOpt) -> None:
+def demo(
+    library: Path = typer.Option(DEFAULT_DEMO_LIBRARY, "--library", help="Where to build it."),
+    catalog: Path = CatalogOpt,
+) -> None:
     """Build the synthesized demo library (if missing), analyse it, and show a similarity query."""
     from tasks.synth.demo import build_demo_library
 
     console.print(f"building demo library in {library} ...")
     build_demo_library(library)
-    analyze(path=library, catalog=catalog, workers=None, batch_size=4, force=False, bpm_range=BPM_RANGE,
-            lock_timeout=30.0, dask_address=None, as_json=False)
+    analyze(
+        path=library,
+        catalog=catalog,
+        workers=None,
+        batch_size=4,
+        force=False,
+        bpm_range=BPM_RANGE,
+        lock_timeout=30.0,
+        dask_address=None,
+        as_json=False,
+    )
     _show_demo_similarity(catalog)
 
 
@@ -119,8 +165,13 @@ def _show_demo_similarity(catalog: Path) -> None:
     for col in ("file", "bpm", "key", "camelot", "LUFS"):
         table.add_column(col)
     for path, title, bpm, key, cam, lufs in sample:
-        table.add_row(Path(path).name, f"{bpm:.2f}" if bpm else "-", key or "-", cam or "-",
-                      f"{lufs:.1f}" if lufs is not None else "-")
+        table.add_row(
+            Path(path).name,
+            f"{bpm:.2f}" if bpm else "-",
+            key or "-",
+            cam or "-",
+            f"{lufs:.1f}" if lufs is not None else "-",
+        )
     out.print(table)
     from tasks.similarity.index import similar_tracks
 

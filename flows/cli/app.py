@@ -1,4 +1,5 @@
 """The ``cratedig`` typer app and what its commands share: the consoles and the common options."""
+
 from __future__ import annotations
 
 import os
@@ -11,12 +12,13 @@ from flows.settings import DEFAULT_CATALOG
 # The terminal shows a progress bar and a summary; Prefect's per-task INFO lines stay in the UI and API.
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="cratedig: turn a music library into a queryable dataset (DuckDB + Parquet).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="cratedig: turn a music library into a queryable dataset (DuckDB + Parquet).",
+)
 console = Console(stderr=True)
 out = Console()
 
 CatalogOpt = typer.Option(DEFAULT_CATALOG, "--catalog", help="Catalog file (DuckDB).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
-
-

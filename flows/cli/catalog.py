@@ -1,4 +1,5 @@
 """``cratedig status`` and ``cratedig rejects``: what the catalog holds."""
+
 from __future__ import annotations
 
 import json

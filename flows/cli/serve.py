@@ -1,4 +1,5 @@
 """``cratedig serve``: the reanalysis deployment of a library on a schedule (see :mod:`flows.schedule`)."""
+
 from __future__ import annotations
 
 import zoneinfo
@@ -12,18 +13,22 @@ from flows.schedule import DEFAULT_CRON, DEPLOYMENT_NAME, api_url, parse_interva
 
 
 @app.command()
-def serve(path: Path = typer.Argument(..., exists=True, file_okay=False, help="Library folder."),
-          catalog: Path = CatalogOpt,
-          cron: Optional[str] = typer.Option(None, "--cron", help=f'Cron schedule (default "{DEFAULT_CRON}").'),
-          interval: Optional[str] = typer.Option(None, "--interval", help="Or an interval: 3600, 30m, 6h, 1d."),
-          timezone: Optional[str] = typer.Option(None, "--timezone", help="Time zone of --cron (default: local)."),
-          workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all)."),
-          batch_size: Optional[int] = typer.Option(
-                None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."),
-          parquet_dir: Optional[Path] = typer.Option(None, "--parquet-dir", help="Parquet export folder."),
-          bpm_range: Optional[tuple[float, float]] = typer.Option(
-                None, "--bpm-range", metavar="LO HI", help="Preferred tempo range, BPM (default 70 180)."),
-          name: str = typer.Option(DEPLOYMENT_NAME, "--name", help="Deployment name.")) -> None:
+def serve(
+    path: Path = typer.Argument(..., exists=True, file_okay=False, help="Library folder."),
+    catalog: Path = CatalogOpt,
+    cron: Optional[str] = typer.Option(None, "--cron", help=f'Cron schedule (default "{DEFAULT_CRON}").'),
+    interval: Optional[str] = typer.Option(None, "--interval", help="Or an interval: 3600, 30m, 6h, 1d."),
+    timezone: Optional[str] = typer.Option(None, "--timezone", help="Time zone of --cron (default: local)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."
+    ),
+    parquet_dir: Optional[Path] = typer.Option(None, "--parquet-dir", help="Parquet export folder."),
+    bpm_range: Optional[tuple[float, float]] = typer.Option(
+        None, "--bpm-range", metavar="LO HI", help="Preferred tempo range, BPM (default 70 180)."
+    ),
+    name: str = typer.Option(DEPLOYMENT_NAME, "--name", help="Deployment name."),
+) -> None:
     """Serve the nightly-reanalysis deployment of PATH on a schedule (needs a Prefect server: see README)."""
     if cron and interval:
         typer.echo("give --cron or --interval, not both", err=True)
@@ -36,9 +41,22 @@ def serve(path: Path = typer.Argument(..., exists=True, file_okay=False, help="L
         typer.echo(str(exc) or f"unknown time zone {timezone!r}", err=True)
         raise typer.Exit(2)
     if not api_url():
-        typer.echo("PREFECT_API_URL is not set: start a server and point cratedig at it first:\n"
-                   "    .venv/bin/prefect server start\n"
-                   "    export PREFECT_API_URL=http://127.0.0.1:4200/api", err=True)
+        typer.echo(
+            "PREFECT_API_URL is not set: start a server and point cratedig at it first:\n"
+            "    .venv/bin/prefect server start\n"
+            "    export PREFECT_API_URL=http://127.0.0.1:4200/api",
+            err=True,
+        )
         raise typer.Exit(2)
-    serve_reanalysis(path, catalog_path=catalog, parquet_dir=parquet_dir, workers=workers, batch_size=batch_size,
-                     bpm_range=bpm_range, cron=cron, interval=every, timezone=timezone, name=name)
+    serve_reanalysis(
+        path,
+        catalog_path=catalog,
+        parquet_dir=parquet_dir,
+        workers=workers,
+        batch_size=batch_size,
+        bpm_range=bpm_range,
+        cron=cron,
+        interval=every,
+        timezone=timezone,
+        name=name,
+    )

@@ -3,6 +3,7 @@
 Queries are answered by :mod:`tasks.similarity.index`
 over a read-only catalog connection (waiting for the lock like every other command).
 """
+
 from __future__ import annotations
 
 import json
@@ -78,9 +79,16 @@ def _emit(rows: Any, *, title: str, as_json: bool, m3u: Optional[Path], position
     for col in cols:
         table.add_column(col, justify="right" if col in ("#", "bpm", "distance") else "left")
     for r in rows.iter_rows(named=True):
-        table.add_row(*([str(r["position"])] if position else []), Path(r["path"]).name, r["title"] or "-",
-                      r["artist"] or "-", _fmt_bpm(r["bpm"]), r["key"] or "-", r["key_camelot"] or "-",
-                      f"{r['distance']:.4f}")
+        table.add_row(
+            *([str(r["position"])] if position else []),
+            Path(r["path"]).name,
+            r["title"] or "-",
+            r["artist"] or "-",
+            _fmt_bpm(r["bpm"]),
+            r["key"] or "-",
+            r["key_camelot"] or "-",
+            f"{r['distance']:.4f}",
+        )
     out.print(table)
 
 
@@ -89,11 +97,13 @@ def similar(
     query: List[str] = typer.Argument(..., help="Path, track id, or title/artist substring; several = centroid."),
     k: int = typer.Option(10, "-k", "--k", min=1, help="How many tracks."),
     bpm_window: Optional[float] = typer.Option(
-        None, "--bpm-window", min=0.0, help="Only tempi within this many % of the seed's (half/double too)."),
+        None, "--bpm-window", min=0.0, help="Only tempi within this many % of the seed's (half/double too)."
+    ),
     harmonic: bool = typer.Option(False, "--harmonic", help="Only Camelot-compatible keys."),
     metric: Metric = typer.Option(Metric.cosine, "--metric", help="Distance."),
-    keep_duplicates: bool = typer.Option(False, "--keep-duplicates",
-                                         help="Keep copies of the seed (same fingerprint or title/artist)."),
+    keep_duplicates: bool = typer.Option(
+        False, "--keep-duplicates", help="Keep copies of the seed (same fingerprint or title/artist)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows on stdout."),
     m3u: Optional[Path] = typer.Option(None, "--m3u", help="Write the results as an M3U playlist."),
     catalog: Path = CatalogOpt,
@@ -105,17 +115,28 @@ def similar(
         console.print("[red]--json and --m3u are exclusive[/red]")
         raise typer.Exit(2)
     seeds: Any = query if len(query) > 1 else query[0]
-    rows = _run(catalog, lambda con: similar_tracks(
-        con, seeds, k, metric=metric.value, bpm_window=bpm_window, harmonic=harmonic,
-        exclude_duplicates=not keep_duplicates))
+    rows = _run(
+        catalog,
+        lambda con: similar_tracks(
+            con,
+            seeds,
+            k,
+            metric=metric.value,
+            bpm_window=bpm_window,
+            harmonic=harmonic,
+            exclude_duplicates=not keep_duplicates,
+        ),
+    )
     _emit(rows, title=f"similar to {' + '.join(query)}", as_json=as_json, m3u=m3u)
+
 
 @app.command()
 def mix(
     seed: str = typer.Argument(..., help="First track: path, track id, or title/artist substring."),
     length: int = typer.Option(20, "--length", min=1, help="Tracks in the set, seed included."),
-    bpm_window: float = typer.Option(6.0, "--bpm-window", min=0.0,
-                                     help="Tempo step allowed between neighbours, % (half/double too)."),
+    bpm_window: float = typer.Option(
+        6.0, "--bpm-window", min=0.0, help="Tempo step allowed between neighbours, % (half/double too)."
+    ),
     harmonic: bool = typer.Option(True, "--harmonic/--no-harmonic", help="Camelot-compatible steps only."),
     metric: Metric = typer.Option(Metric.cosine, "--metric", help="Distance."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows on stdout."),
@@ -128,9 +149,12 @@ def mix(
     if as_json and m3u is not None:
         console.print("[red]--json and --m3u are exclusive[/red]")
         raise typer.Exit(2)
-    rows = _run(catalog, lambda con: build_mix(con, seed, length, bpm_window=bpm_window, harmonic=harmonic,
-                                               metric=metric.value))
+    rows = _run(
+        catalog, lambda con: build_mix(con, seed, length, bpm_window=bpm_window, harmonic=harmonic, metric=metric.value)
+    )
     if rows.height < length:
-        console.print(f"[yellow]only {rows.height} of {length} tracks: no compatible track left "
-                      "(try a wider --bpm-window or --no-harmonic)[/yellow]")
+        console.print(
+            f"[yellow]only {rows.height} of {length} tracks: no compatible track left "
+            "(try a wider --bpm-window or --no-harmonic)[/yellow]"
+        )
     _emit(rows, title=f"mix from {seed}", as_json=as_json, m3u=m3u, position=True)

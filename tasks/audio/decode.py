@@ -5,6 +5,7 @@ for what libsndfile lacks (m4a/aac/alac/wma/...) and for ogg and opus, which FFm
 minute of audio, decode alone, 10 real tracks each: vorbis 0.109 s against libsndfile's 0.138, opus 0.121
 against 0.432; the samples agree to 6e-7). Resampling is ``soxr`` (HQ).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,8 @@ T = TypeVar("T")
 
 #: Extensions decoded by FFmpeg (PyAV) first; the rest go to libsndfile first.
 PYAV_FIRST: frozenset[str] = frozenset(
-    {".m4a", ".mp4", ".aac", ".alac", ".wma", ".opus", ".ogg", ".oga", ".ape", ".wv"})
+    {".m4a", ".mp4", ".aac", ".alac", ".wma", ".opus", ".ogg", ".oga", ".ape", ".wv"}
+)
 #: Decoded length below this share of the length the header announces means the file is truncated.
 TRUNCATION_RATIO = 0.98
 
@@ -257,16 +259,27 @@ def _classify(exc: Exception) -> RejectError:
     text = str(exc).lower()
     if isinstance(exc, RejectError):
         return exc
-    if any(s in text for s in ("format not recognised", "invalid data found", "unknown format",
-                                 "not a valid", "unsupported", "no audio stream", "could not find codec")):
+    if any(
+        s in text
+        for s in (
+            "format not recognised",
+            "invalid data found",
+            "unknown format",
+            "not a valid",
+            "unsupported",
+            "no audio stream",
+            "could not find codec",
+        )
+    ):
         return RejectError(Reason.NOT_AUDIO, str(exc)[:200])
     if any(s in text for s in ("end of file", "truncat", "unexpected end", "premature")):
         return RejectError(Reason.TRUNCATED, str(exc)[:200])
     return RejectError(Reason.DECODE_ERROR, f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
-def decode_with_fallback(path: str | Path, consume: Callable[[NativeStream], T], *,
-                         on_retry: Callable[[], None] | None = None) -> T:
+def decode_with_fallback(
+    path: str | Path, consume: Callable[[NativeStream], T], *, on_retry: Callable[[], None] | None = None
+) -> T:
     """``consume`` the first stream of ``path`` that decodes, trying :func:`backends_for` in order.
 
     A decoder that fails, even mid-stream, hands over to the next, which starts from scratch (``on_retry``
@@ -352,8 +365,10 @@ class MonoResampler:
             return np.ascontiguousarray(mono, dtype=np.float32)
         # Fed in pieces of _RESAMPLE_PIECE: soxr took 1.5x as long on a 24 s block at once (its output and
         # buffers then outgrow the cache); the output is the same sample for sample.
-        return np.concatenate([np.zeros(0, np.float32)] + [
-            self._soxr.resample_chunk(mono[i : i + _RESAMPLE_PIECE]) for i in range(0, len(mono), _RESAMPLE_PIECE)])
+        return np.concatenate(
+            [np.zeros(0, np.float32)]
+            + [self._soxr.resample_chunk(mono[i : i + _RESAMPLE_PIECE]) for i in range(0, len(mono), _RESAMPLE_PIECE)]
+        )
 
     def flush(self) -> np.ndarray:
         """The resampler's last samples, at the end of the stream."""

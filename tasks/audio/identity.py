@@ -1,4 +1,5 @@
 """How a file is identified: its path as storable text (reversibly) and a cheap content fingerprint."""
+
 from __future__ import annotations
 
 import hashlib

@@ -14,6 +14,7 @@ imported ``soundfile`` before any of them, the wheel's copy stays: only decoding
 ``make install`` installs Debian's ``libsndfile1`` where it can (root and apt-get). Without it, the wheel's
 copy is used.
 """
+
 from __future__ import annotations
 
 import sys

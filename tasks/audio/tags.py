@@ -1,4 +1,5 @@
 """Read the tags users already have (title, artist, album, genre, BPM, key) with mutagen, any container."""
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,15 @@ def parse_bpm(text: str | None) -> float | None:
 
 
 # ID3 frames of the tag fields, for containers whose ID3 tag has no "easy" view (WAV, AIFF).
-_ID3_FRAMES = {"title": "TIT2", "artist": "TPE1", "albumartist": "TPE2", "album": "TALB", "genre": "TCON",
-               "bpm": "TBPM", "initialkey": "TKEY"}
+_ID3_FRAMES = {
+    "title": "TIT2",
+    "artist": "TPE1",
+    "albumartist": "TPE2",
+    "album": "TALB",
+    "genre": "TCON",
+    "bpm": "TBPM",
+    "initialkey": "TKEY",
+}
 
 
 def _id3_as_easy(tags: object) -> dict[str, list[str]]:

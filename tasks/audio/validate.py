@@ -4,6 +4,7 @@ Everything here is pure or reads at most the first 64 KiB of a file, so a whole 
 before any decoder touches it. A file that fails raises :class:`~tasks.errors.RejectError` with a stable
 reason code.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,18 +18,26 @@ SNIFF_BYTES: int = 64 * 1024
 
 # MPEG-1/2/2.5 layer III bitrates (kbit/s) and sample rates, for checking frame-sync candidates.
 _MP3_BITRATES = {
-    3: [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],   # MPEG-1
-    2: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],        # MPEG-2
-    0: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],        # MPEG-2.5
+    3: [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320],  # MPEG-1
+    2: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],  # MPEG-2
+    0: [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],  # MPEG-2.5
 }
 _MP3_RATES = {3: [44100, 48000, 32000], 2: [22050, 24000, 16000], 0: [11025, 12000, 8000]}
 
 # Signatures of common non-audio content, to name what a file really is in the reject detail.
 _NOT_AUDIO_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x7fELF", "ELF executable"), (b"MZ", "Windows executable"), (b"\x89PNG", "PNG image"),
-    (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"), (b"%PDF", "PDF document"),
-    (b"PK\x03\x04", "ZIP archive"), (b"\x1f\x8b", "gzip archive"), (b"<!doctype html", "HTML page"),
-    (b"<html", "HTML page"), (b"<?xml", "XML document"), (b"{", "JSON/text"),
+    (b"\x7fELF", "ELF executable"),
+    (b"MZ", "Windows executable"),
+    (b"\x89PNG", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF8", "GIF image"),
+    (b"%PDF", "PDF document"),
+    (b"PK\x03\x04", "ZIP archive"),
+    (b"\x1f\x8b", "gzip archive"),
+    (b"<!doctype html", "HTML page"),
+    (b"<html", "HTML page"),
+    (b"<?xml", "XML document"),
+    (b"{", "JSON/text"),
 )
 
 

@@ -3,6 +3,7 @@
 The walk is ``os.scandir`` (one ``stat`` per entry, no per-file Python objects beyond a tuple); the diff is
 set operations on polars frames, never a query per file.
 """
+
 from __future__ import annotations
 
 import os
@@ -123,9 +124,14 @@ class ScanPlan:
         if under:
             prefixes = [p.rstrip("/") + "/" for p in under]
             keep = keep & pl.any_horizontal([pl.col("path").str.starts_with(p) for p in prefixes])
-        return ScanPlan(new=self.new.filter(keep), changed=self.changed.filter(keep),
-                        outdated=self.outdated.filter(keep), unchanged=self.unchanged, moved=self.moved,
-                        missing=self.missing)
+        return ScanPlan(
+            new=self.new.filter(keep),
+            changed=self.changed.filter(keep),
+            outdated=self.outdated.filter(keep),
+            unchanged=self.unchanged,
+            moved=self.moved,
+            missing=self.missing,
+        )
 
     def batches(self, batch_size: int) -> list[list[dict]]:
         """The files to analyse as batches of at most ``batch_size`` small dicts (path, size, mtime, track_id),
@@ -135,13 +141,20 @@ class ScanPlan:
         return [rows[i : i + batch_size] for i in range(0, len(rows), max(1, batch_size))]
 
     def counts(self) -> dict[str, int]:
-        return {name: getattr(self, name).height for name in
-                ("new", "changed", "outdated", "unchanged", "moved", "missing")}
+        return {
+            name: getattr(self, name).height for name in ("new", "changed", "outdated", "unchanged", "moved", "missing")
+        }
 
 
-def plan_scan(inventory: pl.DataFrame, known: pl.DataFrame, *, analyzer_version: int,
-              force: bool = False, bpm_range: tuple[float, float] | None = None,
-              fingerprint_fn=fingerprint) -> ScanPlan:
+def plan_scan(
+    inventory: pl.DataFrame,
+    known: pl.DataFrame,
+    *,
+    analyzer_version: int,
+    force: bool = False,
+    bpm_range: tuple[float, float] | None = None,
+    fingerprint_fn=fingerprint,
+) -> ScanPlan:
     """Diff a walk against the catalog.
 
     Parameters
@@ -161,21 +174,38 @@ def plan_scan(inventory: pl.DataFrame, known: pl.DataFrame, *, analyzer_version:
     fingerprint_fn : callable
         ``(path, size_bytes) -> str``; only called for paths the catalog does not know.
     """
-    other_range = pl.lit(False) if bpm_range is None else \
-        (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
+    other_range = (
+        pl.lit(False)
+        if bpm_range is None
+        else (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
+    )
     known = known.with_columns(other_range.fill_null(False).alias("other_range"))
-    joined = inventory.join(known.select("path", "track_id", pl.col("size_bytes").alias("k_size"),
-                                         pl.col("mtime_ns").alias("k_mtime"), "status", "analyzer_version",
-                                         "other_range"),
-                            on="path", how="left")
+    joined = inventory.join(
+        known.select(
+            "path",
+            "track_id",
+            pl.col("size_bytes").alias("k_size"),
+            pl.col("mtime_ns").alias("k_mtime"),
+            "status",
+            "analyzer_version",
+            "other_range",
+        ),
+        on="path",
+        how="left",
+    )
     unseen = joined.filter(pl.col("track_id").is_null()).select("path", "size_bytes", "mtime_ns")
     seen = joined.filter(pl.col("track_id").is_not_null())
     same = (pl.col("size_bytes") == pl.col("k_size")) & (pl.col("mtime_ns") == pl.col("k_mtime"))
     changed = seen.filter(~same)
     same_files = seen.filter(same)
-    needs_work = (pl.col("status") == "failed") | (pl.col("status") == "missing") | (
-        (pl.col("status") == "analyzed")
-        & ((pl.col("analyzer_version").fill_null(-1) < analyzer_version) | pl.col("other_range")))
+    needs_work = (
+        (pl.col("status") == "failed")
+        | (pl.col("status") == "missing")
+        | (
+            (pl.col("status") == "analyzed")
+            & ((pl.col("analyzer_version").fill_null(-1) < analyzer_version) | pl.col("other_range"))
+        )
+    )
     if force:
         needs_work = pl.col("status") != "rejected"
     outdated = same_files.filter(needs_work)
@@ -184,22 +214,49 @@ def plan_scan(inventory: pl.DataFrame, known: pl.DataFrame, *, analyzer_version:
     # A file the catalog does not know whose fingerprint matches a known file that is gone: moved.
     # Files already missing since an earlier run count too (moved while cratedig was not looking).
     gone = known.join(inventory.select("path"), on="path", how="anti")
-    moved = pl.DataFrame(schema={"path": pl.Utf8, "size_bytes": pl.Int64, "mtime_ns": pl.Int64,
-                                 "track_id": pl.Int64, "old_path": pl.Utf8})
+    moved = pl.DataFrame(
+        schema={
+            "path": pl.Utf8,
+            "size_bytes": pl.Int64,
+            "mtime_ns": pl.Int64,
+            "track_id": pl.Int64,
+            "old_path": pl.Utf8,
+        }
+    )
     new = unseen.with_columns(pl.lit(None, dtype=pl.Int64).alias("track_id"))
     if unseen.height and gone.height:
         candidates = unseen.join(gone.select(pl.col("size_bytes")).unique(), on="size_bytes", how="semi")
         if candidates.height:
             fps = [fingerprint_fn(p, s) for p, s in zip(candidates["path"], candidates["size_bytes"])]
             candidates = candidates.with_columns(pl.Series("fingerprint", fps, dtype=pl.Utf8))
-            matched = candidates.join(
-                gone.select("fingerprint", "track_id", pl.col("path").alias("old_path"),
-                            pl.col("status").alias("old_status"), "analyzer_version"),
-                on="fingerprint", how="inner").unique("track_id", keep="first").unique("path", keep="first")
+            matched = (
+                candidates.join(
+                    gone.select(
+                        "fingerprint",
+                        "track_id",
+                        pl.col("path").alias("old_path"),
+                        pl.col("status").alias("old_status"),
+                        "analyzer_version",
+                    ),
+                    on="fingerprint",
+                    how="inner",
+                )
+                .unique("track_id", keep="first")
+                .unique("path", keep="first")
+            )
             moved = matched.select("path", "size_bytes", "mtime_ns", "track_id", "old_path")
             new = new.join(moved.select("path"), on="path", how="anti")
-    missing = (gone.filter(pl.col("status") != "missing")
-               .join(moved.select("track_id"), on="track_id", how="anti").select("track_id", "path"))
+    missing = (
+        gone.filter(pl.col("status") != "missing")
+        .join(moved.select("track_id"), on="track_id", how="anti")
+        .select("track_id", "path")
+    )
     cols = ["path", "size_bytes", "mtime_ns", "track_id"]
-    return ScanPlan(new=new.select(cols), changed=changed.select(cols), outdated=outdated.select(cols),
-                    unchanged=unchanged.select(cols), moved=moved, missing=missing)
+    return ScanPlan(
+        new=new.select(cols),
+        changed=changed.select(cols),
+        outdated=outdated.select(cols),
+        unchanged=unchanged.select(cols),
+        moved=moved,
+        missing=missing,
+    )

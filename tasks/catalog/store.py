@@ -3,6 +3,7 @@
 Every write is one transaction: a batch is in the catalog whole or not at all, so a killed run leaves
 no partial rows and the next run analyses only what is left.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,9 +20,25 @@ from tasks.constants import BPM_RANGE
 from tasks.errors import CatalogLockedError, Reason
 
 SCHEMA_VERSION: int = 4
-TRACK_COLUMNS = ["track_id", "path", "size_bytes", "mtime_ns", "fingerprint", "format", "duration_s",
-                 "sample_rate", "channels", "title", "artist", "album", "genre", "tag_bpm", "tag_key",
-                 "status", "reason"]
+TRACK_COLUMNS = [
+    "track_id",
+    "path",
+    "size_bytes",
+    "mtime_ns",
+    "fingerprint",
+    "format",
+    "duration_s",
+    "sample_rate",
+    "channels",
+    "title",
+    "artist",
+    "album",
+    "genre",
+    "tag_bpm",
+    "tag_key",
+    "status",
+    "reason",
+]
 
 
 def now() -> datetime:
@@ -53,9 +70,9 @@ def _add_beats_per_bar(con: duckdb.DuckDBPyConnection) -> None:
 
 #: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
 MIGRATIONS = {
-    2: _add_similarity_objects,   # v2: similarity_index + the similar_tracks() SQL macro in every catalog
-    3: _add_bpm_range,            # v3: features.bpm_range_lo / _hi, the preferred tempo range of each row
-    4: _add_beats_per_bar,        # v4: features.beats_per_bar; beat_offset_s is the first downbeat
+    2: _add_similarity_objects,  # v2: similarity_index + the similar_tracks() SQL macro in every catalog
+    3: _add_bpm_range,  # v3: features.bpm_range_lo / _hi, the preferred tempo range of each row
+    4: _add_beats_per_bar,  # v4: features.beats_per_bar; beat_offset_s is the first downbeat
 }
 
 
@@ -70,8 +87,9 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION])
 
 
-def open_catalog(path: str | Path, *, lock_timeout_s: float = 30.0, read_only: bool = False
-                 ) -> duckdb.DuckDBPyConnection:
+def open_catalog(
+    path: str | Path, *, lock_timeout_s: float = 30.0, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the catalog at ``path``, waiting up to ``lock_timeout_s`` for another run.
 
     Raises
@@ -92,7 +110,8 @@ def open_catalog(path: str | Path, *, lock_timeout_s: float = 30.0, read_only: b
                 raise
             if time.monotonic() >= deadline:
                 raise CatalogLockedError(
-                    f"catalog {path} is in use by another cratedig run (waited {lock_timeout_s:.0f} s)") from None
+                    f"catalog {path} is in use by another cratedig run (waited {lock_timeout_s:.0f} s)"
+                ) from None
             time.sleep(0.25)
     if not read_only:
         con.execute("BEGIN")
@@ -107,34 +126,50 @@ def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> 
     :func:`tasks.catalog.scan.plan_scan`. Filtering by library lets several libraries share one catalog without
     marking each other's files missing."""
     prefix = None if library is None else library.rstrip("/") + "/"
-    return con.sql("""
+    return con.sql(
+        """
         SELECT t.track_id, t.path, t.size_bytes, t.mtime_ns, t.fingerprint, t.status, f.analyzer_version,
                f.bpm_range_lo, f.bpm_range_hi
         FROM tracks t LEFT JOIN features f USING (track_id)
-        WHERE $prefix IS NULL OR starts_with(t.path, $prefix)""", params={"prefix": prefix}).pl()
+        WHERE $prefix IS NULL OR starts_with(t.path, $prefix)""",
+        params={"prefix": prefix},
+    ).pl()
 
 
-def start_run(con: duckdb.DuckDBPyConnection, run_id: str, library: str, *, analyzer_version: int,
-              flow_run_id: str | None = None) -> None:
-    con.execute("INSERT INTO runs (run_id, flow_run_id, library, started_at, analyzer_version, status) "
-                "VALUES (?, ?, ?, ?, ?, 'running')", [run_id, flow_run_id, library, now(), analyzer_version])
+def start_run(
+    con: duckdb.DuckDBPyConnection, run_id: str, library: str, *, analyzer_version: int, flow_run_id: str | None = None
+) -> None:
+    con.execute(
+        "INSERT INTO runs (run_id, flow_run_id, library, started_at, analyzer_version, status) "
+        "VALUES (?, ?, ?, ?, ?, 'running')",
+        [run_id, flow_run_id, library, now(), analyzer_version],
+    )
 
 
-def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, counts: dict[str, int], *,
-               status: str = "completed") -> None:
-    cols = {k: v for k, v in counts.items() if k in (
-        "files", "new", "changed", "unchanged", "moved", "missing", "ignored", "analyzed", "rejected", "failed")}
+def finish_run(
+    con: duckdb.DuckDBPyConnection, run_id: str, counts: dict[str, int], *, status: str = "completed"
+) -> None:
+    cols = {
+        k: v
+        for k, v in counts.items()
+        if k
+        in ("files", "new", "changed", "unchanged", "moved", "missing", "ignored", "analyzed", "rejected", "failed")
+    }
     sets = ", ".join(f"n_{k} = ?" for k in cols)
-    con.execute(f"UPDATE runs SET {sets}{', ' if sets else ''}finished_at = ?, status = ? WHERE run_id = ?",
-                [*cols.values(), now(), status, run_id])
+    con.execute(
+        f"UPDATE runs SET {sets}{', ' if sets else ''}finished_at = ?, status = ? WHERE run_id = ?",
+        [*cols.values(), now(), status, run_id],
+    )
 
 
 def _events(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
     """Append events; ``rows`` has ``track_id``, ``path``, ``event``, ``detail``, ``run_id``, ``at``."""
     if rows.height:
         con.register("_ev", rows)
-        con.execute("INSERT INTO track_events (track_id, path, event, detail, run_id, event_at) "
-                    "SELECT track_id, path, event, detail, run_id, \"at\" FROM _ev")
+        con.execute(
+            "INSERT INTO track_events (track_id, path, event, detail, run_id, event_at) "
+            'SELECT track_id, path, event, detail, run_id, "at" FROM _ev'
+        )
         con.unregister("_ev")
 
 
@@ -148,21 +183,39 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
     try:
         if plan.moved.height:
             con.register("_moved", plan.moved)
-            con.execute("""UPDATE tracks SET path = m.path, mtime_ns = m.mtime_ns, last_seen = ?,
+            con.execute(
+                """UPDATE tracks SET path = m.path, mtime_ns = m.mtime_ns, last_seen = ?,
                            status = CASE WHEN tracks.status = 'missing' THEN 'analyzed' ELSE tracks.status END
-                           FROM _moved m WHERE tracks.track_id = m.track_id""", [at])
+                           FROM _moved m WHERE tracks.track_id = m.track_id""",
+                [at],
+            )
             con.unregister("_moved")
-            _events(con, plan.moved.select(
-                "track_id", "path", pl.lit("moved").alias("event"),
-                pl.format("from {}", "old_path").alias("detail"), pl.lit(run_id).alias("run_id"),
-                pl.lit(at).alias("at")))
+            _events(
+                con,
+                plan.moved.select(
+                    "track_id",
+                    "path",
+                    pl.lit("moved").alias("event"),
+                    pl.format("from {}", "old_path").alias("detail"),
+                    pl.lit(run_id).alias("run_id"),
+                    pl.lit(at).alias("at"),
+                ),
+            )
         if plan.missing.height:
             con.register("_missing", plan.missing)
             con.execute("UPDATE tracks SET status = 'missing' FROM _missing m WHERE tracks.track_id = m.track_id")
             con.unregister("_missing")
-            _events(con, plan.missing.select("track_id", "path", pl.lit("missing").alias("event"),
-                                             pl.lit(None, pl.Utf8).alias("detail"), pl.lit(run_id).alias("run_id"),
-                                             pl.lit(at).alias("at")))
+            _events(
+                con,
+                plan.missing.select(
+                    "track_id",
+                    "path",
+                    pl.lit("missing").alias("event"),
+                    pl.lit(None, pl.Utf8).alias("detail"),
+                    pl.lit(run_id).alias("run_id"),
+                    pl.lit(at).alias("at"),
+                ),
+            )
         if plan.unchanged.height:
             con.register("_seen", plan.unchanged.select("track_id"))
             con.execute("UPDATE tracks SET last_seen = ? FROM _seen s WHERE tracks.track_id = s.track_id", [at])
@@ -173,13 +226,13 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
         raise
 
 
-def record_problems(con: duckdb.DuckDBPyConnection, problems: Iterable[tuple[str, Reason, str]],
-                    run_id: str) -> int:
+def record_problems(con: duckdb.DuckDBPyConnection, problems: Iterable[tuple[str, Reason, str]], run_id: str) -> int:
     """Store walk problems (dangling links, unreadable entries) as rejects; returns how many."""
     rows = [(p, str(r), d, run_id, now()) for p, r, d in problems]
     if rows:
-        con.executemany("INSERT OR REPLACE INTO rejects (path, reason, detail, run_id, seen_at) VALUES (?, ?, ?, ?, ?)",
-                        rows)
+        con.executemany(
+            "INSERT OR REPLACE INTO rejects (path, reason, detail, run_id, seen_at) VALUES (?, ?, ?, ?, ?)", rows
+        )
     return len(rows)
 
 
@@ -188,8 +241,9 @@ def _schema_failures(results: list[dict[str, Any]]) -> None:
     analysed = [r for r in results if r["status"] == "analyzed"]
     if not analysed:
         return
-    frame = pl.DataFrame([{**r["features"], "track_id": r["track_id"] or 1} for r in analysed],
-                         infer_schema_length=None)
+    frame = pl.DataFrame(
+        [{**r["features"], "track_id": r["track_id"] or 1} for r in analysed], infer_schema_length=None
+    )
     _, failed = split_valid(frame, FeatureRow)
     for i, why in failed.items():
         analysed[i].update(status="failed", reason=str(Reason.SCHEMA), detail=why[:500], features=None)
@@ -216,17 +270,26 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
             ids = con.execute("SELECT nextval('track_id_seq') FROM range(?)", [len(unnumbered)]).fetchall()
             for r, (track_id,) in zip(unnumbered, ids):
                 r["track_id"] = track_id
-        tracks = pl.DataFrame([{c: r.get(c) for c in TRACK_COLUMNS} for r in results],
-                              schema_overrides={"tag_bpm": pl.Float64, "duration_s": pl.Float64,
-                                                "fingerprint": pl.Utf8, "format": pl.Utf8, "reason": pl.Utf8,
-                                                "sample_rate": pl.Int64, "channels": pl.Int64},
-                              infer_schema_length=None)
+        tracks = pl.DataFrame(
+            [{c: r.get(c) for c in TRACK_COLUMNS} for r in results],
+            schema_overrides={
+                "tag_bpm": pl.Float64,
+                "duration_s": pl.Float64,
+                "fingerprint": pl.Utf8,
+                "format": pl.Utf8,
+                "reason": pl.Utf8,
+                "sample_rate": pl.Int64,
+                "channels": pl.Int64,
+            },
+            infer_schema_length=None,
+        )
         tracks = tracks.with_columns(pl.col("fingerprint").fill_null(pl.format("{}-unread", "size_bytes")))
         tracks, bad = split_valid(tracks, TrackRow)
         if bad:
             raise ValueError(f"track rows failed the schema: {bad}")
         con.register("_tracks", tracks)
-        con.execute("""
+        con.execute(
+            """
             INSERT INTO tracks BY NAME
             SELECT *, ?::TIMESTAMP AS first_seen, ?::TIMESTAMP AS last_seen FROM _tracks
             ON CONFLICT (track_id) DO UPDATE SET
@@ -235,7 +298,9 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
                 sample_rate = excluded.sample_rate, channels = excluded.channels, title = excluded.title,
                 artist = excluded.artist, album = excluded.album, genre = excluded.genre,
                 tag_bpm = excluded.tag_bpm, tag_key = excluded.tag_key, status = excluded.status,
-                reason = excluded.reason, last_seen = excluded.last_seen""", [at, at])
+                reason = excluded.reason, last_seen = excluded.last_seen""",
+            [at, at],
+        )
         con.unregister("_tracks")
         analysed = [{**r["features"], "track_id": r["track_id"]} for r in results if r["status"] == "analyzed"]
         ids = [r["track_id"] for r in results]
@@ -249,16 +314,34 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
             con.execute("DELETE FROM rejects WHERE path IN (SELECT unnest(?::VARCHAR[]))", [ok_paths])
         bad_rows = [(r["path"], r["reason"], r["detail"], run_id, at) for r in results if r["status"] != "analyzed"]
         if bad_rows:
-            RejectRow.validate(pl.DataFrame(bad_rows, schema=["path", "reason", "detail", "run_id", "seen_at"],
-                                            orient="row"))
-            con.executemany("INSERT OR REPLACE INTO rejects (path, reason, detail, run_id, seen_at) "
-                            "VALUES (?, ?, ?, ?, ?)", bad_rows)
-        _events(con, pl.DataFrame({
-            "track_id": [r["track_id"] for r in results], "path": [r["path"] for r in results],
-            "event": [r["status"] for r in results],
-            "detail": [r["reason"] for r in results], "run_id": [run_id] * len(results), "at": [at] * len(results)},
-            schema={"track_id": pl.Int64, "path": pl.Utf8, "event": pl.Utf8, "detail": pl.Utf8,
-                    "run_id": pl.Utf8, "at": pl.Datetime}))
+            RejectRow.validate(
+                pl.DataFrame(bad_rows, schema=["path", "reason", "detail", "run_id", "seen_at"], orient="row")
+            )
+            con.executemany(
+                "INSERT OR REPLACE INTO rejects (path, reason, detail, run_id, seen_at) VALUES (?, ?, ?, ?, ?)",
+                bad_rows,
+            )
+        _events(
+            con,
+            pl.DataFrame(
+                {
+                    "track_id": [r["track_id"] for r in results],
+                    "path": [r["path"] for r in results],
+                    "event": [r["status"] for r in results],
+                    "detail": [r["reason"] for r in results],
+                    "run_id": [run_id] * len(results),
+                    "at": [at] * len(results),
+                },
+                schema={
+                    "track_id": pl.Int64,
+                    "path": pl.Utf8,
+                    "event": pl.Utf8,
+                    "detail": pl.Utf8,
+                    "run_id": pl.Utf8,
+                    "at": pl.Datetime,
+                },
+            ),
+        )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -286,24 +369,41 @@ def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str | Path) -> list[
 def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Tracks by status, features by analyzer version, rejects by reason, and the last run."""
     by_status = dict(con.execute("SELECT status, count(*) FROM tracks GROUP BY ALL ORDER BY 1").fetchall())
-    by_version = {str(k): v for k, v in con.execute(
-        "SELECT analyzer_version, count(*) FROM features GROUP BY ALL ORDER BY 1").fetchall()}
+    by_version = {
+        str(k): v
+        for k, v in con.execute("SELECT analyzer_version, count(*) FROM features GROUP BY ALL ORDER BY 1").fetchall()
+    }
     by_reason = dict(con.execute("SELECT reason, count(*) FROM rejects GROUP BY ALL ORDER BY 2 DESC").fetchall())
-    last = next(iter(con.execute(
-        "SELECT run_id, started_at, finished_at, status FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()), None)
-    return {"tracks": sum(by_status.values()), "by_status": by_status, "features_by_version": by_version,
-            "rejects_by_reason": by_reason,
-            "last_run": None if last is None else {"run_id": last[0], "started_at": str(last[1]),
-                                                   "finished_at": str(last[2]), "status": last[3]}}
+    last = next(
+        iter(
+            con.execute(
+                "SELECT run_id, started_at, finished_at, status FROM runs ORDER BY started_at DESC LIMIT 1"
+            ).fetchall()
+        ),
+        None,
+    )
+    return {
+        "tracks": sum(by_status.values()),
+        "by_status": by_status,
+        "features_by_version": by_version,
+        "rejects_by_reason": by_reason,
+        "last_run": None
+        if last is None
+        else {"run_id": last[0], "started_at": str(last[1]), "finished_at": str(last[2]), "status": last[3]},
+    }
 
 
 def run_failures_by_reason(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
     """Rejected and failed files of one run, counted by reason code."""
-    return dict(con.execute("SELECT reason, count(*) FROM rejects WHERE run_id = ? GROUP BY ALL ORDER BY 2 DESC",
-                            [run_id]).fetchall())
+    return dict(
+        con.execute(
+            "SELECT reason, count(*) FROM rejects WHERE run_id = ? GROUP BY ALL ORDER BY 2 DESC", [run_id]
+        ).fetchall()
+    )
 
 
 def run_rejects(con: duckdb.DuckDBPyConnection, run_id: str, limit: int = 1000) -> list[tuple[str, str, str | None]]:
     """``(reason, path, detail)`` of one run's rejected and failed files, grouped by reason."""
-    return con.execute("SELECT reason, path, detail FROM rejects WHERE run_id = ? ORDER BY reason, path LIMIT ?",
-                       [run_id, limit]).fetchall()
+    return con.execute(
+        "SELECT reason, path, detail FROM rejects WHERE run_id = ? ORDER BY reason, path LIMIT ?", [run_id, limit]
+    ).fetchall()

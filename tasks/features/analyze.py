@@ -4,6 +4,7 @@
 same :class:`~tasks.features.evidence.TrackEvidence` block by block (memory does not grow with the track's length),
 adds tags, and turns every failure into a row with a reason code, so a batch never raises because of one file.
 """
+
 from __future__ import annotations
 
 import os
@@ -111,10 +112,15 @@ def features_row(track: TrackFeatures, flags: list[str]) -> dict[str, Any]:
     return row
 
 
-def _analyze_stream(stream: NativeStream, result: dict[str, Any], *, sr: int,
-                    bpm_range: tuple[float, float]) -> dict[str, Any]:
-    result.update(format=stream.codec, sample_rate=stream.sr, channels=stream.channels,
-                  duration_s=stream.expected_frames / stream.sr if stream.expected_frames else None)
+def _analyze_stream(
+    stream: NativeStream, result: dict[str, Any], *, sr: int, bpm_range: tuple[float, float]
+) -> dict[str, Any]:
+    result.update(
+        format=stream.codec,
+        sample_rate=stream.sr,
+        channels=stream.channels,
+        duration_s=stream.expected_frames / stream.sr if stream.expected_frames else None,
+    )
     max_frames = MAX_DURATION_S * stream.sr
     if stream.expected_frames > max_frames:  # refused before decoding hours of audio
         raise RejectError(Reason.TOO_LONG, f"{stream.expected_frames / stream.sr:.0f} s > {MAX_DURATION_S:.0f} s")
@@ -142,29 +148,62 @@ def _analyze_stream(stream: NativeStream, result: dict[str, Any], *, sr: int,
     return features_row(evidence.finish(bpm_range=bpm_range), flags)
 
 
-def _analyze_streamed(path: os.PathLike, result: dict[str, Any], *, sr: int,
-                      bpm_range: tuple[float, float]) -> dict[str, Any]:
+def _analyze_streamed(
+    path: os.PathLike, result: dict[str, Any], *, sr: int, bpm_range: tuple[float, float]
+) -> dict[str, Any]:
     """Decode and analyse ``path`` block by block (the next decoder starts from scratch if one fails)."""
+
     def reset() -> None:
         result.update(format=None, duration_s=None, sample_rate=None, channels=None)
 
-    return decode_with_fallback(path, lambda s: _analyze_stream(s, result, sr=sr, bpm_range=bpm_range),
-                                on_retry=reset)
+    return decode_with_fallback(path, lambda s: _analyze_stream(s, result, sr=sr, bpm_range=bpm_range), on_retry=reset)
 
 
-def empty_result(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | None = None,
-                 status: str = "rejected", reason: str | None = None, detail: str | None = None) -> dict[str, Any]:
+def empty_result(
+    path: str,
+    size_bytes: int,
+    mtime_ns: int,
+    *,
+    track_id: int | None = None,
+    status: str = "rejected",
+    reason: str | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
     """A result row of :func:`analyze_file` with nothing measured yet (also the row of a file that failed
     before it could be analysed, e.g. by a timeout or a worker crash)."""
-    return {"path": path, "size_bytes": size_bytes, "mtime_ns": mtime_ns, "track_id": track_id,
-            "fingerprint": None, "status": status, "reason": reason, "detail": detail, "format": None,
-            "duration_s": None, "sample_rate": None, "channels": None, "features": None,
-            "title": None, "artist": None, "album": None, "genre": None, "tag_bpm": None, "tag_key": None}
+    return {
+        "path": path,
+        "size_bytes": size_bytes,
+        "mtime_ns": mtime_ns,
+        "track_id": track_id,
+        "fingerprint": None,
+        "status": status,
+        "reason": reason,
+        "detail": detail,
+        "format": None,
+        "duration_s": None,
+        "sample_rate": None,
+        "channels": None,
+        "features": None,
+        "title": None,
+        "artist": None,
+        "album": None,
+        "genre": None,
+        "tag_bpm": None,
+        "tag_key": None,
+    }
 
 
-def analyze_file(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | None = None,
-                 max_bytes: int = MAX_BYTES, bpm_range: tuple[float, float] = BPM_RANGE,
-                 sr: int = SR) -> dict[str, Any]:
+def analyze_file(
+    path: str,
+    size_bytes: int,
+    mtime_ns: int,
+    *,
+    track_id: int | None = None,
+    max_bytes: int = MAX_BYTES,
+    bpm_range: tuple[float, float] = BPM_RANGE,
+    sr: int = SR,
+) -> dict[str, Any]:
     """Analyse one file and return a result row that always describes it.
 
     Returns
@@ -189,8 +228,11 @@ def analyze_file(path: str, size_bytes: int, mtime_ns: int, *, track_id: int | N
             raise RejectError(Reason.STALE, "file changed during analysis")
     except RejectError as exc:
         # STALE and UNREADABLE (a share that hiccups, a permission fixed later) are retried by the next run.
-        result.update(status="failed" if exc.reason in (Reason.STALE, Reason.UNREADABLE) else "rejected",
-                      reason=str(exc.reason), detail=exc.detail)
+        result.update(
+            status="failed" if exc.reason in (Reason.STALE, Reason.UNREADABLE) else "rejected",
+            reason=str(exc.reason),
+            detail=exc.detail,
+        )
         return result
     except MemoryError:
         result.update(status="failed", reason=str(Reason.TOO_LARGE), detail="out of memory while decoding")

@@ -7,6 +7,7 @@ per-frame evidence from each block (:mod:`tasks.track_analysis`). Frame ``t`` is
 ``t * hop_length`` with zeros outside the signal, as :func:`tasks.features.spectrum.stft_magnitude`, so a track
 that fits in one block gets exactly the Spectrum it had before.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -39,8 +40,9 @@ class SpectrumStream:
     >>> blocks = [*stream.feed(y[:100_000]), *stream.feed(y[100_000:]), *stream.finish()]
     """
 
-    def __init__(self, *, sr: int = SR, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH,
-                 block_frames: int = BLOCK_FRAMES) -> None:
+    def __init__(
+        self, *, sr: int = SR, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH, block_frames: int = BLOCK_FRAMES
+    ) -> None:
         self.sr, self.n_fft, self.hop_length, self.block_frames = sr, n_fft, hop_length, block_frames
         self._half = n_fft // 2
         # The buffer holds samples [_buf_start, _buf_start + len(_buf)) of the signal (negative: zero padding).

@@ -41,6 +41,7 @@ loudness    73-74      ``(loudness_lufs + 18) / 6``; ``(loudness_range_lu - 7) /
 
 Bump :data:`EMBEDDING_VERSION` whenever the composition, a transform or ``N_MFCC`` changes.
 """
+
 from __future__ import annotations
 
 import math
@@ -119,6 +120,7 @@ def build_embedding(row: Mapping[str, object]) -> np.ndarray:
 
 # ---------------------------------------------------------------- reading the row
 
+
 def _scalar(row: Mapping[str, object], name: str) -> float | None:
     value = row.get(name)
     if value is None:
@@ -162,6 +164,7 @@ def _parse_key(key: str) -> tuple[int, bool]:
 
 # ---------------------------------------------------------------- groups
 
+
 def _timbre(row: Mapping[str, object]) -> np.ndarray:
     scale = math.sqrt(N_MELS)  # orthonormal DCT: c_k / sqrt(N_MELS) is in dB
     mean = _vector(row, "mfcc_mean", N_MFCC)
@@ -180,13 +183,18 @@ def _spectral(row: Mapping[str, object]) -> np.ndarray:
     contrast_t = np.zeros(_N_CONTRAST) if contrast is None else (contrast - _CONTRAST_CENTRE_DB) / 10.0
     flatness = _scalar(row, "spectral_flatness")
     zcr = _scalar(row, "zero_crossing_rate")
-    return np.concatenate([contrast_t, [
-        _log2_ratio(_scalar(row, "spectral_centroid_hz"), 1000.0, 20.0),
-        _log2_ratio(_scalar(row, "spectral_bandwidth_hz"), 1000.0, 20.0),
-        _log2_ratio(_scalar(row, "spectral_rolloff_hz"), 2000.0, 20.0),
-        0.0 if flatness is None else math.log10(max(flatness, 1e-6)) + 2.5,
-        _log2_ratio(None if zcr is None else zcr * SR / 2.0, 1000.0, 20.0),
-    ]])
+    return np.concatenate(
+        [
+            contrast_t,
+            [
+                _log2_ratio(_scalar(row, "spectral_centroid_hz"), 1000.0, 20.0),
+                _log2_ratio(_scalar(row, "spectral_bandwidth_hz"), 1000.0, 20.0),
+                _log2_ratio(_scalar(row, "spectral_rolloff_hz"), 2000.0, 20.0),
+                0.0 if flatness is None else math.log10(max(flatness, 1e-6)) + 2.5,
+                _log2_ratio(None if zcr is None else zcr * SR / 2.0, 1000.0, 20.0),
+            ],
+        ]
+    )
 
 
 def _centred_unit(x: float | None) -> float:
@@ -202,11 +210,14 @@ def _rhythm(row: Mapping[str, object]) -> np.ndarray:
         octaves = math.log2(bpm / _TEMPO_CENTRE_BPM)
         tempo = [math.cos(2 * math.pi * octaves), math.sin(2 * math.pi * octaves), octaves]
     onset_rate = _scalar(row, "onset_rate")
-    return np.array(tempo + [
-        0.0 if onset_rate is None else math.log2(1.0 + max(onset_rate, 0.0)) - 1.5,
-        _centred_unit(_scalar(row, "danceability")),
-        _centred_unit(_scalar(row, "pulse_clarity")),
-    ])
+    return np.array(
+        tempo
+        + [
+            0.0 if onset_rate is None else math.log2(1.0 + max(onset_rate, 0.0)) - 1.5,
+            _centred_unit(_scalar(row, "danceability")),
+            _centred_unit(_scalar(row, "pulse_clarity")),
+        ]
+    )
 
 
 def _tonality(row: Mapping[str, object]) -> np.ndarray:

@@ -7,10 +7,12 @@ loudness meter keeps 100 ms segment energies. Memory per hour of audio: about 45
 block (5 minutes) in flight, whatever the track's length.
 
 A track shorter than one block gets exactly the features of the whole-track functions
-(:func:`~tasks.features.tempo.estimate.estimate_tempo`, :func:`~tasks.features.key.estimate.estimate_key`, :func:`~tasks.features.timbre.describe_timbre`).
+(:func:`~tasks.features.tempo.estimate.estimate_tempo`, :func:`~tasks.features.key.estimate.estimate_key`,
+:func:`~tasks.features.timbre.describe_timbre`).
 A longer one differs in one place only: the onset envelope floors log-mel values 80 dB under the loudest
 value heard *so far* rather than in the whole track.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +38,8 @@ class TrackFeatures:
     key: KeyEstimate
     timbre: Timbre
     loudness: Loudness | None  # None: a layout BS.1770 does not define (flagged LOUDNESS_UNSUPPORTED)
-    peak: float                # largest |sample| of the mono analysis signal, full scale
-    duration_s: float          # of the native signal
+    peak: float  # largest |sample| of the mono analysis signal, full scale
+    duration_s: float  # of the native signal
     bpm_range: tuple[float, float] = BPM_RANGE  # preferred tempo range the tempo was estimated with, BPM
 
 
@@ -112,14 +114,26 @@ class TrackEvidence:
         bands = np.concatenate(self._bands, axis=1)
         self._bands = []
         fr = self.sr / self._spectra.hop_length
-        tempo = tempo_from_envelopes(bands, np.concatenate(self._frame_ms), np.concatenate(self._change),
-                                     frame_rate=fr, bpm_range=bpm_range)
+        tempo = tempo_from_envelopes(
+            bands, np.concatenate(self._frame_ms), np.concatenate(self._change), frame_rate=fr, bpm_range=bpm_range
+        )
         self._change = []
         timbre_frames_ = TimbreFrames.concat(self._timbre)
         self._timbre = []
-        timbre = summarise_timbre(timbre_frames_, bands[0], self._crossings, self._spectra.n_samples,
-                                  sr=self.sr, hop_length=self._spectra.hop_length)
-        return TrackFeatures(tempo=tempo, key=key, timbre=timbre,
-                             loudness=self.meter.result() if self.meter is not None else None,
-                             peak=self._peak, duration_s=self.native_frames / self.native_sr,
-                             bpm_range=(float(bpm_range[0]), float(bpm_range[1])))
+        timbre = summarise_timbre(
+            timbre_frames_,
+            bands[0],
+            self._crossings,
+            self._spectra.n_samples,
+            sr=self.sr,
+            hop_length=self._spectra.hop_length,
+        )
+        return TrackFeatures(
+            tempo=tempo,
+            key=key,
+            timbre=timbre,
+            loudness=self.meter.result() if self.meter is not None else None,
+            peak=self._peak,
+            duration_s=self.native_frames / self.native_sr,
+            bpm_range=(float(bpm_range[0]), float(bpm_range[1])),
+        )

@@ -3,6 +3,7 @@
 Both read only the track's onset envelope (:attr:`tasks.features.spectrum.Spectrum.onset_envelope`, or the same
 envelope gathered block by block), so they are defined once for the whole track.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,8 +54,9 @@ def onset_frames(onset_envelope: np.ndarray, *, sr: int = SR, hop_length: int = 
     return np.asarray(kept, dtype=int)
 
 
-def danceability(onset_envelope: np.ndarray, *, frame_rate: float = SR / HOP_LENGTH,
-                 bpm_range: tuple[float, float] = BPM_RANGE) -> float:
+def danceability(
+    onset_envelope: np.ndarray, *, frame_rate: float = SR / HOP_LENGTH, bpm_range: tuple[float, float] = BPM_RANGE
+) -> float:
     """Beat-periodicity strength of an onset envelope, 0..1 (definition in :class:`Timbre`).
 
     Parameters

@@ -3,6 +3,7 @@
 Computed once per track in :func:`tasks.features.analyze.analyze_audio`; tempo, key, timbre and the
 embedding all read from the same :class:`Spectrum`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from tasks.constants import HOP_LENGTH, N_FFT, N_MELS, SR
 #: Frames per chunk of the STFT and of the power reductions: temporaries of ~8 MB, whatever the track's length.
 _CHUNK = 1024
 _FFT_CHUNK = 128  # frames per rfft batch (1 MB windowed): with the tiled transpose, fastest of 64-512 here
-_T_TILE = 64      # bins per transposed tile
+_T_TILE = 64  # bins per transposed tile
 _DB_PER_NEPER = np.float32(10.0 / np.log(10.0))  # 10 log10(x) = _DB_PER_NEPER ln(x)
 
 

@@ -16,6 +16,7 @@ differences, both documented on :class:`Timbre`:
 
 Everything that touches every bin is done in one cache-blocked pass over ``S`` (:func:`_scan`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -115,8 +116,14 @@ def describe_timbre(spectrum: Spectrum, y: np.ndarray) -> Timbre:
     y = np.asarray(y)
     if y.ndim != 1:
         raise CratedigError(f"describe_timbre needs mono audio of shape (n,), got shape {y.shape}")
-    return summarise_timbre(timbre_frames(spectrum), spectrum.onset_envelope, zero_crossings(y), len(y),
-                            sr=spectrum.sr, hop_length=spectrum.hop_length)
+    return summarise_timbre(
+        timbre_frames(spectrum),
+        spectrum.onset_envelope,
+        zero_crossings(y),
+        len(y),
+        sr=spectrum.sr,
+        hop_length=spectrum.hop_length,
+    )
 
 
 @dataclass(frozen=True)
@@ -141,11 +148,16 @@ class TimbreFrames:
         """Join consecutive blocks (each but the last a multiple of ``_CONTRAST_STRIDE`` frames long)."""
         if len(parts) == 1:
             return parts[0]
-        cat = [np.concatenate([getattr(q, f) for q in parts], axis=-1)
-               for f in ("moments", "rolloff_hz", "flatness", "frame_rms", "mfcc")]
+        cat = [
+            np.concatenate([getattr(q, f) for q in parts], axis=-1)
+            for f in ("moments", "rolloff_hz", "flatness", "frame_rms", "mfcc")
+        ]
         bands = len(parts[0].peaks)
-        return TimbreFrames(*cat, tuple(np.concatenate([q.peaks[b] for q in parts]) for b in range(bands)),
-                            tuple(np.concatenate([q.valleys[b] for q in parts]) for b in range(bands)))
+        return TimbreFrames(
+            *cat,
+            tuple(np.concatenate([q.peaks[b] for q in parts]) for b in range(bands)),
+            tuple(np.concatenate([q.valleys[b] for q in parts]) for b in range(bands)),
+        )
 
 
 def timbre_frames(spectrum: Spectrum) -> TimbreFrames:
@@ -162,8 +174,15 @@ def timbre_frames(spectrum: Spectrum) -> TimbreFrames:
     return TimbreFrames(scan.moments, spectrum.freqs[scan.rolloff_bin], flatness, frame_rms, mfcc, peaks, valleys)
 
 
-def summarise_timbre(frames: TimbreFrames, onset_envelope: np.ndarray, crossings: int, n_samples: int, *,
-                     sr: int = SR, hop_length: int = HOP_LENGTH) -> Timbre:
+def summarise_timbre(
+    frames: TimbreFrames,
+    onset_envelope: np.ndarray,
+    crossings: int,
+    n_samples: int,
+    *,
+    sr: int = SR,
+    hop_length: int = HOP_LENGTH,
+) -> Timbre:
     """The :class:`Timbre` of a whole track from its :class:`TimbreFrames`, onset envelope (shape
     ``(n_frames,)``), zero crossings (:func:`zero_crossings`) and length in samples at ``sr`` Hz."""
     frame_rms = frames.frame_rms
@@ -222,14 +241,15 @@ def _frame_power_rms(spectrum: Spectrum) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- one pass over the spectrogram
 
+
 @dataclass(frozen=True)
 class _Scan:
     """Per-frame results of :func:`_scan` (all frames, silent ones included)."""
 
-    moments: np.ndarray       # (3, n_frames) float64: sum S, sum f S, sum f^2 S (f in kHz)
-    rolloff_bin: np.ndarray   # (n_frames,) int: first bin where the cumulative magnitude reaches 85 %
-    log_gmean: np.ndarray     # (n_frames,) float64: mean log power, power floored at 1e-10
-    sort_bands: list          # per contrast band that needs a sort: every n-th frame's magnitudes,
+    moments: np.ndarray  # (3, n_frames) float64: sum S, sum f S, sum f^2 S (f in kHz)
+    rolloff_bin: np.ndarray  # (n_frames,) int: first bin where the cumulative magnitude reaches 85 %
+    log_gmean: np.ndarray  # (n_frames,) float64: mean log power, power floored at 1e-10
+    sort_bands: list  # per contrast band that needs a sort: every n-th frame's magnitudes,
     #                           (ceil(n_frames / _CONTRAST_STRIDE), band bins), contiguous rows
 
 
@@ -327,8 +347,9 @@ def _contrast_bands(sr: int, n_fft: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(bands)
 
 
-def _contrast_frames(S: np.ndarray, sort_bands: list, *, sr: int = SR, n_fft: int = N_FFT
-                     ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+def _contrast_frames(
+    S: np.ndarray, sort_bands: list, *, sr: int = SR, n_fft: int = N_FFT
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Peak and valley magnitude per contrast band: of every frame of ``S`` (bins, frames) for bands whose
     2 % quantile is one bin (a min and a max), else of every ``_CONTRAST_STRIDE``-th frame, from the rows
     of ``sort_bands`` (:class:`_Scan`), sorted."""
@@ -346,8 +367,14 @@ def _contrast_frames(S: np.ndarray, sort_bands: list, *, sr: int = SR, n_fft: in
     return tuple(peaks), tuple(valleys)
 
 
-def _contrast(peaks: tuple[np.ndarray, ...], valleys: tuple[np.ndarray, ...], frames: np.ndarray | slice,
-              few: np.ndarray | slice, *, n_frames: int) -> np.ndarray:
+def _contrast(
+    peaks: tuple[np.ndarray, ...],
+    valleys: tuple[np.ndarray, ...],
+    frames: np.ndarray | slice,
+    few: np.ndarray | slice,
+    *,
+    n_frames: int,
+) -> np.ndarray:
     """Mean spectral contrast over ``frames`` (``few`` of the subsampled bands), shape ``(7,)``, dB."""
     peaks = tuple(p[frames] if len(p) == n_frames else p[few] for p in peaks)
     valleys = tuple(v[frames] if len(v) == n_frames else v[few] for v in valleys)
@@ -356,8 +383,9 @@ def _contrast(peaks: tuple[np.ndarray, ...], valleys: tuple[np.ndarray, ...], fr
     valley_db = [10.0 * np.log10(np.maximum(v, 1e-10)) for v in valleys]
     peak_floor = max(p.max() for p in peak_db) - 80.0
     valley_floor = max(v.max() for v in valley_db) - 80.0
-    return np.array([np.mean(np.maximum(p, peak_floor) - np.maximum(v, valley_floor))
-                     for p, v in zip(peak_db, valley_db)])
+    return np.array(
+        [np.mean(np.maximum(p, peak_floor) - np.maximum(v, valley_floor)) for p, v in zip(peak_db, valley_db)]
+    )
 
 
 @cache

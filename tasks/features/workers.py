@@ -5,6 +5,7 @@ its own (~9 s each here). Prefect runs one task per batch in threads; the batch 
 this pool of plain Python processes, which never import Prefect, stay alive across batches (numba and
 librosa warm), and isolate crashes: a worker that dies fails only the file it was on.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -40,8 +41,16 @@ def _init_worker() -> None:
 
 def _failure(item: dict[str, Any], reason: Reason, detail: str) -> dict[str, Any]:
     from tasks.features.analyze import empty_result  # heavy imports stay out of the parent's import of this module
-    return empty_result(item["path"], item["size_bytes"], item["mtime_ns"], track_id=item.get("track_id"),
-                        status="failed", reason=str(reason), detail=detail)
+
+    return empty_result(
+        item["path"],
+        item["size_bytes"],
+        item["mtime_ns"],
+        track_id=item.get("track_id"),
+        status="failed",
+        reason=str(reason),
+        detail=detail,
+    )
 
 
 def analyze_item(item: dict[str, Any], timeout_s: float = FILE_TIMEOUT_S, **options: Any) -> dict[str, Any]:
@@ -51,14 +60,16 @@ def analyze_item(item: dict[str, Any], timeout_s: float = FILE_TIMEOUT_S, **opti
     workers); elsewhere the pool's own wait enforces it.
     """
     from tasks.features.analyze import analyze_file
+
     if os.environ.get("CRATEDIG_TEST_CRASH_ON") and os.environ["CRATEDIG_TEST_CRASH_ON"] in item["path"]:
         os.kill(os.getpid(), signal.SIGKILL)  # test-only hook: simulate a decoder segfault
     use_alarm = multiprocessing.parent_process() is not None
     if use_alarm:
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
-        return analyze_file(item["path"], item["size_bytes"], item["mtime_ns"], track_id=item.get("track_id"),
-                            **options)
+        return analyze_file(
+            item["path"], item["size_bytes"], item["mtime_ns"], track_id=item.get("track_id"), **options
+        )
     except _FileTimeout:
         return _failure(item, Reason.TIMEOUT, f"exceeded {timeout_s:.0f} s")
     finally:
@@ -90,7 +101,8 @@ class AnalysisPool:
         with self._lock:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+                    self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+                )
             return self._executor
 
     def worker_pids(self) -> list[int]:
@@ -108,8 +120,9 @@ class AnalysisPool:
     def _submit(self, item: dict[str, Any]) -> Future:
         return self._pool().submit(analyze_item, item, self.timeout_s, **self.options)
 
-    def analyze_batch(self, items: list[dict[str, Any]],
-                      on_result: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    def analyze_batch(
+        self, items: list[dict[str, Any]], on_result: Callable[[dict[str, Any]], None] | None = None
+    ) -> list[dict[str, Any]]:
         """Analyse ``items`` and return one result per item, in order; never raises for a bad file."""
         if self.workers == 0:
             results = []

@@ -15,6 +15,7 @@ so every standardised dimension has unit variance and group g contributes ``shar
 expected squared distance whatever its size (:data:`GROUP_WEIGHTS`). ``cosine`` is
 ``1 - cos(vec_a, vec_b)``, ``euclidean`` is ``|vec_a - vec_b|``.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -35,20 +36,29 @@ from tasks.similarity.sql import install_sql_macros, table_exists
 #: synthesized families of ``bench/similarity.py`` any split from equal shares to this one scores
 #: precision@5 0.86-0.89; timbre-heavy splits (0.70 sound) drop to 0.74, and so do raw per-dimension
 #: weights (timbre's 40 dimensions then swamp the rest). Groups not listed here get 0.10.
-GROUP_WEIGHTS: dict[str, float] = {"timbre": 0.30, "spectral": 0.15, "rhythm": 0.25, "tonality": 0.20,
-                                   "loudness": 0.10}
+GROUP_WEIGHTS: dict[str, float] = {"timbre": 0.30, "spectral": 0.15, "rhythm": 0.25, "tonality": 0.20, "loudness": 0.10}
 #: Standardised values are clipped to +-this many standard deviations: one freak value (a silent
 #: intro, a clipped master) must not decide a track's neighbours alone.
 Z_CLIP: float = 5.0
 METRICS: tuple[str, ...] = ("cosine", "euclidean")
-RESULT_SCHEMA: dict[str, Any] = {"track_id": pl.Int64, "path": pl.Utf8, "title": pl.Utf8, "artist": pl.Utf8,
-                                 "bpm": pl.Float64, "key": pl.Utf8, "key_camelot": pl.Utf8, "distance": pl.Float64}
+RESULT_SCHEMA: dict[str, Any] = {
+    "track_id": pl.Int64,
+    "path": pl.Utf8,
+    "title": pl.Utf8,
+    "artist": pl.Utf8,
+    "bpm": pl.Float64,
+    "key": pl.Utf8,
+    "key_camelot": pl.Utf8,
+    "distance": pl.Float64,
+}
 RESULT_COLUMNS: tuple[str, ...] = tuple(RESULT_SCHEMA)
 #: Analysed tracks with their features (aliases t, f): what gets indexed.
 ANALYSED_SQL = "tracks t JOIN features f USING (track_id) WHERE t.status = 'analyzed'"
 #: Duplicate key of title + artist: case and surrounding space do not make a different recording.
-TA_KEY_SQL = ("CASE WHEN nullif(trim(t.title), '') IS NULL OR nullif(trim(t.artist), '') IS NULL THEN 0::UBIGINT "
-              "ELSE hash(lower(trim(t.title)) || chr(31) || lower(trim(t.artist))) END")
+TA_KEY_SQL = (
+    "CASE WHEN nullif(trim(t.title), '') IS NULL OR nullif(trim(t.artist), '') IS NULL THEN 0::UBIGINT "
+    "ELSE hash(lower(trim(t.title)) || chr(31) || lower(trim(t.artist))) END"
+)
 
 
 class NotIndexedError(SimilarityError):
@@ -61,8 +71,10 @@ class IndexMissingError(NotIndexedError):
 
 # ---------------------------------------------------------------- the index
 
-def dimension_weights(groups: dict[str, slice], dim: int, *, live: np.ndarray | None = None,
-                      weights: dict[str, float] = GROUP_WEIGHTS) -> np.ndarray:
+
+def dimension_weights(
+    groups: dict[str, slice], dim: int, *, live: np.ndarray | None = None, weights: dict[str, float] = GROUP_WEIGHTS
+) -> np.ndarray:
     """Per-dimension weights, shape ``(dim,)``: ``sqrt(share[g] / n_live[g])`` for dimension i of group g.
 
     ``live`` (bool, shape ``(dim,)``) marks dimensions that vary in the catalog; constant ones get 0
@@ -91,9 +103,12 @@ def standardise(embedding: np.ndarray, mean: np.ndarray, std: np.ndarray, weight
 
 def _embedding_source(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int]:
     """(embedding_version, dimension) of the newest embedding among analysed tracks."""
-    row = _one(con, f"""SELECT f.embedding_version, len(f.embedding) AS d, count(*) AS n
+    row = _one(
+        con,
+        f"""SELECT f.embedding_version, len(f.embedding) AS d, count(*) AS n
                           FROM {ANALYSED_SQL} AND f.embedding IS NOT NULL
-                          GROUP BY ALL ORDER BY 1 DESC NULLS LAST, 3 DESC LIMIT 1""")
+                          GROUP BY ALL ORDER BY 1 DESC NULLS LAST, 3 DESC LIMIT 1""",
+    )
     return (None, 1) if row is None else (row[0], int(row[1]))
 
 
@@ -108,24 +123,45 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
 
     version, dim = _embedding_source(con)
     # Anything the index copies changes one of these: (re)analysis, a new/missing track, a move.
-    signature = str(_one(con, f"""SELECT count(*), max(f.analyzed_at), sum(f.track_id), sum(hash(t.path) >> 8)
+    signature = str(
+        _one(
+            con,
+            f"""SELECT count(*), max(f.analyzed_at), sum(f.track_id), sum(hash(t.path) >> 8)
                                     FROM {ANALYSED_SQL} AND f.embedding_version IS NOT DISTINCT FROM ?""",
-                                [version]))
+            [version],
+        )
+    )
     if not force and table_exists(con, "similarity_stats"):
         old = _one(con, "SELECT signature, generation, n_tracks, dim FROM similarity_stats")
         if old is not None and old[0] == signature and table_exists(con, "similarity_index"):
-            return {"tracks": old[2], "dim": old[3], "embedding_version": version, "generation": old[1],
-                    "skipped": True}
+            return {
+                "tracks": old[2],
+                "dim": old[3],
+                "embedding_version": version,
+                "generation": old[1],
+                "skipped": True,
+            }
     con.execute(RULE_MACROS_SQL)  # the query below uses cratedig_camelot_code
-    table = _arrow(con.sql(f"""
+    table = _arrow(
+        con.sql(
+            f"""
         SELECT f.track_id, f.embedding, f.bpm, f.key_camelot, cratedig_camelot_code(f.key_camelot) AS camelot,
                hash(t.fingerprint) AS fp, {TA_KEY_SQL} AS ta, t.path, t.title, t.artist, f."key"
         FROM {ANALYSED_SQL} AND f.embedding_version IS NOT DISTINCT FROM ? AND len(f.embedding) = ?
              AND list_bool_and([isfinite(x) for x in f.embedding])
-        ORDER BY f.track_id""", params=[version, dim]))
+        ORDER BY f.track_id""",
+            params=[version, dim],
+        )
+    )
     ids = table.column("track_id").to_numpy()
-    emb = (table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-           .astype(np.float64).reshape(len(ids), dim))
+    emb = (
+        table.column("embedding")
+        .combine_chunks()
+        .flatten()
+        .to_numpy(zero_copy_only=False)
+        .astype(np.float64)
+        .reshape(len(ids), dim)
+    )
     mean = emb.mean(axis=0) if len(ids) else np.zeros(dim)
     std = emb.std(axis=0) if len(ids) else np.zeros(dim)
     std[std <= 1e-9 * np.maximum(1.0, np.abs(mean))] = 0.0  # constant up to float noise
@@ -135,9 +171,11 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
     generation = uuid.uuid4().hex
     import pyarrow as pa
 
-    arrow = table.drop_columns(["embedding"]).append_column(
-        "vec", pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel(), pa.float32()), dim)).append_column(
-        "norm", pa.array(np.linalg.norm(vec, axis=1).astype(np.float32), pa.float32()))
+    arrow = (
+        table.drop_columns(["embedding"])
+        .append_column("vec", pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel(), pa.float32()), dim))
+        .append_column("norm", pa.array(np.linalg.norm(vec, axis=1).astype(np.float32), pa.float32()))
+    )
     con.execute("BEGIN")
     try:
         con.register("_simidx", arrow)
@@ -150,16 +188,27 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
             generation VARCHAR, embedding_version INTEGER, dim INTEGER, n_tracks BIGINT, mean DOUBLE[],
             std DOUBLE[], weight DOUBLE[], group_weights VARCHAR, z_clip DOUBLE, signature VARCHAR,
             refreshed_at TIMESTAMP)""")
-        con.execute("INSERT INTO similarity_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
-                    [generation, version, dim, len(ids), mean.tolist(), std.tolist(), weights.tolist(),
-                     repr(GROUP_WEIGHTS), Z_CLIP, signature])
+        con.execute(
+            "INSERT INTO similarity_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
+            [
+                generation,
+                version,
+                dim,
+                len(ids),
+                mean.tolist(),
+                std.tolist(),
+                weights.tolist(),
+                repr(GROUP_WEIGHTS),
+                Z_CLIP,
+                signature,
+            ],
+        )
         install_sql_macros(con)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return {"tracks": len(ids), "dim": dim, "embedding_version": version, "generation": generation,
-            "skipped": False}
+    return {"tracks": len(ids), "dim": dim, "embedding_version": version, "generation": generation, "skipped": False}
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
@@ -173,22 +222,20 @@ def _arrow(rel: duckdb.DuckDBPyRelation) -> Any:
     return (getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table)()
 
 
-
-
 @dataclass
 class _Index:
     """The index in memory, rows sorted by ``ids``; ``vt`` is (D, N): a row vector times it is the
     fastest exact scan here (memory-bound, about 50 ms for 1M x 64 float32)."""
 
-    ids: np.ndarray       # (N,) int64
-    vt: np.ndarray        # (D, N) float32
+    ids: np.ndarray  # (N,) int64
+    vt: np.ndarray  # (D, N) float32
     neg_inv_norms: np.ndarray  # (N,) float32, -1/|v| (0 for a zero vector: cosine distance 1)
     sq_norms: np.ndarray  # (N,) float32, |v|^2
-    bpm: np.ndarray       # (N,) float64, NaN when unknown
-    camelot: np.ndarray   # (N,) int8 code, 24 when unknown
-    fp: np.ndarray        # (N,) uint64 hash of the fingerprint
-    ta: np.ndarray        # (N,) uint64 hash of lower(title)/lower(artist); 0 when either is missing
-    meta: Any             # pyarrow.Table (N,): RESULT_COLUMNS but distance (its take() uses no thread pool)
+    bpm: np.ndarray  # (N,) float64, NaN when unknown
+    camelot: np.ndarray  # (N,) int8 code, 24 when unknown
+    fp: np.ndarray  # (N,) uint64 hash of the fingerprint
+    ta: np.ndarray  # (N,) uint64 hash of lower(title)/lower(artist); 0 when either is missing
+    meta: Any  # pyarrow.Table (N,): RESULT_COLUMNS but distance (its take() uses no thread pool)
 
 
 _CACHE: OrderedDict[str, _Index] = OrderedDict()
@@ -199,8 +246,10 @@ def load_index(con: duckdb.DuckDBPyConnection) -> _Index:
     try:
         generation, dim = _one(con, "SELECT generation, dim FROM similarity_stats")
     except (duckdb.CatalogException, TypeError):
-        raise IndexMissingError("the catalog has no similarity index yet: run `cratedig analyze` "
-                                "(or tasks.similarity.index.refresh_similarity_index)") from None
+        raise IndexMissingError(
+            "the catalog has no similarity index yet: run `cratedig analyze` "
+            "(or tasks.similarity.index.refresh_similarity_index)"
+        ) from None
     if generation in _CACHE:
         _CACHE.move_to_end(generation)
         return _CACHE[generation]
@@ -212,15 +261,22 @@ def load_index(con: duckdb.DuckDBPyConnection) -> _Index:
     vt = np.empty((dim, t.num_rows), dtype=np.float32)
     for start in range(0, t.num_rows, 1 << 16):  # transposed in blocks that stay in cache
         vt[:, start : start + (1 << 16)] = vecs[start : start + (1 << 16)].T
-    col = {name: t.column(name).to_numpy(zero_copy_only=False) for name in ("track_id", "norm", "bpm", "camelot",
-                                                                             "fp", "ta")}
+    col = {
+        name: t.column(name).to_numpy(zero_copy_only=False)
+        for name in ("track_id", "norm", "bpm", "camelot", "fp", "ta")
+    }
     norms = col["norm"].astype(np.float32)
-    index = _Index(ids=col["track_id"].astype(np.int64), vt=vt,
-                   neg_inv_norms=-np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0),
-                   sq_norms=norms * norms, bpm=col["bpm"].astype(np.float64),
-                   camelot=col["camelot"].astype(np.int8), fp=col["fp"].astype(np.uint64),
-                   ta=col["ta"].astype(np.uint64),
-                   meta=t.select(list(RESULT_COLUMNS[:-1])).combine_chunks())
+    index = _Index(
+        ids=col["track_id"].astype(np.int64),
+        vt=vt,
+        neg_inv_norms=-np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0),
+        sq_norms=norms * norms,
+        bpm=col["bpm"].astype(np.float64),
+        camelot=col["camelot"].astype(np.int8),
+        fp=col["fp"].astype(np.uint64),
+        ta=col["ta"].astype(np.uint64),
+        meta=t.select(list(RESULT_COLUMNS[:-1])).combine_chunks(),
+    )
     _CACHE[generation] = index
     while len(_CACHE) > 2:  # a million-track index is ~300 MB: keep the current one and one other
         _CACHE.popitem(last=False)
@@ -228,6 +284,7 @@ def load_index(con: duckdb.DuckDBPyConnection) -> _Index:
 
 
 # ---------------------------------------------------------------- queries
+
 
 def _seed_ids(con: duckdb.DuckDBPyConnection, query: Any, index: _Index) -> list[int]:
     items = list(query) if isinstance(query, (list, tuple, set, np.ndarray, pl.Series)) else [query]
@@ -251,8 +308,10 @@ def _rows(index: _Index, ids: Sequence[int]) -> np.ndarray:
     pos = np.clip(np.searchsorted(index.ids, ids), 0, max(len(index.ids) - 1, 0))
     missing = ids[(len(index.ids) == 0) | (index.ids[pos] != ids)] if len(ids) else ids
     if len(missing):
-        raise NotIndexedError(f"track(s) {missing.tolist()} have no similarity vector (not analysed, or "
-                              "analysed with an older embedding; re-run `cratedig analyze`)")
+        raise NotIndexedError(
+            f"track(s) {missing.tolist()} have no similarity vector (not analysed, or "
+            "analysed with an older embedding; re-run `cratedig analyze`)"
+        )
     return pos
 
 
@@ -317,9 +376,17 @@ def query_vector(index: _Index, rows: np.ndarray, metric: str) -> np.ndarray:
     return v.mean(axis=0)
 
 
-def similar_tracks(con: duckdb.DuckDBPyConnection, query: Any, k: int = 10, *, metric: str = "cosine",
-                   bpm_window: float | None = None, harmonic: bool = False, exclude_duplicates: bool = True,
-                   exclude: Iterable[int] = ()) -> pl.DataFrame:
+def similar_tracks(
+    con: duckdb.DuckDBPyConnection,
+    query: Any,
+    k: int = 10,
+    *,
+    metric: str = "cosine",
+    bpm_window: float | None = None,
+    harmonic: bool = False,
+    exclude_duplicates: bool = True,
+    exclude: Iterable[int] = (),
+) -> pl.DataFrame:
     """The ``k`` tracks nearest to ``query`` (exact search), nearest first.
 
     Parameters

@@ -1,6 +1,7 @@
 """What can I play next? :func:`build_mix` chains nearest neighbours that obey the mixing rules;
 :func:`write_m3u` saves a set as a playlist.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,15 @@ from tasks.similarity.index import similar_tracks
 from tasks.similarity.query import resolve_query
 
 
-def build_mix(con: duckdb.DuckDBPyConnection, seed: Any, length: int = 20, *, bpm_window: float | None = 6.0,
-              harmonic: bool = True, metric: str = "cosine") -> pl.DataFrame:
+def build_mix(
+    con: duckdb.DuckDBPyConnection,
+    seed: Any,
+    length: int = 20,
+    *,
+    bpm_window: float | None = 6.0,
+    harmonic: bool = True,
+    metric: str = "cosine",
+) -> pl.DataFrame:
     """A set of up to ``length`` tracks starting at ``seed``, each the nearest unplayed neighbour of the
     one before that is tempo- and key-compatible with it.
 
@@ -43,20 +51,29 @@ def build_mix(con: duckdb.DuckDBPyConnection, seed: Any, length: int = 20, *, bp
     current = resolve_query(con, seed)[0]
     played, steps = [current], [0.0]
     while len(played) < length:
-        nxt = similar_tracks(con, current, 1, metric=metric, bpm_window=bpm_window, harmonic=harmonic,
-                             exclude=played)
+        nxt = similar_tracks(con, current, 1, metric=metric, bpm_window=bpm_window, harmonic=harmonic, exclude=played)
         if nxt.height == 0:
             break
         current = int(nxt["track_id"][0])
         played.append(current)
         steps.append(float(nxt["distance"][0]))
-    order = pl.DataFrame({"position": range(1, len(played) + 1), "track_id": played, "distance": steps},
-                         schema={"position": pl.Int64, "track_id": pl.Int64, "distance": pl.Float64})
-    meta = con.sql("""SELECT t.track_id, t.path, t.title, t.artist, f.bpm, f."key", f.key_camelot, t.duration_s
+    order = pl.DataFrame(
+        {"position": range(1, len(played) + 1), "track_id": played, "distance": steps},
+        schema={"position": pl.Int64, "track_id": pl.Int64, "distance": pl.Float64},
+    )
+    meta = con.sql(
+        """SELECT t.track_id, t.path, t.title, t.artist, f.bpm, f."key", f.key_camelot, t.duration_s
                       FROM tracks t JOIN features f USING (track_id)
-                      WHERE t.track_id IN (SELECT unnest(?::BIGINT[]))""", params=[played]).pl()
-    return order.join(meta, on="track_id", how="left").sort("position").select(
-        "position", "track_id", "path", "title", "artist", "bpm", "key", "key_camelot", "duration_s", "distance")
+                      WHERE t.track_id IN (SELECT unnest(?::BIGINT[]))""",
+        params=[played],
+    ).pl()
+    return (
+        order.join(meta, on="track_id", how="left")
+        .sort("position")
+        .select(
+            "position", "track_id", "path", "title", "artist", "bpm", "key", "key_camelot", "duration_s", "distance"
+        )
+    )
 
 
 def write_m3u(rows: pl.DataFrame | Iterable[dict[str, Any]], path: str | Path) -> Path:

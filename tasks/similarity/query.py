@@ -1,4 +1,5 @@
 """Which track a user means: a track id, a path, or a title/artist substring, never guessed between several."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,13 +26,14 @@ class AmbiguousQueryError(SimilarityError):
     """Several tracks match; ``candidates`` (track_id, path, title, artist) lists them."""
 
     def __init__(self, text: str, candidates: pl.DataFrame) -> None:
-        lines = [f"  {r['track_id']}: {r['artist'] or '?'} - {r['title'] or '?'}  ({r['path']})"
-                 for r in candidates.head(20).iter_rows(named=True)]
+        lines = [
+            f"  {r['track_id']}: {r['artist'] or '?'} - {r['title'] or '?'}  ({r['path']})"
+            for r in candidates.head(20).iter_rows(named=True)
+        ]
         n = f"more than {MAX_CANDIDATES}" if candidates.height > MAX_CANDIDATES else str(candidates.height)
         more = f"\n  ... ({n} in all)" if candidates.height > 20 else ""
         super().__init__(f"{n} tracks match {text!r}; use a track id or path:\n" + "\n".join(lines) + more)
         self.candidates = candidates
-
 
 
 def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> list[int]:
@@ -57,17 +59,28 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
         if rows:
             return [int(rows[0][0])]
     paths = list(dict.fromkeys([s, str(Path(s).expanduser().resolve())] if s else []))
-    ids = [r[0] for r in con.execute("SELECT track_id FROM tracks WHERE path IN (SELECT unnest(?::VARCHAR[])) "
-                                     "ORDER BY status <> 'analyzed', track_id", [paths]).fetchall()]
+    ids = [
+        r[0]
+        for r in con.execute(
+            "SELECT track_id FROM tracks WHERE path IN (SELECT unnest(?::VARCHAR[])) "
+            "ORDER BY status <> 'analyzed', track_id",
+            [paths],
+        ).fetchall()
+    ]
     if ids:
         return ids[:1]
     low = s.lower()
     both = "lower(coalesce(t.artist, '') || ' - ' || coalesce(t.title, ''))"
-    for cond in (f"lower(t.title) = ?1 OR {both} = ?1",
-                 f"contains(lower(t.title), ?1) OR contains(lower(t.artist), ?1) OR contains({both}, ?1)",
-                 "contains(lower(regexp_extract(t.path, '[^/\\\\]*$')), ?1)"):
-        found = con.sql(f"SELECT {cols} FROM tracks t WHERE t.status = 'analyzed' AND ({cond}) "
-                        f"ORDER BY track_id LIMIT {MAX_CANDIDATES + 1}", params=[low]).pl()
+    for cond in (
+        f"lower(t.title) = ?1 OR {both} = ?1",
+        f"contains(lower(t.title), ?1) OR contains(lower(t.artist), ?1) OR contains({both}, ?1)",
+        "contains(lower(regexp_extract(t.path, '[^/\\\\]*$')), ?1)",
+    ):
+        found = con.sql(
+            f"SELECT {cols} FROM tracks t WHERE t.status = 'analyzed' AND ({cond}) "
+            f"ORDER BY track_id LIMIT {MAX_CANDIDATES + 1}",
+            params=[low],
+        ).pl()
         if found.height == 1:
             return [int(found["track_id"][0])]
         if found.height > 1:

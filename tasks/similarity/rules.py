@@ -4,6 +4,7 @@
 :data:`RULE_MACROS_SQL` states the same rules in SQL (installed in every catalog, next to the
 ``similar_tracks`` table macro of :mod:`tasks.similarity.index`).
 """
+
 from __future__ import annotations
 
 import re
@@ -13,6 +14,8 @@ import numpy as np
 from tasks.features.key.names import camelot
 
 _CAMELOT = re.compile(r"^\s*(1[0-2]|[1-9])\s*([AB])\s*$", re.IGNORECASE)
+
+
 def parse_camelot(code: str | None) -> tuple[int, str] | None:
     """``'8A'`` -> ``(8, 'A')``; a key name (``'A minor'``) is converted first; ``None`` if unknown."""
     if not code:

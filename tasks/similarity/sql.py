@@ -2,6 +2,7 @@
 
 It reads the same standardised vectors as :func:`tasks.similarity.index.similar_tracks`, so SQL and Python agree.
 """
+
 from __future__ import annotations
 
 import duckdb
@@ -10,8 +11,14 @@ from tasks.similarity.rules import RULE_MACROS_SQL
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main' "
-                       "AND database_name = current_database()", [name]).fetchall()[0][0] > 0
+    return (
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main' "
+            "AND database_name = current_database()",
+            [name],
+        ).fetchall()[0][0]
+        > 0
+    )
 
 
 _TABLE_MACROS = """

@@ -3,6 +3,7 @@
 Used by the notebooks, the CLI walkthrough and end-to-end tests. Building is idempotent: a complete
 library (every file present and ``ground_truth.csv`` matching the specs) is left alone.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,22 +33,54 @@ _NOT_AUDIO = """<!DOCTYPE html>
 """
 
 
-
 def demo_specs() -> list[SongSpec]:
     """24 songs of 30-90 s for the demo library: 70-175 BPM, 12 major and 12 minor keys, every style and timbre."""
     used = dict.fromkeys(STYLES, 0)
-    bpms = (70, 84.5, 90, 96, 100, 105, 110.25, 118, 120, 122, 124, 125.5,
-            126, 128, 130, 134.6, 140, 145, 150, 160, 165, 170, 172.5, 175)
+    bpms = (
+        70,
+        84.5,
+        90,
+        96,
+        100,
+        105,
+        110.25,
+        118,
+        120,
+        122,
+        124,
+        125.5,
+        126,
+        128,
+        130,
+        134.6,
+        140,
+        145,
+        150,
+        160,
+        165,
+        170,
+        172.5,
+        175,
+    )
     specs = []
     for i, bpm in enumerate(bpms):
         fits = [s for s, st in STYLES.items() if st.tempo[0] <= bpm <= st.tempo[1]]
         style = min(fits, key=lambda s: (used[s], fits.index(s)))
         used[style] += 1
-        specs.append(SongSpec(  # every major and every minor key once: tonics step by fifths
-            bpm=float(bpm), tonic=(7 * (i // 2) + 3 * (i % 2)) % 12, mode="minor" if i % 2 else "major",
-            duration_s=(30.0, 45.0, 60.0, 90.0)[i % 4], style=style, timbre=TIMBRES[i % len(TIMBRES)],
-            swing=0.15 if i % 5 == 3 else 0.0, tempo_drift=0.005 if i % 7 == 6 else 0.0,
-            noise_db=25.0 if i % 6 == 5 else None, seed=1000 + i))
+        specs.append(
+            SongSpec(  # every major and every minor key once: tonics step by fifths
+                bpm=float(bpm),
+                tonic=(7 * (i // 2) + 3 * (i % 2)) % 12,
+                mode="minor" if i % 2 else "major",
+                duration_s=(30.0, 45.0, 60.0, 90.0)[i % 4],
+                style=style,
+                timbre=TIMBRES[i % len(TIMBRES)],
+                swing=0.15 if i % 5 == 3 else 0.0,
+                tempo_drift=0.005 if i % 7 == 6 else 0.0,
+                noise_db=25.0 if i % 6 == 5 else None,
+                seed=1000 + i,
+            )
+        )
     return specs
 
 
@@ -64,8 +97,17 @@ def _file_name(index: int, spec: SongSpec, ext: str) -> str:
 def demo_rows(specs: Sequence[SongSpec] | None = None) -> list[dict]:
     """The ground-truth rows of a library of ``specs`` (default :func:`demo_specs`), without building it."""
     specs = demo_specs() if specs is None else specs
-    return [{"file": _file_name(i, s, DEMO_FORMATS[i % len(DEMO_FORMATS)]), "bpm": s.bpm, "key": s.key,
-             "style": s.style, "timbre": s.timbre, "duration_s": s.duration_s} for i, s in enumerate(specs)]
+    return [
+        {
+            "file": _file_name(i, s, DEMO_FORMATS[i % len(DEMO_FORMATS)]),
+            "bpm": s.bpm,
+            "key": s.key,
+            "style": s.style,
+            "timbre": s.timbre,
+            "duration_s": s.duration_s,
+        }
+        for i, s in enumerate(specs)
+    ]
 
 
 def _csv_text(rows: list[dict]) -> str:
@@ -82,8 +124,17 @@ def _write_song(job: tuple[int, SongSpec, str]) -> str:
     final = Path(path)
     sr = _OPUS_SR if final.suffix == ".opus" else _FILE_SR
     tmp = final.with_name(f".partial-{final.name}")
-    write_audio(tmp, render_song(spec, sr=sr), sr, title=demo_title(index, spec), artist=DEMO_ARTIST,
-                album=DEMO_ALBUM, genre=spec.style, bpm=spec.bpm, key=spec.key)
+    write_audio(
+        tmp,
+        render_song(spec, sr=sr),
+        sr,
+        title=demo_title(index, spec),
+        artist=DEMO_ARTIST,
+        album=DEMO_ALBUM,
+        genre=spec.style,
+        bpm=spec.bpm,
+        key=spec.key,
+    )
     os.replace(tmp, final)
     return final.name
 
@@ -106,8 +157,9 @@ def _is_complete(dest: Path, rows: list[dict]) -> bool:
     return all((dest / n).is_file() and (dest / n).stat().st_size > 0 for n in names)
 
 
-def build_demo_library(dest: Path | str, *, force: bool = False, specs: Sequence[SongSpec] | None = None,
-                       processes: int | None = None) -> list[dict]:
+def build_demo_library(
+    dest: Path | str, *, force: bool = False, specs: Sequence[SongSpec] | None = None, processes: int | None = None
+) -> list[dict]:
     """Write the demo songs to ``dest`` over flac/ogg/opus/mp3/wav/m4a, tagged, plus ground truth.
 
     Parameters
@@ -137,8 +189,11 @@ def build_demo_library(dest: Path | str, *, force: bool = False, specs: Sequence
     # Stale ground truth means the specs changed: every song may differ, so redo them all.
     redo_all = force or not truth.is_file() or truth.read_text(encoding="utf-8") != _csv_text(rows)
     truth.unlink(missing_ok=True)  # the ground truth is written last and marks a finished build
-    jobs = [(i, s, str(dest / r["file"])) for i, (s, r) in enumerate(zip(specs, rows))
-            if redo_all or not (dest / r["file"]).is_file()]
+    jobs = [
+        (i, s, str(dest / r["file"]))
+        for i, (s, r) in enumerate(zip(specs, rows))
+        if redo_all or not (dest / r["file"]).is_file()
+    ]
     jobs.sort(key=lambda job: -job[1].duration_s)  # longest first balances the pool
     workers = min(processes or min(os.cpu_count() or 1, 4), len(jobs))
     if workers > 1:

@@ -4,6 +4,7 @@ Used for test fixtures, the demo library and the benchmark. libsndfile writes wa
 PyAV (FFmpeg) writes AAC in .m4a, and mutagen writes the tags, using the field names MusicBrainz Picard
 uses (ID3 ``TBPM``/``TKEY``, Vorbis ``BPM``/``KEY``, MP4 ``tmpo`` + ``----:com.apple.iTunes:initialkey``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,14 +47,16 @@ def _write_m4a(path: Path, frames: np.ndarray, sr: int) -> None:
     n, channels = frames.shape
     with av.open(str(path), mode="w", format="ipod") as container:
         # The "fast" coder halves encoding time; at 96 kbit/s per channel nobody can tell.
-        stream = container.add_stream("aac", rate=sr, layout="mono" if channels == 1 else "stereo",
-                                      options={"aac_coder": "fast"})
+        stream = container.add_stream(
+            "aac", rate=sr, layout="mono" if channels == 1 else "stereo", options={"aac_coder": "fast"}
+        )
         stream.bit_rate = 96_000 * channels
         planar = np.ascontiguousarray(frames.T)
         block = 1024 * 16
         for start in range(0, n, block):
-            frame = av.AudioFrame.from_ndarray(planar[:, start : start + block], format="fltp",
-                                               layout=stream.layout.name)
+            frame = av.AudioFrame.from_ndarray(
+                planar[:, start : start + block], format="fltp", layout=stream.layout.name
+            )
             frame.sample_rate = sr
             frame.pts = start
             for packet in stream.encode(frame):
@@ -66,8 +69,16 @@ def _bpm_text(bpm: float) -> str:
     return str(int(round(bpm))) if abs(bpm - round(bpm)) < 1e-6 else f"{bpm:.2f}"
 
 
-def write_tags(path: Path, *, title: str | None = None, artist: str | None = None, album: str | None = None,
-               genre: str | None = None, bpm: float | None = None, key: str | None = None) -> None:
+def write_tags(
+    path: Path,
+    *,
+    title: str | None = None,
+    artist: str | None = None,
+    album: str | None = None,
+    genre: str | None = None,
+    bpm: float | None = None,
+    key: str | None = None,
+) -> None:
     """Write the given tags into ``path`` (any format :func:`write_audio` writes); None fields are skipped.
 
     ID3 (wav, mp3) and MP4 store BPM as an integer (their specs say so); Vorbis comments keep 2 decimals.
@@ -133,9 +144,19 @@ def decoded_duration(path: Path) -> float:
         return n / stream.codec_context.sample_rate
 
 
-def write_audio(path: Path | str, y: np.ndarray, sr: int, *, title: str | None = None, artist: str | None = None,
-                album: str | None = None, genre: str | None = None, bpm: float | None = None,
-                key: str | None = None, verify: bool = True) -> Path:
+def write_audio(
+    path: Path | str,
+    y: np.ndarray,
+    sr: int,
+    *,
+    title: str | None = None,
+    artist: str | None = None,
+    album: str | None = None,
+    genre: str | None = None,
+    bpm: float | None = None,
+    key: str | None = None,
+    verify: bool = True,
+) -> Path:
     """Encode ``y`` to ``path`` in the format its extension names, tag it, and check it decodes back.
 
     Parameters

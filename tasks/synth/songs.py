@@ -6,6 +6,7 @@ an instrument is rendered once per song and re-used, so a 60 s song renders in a
 Event times are computed in float seconds from the beat index and placed at ``round(t * sr)``: beats never
 accumulate rounding drift, whatever the (fractional) BPM.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -16,9 +17,22 @@ import numpy as np
 from tasks.constants import SR
 from tasks.synth.voices import PEAK_DBFS, chord_tone, click_track, drum_kit, midi_hz, pink_noise, reverb, tone
 
-__all__ = ["PITCH_NAMES", "MAJOR_SCALE", "MINOR_SCALE", "TIMBRES", "STYLES", "PEAK_DBFS", "SongSpec",
-           "beat_to_time", "beat_times", "downbeat_times", "render_song", "click_track", "chord_tone",
-           "ground_truth_set"]
+__all__ = [
+    "PITCH_NAMES",
+    "MAJOR_SCALE",
+    "MINOR_SCALE",
+    "TIMBRES",
+    "STYLES",
+    "PEAK_DBFS",
+    "SongSpec",
+    "beat_to_time",
+    "beat_times",
+    "downbeat_times",
+    "render_song",
+    "click_track",
+    "chord_tone",
+    "ground_truth_set",
+]
 
 PITCH_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MAJOR_SCALE: tuple[int, ...] = (0, 2, 4, 5, 7, 9, 11)
@@ -45,31 +59,127 @@ class _Style:
     hats: str
     bass: str
     chords: str
-    chord_len: float    # chord length in beats; 0 = hold until the next chord hit
-    swing_grid: float   # 0.25 swings 16ths, 0.5 swings 8ths
-    melody: float       # probability of a melody note per 8th
+    chord_len: float  # chord length in beats; 0 = hold until the next chord hit
+    swing_grid: float  # 0.25 swings 16ths, 0.5 swings 8ths
+    melody: float  # probability of a melody note per 8th
     snare_kind: str
     bass_timbre: str
     tempo: tuple[float, float]  # plausible BPM range, used to pair styles with tempi in the benchmark
 
 
 STYLES: dict[str, _Style] = {
-    "house": _Style(4, "x...x...x...x...", "....x.......x...", "o.O.o.O.o.O.o.O.", "..x...o...x...o.",
-                    "x.......x.......", 0, 0.25, 0.30, "clap", "bass", (110, 135)),
-    "hiphop": _Style(4, "x......x..x.....", "....x.......x...", "x.o.x.o.x.o.x.oo", "x......x..x.....",
-                     "x...............", 0, 0.25, 0.35, "snare", "sub", (60, 105)),
-    "rock": _Style(4, "x.......x.x.....", "....x.......x...", "x.x.x.x.x.x.x.x.", "x.x.x.x.x.x.f.x.",
-                   "x.......x.......", 0, 0.5, 0.40, "snare", "bass", (88, 182)),
-    "dnb": _Style(4, "x.........x.....", "....x.......x...", "x.o.x.o.x.o.x.o.", "x.........x.....",
-                  "x...............", 0, 0.25, 0.25, "snare", "sub", (150, 190)),
-    "ambient-pulse": _Style(4, "o...o...o...o...", "................", "..o...o...o...o.", "x.......x.......",
-                            "x...............", 0, 0.5, 0.20, "snare", "sub", (60, 130)),
-    "reggae": _Style(4, "........x.......", "........x.......", "x.x.x.x.x.x.x.x.", "x..x..f...x.f...",
-                     "..x...x...x...x.", 0.4, 0.5, 0.30, "rim", "sub", (60, 100)),
-    "waltz": _Style(3, "x...........", "....o...o...", "x.o.x.o.x.o.", "x.......f...",
-                    "....x...x...", 0.9, 0.5, 0.35, "snare", "bass", (80, 180)),
-    "funk": _Style(4, "x..x......x..x..", "....x..o.o..x...", "xoxoxoxoxoxoxoxo", "x..o..x...xx..o.",
-                   "..x..x....x..x..", 0.3, 0.25, 0.40, "snare", "bass", (88, 126)),
+    "house": _Style(
+        4,
+        "x...x...x...x...",
+        "....x.......x...",
+        "o.O.o.O.o.O.o.O.",
+        "..x...o...x...o.",
+        "x.......x.......",
+        0,
+        0.25,
+        0.30,
+        "clap",
+        "bass",
+        (110, 135),
+    ),
+    "hiphop": _Style(
+        4,
+        "x......x..x.....",
+        "....x.......x...",
+        "x.o.x.o.x.o.x.oo",
+        "x......x..x.....",
+        "x...............",
+        0,
+        0.25,
+        0.35,
+        "snare",
+        "sub",
+        (60, 105),
+    ),
+    "rock": _Style(
+        4,
+        "x.......x.x.....",
+        "....x.......x...",
+        "x.x.x.x.x.x.x.x.",
+        "x.x.x.x.x.x.f.x.",
+        "x.......x.......",
+        0,
+        0.5,
+        0.40,
+        "snare",
+        "bass",
+        (88, 182),
+    ),
+    "dnb": _Style(
+        4,
+        "x.........x.....",
+        "....x.......x...",
+        "x.o.x.o.x.o.x.o.",
+        "x.........x.....",
+        "x...............",
+        0,
+        0.25,
+        0.25,
+        "snare",
+        "sub",
+        (150, 190),
+    ),
+    "ambient-pulse": _Style(
+        4,
+        "o...o...o...o...",
+        "................",
+        "..o...o...o...o.",
+        "x.......x.......",
+        "x...............",
+        0,
+        0.5,
+        0.20,
+        "snare",
+        "sub",
+        (60, 130),
+    ),
+    "reggae": _Style(
+        4,
+        "........x.......",
+        "........x.......",
+        "x.x.x.x.x.x.x.x.",
+        "x..x..f...x.f...",
+        "..x...x...x...x.",
+        0.4,
+        0.5,
+        0.30,
+        "rim",
+        "sub",
+        (60, 100),
+    ),
+    "waltz": _Style(
+        3,
+        "x...........",
+        "....o...o...",
+        "x.o.x.o.x.o.",
+        "x.......f...",
+        "....x...x...",
+        0.9,
+        0.5,
+        0.35,
+        "snare",
+        "bass",
+        (80, 180),
+    ),
+    "funk": _Style(
+        4,
+        "x..x......x..x..",
+        "....x..o.o..x...",
+        "xoxoxoxoxoxoxoxo",
+        "x..o..x...xx..o.",
+        "..x..x....x..x..",
+        0.3,
+        0.25,
+        0.40,
+        "snare",
+        "bass",
+        (88, 126),
+    ),
 }
 
 
@@ -123,6 +233,7 @@ class SongSpec:
 
 # ---------------------------------------------------------------- time ----------------------------------------
 
+
 def _clock(spec: SongSpec) -> tuple[float, float, float, float]:
     """(lead-in s, mean beat period s, beats per drift cycle, drift phase), fixed by the spec."""
     rng = np.random.default_rng([spec.seed, 991])
@@ -166,6 +277,7 @@ def _step_beat(step: int, grid: float, swing: float) -> float:
 
 
 # ---------------------------------------------------------------- composition ---------------------------------
+
 
 def _chord(scale: tuple[int, ...], degree: int) -> tuple[int, int, int]:
     """Semitones above the tonic of the triad on ``degree`` (7 = harmonic-minor V)."""
@@ -256,14 +368,24 @@ def _compose(spec: SongSpec, rng: np.random.Generator) -> tuple[dict, dict]:
 
 # ---------------------------------------------------------------- rendering -----------------------------------
 
+
 def _pan(p: float) -> tuple[float, float]:
     """Constant-power gains (left, right) for pan ``p`` in [-1, 1]."""
     a = (p + 1.0) * np.pi / 4.0
     return float(np.cos(a)), float(np.sin(a))
 
 
-def _render_notes(spec: SongSpec, part: list, kind: str, n: int, sr: int, rng: np.random.Generator,
-                  attack_s: float, release_s: float, jitter_s: float = 0.0) -> np.ndarray:
+def _render_notes(
+    spec: SongSpec,
+    part: list,
+    kind: str,
+    n: int,
+    sr: int,
+    rng: np.random.Generator,
+    attack_s: float,
+    release_s: float,
+    jitter_s: float = 0.0,
+) -> np.ndarray:
     """Mono bus of one part; each distinct pitch is synthesised once, at the longest length it is needed."""
     out = np.zeros(n, dtype=np.float32)
     if not part:
@@ -320,16 +442,17 @@ def render_song(spec: SongSpec, *, sr: int = SR, stereo: bool = True) -> np.ndar
     np.ndarray, shape (2, n) or (n,), float32
         ``n = round(spec.duration_s * sr)``, peak at ``PEAK_DBFS`` (-1 dBFS).
     """
-    seed = [spec.seed, spec.tonic, int(spec.bpm * 1000),
-            zlib.crc32(f"{spec.style}/{spec.timbre}/{spec.mode}".encode())]
+    seed = [spec.seed, spec.tonic, int(spec.bpm * 1000), zlib.crc32(f"{spec.style}/{spec.timbre}/{spec.mode}".encode())]
     rng = np.random.default_rng(seed)
     n = int(round(spec.duration_s * sr))
     st = STYLES[spec.style]
     drums, notes = _compose(spec, rng)
     kit = drum_kit(sr, rng)
 
-    bus = {name: _place_hits(hits, kit[name], beat_to_time(spec, [h[0] for h in hits]), n, sr)
-           for name, hits in drums.items()}
+    bus = {
+        name: _place_hits(hits, kit[name], beat_to_time(spec, [h[0] for h in hits]), n, sr)
+        for name, hits in drums.items()
+    }
     sustained = spec.timbre in ("saw", "square", "sine", "organ")
     chord_gain = 0.25 if sustained else 0.4
     bass = _render_notes(spec, notes["bass"], st.bass_timbre, n, sr, rng, 0.004, 0.03)
@@ -337,10 +460,17 @@ def render_song(spec: SongSpec, *, sr: int = SR, stereo: bool = True) -> np.ndar
     lead = _render_notes(spec, notes["lead"], spec.timbre, n, sr, rng, 0.01 if sustained else 0.002, 0.06, 0.003)
 
     # (source, gain, pan, reverb send)
-    stems = [(bus["kick"], 0.8 if spec.style != "ambient-pulse" else 0.6, 0.0, 0.0),
-             (bus["snare"], 0.45, -0.05, 0.15), (bus["clap"], 0.4, 0.05, 0.2), (bus["rim"], 0.25, -0.2, 0.15),
-             (bus["hat"], 0.14, 0.3, 0.05), (bus["open_hat"], 0.1, 0.35, 0.05),
-             (bass, 0.5, 0.0, 0.0), (chords, chord_gain, 0.0, 0.3), (lead, 0.38, -0.25, 0.3)]
+    stems = [
+        (bus["kick"], 0.8 if spec.style != "ambient-pulse" else 0.6, 0.0, 0.0),
+        (bus["snare"], 0.45, -0.05, 0.15),
+        (bus["clap"], 0.4, 0.05, 0.2),
+        (bus["rim"], 0.25, -0.2, 0.15),
+        (bus["hat"], 0.14, 0.3, 0.05),
+        (bus["open_hat"], 0.1, 0.35, 0.05),
+        (bass, 0.5, 0.0, 0.0),
+        (chords, chord_gain, 0.0, 0.3),
+        (lead, 0.38, -0.25, 0.3),
+    ]
     mix = np.zeros((2, n), dtype=np.float32)
     send = np.zeros(n, dtype=np.float32)
     for x, gain, pan, rev in stems:
@@ -364,6 +494,7 @@ def render_song(spec: SongSpec, *, sr: int = SR, stereo: bool = True) -> np.ndar
 
 # ---------------------------------------------------------------- spec sets -----------------------------------
 
+
 def ground_truth_set(n: int = 120, *, seed: int = 0, duration_s: float = 30.0) -> list[SongSpec]:
     """Deterministic benchmark specs covering 60-190 BPM, all 24 keys, every style and timbre.
 
@@ -384,12 +515,21 @@ def ground_truth_set(n: int = 120, *, seed: int = 0, duration_s: float = 30.0) -
         style = min(fits, key=lambda s: (used[s], rng.random()))
         used[style] += 1
         tonic, mode = keys[len(specs) % 24]
-        specs.append(SongSpec(
-            bpm=bpm, tonic=int(tonic), mode=mode, duration_s=duration_s, style=style, timbre=timbres[len(specs)],
-            swing=float(np.round(rng.uniform(0.08, 0.3), 3)) if rng.random() < 0.2 else 0.0,
-            tempo_drift=float(np.round(rng.uniform(0.004, 0.02), 4)) if rng.random() < 0.2 else 0.0,
-            noise_db=float(np.round(rng.uniform(6.0, 30.0), 1)) if rng.random() < 0.2 else None,
-            seed=seed * 100_003 + len(specs),
-            tuning_cents=float(np.round(rng.choice([-1, 1]) * rng.uniform(5, 25), 1)) if rng.random() < 0.15 else 0.0,
-        ))
+        specs.append(
+            SongSpec(
+                bpm=bpm,
+                tonic=int(tonic),
+                mode=mode,
+                duration_s=duration_s,
+                style=style,
+                timbre=timbres[len(specs)],
+                swing=float(np.round(rng.uniform(0.08, 0.3), 3)) if rng.random() < 0.2 else 0.0,
+                tempo_drift=float(np.round(rng.uniform(0.004, 0.02), 4)) if rng.random() < 0.2 else 0.0,
+                noise_db=float(np.round(rng.uniform(6.0, 30.0), 1)) if rng.random() < 0.2 else None,
+                seed=seed * 100_003 + len(specs),
+                tuning_cents=float(np.round(rng.choice([-1, 1]) * rng.uniform(5, 25), 1))
+                if rng.random() < 0.15
+                else 0.0,
+            )
+        )
     return specs

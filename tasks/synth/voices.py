@@ -4,6 +4,7 @@ two plain test signals, :func:`click_track` and :func:`chord_tone` (re-exported 
 Everything is vectorised numpy. Wavetables are built by an inverse real FFT with the harmonics above
 0.45 sr left out, so no oscillator aliases; the Karplus-Strong loop runs inside ``scipy.signal.lfilter``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,11 +47,11 @@ def osc(amps: np.ndarray, f0: float, n: int, sr: int, phase: float = 0.0) -> np.
 _K = np.arange(1, 65, dtype=np.float64)
 #: Harmonic amplitudes (index 0 = fundamental) of the wavetable timbres.
 HARMONICS: dict[str, np.ndarray] = {
-    "saw": 1.0 / _K * 0.93 ** _K,
-    "square": np.where(_K % 2 == 1, 1.0 / _K, 0.0) * 0.95 ** _K,
+    "saw": 1.0 / _K * 0.93**_K,
+    "square": np.where(_K % 2 == 1, 1.0 / _K, 0.0) * 0.95**_K,
     "sine": np.r_[1.0, 0.06, 0.02],
     "organ": np.r_[1.0, 0.7, 0.5, 0.35, 0.0, 0.25, 0.0, 0.18],
-    "bass": 1.0 / _K * 0.72 ** _K,
+    "bass": 1.0 / _K * 0.72**_K,
     "sub": np.r_[1.0, 0.45, 0.25, 0.12, 0.06],  # 808-ish: a sine with some saturation
 }
 
@@ -98,7 +99,7 @@ def tone(kind: str, f0: float, n: int, sr: int, rng: np.random.Generator) -> np.
     y = np.zeros(n)
     ph = rng.random()
     for lo, hi, rate in ((1, 1, 0.9), (2, 4, 2.2), (5, 12, 5.0)):
-        amps = np.where((_K >= lo) & (_K <= hi), _K ** -1.3, 0.0)[:hi]
+        amps = np.where((_K >= lo) & (_K <= hi), _K**-1.3, 0.0)[:hi]
         y += osc(amps, f0, n, sr, ph) * np.exp(-t * rate * (f0 / 262.0) ** 0.4)
     knock = min(n, int(0.01 * sr))
     y[:knock] += 0.2 * rng.uniform(-1, 1, knock) * np.linspace(1, 0, knock)
@@ -118,6 +119,7 @@ def _filtered_noise(rng: np.random.Generator, n: int, sr: int, lo: float | None,
 
 def drum_kit(sr: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """One-shot drum samples {kick, snare, clap, rim, hat, open_hat}, float32, peak 1; ``rng`` varies them."""
+
     def t(d: float) -> np.ndarray:
         return np.arange(int(d * sr)) / sr
 
@@ -126,14 +128,16 @@ def drum_kit(sr: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     kick = np.sin(2 * np.pi * np.cumsum(f) / sr) * np.exp(-tk * rng.uniform(5, 8))
     kick[: int(0.003 * sr)] += 0.3 * rng.uniform(-1, 1, int(0.003 * sr))
     ts = t(0.28)
-    snare = 0.5 * np.sin(2 * np.pi * rng.uniform(170, 220) * ts) * np.exp(-ts * 25) \
-        + 0.6 * _filtered_noise(rng, len(ts), sr, 1500.0, None) * np.exp(-ts * 15)
+    snare = 0.5 * np.sin(2 * np.pi * rng.uniform(170, 220) * ts) * np.exp(-ts * 25) + 0.6 * _filtered_noise(
+        rng, len(ts), sr, 1500.0, None
+    ) * np.exp(-ts * 15)
     tc = t(0.3)
     bursts = sum(np.exp(-np.maximum(tc - d, 0) * 180) * (tc >= d) for d in (0.0, 0.011, 0.022))
     clap = _filtered_noise(rng, len(tc), sr, 900.0, 2800.0) * (0.6 * bursts + 0.5 * np.exp(-tc * 14) * (tc >= 0.03))
     tr = t(0.07)
-    rim = (0.3 * np.sin(2 * np.pi * rng.uniform(1500, 2000) * tr)
-           + _filtered_noise(rng, len(tr), sr, 1500.0, 4000.0)) * np.exp(-tr * 90)
+    rim = (
+        0.3 * np.sin(2 * np.pi * rng.uniform(1500, 2000) * tr) + _filtered_noise(rng, len(tr), sr, 1500.0, 4000.0)
+    ) * np.exp(-tr * 90)
     th, to = t(0.08), t(0.4)
     hat = _filtered_noise(rng, len(th), sr, 7000.0, None) * np.exp(-th * 70)
     open_hat = _filtered_noise(rng, len(to), sr, 6500.0, None) * np.exp(-to * 9)
@@ -164,12 +168,17 @@ def reverb(send: np.ndarray, sr: int, rng: np.random.Generator, rt60: float = 0.
 def pink_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Unit-variance pink (1/f) noise of ``shape`` (last axis = time): Paul Kellet's pinking filter."""
     white = rng.standard_normal(shape, dtype=np.float32)
-    x = scipy.signal.lfilter([0.049922035, -0.095993537, 0.050612699, -0.004408786],
-                             [1.0, -2.494956002, 2.017265875, -0.522189400], white, axis=-1)
+    x = scipy.signal.lfilter(
+        [0.049922035, -0.095993537, 0.050612699, -0.004408786],
+        [1.0, -2.494956002, 2.017265875, -0.522189400],
+        white,
+        axis=-1,
+    )
     return x / (x.std() + 1e-12)
 
 
 # ---------------------------------------------------------------- test signals --------------------------------
+
 
 def click_track(bpm: float, *, duration_s: float, sr: int = SR, offset_s: float = 0.0) -> np.ndarray:
     """Metronome: 20 ms decaying 1 kHz clicks at ``offset_s + k * 60 / bpm`` s.

@@ -1,4 +1,5 @@
 """Both decoders give the same samples: libsndfile and FFmpeg read the files each is first for identically."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,9 @@ def _stereo(seconds: float = 4.0) -> np.ndarray:
     # Two different chirps: a swapped or mixed channel shows, and a lag has one answer (a tone's repeats).
     # Quiet enough that no codec clips.
     t = np.arange(int(seconds * SR)) / SR
-    return np.stack([0.3 * np.sin(2 * np.pi * (200.0 + 100.0 * t) * t),
-                     0.2 * np.sin(2 * np.pi * (3000.0 - 250.0 * t) * t)]).astype(np.float32)
+    return np.stack(
+        [0.3 * np.sin(2 * np.pi * (200.0 + 100.0 * t) * t), 0.2 * np.sin(2 * np.pi * (3000.0 - 250.0 * t) * t)]
+    ).astype(np.float32)
 
 
 def _decode(path, backend: str) -> tuple[np.ndarray, list[int]]:
@@ -60,8 +62,9 @@ def test_ffmpeg_decodes_m4a_to_the_signal(tmp_path):
     assert abs(y.shape[1] - x.shape[1]) < 0.05 * x.shape[1]
     mid = slice(SR, 3 * SR)  # away from the encoder's priming and padding
     lag = int(np.argmax(np.correlate(y[0, SR - 2048 : SR + 4096], x[0, SR : SR + 2048]))) - 2048
-    np.testing.assert_allclose(np.sqrt(np.mean(y[:, mid] ** 2, axis=1)), np.sqrt(np.mean(x[:, mid] ** 2, axis=1)),
-                               rtol=0.05)
+    np.testing.assert_allclose(
+        np.sqrt(np.mean(y[:, mid] ** 2, axis=1)), np.sqrt(np.mean(x[:, mid] ** 2, axis=1)), rtol=0.05
+    )
     assert np.corrcoef(y[1, SR + lag : 3 * SR + lag], x[1, mid])[0, 1] > 0.99
 
 

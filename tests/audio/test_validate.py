@@ -10,10 +10,17 @@ from tasks.audio.validate import check_file, check_size, describe_non_audio, sni
 from tasks.errors import Reason, RejectError
 
 
-@pytest.mark.parametrize("ext,fmt,subtype,expected", [
-    ("wav", "WAV", "PCM_16", "wav"), ("flac", "FLAC", "PCM_16", "flac"), ("ogg", "OGG", "VORBIS", "ogg"),
-    ("opus", "OGG", "OPUS", "ogg"), ("mp3", "MP3", "MPEG_LAYER_III", "mp3"), ("aiff", "AIFF", "PCM_16", "aiff"),
-])
+@pytest.mark.parametrize(
+    "ext,fmt,subtype,expected",
+    [
+        ("wav", "WAV", "PCM_16", "wav"),
+        ("flac", "FLAC", "PCM_16", "flac"),
+        ("ogg", "OGG", "VORBIS", "ogg"),
+        ("opus", "OGG", "OPUS", "ogg"),
+        ("mp3", "MP3", "MPEG_LAYER_III", "mp3"),
+        ("aiff", "AIFF", "PCM_16", "aiff"),
+    ],
+)
 def test_real_files_are_sniffed(tmp_path, ext, fmt, subtype, expected):
     sr = 48000 if subtype == "OPUS" else 44100
     y = 0.3 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr).astype(np.float32)
@@ -22,11 +29,14 @@ def test_real_files_are_sniffed(tmp_path, ext, fmt, subtype, expected):
     assert check_file(p, p.stat().st_size) == expected
 
 
-@pytest.mark.parametrize("content,what", [
-    (b"<!DOCTYPE html><html><body>404</body></html>" * 50, "HTML page"),
-    (b"\x7fELF\x02\x01\x01" + bytes(2000), "ELF executable"),
-    (b"\x89PNG\r\n\x1a\n" + bytes(2000), "PNG image"),
-])
+@pytest.mark.parametrize(
+    "content,what",
+    [
+        (b"<!DOCTYPE html><html><body>404</body></html>" * 50, "HTML page"),
+        (b"\x7fELF\x02\x01\x01" + bytes(2000), "ELF executable"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(2000), "PNG image"),
+    ],
+)
 def test_not_audio_is_named(tmp_path, content, what):
     p = tmp_path / "song.mp3"
     p.write_bytes(content)

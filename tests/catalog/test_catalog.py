@@ -1,4 +1,5 @@
 """Catalog opening: migrations of older catalogs, the SQL macro in every catalog, the lock."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,18 +16,20 @@ from tasks.errors import CatalogLockedError
 
 def test_version_1_catalog_is_migrated_on_open(tmp_path):
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))            # a catalog as version 1 of cratedig wrote it
+    con = duckdb.connect(str(path))  # a catalog as version 1 of cratedig wrote it
     con.execute(resources.files("schemas").joinpath("catalog.sql").read_text())
     con.execute("INSERT INTO schema_version (version) VALUES (1)")
-    con.execute("INSERT INTO tracks (track_id, path, size_bytes, mtime_ns, fingerprint, status, first_seen, "
-                "last_seen) VALUES (1, '/x.flac', 1, 1, 'f', 'rejected', now(), now())")
+    con.execute(
+        "INSERT INTO tracks (track_id, path, size_bytes, mtime_ns, fingerprint, status, first_seen, "
+        "last_seen) VALUES (1, '/x.flac', 1, 1, 'f', 'rejected', now(), now())"
+    )
     con.close()
     con = open_catalog(path)
     assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-    assert con.execute("SELECT count(*) FROM tracks").fetchall() == [(1,)]         # data kept
-    assert con.execute("SELECT * FROM similar_tracks('1', 5)").fetchall() == []   # the macro now exists
+    assert con.execute("SELECT count(*) FROM tracks").fetchall() == [(1,)]  # data kept
+    assert con.execute("SELECT * FROM similar_tracks('1', 5)").fetchall() == []  # the macro now exists
     con.close()
-    con = open_catalog(path)                   # idempotent: opening again changes nothing
+    con = open_catalog(path)  # idempotent: opening again changes nothing
     assert con.execute("SELECT count(*) FROM schema_version WHERE version = ?", [SCHEMA_VERSION]).fetchall() == [(1,)]
     con.close()
 
@@ -42,9 +45,16 @@ def test_newer_catalog_is_refused(tmp_path):
 def test_lock_timeout_names_the_problem(tmp_path):
     path = tmp_path / "c.duckdb"
     open_catalog(path).close()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); "
-                               "print('locked', flush=True); time.sleep(30)", str(path)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(30)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(CatalogLockedError, match="in use by another cratedig run"):
@@ -70,8 +80,12 @@ def _older_catalog(path, version: int, dropped: list[str], row: str) -> None:
 
 def test_version_2_features_get_the_default_bpm_range(tmp_path):
     path = tmp_path / "v2.duckdb"
-    _older_catalog(path, 2, ["bpm_range_lo", "bpm_range_hi", "beats_per_bar"],
-                   "(track_id, analyzer_version, bpm, analyzed_at) VALUES (1, 1, 120.0, now())")
+    _older_catalog(
+        path,
+        2,
+        ["bpm_range_lo", "bpm_range_hi", "beats_per_bar"],
+        "(track_id, analyzer_version, bpm, analyzed_at) VALUES (1, 1, 120.0, now())",
+    )
     con = open_catalog(path)
     assert con.execute("SELECT bpm, bpm_range_lo, bpm_range_hi FROM features").fetchall() == [(120.0, *BPM_RANGE)]
     assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
@@ -80,8 +94,12 @@ def test_version_2_features_get_the_default_bpm_range(tmp_path):
 
 def test_version_3_catalog_gets_beats_per_bar(tmp_path):
     path = tmp_path / "v3.duckdb"
-    _older_catalog(path, 3, ["beats_per_bar"],
-                   "(track_id, analyzer_version, bpm, beat_offset_s, analyzed_at) VALUES (1, 5, 120.0, 0.1, now())")
+    _older_catalog(
+        path,
+        3,
+        ["beats_per_bar"],
+        "(track_id, analyzer_version, bpm, beat_offset_s, analyzed_at) VALUES (1, 5, 120.0, 0.1, now())",
+    )
     con = open_catalog(path)
     assert con.execute("SELECT bpm, beat_offset_s, beats_per_bar FROM features").fetchall() == [(120.0, 0.1, None)]
     assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

@@ -1,4 +1,5 @@
 """The walk, fingerprints and the diff against the catalog."""
+
 import os
 from pathlib import Path
 
@@ -20,9 +21,9 @@ def test_walk_finds_audio_ignores_rest_and_survives_links(tmp_path):
     touch(tmp_path / "B.MP3")
     touch(tmp_path / "notes.txt")
     touch(tmp_path / "deep" / ("d" * 5) / "c.ogg")
-    (tmp_path / "folder.mp3").mkdir()                      # a directory named like audio
+    (tmp_path / "folder.mp3").mkdir()  # a directory named like audio
     touch(tmp_path / "folder.mp3" / "inner.wav")
-    os.symlink(tmp_path, tmp_path / "deep" / "loop")        # a symlink loop
+    os.symlink(tmp_path, tmp_path / "deep" / "loop")  # a symlink loop
     os.symlink(tmp_path / "nowhere.flac", tmp_path / "dangling.flac")
     walk = walk_library(tmp_path)
     names = sorted(Path(p).name for p in walk.files["path"])
@@ -53,22 +54,39 @@ def test_fingerprint_samples_and_changes(tmp_path):
 
 
 def _known(rows):
-    return pl.DataFrame(rows, schema={"track_id": pl.Int64, "path": pl.Utf8, "size_bytes": pl.Int64,
-                                      "mtime_ns": pl.Int64, "fingerprint": pl.Utf8, "status": pl.Utf8,
-                                      "analyzer_version": pl.Int64}, orient="row")
+    return pl.DataFrame(
+        rows,
+        schema={
+            "track_id": pl.Int64,
+            "path": pl.Utf8,
+            "size_bytes": pl.Int64,
+            "mtime_ns": pl.Int64,
+            "fingerprint": pl.Utf8,
+            "status": pl.Utf8,
+            "analyzer_version": pl.Int64,
+        },
+        orient="row",
+    )
 
 
 def test_plan_classifies_every_case(tmp_path):
-    inv = pl.DataFrame({"path": ["/l/same", "/l/touched", "/l/new", "/l/moved_here", "/l/old_version", "/l/failed"],
-                        "size_bytes": [10, 10, 10, 77, 10, 10], "mtime_ns": [1, 2, 1, 5, 1, 1]})
-    known = _known([
-        (1, "/l/same", 10, 1, "f1", "analyzed", 2),
-        (2, "/l/touched", 10, 1, "f2", "analyzed", 2),
-        (3, "/l/was_here", 77, 1, "fp-moved", "analyzed", 2),
-        (4, "/l/deleted", 11, 1, "f4", "analyzed", 2),
-        (5, "/l/old_version", 10, 1, "f5", "analyzed", 1),
-        (6, "/l/failed", 10, 1, "f6", "failed", None),
-    ])
+    inv = pl.DataFrame(
+        {
+            "path": ["/l/same", "/l/touched", "/l/new", "/l/moved_here", "/l/old_version", "/l/failed"],
+            "size_bytes": [10, 10, 10, 77, 10, 10],
+            "mtime_ns": [1, 2, 1, 5, 1, 1],
+        }
+    )
+    known = _known(
+        [
+            (1, "/l/same", 10, 1, "f1", "analyzed", 2),
+            (2, "/l/touched", 10, 1, "f2", "analyzed", 2),
+            (3, "/l/was_here", 77, 1, "fp-moved", "analyzed", 2),
+            (4, "/l/deleted", 11, 1, "f4", "analyzed", 2),
+            (5, "/l/old_version", 10, 1, "f5", "analyzed", 1),
+            (6, "/l/failed", 10, 1, "f6", "failed", None),
+        ]
+    )
     calls = []
 
     def fp(path, size):
@@ -89,8 +107,13 @@ def test_plan_classifies_every_case(tmp_path):
 
 
 def test_plan_batches():
-    inv = pl.DataFrame({"path": [f"/l/{i}" for i in range(10)], "size_bytes": [(7 * i) % 10 + 1 for i in range(10)],
-                        "mtime_ns": [1] * 10})
+    inv = pl.DataFrame(
+        {
+            "path": [f"/l/{i}" for i in range(10)],
+            "size_bytes": [(7 * i) % 10 + 1 for i in range(10)],
+            "mtime_ns": [1] * 10,
+        }
+    )
     plan = plan_scan(inv, _known([]), analyzer_version=1)
     assert [len(b) for b in plan.batches(4)] == [4, 4, 2]
     sizes = [item["size_bytes"] for batch in plan.batches(4) for item in batch]

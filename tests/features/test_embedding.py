@@ -1,4 +1,5 @@
 """The similarity embedding: layout, finiteness with missing values, and the distances it promises."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,8 +71,19 @@ def test_deterministic_and_does_not_mutate_the_row():
     assert row == before
 
 
-@pytest.mark.parametrize("missing", ["bpm", "key", "loudness_lufs", "loudness_range_lu", "chroma_mean",
-                                     "mfcc_mean", "spectral_flatness", "pulse_clarity"])
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "bpm",
+        "key",
+        "loudness_lufs",
+        "loudness_range_lu",
+        "chroma_mean",
+        "mfcc_mean",
+        "spectral_flatness",
+        "pulse_clarity",
+    ],
+)
 def test_none_values_give_finite_neutral_values(missing):
     v = build_embedding(_row(**{missing: None}))
     assert v.shape == (EMBEDDING_DIM,) and np.all(np.isfinite(v))
@@ -82,8 +94,14 @@ def test_none_values_give_finite_neutral_values(missing):
 
 def test_everything_missing_or_non_finite():
     assert np.all(build_embedding({}) == 0)
-    row = _row(bpm=float("nan"), loudness_lufs=float("-inf"), spectral_centroid_hz=float("inf"),
-               mfcc_mean=[float("nan")] * N_MFCC, spectral_flatness=0.0, zero_crossing_rate=0.0)
+    row = _row(
+        bpm=float("nan"),
+        loudness_lufs=float("-inf"),
+        spectral_centroid_hz=float("inf"),
+        mfcc_mean=[float("nan")] * N_MFCC,
+        spectral_flatness=0.0,
+        zero_crossing_rate=0.0,
+    )
     v = build_embedding(row)
     assert np.all(np.isfinite(v)) and np.all(np.abs(v) <= 8)
 
@@ -93,7 +111,7 @@ def test_missing_bpm_does_not_look_like_a_slow_or_fast_tempo():
     none = build_embedding(_row(bpm=None))[rhythm]
     distances = [np.linalg.norm(build_embedding(_row(bpm=b))[rhythm] - none) for b in (70, 90, 120, 150, 180)]
     assert max(distances) - min(distances) < 0.5 * max(distances)  # about equally far from every tempo
-    assert _dist(_row(bpm=None), _row(bpm=1.0), "rhythm") > 0.5     # and not the same as a tiny tempo
+    assert _dist(_row(bpm=None), _row(bpm=1.0), "rhythm") > 0.5  # and not the same as a tiny tempo
 
 
 def test_close_tempi_are_close():
@@ -103,12 +121,15 @@ def test_close_tempi_are_close():
     assert 0 < _dist(_row(bpm=70.0), _row(bpm=140.0), "rhythm") < _dist(_row(bpm=120.0), _row(bpm=160.0), "rhythm")
 
 
-@pytest.mark.parametrize("key, relative, tritone", [
-    ("A minor", "C major", "D# minor"),
-    ("C major", "A minor", "F# major"),
-    ("F# minor", "A major", "C minor"),
-    ("Bb major", "G minor", "E major"),
-])
+@pytest.mark.parametrize(
+    "key, relative, tritone",
+    [
+        ("A minor", "C major", "D# minor"),
+        ("C major", "A minor", "F# major"),
+        ("F# minor", "A major", "C minor"),
+        ("Bb major", "G minor", "E major"),
+    ],
+)
 def test_relative_keys_are_closer_than_tritones(key, relative, tritone):
     def row(k: str) -> dict:
         return _row(key=k, chroma_mean=_chroma(k.replace("Bb", "A#")))

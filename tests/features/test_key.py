@@ -1,4 +1,5 @@
 """Key, tuning and chroma on synthesized signals with known answers; key notation and MIREX scoring."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,10 +21,30 @@ from tasks.features.spectrum import compute_spectrum
 PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # The Camelot wheel as DJ software prints it (reference chart, flats as usually written there).
 CAMELOT_CHART = {
-    "1A": "Ab minor", "1B": "B major", "2A": "Eb minor", "2B": "F# major", "3A": "Bb minor", "3B": "Db major",
-    "4A": "F minor", "4B": "Ab major", "5A": "C minor", "5B": "Eb major", "6A": "G minor", "6B": "Bb major",
-    "7A": "D minor", "7B": "F major", "8A": "A minor", "8B": "C major", "9A": "E minor", "9B": "G major",
-    "10A": "B minor", "10B": "D major", "11A": "F# minor", "11B": "A major", "12A": "Db minor", "12B": "E major",
+    "1A": "Ab minor",
+    "1B": "B major",
+    "2A": "Eb minor",
+    "2B": "F# major",
+    "3A": "Bb minor",
+    "3B": "Db major",
+    "4A": "F minor",
+    "4B": "Ab major",
+    "5A": "C minor",
+    "5B": "Eb major",
+    "6A": "G minor",
+    "6B": "Bb major",
+    "7A": "D minor",
+    "7B": "F major",
+    "8A": "A minor",
+    "8B": "C major",
+    "9A": "E minor",
+    "9B": "G major",
+    "10A": "B minor",
+    "10B": "D major",
+    "11A": "F# minor",
+    "11B": "A major",
+    "12A": "Db minor",
+    "12B": "E major",
 }
 
 
@@ -142,8 +163,18 @@ def test_camelot_neighbours() -> None:
 
 
 def test_open_key() -> None:
-    known = {"C major": "1d", "A minor": "1m", "G major": "2d", "E minor": "2m", "F major": "12d",
-             "D minor": "12m", "F# major": "7d", "Eb minor": "7m", "B major": "6d", "Db major": "8d"}
+    known = {
+        "C major": "1d",
+        "A minor": "1m",
+        "G major": "2d",
+        "E minor": "2m",
+        "F major": "12d",
+        "D minor": "12m",
+        "F# major": "7d",
+        "Eb minor": "7m",
+        "B major": "6d",
+        "Db major": "8d",
+    }
     for key, code in known.items():
         assert open_key(key) == code
     for key in KEY_NAMES:  # Open Key is the Camelot wheel turned by 7 steps
@@ -163,12 +194,12 @@ def test_enharmonic_names() -> None:
     [
         ("C major", "C major", 1.0),
         ("A# major", "Bb major", 1.0),
-        ("G major", "C major", 0.5),   # fifth above
+        ("G major", "C major", 0.5),  # fifth above
         ("E minor", "A minor", 0.5),
-        ("F major", "C major", 0.0),   # fifth below: not counted by default (as mir_eval)
-        ("A minor", "C major", 0.3),   # relative minor
-        ("C major", "A minor", 0.3),   # relative major
-        ("C minor", "C major", 0.2),   # parallel
+        ("F major", "C major", 0.0),  # fifth below: not counted by default (as mir_eval)
+        ("A minor", "C major", 0.3),  # relative minor
+        ("C major", "A minor", 0.3),  # relative major
+        ("C minor", "C major", 0.2),  # parallel
         ("C major", "C minor", 0.2),
         ("F# major", "C major", 0.0),
         ("C# minor", "C major", 0.0),

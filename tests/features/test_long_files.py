@@ -1,4 +1,5 @@
 """Long files are analysed block by block: same answers as one block, memory that does not grow with length."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ _BAR_S = 4 * 60.0 / MIX_BPM
 
 def _songs(sr: int, bars: int) -> list[np.ndarray]:
     kinds = [("house", "saw"), ("house", "pluck"), ("house", "organ")]
-    return [render_song(SongSpec(bpm=MIX_BPM, tonic=9, mode="minor", duration_s=bars * _BAR_S, style=s,
-                                 timbre=t, seed=40 + i), sr=sr) for i, (s, t) in enumerate(kinds)]
+    return [
+        render_song(
+            SongSpec(bpm=MIX_BPM, tonic=9, mode="minor", duration_s=bars * _BAR_S, style=s, timbre=t, seed=40 + i),
+            sr=sr,
+        )
+        for i, (s, t) in enumerate(kinds)
+    ]
 
 
 def _in_blocks(audio, block_frames: int, chunk: int = 30_001) -> dict:
@@ -50,8 +56,14 @@ def test_blocks_give_the_whole_track_answers(tmp_path):
     np.testing.assert_allclose(blocked["chroma_mean"], whole["chroma_mean"], atol=1e-5)
     for name in ("loudness_lufs", "loudness_range_lu", "true_peak_dbtp"):
         assert blocked[name] == pytest.approx(whole[name], abs=1e-3), name
-    for name in ("spectral_centroid_hz", "spectral_bandwidth_hz", "spectral_rolloff_hz", "spectral_flatness",
-                 "zero_crossing_rate", "rms"):
+    for name in (
+        "spectral_centroid_hz",
+        "spectral_bandwidth_hz",
+        "spectral_rolloff_hz",
+        "spectral_flatness",
+        "zero_crossing_rate",
+        "rms",
+    ):
         assert blocked[name] == pytest.approx(whole[name], rel=1e-4), name
     np.testing.assert_allclose(blocked["mfcc_mean"], whole["mfcc_mean"], rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(blocked["mfcc_std"], whole["mfcc_std"], rtol=1e-4, atol=1e-3)
@@ -74,8 +86,13 @@ print(json.dumps({{"status": r["status"], "duration_s": r["duration_s"], "bpm": 
 
 
 def _analyse_in_child(path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(root=str(ROOT)), str(path)], check=True,
-                         capture_output=True, text=True, env=os.environ | {"OPENBLAS_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(root=str(ROOT)), str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"OPENBLAS_NUM_THREADS": "1"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -1,4 +1,5 @@
 """Loudness: BS.1770-4 / EBU R128 against pyloudnorm, EBU Tech 3341/3342 test signals, true peak."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -71,9 +72,12 @@ def pyln(x: np.ndarray, sr: int, filter_class: str = "K-weighting") -> float:
 
 # ------------------------------------------------------------------------------------------ K-weighting
 def test_k_weighting_matches_bs1770_table_at_48k():
-    table = np.array([[1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241,
-                       0.73248077421585],
-                      [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621]])
+    table = np.array(
+        [
+            [1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
+            [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621],
+        ]
+    )
     np.testing.assert_allclose(k_weighting_sos(48000), table, atol=1e-10)
 
 
@@ -120,8 +124,12 @@ def test_spectral_path_equals_sosfilt_reference(sr):
     t = np.arange(n) / sr
     rng = np.random.default_rng(sr)
     gate = (t % 1.0) < 0.65
-    x = np.stack([0.3 + 0.3 * np.sin(2 * np.pi * 45 * t) + 0.2 * np.sin(2 * np.pi * 6 * t)
-                  + 0.05 * rng.standard_normal(n), 0.2 * rng.standard_normal(n) * gate]).astype(np.float32)
+    x = np.stack(
+        [
+            0.3 + 0.3 * np.sin(2 * np.pi * 45 * t) + 0.2 * np.sin(2 * np.pi * 6 * t) + 0.05 * rng.standard_normal(n),
+            0.2 * rng.standard_normal(n) * gate,
+        ]
+    ).astype(np.float32)
     fast, fast_len = segment_energies(x, sr)
     ref, ref_len = segment_energies(x, sr, exact=True)
     np.testing.assert_array_equal(fast_len, ref_len)
@@ -154,13 +162,16 @@ def test_channels_last_view_gives_the_same_result():
 
 
 # ---------------------------------------------------------------------------------- EBU Tech 3341
-@pytest.mark.parametrize(("case", "levels", "expected"), [
-    (1, [(-23.0, 20.0)], -23.0),
-    (2, [(-33.0, 20.0)], -33.0),
-    (3, [(-36.0, 10.0), (-23.0, 60.0), (-36.0, 10.0)], -23.0),
-    (4, [(-72.0, 10.0), (-36.0, 10.0), (-23.0, 60.0), (-36.0, 10.0), (-72.0, 10.0)], -23.0),
-    (5, [(-26.0, 20.0), (-20.0, 20.1), (-26.0, 20.0)], -23.0),
-])
+@pytest.mark.parametrize(
+    ("case", "levels", "expected"),
+    [
+        (1, [(-23.0, 20.0)], -23.0),
+        (2, [(-33.0, 20.0)], -33.0),
+        (3, [(-36.0, 10.0), (-23.0, 60.0), (-36.0, 10.0)], -23.0),
+        (4, [(-72.0, 10.0), (-36.0, 10.0), (-23.0, 60.0), (-36.0, 10.0), (-72.0, 10.0)], -23.0),
+        (5, [(-26.0, 20.0), (-20.0, 20.1), (-26.0, 20.0)], -23.0),
+    ],
+)
 def test_tech3341_integrated(case, levels, expected):
     x = sequence(levels, 48000)
     got = measure_loudness(x, 48000)
@@ -187,12 +198,15 @@ def test_tech3341_case6_five_channels_and_51_at_96k_ignores_lfe():
 
 
 # ---------------------------------------------------------------------------------- EBU Tech 3342
-@pytest.mark.parametrize(("levels", "expected"), [
-    ([(-20.0, 20.0), (-30.0, 20.0)], 10.0),
-    ([(-20.0, 20.0), (-15.0, 20.0)], 5.0),
-    ([(-40.0, 20.0), (-20.0, 20.0)], 20.0),
-    ([(-50.0, 20.0), (-35.0, 20.0), (-20.0, 20.0), (-35.0, 20.0), (-50.0, 20.0)], 15.0),
-])
+@pytest.mark.parametrize(
+    ("levels", "expected"),
+    [
+        ([(-20.0, 20.0), (-30.0, 20.0)], 10.0),
+        ([(-20.0, 20.0), (-15.0, 20.0)], 5.0),
+        ([(-40.0, 20.0), (-20.0, 20.0)], 20.0),
+        ([(-50.0, 20.0), (-35.0, 20.0), (-20.0, 20.0), (-35.0, 20.0), (-50.0, 20.0)], 15.0),
+    ],
+)
 def test_tech3342_loudness_range(levels, expected):
     x = sequence(levels, 48000)
     assert abs(loudness_range(x, 48000) - expected) <= 1.0
@@ -231,7 +245,7 @@ def test_true_peak_finds_an_intersample_over_below_the_sample_peak_block():
     n = np.arange(4 * sr)
     x = 0.5 * np.sin(2 * np.pi * 100 * n / sr)
     x[sr : sr + 2000] = np.sin(2 * np.pi * 100 * n[:2000] / sr)  # sample peak 1.0, true peak 1.0
-    x[3 * sr : 3 * sr + 4000] = quarter_rate_burst(1.3, 4000)   # samples <= 0.919, true peak 1.3
+    x[3 * sr : 3 * sr + 4000] = quarter_rate_burst(1.3, 4000)  # samples <= 0.919, true peak 1.3
     x = x[None, :].astype(np.float32)
     assert np.abs(x).max() == pytest.approx(1.0, abs=1e-6)
     assert true_peak(x, sr) == pytest.approx(20 * np.log10(1.3), abs=0.02)
@@ -279,8 +293,15 @@ def test_replaygain_is_minus_18_minus_integrated():
     assert got.replaygain_db == pytest.approx(-18.0 - got.integrated_lufs, abs=1e-12)
 
 
-@pytest.mark.parametrize(("shape", "sr", "dtype"), [((7, 48000), 48000, np.float32), ((2, 48000), 4000, np.float32),
-                                                    ((2, 48000), 48000, np.int16), ((2, 2, 10), 48000, np.float32)])
+@pytest.mark.parametrize(
+    ("shape", "sr", "dtype"),
+    [
+        ((7, 48000), 48000, np.float32),
+        ((2, 48000), 4000, np.float32),
+        ((2, 48000), 48000, np.int16),
+        ((2, 2, 10), 48000, np.float32),
+    ],
+)
 def test_rejects_bad_input(shape, sr, dtype):
     with pytest.raises(CratedigError):
         measure_loudness(np.zeros(shape, dtype=dtype), sr)

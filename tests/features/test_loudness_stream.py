@@ -1,4 +1,5 @@
 """Streaming loudness: LoudnessMeter fed in blocks against measure_loudness on the whole signal."""
+
 from __future__ import annotations
 
 import tracemalloc
@@ -9,12 +10,19 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_loudness import counting_oversampled, levelled_noise, music_like, quarter_rate_burst, sequence, sine
 
 import tasks.features.loudness.stream as loudness_stream
 from tasks.errors import CratedigError
 from tasks.features.loudness.r128 import Loudness, measure_loudness, true_peak
 from tasks.features.loudness.stream import LoudnessMeter
+from tests.features.test_loudness import (
+    counting_oversampled,
+    levelled_noise,
+    music_like,
+    quarter_rate_burst,
+    sequence,
+    sine,
+)
 
 
 def stream(x: np.ndarray, sr: int, sizes: list[int] | range, *, region: int | None = None) -> Loudness:
@@ -30,8 +38,7 @@ def stream(x: np.ndarray, sr: int, sizes: list[int] | range, *, region: int | No
 
 
 def assert_matches(got: Loudness, ref: Loudness) -> None:
-    for name, tol in (("integrated_lufs", 1e-3), ("range_lu", 1e-3), ("replaygain_db", 1e-3),
-                      ("true_peak_dbtp", 0.01)):
+    for name, tol in (("integrated_lufs", 1e-3), ("range_lu", 1e-3), ("replaygain_db", 1e-3), ("true_peak_dbtp", 0.01)):
         a, b = getattr(got, name), getattr(ref, name)
         assert (a is None) == (b is None), name
         assert a is None or abs(a - b) <= tol, (name, a, b)
@@ -71,8 +78,10 @@ def test_one_sample_blocks(sr):
     assert got.integrated_lufs is not None and got.range_lu is None  # 10 gating blocks, under 3 s
 
 
-@pytest.mark.parametrize(("sr", "n"), [(44100, 4409), (44100, 4410), (44100, 17641), (11025, 7716), (11025, 7717),
-                                       (11025, 7718), (11025, 22051)])
+@pytest.mark.parametrize(
+    ("sr", "n"),
+    [(44100, 4409), (44100, 4410), (44100, 17641), (11025, 7716), (11025, 7717), (11025, 7718), (11025, 22051)],
+)
 def test_lengths_around_segment_edges(sr, n):
     # A trailing partial segment counts for the true peak only. At 11025 Hz segment edges are round(k * 1102.5),
     # and for n = 7717 the whole-signal pass's last edge rounds to n + 1: a 7th segment one sample short.
@@ -84,13 +93,16 @@ def test_lengths_around_segment_edges(sr, n):
 ODD_BLOCKS = [4801, 12345, 999, 1, 0, 65537, 3]  # then repeated
 
 
-@pytest.mark.parametrize(("levels", "expected", "sr"), [
-    ([(-23.0, 20.0)], -23.0, 48000),
-    ([(-23.0, 20.0)], -23.0, 44100),
-    ([(-23.0, 20.0)], -23.0, 11025),
-    ([(-36.0, 10.0), (-23.0, 60.0), (-36.0, 10.0)], -23.0, 48000),
-    ([(-26.0, 20.0), (-20.0, 20.1), (-26.0, 20.0)], -23.0, 48000),
-])
+@pytest.mark.parametrize(
+    ("levels", "expected", "sr"),
+    [
+        ([(-23.0, 20.0)], -23.0, 48000),
+        ([(-23.0, 20.0)], -23.0, 44100),
+        ([(-23.0, 20.0)], -23.0, 11025),
+        ([(-36.0, 10.0), (-23.0, 60.0), (-36.0, 10.0)], -23.0, 48000),
+        ([(-26.0, 20.0), (-20.0, 20.1), (-26.0, 20.0)], -23.0, 48000),
+    ],
+)
 def test_tech3341_in_odd_blocks(levels, expected, sr):
     x = sequence(levels, sr)
     got = stream(x, sr, ODD_BLOCKS * 200)
@@ -200,8 +212,9 @@ def test_rejects_bad_meter(sr, channels):
         LoudnessMeter(sr, channels)
 
 
-@pytest.mark.parametrize("block", [np.zeros((1, 10), np.float32), np.zeros((2, 10), np.int16),
-                                   np.zeros((2, 2, 10), np.float32)])
+@pytest.mark.parametrize(
+    "block", [np.zeros((1, 10), np.float32), np.zeros((2, 10), np.int16), np.zeros((2, 2, 10), np.float32)]
+)
 def test_rejects_bad_blocks(block):
     with pytest.raises(CratedigError):
         LoudnessMeter(48000, 2).feed(block)

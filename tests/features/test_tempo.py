@@ -1,4 +1,5 @@
 """Tempo: synthesized signals with known tempo and phase (metronomes, a swung drum kit, synth songs)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,22 +67,27 @@ def accented_metronome(bpm: float, beats_per_bar: int, offset_s: float, *, durat
     return (0.9 * y / np.abs(y).max()).astype(np.float32)
 
 
-@pytest.mark.parametrize(("bpm", "beats_per_bar", "offset"),
-                         [(100.0, 4, 0.05), (128.5, 4, 0.21), (75.0, 4, 0.4), (91.7, 3, 0.3), (140.0, 3, 0.1)])
+@pytest.mark.parametrize(
+    ("bpm", "beats_per_bar", "offset"),
+    [(100.0, 4, 0.05), (128.5, 4, 0.21), (75.0, 4, 0.4), (91.7, 3, 0.3), (140.0, 3, 0.1)],
+)
 def test_downbeat_of_an_accented_metronome(bpm: float, beats_per_bar: int, offset: float) -> None:
     est = _estimate(accented_metronome(bpm, beats_per_bar, offset))
     assert est.beats_per_bar == beats_per_bar
     assert est.beat_offset_s == pytest.approx(offset + 60.0 / bpm, abs=0.015)  # the first accented click
 
 
-@pytest.mark.parametrize("spec", [
-    SongSpec(bpm=95.0, tonic=2, style="hiphop", swing=0.2, duration_s=30.0, seed=3),
-    SongSpec(bpm=123.45, tonic=7, style="house", tempo_drift=0.015, duration_s=30.0, seed=4),
-    SongSpec(bpm=172.0, tonic=5, mode="minor", style="dnb", noise_db=15.0, duration_s=30.0, seed=5),
-    SongSpec(bpm=112.0, tonic=9, style="rock", duration_s=30.0, seed=6),
-    SongSpec(bpm=104.0, tonic=0, style="funk", duration_s=30.0, seed=7),
-    SongSpec(bpm=126.0, tonic=1, mode="minor", style="waltz", duration_s=30.0, seed=9),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        SongSpec(bpm=95.0, tonic=2, style="hiphop", swing=0.2, duration_s=30.0, seed=3),
+        SongSpec(bpm=123.45, tonic=7, style="house", tempo_drift=0.015, duration_s=30.0, seed=4),
+        SongSpec(bpm=172.0, tonic=5, mode="minor", style="dnb", noise_db=15.0, duration_s=30.0, seed=5),
+        SongSpec(bpm=112.0, tonic=9, style="rock", duration_s=30.0, seed=6),
+        SongSpec(bpm=104.0, tonic=0, style="funk", duration_s=30.0, seed=7),
+        SongSpec(bpm=126.0, tonic=1, mode="minor", style="waltz", duration_s=30.0, seed=9),
+    ],
+)
 def test_first_downbeat_of_synth_songs(spec: SongSpec) -> None:
     # Bars marked by kick, bass and chord changes; the song's first downbeat is its beat 0.
     est = _estimate(render_song(spec, stereo=False))
@@ -100,11 +106,14 @@ def test_swung_drum_pattern_at_95(swing: float) -> None:
     assert est.candidates[0][1] == max(s for _, s in est.candidates)
 
 
-@pytest.mark.parametrize("spec", [
-    SongSpec(bpm=95.0, tonic=2, style="hiphop", swing=0.2, duration_s=30.0, seed=3),
-    SongSpec(bpm=123.45, tonic=7, style="house", tempo_drift=0.015, duration_s=30.0, seed=4),
-    SongSpec(bpm=172.0, tonic=5, mode="minor", style="dnb", noise_db=15.0, duration_s=30.0, seed=5),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        SongSpec(bpm=95.0, tonic=2, style="hiphop", swing=0.2, duration_s=30.0, seed=3),
+        SongSpec(bpm=123.45, tonic=7, style="house", tempo_drift=0.015, duration_s=30.0, seed=4),
+        SongSpec(bpm=172.0, tonic=5, mode="minor", style="dnb", noise_db=15.0, duration_s=30.0, seed=5),
+    ],
+)
 def test_synth_songs_within_half_a_bpm(spec: SongSpec) -> None:
     est = _estimate(render_song(spec, stereo=False))
     assert est.bpm == pytest.approx(spec.bpm, abs=0.5)
@@ -159,8 +168,16 @@ def _organ(midis: list[int], n: int, *, attack_s: float = 0.03) -> np.ndarray:
 def _chorale(bpm: float, *, bars: int) -> np.ndarray:
     """Four voices struck in 8ths, a new chord on every beat (I IV V I vi ii V I), the tenor passing on the
     last 8th of every other beat: equal onsets on every 8th, the harmony changing on the beat."""
-    chords = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 74), (48, 55, 64, 72),
-              (45, 57, 64, 72), (50, 57, 65, 74), (43, 59, 62, 71), (48, 55, 64, 72)]
+    chords = [
+        (48, 55, 64, 72),
+        (53, 57, 65, 72),
+        (55, 59, 62, 74),
+        (48, 55, 64, 72),
+        (45, 57, 64, 72),
+        (50, 57, 65, 74),
+        (43, 59, 62, 71),
+        (48, 55, 64, 72),
+    ]
     half = int(round(30.0 / bpm * SR))
     out = []
     for i in range(4 * bars):
@@ -260,8 +277,9 @@ def test_slow_legato_chorale_with_the_bass_on_the_beat_is_not_doubled(seed: int)
     bands = 0.6 * eighth + 0.4 * noise
     bands[1] = 0.6 * beat + 0.4 * eighth + 0.4 * noise[1]
     change = 0.2 * beat + 0.8 * eighth + 0.3 * np.abs(rng.standard_normal(len(t)))
-    est = tempo_from_envelopes(bands.astype(np.float32), np.full(len(t), 0.05, np.float32), change.astype(np.float32),
-                               frame_rate=fr)
+    est = tempo_from_envelopes(
+        bands.astype(np.float32), np.full(len(t), 0.05, np.float32), change.astype(np.float32), frame_rate=fr
+    )
     assert est.bpm == pytest.approx(bpm, abs=0.5)
 
 
@@ -277,8 +295,16 @@ def _struck(midi: int, n: int) -> np.ndarray:
 def test_slow_chorale_with_a_struck_bass_in_8ths_is_not_doubled(bpm: float) -> None:
     # Sustained upper voices (soft attack) changing chord on the beat over a struck bass walking in 8ths:
     # the attacks mark every 8th, the chords the beat (the texture of strings over a piano bass).
-    chords = [(48, 55, 64, 72), (53, 57, 65, 72), (55, 59, 62, 74), (48, 55, 64, 72),
-              (45, 57, 64, 72), (50, 57, 65, 74), (43, 59, 62, 71), (48, 55, 64, 72)]
+    chords = [
+        (48, 55, 64, 72),
+        (53, 57, 65, 72),
+        (55, 59, 62, 74),
+        (48, 55, 64, 72),
+        (45, 57, 64, 72),
+        (50, 57, 65, 74),
+        (43, 59, 62, 71),
+        (48, 55, 64, 72),
+    ]
     beat = int(round(60.0 / bpm * SR))
     out = []
     for i in range(40):
@@ -304,8 +330,13 @@ def test_pulse_change_ratio_is_higher_when_the_chords_change_with_the_pulse() ->
     ratios = []
     for y in (same, moving):
         spec = compute_spectrum(y.astype(np.float32))
-        _, amp, _, _ = octave_evidence(onset_bands(spec).astype(np.float64), frame_mean_square(spec),
-                                       harmonic_change(spec), spec.frame_rate, (70.0, 180.0))
+        _, amp, _, _ = octave_evidence(
+            onset_bands(spec).astype(np.float64),
+            frame_mean_square(spec),
+            harmonic_change(spec),
+            spec.frame_rate,
+            (70.0, 180.0),
+        )
         ratios.append(pulse_change_ratio(amp))
     assert ratios[1] > ratios[0] + 0.1  # 0.37 against 0.15
 
@@ -320,8 +351,11 @@ def test_texture_tells_a_legato_chorale_from_drums_and_clicks() -> None:
     beat = int(round(60.0 / 66.0 * SR))
     legato = np.concatenate([_organ(list(chords[i % 4]), beat, attack_s=0.12) for i in range(32)])
     texture = {}
-    for name, y in (("legato", 0.5 * legato / np.abs(legato).max()), ("drums", drum_pattern(100.0, duration_s=20.0)),
-                    ("clicks", click_track(110.0, duration_s=20.0))):
+    for name, y in (
+        ("legato", 0.5 * legato / np.abs(legato).max()),
+        ("drums", drum_pattern(100.0, duration_s=20.0)),
+        ("clicks", click_track(110.0, duration_s=20.0)),
+    ):
         spec = compute_spectrum(y.astype(np.float32))
         texture[name] = attack_rise(frame_mean_square(spec)), onset_smoothness(onset_bands(spec)[0])
     for struck in ("drums", "clicks"):

@@ -1,4 +1,5 @@
 """Timbre descriptors: agreement with librosa given the same STFT, and known answers on synthetic signals."""
+
 from __future__ import annotations
 
 import warnings
@@ -70,8 +71,9 @@ def test_matches_librosa_given_the_same_spectrum(sr, all_frames):
     assert tb.spectral_bandwidth_hz == pytest.approx(librosa.feature.spectral_bandwidth(S=S, sr=sr).mean(), rel=1e-4)
     assert tb.spectral_rolloff_hz == pytest.approx(librosa.feature.spectral_rolloff(S=S, sr=sr).mean(), rel=1e-3)
     assert tb.spectral_flatness == pytest.approx(librosa.feature.spectral_flatness(S=S).mean(), rel=1e-3)
-    np.testing.assert_allclose(tb.spectral_contrast, librosa.feature.spectral_contrast(S=S, sr=sr).mean(axis=1),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        tb.spectral_contrast, librosa.feature.spectral_contrast(S=S, sr=sr).mean(axis=1), atol=1e-3
+    )
     mfcc = librosa.feature.mfcc(S=sp.log_mel, n_mfcc=N_MFCC)
     np.testing.assert_allclose(tb.mfcc_mean, mfcc.mean(axis=1), atol=1e-3 * np.abs(mfcc).max())
     np.testing.assert_allclose(tb.mfcc_std, mfcc.std(axis=1), atol=1e-3 * np.abs(mfcc).max())
@@ -86,15 +88,15 @@ def test_subsampled_contrast_stays_close_to_librosa():
     y = _music(SR, dur=30.0)
     sp = compute_spectrum(y)
     tb = describe_timbre(sp, y)
-    np.testing.assert_allclose(tb.spectral_contrast, librosa.feature.spectral_contrast(S=sp.S, sr=SR).mean(axis=1),
-                               atol=0.5)
+    np.testing.assert_allclose(
+        tb.spectral_contrast, librosa.feature.spectral_contrast(S=sp.S, sr=SR).mean(axis=1), atol=0.5
+    )
 
 
 def test_onset_peak_picking_matches_librosa_on_an_irregular_envelope():
     env = np.random.default_rng(3).gamma(0.5, size=3000).astype(np.float32)
     ours = onset_frames(env, sr=SR, hop_length=HOP_LENGTH)
-    np.testing.assert_array_equal(ours, librosa.onset.onset_detect(onset_envelope=env, sr=SR,
-                                                                   hop_length=HOP_LENGTH))
+    np.testing.assert_array_equal(ours, librosa.onset.onset_detect(onset_envelope=env, sr=SR, hop_length=HOP_LENGTH))
 
 
 @pytest.mark.parametrize("f0", [440.0, 1000.0, 3000.0])
@@ -102,7 +104,7 @@ def test_sine_known_answers(f0):
     y = _tone(f0, 5.0, SR, amp=0.5)
     tb = describe_timbre(compute_spectrum(y), y)
     assert tb.spectral_centroid_hz == pytest.approx(f0, rel=0.01)
-    assert tb.spectral_bandwidth_hz < 60.0             # Hann main lobe: a few bins of 10.8 Hz
+    assert tb.spectral_bandwidth_hz < 60.0  # Hann main lobe: a few bins of 10.8 Hz
     assert abs(tb.spectral_rolloff_hz - f0) < 2 * SR / 2048
     assert tb.spectral_flatness < 1e-3
     assert tb.zero_crossing_rate == pytest.approx(2 * f0 / SR, rel=0.01)
@@ -184,7 +186,7 @@ def test_danceability_falls_with_timing_irregularity():
 
 def test_danceability_edge_cases():
     assert danceability(np.zeros(5000)) == 0.0
-    assert danceability(np.ones(50)) == 0.0              # shorter than two slowest beats
+    assert danceability(np.ones(50)) == 0.0  # shorter than two slowest beats
     assert danceability(np.full(5000, np.nan)) == 0.0
 
 

@@ -1,4 +1,5 @@
 """Scale-out: the flow's batches on a real local Dask cluster (a scheduler and two workers on loopback)."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from processes import free_port
+
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -24,15 +26,38 @@ def dask_cluster(tmp_path):
     address = f"tcp://127.0.0.1:{port}"
     # Workers report task runs to the same Prefect API as the flow (the test harness's server).
     env = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()}
-    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     for i in range(2):
-        procs.append(subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--nworkers", "1",
-                                       "--no-dashboard", "--local-directory", str(tmp_path / f"w{i}")],
-                                      env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    BIN / "dask",
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    "1",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(tmp_path / f"w{i}"),
+                ],
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     from distributed import Client
+
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -67,8 +92,7 @@ def test_dask_run_equals_local_run(format_library, dask_cluster, prefect_harness
     from flows.analyze import analyze_library, with_dask
 
     library, truth = format_library
-    on_dask = with_dask(dask_cluster)(str(library), catalog_path=str(tmp_path / "dask.duckdb"), workers=0,
-                                      batch_size=2)
+    on_dask = with_dask(dask_cluster)(str(library), catalog_path=str(tmp_path / "dask.duckdb"), workers=0, batch_size=2)
     local = analyze_library(str(library), catalog_path=str(tmp_path / "local.duckdb"), workers=1, batch_size=2)
     assert on_dask["analyzed"] == local["analyzed"] == len(truth)
     assert catalog_rows(tmp_path / "dask.duckdb") == catalog_rows(tmp_path / "local.duckdb")

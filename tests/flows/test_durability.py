@@ -1,4 +1,5 @@
 """Durability: kill -9 mid-run then resume; two runs on one catalog; the CLI's JSON outputs."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,15 @@ def small_library(root: Path, n: int) -> Path:
 
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        spec = SongSpec(bpm=90.0 + 3 * i, tonic=i % 12, mode=("major", "minor")[i % 2], duration_s=8.0,
-                        style="house", timbre="saw", seed=100 + i)
+        spec = SongSpec(
+            bpm=90.0 + 3 * i,
+            tonic=i % 12,
+            mode=("major", "minor")[i % 2],
+            duration_s=8.0,
+            style="house",
+            timbre="saw",
+            seed=100 + i,
+        )
         write_audio(root / f"track {i:02d}.flac", render_song(spec, sr=SR), SR, verify=False)
     return root
 
@@ -53,9 +61,24 @@ def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
     library = small_library(tmp_path / "lib", 16)
     catalog = tmp_path / "catalog.duckdb"
     wal = Path(str(catalog) + ".wal")
-    proc = subprocess.Popen([*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1",
-                             "--batch-size", "1", "--json"], env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            *CRATEDIG,
+            "analyze",
+            str(library),
+            "--catalog",
+            str(catalog),
+            "--workers",
+            "1",
+            "--batch-size",
+            "1",
+            "--json",
+        ],
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     # Kill once a few batches are committed: each commit grows the write-ahead log.
     sizes: list[int] = []
     deadline = time.monotonic() + 300
@@ -73,17 +96,23 @@ def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
     _, stored_before, _ = catalog_state(catalog)
     assert 0 < stored_before < 16
     con = duckdb.connect(str(catalog), read_only=True)
-    assert con.execute("SELECT status FROM runs").fetchall() == [("running",)]   # it really died mid-run
+    assert con.execute("SELECT status FROM runs").fetchall() == [("running",)]  # it really died mid-run
     con.close()
 
-    resumed = subprocess.run([*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1",
-                              "--json"], env=cli_env(), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1", "--json"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = json.loads(resumed.stdout)
-    assert summary["analyzed"] == 16 - stored_before       # only what was left
+    assert summary["analyzed"] == 16 - stored_before  # only what was left
 
     clean_catalog = tmp_path / "clean.duckdb"
     from flows.analyze import analyze_library
+
     analyze_library(str(library), catalog_path=str(clean_catalog), workers=1)
     assert catalog_state(catalog) == catalog_state(clean_catalog)
     tracks, n_features, dupes = catalog_state(catalog)
@@ -93,15 +122,27 @@ def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
 def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harness):
     library = small_library(tmp_path / "lib", 1)
     catalog = tmp_path / "catalog.duckdb"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from tasks.catalog.store import open_catalog; c = open_catalog(sys.argv[1]); "
-        "print('locked', flush=True); time.sleep(float(sys.argv[2]))"), str(catalog), "60"],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from tasks.catalog.store import open_catalog; c = open_catalog(sys.argv[1]); "
+                "print('locked', flush=True); time.sleep(float(sys.argv[2]))"
+            ),
+            str(catalog),
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        result = CliRunner().invoke(__import__("flows.cli", fromlist=["app"]).app,
-                                    ["analyze", str(library), "--catalog", str(catalog), "--lock-timeout", "2"])
+        result = CliRunner().invoke(
+            __import__("flows.cli", fromlist=["app"]).app,
+            ["analyze", str(library), "--catalog", str(catalog), "--lock-timeout", "2"],
+        )
         waited = time.monotonic() - started
         assert result.exit_code == 3, result.output
         assert "in use by another cratedig run" in result.output
@@ -110,8 +151,10 @@ def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harn
         holder.kill()
         holder.wait()
     # Once the other run is gone, the same command succeeds and the catalog is intact.
-    result = CliRunner().invoke(__import__("flows.cli", fromlist=["app"]).app,
-                                ["analyze", str(library), "--catalog", str(catalog), "--workers", "0", "--json"])
+    result = CliRunner().invoke(
+        __import__("flows.cli", fromlist=["app"]).app,
+        ["analyze", str(library), "--catalog", str(catalog), "--workers", "0", "--json"],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["analyzed"] == 1
 

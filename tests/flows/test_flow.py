@@ -1,4 +1,5 @@
 """The whole analyze flow under the Prefect test harness: catalog row by row, incremental runs, Parquet."""
+
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ def run_flow(prefect_harness):
 
     def run(library: Path, catalog: Path, **kw):
         return analyze_library(str(library), catalog_path=str(catalog), **kw)
+
     return run
 
 
@@ -47,7 +49,7 @@ def rows(catalog: Path, sql: str) -> list[dict]:
 
 def test_first_run_accounts_for_every_file(analysed):
     library, catalog, truth, summary = analysed
-    assert summary["files"] == len(truth) + 2          # the jpg is ignored, not a file of the library
+    assert summary["files"] == len(truth) + 2  # the jpg is ignored, not a file of the library
     assert summary["ignored"] == 1
     assert summary["new"] == len(truth) + 2
     assert summary["analyzed"] == len(truth)
@@ -61,9 +63,15 @@ def test_first_run_accounts_for_every_file(analysed):
 
 def test_catalog_matches_the_songs_row_by_row(analysed):
     library, catalog, truth, _ = analysed
-    got = {r["path"]: r for r in rows(catalog, """
+    got = {
+        r["path"]: r
+        for r in rows(
+            catalog,
+            """
         SELECT t.*, f.bpm, f."key", f.key_camelot, f.loudness_lufs, f.embedding, f.analyzer_version
-        FROM tracks t JOIN features f USING (track_id)""")}
+        FROM tracks t JOIN features f USING (track_id)""",
+        )
+    }
     assert set(got) == set(truth)
     for path, spec in truth.items():
         row = got[path]
@@ -95,8 +103,12 @@ def test_incremental_runs(analysed, run_flow):
 
     paths = sorted(truth)
     touched, moved, deleted = Path(paths[0]), Path(paths[1]), Path(paths[2])
-    before = {r["path"]: r for r in rows(catalog, "SELECT t.path, t.track_id, f.analyzed_at FROM tracks t "
-                                                  "JOIN features f USING (track_id)")}
+    before = {
+        r["path"]: r
+        for r in rows(
+            catalog, "SELECT t.path, t.track_id, f.analyzed_at FROM tracks t JOIN features f USING (track_id)"
+        )
+    }
     st = touched.stat()
     os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     renamed = moved.with_name("renamed " + moved.name)
@@ -105,12 +117,17 @@ def test_incremental_runs(analysed, run_flow):
 
     third = run_flow(library, catalog, workers=0)
     assert (third["changed"], third["moved"], third["missing"], third["analyzed"]) == (1, 1, 1, 1)
-    after = {r["path"]: r for r in rows(catalog, "SELECT t.path, t.track_id, t.status, f.analyzed_at FROM tracks t "
-                                                 "LEFT JOIN features f USING (track_id)")}
+    after = {
+        r["path"]: r
+        for r in rows(
+            catalog,
+            "SELECT t.path, t.track_id, t.status, f.analyzed_at FROM tracks t LEFT JOIN features f USING (track_id)",
+        )
+    }
     assert after[str(renamed)]["track_id"] == before[str(moved)]["track_id"]
-    assert after[str(renamed)]["analyzed_at"] == before[str(moved)]["analyzed_at"]     # features kept, not redone
+    assert after[str(renamed)]["analyzed_at"] == before[str(moved)]["analyzed_at"]  # features kept, not redone
     assert after[str(deleted)]["status"] == "missing"
-    assert after[str(deleted)]["analyzed_at"] == before[str(deleted)]["analyzed_at"]   # row and features kept
+    assert after[str(deleted)]["analyzed_at"] == before[str(deleted)]["analyzed_at"]  # row and features kept
     assert after[str(touched)]["analyzed_at"] > before[str(touched)]["analyzed_at"]
     events = rows(catalog, "SELECT event, count(*) AS n FROM track_events GROUP BY ALL")
     counts = {e["event"]: e["n"] for e in events}
@@ -121,8 +138,10 @@ def test_analyzer_version_bump_reanalyses_only_older_rows(analysed, run_flow):
     # A bump is simulated by aging one row: the next run must redo exactly that row.
     library, catalog, truth, _ = analysed
     con = open_catalog(catalog)
-    con.execute("UPDATE features SET analyzer_version = analyzer_version - 1 WHERE track_id = "
-                "(SELECT min(track_id) FROM features JOIN tracks USING (track_id) WHERE status = 'analyzed')")
+    con.execute(
+        "UPDATE features SET analyzer_version = analyzer_version - 1 WHERE track_id = "
+        "(SELECT min(track_id) FROM features JOIN tracks USING (track_id) WHERE status = 'analyzed')"
+    )
     con.close()
     summary = run_flow(library, catalog, workers=0)
     assert summary["outdated"] == 1 and summary["analyzed"] == 1
@@ -134,7 +153,8 @@ def test_another_bpm_range_reanalyses_every_row_and_is_recorded(analysed, run_fl
     n = rows(catalog, f"SELECT count(*) AS n {present}")[0]["n"]
     summary = run_flow(library, catalog, workers=0, bpm_range=(55.0, 150.0))
     assert summary["outdated"] == n and summary["analyzed"] == n
-    assert rows(catalog, f"SELECT DISTINCT bpm_range_lo, bpm_range_hi {present}") == \
-        [{"bpm_range_lo": 55.0, "bpm_range_hi": 150.0}]
+    assert rows(catalog, f"SELECT DISTINCT bpm_range_lo, bpm_range_hi {present}") == [
+        {"bpm_range_lo": 55.0, "bpm_range_hi": 150.0}
+    ]
     again = run_flow(library, catalog, workers=0, bpm_range=(55.0, 150.0))
     assert again["outdated"] == 0 and again["analyzed"] == 0

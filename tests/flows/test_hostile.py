@@ -1,4 +1,5 @@
 """A hostile library: every broken, odd or dangerous entry is accounted for, and the run completes."""
+
 from __future__ import annotations
 
 import os
@@ -105,9 +106,13 @@ def test_every_hostile_entry_is_accounted_for(hostile, prefect_harness, tmp_path
     summary = analyze_library(str(root), catalog_path=str(catalog), workers=2, batch_size=3)
     assert summary["ignored"] == 1
     con = duckdb.connect(str(catalog), read_only=True)
-    tracks = {r[0]: r[1:] for r in con.execute(
-        "SELECT t.path, t.status, t.reason, f.flags, f.bpm, f.\"key\" FROM tracks t "
-        "LEFT JOIN features f USING (track_id)").fetchall()}
+    tracks = {
+        r[0]: r[1:]
+        for r in con.execute(
+            'SELECT t.path, t.status, t.reason, f.flags, f.bpm, f."key" FROM tracks t '
+            "LEFT JOIN features f USING (track_id)"
+        ).fetchall()
+    }
     rejects = dict(con.execute("SELECT path, reason FROM rejects").fetchall())
     con.close()
     prefix = str(root) + "/"
@@ -126,14 +131,14 @@ def test_every_hostile_entry_is_accounted_for(hostile, prefect_harness, tmp_path
         elif detail in ("SILENT", "NON_FINITE"):
             assert detail in flags, (name, flags)
     silent = tracks[prefix + "silence.flac"]
-    assert silent[3] is None and silent[4] is None        # silence: null tempo and key, not numbers
+    assert silent[3] is None and silent[4] is None  # silence: null tempo and key, not numbers
 
 
 def test_stale_file_is_not_stored_with_wrong_features(tmp_path):
     p = tmp_path / "song.flac"
     sf.write(p, _song(), SR)
     st = p.stat()
-    result = analyze_file(str(p), st.st_size, st.st_mtime_ns - 1)   # the file changed after the walk
+    result = analyze_file(str(p), st.st_size, st.st_mtime_ns - 1)  # the file changed after the walk
     assert (result["status"], result["reason"], result["features"]) == ("failed", "STALE", None)
 
 
@@ -152,14 +157,18 @@ def test_worker_crash_fails_only_the_culprit(tmp_path, monkeypatch):
     for name in ("a.flac", "crash_me.flac", "c.flac"):
         sf.write(tmp_path / name, _song()[: SR * 3], SR)
         st = (tmp_path / name).stat()
-        items.append({"path": str(tmp_path / name), "size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
-                      "track_id": None})
-    monkeypatch.setenv("CRATEDIG_TEST_CRASH_ON", "crash_me")   # the worker SIGKILLs itself on that file
+        items.append(
+            {"path": str(tmp_path / name), "size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "track_id": None}
+        )
+    monkeypatch.setenv("CRATEDIG_TEST_CRASH_ON", "crash_me")  # the worker SIGKILLs itself on that file
     with AnalysisPool(2) as pool:
         results = pool.analyze_batch(items)
-        again = pool.analyze_batch(items[:1])                # the pool recovers for later batches
+        again = pool.analyze_batch(items[:1])  # the pool recovers for later batches
     assert [(r["status"], r["reason"]) for r in results] == [
-        ("analyzed", None), ("failed", "WORKER_CRASH"), ("analyzed", None)]
+        ("analyzed", None),
+        ("failed", "WORKER_CRASH"),
+        ("analyzed", None),
+    ]
     assert again[0]["status"] == "analyzed"
 
 
@@ -173,6 +182,6 @@ def test_bad_rows_never_reach_the_catalog(tmp_path):
     counts = store_results(con, [good, bad], "run")
     assert counts == {"analyzed": 1, "rejected": 0, "failed": 1}
     assert con.execute("SELECT count(*) FROM features").fetchall() == [(1,)]
-    (reason, detail), = con.execute("SELECT reason, detail FROM rejects").fetchall()
+    ((reason, detail),) = con.execute("SELECT reason, detail FROM rejects").fetchall()
     assert reason == "SCHEMA" and "bpm" in detail
     con.close()

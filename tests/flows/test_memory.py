@@ -1,4 +1,5 @@
 """Memory stays flat across many files: warm workers do not grow, and neither does the flow process."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Both notebooks run headless (nbclient) against a freshly analysed catalog, and are committed without outputs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from test_similarity import build_family_catalog
+
+from tests.similarity.test_similarity import build_family_catalog
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
@@ -33,8 +35,7 @@ def test_notebook_runs(path, analysed_catalog, monkeypatch):
     monkeypatch.setenv("CRATEDIG_CATALOG", str(analysed_catalog))
     nb = nbformat.read(path, as_version=4)
     # Any error in any cell raises CellExecutionError, which fails the test with the traceback.
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was drawn"

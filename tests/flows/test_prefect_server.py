@@ -6,6 +6,7 @@ and stopped here. Flows run in subprocesses whose environment points at it, as `
 process only reads back through the Prefect client. Every process started here is stopped, with its
 children, before the module ends.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,13 +25,14 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import LIBRARY_SPECS, write_library
-from processes import alive, free_port, start, stop, wait_for
+
+from tests.conftest import LIBRARY_SPECS, write_library
+from tests.processes import alive, free_port, start, stop, wait_for
 
 pytestmark = pytest.mark.prefect_server
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER_START_TIMEOUT_S = 240.0   # a cold start is 10-20 s on an idle machine; far more on a loaded one
+SERVER_START_TIMEOUT_S = 240.0  # a cold start is 10-20 s on an idle machine; far more on a loaded one
 RUN_TIMEOUT_S = 300.0
 DEPLOYMENT_NAME = "nightly-reanalysis"
 DEPLOYMENT = f"reanalyze/{DEPLOYMENT_NAME}"
@@ -39,6 +41,7 @@ SONGS = {fmt: dataclasses.replace(LIBRARY_SPECS[fmt], duration_s=10.0) for fmt i
 
 
 # ------------------------------------------------------------------------------------------------ server
+
 
 def _healthy(url: str) -> bool:
     try:
@@ -50,15 +53,21 @@ def _healthy(url: str) -> bool:
 
 @dataclasses.dataclass
 class Server:
-    url: str                 # the API URL: http://127.0.0.1:<port>/api
+    url: str  # the API URL: http://127.0.0.1:<port>/api
     client_env: dict[str, str]
     tmp: Path
     proc: subprocess.Popen
     log: Path
 
     def wait_healthy(self) -> None:
-        wait_for("prefect server start", lambda: _healthy(self.url), SERVER_START_TIMEOUT_S, proc=self.proc,
-                  log=self.log, every_s=0.5)
+        wait_for(
+            "prefect server start",
+            lambda: _healthy(self.url),
+            SERVER_START_TIMEOUT_S,
+            proc=self.proc,
+            log=self.log,
+            every_s=0.5,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +79,31 @@ def server(tmp_path_factory) -> Iterator[Server]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     base |= {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     server_env = base | {
-        "PREFECT_HOME": str(tmp / "server-home"),               # its SQLite database lives here
-        "PREFECT_SERVER_UI_ENABLED": "false",                    # the API is what is tested; skip the UI build
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",   # schedule the served deployment's runs at once
+        "PREFECT_HOME": str(tmp / "server-home"),  # its SQLite database lives here
+        "PREFECT_SERVER_UI_ENABLED": "false",  # the API is what is tested; skip the UI build
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",  # schedule the served deployment's runs at once
     }
     url = f"http://127.0.0.1:{port}/api"
-    client_env = base | {"PREFECT_API_URL": url, "PREFECT_HOME": str(tmp / "client-home"),
-                         "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    client_env = base | {
+        "PREFECT_API_URL": url,
+        "PREFECT_HOME": str(tmp / "client-home"),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    }
     log = tmp / "server.log"
-    proc = start([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                   "--port", str(port)], server_env, log, cwd=tmp)
+    proc = start(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        server_env,
+        log,
+        cwd=tmp,
+    )
     try:
         yield Server(url=url, client_env=client_env, tmp=tmp, proc=proc, log=log)
     finally:
-        family = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))] \
-            if proc.poll() is None else [proc.pid]
+        family = (
+            [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+            if proc.poll() is None
+            else [proc.pid]
+        )
         stop(proc, signal.SIGINT)
         assert not alive(family), "the Prefect server left processes behind"
 
@@ -154,18 +173,30 @@ def driven(server, library) -> dict[str, Any]:
     script = server.tmp / "driver.py"
     script.write_text(DRIVER)
     log = server.tmp / "driver.log"
-    proc = start([sys.executable, str(script), str(library), str(library.parent / "catalog.duckdb"),
-                   str(SERVER_START_TIMEOUT_S)], server.client_env, log, cwd=server.tmp)
+    proc = start(
+        [
+            sys.executable,
+            str(script),
+            str(library),
+            str(library.parent / "catalog.duckdb"),
+            str(SERVER_START_TIMEOUT_S),
+        ],
+        server.client_env,
+        log,
+        cwd=server.tmp,
+    )
     try:
         proc.wait(SERVER_START_TIMEOUT_S + RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         stop(proc)
-        pytest.fail(f"driver did not finish in {SERVER_START_TIMEOUT_S + RUN_TIMEOUT_S:.0f} s\n"
-                    + log.read_text(errors="replace")[-4000:])
+        pytest.fail(
+            f"driver did not finish in {SERVER_START_TIMEOUT_S + RUN_TIMEOUT_S:.0f} s\n"
+            + log.read_text(errors="replace")[-4000:]
+        )
     text = log.read_text(errors="replace")
     lines = [line for line in text.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, server.log.read_text(errors="replace")[-2000:] + text[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def library_slug(library: Path) -> str:
@@ -202,8 +233,9 @@ def _subflow(client, parent_id: str):
 def _artifacts(client, flow_run_id) -> dict[str, Any]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
-        any_=[flow_run_id])))
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
     return {a.key: a for a in found}
 
 
@@ -279,12 +311,18 @@ def test_prefect_yaml_deploys_nightly_reanalysis_to_a_process_pool(server, clien
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.workers.process import ProcessWorker
 
-    client.create_work_pool(WorkPoolCreate(name="cratedig", type="process",
-                                           base_job_template=ProcessWorker.get_default_base_job_template()))
+    client.create_work_pool(
+        WorkPoolCreate(name="cratedig", type="process", base_job_template=ProcessWorker.get_default_base_job_template())
+    )
     env = server.client_env | {"PWD": str(REPO), "CRATEDIG_LIBRARY": str(library)}
-    done = subprocess.run([str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy",
-                           "--name", DEPLOYMENT_NAME], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--name", DEPLOYMENT_NAME],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     deployment = client.read_deployment_by_name(DEPLOYMENT)
     assert deployment.entrypoint == "flows/reanalyze.py:reanalyze"
@@ -292,8 +330,7 @@ def test_prefect_yaml_deploys_nightly_reanalysis_to_a_process_pool(server, clien
     assert deployment.parameters == {"library": str(library)}
     assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * *"]
     assert "cratedig" in deployment.tags
-    assert deployment.pull_steps == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+    assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
 
 
 def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, driven, library):
@@ -303,13 +340,32 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
     os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
     started = datetime.now(timezone.utc)
     log = server.tmp / "serve.log"
-    proc = start([sys.executable, "-m", "flows.cli", "serve", str(library), "--catalog",
-                   str(library.parent / "catalog.duckdb"), "--interval", "5s", "--workers", "0",
-                   "--batch-size", "2"], server.client_env, log, cwd=server.tmp)
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "serve",
+            str(library),
+            "--catalog",
+            str(library.parent / "catalog.duckdb"),
+            "--interval",
+            "5s",
+            "--workers",
+            "0",
+            "--batch-size",
+            "2",
+        ],
+        server.client_env,
+        log,
+        cwd=server.tmp,
+    )
     family: list[int] = []
     try:
+
         def completed_scheduled_run():
             from prefect.exceptions import ObjectNotFound
+
             try:
                 deployment = client.read_deployment_by_name(DEPLOYMENT)
             except ObjectNotFound:
@@ -317,12 +373,20 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
             family.extend(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
             runs = client.read_flow_runs(flow_run_filter=_flow_run_filter(deployment=deployment.id))
             # A run the scheduler has just created may not have a state yet.
-            done = [r for r in runs if r.state is not None and r.state.is_completed() and r.auto_scheduled
-                    and r.created >= started]
+            done = [
+                r
+                for r in runs
+                if r.state is not None and r.state.is_completed() and r.auto_scheduled and r.created >= started
+            ]
             return (deployment, done[0]) if done else None
 
-        deployment, run = wait_for("a completed scheduled run of the served deployment", completed_scheduled_run,
-                                    RUN_TIMEOUT_S, proc=proc, log=log)
+        deployment, run = wait_for(
+            "a completed scheduled run of the served deployment",
+            completed_scheduled_run,
+            RUN_TIMEOUT_S,
+            proc=proc,
+            log=log,
+        )
     finally:
         family.append(proc.pid)
         stop(proc)
@@ -334,7 +398,7 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
     sub = _subflow(client, run.id)
     table = _table(_artifacts(client, sub.id)[f"cratedig-{library_slug(library)}-summary"])
     assert (table["changed"], table["analyzed"], table["unchanged"]) == ("1", "1", "3"), table
-    assert client.read_deployment(deployment.id).paused     # stopping `serve` pauses its schedule
+    assert client.read_deployment(deployment.id).paused  # stopping `serve` pauses its schedule
 
 
 def test_serve_command_line():
@@ -347,7 +411,12 @@ def test_serve_command_line():
 
     assert serve.DEPLOYMENT_NAME == DEPLOYMENT_NAME
     assert [serve.parse_interval(t) for t in ("90", "30s", "15m", "6h", "1d")] == [
-        timedelta(seconds=90), timedelta(seconds=30), timedelta(minutes=15), timedelta(hours=6), timedelta(days=1)]
+        timedelta(seconds=90),
+        timedelta(seconds=30),
+        timedelta(minutes=15),
+        timedelta(hours=6),
+        timedelta(days=1),
+    ]
     for bad in ("", "0", "5x", "-3m"):
         with pytest.raises(ValueError):
             serve.parse_interval(bad)

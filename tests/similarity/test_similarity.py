@@ -4,6 +4,7 @@ The catalog fixture is built without Prefect: songs rendered by ``tasks.synth.so
 ``tasks.features.analyze.analyze_file``, stored by ``tasks.catalog.store.store_results``, indexed by
 ``refresh_similarity_index``. ``tests/test_notebooks.py`` runs the notebooks on the same catalog.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,6 +117,7 @@ def _originals(family: dict[str, int]) -> list[str]:
 
 # ---------------------------------------------------------------- rules (no catalog)
 
+
 def test_camelot_rules():
     assert camelot_compatible("8A", "8A") and camelot_compatible("8A", "9A") and camelot_compatible("8A", "7A")
     assert camelot_compatible("8A", "8B") and camelot_compatible("12B", "1B") and camelot_compatible("1A", "12A")
@@ -161,6 +163,7 @@ def test_group_weights_give_documented_shares():
 
 # ---------------------------------------------------------------- ranking on the families
 
+
 def test_same_family_ranks_first(con, family_catalog):
     _, family = family_catalog
     precisions = {"cosine": [], "euclidean": []}
@@ -178,12 +181,17 @@ def test_sql_macro_agrees_with_python(con, family_catalog):
     _, family = family_catalog
     for path in _originals(family)[::3]:
         tid = resolve_query(con, path)[0]
-        for metric, window, harmonic in (("cosine", None, False), ("euclidean", None, False),
-                                         ("cosine", 6.0, True), ("euclidean", 10.0, False)):
+        for metric, window, harmonic in (
+            ("cosine", None, False),
+            ("euclidean", None, False),
+            ("cosine", 6.0, True),
+            ("euclidean", 10.0, False),
+        ):
             py = similar_tracks(con, path, 6, metric=metric, bpm_window=window, harmonic=harmonic)
             for q in (path, str(tid)):
-                sql = con.execute("SELECT track_id, distance FROM similar_tracks(?, 6, ?, ?, ?)",
-                                  [q, metric, window, harmonic]).fetchall()
+                sql = con.execute(
+                    "SELECT track_id, distance FROM similar_tracks(?, 6, ?, ?, ?)", [q, metric, window, harmonic]
+                ).fetchall()
                 assert [r[0] for r in sql] == py["track_id"].to_list(), (path, metric, window, harmonic)
                 assert np.allclose([r[1] for r in sql], py["distance"].to_numpy(), atol=2e-5)
 
@@ -202,8 +210,12 @@ def test_filters_hold_and_are_exact(con, family_catalog):
                 assert window is None or tempo_compatible(bpm, r["bpm"], window)
                 assert not harmonic or camelot_compatible(cam, r["key_camelot"])
             # The filtered answer is the unfiltered ranking with the incompatible tracks taken out.
-            expected = [p for p in full["path"] if (window is None or tempo_compatible(bpm, info[p][0], window))
-                        and (not harmonic or camelot_compatible(cam, info[p][1]))][:5]
+            expected = [
+                p
+                for p in full["path"]
+                if (window is None or tempo_compatible(bpm, info[p][0], window))
+                and (not harmonic or camelot_compatible(cam, info[p][1]))
+            ][:5]
             assert got["path"].to_list() == expected
 
 
@@ -257,8 +269,14 @@ def test_mix_chains_compatible_tracks(con, family_catalog):
     played = {r[0] for r in catalog if r[0] in set(mix["path"])}
     seen = {v for r in catalog if r[0] in played for v in r[1:3] if v is not None}
     last = rows[-1]
-    left = [r[0] for r in catalog if r[0] not in played and not {r[1], r[2]} & seen
-            and tempo_compatible(last["bpm"], r[3], 6.0) and camelot_compatible(last["key_camelot"], r[4])]
+    left = [
+        r[0]
+        for r in catalog
+        if r[0] not in played
+        and not {r[1], r[2]} & seen
+        and tempo_compatible(last["bpm"], r[3], 6.0)
+        and camelot_compatible(last["key_camelot"], r[4])
+    ]
     assert mix.height == 12 or not left
 
 
@@ -285,12 +303,17 @@ def test_index_follows_the_catalog(family_catalog, tmp_path):
     info = refresh_similarity_index(con)
     assert not info["skipped"] and info["tracks"] == len(family_catalog[1]) - 1
     assert gone not in similar_tracks(con, _originals(family_catalog[1])[0], 30)["path"].to_list()
-    assert con.execute("SELECT count(*) FROM similar_tracks(?, 30) WHERE path = ?",
-                       [_originals(family_catalog[1])[0], gone]).fetchall()[0][0] == 0
+    assert (
+        con.execute(
+            "SELECT count(*) FROM similar_tracks(?, 30) WHERE path = ?", [_originals(family_catalog[1])[0], gone]
+        ).fetchall()[0][0]
+        == 0
+    )
     con.close()
 
 
 # ---------------------------------------------------------------- command line
+
 
 @pytest.fixture()
 def cli():
@@ -308,8 +331,21 @@ def test_cli_similar_json_and_m3u(cli, family_catalog, tmp_path):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert len(rows) == 3 and {"track_id", "path", "bpm", "key", "key_camelot", "distance"} <= set(rows[0])
-    res = cli("similar", seed, "-k", 3, "--harmonic", "--bpm-window", 6, "--metric", "euclidean",
-              "--m3u", tmp_path / "sim.m3u", "--catalog", catalog)
+    res = cli(
+        "similar",
+        seed,
+        "-k",
+        3,
+        "--harmonic",
+        "--bpm-window",
+        6,
+        "--metric",
+        "euclidean",
+        "--m3u",
+        tmp_path / "sim.m3u",
+        "--catalog",
+        catalog,
+    )
     assert res.exit_code == 0, res.output
     listed = [ln for ln in (tmp_path / "sim.m3u").read_text().splitlines() if not ln.startswith("#")]
     assert 1 <= len(listed) <= 3 and seed not in listed

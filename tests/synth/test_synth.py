@@ -1,4 +1,5 @@
 """The synthesizer is ground truth for tempo/key tests and the benchmark: check that its truth is true."""
+
 from __future__ import annotations
 
 import csv
@@ -76,17 +77,25 @@ def test_click_track_samples_exact() -> None:
     np.testing.assert_array_equal(starts - 1, expected)
 
 
-@pytest.mark.parametrize(("style", "bpm", "timbre"), [
-    ("house", 123.37, "saw"), ("dnb", 174.21, "pluck"), ("waltz", 96.5, "piano-ish"), ("rock", 150.5, "organ"),
-])
+@pytest.mark.parametrize(
+    ("style", "bpm", "timbre"),
+    [
+        ("house", 123.37, "saw"),
+        ("dnb", 174.21, "pluck"),
+        ("waltz", 96.5, "piano-ish"),
+        ("rock", 150.5, "organ"),
+    ],
+)
 def test_kick_drum_lands_on_beats(style: str, bpm: float, timbre: str) -> None:
     # drift and swing on: kicks must follow beat_times(), not a rounded or straight grid
-    spec = SongSpec(bpm=bpm, tonic=4, mode="minor", duration_s=14.0, style=style, timbre=timbre, seed=3,
-                    swing=0.2, tempo_drift=0.01)
+    spec = SongSpec(
+        bpm=bpm, tonic=4, mode="minor", duration_s=14.0, style=style, timbre=timbre, seed=3, swing=0.2, tempo_drift=0.01
+    )
     y = render_song(spec, stereo=False)
     st = STYLES[style]
-    kick_beats = np.array([bar * st.meter + s // 4 for bar in range(40) for s, c in enumerate(st.kick)
-                           if c != "." and s % 4 == 0])
+    kick_beats = np.array(
+        [bar * st.meter + s // 4 for bar in range(40) for s, c in enumerate(st.kick) if c != "." and s % 4 == 0]
+    )
     beats = beat_times(spec)
     kicks = beats[kick_beats[kick_beats < len(beats)]]
     kicks = kicks[kicks < spec.duration_s - 0.5]
@@ -110,8 +119,9 @@ def test_beat_times_grid_and_drift() -> None:
 
 
 def test_render_shape_level_and_determinism() -> None:
-    spec = SongSpec(bpm=92.0, tonic=7, mode="major", duration_s=6.0, style="hiphop", timbre="fm", swing=0.2,
-                    noise_db=20.0, seed=11)
+    spec = SongSpec(
+        bpm=92.0, tonic=7, mode="major", duration_s=6.0, style="hiphop", timbre="fm", swing=0.2, noise_db=20.0, seed=11
+    )
     y = render_song(spec)
     assert y.shape == (2, round(6.0 * SR)) and y.dtype == np.float32
     assert abs(20 * np.log10(np.abs(y).max()) + 1.0) < 0.01
@@ -126,10 +136,17 @@ def _chroma_by_degree(y: np.ndarray, tonic: int) -> np.ndarray:
     return np.roll(c / c.max(), -tonic)
 
 
-@pytest.mark.parametrize(("tonic", "mode", "timbre", "style"), [
-    (9, "minor", "saw", "house"), (2, "major", "organ", "rock"), (6, "major", "piano-ish", "waltz"),
-    (1, "minor", "pluck", "dnb"), (10, "major", "fm", "funk"), (4, "minor", "square", "reggae"),
-])
+@pytest.mark.parametrize(
+    ("tonic", "mode", "timbre", "style"),
+    [
+        (9, "minor", "saw", "house"),
+        (2, "major", "organ", "rock"),
+        (6, "major", "piano-ish", "waltz"),
+        (1, "minor", "pluck", "dnb"),
+        (10, "major", "fm", "funk"),
+        (4, "minor", "square", "reggae"),
+    ],
+)
 def test_chroma_peaks_on_scale_tones(tonic: int, mode: str, timbre: str, style: str) -> None:
     spec = SongSpec(bpm=110.0, tonic=tonic, mode=mode, duration_s=15.0, style=style, timbre=timbre, seed=tonic)
     c = _chroma_by_degree(render_song(spec, stereo=False), tonic)
@@ -164,9 +181,11 @@ def test_ground_truth_set_coverage() -> None:
     assert bpms.min() < 63 and bpms.max() > 187 and np.all((bpms >= 60) & (bpms <= 190))
     assert np.histogram(bpms, bins=13, range=(60, 190))[0].min() >= 5  # stratified, no gaps
     assert {s.style for s in specs} == set(STYLES) and {s.timbre for s in specs} == set(TIMBRES)
-    for name, frac in (("swing", np.mean([s.swing > 0 for s in specs])),
-                       ("drift", np.mean([s.tempo_drift > 0 for s in specs])),
-                       ("noise", np.mean([s.noise_db is not None for s in specs]))):
+    for name, frac in (
+        ("swing", np.mean([s.swing > 0 for s in specs])),
+        ("drift", np.mean([s.tempo_drift > 0 for s in specs])),
+        ("noise", np.mean([s.noise_db is not None for s in specs])),
+    ):
         assert 0.1 <= frac <= 0.3, name
     assert all(STYLES[s.style].tempo[0] <= s.bpm <= STYLES[s.style].tempo[1] for s in specs)
 
@@ -183,8 +202,17 @@ def test_demo_specs() -> None:
 def test_write_audio_round_trip_with_tags(tmp_path: Path, ext: str, channels: int) -> None:
     y = render_song(SongSpec(bpm=121.5, tonic=6, duration_s=3.0, seed=2), sr=44100)
     y = y if channels == 2 else y.mean(axis=0)
-    path = write_audio(tmp_path / f"song{ext}", y, 44100, title="Demo — test", artist="cratedig synth",
-                       album="Fixtures", genre="house", bpm=121.5, key="F# major")
+    path = write_audio(
+        tmp_path / f"song{ext}",
+        y,
+        44100,
+        title="Demo — test",
+        artist="cratedig synth",
+        album="Fixtures",
+        genre="house",
+        bpm=121.5,
+        key="F# major",
+    )
     assert abs(decoded_duration(path) - 3.0) < 0.1 + 2048 / 44100
     tags = mutagen.File(path, easy=False).tags
     text = {str(k).lower(): str(v) for k, v in tags.items()}
@@ -232,8 +260,11 @@ def test_build_demo_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     first.unlink()
     demo_library.build_demo_library(tmp_path, processes=1)
     assert first.is_file()
-    assert all(mtimes[p.name] == p.stat().st_mtime_ns for p in tmp_path.iterdir()
-               if p.name not in (first.name, "ground_truth.csv"))
+    assert all(
+        mtimes[p.name] == p.stat().st_mtime_ns
+        for p in tmp_path.iterdir()
+        if p.name not in (first.name, "ground_truth.csv")
+    )
 
 
 def test_pitch_names() -> None:

@@ -62,6 +62,7 @@ rises with it (496 songs of the sets above): 0.78 below 0.25, 0.80 at 0.25-0.5, 
 0.99 from 0.75. Tuning of detuned synth.py songs is recovered within 1 cent (e.g. -16.3 -> -16.2,
 +16.9 -> +16.0, -20.4 -> -21.2). ``estimate_key`` takes 11 ms CPU on a 3-minute Spectrum.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -75,21 +76,57 @@ from tasks.features.spectrum import Spectrum
 # Key profiles, index 0 = tonic, as (major, minor). Sources: Krumhansl & Kessler (1982); Temperley (1999,
 # "What's key for key?"); Sha'ath (2011, KeyFinder); Faraldo et al. (2016) edma and bgate as shipped by Essentia.
 PROFILES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "krumhansl": ((6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
-                  (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)),
-    "temperley": ((5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0),
-                  (5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0)),
-    "shaath": ((6.6, 2.0, 3.5, 2.3, 4.6, 4.0, 2.5, 5.2, 2.4, 3.7, 2.3, 3.4),
-               (6.5, 2.7, 3.5, 5.4, 2.6, 3.5, 2.5, 5.2, 4.0, 2.7, 4.3, 3.2)),
-    "edma": ((0.16519551, 0.04749026, 0.08293076, 0.06687112, 0.09994645, 0.09274123,
-              0.05294487, 0.13159476, 0.05218986, 0.07443653, 0.06940723, 0.0642515),
-             (0.17235348, 0.05336489, 0.0761009, 0.10043649, 0.05621498, 0.08527853,
-              0.0497915, 0.13451001, 0.07458916, 0.05003023, 0.09187879, 0.05545106)),
-    "bgate": ((1.00, 0.00, 0.42, 0.00, 0.53, 0.37, 0.00, 0.77, 0.00, 0.38, 0.21, 0.30),
-              (1.00, 0.00, 0.36, 0.39, 0.00, 0.38, 0.00, 0.74, 0.27, 0.00, 0.42, 0.23)),
+    "krumhansl": (
+        (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
+        (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17),
+    ),
+    "temperley": (
+        (5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0),
+        (5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0),
+    ),
+    "shaath": (
+        (6.6, 2.0, 3.5, 2.3, 4.6, 4.0, 2.5, 5.2, 2.4, 3.7, 2.3, 3.4),
+        (6.5, 2.7, 3.5, 5.4, 2.6, 3.5, 2.5, 5.2, 4.0, 2.7, 4.3, 3.2),
+    ),
+    "edma": (
+        (
+            0.16519551,
+            0.04749026,
+            0.08293076,
+            0.06687112,
+            0.09994645,
+            0.09274123,
+            0.05294487,
+            0.13159476,
+            0.05218986,
+            0.07443653,
+            0.06940723,
+            0.0642515,
+        ),
+        (
+            0.17235348,
+            0.05336489,
+            0.0761009,
+            0.10043649,
+            0.05621498,
+            0.08527853,
+            0.0497915,
+            0.13451001,
+            0.07458916,
+            0.05003023,
+            0.09187879,
+            0.05545106,
+        ),
+    ),
+    "bgate": (
+        (1.00, 0.00, 0.42, 0.00, 0.53, 0.37, 0.00, 0.77, 0.00, 0.38, 0.21, 0.30),
+        (1.00, 0.00, 0.36, 0.39, 0.00, 0.38, 0.00, 0.74, 0.27, 0.00, 0.42, 0.23),
+    ),
     # Scale degrees plus a tonic-triad bonus: the simplest profile that separates relative keys.
-    "diatonic": ((2.0, 0.0, 1.0, 0.0, 1.5, 1.0, 0.0, 1.5, 0.0, 1.0, 0.0, 1.0),
-                 (2.0, 0.0, 1.0, 1.5, 0.0, 1.0, 0.0, 1.5, 1.0, 0.0, 0.5, 1.0)),
+    "diatonic": (
+        (2.0, 0.0, 1.0, 0.0, 1.5, 1.0, 0.0, 1.5, 0.0, 1.0, 0.0, 1.0),
+        (2.0, 0.0, 1.0, 1.5, 0.0, 1.0, 0.0, 1.5, 1.0, 0.0, 0.5, 1.0),
+    ),
 }
 #: The profile :func:`estimate_key` uses (chosen by the measurements in the module docstring).
 PROFILE = "bgate"
@@ -123,20 +160,21 @@ class KeyEstimate:
 
 # ---------------------------------------------------------------- analysis
 
+
 @dataclass(frozen=True)
 class _Params:
     """Analysis settings; the defaults are the measured choice (see the module docstring)."""
 
-    fmin: float = 80.0            # Hz: below, 10.8 Hz bins cannot separate semitones even with interpolation
-    fmax: float = 2500.0          # Hz: above, mostly upper partials and cymbals
-    frame_hop_s: float = 0.09     # analyse one STFT frame per ~90 ms (every 4th at 22050 Hz / hop 512)
-    peak_db: float = 40.0         # keep peaks within this many dB of the frame's loudest peak ...
-    floor_db: float = 70.0        # ... and of the track's loudest
-    hsub: float = 0.4             # harmonic h of a note loses up to hsub**(h-1) x the note's own weight
-    edge: float = 2.0             # extra weight of the first and last tonal frames ...
-    edge_frac: float = 0.05       # ... this share of them at each end (pieces open and close on the tonic)
-    min_conc: float = 0.05        # peak-on-grid concentration below which there is no tonal content ...
-    conc_z: float = 3.0           # ... or below conc_z / sqrt(effective peak count): what noise reaches
+    fmin: float = 80.0  # Hz: below, 10.8 Hz bins cannot separate semitones even with interpolation
+    fmax: float = 2500.0  # Hz: above, mostly upper partials and cymbals
+    frame_hop_s: float = 0.09  # analyse one STFT frame per ~90 ms (every 4th at 22050 Hz / hop 512)
+    peak_db: float = 40.0  # keep peaks within this many dB of the frame's loudest peak ...
+    floor_db: float = 70.0  # ... and of the track's loudest
+    hsub: float = 0.4  # harmonic h of a note loses up to hsub**(h-1) x the note's own weight
+    edge: float = 2.0  # extra weight of the first and last tonal frames ...
+    edge_frac: float = 0.05  # ... this share of them at each end (pieces open and close on the tonic)
+    min_conc: float = 0.05  # peak-on-grid concentration below which there is no tonal content ...
+    conc_z: float = 3.0  # ... or below conc_z / sqrt(effective peak count): what noise reaches
     profile: str = PROFILE
 
 
@@ -196,8 +234,14 @@ def key_peaks(spectrum: Spectrum, *, first_frame: int = 0, p: _Params | None = N
     mag = np.exp(b - 0.25 * (a - g) * off)
     semis = 12.0 * np.log2((kk + (k0 + off)) * (df / 440.0))
     # Compact types (16 bytes a peak): a 2-hour mix has millions of peaks. float32 semitones resolve 0.0001 cent.
-    return KeyPeaks((tt + first_frame // stride).astype(np.int32), semis.astype(np.float32), mag.astype(np.float32),
-                    level.astype(np.float32), float(top.max()) if top.size else 0.0, X.shape[1])
+    return KeyPeaks(
+        (tt + first_frame // stride).astype(np.int32),
+        semis.astype(np.float32),
+        mag.astype(np.float32),
+        level.astype(np.float32),
+        float(top.max()) if top.size else 0.0,
+        X.shape[1],
+    )
 
 
 _TUNING_BINS = 100
@@ -224,8 +268,9 @@ def _tuning(hist: np.ndarray) -> tuple[float, float]:
 _HARMONICS = [(h, int(round(12 * np.log2(h)))) for h in range(2, 9)]  # (h, semitones above the note)
 
 
-def _frame_chroma(tt: np.ndarray, semis: np.ndarray, w: np.ndarray, tuning: float, n_frames: int,
-                  p: _Params) -> np.ndarray:
+def _frame_chroma(
+    tt: np.ndarray, semis: np.ndarray, w: np.ndarray, tuning: float, n_frames: int, p: _Params
+) -> np.ndarray:
     """Chroma C..B of each analysed frame with a peak, max-normalised, shape ``(12, n_tonal)``: per-frame
     semitone spectrum, harmonics removed, folded."""
     if len(w) == 0:
@@ -314,14 +359,13 @@ def key_from_peaks(blocks: list[KeyPeaks], p: _Params | None = None) -> KeyEstim
         hist += _tuning_histogram(semis[mid].astype(np.float64), w[mid].astype(np.float64))
         w_sum, w_sq = w_sum + float(w[mid].sum(dtype=np.float64)), w_sq + float(w[mid] @ w[mid].astype(np.float64))
     tuning, conc = _tuning(hist)
-    n_eff = w_sum ** 2 / max(w_sq, 1e-30)
+    n_eff = w_sum**2 / max(w_sq, 1e-30)
     if conc < max(p.min_conc, p.conc_z / np.sqrt(n_eff)):
         return silent
     start = 0
     frames = []
     for b, (tt, semis, w) in zip(blocks, kept):
-        frames.append(_frame_chroma(tt - start, semis.astype(np.float64), w.astype(np.float64), tuning,
-                                    b.n_frames, p))
+        frames.append(_frame_chroma(tt - start, semis.astype(np.float64), w.astype(np.float64), tuning, b.n_frames, p))
         start += b.n_frames
     chroma = _mean_chroma(np.concatenate(frames, axis=1), p)
     if not chroma.sum() > 0:

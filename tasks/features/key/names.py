@@ -1,4 +1,5 @@
 """Key names and notations: the 24 key names, Camelot and Open Key codes, and the MIREX key score."""
+
 from __future__ import annotations
 
 from tasks.errors import CratedigError
@@ -36,7 +37,7 @@ def camelot(key: str) -> str:
     Number = position on the circle of fifths (C major / A minor = 8); B = major, A = minor.
     """
     pc, mode = _parse_key(key)
-    major_pc = (pc + 3 * mode) % 12          # relative major shares the number
+    major_pc = (pc + 3 * mode) % 12  # relative major shares the number
     return f"{(7 * major_pc + 7) % 12 + 1}{'A' if mode else 'B'}"
 
 

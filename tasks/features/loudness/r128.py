@@ -11,6 +11,7 @@ memory across segment edges (a few short GEMVs). That is the running IIR's energ
 was off by up to 0.2 LU (0.76 LU with a DC offset) on real tracks. Rates whose 100 ms is not a whole number of
 samples (11025 Hz) use ``sosfilt``. True peak oversamples only the few blocks near the sample peak.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +46,8 @@ REPLAYGAIN_REFERENCE_LUFS: float = -18.0
 SR_RANGE: tuple[int, int] = (8000, 192000)
 MAX_CHANNELS: int = 6
 
-_TP_COARSE = 1024    # coarse peak block (on the spectral path: the divisor of a segment nearest this)
-_FFT_CHUNK = 32      # segments per batch (a stereo batch is 1.1 MB): 6 % faster than 8 here, fewer numpy calls
+_TP_COARSE = 1024  # coarse peak block (on the spectral path: the divisor of a segment nearest this)
+_FFT_CHUNK = 32  # segments per batch (a stereo batch is 1.1 MB): 6 % faster than 8 here, fewer numpy calls
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,14 @@ def _k_weighting_sos(sr: int) -> np.ndarray:
     vh = 10.0 ** (gain_db / 20.0)
     vb = vh**0.4996667741545416
     a0 = 1.0 + k / q + k * k
-    shelf = [(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0,
-             1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    shelf = [
+        (vh + vb * k / q + k * k) / a0,
+        2.0 * (k * k - vh) / a0,
+        (vh - vb * k / q + k * k) / a0,
+        1.0,
+        2.0 * (k * k - 1.0) / a0,
+        (1.0 - k / q + k * k) / a0,
+    ]
     f0, q = 38.13547087602444, 0.5003270373238773
     k = np.tan(np.pi * f0 / sr)
     a0 = 1.0 + k / q + k * k
@@ -128,14 +135,14 @@ def _powers(a: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Plan:
-    seg: int                  # samples per 100 ms segment
-    n_fft: int                # FFT length >= seg (zero padded to a fast length)
-    weights: np.ndarray       # |H_K|^2 with Parseval factors, repeated per (re, im) of the rfft, float32
-    proj: tuple               # 8 x (start, stop, float32 row): rows 0-3 give a, rows 4-7 give f
-    wrap: np.ndarray          # (4, 4) R: state of the tail the circular FFT wraps onto the segment start
-    wrap_energy: np.ndarray   # (4, 4) S: what the FFT energy holds beyond ||z||^2 is a'Sa + 2 f'Ra
-    gram: np.ndarray          # (4, 4) Q: energy of the free response over one segment
-    carry: np.ndarray         # (4, 4) A^seg: the part of an entering state that outlives a segment (~1e-7)
+    seg: int  # samples per 100 ms segment
+    n_fft: int  # FFT length >= seg (zero padded to a fast length)
+    weights: np.ndarray  # |H_K|^2 with Parseval factors, repeated per (re, im) of the rfft, float32
+    proj: tuple  # 8 x (start, stop, float32 row): rows 0-3 give a, rows 4-7 give f
+    wrap: np.ndarray  # (4, 4) R: state of the tail the circular FFT wraps onto the segment start
+    wrap_energy: np.ndarray  # (4, 4) S: what the FFT energy holds beyond ||z||^2 is a'Sa + 2 f'Ra
+    gram: np.ndarray  # (4, 4) Q: energy of the free response over one segment
+    carry: np.ndarray  # (4, 4) A^seg: the part of an entering state that outlives a segment (~1e-7)
 
 
 @cache
@@ -154,15 +161,15 @@ def _plan(sr: int, seg: int) -> _Plan:
     # 5-smooth for real transforms: 4500 for 44.1 kHz's 4410, whose factor of 7 made its FFT 1.6x as long here.
     n_fft = scipy.fft.next_fast_len(seg, real=True)
     pad = n_fft - seg
-    obs = _powers(a, c, n_fft)                          # rows C A^n: free response of each state
-    gam = _powers(a.T, b, seg)[::-1].T                  # columns A^(seg-1-j) B: end state due to sample j
-    h = np.concatenate([[d], obs[: seg - 1] @ b])       # impulse response
+    obs = _powers(a, c, n_fft)  # rows C A^n: free response of each state
+    gam = _powers(a.T, b, seg)[::-1].T  # columns A^(seg-1-j) B: end state due to sample j
+    h = np.concatenate([[d], obs[: seg - 1] @ b])  # impulse response
     phi = np.stack([scipy.signal.correlate(obs[:seg, i], h, mode="full")[seg - 1 :] for i in range(4)])
     wrap = np.linalg.matrix_power(a, pad) @ np.linalg.inv(np.eye(4) - np.linalg.matrix_power(a, n_fft))
     cross = obs[:pad].T @ obs[seg:n_fft] @ wrap
     wrap_energy = obs[:pad].T @ obs[:pad] + cross + cross.T + wrap.T @ (obs.T @ obs) @ wrap
     _, resp = scipy.signal.freqz_sos(_k_weighting_sos(sr), worN=2.0 * np.pi * np.arange(n_fft // 2 + 1) / n_fft)
-    w = np.abs(resp) ** 2 * 2.0 / n_fft                 # interior bins stand for two
+    w = np.abs(resp) ** 2 * 2.0 / n_fft  # interior bins stand for two
     w[0] /= 2.0
     if n_fft % 2 == 0:
         w[-1] /= 2.0
@@ -177,13 +184,21 @@ def _plan(sr: int, seg: int) -> _Plan:
         mass = np.cumsum(np.abs(row))
         lo, hi = np.searchsorted(mass, [1e-7 * mass[-1], (1.0 - 1e-7) * mass[-1]])
         rows.append((int(lo), int(hi) + 1, row[lo : hi + 1].astype(np.float32)))
-    return _Plan(seg, n_fft, np.repeat(w, 2).astype(np.float32), tuple(rows), t @ wrap @ t_inv,
-                 t_inv.T @ wrap_energy @ t_inv, t_inv.T @ (obs[:seg].T @ obs[:seg]) @ t_inv,
-                 t @ np.linalg.matrix_power(a, seg) @ t_inv)
+    return _Plan(
+        seg,
+        n_fft,
+        np.repeat(w, 2).astype(np.float32),
+        tuple(rows),
+        t @ wrap @ t_inv,
+        t_inv.T @ wrap_energy @ t_inv,
+        t_inv.T @ (obs[:seg].T @ obs[:seg]) @ t_inv,
+        t @ np.linalg.matrix_power(a, seg) @ t_inv,
+    )
 
 
-def _segment_pass(x: np.ndarray, plan: _Plan, prev: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+def _segment_pass(
+    x: np.ndarray, plan: _Plan, prev: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     # One pass in L2-sized batches: channel-weighted K-weighted segment energies, and coarse sample peaks.
     # prev, shape (kept channels, 2, 4): the end states ``a`` of the two segments before x when a stream is fed
     # in blocks (tasks.features.loudness.stream); the same of x's last two segments is returned for the next block.
@@ -214,8 +229,9 @@ def _segment_pass(x: np.ndarray, plan: _Plan, prev: np.ndarray | None = None
         for i, (lo, hi, row) in enumerate(plan.proj):  # GEMVs: a (threaded) GEMM would spin BLAS threads
             proj[:, s0:s1, i] = (frames[:, lo:hi] @ row).reshape(n_keep, s1 - s0)
     a, f = proj[..., :4], proj[..., 4:]
-    zero_state = circ - np.einsum("csi,ij,csj->cs", a, plan.wrap_energy, a) \
-        - 2.0 * np.einsum("csi,ij,csj->cs", f, plan.wrap, a)
+    zero_state = (
+        circ - np.einsum("csi,ij,csj->cs", a, plan.wrap_energy, a) - 2.0 * np.einsum("csi,ij,csj->cs", f, plan.wrap, a)
+    )
     sigma = np.zeros_like(a)  # entering state: the last segment's end state + what survives of the one before
     sigma[:, 1:] = a[:, :-1]
     sigma[:, 2:] += a[:, :-2] @ plan.carry.T
@@ -223,8 +239,9 @@ def _segment_pass(x: np.ndarray, plan: _Plan, prev: np.ndarray | None = None
         sigma[:, 0] += prev[:, 1] + prev[:, 0] @ plan.carry.T
         sigma[:, 1:2] += prev[:, 1:2] @ plan.carry.T
     last = np.concatenate([np.zeros((n_keep, 2, 4)) if prev is None else prev, a], axis=1)[:, -2:]
-    energy = zero_state + 2.0 * np.einsum("csi,csi->cs", sigma, f) \
-        + np.einsum("csi,ij,csj->cs", sigma, plan.gram, sigma)
+    energy = (
+        zero_state + 2.0 * np.einsum("csi,csi->cs", sigma, f) + np.einsum("csi,ij,csj->cs", sigma, plan.gram, sigma)
+    )
     if x.shape[1] > n_seg * seg:
         peaks = np.concatenate([peaks, block_peaks(x[:, n_seg * seg :], coarse)], axis=1)
     return g[keep] @ np.maximum(energy, 0.0), peaks, coarse, last
@@ -330,8 +347,9 @@ def loudness_range(x: np.ndarray, sr: int) -> float | None:
     return _loudness_range(*segment_energies(x, sr))
 
 
-def true_peak(x: np.ndarray, sr: int, *, margin_db: float = TRUE_PEAK_MARGIN_DB,
-              max_blocks: int = TRUE_PEAK_MAX_BLOCKS) -> float | None:
+def true_peak(
+    x: np.ndarray, sr: int, *, margin_db: float = TRUE_PEAK_MARGIN_DB, max_blocks: int = TRUE_PEAK_MAX_BLOCKS
+) -> float | None:
     """BS.1770-4 Annex 2 true peak: the largest |value| of the 4x-oversampled channels, dBTP.
 
     Interpolator: Kaiser-windowed sinc, 16 taps per phase, flat to +-0.012 dB up to 0.38 fs; its phase 0 is the

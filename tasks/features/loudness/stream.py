@@ -1,7 +1,7 @@
 """Block-wise BS.1770-4 / EBU R128 loudness: :class:`LoudnessMeter`, for mixes too long to hold in memory.
 
-Feeding a signal in blocks of any sizes gives :func:`tasks.features.loudness.r128.measure_loudness`'s figures for the whole
-signal (to float rounding) while keeping O(number of 100 ms segments) floats, a buffer of at most 2 x ``_REGION``
+Feeding a signal in blocks of any sizes gives :func:`~tasks.features.loudness.r128.measure_loudness`'s figures for the
+whole signal (to float rounding) while keeping O(number of 100 ms segments) floats, a buffer of at most 2 x ``_REGION``
 samples per channel and transients the size of a block: a 2-hour 44.1 kHz stereo mix is 2.5 GB of float32 but
 72 000 segments (measured: 200 MB peak RSS, libraries included, decoding a 2-hour FLAC in 60 s blocks).
 
@@ -9,7 +9,7 @@ Samples are measured in regions that start on whole 100 ms segments of the whole
 true-peak block grid are the same as for the whole signal. A block of ``_REGION`` samples or more is measured
 where it lies (it is not copied); smaller blocks are copied into the buffer until ``_REGION`` samples are waiting.
 Across regions the K-weighting state is carried: on the FFT path the end-state projections ``a`` of the last two
-segments (see ``tasks.features.loudness.r128._segment_pass``), on the ``sosfilt`` path (rates with no whole-sample 100 ms,
+segments (see ``r128._segment_pass``), on the ``sosfilt`` path (rates with no whole-sample 100 ms,
 e.g. 11025 Hz) the filter's ``zi`` and the energy of the still-open segment.
 
 True peak. Each region is searched with ``_CTX`` (the interpolator's half-length) samples of signal on both
@@ -21,6 +21,7 @@ cap, as in a clipped master: ``measure_loudness`` picks among the tied blocks ar
 takes its caps (256 coarse, 1024 fine blocks) in each region. Without ties there is no fine-block cap: a region
 costs at most 256 x 14 small interpolations (~14 ms), and in practice a few hundred at most.
 """
+
 from __future__ import annotations
 
 import copy
@@ -95,15 +96,15 @@ class LoudnessMeter:
             self._unit = self._coarse
             self._sos = k_weighting_sos(self.sr)
             self._state = np.zeros((len(self._sos), len(self._g), 2))  # sosfilt zi
-            self._open = 0.0    # K-weighted energy of the open segment so far
-            self._closed = 0    # segments closed
+            self._open = 0.0  # K-weighted energy of the open segment so far
+            self._closed = 0  # segments closed
         self._fine = near_divisor(self._coarse, _TP_BLOCK)
         self._min_region = max(_REGION, 4 * self._unit)
-        self._pos = 0           # samples measured
+        self._pos = 0  # samples measured
         self._energies: list[np.ndarray] = []
         self._lengths: list[np.ndarray] = []
-        self._peak = 0.0        # sample peak so far
-        self._over = 0.0        # largest interpolated value so far
+        self._peak = 0.0  # sample peak so far
+        self._over = 0.0  # largest interpolated value so far
         self._top = np.zeros(0)  # the _MAX_COARSE highest coarse block peaks so far
         # [context | waiting samples]; the context starts as zeros: the interpolator reads zeros before the signal.
         # Nothing past _fill is ever read, so np.empty: np.zeros of 17 MB cost 2 ms per track here (freed
@@ -145,8 +146,9 @@ class LoudnessMeter:
         # on both sides of that boundary), then measure x in place up to its last whole segment.
         head = -waiting % self._unit
         head += self._unit if head < _CTX else 0
-        self._region(np.concatenate([self._buf[:, : self._fill], x[:, : head + _CTX]], axis=1), _CTX,
-                     _CTX + waiting + head)
+        self._region(
+            np.concatenate([self._buf[:, : self._fill], x[:, : head + _CTX]], axis=1), _CTX, _CTX + waiting + head
+        )
         end = head + (n - head - _CTX) // self._unit * self._unit
         self._region(x, head, end)
         self._keep_tail(x[:, end - _CTX :])
@@ -240,7 +242,7 @@ class LoudnessMeter:
         level = max(floor, float(self._top.min())) if len(self._top) == _MAX_COARSE else floor
         cand = np.flatnonzero(flat >= level)
         tied = len(cand) > _MAX_COARSE  # only ties at `level` (a clipped master): measure_loudness's choice among
-        if tied:                        # them is arbitrary too; then take its caps, per region
+        if tied:  # them is arbitrary too; then take its caps, per region
             cand = cand[np.argpartition(flat[cand], -_MAX_COARSE)[-_MAX_COARSE:]]
         if not len(cand):
             return

@@ -1,8 +1,9 @@
 """BS.1770-4 Annex 2 true peak: 4x oversampling, only where the largest samples are.
 
-The public entry point is :func:`tasks.features.loudness.r128.true_peak` (and ``measure_loudness``); this module holds the
-interpolator and the block search they share with the loudness pass.
+The public entry point is :func:`~tasks.features.loudness.r128.true_peak` (and ``measure_loudness``); this module holds
+the interpolator and the block search they share with the loudness pass.
 """
+
 from __future__ import annotations
 
 from functools import cache
@@ -16,9 +17,9 @@ TRUE_PEAK_OVERSAMPLING: int = 4
 TRUE_PEAK_MARGIN_DB: float = 2.0
 TRUE_PEAK_MAX_BLOCKS: int = 1024
 
-_TP_HALF = 8         # interpolator half-length in input samples: 16 taps per phase
-_TP_BETA = 6.0       # Kaiser beta: gain within +-0.012 dB up to 0.38 fs
-_TP_BLOCK = 64       # oversampled block: small, so candidates hug the peaks
+_TP_HALF = 8  # interpolator half-length in input samples: 16 taps per phase
+_TP_BETA = 6.0  # Kaiser beta: gain within +-0.012 dB up to 0.38 fs
+_TP_BLOCK = 64  # oversampled block: small, so candidates hug the peaks
 _TP_FINE_PER_COARSE = 4  # the max_blocks / 4 highest coarse blocks are searched for fine candidates
 
 

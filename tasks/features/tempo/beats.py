@@ -20,6 +20,7 @@ within 70 ms of the score's: synth seeds 1-2 0.986 / 0.852, seed 0 rendered at 4
 train splits 0.835-0.841 / 0.384-0.421, check splits 0.846-0.933 / 0.308-0.400, where a guess gets about 0.27.
 Songs with drums and bass mark the bar; chorales, whose chords change on every beat, hardly do.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -79,8 +80,12 @@ def bar_evidence(beats: np.ndarray, bands: np.ndarray, change: np.ndarray) -> np
     at = np.clip(np.round(beats).astype(np.int64), 0, n - 1)
     near = np.clip(at[:, None] + np.arange(-_ONSET_HALF, _ONSET_HALF + 1), 0, n - 1)
     after = np.clip(at[:, None] + np.arange(CHANGE_LAG), 0, n - 1)
-    cues = np.vstack([np.asarray(change, dtype=np.float64)[after].mean(axis=1),
-                      np.asarray(bands, dtype=np.float64)[[1, 2]][:, near].max(axis=2)])
+    cues = np.vstack(
+        [
+            np.asarray(change, dtype=np.float64)[after].mean(axis=1),
+            np.asarray(bands, dtype=np.float64)[[1, 2]][:, near].max(axis=2),
+        ]
+    )
     cues -= cues.mean(axis=1, keepdims=True)
     return cues / (cues.std(axis=1, keepdims=True) + 1e-12)
 

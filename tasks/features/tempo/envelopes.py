@@ -4,6 +4,7 @@ Every function reads one :class:`~tasks.features.spectrum.Spectrum` (a whole tra
 returns per-frame values; a block that continues a track passes the log-mel columns before it, so that
 block by block gives the whole-track values (:mod:`tasks.features.evidence`).
 """
+
 from __future__ import annotations
 
 from functools import cache
@@ -36,8 +37,7 @@ def _band_weights(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     return (masks / masks.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def onset_bands(spectrum: Spectrum, *, floor_db: float | None = None,
-                previous: np.ndarray | None = None) -> np.ndarray:
+def onset_bands(spectrum: Spectrum, *, floor_db: float | None = None, previous: np.ndarray | None = None) -> np.ndarray:
     """Positive log-mel flux averaged over band groups, shape ``(4, n_frames)``, dB per frame, float32.
 
     Rows: all bands (equals :attr:`Spectrum.onset_envelope`), low (< 200 Hz: kick, bass), mid, and
@@ -94,7 +94,7 @@ def harmonic_change(spectrum: Spectrum, *, previous: np.ndarray | None = None) -
     if x.shape[1] > CHANGE_LAG:
         d = 0.5 * np.abs(x[:, CHANGE_LAG:] - x[:, :-CHANGE_LAG]).mean(axis=0)  # frame j + CHANGE_LAG of x
         first = max(CHANGE_LAG - k, 0)  # first frame of the block with a full lag behind it
-        out[first:] = d[len(d) - (spectrum.n_frames - first):]
+        out[first:] = d[len(d) - (spectrum.n_frames - first) :]
     return out
 
 

@@ -68,6 +68,7 @@ at 116 comes out at 2/3 of it; 4 of the 51 check chorales (bowed strings, voices
 ``ARHYTHMIC``, 2 of them because the strongest pulse is tracked at a wrong rate; 20 of the 60 bare drum-machine
 loops of the fit (22 in version 4, 26 in version 3) get the other octave.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -147,8 +148,10 @@ def _none(reason: str, clarity: float = 0.0) -> TempoEstimate:
 
 # ---------------------------------------------------------------- coarse periodicity -------------------------
 
-def tempogram(o: np.ndarray, frame_rate: float, *, win_s: float = _TG_WIN_S, hop_s: float = _TG_HOP_S,
-              n_fft: int = _TG_NFFT) -> tuple[np.ndarray, np.ndarray]:
+
+def tempogram(
+    o: np.ndarray, frame_rate: float, *, win_s: float = _TG_WIN_S, hop_s: float = _TG_HOP_S, n_fft: int = _TG_NFFT
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean magnitude of the short-time Fourier transform of an onset envelope (a Fourier tempogram).
 
     Parameters
@@ -196,8 +199,10 @@ def _strongest_pulse(o: np.ndarray, fr: float) -> float:
 
 # ---------------------------------------------------------------- pulse tracking -----------------------------
 
-def _baseband(o: np.ndarray, fr: float, f0: float, ks: np.ndarray, win: int, hop: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def _baseband(
+    o: np.ndarray, fr: float, f0: float, ks: np.ndarray, win: int, hop: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Complex amplitude of harmonics ``ks * f0`` of ``o`` in Hann windows of ``win`` frames every ``hop``.
 
     Returns
@@ -229,8 +234,7 @@ def _reliable(strength: np.ndarray) -> np.ndarray:
     return strength >= 0.25 * np.median(pos) if len(pos) else np.ones(len(strength), bool)
 
 
-def _track_phase(z: np.ndarray, ks: np.ndarray, weight: np.ndarray, n_iter: int = 3
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _track_phase(z: np.ndarray, ks: np.ndarray, weight: np.ndarray, n_iter: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Beat-phase offset per window (cycles, continuous) and its strength.
 
     ``z[j, i] ~ a_i exp(2 pi i k_i delta_j)``: the template ``a`` is the drift-corrected mean of ``z``;
@@ -309,6 +313,7 @@ def track_pulse(o: np.ndarray, fr: float, f0: float) -> _Pulse:
 
 # ---------------------------------------------------------------- octave choice and result ------------------
 
+
 def _beat_repeats(clarity: float, envelope_std: float, floor_db: float, short: float) -> bool:
     """Whether an envelope's beat-periodic part is above chance: its share of the variance (``clarity``)
     and its RMS (``sqrt(clarity) * envelope_std``, dB) over their floors, both raised for short tracks."""
@@ -330,24 +335,39 @@ def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_R
     -------
     TempoEstimate
     """
-    return tempo_from_envelopes(onset_bands(spectrum), frame_mean_square(spectrum), harmonic_change(spectrum),
-                                frame_rate=spectrum.frame_rate, bpm_range=bpm_range)
+    return tempo_from_envelopes(
+        onset_bands(spectrum),
+        frame_mean_square(spectrum),
+        harmonic_change(spectrum),
+        frame_rate=spectrum.frame_rate,
+        bpm_range=bpm_range,
+    )
 
 
-def octave_evidence(bands: np.ndarray, frame_ms: np.ndarray, change: np.ndarray, fr: float,
-                    bpm_range: tuple[float, float]) -> tuple[_Pulse, Amplitudes, np.ndarray, np.ndarray]:
+def octave_evidence(
+    bands: np.ndarray, frame_ms: np.ndarray, change: np.ndarray, fr: float, bpm_range: tuple[float, float]
+) -> tuple[_Pulse, Amplitudes, np.ndarray, np.ndarray]:
     """The tracked pulse (the strongest carries the phase), its :class:`Amplitudes`, and the octave model's
     candidate ratios and features: what :func:`tempo_from_envelopes` decides on and ``bench/tempo_eval.py``
     fits on. ``bands`` float64, the rest as in :func:`tempo_from_envelopes`."""
     o = bands[0] - bands[0].mean()
     pulse = track_pulse(o, fr, _strongest_pulse(o, fr) / 60.0)
     amp = Amplitudes(np.vstack([bands, change]), pulse.phase)
-    return pulse, amp, *octave_features(amp, 60.0 * pulse.freq, bpm_range, rise=attack_rise(frame_ms),
-                                        smoothness=onset_smoothness(o))
+    return (
+        pulse,
+        amp,
+        *octave_features(amp, 60.0 * pulse.freq, bpm_range, rise=attack_rise(frame_ms), smoothness=onset_smoothness(o)),
+    )
 
 
-def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.ndarray, *, frame_rate: float,
-                         bpm_range: tuple[float, float] = BPM_RANGE) -> TempoEstimate:
+def tempo_from_envelopes(
+    bands: np.ndarray,
+    frame_ms: np.ndarray,
+    change: np.ndarray,
+    *,
+    frame_rate: float,
+    bpm_range: tuple[float, float] = BPM_RANGE,
+) -> TempoEstimate:
     """:func:`estimate_tempo` from a whole track's per-frame evidence (also gathered block by block).
 
     Parameters
@@ -381,16 +401,20 @@ def tempo_from_envelopes(bands: np.ndarray, frame_ms: np.ndarray, change: np.nda
     clarity = max(on_clarity, change_clarity)
     # Chance periodicity in noise grows as the track gets shorter: so do the thresholds, below 20 s.
     short = max(1.0, 20.0 * fr / len(o))
-    if not (_beat_repeats(on_clarity, o.std(), MIN_PULSE_DB, short)
-            or _beat_repeats(change_clarity, float(np.std(change)), MIN_CHANGE_DB, short)):
+    if not (
+        _beat_repeats(on_clarity, o.std(), MIN_PULSE_DB, short)
+        or _beat_repeats(change_clarity, float(np.std(change)), MIN_CHANGE_DB, short)
+    ):
         return _none("ARHYTHMIC", clarity)
     by_ratio = {round(float(q), 6): float(p) for q, p in zip(ratios / r, prob)}
     cands = [(round(bpm, 2), float(prob[best]))] + sorted(
         ((round(bpm * a, 2), by_ratio[round(a, 6)]) for a in _ALTERNATIVES if round(a, 6) in by_ratio),
-        key=lambda c: -c[1])
+        key=lambda c: -c[1],
+    )
     beats = beat_frames(r * pulse.phase, first_beat(amp, r, fr, 60.0 / bpm))
     bar = downbeat(bar_evidence(beats, bands, change))
     # The attack follows the flux peak; a first attack within LATENCY_S of the start wraps to the bar's end.
     offset = float(beats[bar[1] if bar else 0] / fr - LATENCY_S) % ((bar[0] if bar else 1) * 60.0 / bpm)
-    return TempoEstimate(round(bpm, 2), clarity * float(prob[best]), cands, round(offset, 4), clarity, None,
-                         bar[0] if bar else None)
+    return TempoEstimate(
+        round(bpm, 2), clarity * float(prob[best]), cands, round(offset, 4), clarity, None, bar[0] if bar else None
+    )

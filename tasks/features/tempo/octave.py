@@ -18,6 +18,7 @@ works than the test set's, in three renderings: 208 varied ensembles, 207 string
 by the test set's recipe, a piano on every voice; seed 0, the training chorales' check split and the
 rendered test chorales held out) gives each candidate a probability.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,20 +49,24 @@ _RISE_FLOOR_DB = 60.0
 _LEVEL_1 = LEVELS.index(1)
 _LEVEL_HALF = LEVELS.index(1 / 2)
 W_PRIOR = np.array([-2.239, -0.925])
-W_LEVELS = np.array([  # rows: all, low, mid, high onset bands, harmonic change; columns: LEVELS
-    [0.331, 0.199, 0.08, -0.114, 0.494, -0.262, 1.318],
-    [-0.257, 0.984, 0.005, -0.199, 0.668, -0.016, 1.492],
-    [-0.102, 0.197, 0.047, 0.027, 0.428, -0.226, 0.842],
-    [-0.005, 0.408, 0.067, -0.305, 0.624, 0.591, 0.752],
-    [0.327, 0.187, 0.002, -0.435, 0.828, -0.138, 1.857],
-])
+W_LEVELS = np.array(
+    [  # rows: all, low, mid, high onset bands, harmonic change; columns: LEVELS
+        [0.331, 0.199, 0.08, -0.114, 0.494, -0.262, 1.318],
+        [-0.257, 0.984, 0.005, -0.199, 0.668, -0.016, 1.492],
+        [-0.102, 0.197, 0.047, 0.027, 0.428, -0.226, 0.842],
+        [-0.005, 0.408, 0.067, -0.305, 0.624, 0.591, 0.752],
+        [0.327, 0.187, 0.002, -0.435, 0.828, -0.138, 1.857],
+    ]
+)
 #: Weights of the five envelopes' log amplitudes at the candidate (level 1) times each scaled texture number;
 #: rows: pulse-change ratio, attack rise, onset smoothness.
-W_BY_TEXTURE = np.array([
-    [0.113, 0.151, -0.427, -0.262, 0.306],
-    [0.395, 0.302, 0.746, -0.741, -0.39],
-    [-0.31, 0.691, -0.247, 0.245, 0.275],
-])
+W_BY_TEXTURE = np.array(
+    [
+        [0.113, 0.151, -0.427, -0.262, 0.306],
+        [0.395, 0.302, 0.746, -0.741, -0.39],
+        [-0.31, 0.691, -0.247, 0.245, 0.275],
+    ]
+)
 #: Weights of the place in the range (x, x squared) times the scaled attack rise.
 W_PRIOR_BY_RISE = np.array([-0.889, -0.66])
 #: Weights of the low and mid bands' log amplitudes at half the candidate times the scaled onset smoothness:
@@ -158,8 +163,9 @@ def onset_smoothness(onsets: np.ndarray) -> float:
     return float(np.dot(o[1:], o[:-1]) / (np.dot(o, o) + 1e-12))
 
 
-def octave_features(amp: Amplitudes, pulse_bpm: float, bpm_range: tuple[float, float], *, rise: float,
-                    smoothness: float) -> tuple[np.ndarray, np.ndarray]:
+def octave_features(
+    amp: Amplitudes, pulse_bpm: float, bpm_range: tuple[float, float], *, rise: float, smoothness: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Candidate ratios to the pulse (n,) and their features (n, 2 + 5 * len(LEVELS) + 15 + 2 + 2).
 
     Columns: the place in ``bpm_range`` (x, x squared); the log amplitudes of the five envelopes at
@@ -173,20 +179,34 @@ def octave_features(amp: Amplitudes, pulse_bpm: float, bpm_range: tuple[float, f
     x = 2.0 * np.log2(ratios * pulse_bpm / np.sqrt(lo * hi)) / np.log2(hi / lo)  # -1..1 across bpm_range
     at_levels = amp.many([r * q for r in ratios for q in LEVELS]).reshape(-1, len(ratios), len(LEVELS))
     levels = np.log(np.abs(at_levels.transpose(1, 0, 2)) + 0.02)  # (candidates, envelopes, LEVELS)
-    texture = np.array([(pulse_change_ratio(amp) - RATIO_CENTRE) / RATIO_SCALE,
-                        *np.clip([(rise - RISE_CENTRE) / RISE_SCALE, (smoothness - SMOOTH_CENTRE) / SMOOTH_SCALE],
-                                 -TEXTURE_CLIP, TEXTURE_CLIP)])
+    texture = np.array(
+        [
+            (pulse_change_ratio(amp) - RATIO_CENTRE) / RATIO_SCALE,
+            *np.clip(
+                [(rise - RISE_CENTRE) / RISE_SCALE, (smoothness - SMOOTH_CENTRE) / SMOOTH_SCALE],
+                -TEXTURE_CLIP,
+                TEXTURE_CLIP,
+            ),
+        ]
+    )
     by_texture = levels[:, :, _LEVEL_1, None] * texture  # (candidates, envelopes, texture numbers)
-    return ratios, np.column_stack([x, x * x, levels.reshape(len(ratios), -1),
-                                    by_texture.transpose(0, 2, 1).reshape(len(ratios), -1),
-                                    x * texture[1], x * x * texture[1], levels[:, 1, _LEVEL_HALF] * texture[2],
-                                    levels[:, 2, _LEVEL_HALF] * max(texture[2], HALF_MID_FLOOR)])
+    return ratios, np.column_stack(
+        [
+            x,
+            x * x,
+            levels.reshape(len(ratios), -1),
+            by_texture.transpose(0, 2, 1).reshape(len(ratios), -1),
+            x * texture[1],
+            x * x * texture[1],
+            levels[:, 1, _LEVEL_HALF] * texture[2],
+            levels[:, 2, _LEVEL_HALF] * max(texture[2], HALF_MID_FLOOR),
+        ]
+    )
 
 
 def octave_weights() -> np.ndarray:
     """All weights in the column order of :func:`octave_features`."""
-    return np.concatenate([W_PRIOR, W_LEVELS.ravel(), W_BY_TEXTURE.ravel(), W_PRIOR_BY_RISE,
-                           W_HALF_BY_SMOOTHNESS])
+    return np.concatenate([W_PRIOR, W_LEVELS.ravel(), W_BY_TEXTURE.ravel(), W_PRIOR_BY_RISE, W_HALF_BY_SMOOTHNESS])
 
 
 def octave_probabilities(features: np.ndarray) -> np.ndarray:

@@ -15,9 +15,11 @@ from prefect.context import get_run_context
 from flows import artifacts, progress
 from flows.prefect_tasks import analyze_batch, export_parquet, refresh_similarity, scan_library, store_batch
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
-from tasks.catalog import store as catalog
+from tasks.catalog import runs, store
+from tasks.catalog.store import LOCK_TIMEOUT_S
 from tasks.constants import ANALYZER_VERSION, BPM_RANGE
-from tasks.features.workers import FILE_TIMEOUT_S, AnalysisPool
+from tasks.features.workers import FILE_TIMEOUT_S, AnalysisOptions, AnalysisPool
+from tasks.vocabulary import OUTCOMES, RunStatus
 
 
 def _run_name() -> str:
@@ -44,7 +46,7 @@ def _analyze_and_store(
     """
     reporter = progress.current()
     on_result = reporter.advance if pool.workers > 0 else None
-    totals = {"analyzed": 0, "rejected": 0, "failed": 0}
+    totals = {str(s): 0 for s in OUTCOMES}
     total_files = sum(len(b) for b in batches)
     in_flight: deque = deque()
 
@@ -78,7 +80,7 @@ def analyze_library(
     since: datetime | None = None,
     paths: list[str] | None = None,
     file_timeout_s: float = FILE_TIMEOUT_S,
-    lock_timeout_s: float = 30.0,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
     max_in_flight: int = 4,
     bpm_range: tuple[float, float] = BPM_RANGE,
 ) -> dict[str, Any]:
@@ -97,8 +99,8 @@ def analyze_library(
     library = str(Path(library).resolve())
     workers = default_workers() if workers is None else workers  # 0: batches analyse where they run (Dask)
     run_id = str(uuid.uuid4())
-    con = catalog.open_catalog(catalog_path, lock_timeout_s=lock_timeout_s)
-    catalog.start_run(
+    con = store.open_catalog(catalog_path, lock_timeout_s=lock_timeout_s)
+    runs.start_run(
         con, run_id, library, analyzer_version=ANALYZER_VERSION, flow_run_id=str(get_run_context().flow_run.id)
     )
     try:
@@ -124,19 +126,19 @@ def analyze_library(
         progress.current().start(counts["to_analyze"])
         progress_id = artifacts.start_progress(library)
         window = 2 * workers if workers else max_in_flight
-        with AnalysisPool(workers, timeout_s=file_timeout_s, bpm_range=bpm_range) as pool:
+        with AnalysisPool(workers, AnalysisOptions(timeout_s=file_timeout_s, bpm_range=bpm_range)) as pool:
             counts |= _analyze_and_store(batches, pool, con, run_id, window, progress_id)
         refresh_similarity(con)
         export_parquet(con, str(parquet_dir or default_parquet_dir(catalog_path)))
         counts["seconds"] = round(time.perf_counter() - started, 2)
         counts["tracks_per_min"] = round(60 * counts["analyzed"] / max(counts["seconds"], 1e-9), 1)
-        catalog.finish_run(con, run_id, counts)
-        artifacts.publish_summary(library, counts, catalog.run_failures_by_reason(con, run_id))
-        artifacts.publish_rejects(library, str(Path(catalog_path).resolve()), catalog.run_rejects(con, run_id))
+        runs.finish_run(con, run_id, counts)
+        artifacts.publish_summary(library, counts, runs.run_failures_by_reason(con, run_id))
+        artifacts.publish_rejects(library, str(Path(catalog_path).resolve()), runs.run_rejects(con, run_id))
         logger.info("run %s: %s", run_id, counts)
         return counts | {"run_id": run_id, "catalog": str(Path(catalog_path).resolve())}
     except BaseException:
-        catalog.finish_run(con, run_id, {}, status="failed")
+        runs.finish_run(con, run_id, {}, status=RunStatus.FAILED)
         raise
     finally:
         con.close()

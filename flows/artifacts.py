@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -14,14 +12,15 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from flows.libraries import library_slug
+
 #: Rejects and failures listed in the markdown artifact.
 TOP_REJECTS = 50
 
 
 def artifact_key(library: str, kind: str) -> str:
     """Artifact keys must be lowercase letters, digits and dashes: one key per library and kind."""
-    slug = re.sub(r"[^a-z0-9]+", "-", Path(library).name.lower()).strip("-") or "library"
-    return f"cratedig-{slug}-{kind}"[:100]
+    return f"cratedig-{library_slug(library)}-{kind}"[:100]
 
 
 def start_progress(library: str) -> UUID:

@@ -15,11 +15,12 @@ from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
 from schemas.tables import InventoryRow, split_valid
-from tasks.catalog import store as catalog
+from tasks.catalog import store
 from tasks.catalog.scan import ScanPlan, plan_scan, walk_library
-from tasks.errors import TRANSIENT_ERRNOS, Reason
+from tasks.errors import TRANSIENT_ERRNOS
 from tasks.features.workers import AnalysisPool
 from tasks.similarity.index import refresh_similarity_index
+from tasks.vocabulary import Reason
 
 
 def is_transient_io(task, task_run, state) -> bool:
@@ -54,13 +55,13 @@ def scan_library(
     files, bad = split_valid(walk.files, InventoryRow)
     walk.problems += [(walk.files["path"][i], Reason.SCHEMA, why) for i, why in bad.items()]
     plan = plan_scan(
-        files, catalog.known_tracks(con, library), analyzer_version=analyzer_version, force=force, bpm_range=bpm_range
+        files, store.known_tracks(con, library), analyzer_version=analyzer_version, force=force, bpm_range=bpm_range
     )
-    catalog.apply_plan(con, plan, run_id)
+    store.apply_plan(con, plan, run_id)
     counts = plan.counts() | {
         "files": walk.files.height,
         "ignored": walk.n_ignored,
-        "unreadable": catalog.record_problems(con, walk.problems, run_id),
+        "unreadable": store.record_problems(con, walk.problems, run_id),
     }
     return plan, counts
 
@@ -84,7 +85,7 @@ def store_batch(
     con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]], run_id: str, *, index: int
 ) -> dict[str, int]:
     """Commit one batch's rows to the catalog in one transaction."""
-    return catalog.store_results(con, results, run_id)
+    return store.store_results(con, results, run_id)
 
 
 @task(name="refresh-similarity-index", cache_policy=NONE)
@@ -96,4 +97,4 @@ def refresh_similarity(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 @task(name="export-parquet", cache_policy=NONE)
 def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str) -> list[str]:
     """Rewrite the Parquet export of ``tracks`` and ``features``."""
-    return [str(p) for p in catalog.export_parquet(con, out_dir)]
+    return [str(p) for p in store.export_parquet(con, out_dir)]

@@ -12,8 +12,6 @@ progress, summary and rejects artifacts are in the subflow run's Artifacts tab i
 
 from __future__ import annotations
 
-import hashlib
-import re
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -23,38 +21,18 @@ from prefect import flow, get_run_logger, tags
 from prefect.context import get_run_context
 
 from flows.analyze import analyze_library
+from flows.libraries import library_limit_name, library_tags
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir
 from tasks.constants import BPM_RANGE
 from tasks.errors import CratedigError
 from tasks.features.workers import FILE_TIMEOUT_S
 
-#: Tag on every cratedig run; each run also gets ``library:<slug>``.
-PROJECT_TAG = "cratedig"
 #: How long a run waits for another run of the same library to finish, s.
 LOCK_WAIT_S = 3600.0
 
 
 class LibraryBusyError(CratedigError):
     """Another run held the library's concurrency slot for longer than the run was willing to wait."""
-
-
-def library_slug(library: str | Path) -> str:
-    """The library folder's name as lowercase letters, digits and dashes (``'My Music'`` → ``'my-music'``)."""
-    return re.sub(r"[^a-z0-9]+", "-", Path(library).resolve().name.lower()).strip("-") or "library"
-
-
-def library_tags(library: str | Path) -> list[str]:
-    """Tags of a library's runs: ``['cratedig', 'library:<slug>']``."""
-    return [PROJECT_TAG, f"library:{library_slug(library)}"]
-
-
-def library_limit_name(library: str | Path) -> str:
-    """Name of the library's global concurrency limit: ``cratedig-library-<slug>-<8 hex of the path>``.
-
-    The hash of the resolved path keeps two libraries with the same folder name apart.
-    """
-    digest = hashlib.blake2b(str(Path(library).resolve()).encode(), digest_size=4).hexdigest()
-    return f"cratedig-library-{library_slug(library)[:60]}-{digest}"
 
 
 def ensure_library_limit(name: str, *, slots: int = 1) -> bool:

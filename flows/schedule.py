@@ -80,7 +80,8 @@ def serve_reanalysis(
     from prefect.schedules import Cron, Interval
     from prefect.types.entrypoint import EntrypointType
 
-    from flows.reanalyze import library_tags, reanalyze
+    from flows.libraries import library_tags
+    from flows.reanalyze import reanalyze
 
     if cron and interval:
         raise ValueError("give --cron or --interval, not both")

@@ -1,9 +1,10 @@
-"""One exception family and the stable reason codes stored in ``rejects.reason`` / ``tracks.status``."""
+"""One exception family (:class:`CratedigError`) and the errno values worth a retry."""
 
 from __future__ import annotations
 
 import errno
-from enum import StrEnum
+
+from tasks.vocabulary import Reason
 
 #: errno values of a disk or network share that hiccups: a retry may succeed (ENOENT/EACCES will not).
 TRANSIENT_ERRNOS: frozenset[int] = frozenset(
@@ -22,24 +23,6 @@ TRANSIENT_ERRNOS: frozenset[int] = frozenset(
         errno.ENETRESET,
     }
 )
-
-
-class Reason(StrEnum):
-    """Stable reason codes. Never rename one: they are part of the catalog contract."""
-
-    EMPTY = "EMPTY"  # zero bytes
-    TOO_LARGE = "TOO_LARGE"  # larger than the configured maximum size
-    NOT_AUDIO = "NOT_AUDIO"  # content is not audio (HTML, executable, image, random bytes)
-    UNREADABLE = "UNREADABLE"  # permission denied, vanished, not a regular file
-    TRUNCATED = "TRUNCATED"  # container/stream ends early
-    DECODE_ERROR = "DECODE_ERROR"  # decoder refused the stream
-    TOO_SHORT = "TOO_SHORT"  # shorter than the minimum duration
-    TOO_LONG = "TOO_LONG"  # longer than the maximum duration
-    TIMEOUT = "TIMEOUT"  # per-file time limit hit
-    WORKER_CRASH = "WORKER_CRASH"  # the worker process died while analysing this file
-    SCHEMA = "SCHEMA"  # produced a row that failed the schema
-    STALE = "STALE"  # file changed while it was analysed
-    INTERNAL = "INTERNAL"  # a bug: unexpected exception, kept with its message
 
 
 class CratedigError(Exception):

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 from flows.settings import DEFAULT_DEMO_LIBRARY
+from tasks.catalog.store import LOCK_TIMEOUT_S
 from tasks.constants import BPM_RANGE
 
 
@@ -85,7 +86,7 @@ def analyze(
         help="Preferred tempo range for half/double choices, BPM (e.g. 55 150 for classical); "
         "rows analysed with another range are redone.",
     ),
-    lock_timeout: float = typer.Option(30.0, "--lock-timeout", help="Seconds to wait for another run."),
+    lock_timeout: float = typer.Option(LOCK_TIMEOUT_S, "--lock-timeout", help="Seconds to wait for another run."),
     dask_address: Optional[str] = typer.Option(
         None, "--dask-address", help="Run the batches on this Dask scheduler (tcp://HOST:8786)."
     ),
@@ -96,7 +97,7 @@ def analyze(
 
     from flows import progress
     from flows.analyze import analyze_library, with_dask
-    from flows.reanalyze import library_tags
+    from flows.libraries import library_tags
     from tasks.errors import CatalogLockedError
 
     with Progress(
@@ -147,7 +148,7 @@ def demo(
         batch_size=4,
         force=False,
         bpm_range=BPM_RANGE,
-        lock_timeout=30.0,
+        lock_timeout=LOCK_TIMEOUT_S,
         dask_address=None,
         as_json=False,
     )

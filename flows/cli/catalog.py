@@ -14,7 +14,8 @@ from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 @app.command()
 def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     """Print the catalog's counts: tracks by status, analyses by version, rejects by reason, last run."""
-    from tasks.catalog.store import catalog_counts, open_catalog
+    from tasks.catalog.runs import catalog_counts
+    from tasks.catalog.store import open_catalog
 
     if not catalog.exists():
         console.print(f"[red]no catalog at {catalog}[/red] (run `cratedig analyze PATH` first)")

@@ -22,7 +22,8 @@ import soxr
 
 from tasks.audio.sndfile import sf  # not `import soundfile`: the faster system libsndfile
 from tasks.constants import SR
-from tasks.errors import Reason, RejectError
+from tasks.errors import RejectError
+from tasks.vocabulary import Reason
 
 T = TypeVar("T")
 

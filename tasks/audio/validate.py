@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.errors import Reason, RejectError
+from tasks.errors import RejectError
+from tasks.vocabulary import Reason
 
 #: Default maximum file size: a 2-hour 96 kHz 24-bit stereo WAV is ~4.1 GB.
 MAX_BYTES: int = 5 * 1024**3

@@ -14,7 +14,8 @@ import polars as pl
 
 from tasks.audio.identity import fingerprint, path_to_text
 from tasks.constants import AUDIO_EXTENSIONS
-from tasks.errors import TRANSIENT_ERRNOS, Reason
+from tasks.errors import TRANSIENT_ERRNOS
+from tasks.vocabulary import Reason, TrackStatus
 
 INVENTORY_SCHEMA = {"path": pl.Utf8, "size_bytes": pl.Int64, "mtime_ns": pl.Int64}
 
@@ -199,15 +200,15 @@ def plan_scan(
     changed = seen.filter(~same)
     same_files = seen.filter(same)
     needs_work = (
-        (pl.col("status") == "failed")
-        | (pl.col("status") == "missing")
+        (pl.col("status") == TrackStatus.FAILED.value)
+        | (pl.col("status") == TrackStatus.MISSING.value)
         | (
-            (pl.col("status") == "analyzed")
+            (pl.col("status") == TrackStatus.ANALYZED.value)
             & ((pl.col("analyzer_version").fill_null(-1) < analyzer_version) | pl.col("other_range"))
         )
     )
     if force:
-        needs_work = pl.col("status") != "rejected"
+        needs_work = pl.col("status") != TrackStatus.REJECTED.value
     outdated = same_files.filter(needs_work)
     unchanged = same_files.filter(~needs_work)
 
@@ -247,7 +248,7 @@ def plan_scan(
             moved = matched.select("path", "size_bytes", "mtime_ns", "track_id", "old_path")
             new = new.join(moved.select("path"), on="path", how="anti")
     missing = (
-        gone.filter(pl.col("status") != "missing")
+        gone.filter(pl.col("status") != TrackStatus.MISSING.value)
         .join(moved.select("track_id"), on="track_id", how="anti")
         .select("track_id", "path")
     )

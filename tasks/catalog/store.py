@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,10 +15,13 @@ import duckdb
 import polars as pl
 
 from schemas.tables import FeatureRow, RejectRow, TrackRow, split_valid
-from tasks.constants import BPM_RANGE
-from tasks.errors import CatalogLockedError, Reason
+from tasks.catalog.migrations import ddl, migrate
+from tasks.errors import CatalogLockedError
+from tasks.transactions import transaction
+from tasks.vocabulary import OUTCOMES, Reason, TrackEvent, TrackStatus
 
-SCHEMA_VERSION: int = 4
+#: How long opening the catalog waits for another run that holds it, s.
+LOCK_TIMEOUT_S: float = 30.0
 TRACK_COLUMNS = [
     "track_id",
     "path",
@@ -46,49 +48,8 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _ddl() -> str:
-    return resources.files("schemas").joinpath("catalog.sql").read_text()
-
-
-def _add_similarity_objects(con: duckdb.DuckDBPyConnection) -> None:
-    from tasks.similarity.sql import ensure_similarity_objects
-
-    ensure_similarity_objects(con)
-
-
-def _add_bpm_range(con: duckdb.DuckDBPyConnection) -> None:
-    # Rows analysed before v3 used the default preferred tempo range.
-    for column, value in zip(("bpm_range_lo", "bpm_range_hi"), BPM_RANGE):
-        con.execute(f"ALTER TABLE features ADD COLUMN IF NOT EXISTS {column} DOUBLE")
-        con.execute(f"UPDATE features SET {column} = ? WHERE {column} IS NULL", [value])
-
-
-def _add_beats_per_bar(con: duckdb.DuckDBPyConnection) -> None:
-    # Left NULL on older rows: their analyzer_version is older too, so the next run re-analyses them.
-    con.execute("ALTER TABLE features ADD COLUMN IF NOT EXISTS beats_per_bar INTEGER")
-
-
-#: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
-MIGRATIONS = {
-    2: _add_similarity_objects,  # v2: similarity_index + the similar_tracks() SQL macro in every catalog
-    3: _add_bpm_range,  # v3: features.bpm_range_lo / _hi, the preferred tempo range of each row
-    4: _add_beats_per_bar,  # v4: features.beats_per_bar; beat_offset_s is the first downbeat
-}
-
-
-def _migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Bring a new or older catalog up to :data:`SCHEMA_VERSION`, step by step (inside the caller's transaction)."""
-    current = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] or 1
-    if current > SCHEMA_VERSION:
-        raise duckdb.Error(f"catalog schema {current} is newer than this cratedig ({SCHEMA_VERSION})")
-    for version in range(current + 1, SCHEMA_VERSION + 1):
-        MIGRATIONS[version](con)
-    if con.execute("SELECT count(*) FROM schema_version WHERE version = ?", [SCHEMA_VERSION]).fetchall()[0][0] == 0:
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION])
-
-
 def open_catalog(
-    path: str | Path, *, lock_timeout_s: float = 30.0, read_only: bool = False
+    path: str | Path, *, lock_timeout_s: float = LOCK_TIMEOUT_S, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the catalog at ``path``, waiting up to ``lock_timeout_s`` for another run.
 
@@ -114,10 +75,9 @@ def open_catalog(
                 ) from None
             time.sleep(0.25)
     if not read_only:
-        con.execute("BEGIN")
-        con.execute(_ddl())
-        _migrate(con)
-        con.execute("COMMIT")
+        with transaction(con):
+            con.execute(ddl())
+            migrate(con)
     return con
 
 
@@ -134,32 +94,6 @@ def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> 
         WHERE $prefix IS NULL OR starts_with(t.path, $prefix)""",
         params={"prefix": prefix},
     ).pl()
-
-
-def start_run(
-    con: duckdb.DuckDBPyConnection, run_id: str, library: str, *, analyzer_version: int, flow_run_id: str | None = None
-) -> None:
-    con.execute(
-        "INSERT INTO runs (run_id, flow_run_id, library, started_at, analyzer_version, status) "
-        "VALUES (?, ?, ?, ?, ?, 'running')",
-        [run_id, flow_run_id, library, now(), analyzer_version],
-    )
-
-
-def finish_run(
-    con: duckdb.DuckDBPyConnection, run_id: str, counts: dict[str, int], *, status: str = "completed"
-) -> None:
-    cols = {
-        k: v
-        for k, v in counts.items()
-        if k
-        in ("files", "new", "changed", "unchanged", "moved", "missing", "ignored", "analyzed", "rejected", "failed")
-    }
-    sets = ", ".join(f"n_{k} = ?" for k in cols)
-    con.execute(
-        f"UPDATE runs SET {sets}{', ' if sets else ''}finished_at = ?, status = ? WHERE run_id = ?",
-        [*cols.values(), now(), status, run_id],
-    )
 
 
 def _events(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
@@ -179,15 +113,14 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
     ``plan`` is a :class:`tasks.catalog.scan.ScanPlan`. One transaction.
     """
     at = now()
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         if plan.moved.height:
             con.register("_moved", plan.moved)
             con.execute(
                 """UPDATE tracks SET path = m.path, mtime_ns = m.mtime_ns, last_seen = ?,
-                           status = CASE WHEN tracks.status = 'missing' THEN 'analyzed' ELSE tracks.status END
+                           status = CASE WHEN tracks.status = ? THEN ? ELSE tracks.status END
                            FROM _moved m WHERE tracks.track_id = m.track_id""",
-                [at],
+                [at, TrackStatus.MISSING.value, TrackStatus.ANALYZED.value],
             )
             con.unregister("_moved")
             _events(
@@ -195,7 +128,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
                 plan.moved.select(
                     "track_id",
                     "path",
-                    pl.lit("moved").alias("event"),
+                    pl.lit(TrackEvent.MOVED.value).alias("event"),
                     pl.format("from {}", "old_path").alias("detail"),
                     pl.lit(run_id).alias("run_id"),
                     pl.lit(at).alias("at"),
@@ -203,14 +136,17 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
             )
         if plan.missing.height:
             con.register("_missing", plan.missing)
-            con.execute("UPDATE tracks SET status = 'missing' FROM _missing m WHERE tracks.track_id = m.track_id")
+            con.execute(
+                "UPDATE tracks SET status = ? FROM _missing m WHERE tracks.track_id = m.track_id",
+                [TrackStatus.MISSING.value],
+            )
             con.unregister("_missing")
             _events(
                 con,
                 plan.missing.select(
                     "track_id",
                     "path",
-                    pl.lit("missing").alias("event"),
+                    pl.lit(TrackEvent.MISSING.value).alias("event"),
                     pl.lit(None, pl.Utf8).alias("detail"),
                     pl.lit(run_id).alias("run_id"),
                     pl.lit(at).alias("at"),
@@ -220,10 +156,6 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
             con.register("_seen", plan.unchanged.select("track_id"))
             con.execute("UPDATE tracks SET last_seen = ? FROM _seen s WHERE tracks.track_id = s.track_id", [at])
             con.unregister("_seen")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def record_problems(con: duckdb.DuckDBPyConnection, problems: Iterable[tuple[str, Reason, str]], run_id: str) -> int:
@@ -238,7 +170,7 @@ def record_problems(con: duckdb.DuckDBPyConnection, problems: Iterable[tuple[str
 
 def _schema_failures(results: list[dict[str, Any]]) -> None:
     """Turn analysed results whose features fail :class:`FeatureRow` into ``SCHEMA`` failures, in place."""
-    analysed = [r for r in results if r["status"] == "analyzed"]
+    analysed = [r for r in results if r["status"] == TrackStatus.ANALYZED]
     if not analysed:
         return
     frame = pl.DataFrame(
@@ -246,7 +178,7 @@ def _schema_failures(results: list[dict[str, Any]]) -> None:
     )
     _, failed = split_valid(frame, FeatureRow)
     for i, why in failed.items():
-        analysed[i].update(status="failed", reason=str(Reason.SCHEMA), detail=why[:500], features=None)
+        analysed[i].update(status=TrackStatus.FAILED.value, reason=Reason.SCHEMA.value, detail=why[:500], features=None)
 
 
 def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]], run_id: str) -> dict[str, int]:
@@ -263,8 +195,7 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
     results = [dict(r) for r in results]  # never mutate the caller's rows
     _schema_failures(results)
     at = now()
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         unnumbered = [r for r in results if r["track_id"] is None]
         if unnumbered:
             ids = con.execute("SELECT nextval('track_id_seq') FROM range(?)", [len(unnumbered)]).fetchall()
@@ -302,17 +233,21 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
             [at, at],
         )
         con.unregister("_tracks")
-        analysed = [{**r["features"], "track_id": r["track_id"]} for r in results if r["status"] == "analyzed"]
+        analysed = [
+            {**r["features"], "track_id": r["track_id"]} for r in results if r["status"] == TrackStatus.ANALYZED
+        ]
         ids = [r["track_id"] for r in results]
         con.execute("DELETE FROM features WHERE track_id IN (SELECT unnest(?::BIGINT[]))", [ids])
         if analysed:
             con.register("_features", pl.DataFrame(analysed, infer_schema_length=None))
             con.execute("INSERT INTO features BY NAME SELECT * FROM _features")
             con.unregister("_features")
-        ok_paths = [r["path"] for r in results if r["status"] == "analyzed"]
+        ok_paths = [r["path"] for r in results if r["status"] == TrackStatus.ANALYZED]
         if ok_paths:
             con.execute("DELETE FROM rejects WHERE path IN (SELECT unnest(?::VARCHAR[]))", [ok_paths])
-        bad_rows = [(r["path"], r["reason"], r["detail"], run_id, at) for r in results if r["status"] != "analyzed"]
+        bad_rows = [
+            (r["path"], r["reason"], r["detail"], run_id, at) for r in results if r["status"] != TrackStatus.ANALYZED
+        ]
         if bad_rows:
             RejectRow.validate(
                 pl.DataFrame(bad_rows, schema=["path", "reason", "detail", "run_id", "seen_at"], orient="row")
@@ -342,11 +277,7 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
                 },
             ),
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    counts = {"analyzed": 0, "rejected": 0, "failed": 0}
+    counts = {str(s): 0 for s in OUTCOMES}
     for r in results:
         counts[r["status"]] += 1
     return counts
@@ -364,46 +295,3 @@ def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str | Path) -> list[
         tmp.replace(final)
         written.append(final)
     return written
-
-
-def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Tracks by status, features by analyzer version, rejects by reason, and the last run."""
-    by_status = dict(con.execute("SELECT status, count(*) FROM tracks GROUP BY ALL ORDER BY 1").fetchall())
-    by_version = {
-        str(k): v
-        for k, v in con.execute("SELECT analyzer_version, count(*) FROM features GROUP BY ALL ORDER BY 1").fetchall()
-    }
-    by_reason = dict(con.execute("SELECT reason, count(*) FROM rejects GROUP BY ALL ORDER BY 2 DESC").fetchall())
-    last = next(
-        iter(
-            con.execute(
-                "SELECT run_id, started_at, finished_at, status FROM runs ORDER BY started_at DESC LIMIT 1"
-            ).fetchall()
-        ),
-        None,
-    )
-    return {
-        "tracks": sum(by_status.values()),
-        "by_status": by_status,
-        "features_by_version": by_version,
-        "rejects_by_reason": by_reason,
-        "last_run": None
-        if last is None
-        else {"run_id": last[0], "started_at": str(last[1]), "finished_at": str(last[2]), "status": last[3]},
-    }
-
-
-def run_failures_by_reason(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
-    """Rejected and failed files of one run, counted by reason code."""
-    return dict(
-        con.execute(
-            "SELECT reason, count(*) FROM rejects WHERE run_id = ? GROUP BY ALL ORDER BY 2 DESC", [run_id]
-        ).fetchall()
-    )
-
-
-def run_rejects(con: duckdb.DuckDBPyConnection, run_id: str, limit: int = 1000) -> list[tuple[str, str, str | None]]:
-    """``(reason, path, detail)`` of one run's rejected and failed files, grouped by reason."""
-    return con.execute(
-        "SELECT reason, path, detail FROM rejects WHERE run_id = ? ORDER BY reason, path LIMIT ?", [run_id, limit]
-    ).fetchall()

@@ -27,10 +27,11 @@ from tasks.constants import (
     SILENCE_DBFS,
     SR,
 )
-from tasks.errors import Reason, RejectError
+from tasks.errors import RejectError
 from tasks.features.embedding import EMBEDDING_VERSION, build_embedding
 from tasks.features.evidence import TrackEvidence, TrackFeatures
 from tasks.features.loudness.r128 import Loudness
+from tasks.vocabulary import RETRIED_REASONS, FeatureFlag, Reason, TempoReason, TrackStatus
 
 
 def _as_list(a: np.ndarray) -> list[float]:
@@ -59,18 +60,18 @@ def features_row(track: TrackFeatures, flags: list[str]) -> dict[str, Any]:
     flags = list(flags)
     silent = track.peak <= 10 ** (SILENCE_DBFS / 20)
     if silent:
-        flags.append("SILENT")
+        flags.append(FeatureFlag.SILENT.value)
     if track.duration_s < MIN_TEMPO_DURATION_S:
-        flags.append("SHORT")
+        flags.append(FeatureFlag.SHORT.value)
     tempo, key, timbre = track.tempo, track.key, track.timbre
     bpm, tempo_reason = tempo.bpm, tempo.reason
     if silent:
-        bpm, tempo_reason = None, "SILENT"
+        bpm, tempo_reason = None, TempoReason.SILENT.value
     elif track.duration_s < MIN_TEMPO_DURATION_S:
-        bpm, tempo_reason = None, "TOO_SHORT"
+        bpm, tempo_reason = None, TempoReason.TOO_SHORT.value
     has_key = key.key is not None and not silent
     if track.loudness is None:
-        flags.append("LOUDNESS_UNSUPPORTED")  # over 6 channels or a rate BS.1770 does not define
+        flags.append(FeatureFlag.LOUDNESS_UNSUPPORTED.value)
     loud = track.loudness or Loudness(None, None, None, None)
 
     row: dict[str, Any] = {
@@ -135,7 +136,7 @@ def _analyze_stream(
             # Replaced by 0 and flagged rather than rejected: the rest of the file is still worth analysing.
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
             mono = down_mix(x)
-            flags = ["NON_FINITE"]
+            flags = [FeatureFlag.NON_FINITE.value]
         evidence.add_native(x)
         if evidence.native_frames > max_frames:
             raise RejectError(Reason.TOO_LONG, f"longer than {MAX_DURATION_S:.0f} s")
@@ -165,7 +166,7 @@ def empty_result(
     mtime_ns: int,
     *,
     track_id: int | None = None,
-    status: str = "rejected",
+    status: str = TrackStatus.REJECTED.value,
     reason: str | None = None,
     detail: str | None = None,
 ) -> dict[str, Any]:
@@ -229,18 +230,22 @@ def analyze_file(
     except RejectError as exc:
         # STALE and UNREADABLE (a share that hiccups, a permission fixed later) are retried by the next run.
         result.update(
-            status="failed" if exc.reason in (Reason.STALE, Reason.UNREADABLE) else "rejected",
+            status=(TrackStatus.FAILED if exc.reason in RETRIED_REASONS else TrackStatus.REJECTED).value,
             reason=str(exc.reason),
             detail=exc.detail,
         )
         return result
     except MemoryError:
-        result.update(status="failed", reason=str(Reason.TOO_LARGE), detail="out of memory while decoding")
+        result.update(
+            status=TrackStatus.FAILED.value, reason=Reason.TOO_LARGE.value, detail="out of memory while decoding"
+        )
         return result
     except Exception as exc:  # a bug or a decoder surprise: recorded, never fatal for the batch
-        result.update(status="failed", reason=str(Reason.INTERNAL), detail=f"{type(exc).__name__}: {exc}"[:500])
+        result.update(
+            status=TrackStatus.FAILED.value, reason=Reason.INTERNAL.value, detail=f"{type(exc).__name__}: {exc}"[:500]
+        )
         return result
     features["analyzed_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
     features["analysis_ms"] = (time.process_time() - started) * 1000.0
-    result.update(status="analyzed", features=features)
+    result.update(status=TrackStatus.ANALYZED.value, features=features)
     return result

@@ -14,12 +14,37 @@ import signal
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from tasks.errors import Reason
+from tasks.audio.validate import MAX_BYTES
+from tasks.constants import BPM_RANGE
+from tasks.vocabulary import Reason, TrackStatus
 
 #: Default wall-clock limit for one file, s (a 2-hour mix analyses in well under a minute).
 FILE_TIMEOUT_S: float = 600.0
+
+#: A function with :func:`tasks.features.analyze.analyze_file`'s signature (tests inject one that crashes).
+Analyzer = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How every file of a run is analysed.
+
+    Attributes
+    ----------
+    bpm_range : (float, float)
+        Preferred tempo range of the octave choice, BPM.
+    max_bytes : int
+        Files larger than this are rejected ``TOO_LARGE`` unread, bytes.
+    timeout_s : float
+        Wall-clock limit for one file, s.
+    """
+
+    bpm_range: tuple[float, float] = BPM_RANGE
+    max_bytes: int = MAX_BYTES
+    timeout_s: float = FILE_TIMEOUT_S
 
 
 class _FileTimeout(BaseException):
@@ -47,28 +72,36 @@ def _failure(item: dict[str, Any], reason: Reason, detail: str) -> dict[str, Any
         item["size_bytes"],
         item["mtime_ns"],
         track_id=item.get("track_id"),
-        status="failed",
-        reason=str(reason),
+        status=TrackStatus.FAILED.value,
+        reason=reason.value,
         detail=detail,
     )
 
 
-def analyze_item(item: dict[str, Any], timeout_s: float = FILE_TIMEOUT_S, **options: Any) -> dict[str, Any]:
+def analyze_item(
+    item: dict[str, Any], options: AnalysisOptions = AnalysisOptions(), analyze: Analyzer | None = None
+) -> dict[str, Any]:
     """Analyse one planned file (``path``, ``size_bytes``, ``mtime_ns``, ``track_id``) with a time limit.
 
-    The limit is enforced with ``SIGALRM`` where this runs in a process's main thread (the pool's
-    workers); elsewhere the pool's own wait enforces it.
+    ``analyze`` defaults to :func:`tasks.features.analyze.analyze_file`. The limit is enforced with
+    ``SIGALRM`` where this runs in a process's main thread (the pool's workers); elsewhere the pool's own
+    wait enforces it.
     """
-    from tasks.features.analyze import analyze_file
+    if analyze is None:
+        from tasks.features.analyze import analyze_file as analyze
 
-    if os.environ.get("CRATEDIG_TEST_CRASH_ON") and os.environ["CRATEDIG_TEST_CRASH_ON"] in item["path"]:
-        os.kill(os.getpid(), signal.SIGKILL)  # test-only hook: simulate a decoder segfault
+    timeout_s = options.timeout_s
     use_alarm = multiprocessing.parent_process() is not None
     if use_alarm:
         signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
-        return analyze_file(
-            item["path"], item["size_bytes"], item["mtime_ns"], track_id=item.get("track_id"), **options
+        return analyze(
+            item["path"],
+            item["size_bytes"],
+            item["mtime_ns"],
+            track_id=item.get("track_id"),
+            max_bytes=options.max_bytes,
+            bpm_range=options.bpm_range,
         )
     except _FileTimeout:
         return _failure(item, Reason.TIMEOUT, f"exceeded {timeout_s:.0f} s")
@@ -84,16 +117,19 @@ class AnalysisPool:
     ----------
     workers : int
         Number of processes; 0 analyses in the calling process.
-    timeout_s : float
-        Per-file wall-clock limit, s.
-    options : dict
-        Keyword arguments for :func:`tasks.features.analyze.analyze_file` (``max_bytes``, ``bpm_range``).
+    options : AnalysisOptions
+        How each file is analysed, and its time limit.
+    analyze : callable, optional
+        A module-level function with :func:`tasks.features.analyze.analyze_file`'s signature, run in the
+        workers instead of it (tests pass one that crashes on a chosen file).
     """
 
-    def __init__(self, workers: int, *, timeout_s: float = FILE_TIMEOUT_S, **options: Any) -> None:
+    def __init__(
+        self, workers: int, options: AnalysisOptions = AnalysisOptions(), *, analyze: Analyzer | None = None
+    ) -> None:
         self.workers = workers
-        self.timeout_s = timeout_s
         self.options = options
+        self.analyze = analyze
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()  # batches run in several Prefect threads
 
@@ -118,7 +154,7 @@ class AnalysisPool:
                 self._executor = None
 
     def _submit(self, item: dict[str, Any]) -> Future:
-        return self._pool().submit(analyze_item, item, self.timeout_s, **self.options)
+        return self._pool().submit(analyze_item, item, self.options, self.analyze)
 
     def analyze_batch(
         self, items: list[dict[str, Any]], on_result: Callable[[dict[str, Any]], None] | None = None
@@ -127,7 +163,7 @@ class AnalysisPool:
         if self.workers == 0:
             results = []
             for item in items:
-                results.append(analyze_item(item, self.timeout_s, **self.options))
+                results.append(analyze_item(item, self.options, self.analyze))
                 if on_result:
                     on_result(results[-1])
             return results
@@ -162,10 +198,10 @@ class AnalysisPool:
 
     def __getstate__(self) -> dict[str, Any]:
         # Shipped to Dask workers: only the settings travel; each worker analyses inline.
-        return {"workers": 0, "timeout_s": self.timeout_s, "options": self.options}
+        return {"workers": 0, "options": self.options, "analyze": self.analyze}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["workers"], timeout_s=state["timeout_s"], **state["options"])
+        self.__init__(state["workers"], state["options"], analyze=state["analyze"])
 
     def close(self) -> None:
         if self._executor is not None:

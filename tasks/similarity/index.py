@@ -30,6 +30,7 @@ import polars as pl
 from tasks.similarity.query import SimilarityError, TrackNotFoundError, resolve_query
 from tasks.similarity.rules import COMPAT_TABLE, RULE_MACROS_SQL, tempo_mask
 from tasks.similarity.sql import install_sql_macros, table_exists
+from tasks.transactions import transaction
 
 #: Share of the expected squared distance each embedding group gets (they sum to 1): the sound
 #: (timbre 0.30 + spectral shape 0.15) 45 %, rhythm 25 %, tonality 20 %, loudness 10 %. On the
@@ -176,8 +177,7 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
         .append_column("vec", pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel(), pa.float32()), dim))
         .append_column("norm", pa.array(np.linalg.norm(vec, axis=1).astype(np.float32), pa.float32()))
     )
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.register("_simidx", arrow)
         # What a query filters on and returns sits beside the vectors: one table scan answers it.
         con.execute(f"""CREATE OR REPLACE TABLE similarity_index AS
@@ -204,10 +204,6 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
             ],
         )
         install_sql_macros(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return {"tracks": len(ids), "dim": dim, "embedding_version": version, "generation": generation, "skipped": False}
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from tasks.audio.decode import _PYAV_BLOCK, backends_for, open_native
-from tasks.errors import Reason, RejectError
+from tasks.errors import RejectError
 from tasks.features.analyze import analyze_file
 from tasks.synth.files import write_audio
+from tasks.vocabulary import Reason
 
 SR = 44100
 

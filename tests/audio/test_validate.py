@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks.audio.validate import check_file, check_size, describe_non_audio, sniff_format
-from tasks.errors import Reason, RejectError
+from tasks.errors import RejectError
+from tasks.vocabulary import Reason
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ from importlib import resources
 import duckdb
 import pytest
 
-from tasks.catalog.store import SCHEMA_VERSION, catalog_counts, open_catalog
+from tasks.catalog.migrations import SCHEMA_VERSION
+from tasks.catalog.runs import catalog_counts
+from tasks.catalog.store import open_catalog
 from tasks.constants import BPM_RANGE
 from tasks.errors import CatalogLockedError
 

@@ -7,7 +7,7 @@ import polars as pl
 
 from tasks.audio.identity import fingerprint, path_to_text, text_to_path
 from tasks.catalog.scan import plan_scan, walk_library
-from tasks.errors import Reason
+from tasks.vocabulary import Reason
 
 
 def touch(p: Path, data: bytes = b"x" * 1000) -> Path:

@@ -13,8 +13,9 @@ import soundfile as sf
 from tasks.catalog.store import open_catalog, store_results
 from tasks.constants import SR
 from tasks.features.analyze import analyze_file
-from tasks.features.workers import AnalysisPool
+from tasks.features.workers import AnalysisOptions, AnalysisPool
 from tasks.synth.songs import SongSpec, render_song
+from tests.flows import crashing
 
 SONG = SongSpec(bpm=120.0, tonic=0, mode="major", duration_s=8.0, style="house", timbre="saw", seed=9)
 
@@ -147,12 +148,12 @@ def test_timeout_fails_only_that_file(tmp_path):
     sf.write(p, _song(), SR)
     st = p.stat()
     item = {"path": str(p), "size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "track_id": None}
-    with AnalysisPool(1, timeout_s=0.001) as pool:
+    with AnalysisPool(1, AnalysisOptions(timeout_s=0.001)) as pool:
         (result,) = pool.analyze_batch([item])
     assert (result["status"], result["reason"]) == ("failed", "TIMEOUT")
 
 
-def test_worker_crash_fails_only_the_culprit(tmp_path, monkeypatch):
+def test_worker_crash_fails_only_the_culprit(tmp_path):
     items = []
     for name in ("a.flac", "crash_me.flac", "c.flac"):
         sf.write(tmp_path / name, _song()[: SR * 3], SR)
@@ -160,8 +161,7 @@ def test_worker_crash_fails_only_the_culprit(tmp_path, monkeypatch):
         items.append(
             {"path": str(tmp_path / name), "size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "track_id": None}
         )
-    monkeypatch.setenv("CRATEDIG_TEST_CRASH_ON", "crash_me")  # the worker SIGKILLs itself on that file
-    with AnalysisPool(2) as pool:
+    with AnalysisPool(2, analyze=crashing.analyze_or_crash) as pool:  # the worker SIGKILLs itself on crash_me
         results = pool.analyze_batch(items)
         again = pool.analyze_batch(items[:1])  # the pool recovers for later batches
     assert [(r["status"], r["reason"]) for r in results] == [

@@ -139,7 +139,8 @@ DRIVER = textwrap.dedent('''
 
     def main():
         from prefect.concurrency.sync import concurrency
-        from flows.reanalyze import library_limit_name, reanalyze
+        from flows.libraries import library_limit_name
+        from flows.reanalyze import reanalyze
 
         library, catalog, deadline_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
         wait_for_server(deadline_s)  # it boots while this process imports
@@ -200,13 +201,13 @@ def driven(server, library) -> dict[str, Any]:
 
 
 def library_slug(library: Path) -> str:
-    from flows.reanalyze import library_slug as slug  # imported here: collecting this module stays cheap
+    from flows.libraries import library_slug as slug  # imported here: collecting this module stays cheap
 
     return slug(library)
 
 
 def library_limit_name(library: Path) -> str:
-    from flows.reanalyze import library_limit_name as name
+    from flows.libraries import library_limit_name as name
 
     return name(library)
 

@@ -86,6 +86,7 @@ from tasks.features.tempo.octave import (
     octave_probabilities,
     onset_smoothness,
 )
+from tasks.vocabulary import TempoReason
 
 #: Below this pulse clarity a track is ``ARHYTHMIC``.
 MIN_CLARITY: float = 0.12
@@ -142,8 +143,8 @@ class TempoEstimate:
     beats_per_bar: int | None = None
 
 
-def _none(reason: str, clarity: float = 0.0) -> TempoEstimate:
-    return TempoEstimate(None, 0.0, [], None, clarity, reason)
+def _none(reason: TempoReason, clarity: float = 0.0) -> TempoEstimate:
+    return TempoEstimate(None, 0.0, [], None, clarity, reason.value)
 
 
 # ---------------------------------------------------------------- coarse periodicity -------------------------
@@ -383,13 +384,13 @@ def tempo_from_envelopes(
     """
     fr = frame_rate
     if bands.shape[1] / fr < MIN_TEMPO_DURATION_S:
-        return _none("TOO_SHORT")
+        return _none(TempoReason.TOO_SHORT)
     if level_dbfs(frame_ms) < SILENCE_DBFS:
-        return _none("SILENT")
+        return _none(TempoReason.SILENT)
     bands = np.asarray(bands, dtype=np.float64)
     o = bands[0] - bands[0].mean()
     if not np.any(o):
-        return _none("ARHYTHMIC")
+        return _none(TempoReason.ARHYTHMIC)
     pulse, amp, ratios, feats = octave_evidence(bands, frame_ms, change, fr, bpm_range)
     prob = octave_probabilities(feats)
     best = int(np.argmax(prob))
@@ -405,7 +406,7 @@ def tempo_from_envelopes(
         _beat_repeats(on_clarity, o.std(), MIN_PULSE_DB, short)
         or _beat_repeats(change_clarity, float(np.std(change)), MIN_CHANGE_DB, short)
     ):
-        return _none("ARHYTHMIC", clarity)
+        return _none(TempoReason.ARHYTHMIC, clarity)
     by_ratio = {round(float(q), 6): float(p) for q, p in zip(ratios / r, prob)}
     cands = [(round(bpm, 2), float(prob[best]))] + sorted(
         ((round(bpm * a, 2), by_ratio[round(a, 6)]) for a in _ALTERNATIVES if round(a, 6) in by_ratio),

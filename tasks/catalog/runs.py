@@ -1,0 +1,88 @@
+"""Runs in the catalog: start one, finish it with its counts, and what ``status`` and the run reports show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from tasks.catalog.store import now
+from tasks.vocabulary import RunStatus
+
+#: Summary counts stored in ``runs`` as ``n_<name>`` columns.
+RUN_COUNTS: tuple[str, ...] = (
+    "files",
+    "new",
+    "changed",
+    "unchanged",
+    "moved",
+    "missing",
+    "ignored",
+    "analyzed",
+    "rejected",
+    "failed",
+)
+
+
+def start_run(
+    con: duckdb.DuckDBPyConnection, run_id: str, library: str, *, analyzer_version: int, flow_run_id: str | None = None
+) -> None:
+    con.execute(
+        "INSERT INTO runs (run_id, flow_run_id, library, started_at, analyzer_version, status) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [run_id, flow_run_id, library, now(), analyzer_version, RunStatus.RUNNING.value],
+    )
+
+
+def finish_run(
+    con: duckdb.DuckDBPyConnection, run_id: str, counts: dict[str, int], *, status: RunStatus = RunStatus.COMPLETED
+) -> None:
+    cols = {k: v for k, v in counts.items() if k in RUN_COUNTS}
+    sets = ", ".join(f"n_{k} = ?" for k in cols)
+    con.execute(
+        f"UPDATE runs SET {sets}{', ' if sets else ''}finished_at = ?, status = ? WHERE run_id = ?",
+        [*cols.values(), now(), RunStatus(status).value, run_id],
+    )
+
+
+def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Tracks by status, features by analyzer version, rejects by reason, and the last run."""
+    by_status = dict(con.execute("SELECT status, count(*) FROM tracks GROUP BY ALL ORDER BY 1").fetchall())
+    by_version = {
+        str(k): v
+        for k, v in con.execute("SELECT analyzer_version, count(*) FROM features GROUP BY ALL ORDER BY 1").fetchall()
+    }
+    by_reason = dict(con.execute("SELECT reason, count(*) FROM rejects GROUP BY ALL ORDER BY 2 DESC").fetchall())
+    last = next(
+        iter(
+            con.execute(
+                "SELECT run_id, started_at, finished_at, status FROM runs ORDER BY started_at DESC LIMIT 1"
+            ).fetchall()
+        ),
+        None,
+    )
+    return {
+        "tracks": sum(by_status.values()),
+        "by_status": by_status,
+        "features_by_version": by_version,
+        "rejects_by_reason": by_reason,
+        "last_run": None
+        if last is None
+        else {"run_id": last[0], "started_at": str(last[1]), "finished_at": str(last[2]), "status": last[3]},
+    }
+
+
+def run_failures_by_reason(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    """Rejected and failed files of one run, counted by reason code."""
+    return dict(
+        con.execute(
+            "SELECT reason, count(*) FROM rejects WHERE run_id = ? GROUP BY ALL ORDER BY 2 DESC", [run_id]
+        ).fetchall()
+    )
+
+
+def run_rejects(con: duckdb.DuckDBPyConnection, run_id: str, limit: int = 1000) -> list[tuple[str, str, str | None]]:
+    """``(reason, path, detail)`` of one run's rejected and failed files, grouped by reason."""
+    return con.execute(
+        "SELECT reason, path, detail FROM rejects WHERE run_id = ? ORDER BY reason, path LIMIT ?", [run_id, limit]
+    ).fetchall()

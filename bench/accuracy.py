@@ -45,6 +45,7 @@ import numpy as np
 
 from bench.corpus import chorale_rows
 from bench.downbeat_eval import bar_right
+from bench.results import recording
 from bench.tempo_eval import score as tempo_score
 from tasks.audio.sndfile import sf  # (the libsndfile the analysis workers load)
 from tasks.constants import BPM_RANGE
@@ -268,4 +269,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recording("accuracy", "Accuracy and speed against peers"):
+        main()

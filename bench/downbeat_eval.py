@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.corpus import corpus_root, training_rows
+from bench.results import recording
 from tasks.audio.decode import decode_audio, to_mono
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo.estimate import estimate_tempo
@@ -131,4 +132,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recording("downbeat_eval", "Meter and first downbeat"):
+        main()

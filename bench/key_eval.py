@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import recording
 from tasks.constants import HOP_LENGTH, SR
 from tasks.features.key.estimate import KEY_NAMES, PROFILES, _estimate, _Params, estimate_key, key_scores, mirex_score
 from tasks.features.spectrum import compute_spectrum
@@ -308,4 +309,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recording("key_eval", "Key"):
+        main()

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.results import recording
 from tasks.synth.files import write_long_mix
 from tasks.synth.songs import SongSpec, render_song
 
@@ -99,4 +100,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recording("long_file", "A 2-hour mix"):
+        main()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from bench.results import recording
 from tasks.catalog import store as catalog
 from tasks.catalog.scan import plan_scan, walk_library
 from tasks.constants import ANALYZER_VERSION
@@ -83,4 +84,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recording("scan", "Library scan and no-op rescan"):
+        main()

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import recording
 from tasks.catalog.store import open_catalog, store_results
 from tasks.similarity.index import refresh_similarity_index, similar_tracks
 
@@ -262,4 +263,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recording("similarity", "Similarity: latency and precision"):
+        main()

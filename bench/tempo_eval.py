@@ -37,10 +37,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import scipy.optimize
 
+from bench.results import recording
 from bench.tempo_sets import (
     Item,
     chorale_items,
@@ -240,6 +242,35 @@ def octave_training_data(items: Iterable[Item]) -> list[tuple[np.ndarray, np.nda
     return out
 
 
+def write_octave_weights(w: np.ndarray, *, checks: dict[str, float]) -> Path:
+    """Write fitted weights ``w`` (the order of ``octave_weights()``) to the model's data file, with provenance."""
+    import json
+    import subprocess
+    from datetime import date
+
+    n_lv = len(tempo_octave.LEVELS)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    path = Path(tempo_octave.__file__).with_name(tempo_octave.WEIGHTS_FILE)
+    old = json.loads(path.read_text())
+    data = {
+        "provenance": old["provenance"]
+        | {
+            "fitted_by": "python -m bench.tempo_eval --fit",
+            "fitted_on": date.today().isoformat(),
+            "fitted_in_commit": commit or "unknown",
+            "check_accuracy": checks,
+        },
+        "W_PRIOR": np.round(w[:2], 3).tolist(),
+        "W_LEVELS": np.round(w[2 : 2 + 5 * n_lv].reshape(-1, n_lv), 3).tolist(),
+        "W_BY_TEXTURE": np.round(w[2 + 5 * n_lv : -4].reshape(3, -1), 3).tolist(),
+        "W_PRIOR_BY_RISE": np.round(w[-4:-2], 3).tolist(),
+        "W_HALF_BY_SMOOTHNESS": np.round(w[-2:], 3).tolist(),
+    }
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"weights written to {path}")
+    return path
+
+
 def fit_octave_weights(
     data: list[tuple[np.ndarray, np.ndarray, float]], *, lam: float = 0.3, sample_weight: Sequence[float] | None = None
 ) -> np.ndarray:
@@ -315,13 +346,9 @@ def main() -> None:
             ),
             flush=True,
         )
-        np.set_printoptions(precision=3, suppress=True)
-        n_lv = len(tempo_octave.LEVELS)
-        print("W_PRIOR =", repr(w[:2]))
-        print("W_LEVELS =", repr(w[2 : 2 + 5 * n_lv].reshape(-1, n_lv)))
-        print("W_BY_TEXTURE =", repr(w[2 + 5 * n_lv : -4].reshape(3, -1)))
-        print("W_PRIOR_BY_RISE =", repr(w[-4:-2]))
-        print("W_HALF_BY_SMOOTHNESS =", repr(w[-2:]))
+        write_octave_weights(
+            w, checks={k: round(octave_accuracy(octave_training_data(v), w), 3) for k, v in checks.items() if v}
+        )
         return
     loaders: dict[str, Callable[[], Sequence]] = {
         "synth": lambda: ground_truth_set(args.n, seed=args.seed),
@@ -340,4 +367,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recording("tempo_eval", "Tempo"):
+        main()

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import flows  # noqa: E402,F401  (quiet offline Prefect settings)
+from bench.results import recording
 from tasks.audio.decode import MonoResampler, decode_with_fallback
 from tasks.catalog import store as catalog
 from tasks.catalog.scan import walk_library
@@ -220,4 +221,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recording("throughput", "Throughput"):
+        main()

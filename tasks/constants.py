@@ -14,13 +14,8 @@ N_MELS: int = 96
 #: MFCC coefficients kept.
 N_MFCC: int = 20
 
-#: Bump when any analysis output changes: the next run re-analyses exactly the rows with an older version.
-#: 7: octave model also scores the mid band at half a candidate (fit with test-recipe renders);
-#: 6: beat_offset_s is the first downbeat, plus beats_per_bar (tasks/features/tempo/beats.py); 5: octave model
-#: scores the
-#: bass pulse at half a candidate times the onset smoothness (slow legato chorales were doubled); 4: octave
-#: model with the track's attack rise and onset smoothness; 3: octave model refitted with continuo-rendered
-#: training chorales; 2: rendered training chorales, harmonic-change pulse test.
+#: Bump when any analysis output changes: the next run re-analyses exactly the rows with an older version
+#: (what each version changed is in the git log of this line).
 ANALYZER_VERSION: int = 7
 
 #: Extensions that are treated as audio (lower case, with the dot). Everything else is ignored and counted.

@@ -4,8 +4,7 @@ Method
 ------
 1. **Peaks.** One STFT frame per ~90 ms (every 4th at hop 512), local maxima 80-2500 Hz within 40 dB of
    the frame's loudest. The 10.8 Hz bins are a semitone wide at 180 Hz, so bins alone cannot place bass
-   notes: each peak's frequency is refined by parabolic interpolation of log magnitude (measured on pure
-   tones: 2.7 cents off at 111 Hz, 1.2 at 250 Hz, 0.4 at 448 Hz).
+   notes: each peak's frequency is refined by parabolic interpolation of log magnitude.
 2. **Tuning.** Weighted circular mean of the peaks' offsets from the 12-TET grid (peaks above 220 Hz).
    Its concentration tells whether there is a pitch grid at all: when it is no higher than noise reaches
    (below 0.05 or 3/sqrt(effective peak count)) the key is None, as for silence.
@@ -17,50 +16,8 @@ Method
 4. **Key.** Pearson correlation with the 24 rotated profiles of :data:`PROFILE`; confidence is the margin
    between the best and the runner-up key divided by 0.25, clipped to 1.
 
-Profiles, chosen by measurement
--------------------------------
-MIREX score (``bench/key_eval.py --profiles``), same chroma for every profile. ``synth``: the bench's
-own songs (96: 24 keys x 4, sine/saw/square/organ/inharmonic piano/FM bell, detuned up to +-45 cents,
-drums, noise down to 3 dB SNR); ``synth.py/0`` and ``/1``: ``tasks.synth.songs.ground_truth_set(n=120, seed=0)``
-and ``(n=240, seed=1)``; ``chorales``: 40 Bach chorales rendered with FluidR3 (key from the score);
-``pads``: ``tasks.synth.songs.chord_tone`` in all 24 keys (natural minor, no leading tone).
-
-=========  =====  ==========  ==========  ========  =====
-profile    synth  synth.py/0  synth.py/1  chorales  pads
-=========  =====  ==========  ==========  ========  =====
-krumhansl  0.737  0.922       0.926       0.868     1.000
-temperley  0.861  0.861       0.851       0.885     0.650
-shaath     0.731  0.957       0.952       0.887     1.000
-edma       0.763  0.953       0.944       0.828     1.000
-bgate      0.885  0.920       0.956       0.938     1.000
-diatonic   0.891  0.933       0.931       0.920     0.650
-=========  =====  ==========  ==========  ========  =====
-
-bgate has the best mean over the four song sets (0.925; diatonic 0.919) and, unlike diatonic and
-temperley, reads natural-minor material correctly (they call half of the pads the relative major).
-Ablations with bgate (same four song sets): without harmonic removal 0.859 / 0.928 / 0.955 / 0.900;
-without the first/last emphasis 0.885 / 0.896 / 0.910 / 0.903; without both 0.856 / 0.896 / 0.922 / 0.840.
-
-Against other estimators
-------------------------
-``bench/key_eval.py`` (MIREX score, exact rate, CPU ms per 3 minutes of audio; cratedig's time excludes
-the shared STFT; Essentia 2.1b6 ``KeyExtractor`` with its defaults, bgate profile, at 22050 Hz; librosa
-baseline = mean ``chroma_cqt`` correlated with Krumhansl-Kessler):
-
-==========  ==================  ==================  ===================
-set         cratedig            Essentia            librosa baseline
-==========  ==================  ==================  ===================
-synth       0.885 / 0.83 / 13   0.865 / 0.81 / 120  0.745 / 0.67 / 2229
-synth.py/0  0.920 / 0.90 / 14   0.933 / 0.91 / 96   0.811 / 0.73 / 1956
-synth.py/1  0.956 / 0.94 / 12   0.919 / 0.88 / 99   0.801 / 0.71 / 1948
-chorales    0.938 / 0.93 / 10   0.900 / 0.85 / 130  0.850 / 0.75 / 1878
-==========  ==================  ==================  ===================
-
-Most remaining errors are minor keys read as the relative major on progressions such as i-VI-III-VII,
-whose pitch content belongs equally to both. Confidence is calibrated in the sense that the exact rate
-rises with it (496 songs of the sets above): 0.78 below 0.25, 0.80 at 0.25-0.5, 0.90 at 0.5-0.75,
-0.99 from 0.75. Tuning of detuned synth.py songs is recovered within 1 cent (e.g. -16.3 -> -16.2,
-+16.9 -> +16.0, -20.4 -> -21.2). ``estimate_key`` takes 11 ms CPU on a 3-minute Spectrum.
+The profile (:data:`PROFILE`, bgate) and the harmonic removal and first/last emphasis of step 3 were chosen by
+``bench/key_eval.py --profiles`` and its ablations; the figures are in ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -163,7 +120,7 @@ class KeyEstimate:
 
 @dataclass(frozen=True)
 class _Params:
-    """Analysis settings; the defaults are the measured choice (see the module docstring)."""
+    """Analysis settings; the defaults are the measured choice (figures in ``bench/RESULTS.md``)."""
 
     fmin: float = 80.0  # Hz: below, 10.8 Hz bins cannot separate semitones even with interpolation
     fmax: float = 2500.0  # Hz: above, mostly upper partials and cymbals

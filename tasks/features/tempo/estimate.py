@@ -12,17 +12,15 @@ Method (all from :attr:`Spectrum.log_mel`, which the timbre features share; enve
    template and may move at most a quarter beat per pass, so a window that lacks the fundamental cannot
    flip. The mean tempo is the slope of that phase between the ends of the track: of a line, or of a
    polynomial when the tempo drifts (the slope of a line through a sinusoidal drift is off the mean
-   tempo: 0.26 BPM median, 1.0 max on drifting benchmark songs; the curve: 0.05, 0.15). No lag grid.
+   tempo). No lag grid.
 4. Octave: candidates are the pulse times 1/8 ... 4 (1/3, 2/3, 3/4, 4/3, 3/2 included: 3/4 time,
    swing). Each is scored by a conditional-logit model of its place in ``bpm_range``, of the
    phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it, and of
    their strength at the candidate times three numbers of the track's texture: the harmonic-change-to-onset
    ratio at the pulse, the steepness of its sharpest attacks and the spread of its onsets over frames (legato
    or struck; :mod:`tasks.features.tempo.octave`; the place in the range times the steepness too, the bass pulse at
-   half the candidate times the spread; 55 weights from ``bench/tempo_eval.py --fit``:
-   synthesized songs of seeds 1-4, metronomes, synthesized four-part chorales with no drums, bare
-   drum-machine beats, and Bach chorales rendered at 55-150 BPM by ``bench/render_training_chorales.py``
-   from works not in the test set, 208 in varied ensembles and 207 as strings over a piano bass). In music
+   half the candidate times the spread; 55 weights fitted by ``bench/tempo_eval.py --fit``, loaded from
+   ``octave_weights.json`` with the fit's provenance). In music
    with no drums the harmonic change marks the beat (the harmonic rhythm) where the onsets mark every 8th of
    the moving voices. ``candidates`` carries the model's probabilities.
 5. Beat phase: peak of the beat-synchronous pulse shape rebuilt from the harmonics, minus the lead of
@@ -30,43 +28,13 @@ Method (all from :attr:`Spectrum.log_mel`, which the timbre features share; enve
    change's variance that repeats with the beat, whichever is larger; ``confidence`` = clarity x
    probability of the chosen octave.
 
-Rejections: ``TOO_SHORT`` under ``MIN_TEMPO_DURATION_S``; ``SILENT`` when the loudest 5 % of frames are
-below ``SILENCE_DBFS``; ``ARHYTHMIC`` when, for the onsets and for the harmonic change alike, the clarity
-or the absolute size of the periodic part is at chance level (white/pink noise and chord pads of 6-90 s:
-216 of 216 rejected). The harmonic-change test keeps legato music: bowed strings, choirs and winds whose
-soft attacks leave the onset flux near chance while the chords still change on the beat.
+Rejections: ``TOO_SHORT`` under ``MIN_TEMPO_DURATION_S``; ``SILENT`` when the loudest 5 % of frames are below
+``SILENCE_DBFS``; ``ARHYTHMIC`` when, for the onsets and for the harmonic change alike, the clarity or the
+absolute size of the periodic part is at chance level (white/pink noise, chord pads). The harmonic-change test
+keeps legato music: bowed strings, choirs and winds whose soft attacks leave the onset flux near chance while
+the chords still change on the beat.
 
-Measured (``OPENBLAS_NUM_THREADS=1 bench/tempo_eval.py``; CPU, one thread):
-
-=========================  ========  ========  ===========  ==========
-set / method               Acc1      Acc2      +-0.5 BPM    ms/track
-=========================  ========  ========  ===========  ==========
-synth seed 0 (120 x 30 s)
-  cratedig                 0.992     1.000     0.992        4.4
-  librosa feature.tempo    0.692     0.908     0.117        49.2
-  Essentia Rhythm...2013   0.725     1.000     0.642        577
-Bach chorales (40, held out)
-  cratedig                 0.900     0.975     0.900        5.8
-  librosa feature.tempo    0.750     0.975     0.300        59.1
-  Essentia Rhythm...2013   0.625     0.975     0.450        864
-=========================  ========  ========  ===========  ==========
-
-The librosa and Essentia rows are from the run before ``ANALYZER_VERSION`` 3 (their methods did not change).
-Version 7 (the mid band at half a candidate; training works rendered by the test recipe, every voice a piano):
-chorales 0.825 -> 0.900, three 63 BPM chorales no longer doubled; development set by the test recipe (88
-renderings of other works) 0.898 -> 0.955, its check split 0.941 -> 0.980; synth, check split (0.882 / 0.922
-/ 0.863) and continuo check (1.000) as in version 5. Version 5 (the bass pulse at half a candidate) left both
-rows of version 4 as they were. Earlier versions' figures are in this file's git history.
-ms/track varies by a third from run to run on this machine.
-
-A 3-minute track costs 14-25 ms given its Spectrum with ``log_mel`` computed (32-55 ms if this is the first
-feature to ask for ``log_mel``), on a busy machine where the model before this one took 22 ms; the harmonic
-change is 2 ms of it. Metronomes at 70-200 BPM come out within 0.03 BPM, their first beat within 8 ms (below 70
-BPM they may be doubled). Known weaknesses: slow chorales (63-76 BPM) moving in 8ths are still doubled now and
-then (3 of the 40 test chorales: 63, 70 and 76 BPM; 6 in versions 4-5; 4 of the 88 development renderings), one
-at 116 comes out at 2/3 of it; 4 of the 51 check chorales (bowed strings, voices) are still rejected as
-``ARHYTHMIC``, 2 of them because the strongest pulse is tracked at a wrong rate; 20 of the 60 bare drum-machine
-loops of the fit (22 in version 4, 26 in version 3) get the other octave.
+Figures (accuracy, CPU time, known weaknesses) are in ``bench/RESULTS.md``, regenerated by the benchmarks.
 """
 
 from __future__ import annotations

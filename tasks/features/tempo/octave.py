@@ -12,14 +12,14 @@ drummed music (a steep one). The low and mid bands' strength at half a candidate
 the onsets are spread (:func:`onset_smoothness`; for the mid band floored at ``HALF_MID_FLOOR``): under a
 slow chorale whose voices move in 8ths the bass and the inner voices walk in the beat, half the 8th. Where
 the chords change with the pulse, the harmonic change at a candidate counts for more and the mid-band
-onsets for less. A linear score with weights fitted by ``bench/tempo_eval.py --fit`` (synth seeds 1-4,
-metronomes, synthesized chorales, drum loops, and the train split of the rendered training chorales, other
-works than the test set's, in three renderings: 208 varied ensembles, 207 strings over a piano bass and 208
-by the test set's recipe, a piano on every voice; seed 0, the training chorales' check split and the
-rendered test chorales held out) gives each candidate a probability.
+onsets for less. A linear score with weights fitted by ``bench/tempo_eval.py --fit`` (training sets and
+held-out sets in the provenance of ``octave_weights.json``) gives each candidate a probability.
 """
 
 from __future__ import annotations
+
+import json
+from importlib import resources
 
 import numpy as np
 
@@ -48,30 +48,20 @@ TEXTURE_CLIP = 1.5
 _RISE_FLOOR_DB = 60.0
 _LEVEL_1 = LEVELS.index(1)
 _LEVEL_HALF = LEVELS.index(1 / 2)
-W_PRIOR = np.array([-2.239, -0.925])
-W_LEVELS = np.array(
-    [  # rows: all, low, mid, high onset bands, harmonic change; columns: LEVELS
-        [0.331, 0.199, 0.08, -0.114, 0.494, -0.262, 1.318],
-        [-0.257, 0.984, 0.005, -0.199, 0.668, -0.016, 1.492],
-        [-0.102, 0.197, 0.047, 0.027, 0.428, -0.226, 0.842],
-        [-0.005, 0.408, 0.067, -0.305, 0.624, 0.591, 0.752],
-        [0.327, 0.187, 0.002, -0.435, 0.828, -0.138, 1.857],
-    ]
-)
-#: Weights of the five envelopes' log amplitudes at the candidate (level 1) times each scaled texture number;
-#: rows: pulse-change ratio, attack rise, onset smoothness.
-W_BY_TEXTURE = np.array(
-    [
-        [0.113, 0.151, -0.427, -0.262, 0.306],
-        [0.395, 0.302, 0.746, -0.741, -0.39],
-        [-0.31, 0.691, -0.247, 0.245, 0.275],
-    ]
-)
-#: Weights of the place in the range (x, x squared) times the scaled attack rise.
-W_PRIOR_BY_RISE = np.array([-0.889, -0.66])
-#: Weights of the low and mid bands' log amplitudes at half the candidate times the scaled onset smoothness:
-#: negative, a pulse at half a legato candidate marks that candidate as the 8th (slow chorales were doubled).
-W_HALF_BY_SMOOTHNESS = np.array([-0.243, -0.618])
+#: The fitted weights, loaded from ``octave_weights.json`` beside this module, which ``bench/tempo_eval.py --fit``
+#: writes with the fit's provenance. W_PRIOR: the place in the range (x, x squared); W_LEVELS: rows all, low,
+#: mid, high onset bands, harmonic change, columns :data:`LEVELS`; W_BY_TEXTURE: the five envelopes' log
+#: amplitudes at the candidate times each scaled texture number (rows: pulse-change ratio, attack rise, onset
+#: smoothness); W_PRIOR_BY_RISE: the place in the range times the scaled attack rise; W_HALF_BY_SMOOTHNESS: the
+#: low and mid bands' log amplitudes at half the candidate times the scaled onset smoothness (negative: a pulse
+#: at half a legato candidate marks that candidate as the 8th).
+WEIGHTS_FILE = "octave_weights.json"
+_WEIGHTS = json.loads(resources.files(__package__).joinpath(WEIGHTS_FILE).read_text())
+W_PRIOR = np.array(_WEIGHTS["W_PRIOR"])
+W_LEVELS = np.array(_WEIGHTS["W_LEVELS"])
+W_BY_TEXTURE = np.array(_WEIGHTS["W_BY_TEXTURE"])
+W_PRIOR_BY_RISE = np.array(_WEIGHTS["W_PRIOR_BY_RISE"])
+W_HALF_BY_SMOOTHNESS = np.array(_WEIGHTS["W_HALF_BY_SMOOTHNESS"])
 #: The mid band's term takes the scaled smoothness floored here: a metronome under louder noise than the fit's
 #: (-10 dB, tests/test_tempo.py), whose flux has no smoothness at all, was otherwise doubled.
 HALF_MID_FLOOR = -0.5

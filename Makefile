@@ -8,18 +8,34 @@ STAMP  := $(VENV)/.installed-stamp
 EXTRAS := test,notebooks,dask
 CORPUS ?= $(HOME)/.cache/cratedig-corpus
 
-.PHONY: install demo test test-fast lab bench-accuracy bench-throughput bench-scan bench-long-file bench-similarity clean-data
+.PHONY: help install lock lint demo test test-fast lab bench-accuracy bench-throughput bench-scan bench-long-file \
+        bench-similarity clean-data
+.DEFAULT_GOAL := help
 
-$(STAMP): pyproject.toml
+help:  ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# requirements.lock pins every package (all extras) to the versions the suite was run with: a fresh machine
+# installs those, not whatever is newest that day. `make lock` regenerates it after a dependency change.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[$(EXTRAS)]'
 	@ldconfig -p 2>/dev/null | grep -q 'libsndfile\.so\.1 ' || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && apt-get install -y -qq --no-install-recommends libsndfile1 >/dev/null 2>&1; } \
 	  || echo "note: no system libsndfile1; FLAC decodes with the soundfile wheel's slower copy"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP)  ## create .venv with the locked versions (and Debian's libsndfile1 where possible)
+
+lock: install  ## regenerate requirements.lock from pyproject.toml (needs PyPI)
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra notebooks --extra dask --extra bench \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o requirements.lock
+
+lint: install  ## ruff: lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 demo: install  ## build the demo library, analyse it into data/catalog.duckdb, show results
 	$(BIN)/cratedig demo
@@ -27,28 +43,28 @@ demo: install  ## build the demo library, analyse it into data/catalog.duckdb, s
 test: install  ## the whole suite, slow tests included
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: install  ## the suite without the slow and Prefect-server tests
 	$(BIN)/python -m pytest -q -m "not slow and not prefect_server"
 
 lab: install  ## JupyterLab on the demo catalog
 	CRATEDIG_CATALOG=$(CURDIR)/data/catalog.duckdb $(BIN)/jupyter lab --no-browser notebooks/
 
-bench-accuracy: install
-	$(BIN)/python -m pip install -q -e ".[bench]"
+bench-accuracy: install  ## tempo and key against peers (writes bench/RESULTS.md)
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"
 	$(BIN)/python -m bench.accuracy --corpus $(CORPUS)
 
-bench-throughput: install
-	$(BIN)/python -m pip install -q -e ".[bench]"
+bench-throughput: install  ## per-stage CPU, tracks/min, RSS on the corpus
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"
 	$(BIN)/python -m bench.throughput $(CORPUS)/real
 
-bench-scan: install
+bench-scan: install  ## first scan and no-op rescan of 100,000 files
 	$(BIN)/python -m bench.scan
 
-bench-long-file: install
+bench-long-file: install  ## a 2-hour mix: CPU, peak RSS, tempo, key
 	$(BIN)/python -m bench.long_file
 
-bench-similarity: install
+bench-similarity: install  ## top-10 latency at 10k/100k/1M tracks, precision@5
 	$(BIN)/python -m bench.similarity
 
-clean-data:
+clean-data:  ## remove the demo library, catalog and Parquet
 	rm -rf data/demo data/catalog.duckdb data/catalog.duckdb.wal data/parquet

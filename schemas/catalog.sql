@@ -1,6 +1,9 @@
 -- cratedig catalog tables (schema version 1; later versions add objects in tasks.catalog.store.MIGRATIONS).
 -- Public contract: see README "The catalog".
 -- Applied by tasks.catalog.store.open_catalog; every statement is idempotent.
+-- Codes (statuses, reasons, events, flags) are the enums of tasks/vocabulary.py. The pandera models of
+-- schemas/tables.py check them before every write; there are no CHECK constraints on purpose: DuckDB cannot
+-- alter or drop one, so a catalog created today would refuse a code that a later version adds.
 
 CREATE TABLE IF NOT EXISTS schema_version (
     version     INTEGER NOT NULL,

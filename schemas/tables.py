@@ -14,6 +14,7 @@ import polars as pl
 
 from tasks.constants import N_MFCC
 from tasks.features.key.names import KEY_NAMES
+from tasks.vocabulary import FeatureFlag, Reason, RunStatus, TempoReason, TrackEvent, TrackStatus
 
 #: Native sample rates a decoder may report, Hz.
 SAMPLE_RATES = [
@@ -33,22 +34,6 @@ SAMPLE_RATES = [
     192000,
     352800,
     384000,
-]
-TRACK_STATUSES = ["analyzed", "rejected", "failed", "missing"]
-REASONS = [
-    "EMPTY",
-    "TOO_LARGE",
-    "NOT_AUDIO",
-    "UNREADABLE",
-    "TRUNCATED",
-    "DECODE_ERROR",
-    "TOO_SHORT",
-    "TOO_LONG",
-    "TIMEOUT",
-    "WORKER_CRASH",
-    "SCHEMA",
-    "STALE",
-    "INTERNAL",
 ]
 
 
@@ -75,7 +60,7 @@ class InventoryRow(pa.DataFrameModel):
     mtime_ns: int = pa.Field()
 
     class Config:
-        strict = False
+        strict = True
         coerce = True
 
 
@@ -88,9 +73,14 @@ class TrackRow(InventoryRow):
     duration_s: Optional[float] = pa.Field(nullable=True, gt=0)
     sample_rate: Optional[int] = pa.Field(nullable=True, isin=SAMPLE_RATES)
     channels: Optional[int] = pa.Field(nullable=True, ge=1, le=64)
+    title: Optional[str] = pa.Field(nullable=True)
+    artist: Optional[str] = pa.Field(nullable=True)
+    album: Optional[str] = pa.Field(nullable=True)
+    genre: Optional[str] = pa.Field(nullable=True)
     tag_bpm: Optional[float] = pa.Field(nullable=True)
-    status: str = pa.Field(isin=TRACK_STATUSES)
-    reason: Optional[str] = pa.Field(nullable=True, isin=REASONS)
+    tag_key: Optional[str] = pa.Field(nullable=True)
+    status: str = pa.Field(isin=list(TrackStatus))
+    reason: Optional[str] = pa.Field(nullable=True, isin=list(Reason))
 
     @pa.check("duration_s", "tag_bpm", name="finite")
     def finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -104,11 +94,15 @@ class FeatureRow(pa.DataFrameModel):
     analyzer_version: int = pa.Field(ge=1)
     bpm: Optional[float] = pa.Field(nullable=True, ge=30, le=300)
     bpm_confidence: float = pa.Field(ge=0, le=1)
+    bpm_candidates: pl.List(pl.Struct({"bpm": pl.Float64, "score": pl.Float64})) = pa.Field()
     beat_offset_s: Optional[float] = pa.Field(nullable=True, ge=0)
     beats_per_bar: Optional[int] = pa.Field(nullable=True, isin=[3, 4])
+    tempo_reason: Optional[str] = pa.Field(nullable=True, isin=list(TempoReason))
     bpm_range_lo: float = pa.Field(ge=30, le=300)
     bpm_range_hi: float = pa.Field(ge=30, le=300)
     key: Optional[str] = pa.Field(nullable=True, isin=list(KEY_NAMES))
+    key_camelot: Optional[str] = pa.Field(nullable=True)
+    key_open: Optional[str] = pa.Field(nullable=True)
     key_confidence: float = pa.Field(ge=0, le=1)
     tuning_cents: float = pa.Field(ge=-50, le=50)
     loudness_lufs: Optional[float] = pa.Field(nullable=True, ge=-70, le=5)
@@ -128,9 +122,11 @@ class FeatureRow(pa.DataFrameModel):
     onset_rate: float = pa.Field(ge=0)
     pulse_clarity: float = pa.Field(ge=0, le=1)
     danceability: float = pa.Field(ge=0, le=1)
+    flags: list[str] = pa.Field()
     embedding: list[float] = pa.Field()
     embedding_version: int = pa.Field(ge=1)
     analyzed_at: datetime = pa.Field()
+    analysis_ms: Optional[float] = pa.Field(nullable=True, ge=0)
 
     @pa.check(
         "bpm",
@@ -168,12 +164,17 @@ class FeatureRow(pa.DataFrameModel):
     def contrast_shape(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return _finite_lists(data, 7)
 
+    @pa.check("flags", name="known_flags")
+    def known_flags(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        c = pl.col(data.key)
+        return data.lazyframe.select(c.list.eval(pl.element().is_in(list(FeatureFlag))).list.all())
+
     @pa.check("embedding", name="finite_list")
     def embedding_finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return _finite_lists(data)
 
     class Config:
-        strict = False
+        strict = True
         coerce = True
 
 
@@ -181,11 +182,63 @@ class RejectRow(pa.DataFrameModel):
     """A ``rejects`` row."""
 
     path: str = pa.Field(str_length={"min_value": 1})
-    reason: str = pa.Field(isin=REASONS)
+    reason: str = pa.Field(isin=list(Reason))
     detail: Optional[str] = pa.Field(nullable=True)
+    run_id: Optional[str] = pa.Field(nullable=True)
+    seen_at: datetime = pa.Field()
 
     class Config:
-        strict = False
+        strict = True
+        coerce = True
+
+
+class RunRow(pa.DataFrameModel):
+    """A ``runs`` row as a run starts."""
+
+    run_id: str = pa.Field(str_length={"min_value": 1})
+    flow_run_id: Optional[str] = pa.Field(nullable=True)
+    library: str = pa.Field(str_length={"min_value": 1})
+    started_at: datetime = pa.Field()
+    analyzer_version: int = pa.Field(ge=1)
+    status: str = pa.Field(isin=list(RunStatus))
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class RunCounts(pa.DataFrameModel):
+    """What a finished run stores in ``runs``: its final status and counts (``n_<name>``), never negative."""
+
+    status: str = pa.Field(isin=list(RunStatus))
+    files: Optional[int] = pa.Field(ge=0)
+    new: Optional[int] = pa.Field(ge=0)
+    changed: Optional[int] = pa.Field(ge=0)
+    unchanged: Optional[int] = pa.Field(ge=0)
+    moved: Optional[int] = pa.Field(ge=0)
+    missing: Optional[int] = pa.Field(ge=0)
+    ignored: Optional[int] = pa.Field(ge=0)
+    analyzed: Optional[int] = pa.Field(ge=0)
+    rejected: Optional[int] = pa.Field(ge=0)
+    failed: Optional[int] = pa.Field(ge=0)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class TrackEventRow(pa.DataFrameModel):
+    """A ``track_events`` row (append-only history)."""
+
+    track_id: Optional[int] = pa.Field(nullable=True, ge=1)
+    path: str = pa.Field(str_length={"min_value": 1})
+    event: str = pa.Field(isin=list(TrackEvent))
+    detail: Optional[str] = pa.Field(nullable=True)
+    run_id: Optional[str] = pa.Field(nullable=True)
+    at: datetime = pa.Field()
+
+    class Config:
+        strict = True
         coerce = True
 
 

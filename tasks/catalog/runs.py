@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import polars as pl
 
+from schemas.tables import RunCounts, RunRow
 from tasks.catalog.store import now
 from tasks.vocabulary import RunStatus
 
@@ -27,17 +29,25 @@ RUN_COUNTS: tuple[str, ...] = (
 def start_run(
     con: duckdb.DuckDBPyConnection, run_id: str, library: str, *, analyzer_version: int, flow_run_id: str | None = None
 ) -> None:
-    con.execute(
-        "INSERT INTO runs (run_id, flow_run_id, library, started_at, analyzer_version, status) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [run_id, flow_run_id, library, now(), analyzer_version, RunStatus.RUNNING.value],
+    """Insert the ``runs`` row of a run that starts now (status ``running``)."""
+    row = RunRow.validate(
+        pl.DataFrame(
+            [[run_id, flow_run_id, library, now(), analyzer_version, RunStatus.RUNNING.value]],
+            schema=["run_id", "flow_run_id", "library", "started_at", "analyzer_version", "status"],
+            orient="row",
+        )
     )
+    con.register("_run", row)
+    con.execute("INSERT INTO runs BY NAME SELECT * FROM _run")
+    con.unregister("_run")
 
 
 def finish_run(
     con: duckdb.DuckDBPyConnection, run_id: str, counts: dict[str, int], *, status: RunStatus = RunStatus.COMPLETED
 ) -> None:
+    """Set a run's final ``status``, ``finished_at`` and the counts of ``counts`` that ``runs`` stores."""
     cols = {k: v for k, v in counts.items() if k in RUN_COUNTS}
+    RunCounts.validate(pl.DataFrame([{"status": RunStatus(status).value} | cols]))
     sets = ", ".join(f"n_{k} = ?" for k in cols)
     con.execute(
         f"UPDATE runs SET {sets}{', ' if sets else ''}finished_at = ?, status = ? WHERE run_id = ?",

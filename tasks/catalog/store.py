@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import duckdb
 import polars as pl
 
-from schemas.tables import FeatureRow, RejectRow, TrackRow, split_valid
+from schemas.tables import FeatureRow, RejectRow, TrackEventRow, TrackRow, split_valid
 from tasks.catalog.migrations import ddl, migrate
 from tasks.errors import CatalogLockedError
 from tasks.transactions import transaction
@@ -99,6 +99,7 @@ def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> 
 def _events(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
     """Append events; ``rows`` has ``track_id``, ``path``, ``event``, ``detail``, ``run_id``, ``at``."""
     if rows.height:
+        rows = TrackEventRow.validate(rows)
         con.register("_ev", rows)
         con.execute(
             "INSERT INTO track_events (track_id, path, event, detail, run_id, event_at) "

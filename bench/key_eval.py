@@ -169,8 +169,8 @@ def synth_module_items(n: int = 120, *, seed: int = 0) -> list[Item] | None:
 
 
 def pad_items() -> list[Item]:
-    """``tasks.synth.songs.chord_tone`` pads (tonic triad loud, natural-scale tones soft) in all 24 keys, 3 s."""
-    from tasks.synth.songs import chord_tone
+    """``tasks.synth.voices.chord_tone`` pads (tonic triad loud, natural-scale tones soft) in all 24 keys, 3 s."""
+    from tasks.synth.voices import chord_tone
 
     return [
         (f"pad_{k.replace(' ', '_')}", chord_tone(i % 12, k.split()[1], duration_s=3.0), k)

@@ -34,7 +34,8 @@ import numpy as np
 
 from bench.results import recording
 from tasks.catalog.store import open_catalog, store_results
-from tasks.similarity.index import refresh_similarity_index, similar_tracks
+from tasks.similarity.index import refresh_similarity_index
+from tasks.similarity.search import similar_tracks
 
 
 def embedding_dim() -> int:
@@ -152,7 +153,8 @@ def latency(n: int, *, queries: int, workdir: Path) -> dict:
 def family_specs(families: int, variants: int, *, duration_s: float = 20.0, seed: int = 7) -> list[tuple[int, object]]:
     """``(family, SongSpec)`` pairs: each family fixes style, timbre, tempo and key; variants differ
     in seed (progression, melody, drum kit, reverb), and some in swing, noise and length."""
-    from tasks.synth.songs import STYLES, TIMBRES, SongSpec
+    from tasks.synth.songs import SongSpec
+    from tasks.synth.styles import STYLES, TIMBRES
 
     rng = np.random.default_rng(seed)
     styles = list(STYLES)

@@ -37,7 +37,7 @@ def click_items(n: int = 48, *, seed: int = 7) -> list[Item]:
     A click track has one right answer whatever ``bpm_range`` says; they keep the octave model from
     halving or doubling a plain pulse.
     """
-    from tasks.synth.songs import click_track
+    from tasks.synth.voices import click_track
 
     rng = np.random.default_rng(seed)
     out = []

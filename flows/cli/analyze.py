@@ -174,7 +174,7 @@ def _show_demo_similarity(catalog: Path) -> None:
             f"{lufs:.1f}" if lufs is not None else "-",
         )
     out.print(table)
-    from tasks.similarity.index import similar_tracks
+    from tasks.similarity.search import similar_tracks
 
     seed = sample[0][0]
     neighbours = similar_tracks(con, seed, k=5)

@@ -109,7 +109,7 @@ def similar(
     catalog: Path = CatalogOpt,
 ) -> None:
     """Tracks that sound like QUERY, nearest first."""
-    from tasks.similarity.index import similar_tracks
+    from tasks.similarity.search import similar_tracks
 
     if as_json and m3u is not None:
         console.print("[red]--json and --m3u are exclusive[/red]")

@@ -1,3 +1,3 @@
-"""Track-to-track similarity: mixing rules (:mod:`.rules`), which track a query names (:mod:`.query`),
-the standardised embedding index (:mod:`.index`), its SQL macros (:mod:`.sql`) and DJ sets (:mod:`.mix`).
+"""Track-to-track similarity: mixing rules (:mod:`.rules`), which track a query names (:mod:`.query`), the
+embedding index (:mod:`.index`), queries over it (:mod:`.search`), its SQL macros (:mod:`.sql`), DJ sets (:mod:`.mix`).
 """

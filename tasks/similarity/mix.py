@@ -12,8 +12,8 @@ import numpy as np
 import polars as pl
 
 from tasks.audio.identity import text_to_path
-from tasks.similarity.index import similar_tracks
 from tasks.similarity.query import resolve_query
+from tasks.similarity.search import similar_tracks
 
 
 def build_mix(

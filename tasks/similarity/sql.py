@@ -1,6 +1,6 @@
 """The SQL side of similarity: the ``similar_tracks()`` table macro stored in every catalog.
 
-It reads the same standardised vectors as :func:`tasks.similarity.index.similar_tracks`, so SQL and Python agree.
+It reads the same standardised vectors as :func:`tasks.similarity.search.similar_tracks`, so SQL and Python agree.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tasks.synth.files import write_audio
-from tasks.synth.songs import PITCH_NAMES, STYLES, TIMBRES, SongSpec, render_song
+from tasks.synth.songs import SongSpec, render_song
+from tasks.synth.styles import PITCH_NAMES, STYLES, TIMBRES
 
 #: Formats cycled over the songs, so each appears at least ``len(demo_specs()) // 6`` times.
 DEMO_FORMATS: tuple[str, ...] = (".flac", ".ogg", ".opus", ".mp3", ".wav", ".m4a")

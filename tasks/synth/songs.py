@@ -15,172 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.constants import SR
-from tasks.synth.voices import PEAK_DBFS, chord_tone, click_track, drum_kit, midi_hz, pink_noise, reverb, tone
-
-__all__ = [
-    "PITCH_NAMES",
-    "MAJOR_SCALE",
-    "MINOR_SCALE",
-    "TIMBRES",
-    "STYLES",
-    "PEAK_DBFS",
-    "SongSpec",
-    "beat_to_time",
-    "beat_times",
-    "downbeat_times",
-    "render_song",
-    "click_track",
-    "chord_tone",
-    "ground_truth_set",
-]
-
-PITCH_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-MAJOR_SCALE: tuple[int, ...] = (0, 2, 4, 5, 7, 9, 11)
-MINOR_SCALE: tuple[int, ...] = (0, 2, 3, 5, 7, 8, 10)  # natural minor; degree 7 below = harmonic-minor V
-TIMBRES: tuple[str, ...] = ("saw", "square", "sine", "fm", "pluck", "organ", "piano-ish")
-
-# Chord progressions as scale degrees (0 = tonic). Degree 7 is the major V of harmonic minor.
-_PROGRESSIONS = {
-    "major": ((0, 4, 5, 3), (0, 3, 4, 3), (0, 5, 3, 4), (0, 3, 0, 4), (0, 1, 4, 0)),
-    "minor": ((0, 5, 2, 6), (0, 3, 4, 0), (0, 3, 7, 0), (0, 6, 5, 7), (0, 5, 3, 7)),
-}
-
-
-@dataclass(frozen=True)
-class _Style:
-    """Drum, bass and chord patterns, one character per 16th.
-
-    Drums: ``x`` hit, ``o`` soft hit, ``O`` open hat. Bass: ``x`` root, ``o`` root an octave up, ``f`` fifth.
-    """
-
-    meter: int
-    kick: str
-    snare: str
-    hats: str
-    bass: str
-    chords: str
-    chord_len: float  # chord length in beats; 0 = hold until the next chord hit
-    swing_grid: float  # 0.25 swings 16ths, 0.5 swings 8ths
-    melody: float  # probability of a melody note per 8th
-    snare_kind: str
-    bass_timbre: str
-    tempo: tuple[float, float]  # plausible BPM range, used to pair styles with tempi in the benchmark
-
-
-STYLES: dict[str, _Style] = {
-    "house": _Style(
-        4,
-        "x...x...x...x...",
-        "....x.......x...",
-        "o.O.o.O.o.O.o.O.",
-        "..x...o...x...o.",
-        "x.......x.......",
-        0,
-        0.25,
-        0.30,
-        "clap",
-        "bass",
-        (110, 135),
-    ),
-    "hiphop": _Style(
-        4,
-        "x......x..x.....",
-        "....x.......x...",
-        "x.o.x.o.x.o.x.oo",
-        "x......x..x.....",
-        "x...............",
-        0,
-        0.25,
-        0.35,
-        "snare",
-        "sub",
-        (60, 105),
-    ),
-    "rock": _Style(
-        4,
-        "x.......x.x.....",
-        "....x.......x...",
-        "x.x.x.x.x.x.x.x.",
-        "x.x.x.x.x.x.f.x.",
-        "x.......x.......",
-        0,
-        0.5,
-        0.40,
-        "snare",
-        "bass",
-        (88, 182),
-    ),
-    "dnb": _Style(
-        4,
-        "x.........x.....",
-        "....x.......x...",
-        "x.o.x.o.x.o.x.o.",
-        "x.........x.....",
-        "x...............",
-        0,
-        0.25,
-        0.25,
-        "snare",
-        "sub",
-        (150, 190),
-    ),
-    "ambient-pulse": _Style(
-        4,
-        "o...o...o...o...",
-        "................",
-        "..o...o...o...o.",
-        "x.......x.......",
-        "x...............",
-        0,
-        0.5,
-        0.20,
-        "snare",
-        "sub",
-        (60, 130),
-    ),
-    "reggae": _Style(
-        4,
-        "........x.......",
-        "........x.......",
-        "x.x.x.x.x.x.x.x.",
-        "x..x..f...x.f...",
-        "..x...x...x...x.",
-        0.4,
-        0.5,
-        0.30,
-        "rim",
-        "sub",
-        (60, 100),
-    ),
-    "waltz": _Style(
-        3,
-        "x...........",
-        "....o...o...",
-        "x.o.x.o.x.o.",
-        "x.......f...",
-        "....x...x...",
-        0.9,
-        0.5,
-        0.35,
-        "snare",
-        "bass",
-        (80, 180),
-    ),
-    "funk": _Style(
-        4,
-        "x..x......x..x..",
-        "....x..o.o..x...",
-        "xoxoxoxoxoxoxoxo",
-        "x..o..x...xx..o.",
-        "..x..x....x..x..",
-        0.3,
-        0.25,
-        0.40,
-        "snare",
-        "bass",
-        (88, 126),
-    ),
-}
+from tasks.synth.styles import MAJOR_SCALE, MINOR_SCALE, PITCH_NAMES, PROGRESSIONS, STYLES, TIMBRES, Style
+from tasks.synth.voices import PEAK_DBFS, drum_kit, midi_hz, pink_noise, reverb, tone
 
 
 @dataclass(frozen=True)
@@ -208,7 +44,7 @@ class SongSpec:
     def __post_init__(self) -> None:
         if not 20.0 <= self.bpm <= 400.0:
             raise ValueError(f"bpm out of range: {self.bpm}")
-        if self.tonic not in range(12) or self.mode not in _PROGRESSIONS:
+        if self.tonic not in range(12) or self.mode not in PROGRESSIONS:
             raise ValueError(f"bad key: tonic={self.tonic} mode={self.mode!r}")
         if self.style not in STYLES or self.timbre not in TIMBRES:
             raise ValueError(f"unknown style/timbre: {self.style!r}/{self.timbre!r}")
@@ -286,7 +122,7 @@ def _chord(scale: tuple[int, ...], degree: int) -> tuple[int, int, int]:
     return tuple(scale[(degree + 2 * i) % 7] + 12 * ((degree + 2 * i) // 7) for i in range(3))  # type: ignore
 
 
-def _phrase(spec: SongSpec, st: _Style, prog: tuple[int, ...], rng: np.random.Generator) -> list[tuple]:
+def _phrase(spec: SongSpec, st: Style, prog: tuple[int, ...], rng: np.random.Generator) -> list[tuple]:
     """A melody over one pass of the progression: [(beat, beats, midi)], chord tones on strong 8ths."""
     pool = [m for m in range(62, 88) if (m - spec.tonic) % 12 in spec.scale]
     i = int(np.argmin([abs(m - 74) if (m - spec.tonic) % 12 == 0 else 99 for m in pool]))
@@ -316,7 +152,7 @@ def _phrase(spec: SongSpec, st: _Style, prog: tuple[int, ...], rng: np.random.Ge
 def _compose(spec: SongSpec, rng: np.random.Generator) -> tuple[dict, dict]:
     """Drum hits {name: [(beat, vel)]} and notes {part: [(beat_on, beats, midi, vel)]} for the whole song."""
     st = STYLES[spec.style]
-    prog = _PROGRESSIONS[spec.mode][rng.integers(len(_PROGRESSIONS[spec.mode]))]
+    prog = PROGRESSIONS[spec.mode][rng.integers(len(PROGRESSIONS[spec.mode]))]
     n_bars = int(np.ceil((len(beat_times(spec)) + 1) / st.meter))
     n_phrases = int(np.ceil(n_bars / len(prog)))
     phrase_a = _phrase(spec, st, prog, rng)

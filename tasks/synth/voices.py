@@ -80,7 +80,7 @@ def pluck(f0: float, n: int, sr: int, rng: np.random.Generator, t60: float = 2.5
 def tone(kind: str, f0: float, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     """One note, shape (n,), at ``f0`` Hz with the timbre's own decay (no note-off), peak about 1.
 
-    ``kind`` is a timbre of :data:`tasks.synth.songs.TIMBRES` or a key of :data:`HARMONICS` (``'bass'``, ``'sub'``).
+    ``kind`` is a timbre of :data:`tasks.synth.styles.TIMBRES` or a key of :data:`HARMONICS` (``'bass'``, ``'sub'``).
     """
     t = np.arange(n) / sr
     if kind in ("saw", "square"):  # two detuned oscillators: the classic supersaw-lite

@@ -106,7 +106,7 @@ def test_scale_in_every_key(tonic: int, mode: str) -> None:
 
 @pytest.mark.parametrize(("tonic", "mode"), [(2, "major"), (9, "minor"), (11, "minor")])
 def test_synth_chord_tone(tonic: int, mode: str) -> None:
-    from tasks.synth.songs import chord_tone
+    from tasks.synth.voices import chord_tone
 
     est = estimate_key(compute_spectrum(chord_tone(tonic, mode, duration_s=3.0, sr=SR)))
     assert est.key == _key(tonic, mode)

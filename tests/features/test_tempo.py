@@ -8,7 +8,8 @@ import pytest
 from tasks.constants import SR
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo.estimate import TempoEstimate, estimate_tempo, onset_bands
-from tasks.synth.songs import SongSpec, beat_to_time, chord_tone, click_track, render_song
+from tasks.synth.songs import SongSpec, beat_to_time, render_song
+from tasks.synth.voices import chord_tone, click_track
 
 
 def _estimate(y: np.ndarray, **kw) -> TempoEstimate:

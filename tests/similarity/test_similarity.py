@@ -21,12 +21,12 @@ from tasks.similarity.index import (
     GROUP_WEIGHTS,
     dimension_weights,
     refresh_similarity_index,
-    similar_tracks,
     standardise,
 )
 from tasks.similarity.mix import build_mix, write_m3u
 from tasks.similarity.query import AmbiguousQueryError, TrackNotFoundError, resolve_query
 from tasks.similarity.rules import camelot_compatible, tempo_compatible
+from tasks.similarity.search import similar_tracks
 from tasks.synth.songs import SongSpec
 
 #: Four families: each fixes style, instrumentation, tempo and key; members differ by seed (progression,

@@ -18,19 +18,9 @@ from tasks.errors import CratedigError
 from tasks.synth import demo as demo_library
 from tasks.synth.demo import demo_specs
 from tasks.synth.files import WRITABLE_EXTENSIONS, decoded_duration, write_audio
-from tasks.synth.songs import (
-    MAJOR_SCALE,
-    MINOR_SCALE,
-    PITCH_NAMES,
-    STYLES,
-    TIMBRES,
-    SongSpec,
-    beat_times,
-    chord_tone,
-    click_track,
-    ground_truth_set,
-    render_song,
-)
+from tasks.synth.songs import SongSpec, beat_times, ground_truth_set, render_song
+from tasks.synth.styles import MAJOR_SCALE, MINOR_SCALE, PITCH_NAMES, STYLES, TIMBRES
+from tasks.synth.voices import chord_tone, click_track
 
 ONSET_HOP = 64  # 2.9 ms at SR: fine enough to see a 1-sample-per-beat drift accumulate
 

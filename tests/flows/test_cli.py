@@ -1,0 +1,77 @@
+"""The command line in-process (typer's CliRunner), on catalogs written by the plain store functions: no
+Prefect, no subprocess. Whole runs through ``cratedig analyze`` are in test_durability.py."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tasks.catalog.runs import finish_run, start_run
+from tasks.catalog.store import open_catalog, store_results
+from tasks.constants import ANALYZER_VERSION
+from tasks.features.analyze import analyze_file
+
+
+def cli(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def small_catalog(tmp_path_factory, format_library):
+    """A catalog of the format library's flac and wav songs, its empty flac and its HTML page named .mp3."""
+    root, _ = format_library
+    files = [p for p in sorted(root.rglob("*")) if p.suffix in (".flac", ".wav") or p.name == "not_audio.mp3"]
+    catalog = tmp_path_factory.mktemp("cli") / "catalog.duckdb"
+    con = open_catalog(catalog)
+    run_id = str(uuid.uuid4())
+    start_run(con, run_id, str(root), analyzer_version=ANALYZER_VERSION)
+    results = [analyze_file(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    counts = store_results(con, results, run_id)
+    finish_run(con, run_id, counts | {"files": len(files)})
+    con.close()
+    return catalog, counts
+
+
+def test_help_lists_every_command():
+    res = cli("--help")
+    assert res.exit_code == 0
+    for command in ("analyze", "demo", "status", "rejects", "similar", "mix", "serve"):
+        assert command in res.output
+
+
+def test_status_json_counts_the_catalog(small_catalog):
+    catalog, counts = small_catalog
+    res = cli("status", "--json", "--catalog", catalog)
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.stdout)
+    assert status["tracks"] == sum(counts.values()) == 4
+    assert status["by_status"] == {k: v for k, v in counts.items() if v}
+    assert status["features_by_version"] == {str(ANALYZER_VERSION): counts["analyzed"]}
+    assert status["last_run"]["status"] == "completed"
+
+
+def test_rejects_json_lists_the_bad_files(small_catalog):
+    catalog, _ = small_catalog
+    res = cli("rejects", "--json", "--catalog", catalog)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [(r["reason"], r["path"].rsplit("/", 1)[-1]) for r in rows] == [
+        ("EMPTY", "empty.flac"),
+        ("NOT_AUDIO", "not_audio.mp3"),
+    ]
+
+
+def test_status_without_a_catalog_says_what_to_do(tmp_path):
+    res = cli("status", "--catalog", tmp_path / "nothing.duckdb")
+    assert res.exit_code == 1
+    assert "no catalog" in res.output and "cratedig analyze" in res.output
+
+
+def test_analyze_refuses_a_missing_folder_up_front(tmp_path):
+    res = cli("analyze", tmp_path / "not-there", "--catalog", tmp_path / "c.duckdb")
+    assert res.exit_code == 2
+    assert not (tmp_path / "c.duckdb").exists()

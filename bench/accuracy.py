@@ -50,7 +50,8 @@ from bench.tempo_eval import score as tempo_score
 from tasks.audio.sndfile import sf  # (the libsndfile the analysis workers load)
 from tasks.constants import BPM_RANGE
 from tasks.features.analyze import analyze_file
-from tasks.features.key.estimate import KEY_NAMES, key_scores, mirex_score
+from tasks.features.key.estimate import key_scores
+from tasks.features.key.names import KEY_NAMES, mirex_score
 
 Item = tuple[str, float, str]  # path, reference bpm, reference key
 Method = Callable[[str], tuple[float | None, str | None]]

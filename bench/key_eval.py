@@ -31,7 +31,8 @@ import numpy as np
 
 from bench.results import recording
 from tasks.constants import HOP_LENGTH, SR
-from tasks.features.key.estimate import KEY_NAMES, PROFILES, _estimate, _Params, estimate_key, key_scores, mirex_score
+from tasks.features.key.estimate import PROFILES, _estimate, _Params, estimate_key, key_scores
+from tasks.features.key.names import KEY_NAMES, mirex_score
 from tasks.features.spectrum import compute_spectrum
 
 Item = tuple[str, np.ndarray, str]

@@ -87,6 +87,29 @@ class TrackRow(InventoryRow):
         return _finite_floats(data)
 
 
+#: Float columns of ``features`` that must be finite (NULL is judged by each column's ``nullable``).
+_FINITE_FEATURES = (
+    "bpm",
+    "bpm_confidence",
+    "beat_offset_s",
+    "key_confidence",
+    "tuning_cents",
+    "loudness_lufs",
+    "loudness_range_lu",
+    "true_peak_dbtp",
+    "replaygain_db",
+    "spectral_centroid_hz",
+    "spectral_bandwidth_hz",
+    "spectral_rolloff_hz",
+    "spectral_flatness",
+    "zero_crossing_rate",
+    "rms",
+    "onset_rate",
+    "pulse_clarity",
+    "danceability",
+)
+
+
 class FeatureRow(pa.DataFrameModel):
     """A ``features`` row: ranges a correct analysis can produce, finite floats only."""
 
@@ -128,27 +151,7 @@ class FeatureRow(pa.DataFrameModel):
     analyzed_at: datetime = pa.Field()
     analysis_ms: Optional[float] = pa.Field(nullable=True, ge=0)
 
-    @pa.check(
-        "bpm",
-        "bpm_confidence",
-        "beat_offset_s",
-        "key_confidence",
-        "tuning_cents",
-        "loudness_lufs",
-        "loudness_range_lu",
-        "true_peak_dbtp",
-        "replaygain_db",
-        "spectral_centroid_hz",
-        "spectral_bandwidth_hz",
-        "spectral_rolloff_hz",
-        "spectral_flatness",
-        "zero_crossing_rate",
-        "rms",
-        "onset_rate",
-        "pulse_clarity",
-        "danceability",
-        name="finite",
-    )
+    @pa.check(*_FINITE_FEATURES, name="finite")
     def finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return _finite_floats(data)
 
@@ -178,18 +181,23 @@ class FeatureRow(pa.DataFrameModel):
         coerce = True
 
 
-class RejectRow(pa.DataFrameModel):
-    """A ``rejects`` row."""
+class _PathNote(pa.DataFrameModel):
+    """Columns shared by ``rejects`` and ``track_events``: a file, a note on it and the run that made it."""
 
     path: str = pa.Field(str_length={"min_value": 1})
-    reason: str = pa.Field(isin=list(Reason))
     detail: Optional[str] = pa.Field(nullable=True)
     run_id: Optional[str] = pa.Field(nullable=True)
-    seen_at: datetime = pa.Field()
 
     class Config:
         strict = True
         coerce = True
+
+
+class RejectRow(_PathNote):
+    """A ``rejects`` row."""
+
+    reason: str = pa.Field(isin=list(Reason))
+    seen_at: datetime = pa.Field()
 
 
 class RunRow(pa.DataFrameModel):
@@ -227,19 +235,12 @@ class RunCounts(pa.DataFrameModel):
         coerce = True
 
 
-class TrackEventRow(pa.DataFrameModel):
+class TrackEventRow(_PathNote):
     """A ``track_events`` row (append-only history)."""
 
     track_id: Optional[int] = pa.Field(nullable=True, ge=1)
-    path: str = pa.Field(str_length={"min_value": 1})
     event: str = pa.Field(isin=list(TrackEvent))
-    detail: Optional[str] = pa.Field(nullable=True)
-    run_id: Optional[str] = pa.Field(nullable=True)
     at: datetime = pa.Field()
-
-    class Config:
-        strict = True
-        coerce = True
 
 
 def split_valid(df: pl.DataFrame, model: type[pa.DataFrameModel]) -> tuple[pl.DataFrame, dict[int, str]]:

@@ -181,19 +181,9 @@ def plan_scan(
         else (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
     )
     known = known.with_columns(other_range.fill_null(False).alias("other_range"))
-    joined = inventory.join(
-        known.select(
-            "path",
-            "track_id",
-            pl.col("size_bytes").alias("k_size"),
-            pl.col("mtime_ns").alias("k_mtime"),
-            "status",
-            "analyzer_version",
-            "other_range",
-        ),
-        on="path",
-        how="left",
-    )
+    catalogued = known.rename({"size_bytes": "k_size", "mtime_ns": "k_mtime"})
+    catalogued = catalogued.select("path", "track_id", "k_size", "k_mtime", "status", "analyzer_version", "other_range")
+    joined = inventory.join(catalogued, on="path", how="left")
     unseen = joined.filter(pl.col("track_id").is_null()).select("path", "size_bytes", "mtime_ns")
     seen = joined.filter(pl.col("track_id").is_not_null())
     same = (pl.col("size_bytes") == pl.col("k_size")) & (pl.col("mtime_ns") == pl.col("k_mtime"))
@@ -230,21 +220,10 @@ def plan_scan(
         if candidates.height:
             fps = [fingerprint_fn(p, s) for p, s in zip(candidates["path"], candidates["size_bytes"])]
             candidates = candidates.with_columns(pl.Series("fingerprint", fps, dtype=pl.Utf8))
-            matched = (
-                candidates.join(
-                    gone.select(
-                        "fingerprint",
-                        "track_id",
-                        pl.col("path").alias("old_path"),
-                        pl.col("status").alias("old_status"),
-                        "analyzer_version",
-                    ),
-                    on="fingerprint",
-                    how="inner",
-                )
-                .unique("track_id", keep="first")
-                .unique("path", keep="first")
-            )
+            was = gone.rename({"path": "old_path", "status": "old_status"})
+            was = was.select("fingerprint", "track_id", "old_path", "old_status", "analyzer_version")
+            matched = candidates.join(was, on="fingerprint", how="inner")
+            matched = matched.unique("track_id", keep="first").unique("path", keep="first")
             moved = matched.select("path", "size_bytes", "mtime_ns", "track_id", "old_path")
             new = new.join(moved.select("path"), on="path", how="anti")
     missing = (

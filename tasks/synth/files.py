@@ -144,19 +144,7 @@ def decoded_duration(path: Path) -> float:
         return n / stream.codec_context.sample_rate
 
 
-def write_audio(
-    path: Path | str,
-    y: np.ndarray,
-    sr: int,
-    *,
-    title: str | None = None,
-    artist: str | None = None,
-    album: str | None = None,
-    genre: str | None = None,
-    bpm: float | None = None,
-    key: str | None = None,
-    verify: bool = True,
-) -> Path:
+def write_audio(path: Path | str, y: np.ndarray, sr: int, *, verify: bool = True, **tags: str | float | None) -> Path:
     """Encode ``y`` to ``path`` in the format its extension names, tag it, and check it decodes back.
 
     Parameters
@@ -168,8 +156,9 @@ def write_audio(
         Audio in [-1, 1], float.
     sr : int
         Sample rate of ``y``, Hz.
-    title, artist, album, genre, bpm, key
-        Tags; None leaves the field out. ``bpm`` in BPM, ``key`` e.g. ``'A minor'``.
+    **tags
+        The keyword arguments of :func:`write_tags` (``title``, ``artist``, ``album``, ``genre``, ``bpm`` in
+        BPM, ``key`` e.g. ``'A minor'``); None leaves a field out.
     verify : bool
         Decode the written file and raise if its duration is off by more than 0.1 s.
 
@@ -201,7 +190,7 @@ def write_audio(
             # segfaults on a long song written in one call.
             for start in range(0, len(frames), 1 << 15):
                 f.write(frames[start : start + (1 << 15)])
-    write_tags(path, title=title, artist=artist, album=album, genre=genre, bpm=bpm, key=key)
+    write_tags(path, **tags)
     if verify:
         got = decoded_duration(path)
         # AAC/MP3/Opus add encoder delay and pad to whole frames; allow that on top of the tolerance.

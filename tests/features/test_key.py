@@ -7,15 +7,8 @@ import pytest
 
 from tasks.constants import SR
 from tasks.errors import CratedigError
-from tasks.features.key.estimate import (
-    KEY_NAMES,
-    KeyEstimate,
-    KeyNameError,
-    camelot,
-    estimate_key,
-    mirex_score,
-    open_key,
-)
+from tasks.features.key.estimate import KeyEstimate, estimate_key
+from tasks.features.key.names import KEY_NAMES, KeyNameError, camelot, mirex_score, open_key
 from tasks.features.spectrum import compute_spectrum
 
 PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")

@@ -11,6 +11,18 @@ from tasks.features.tempo.estimate import TempoEstimate, estimate_tempo, onset_b
 from tasks.synth.songs import SongSpec, beat_to_time, render_song
 from tasks.synth.voices import chord_tone, click_track
 
+#: Four voices (MIDI notes) of I IV V I vi ii V I in C major: a chorale-like progression, a new chord a beat.
+CADENCE_CHORDS = [
+    (48, 55, 64, 72),
+    (53, 57, 65, 72),
+    (55, 59, 62, 74),
+    (48, 55, 64, 72),
+    (45, 57, 64, 72),
+    (50, 57, 65, 74),
+    (43, 59, 62, 71),
+    (48, 55, 64, 72),
+]
+
 
 def _estimate(y: np.ndarray, **kw) -> TempoEstimate:
     return estimate_tempo(compute_spectrum(y.astype(np.float32)), **kw)
@@ -169,16 +181,7 @@ def _organ(midis: list[int], n: int, *, attack_s: float = 0.03) -> np.ndarray:
 def _chorale(bpm: float, *, bars: int) -> np.ndarray:
     """Four voices struck in 8ths, a new chord on every beat (I IV V I vi ii V I), the tenor passing on the
     last 8th of every other beat: equal onsets on every 8th, the harmony changing on the beat."""
-    chords = [
-        (48, 55, 64, 72),
-        (53, 57, 65, 72),
-        (55, 59, 62, 74),
-        (48, 55, 64, 72),
-        (45, 57, 64, 72),
-        (50, 57, 65, 74),
-        (43, 59, 62, 71),
-        (48, 55, 64, 72),
-    ]
+    chords = CADENCE_CHORDS
     half = int(round(30.0 / bpm * SR))
     out = []
     for i in range(4 * bars):
@@ -296,16 +299,7 @@ def _struck(midi: int, n: int) -> np.ndarray:
 def test_slow_chorale_with_a_struck_bass_in_8ths_is_not_doubled(bpm: float) -> None:
     # Sustained upper voices (soft attack) changing chord on the beat over a struck bass walking in 8ths:
     # the attacks mark every 8th, the chords the beat (the texture of strings over a piano bass).
-    chords = [
-        (48, 55, 64, 72),
-        (53, 57, 65, 72),
-        (55, 59, 62, 74),
-        (48, 55, 64, 72),
-        (45, 57, 64, 72),
-        (50, 57, 65, 74),
-        (43, 59, 62, 71),
-        (48, 55, 64, 72),
-    ]
+    chords = CADENCE_CHORDS
     beat = int(round(60.0 / bpm * SR))
     out = []
     for i in range(40):

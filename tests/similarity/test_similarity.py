@@ -17,12 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.similarity.index import (
-    GROUP_WEIGHTS,
-    dimension_weights,
-    refresh_similarity_index,
-    standardise,
-)
+from tasks.similarity.index import GROUP_WEIGHTS, dimension_weights, refresh_similarity_index, standardise
 from tasks.similarity.mix import build_mix, write_m3u
 from tasks.similarity.query import AmbiguousQueryError, TrackNotFoundError, resolve_query
 from tasks.similarity.rules import camelot_compatible, tempo_compatible

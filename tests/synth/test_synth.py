@@ -69,12 +69,7 @@ def test_click_track_samples_exact() -> None:
 
 @pytest.mark.parametrize(
     ("style", "bpm", "timbre"),
-    [
-        ("house", 123.37, "saw"),
-        ("dnb", 174.21, "pluck"),
-        ("waltz", 96.5, "piano-ish"),
-        ("rock", 150.5, "organ"),
-    ],
+    [("house", 123.37, "saw"), ("dnb", 174.21, "pluck"), ("waltz", 96.5, "piano-ish"), ("rock", 150.5, "organ")],
 )
 def test_kick_drum_lands_on_beats(style: str, bpm: float, timbre: str) -> None:
     # drift and swing on: kicks must follow beat_times(), not a rounded or straight grid

@@ -22,70 +22,24 @@ The profile (:data:`PROFILE`, bgate) and the harmonic removal and first/last emp
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 
 import numpy as np
 
-from tasks.features.key.names import KEY_NAMES, KeyNameError, camelot, mirex_score, open_key  # noqa: F401 (re-exported)
+from tasks.features.key.names import KEY_NAMES, camelot, open_key
 from tasks.features.spectrum import Spectrum
 
-# Key profiles, index 0 = tonic, as (major, minor). Sources: Krumhansl & Kessler (1982); Temperley (1999,
-# "What's key for key?"); Sha'ath (2011, KeyFinder); Faraldo et al. (2016) edma and bgate as shipped by Essentia.
+# Key profiles (``profiles.json``), index 0 = tonic, as (major, minor). Sources: Krumhansl & Kessler (1982);
+# Temperley (1999, "What's key for key?"); Sha'ath (2011, KeyFinder); Faraldo et al. (2016) edma and bgate as
+# shipped by Essentia.
 PROFILES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "krumhansl": (
-        (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
-        (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17),
-    ),
-    "temperley": (
-        (5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0),
-        (5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.5, 4.0),
-    ),
-    "shaath": (
-        (6.6, 2.0, 3.5, 2.3, 4.6, 4.0, 2.5, 5.2, 2.4, 3.7, 2.3, 3.4),
-        (6.5, 2.7, 3.5, 5.4, 2.6, 3.5, 2.5, 5.2, 4.0, 2.7, 4.3, 3.2),
-    ),
-    "edma": (
-        (
-            0.16519551,
-            0.04749026,
-            0.08293076,
-            0.06687112,
-            0.09994645,
-            0.09274123,
-            0.05294487,
-            0.13159476,
-            0.05218986,
-            0.07443653,
-            0.06940723,
-            0.0642515,
-        ),
-        (
-            0.17235348,
-            0.05336489,
-            0.0761009,
-            0.10043649,
-            0.05621498,
-            0.08527853,
-            0.0497915,
-            0.13451001,
-            0.07458916,
-            0.05003023,
-            0.09187879,
-            0.05545106,
-        ),
-    ),
-    "bgate": (
-        (1.00, 0.00, 0.42, 0.00, 0.53, 0.37, 0.00, 0.77, 0.00, 0.38, 0.21, 0.30),
-        (1.00, 0.00, 0.36, 0.39, 0.00, 0.38, 0.00, 0.74, 0.27, 0.00, 0.42, 0.23),
-    ),
-    # Scale degrees plus a tonic-triad bonus: the simplest profile that separates relative keys.
-    "diatonic": (
-        (2.0, 0.0, 1.0, 0.0, 1.5, 1.0, 0.0, 1.5, 0.0, 1.0, 0.0, 1.0),
-        (2.0, 0.0, 1.0, 1.5, 0.0, 1.0, 0.0, 1.5, 1.0, 0.0, 0.5, 1.0),
-    ),
+    name: (tuple(p["major"]), tuple(p["minor"]))
+    for name, p in json.loads(resources.files(__package__).joinpath("profiles.json").read_text()).items()
 }
-#: The profile :func:`estimate_key` uses (chosen by the measurements in the module docstring).
+#: The profile :func:`estimate_key` uses (chosen by ``bench/key_eval.py --profiles``; figures in ``bench/RESULTS.md``).
 PROFILE = "bgate"
 
 

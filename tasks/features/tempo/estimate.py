@@ -47,13 +47,7 @@ from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
 from tasks.features.spectrum import Spectrum
 from tasks.features.tempo.beats import LATENCY_S, bar_evidence, beat_frames, beat_harmonics, downbeat, first_beat
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, level_dbfs, onset_bands
-from tasks.features.tempo.octave import (
-    Amplitudes,
-    attack_rise,
-    octave_features,
-    octave_probabilities,
-    onset_smoothness,
-)
+from tasks.features.tempo.octave import Amplitudes, attack_rise, octave_features, octave_probabilities, onset_smoothness
 from tasks.vocabulary import TempoReason
 
 #: Below this pulse clarity a track is ``ARHYTHMIC``.

@@ -16,8 +16,7 @@ from flows import artifacts, progress
 from flows.prefect_tasks import analyze_batch, export_parquet, refresh_similarity, scan_library, store_batch
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
 from tasks.catalog import runs, store
-from tasks.catalog.store import LOCK_TIMEOUT_S
-from tasks.constants import ANALYZER_VERSION, BPM_RANGE
+from tasks.constants import ANALYZER_VERSION, BPM_RANGE, LOCK_TIMEOUT_S
 from tasks.features.workers import FILE_TIMEOUT_S, AnalysisOptions, AnalysisPool
 from tasks.vocabulary import OUTCOMES, RunStatus
 

@@ -51,3 +51,6 @@ MAX_DURATION_S: float = 4 * 3600.0
 MIN_TEMPO_DURATION_S: float = 6.0
 #: Peak level below which a file is flagged ``SILENT`` and gets null tempo/key, dBFS.
 SILENCE_DBFS: float = -60.0
+
+#: How long opening the catalog for writing waits for another run that holds it, s.
+LOCK_TIMEOUT_S: float = 30.0

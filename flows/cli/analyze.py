@@ -13,8 +13,7 @@ from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 from flows.settings import DEFAULT_DEMO_LIBRARY
-from tasks.catalog.store import LOCK_TIMEOUT_S
-from tasks.constants import BPM_RANGE
+from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
 
 
 class RichProgress:

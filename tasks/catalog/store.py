@@ -16,12 +16,11 @@ import polars as pl
 
 from schemas.tables import FeatureRow, RejectRow, TrackEventRow, TrackRow, split_valid
 from tasks.catalog.migrations import ddl, migrate
+from tasks.constants import LOCK_TIMEOUT_S
 from tasks.errors import CatalogLockedError
 from tasks.transactions import transaction
 from tasks.vocabulary import OUTCOMES, Reason, TrackEvent, TrackStatus
 
-#: How long opening the catalog waits for another run that holds it, s.
-LOCK_TIMEOUT_S: float = 30.0
 TRACK_COLUMNS = [
     "track_id",
     "path",

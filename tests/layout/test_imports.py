@@ -133,3 +133,15 @@ def test_the_walk_sees_every_kind_of_import(tmp_path, source, expected):
 def test_the_checks_catch_a_cycle_and_an_upward_import():
     assert layer_of("tasks.catalog.store") > layer_of("tasks.similarity.index") > layer_of("tasks.features.analyze")
     assert layer_of("tasks.vocabulary") == 0 and layer_of("flows.cli.app") == len(LAYERS) - 1
+
+
+def test_the_command_line_imports_no_numeric_library():
+    """Importing the CLI stays light. Spawned analysis workers re-import the ``cratedig`` script as their main
+    module; numpy imported there, before the worker's initializer sets one BLAS thread, changed the features
+    in their last digits (and every command would pay ~1 s of imports)."""
+    import subprocess
+    import sys
+
+    code = "import sys, flows.cli; print(sorted({'numpy', 'polars', 'duckdb', 'prefect'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -262,3 +262,21 @@ def split_valid(df: pl.DataFrame, model: type[pa.DataFrameModel]) -> tuple[pl.Da
     bad = sorted(failed)
     good = df.with_row_index("_i").filter(~pl.col("_i").is_in(bad)).drop("_i")
     return model.validate(good), {i: s.rstrip("; ") for i, s in failed.items()}
+
+
+class CorrectionRow(pa.DataFrameModel):
+    """A ``corrections`` row as a user sets it: the same ranges as :class:`FeatureRow` (NULL = not corrected)."""
+
+    track_id: int = pa.Field(ge=1)
+    bpm: Optional[float] = pa.Field(nullable=True, ge=30, le=300)
+    key: Optional[str] = pa.Field(nullable=True, isin=list(KEY_NAMES))
+    beat_offset_s: Optional[float] = pa.Field(nullable=True, ge=0)
+    beats_per_bar: Optional[int] = pa.Field(nullable=True, ge=1, le=16)
+
+    @pa.check("bpm", "beat_offset_s", name="finite")
+    def finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return _finite_floats(data)
+
+    class Config:
+        strict = True
+        coerce = True

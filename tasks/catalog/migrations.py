@@ -10,7 +10,7 @@ from tasks.constants import BPM_RANGE
 from tasks.similarity.sql import ensure_similarity_objects
 
 #: Version of the catalog's tables and views; :data:`MIGRATIONS` has a step for every version after 1.
-SCHEMA_VERSION: int = 4
+SCHEMA_VERSION: int = 5
 
 
 def ddl() -> str:
@@ -30,11 +30,17 @@ def _add_beats_per_bar(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE features ADD COLUMN IF NOT EXISTS beats_per_bar INTEGER")
 
 
+def _add_curation_objects(con: duckdb.DuckDBPyConnection) -> None:
+    # Tables and view of schemas/curation.sql (every statement idempotent).
+    con.execute(resources.files("schemas").joinpath("curation.sql").read_text())
+
+
 #: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
 MIGRATIONS = {
     2: ensure_similarity_objects,  # v2: similarity_index + the similar_tracks() SQL macro in every catalog
     3: _add_bpm_range,  # v3: features.bpm_range_lo / _hi, the preferred tempo range of each row
     4: _add_beats_per_bar,  # v4: features.beats_per_bar; beat_offset_s is the first downbeat
+    5: _add_curation_objects,  # v5: corrections, correction_log, crates, crate_tracks, view effective_tracks
 }
 
 

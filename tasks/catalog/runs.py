@@ -8,6 +8,7 @@ import duckdb
 import polars as pl
 
 from schemas.tables import RunCounts, RunRow
+from tasks.catalog.corrections import curation_counts
 from tasks.catalog.store import now
 from tasks.vocabulary import RunStatus
 
@@ -56,13 +57,14 @@ def finish_run(
 
 
 def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Tracks by status, features by analyzer version, rejects by reason, and the last run."""
+    """Tracks by status, features by analyzer version, rejects by reason, corrected tracks, crates, the last run."""
     by_status = dict(con.execute("SELECT status, count(*) FROM tracks GROUP BY ALL ORDER BY 1").fetchall())
     by_version = {
         str(k): v
         for k, v in con.execute("SELECT analyzer_version, count(*) FROM features GROUP BY ALL ORDER BY 1").fetchall()
     }
     by_reason = dict(con.execute("SELECT reason, count(*) FROM rejects GROUP BY ALL ORDER BY 2 DESC").fetchall())
+    n_corrected, n_crates = curation_counts(con)
     last = next(
         iter(
             con.execute(
@@ -76,6 +78,8 @@ def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "by_status": by_status,
         "features_by_version": by_version,
         "rejects_by_reason": by_reason,
+        "corrected_tracks": n_corrected,
+        "crates": n_crates,
         "last_run": None
         if last is None
         else {"run_id": last[0], "started_at": str(last[1]), "finished_at": str(last[2]), "status": last[3]},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tasks.errors import CratedigError
 
 _PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -46,6 +48,43 @@ def open_key(key: str) -> str:
     pc, mode = _parse_key(key)
     major_pc = (pc + 3 * mode) % 12
     return f"{(7 * major_pc) % 12 + 1}{'m' if mode else 'd'}"
+
+
+#: Standard notation of each key (ID3v2.4 ``TKEY``: at most three characters, ``b``/``#`` half keys, ``m`` minor),
+#: spelled as DJ software shows them; indexed like :data:`KEY_NAMES`.
+STANDARD_KEYS: tuple[str, ...] = (
+    *("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"),
+    *("Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm"),
+)
+_SHORT_KEY = re.compile(r"^([A-Ga-g])([#b♯♭]{0,2})\s*(m|min|minor|maj|major|M)?$")
+
+
+def key_index(key: str) -> int:
+    """Position of a key name in :data:`KEY_NAMES`: 0-11 C..B major, 12-23 C..B minor (Traktor's numbering)."""
+    pc, mode = _parse_key(key)
+    return pc + 12 * mode
+
+
+def standard_key(key: str) -> str:
+    """Standard (ID3 ``TKEY``) notation: ``'A minor'`` -> ``'Am'``, ``'A# major'`` -> ``'Bb'``."""
+    return STANDARD_KEYS[key_index(key)]
+
+
+def key_name(text: str) -> str:
+    """The key name (one of :data:`KEY_NAMES`) that ``text`` writes in any notation cratedig knows.
+
+    Accepts key names (``'A minor'``, ``'Bb min'``), standard notation (``'Am'``, ``'F#'``, ``'Ebm'``), Camelot
+    (``'8A'``) and Open Key (``'1m'``). Raises :class:`KeyNameError` for anything else.
+    """
+    s = text.strip()
+    for name in KEY_NAMES:
+        if s.upper() in (camelot(name), open_key(name).upper()):
+            return name
+    m = _SHORT_KEY.match(s)
+    if m is not None:
+        mode = "minor" if (m.group(3) or "").lower() in ("m", "min", "minor") and m.group(3) != "M" else "major"
+        s = f"{m.group(1).upper()}{m.group(2)} {mode}"
+    return KEY_NAMES[key_index(s)]
 
 
 def mirex_score(estimated: str, reference: str, *, allow_descending_fifths: bool = False) -> float:

@@ -1,0 +1,170 @@
+"""Manual corrections (BPM, key, first downbeat, meter) that outlive every re-analysis.
+
+A correction lives in ``corrections`` (one row per track, NULL = not corrected) with its history in
+``correction_log``; the analysis never writes either. The view ``effective_tracks`` (``schemas/curation.sql``)
+lays the corrections over the analysis, and everything that hands values to a DJ reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from schemas.tables import CorrectionRow
+from tasks.catalog.store import now
+from tasks.errors import CratedigError
+from tasks.features.key.names import KeyNameError, camelot, key_name, open_key
+
+#: Fields a user may correct, in the order they are shown.
+FIELDS: tuple[str, ...] = ("bpm", "key", "beat_offset_s", "beats_per_bar")
+
+
+class CorrectionError(CratedigError):
+    """A correction that cannot be stored (bad value, unknown or unanalysed track)."""
+
+
+def curation_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """``(corrected tracks, crates)``; ``(0, 0)`` in a catalog not yet migrated to the curation tables."""
+    present = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('corrections', 'crates') "
+        "AND schema_name = 'main' AND database_name = current_database()"
+    ).fetchall()[0][0]
+    if present < 2:
+        return 0, 0
+    return con.execute("SELECT (SELECT count(*) FROM corrections), (SELECT count(*) FROM crates)").fetchall()[0]
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Values to correct; ``None`` leaves a field as it is.
+
+    Attributes
+    ----------
+    bpm : float, optional
+        Tempo, BPM (30-300).
+    key : str, optional
+        Any notation :func:`tasks.features.key.names.key_name` reads (``'A minor'``, ``'Am'``, ``'8A'``, ``'1m'``).
+    beat_offset_s : float, optional
+        Time of the first downbeat, s (>= 0).
+    beats_per_bar : int, optional
+        Beats in a bar (1-16).
+    """
+
+    bpm: float | None = None
+    key: str | None = None
+    beat_offset_s: float | None = None
+    beats_per_bar: int | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The fields given, checked and normalised (the key as a key name). Raises :class:`CorrectionError`."""
+        given = {f: getattr(self, f) for f in FIELDS if getattr(self, f) is not None}
+        if not given:
+            raise CorrectionError("nothing to set: give --bpm, --key, --beat-offset or --beats-per-bar (or --clear)")
+        if "key" in given:
+            try:
+                given["key"] = key_name(given["key"])
+            except KeyNameError:
+                raise CorrectionError(f"not a key: {self.key!r} (e.g. 'A minor', 'Am', '8A' or '1m')") from None
+        row = pl.DataFrame([{**dict.fromkeys(FIELDS), **given, "track_id": 1}])
+        try:
+            CorrectionRow.validate(row)
+        except Exception as exc:  # pandera's message names the check; ours names the option
+            bad = [f for f in FIELDS if f in str(exc)]
+            raise CorrectionError(f"bad value for {', '.join(bad) or 'a field'}: {given}") from None
+        return given
+
+
+def _effective(con: duckdb.DuckDBPyConnection, track_id: int) -> dict[str, Any]:
+    rows = con.execute(
+        'SELECT bpm, "key", beat_offset_s, beats_per_bar FROM effective_tracks WHERE track_id = ?', [track_id]
+    ).fetchall()
+    if not rows:
+        raise CorrectionError(f"track {track_id} has no analysis to correct (run `cratedig analyze` first)")
+    return dict(zip(FIELDS, rows[0]))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def set_correction(
+    con: duckdb.DuckDBPyConnection, track_id: int, correction: Correction, *, by: str, at: Any = None
+) -> dict[str, tuple[Any, Any]]:
+    """Store ``correction`` for ``track_id`` (one transaction) and log it.
+
+    Parameters
+    ----------
+    by : str
+        Who sets it (a user name).
+    at : datetime, optional
+        When, UTC (naive, as the catalog stores timestamps); default now.
+
+    Returns
+    -------
+    dict
+        ``{field: (effective value before, value now)}`` for each field set.
+    """
+    values = correction.values()
+    at = at or now()
+    con.execute("BEGIN")
+    try:
+        before = _effective(con, track_id)
+        derived = {}
+        if "key" in values:
+            derived = {"key_camelot": camelot(values["key"]), "key_open": open_key(values["key"])}
+        cols = {**values, **derived}
+        names = ", ".join(f'"{c}"' for c in cols)  # column names come from FIELDS, never from the user
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in cols)
+        con.execute(
+            f"INSERT INTO corrections (track_id, {names}, set_by, set_at) "
+            f"VALUES (?, {', '.join('?' * len(cols))}, ?, ?)"
+            f" ON CONFLICT (track_id) DO UPDATE SET {updates}, set_by = excluded.set_by, set_at = excluded.set_at",
+            [track_id, *cols.values(), by, at],
+        )
+        con.executemany(
+            "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(track_id, f, _text(before[f]), _text(v), by, at) for f, v in values.items()],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return {f: (before[f], v) for f, v in values.items()}
+
+
+def clear_corrections(con: duckdb.DuckDBPyConnection, track_id: int, *, by: str, at: Any = None) -> list[str]:
+    """Drop every correction of ``track_id`` (the analysis shows again); returns the fields that were corrected."""
+    at = at or now()
+    con.execute("BEGIN")
+    try:
+        rows = con.execute(
+            'SELECT bpm, "key", beat_offset_s, beats_per_bar FROM corrections WHERE track_id = ?', [track_id]
+        ).fetchall()
+        fields = [f for f, v in zip(FIELDS, rows[0]) if v is not None] if rows else []
+        con.executemany(
+            "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
+            "VALUES (?, ?, ?, NULL, ?, ?)",
+            [(track_id, f, _text(v), by, at) for f, v in zip(FIELDS, rows[0]) if v is not None] if rows else [],
+        )
+        con.execute("DELETE FROM corrections WHERE track_id = ?", [track_id])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return fields
+
+
+def corrections_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every corrected track: ``track_id, path, bpm, key, beat_offset_s, beats_per_bar`` (NULL = not corrected),
+    the analysed values as ``analyzed_*``, ``set_by`` and ``set_at``."""
+    return con.sql(
+        """SELECT c.track_id, t.path, c.bpm, c."key", c.beat_offset_s, c.beats_per_bar, f.bpm AS analyzed_bpm,
+                  f."key" AS analyzed_key, f.beat_offset_s AS analyzed_beat_offset_s,
+                  f.beats_per_bar AS analyzed_beats_per_bar, c.set_by, c.set_at
+           FROM corrections c JOIN tracks t USING (track_id) LEFT JOIN features f USING (track_id)
+           ORDER BY c.track_id"""
+    ).pl()

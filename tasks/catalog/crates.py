@@ -1,0 +1,181 @@
+"""Crates: smart ones are a saved WHERE clause over ``effective_tracks``, re-evaluated at each use; static ones
+a saved list of tracks (a mix, a ``similar`` result).
+
+A smart crate's clause is user SQL by design. It is checked when saved and again before each use: one
+boolean expression over the view's columns, balanced parentheses, no statement separator, no comment, and
+it must run (read only, inside a transaction that is rolled back) against the view. It is then only ever
+placed inside ``WHERE status = 'analyzed' AND (<clause>)``, where balanced parentheses cannot close.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from tasks.catalog.store import now
+from tasks.errors import CratedigError
+
+#: Columns a crate lists, in order (all from ``effective_tracks``).
+CRATE_COLUMNS = (
+    'track_id, path, title, artist, album, genre, format, duration_s, bpm, "key", key_camelot, key_open, '
+    "beat_offset_s, beats_per_bar, loudness_lufs, replaygain_db, true_peak_dbtp, corrected"
+)
+KINDS = ("smart", "static")
+_MAX_NAME = 200
+
+
+class CrateError(CratedigError):
+    """A crate that cannot be saved or used (bad name, bad clause, unknown crate)."""
+
+
+def check_name(name: str) -> str:
+    """A crate name, stripped: 1-200 printable characters."""
+    s = name.strip()
+    if not s or len(s) > _MAX_NAME or not s.isprintable():
+        raise CrateError(f"bad crate name {name!r}: 1-{_MAX_NAME} printable characters")
+    return s
+
+
+def _code_spans(clause: str) -> list[str]:
+    """The parts of ``clause`` that are SQL code: string literals and quoted identifiers left out.
+
+    Raises :class:`CrateError` for a comment (it could hide the rest of the wrapping query).
+    """
+    try:
+        tokens = duckdb.tokenize(clause)
+    except Exception as exc:  # the tokenizer refuses an unterminated string
+        raise CrateError(f"cannot read the clause: {exc}") from None
+    spans = []
+    ends = [start for start, _ in tokens[1:]] + [len(clause)]
+    for (start, kind), end in zip(tokens, ends):
+        text = clause[start:end]
+        if kind == duckdb.token_type.comment:
+            raise CrateError("comments are not allowed in a crate's clause")
+        if kind == duckdb.token_type.string_const or (
+            kind == duckdb.token_type.identifier and text.lstrip().startswith('"')
+        ):
+            continue
+        spans.append(text)
+    return spans
+
+
+def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:
+    """Check a smart crate's clause; return it stripped, or raise :class:`CrateError` with a one-line reason.
+
+    The clause must be one boolean expression over ``effective_tracks`` (e.g.
+    ``bpm BETWEEN 122 AND 128 AND key_camelot IN ('8A', '9A')``) that DuckDB can evaluate.
+    """
+    s = clause.strip()
+    if not s:
+        raise CrateError("empty clause")
+    depth = 0
+    for span in _code_spans(s):
+        if ";" in span:
+            raise CrateError("';' is not allowed in a crate's clause: give one expression")
+        for ch in span:
+            depth += (ch == "(") - (ch == ")")
+            if depth < 0:
+                raise CrateError("unbalanced parentheses in the clause")
+    if depth != 0:
+        raise CrateError("unbalanced parentheses in the clause")
+    con.execute("BEGIN")  # anything the clause might touch is rolled back
+    try:
+        kind = con.execute(f"DESCRIBE SELECT ({s}) AS ok FROM effective_tracks").fetchall()[0][1]
+        if kind not in ("BOOLEAN", '"NULL"', "NULL"):
+            raise CrateError(f"the clause is a {kind}, not a condition (true or false for each track)")
+        con.execute(f"SELECT count(*) FROM effective_tracks WHERE ({s})").fetchall()
+    except duckdb.Error as exc:
+        why = " ".join(str(exc).split(" LINE 1:")[0].split())  # one line, without DuckDB's echo of the query
+        raise CrateError(f"bad clause: {why}"[:300]) from None
+    finally:
+        con.execute("ROLLBACK")
+    return s
+
+
+def save_smart_crate(con: duckdb.DuckDBPyConnection, name: str, clause: str, *, replace: bool = False) -> str:
+    """Check and save a smart crate; returns the clause stored. An existing name needs ``replace``."""
+    name = check_name(name)
+    clause = check_clause(con, clause)
+    _store(con, name, "smart", clause, [], replace=replace)
+    return clause
+
+
+def save_static_crate(con: duckdb.DuckDBPyConnection, name: str, track_ids: list[int], *, replace: bool = False) -> int:
+    """Save ``track_ids`` in order as a static crate; returns how many."""
+    name = check_name(name)
+    _store(con, name, "static", None, [int(t) for t in track_ids], replace=replace)
+    return len(track_ids)
+
+
+def _store(
+    con: duckdb.DuckDBPyConnection, name: str, kind: str, clause: str | None, ids: list[int], *, replace: bool
+) -> None:
+    con.execute("BEGIN")
+    try:
+        exists = con.execute("SELECT count(*) FROM crates WHERE name = ?", [name]).fetchall()[0][0]
+        if exists and not replace:
+            raise CrateError(f"crate {name!r} exists (remove it first, or replace it)")
+        con.execute("DELETE FROM crate_tracks WHERE name = ?", [name])
+        con.execute("DELETE FROM crates WHERE name = ?", [name])
+        con.execute(
+            "INSERT INTO crates (name, kind, where_sql, created_at) VALUES (?, ?, ?, ?)", [name, kind, clause, now()]
+        )
+        if ids:
+            con.executemany(
+                "INSERT INTO crate_tracks (name, position, track_id) VALUES (?, ?, ?)",
+                [(name, i + 1, t) for i, t in enumerate(ids)],
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def remove_crate(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Delete a crate (its tracks stay in the catalog). Raises :class:`CrateError` when there is none."""
+    con.execute("BEGIN")
+    try:
+        if not con.execute("SELECT count(*) FROM crates WHERE name = ?", [name]).fetchall()[0][0]:
+            raise CrateError(f"no crate named {name!r}")
+        con.execute("DELETE FROM crate_tracks WHERE name = ?", [name])
+        con.execute("DELETE FROM crates WHERE name = ?", [name])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def crate_tracks(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
+    """The analysed tracks of a crate now, with their effective values (:data:`CRATE_COLUMNS`).
+
+    A smart crate is evaluated now (checked again first); a static one keeps its saved order and drops
+    tracks that are no longer analysed.
+    """
+    row = con.execute("SELECT kind, where_sql FROM crates WHERE name = ?", [name]).fetchall()
+    if not row:
+        raise CrateError(f"no crate named {name!r}")
+    kind, clause = row[0]
+    if kind == "smart":
+        clause = check_clause(con, clause)
+        return con.sql(
+            f"SELECT {CRATE_COLUMNS} FROM effective_tracks WHERE status = 'analyzed' AND ({clause}) "
+            "ORDER BY artist NULLS LAST, title NULLS LAST, path"
+        ).pl()
+    return con.sql(
+        f"""SELECT {", ".join("e." + c.strip() for c in CRATE_COLUMNS.split(","))}
+            FROM crate_tracks ct JOIN effective_tracks e USING (track_id)
+            WHERE ct.name = $name AND e.status = 'analyzed' ORDER BY ct.position""",
+        params={"name": name},
+    ).pl()
+
+
+def list_crates(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every crate: ``name, kind, where_sql, created_at`` and ``tracks`` (how many it holds now)."""
+    crates = con.sql("SELECT name, kind, where_sql, created_at FROM crates ORDER BY name").pl()
+    counts = []
+    for name in crates["name"]:
+        try:
+            counts.append(crate_tracks(con, name).height)
+        except CrateError:
+            counts.append(None)  # a clause that no longer runs (a column gone): shown, not fatal
+    return crates.with_columns(pl.Series("tracks", counts, dtype=pl.Int64))

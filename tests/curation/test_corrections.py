@@ -1,0 +1,121 @@
+"""Manual corrections: checked, logged, laid over the analysis by ``effective_tracks``, never touched by a
+re-analysis (forced or after an ``analyzer_version`` bump), counted by ``status``."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tasks.catalog import migrations
+from tasks.catalog.corrections import Correction, CorrectionError, clear_corrections, set_correction
+from tasks.catalog.runs import catalog_counts
+from tasks.catalog.scan import plan_scan, walk_library
+from tasks.catalog.store import known_tracks, open_catalog, store_results
+
+
+def _effective(con, track_id):
+    return con.execute(
+        'SELECT bpm, "key", key_camelot, key_open, beat_offset_s, beats_per_bar, analyzed_bpm, corrected '
+        "FROM effective_tracks WHERE track_id = ?",
+        [track_id],
+    ).fetchall()[0]
+
+
+def test_set_is_checked_logged_and_effective(catalog_copy):
+    con = open_catalog(catalog_copy)
+    analysed_bpm = con.execute("SELECT bpm FROM features WHERE track_id = 1").fetchall()[0][0]
+    changed = set_correction(con, 1, Correction(bpm=62.0, key="8A"), by="dj")
+    assert changed["bpm"] == (analysed_bpm, 62.0)
+    set_correction(con, 1, Correction(beat_offset_s=0.25, beats_per_bar=3), by="dj")  # adds, keeps the bpm
+    bpm, key, cam, ok, offset, bar, analyzed, corrected = _effective(con, 1)
+    assert (bpm, key, cam, ok, offset, bar, corrected) == (62.0, "A minor", "8A", "1m", 0.25, 3, True)
+    assert analyzed == analysed_bpm
+    assert con.execute("SELECT bpm FROM features WHERE track_id = 1").fetchall()[0][0] == analysed_bpm
+    log = con.execute("SELECT field, old_value, new_value, set_by FROM correction_log ORDER BY rowid").fetchall()
+    assert log[0] == ("bpm", str(analysed_bpm), "62.0", "dj")
+    assert [r[0] for r in log] == ["bpm", "key", "beat_offset_s", "beats_per_bar"]
+    assert catalog_counts(con)["corrected_tracks"] == 1
+    assert clear_corrections(con, 1, by="dj") == ["bpm", "key", "beat_offset_s", "beats_per_bar"]
+    assert _effective(con, 1)[0] == analysed_bpm and _effective(con, 1)[-1] is False
+    assert catalog_counts(con)["corrected_tracks"] == 0
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (Correction(), "nothing to set"),
+        (Correction(bpm=500.0), "bpm"),
+        (Correction(bpm=float("nan")), "bpm"),
+        (Correction(key="H minor"), "not a key"),
+        (Correction(beat_offset_s=-1.0), "beat_offset_s"),
+        (Correction(beats_per_bar=0), "beats_per_bar"),
+    ],
+)
+def test_bad_values_are_refused_and_nothing_stored(catalog_copy, bad, message):
+    con = open_catalog(catalog_copy)
+    with pytest.raises(CorrectionError, match=message):
+        set_correction(con, 1, bad, by="dj")
+    assert con.execute("SELECT count(*) FROM corrections").fetchall() == [(0,)]
+    with pytest.raises(CorrectionError, match="no analysis"):
+        set_correction(con, 999, Correction(bpm=120.0), by="dj")
+    con.close()
+
+
+def _reanalyse(con, library, *, analyzer_version, force):
+    """What a run does, without Prefect: walk, plan, analyse what the plan says, store."""
+    from tasks.features.analyze import analyze_file
+
+    plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=analyzer_version, force=force)
+    jobs = plan.to_analyze.to_dicts()
+    results = [analyze_file(j["path"], j["size_bytes"], j["mtime_ns"], track_id=j["track_id"]) for j in jobs]
+    store_results(con, results, f"rerun-{analyzer_version}")
+    return len(jobs)
+
+
+def test_corrections_survive_forced_reanalysis_and_version_bump(dj_catalog, catalog_copy, monkeypatch):
+    import tasks.features.analyze as analyze
+
+    _, library = dj_catalog
+    con = open_catalog(catalog_copy)
+    set_correction(con, 2, Correction(bpm=63.0, key="Ebm", beat_offset_s=1.5), by="dj")
+    before = con.execute("SELECT analyzed_at FROM features WHERE track_id = 2").fetchall()[0][0]
+    assert _reanalyse(con, library, analyzer_version=store_version(), force=True) == 5
+    bumped = store_version() + 1
+    monkeypatch.setattr(analyze, "ANALYZER_VERSION", bumped)
+    assert _reanalyse(con, library, analyzer_version=bumped, force=False) == 5  # every row outdated
+    version, analysed_at = con.execute(
+        "SELECT analyzer_version, analyzed_at FROM features WHERE track_id = 2"
+    ).fetchall()[0]
+    assert version == bumped and analysed_at > before  # really re-analysed
+    bpm, key, _, _, offset, _, analysed_bpm, corrected = _effective(con, 2)
+    assert (bpm, key, offset, corrected) == (63.0, "D# minor", 1.5, True)
+    assert analysed_bpm != 63.0
+    con.close()
+
+
+def store_version() -> int:
+    from tasks.constants import ANALYZER_VERSION
+
+    return ANALYZER_VERSION
+
+
+def test_older_catalog_gets_curation_objects(tmp_path):
+    import duckdb
+
+    path = tmp_path / "v4.duckdb"
+    con = open_catalog(path)
+    con.execute("DROP VIEW effective_tracks")
+    for table in ("corrections", "correction_log", "crate_tracks", "crates"):
+        con.execute(f"DROP TABLE {table}")
+    con.execute("DELETE FROM schema_version WHERE version = 5")
+    con.close()
+    ro = duckdb.connect(str(path), read_only=True)
+    assert catalog_counts(ro)["corrected_tracks"] == 0  # status on a catalog not migrated yet
+    ro.close()
+    con = open_catalog(path)
+    assert con.execute("SELECT count(*) FROM effective_tracks").fetchall() == [(0,)]
+    assert migrations.SCHEMA_VERSION >= 5
+    con.close()
+    assert os.path.exists(path)

@@ -1,0 +1,79 @@
+"""Crates: smart clauses checked when saved (one line, nothing stored), evaluated on the effective values at
+each use; static crates keep their order."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.catalog.corrections import Correction, set_correction
+from tasks.catalog.crates import (
+    CrateError,
+    crate_tracks,
+    list_crates,
+    remove_crate,
+    save_smart_crate,
+    save_static_crate,
+)
+from tasks.catalog.runs import catalog_counts
+from tasks.catalog.store import open_catalog
+
+
+def test_smart_crate_follows_corrections(catalog_copy):
+    con = open_catalog(catalog_copy)
+    save_smart_crate(con, "peak time", "bpm BETWEEN 122 AND 128 AND key_camelot IN ('8A', '9A')")
+    before = set(crate_tracks(con, "peak time")["track_id"])
+    assert before == {1, 2}  # 124 BPM A minor (8A), 126 BPM E minor (9A)
+    set_correction(con, 1, Correction(bpm=140.0), by="dj")  # out of the range now
+    set_correction(con, 3, Correction(key="Am"), by="dj")  # 128 BPM, C major analysed: in now
+    assert set(crate_tracks(con, "peak time")["track_id"]) == {2, 3}
+    assert catalog_counts(con)["crates"] == 1
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "clause, why",
+    [
+        ("bpm > 120; DROP TABLE tracks", "';'"),
+        ("1=1); DROP TABLE tracks; (1=1", "parentheses|';'"),
+        ("true) UNION ALL SELECT 1 FROM tracks WHERE (true", "parentheses"),
+        ("bpm > 120 -- and the rest", "comments"),
+        ("bpm > 120 /* hidden */", "comments"),
+        ("bpm", "not a condition"),
+        ("no_such_column = 1", "bad clause"),
+        ("bpm >", "bad clause"),
+        ("   ", "empty"),
+    ],
+)
+def test_bad_clause_is_one_line_and_not_stored(catalog_copy, clause, why):
+    con = open_catalog(catalog_copy)
+    with pytest.raises(CrateError, match=why) as info:
+        save_smart_crate(con, "bad", clause)
+    assert "\n" not in str(info.value)
+    assert con.execute("SELECT count(*) FROM crates").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM tracks").fetchall() == [(5,)]
+    con.close()
+
+
+def test_literals_may_hold_anything(catalog_copy):
+    con = open_catalog(catalog_copy)
+    save_smart_crate(con, "odd", "title = 'it''s ); -- not code' OR \"key\" = 'A minor'")
+    assert set(crate_tracks(con, "odd")["track_id"]) == {1}
+    con.close()
+
+
+def test_static_crate_order_names_and_removal(catalog_copy):
+    con = open_catalog(catalog_copy)
+    assert save_static_crate(con, "set 1", [3, 1, 2]) == 3
+    assert crate_tracks(con, "set 1")["track_id"].to_list() == [3, 1, 2]
+    with pytest.raises(CrateError, match="exists"):
+        save_static_crate(con, "set 1", [1])
+    save_static_crate(con, "set 1", [2], replace=True)
+    assert crate_tracks(con, "set 1")["track_id"].to_list() == [2]
+    with pytest.raises(CrateError, match="name"):
+        save_static_crate(con, "\x1b[31m", [1])
+    listed = list_crates(con)
+    assert listed.select("name", "kind", "tracks").rows() == [("set 1", "static", 1)]
+    remove_crate(con, "set 1")
+    with pytest.raises(CrateError, match="no crate"):
+        crate_tracks(con, "set 1")
+    con.close()

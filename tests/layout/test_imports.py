@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("schemas",),
     ("tasks.similarity",),
     ("tasks.catalog",),
+    ("tasks.export",),
     ("flows",),
 )
 #: Packages of one layer that must not import each other.

@@ -1,0 +1,98 @@
+"""What an export holds: the analysed tracks with their effective values, the crates as playlists, and the
+small helpers both formats share (file URIs, atomic writes)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import duckdb
+import polars as pl
+
+from tasks.audio.identity import text_to_path
+from tasks.catalog.crates import crate_tracks
+
+#: Columns of ``effective_tracks`` an export reads.
+EXPORT_COLUMNS = (
+    'track_id, path, title, artist, album, genre, duration_s, sample_rate, size_bytes, bpm, "key", '
+    "beat_offset_s, beats_per_bar, loudness_lufs, replaygain_db, true_peak_dbtp, analyzed_at"
+)
+
+
+@dataclass
+class Selection:
+    """Tracks and playlists of one export.
+
+    Attributes
+    ----------
+    tracks : pl.DataFrame
+        :data:`EXPORT_COLUMNS` of the tracks to write, by ``track_id``.
+    playlists : list of (name, list of track_id)
+        One per crate, in name order; track ids in the crate's order, all in ``tracks``.
+    skipped : list of (path, why)
+        Tracks left out (a format the target software cannot play).
+    """
+
+    tracks: pl.DataFrame
+    playlists: list[tuple[str, list[int]]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def select_for_export(
+    con: duckdb.DuckDBPyConnection, crates: list[str] | None = None, *, extensions: frozenset[str], software: str
+) -> Selection:
+    """The analysed tracks (or only the tracks of ``crates``) and the crates (all, or ``crates``) as playlists.
+
+    Tracks whose extension is not in ``extensions`` (what ``software`` plays) are skipped and listed.
+    Raises :class:`tasks.catalog.crates.CrateError` for an unknown crate.
+    """
+    names = crates if crates else [r[0] for r in con.execute("SELECT name FROM crates ORDER BY name").fetchall()]
+    members = {name: crate_tracks(con, name)["track_id"].to_list() for name in names}
+    tracks = con.sql(f"SELECT {EXPORT_COLUMNS} FROM effective_tracks WHERE status = 'analyzed' ORDER BY track_id").pl()
+    if crates:
+        wanted = {t for ids in members.values() for t in ids}
+        tracks = tracks.filter(pl.col("track_id").is_in(list(wanted)))
+    playable = tracks["path"].map_elements(lambda p: os.path.splitext(p)[1].lower() in extensions, pl.Boolean)
+    skipped = [
+        (p, f"{software} cannot play {os.path.splitext(p)[1] or 'this file'}") for p in tracks.filter(~playable)["path"]
+    ]
+    tracks = tracks.filter(playable)
+    kept = set(tracks["track_id"].to_list())
+    playlists = [(name, [t for t in members[name] if t in kept]) for name in names]
+    return Selection(tracks=tracks, playlists=playlists, skipped=skipped)
+
+
+def file_uri(path: str) -> str:
+    """``file://localhost/`` URI of a catalog path, percent-encoded from its bytes (UTF-8 names, and names
+    with undecodable bytes as stored by :func:`tasks.audio.identity.path_to_text`).
+
+    ``/Music/A b.flac`` -> ``file://localhost/Music/A%20b.flac``; ``C:\\Music\\a.mp3`` -> ``file://localhost/C:/Music/a.mp3``.
+    """
+    raw = os.fsencode(text_to_path(path)).replace(b"\\", b"/")
+    return "file://localhost/" + urllib.parse.quote(raw.lstrip(b"/"), safe="/:")
+
+
+def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash or an error leaves ``path`` as it was (or absent) and no temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

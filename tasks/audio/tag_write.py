@@ -1,0 +1,220 @@
+"""Write BPM, key and ReplayGain tags to spec, never risking the audio.
+
+Each container gets its own fields: ID3v2.4 (mp3, wav, aiff) ``TBPM`` as an integer plus ``TXXX:BPM`` with
+the 0.01 value, ``TKEY``, ``TXXX:REPLAYGAIN_TRACK_GAIN`` / ``_PEAK``; Vorbis comments (flac, ogg) ``BPM``,
+``INITIALKEY``, ``REPLAYGAIN_TRACK_GAIN`` / ``_PEAK``; Opus ``BPM``, ``INITIALKEY`` and ``R128_TRACK_GAIN``
+(RFC 7845: Q7.8 dB to -23 LUFS; ReplayGain fields are not used in Opus); MP4 ``tmpo`` (integer) and the
+iTunes freeform ``initialkey``, ``replaygain_track_gain`` / ``_peak``.
+
+A write goes to a copy in the same folder (a hidden name with no audio extension, so a scan ignores a
+leftover), is verified (tags read back; both files decoded and every sample compared) and only then renamed
+over the original: an error or a crash at any point leaves the original file as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import mutagen
+from mutagen.aiff import AIFF
+from mutagen.flac import FLAC
+from mutagen.id3 import ID3, TBPM, TKEY, TXXX
+from mutagen.mp3 import MP3
+from mutagen.mp4 import MP4, MP4FreeForm
+from mutagen.oggflac import OggFLAC
+from mutagen.oggopus import OggOpus
+from mutagen.oggvorbis import OggVorbis
+from mutagen.wave import WAVE
+
+from tasks.audio.decode import backends_for, open_native
+from tasks.errors import CratedigError
+
+#: What ``--fields`` may name.
+FIELDS: tuple[str, ...] = ("bpm", "key", "replaygain")
+#: Reference loudness of ``R128_*`` gains (EBU R128), LUFS.
+R128_REFERENCE_LUFS = -23.0
+_ID3 = {".mp3": MP3, ".wav": WAVE, ".wave": WAVE, ".aif": AIFF, ".aiff": AIFF}
+_VORBIS = {".flac": (FLAC,), ".ogg": (OggVorbis, OggFLAC, OggOpus), ".oga": (OggVorbis, OggFLAC), ".opus": (OggOpus,)}
+_MP4 = {".m4a": MP4, ".mp4": MP4}
+_FREEFORM = "----:com.apple.iTunes:"
+WRITABLE_EXTENSIONS: frozenset[str] = frozenset({*_ID3, *_VORBIS, *_MP4})
+
+
+class TagWriteError(CratedigError):
+    """A tag write that was refused or undone; the original file is untouched."""
+
+
+@dataclass(frozen=True)
+class TagValues:
+    """Values to write; ``None`` leaves a field alone.
+
+    Attributes
+    ----------
+    bpm : float, optional
+        Tempo, BPM.
+    key : str, optional
+        The key as it should read, already in the chosen notation (``'Am'``, ``'8A'``, ``'1m'``).
+    loudness_lufs : float, optional
+        EBU R128 integrated loudness, LUFS: gives the ReplayGain 2 gain (to -18 LUFS) and Opus' R128 gain.
+    replaygain_db : float, optional
+        ReplayGain 2 track gain, dB.
+    peak_dbtp : float, optional
+        True peak, dBTP (written as a linear peak).
+    """
+
+    bpm: float | None = None
+    key: str | None = None
+    loudness_lufs: float | None = None
+    replaygain_db: float | None = None
+    peak_dbtp: float | None = None
+
+
+def _bpm_text(bpm: float) -> str:
+    return f"{bpm:.2f}"
+
+
+def planned_tags(path: str | Path, values: TagValues) -> dict[str, str]:
+    """The container's tag names and the text each should hold (MP4 ``tmpo`` as a number's text)."""
+    ext = Path(path).suffix.lower()
+    if ext not in WRITABLE_EXTENSIONS:
+        raise TagWriteError(f"cannot write tags to {ext or 'files without an extension'} files")
+    out: dict[str, str] = {}
+    gain = None if values.replaygain_db is None else f"{values.replaygain_db:.2f} dB"
+    peak = None if values.peak_dbtp is None else f"{10 ** (values.peak_dbtp / 20):.6f}"
+    if ext in _ID3:
+        names = {"TBPM": "bpm_int", "TXXX:BPM": "bpm", "TKEY": "key"}
+        names |= {"TXXX:REPLAYGAIN_TRACK_GAIN": "gain", "TXXX:REPLAYGAIN_TRACK_PEAK": "peak"}
+    elif ext in _MP4:
+        names = {"tmpo": "bpm_int", f"{_FREEFORM}initialkey": "key"}
+        names |= {f"{_FREEFORM}replaygain_track_gain": "gain", f"{_FREEFORM}replaygain_track_peak": "peak"}
+    elif ext == ".opus":
+        names = {"BPM": "bpm", "INITIALKEY": "key", "R128_TRACK_GAIN": "r128"}
+    else:
+        names = {"BPM": "bpm", "INITIALKEY": "key", "REPLAYGAIN_TRACK_GAIN": "gain", "REPLAYGAIN_TRACK_PEAK": "peak"}
+    texts = {
+        "bpm_int": None if values.bpm is None else str(int(round(values.bpm))),
+        "bpm": None if values.bpm is None else _bpm_text(values.bpm),
+        "key": values.key,
+        "gain": gain,
+        "peak": peak,
+        "r128": None
+        if values.loudness_lufs is None
+        else str(max(-32768, min(32767, round((R128_REFERENCE_LUFS - values.loudness_lufs) * 256)))),
+    }
+    for name, what in names.items():
+        if texts[what] is not None:
+            out[name] = texts[what]
+    return out
+
+
+def _open(path: str | Path, ext: str) -> mutagen.FileType:
+    """The file with the mutagen class its extension names (whatever the file's own name says)."""
+    kinds = (_ID3.get(ext) or _MP4.get(ext),) if ext in _ID3 or ext in _MP4 else _VORBIS[ext]
+    errors = []
+    for kind in kinds:
+        try:
+            return kind(path)
+        except Exception as exc:  # mutagen raises a different type per container
+            errors.append(f"{kind.__name__}: {exc}")
+    raise TagWriteError(f"cannot read the tags of {Path(path).name}: {'; '.join(errors)}"[:300])
+
+
+def read_tag_texts(path: str | Path, names: list[str], *, ext: str | None = None) -> dict[str, str | None]:
+    """The current text of each container tag name (``None`` when absent)."""
+    ext = ext or Path(path).suffix.lower()
+    f = _open(path, ext)
+    tags = f.tags
+    out: dict[str, str | None] = dict.fromkeys(names)
+    if tags is None:
+        return out
+    for name in names:
+        if isinstance(tags, ID3):
+            frame = tags.get(name)
+            out[name] = str(frame.text[0]) if frame is not None and frame.text else None
+        elif name in tags:
+            value = tags[name]
+            first = value[0] if isinstance(value, list) and value else value
+            if isinstance(first, MP4FreeForm) or isinstance(first, bytes):
+                first = bytes(first).decode("utf-8", "replace")
+            out[name] = None if first in (None, []) else str(first)
+    return out
+
+
+def tag_changes(path: str | Path, values: TagValues) -> list[tuple[str, str | None, str]]:
+    """``(tag name, current text, new text)`` for every tag that would change."""
+    want = planned_tags(path, values)
+    have = read_tag_texts(path, list(want))
+    return [(name, have[name], text) for name, text in want.items() if have[name] != text]
+
+
+def _set(f: mutagen.FileType, want: dict[str, str]) -> None:
+    if f.tags is None:
+        f.add_tags()
+    tags = f.tags
+    for name, text in want.items():
+        if isinstance(tags, ID3):
+            if name.startswith("TXXX:"):
+                tags.add(TXXX(encoding=3, desc=name[5:], text=[text]))
+            else:
+                tags.add({"TBPM": TBPM, "TKEY": TKEY}[name](encoding=3, text=[text]))
+        elif name == "tmpo":
+            tags[name] = [int(text)]
+        elif name.startswith(_FREEFORM):
+            tags[name] = [MP4FreeForm(text.encode("utf-8"))]
+        else:
+            tags[name] = [text]
+
+
+def audio_digest(path: str | Path, *, backend: str) -> tuple[int, int, int, str]:
+    """``(sample rate Hz, channels, samples per channel, BLAKE2b of every decoded sample)`` of a file."""
+    h = hashlib.blake2b(digest_size=16)
+    n = 0
+    with open_native(path, backend) as stream:
+        for block in stream.blocks:
+            h.update(block.T.tobytes())  # interleaved, as decoded
+            n += block.shape[1]
+        return stream.sr, stream.channels, n, h.hexdigest()
+
+
+def _verify(original: Path, copy: Path, want: dict[str, str], ext: str) -> None:
+    got = read_tag_texts(copy, list(want), ext=ext)
+    wrong = {k: v for k, v in got.items() if v != want[k]}
+    if wrong:
+        raise TagWriteError(f"{original.name}: tags did not read back as written: {wrong}")
+    backend = backends_for(original)[0]
+    if audio_digest(original, backend=backend) != audio_digest(copy, backend=backend):
+        raise TagWriteError(f"{original.name}: the audio would change; nothing written")
+
+
+def write_tags_safely(path: str | Path, values: TagValues) -> list[tuple[str, str | None, str]]:
+    """Write ``values`` to ``path`` through a verified copy (module docstring); returns the changes made.
+
+    Nothing is written when nothing would change. Raises :class:`TagWriteError` (the original untouched) when
+    the container is not writable, the tags do not read back or the decoded audio differs by one sample.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    changes = tag_changes(path, values)
+    if not changes:
+        return []
+    want = {name: new for name, _, new in changes}
+    tmp = path.with_name(f".{path.name}.cratedig-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copy2(path, tmp)
+        f = _open(tmp, ext)
+        _set(f, want)
+        f.save()
+        _verify(path, tmp, want, ext)
+        os.replace(tmp, path)
+    except TagWriteError:
+        raise
+    except Exception as exc:
+        raise TagWriteError(f"{path.name}: {type(exc).__name__}: {exc}"[:300]) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return changes

@@ -1,0 +1,107 @@
+"""Write the catalog's effective values (corrections over analysis) into the files' tags, and keep the catalog
+in step so that the next run does not take the retagged file for a changed one.
+
+A tag write changes a file's size, mtime and sampled-block fingerprint but not one decoded sample
+(:func:`tasks.audio.tag_write.write_tags_safely` checks); the catalog row gets the new size, mtime,
+fingerprint and tags in the same step, so the next scan sees the file as unchanged and does not re-analyse it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from tasks.audio.identity import fingerprint, path_to_text, text_to_path
+from tasks.audio.tag_write import FIELDS, TagValues, tag_changes, write_tags_safely
+from tasks.audio.tags import read_tags
+from tasks.errors import CratedigError
+from tasks.features.key.names import camelot, open_key, standard_key
+
+#: ``--key-notation`` choices and how each writes a key name.
+KEY_NOTATIONS: dict[str, Callable[[str], str]] = {"standard": standard_key, "camelot": camelot, "openkey": open_key}
+
+
+@dataclass(frozen=True)
+class TagJob:
+    """One file to tag: its catalog id, path (as the catalog stores it) and the values to write."""
+
+    track_id: int
+    path: str
+    values: TagValues
+
+
+def check_fields(fields: list[str]) -> list[str]:
+    """Field names of ``--fields``, checked against :data:`tasks.audio.tag_write.FIELDS`."""
+    bad = [f for f in fields if f not in FIELDS]
+    if bad or not fields:
+        raise CratedigError(f"unknown field(s) {bad or fields}; choose from {', '.join(FIELDS)}")
+    return fields
+
+
+def tag_jobs(
+    con: duckdb.DuckDBPyConnection, paths: list[str], *, fields: list[str], key_notation: str = "standard"
+) -> tuple[list[TagJob], list[str]]:
+    """The analysed tracks at ``paths`` (files, or folders: every track under them) and what to write to each.
+
+    Returns ``(jobs, unknown)``: ``unknown`` lists the paths that match no analysed track.
+    """
+    to_text = KEY_NOTATIONS[key_notation]
+    jobs: dict[int, TagJob] = {}
+    unknown = []
+    for given in paths:
+        full = path_to_text(os.path.abspath(given))
+        rows = con.execute(
+            'SELECT track_id, path, bpm, "key", loudness_lufs, replaygain_db, true_peak_dbtp FROM effective_tracks '
+            "WHERE status = 'analyzed' AND (path = $p OR starts_with(path, rtrim($p, '/') || '/')) ORDER BY path",
+            {"p": full},
+        ).fetchall()
+        if not rows:
+            unknown.append(given)
+        for track_id, path, bpm, key, lufs, gain, peak in rows:
+            values = TagValues(
+                bpm=bpm if "bpm" in fields else None,
+                key=to_text(key) if key and "key" in fields else None,
+                loudness_lufs=lufs if "replaygain" in fields else None,
+                replaygain_db=gain if "replaygain" in fields else None,
+                peak_dbtp=peak if "replaygain" in fields else None,
+            )
+            jobs[track_id] = TagJob(track_id, path, values)
+    return list(jobs.values()), unknown
+
+
+def planned_changes(job: TagJob) -> list[tuple[str, str | None, str]]:
+    """What :func:`apply` would change in the file: ``(tag, current, new)``."""
+    return tag_changes(text_to_path(job.path), job.values)
+
+
+def apply(con: duckdb.DuckDBPyConnection, job: TagJob) -> list[tuple[str, str | None, str]]:
+    """Write the job's tags (verified, atomic) and record the file's new size, mtime, fingerprint and tags.
+
+    Raises :class:`tasks.audio.tag_write.TagWriteError` with the file untouched when the write is refused.
+    """
+    path = text_to_path(job.path)
+    st = os.stat(path)
+    known = con.execute("SELECT size_bytes, mtime_ns FROM tracks WHERE track_id = ?", [job.track_id]).fetchall()
+    in_step = bool(known) and known[0] == (st.st_size, st.st_mtime_ns)
+    changes = write_tags_safely(path, job.values)
+    # Only a file the catalog knew as it was is marked as retagged: one changed since its analysis must
+    # still be re-analysed as changed.
+    if changes and in_step:
+        st = os.stat(path)
+        tags = read_tags(path)
+        con.execute(
+            "UPDATE tracks SET size_bytes = ?, mtime_ns = ?, fingerprint = ?, tag_bpm = ?, tag_key = ? "
+            "WHERE track_id = ?",
+            [st.st_size, st.st_mtime_ns, fingerprint(path, st.st_size), tags["tag_bpm"], tags["tag_key"], job.track_id],
+        )
+    return changes
+
+
+def display_path(path: str) -> str:
+    """A catalog path as shown to a user (the file name and its folder)."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name

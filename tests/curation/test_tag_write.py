@@ -1,0 +1,135 @@
+"""Tag write-back: to spec per container, the decoded audio identical sample for sample, the original intact
+when anything fails, and a retagged file not re-analysed by the next run."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import mutagen
+import numpy as np
+import pytest
+
+from tasks.audio import tag_write
+from tasks.audio.decode import read_native
+from tasks.audio.tag_write import TagValues, TagWriteError, read_tag_texts, tag_changes, write_tags_safely
+from tasks.audio.tags import read_tags
+from tasks.constants import ANALYZER_VERSION, SR
+from tasks.synth.files import write_audio
+from tasks.synth.songs import SongSpec, render_song
+
+FORMATS = ("flac", "mp3", "ogg", "opus", "m4a", "wav")
+VALUES = TagValues(bpm=127.456, key="F#m", loudness_lufs=-11.2, replaygain_db=-6.8, peak_dbtp=-0.4)
+
+
+@pytest.fixture(scope="module")
+def song() -> np.ndarray:
+    return render_song(SongSpec(bpm=127.5, tonic=6, mode="minor", duration_s=3.0, seed=21), sr=SR)
+
+
+def _file(folder: Path, fmt: str, song: np.ndarray) -> Path:
+    return write_audio(folder / f"track é.{fmt}", song, SR, title="T", artist="A", bpm=120.0, key="C major")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_write_back_keeps_every_sample_and_reads_back(fmt, song, tmp_path):
+    path = _file(tmp_path, fmt, song)
+    before, sr_before, _ = read_native(path)
+    changes = write_tags_safely(path, VALUES)
+    assert changes and tag_changes(path, VALUES) == []  # written, and a second run has nothing to do
+    after, sr_after, _ = read_native(path)
+    assert sr_after == sr_before and after.shape == before.shape
+    assert np.array_equal(after, before)  # bit for bit
+    assert os.listdir(tmp_path) == [path.name]  # no temporary file left
+    tags = read_tags(path)  # what the next analysis will read
+    assert tags["tag_key"] == "F#m" and tags["title"] == "T"
+    raw = mutagen.File(path).tags
+    if fmt in ("mp3", "wav"):
+        assert raw.version[:2] == (2, 4)
+        assert str(raw["TBPM"]) == "127" and str(raw["TXXX:BPM"]) == "127.46" and str(raw["TKEY"]) == "F#m"
+        assert str(raw["TXXX:REPLAYGAIN_TRACK_GAIN"]) == "-6.80 dB"
+        assert float(str(raw["TXXX:REPLAYGAIN_TRACK_PEAK"])) == pytest.approx(10 ** (-0.4 / 20), abs=1e-6)
+    elif fmt == "m4a":
+        assert raw["tmpo"] == [127] and bytes(raw["----:com.apple.iTunes:initialkey"][0]) == b"F#m"
+        assert bytes(raw["----:com.apple.iTunes:replaygain_track_gain"][0]) == b"-6.80 dB"
+    elif fmt == "opus":
+        assert raw["BPM"] == ["127.46"] and raw["INITIALKEY"] == ["F#m"]
+        assert raw["R128_TRACK_GAIN"] == [str(round((-23 + 11.2) * 256))]  # Q7.8 dB to -23 LUFS
+        assert "REPLAYGAIN_TRACK_GAIN" not in raw
+    else:
+        assert raw["BPM"] == ["127.46"] and raw["INITIALKEY"] == ["F#m"]
+        assert raw["REPLAYGAIN_TRACK_GAIN"] == ["-6.80 dB"]
+
+
+@pytest.mark.parametrize("fmt", ["flac", "mp3", "m4a"])
+@pytest.mark.parametrize("where", ["verify", "rename", "decode"])
+def test_a_failure_leaves_the_original_intact(fmt, where, song, tmp_path, monkeypatch):
+    path = _file(tmp_path, fmt, song)
+    digest = _sha(path)
+    if where == "verify":  # the copy is tagged, then the process "crashes"
+        monkeypatch.setattr(tag_write, "_verify", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            write_tags_safely(path, VALUES)
+    elif where == "rename":
+        monkeypatch.setattr(tag_write.os, "replace", lambda *a: (_ for _ in ()).throw(OSError(28, "No space")))
+        with pytest.raises(TagWriteError, match="No space"):
+            write_tags_safely(path, VALUES)
+    else:  # a decoder that sees one sample differ in the copy
+        real = tag_write.audio_digest
+        monkeypatch.setattr(
+            tag_write, "audio_digest", lambda p, backend: real(p, backend=backend) + (".cratedig-" in str(p),)
+        )
+        with pytest.raises(TagWriteError, match="audio would change"):
+            write_tags_safely(path, VALUES)
+    assert _sha(path) == digest
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_unwritable_container_is_refused(tmp_path):
+    path = tmp_path / "x.wma"
+    path.write_bytes(b"0" * 100)
+    with pytest.raises(TagWriteError, match="cannot write tags"):
+        write_tags_safely(path, VALUES)
+
+
+def test_retagged_file_is_not_reanalysed(song, tmp_path):
+    from tasks.catalog.corrections import Correction, set_correction
+    from tasks.catalog.scan import plan_scan, walk_library
+    from tasks.catalog.store import known_tracks, open_catalog, store_results
+    from tasks.catalog.tag_sync import apply, tag_jobs
+    from tasks.features.analyze import analyze_file
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    paths = [_file(library / "", fmt, song).rename(library / f"t.{fmt}") for fmt in ("flac", "mp3")]
+    con = open_catalog(tmp_path / "c.duckdb")
+    store_results(con, [analyze_file(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths], "r1")
+    set_correction(con, 1, Correction(bpm=127.5, key="Am"), by="dj")
+    jobs, unknown = tag_jobs(con, [str(library), str(tmp_path / "nope.flac")], fields=["bpm", "key", "replaygain"])
+    assert len(jobs) == 2 and unknown == [str(tmp_path / "nope.flac")]
+    for job in jobs:
+        assert apply(con, job)
+    assert read_tag_texts(paths[0], ["BPM", "INITIALKEY"]) == {"BPM": "127.50", "INITIALKEY": "Am"}  # the correction
+    plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
+    assert plan.changed.height == 0 and plan.to_analyze.height == 0 and plan.unchanged.height == 2
+    assert con.execute("SELECT tag_key FROM tracks WHERE track_id = 1").fetchall() == [("Am",)]
+    # A file edited since its analysis stays "changed" after a tag write: it must be re-analysed.
+    os.utime(paths[1], ns=(1, 1))
+    (job,) = tag_jobs(con, [str(paths[1])], fields=["key"], key_notation="camelot")[0]
+    assert apply(con, job)
+    plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
+    assert plan.changed["path"].to_list() == [str(paths[1])]
+    con.close()
+
+
+def test_a_leftover_of_a_killed_write_is_not_taken_for_audio(tmp_path):
+    from tasks.catalog.scan import walk_library
+
+    (tmp_path / ".song.flac.cratedig-0123abcd.tmp").write_bytes(b"fLaC" + bytes(100))
+    found = walk_library(tmp_path)
+    assert found.files.height == 0 and found.n_ignored == 1

@@ -13,7 +13,8 @@ from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 
 @app.command()
 def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
-    """Print the catalog's counts: tracks by status, analyses by version, rejects by reason, last run."""
+    """Print the catalog's counts: tracks by status, analyses by version, rejects by reason, corrections, crates,
+    last run."""
     from tasks.catalog.runs import catalog_counts
     from tasks.catalog.store import open_catalog
 
@@ -34,6 +35,8 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
         table.add_row(f"analyzer_version {k}", str(v))
     for k, v in counts["rejects_by_reason"].items():
         table.add_row(f"rejects {k}", str(v))
+    table.add_row("corrected tracks", str(counts["corrected_tracks"]))
+    table.add_row("crates", str(counts["crates"]))
     if counts["last_run"]:
         table.add_row("last run", f"{counts['last_run']['finished_at']} ({counts['last_run']['status']})")
     out.print(table)

@@ -34,8 +34,11 @@ def _open(catalog: Path) -> Any:
 def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
     """Run ``query(con)``; user errors become a message and an exit code (2 = ambiguous query, 1 = other).
 
-    A catalog analysed before the similarity index existed gets its index built once (writable).
+    A catalog analysed before the similarity index (or the curation view) existed is opened writable once,
+    which migrates it and builds its index.
     """
+    import duckdb
+
     from tasks.catalog.store import open_catalog
     from tasks.similarity.index import IndexMissingError, refresh_similarity_index
     from tasks.similarity.query import AmbiguousQueryError, SimilarityError
@@ -44,7 +47,7 @@ def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
     try:
         try:
             return query(con)
-        except IndexMissingError:
+        except (IndexMissingError, duckdb.CatalogException):
             con.close()
             con = open_catalog(catalog)
             refresh_similarity_index(con)
@@ -61,6 +64,26 @@ def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
 
 def _fmt_bpm(v: float | None) -> str:
     return f"{v:.2f}" if v is not None else "-"
+
+
+SaveCrateOpt = typer.Option(None, "--save-crate", help="Also save the tracks, in order, as a static crate NAME.")
+
+
+def _save_crate(catalog: Path, name: Optional[str], ids: list[int]) -> None:
+    """Save ``ids`` in order as the static crate ``name`` (replacing one of that name)."""
+    if name is None:
+        return
+    from rich.text import Text
+
+    from flows.cli.support import catalog_connection, fail
+    from tasks.catalog.crates import CrateError, save_static_crate
+
+    with catalog_connection(catalog) as con:
+        try:
+            n = save_static_crate(con, name, ids, replace=True)
+        except CrateError as exc:
+            fail(str(exc), 2)
+    console.print(Text(f"saved crate {name.strip()!r} ({n} tracks)"))
 
 
 def _emit(rows: Any, *, title: str, as_json: bool, m3u: Optional[Path], position: bool = False) -> None:
@@ -106,6 +129,7 @@ def similar(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows on stdout."),
     m3u: Optional[Path] = typer.Option(None, "--m3u", help="Write the results as an M3U playlist."),
+    save_crate: Optional[str] = SaveCrateOpt,
     catalog: Path = CatalogOpt,
 ) -> None:
     """Tracks that sound like QUERY, nearest first."""
@@ -127,6 +151,7 @@ def similar(
             exclude_duplicates=not keep_duplicates,
         ),
     )
+    _save_crate(catalog, save_crate, rows["track_id"].to_list())
     _emit(rows, title=f"similar to {' + '.join(query)}", as_json=as_json, m3u=m3u)
 
 
@@ -141,6 +166,7 @@ def mix(
     metric: Metric = typer.Option(Metric.cosine, "--metric", help="Distance."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON rows on stdout."),
     m3u: Optional[Path] = typer.Option(None, "--m3u", help="Write the set as an M3U playlist."),
+    save_crate: Optional[str] = SaveCrateOpt,
     catalog: Path = CatalogOpt,
 ) -> None:
     """A DJ set from SEED: each next track similar, tempo- and key-compatible, none repeated."""
@@ -157,4 +183,5 @@ def mix(
             f"[yellow]only {rows.height} of {length} tracks: no compatible track left "
             "(try a wider --bpm-window or --no-harmonic)[/yellow]"
         )
+    _save_crate(catalog, save_crate, rows["track_id"].to_list())
     _emit(rows, title=f"mix from {seed}", as_json=as_json, m3u=m3u, position=True)

@@ -56,6 +56,10 @@ RESULT_SCHEMA: dict[str, Any] = {
 RESULT_COLUMNS: tuple[str, ...] = tuple(RESULT_SCHEMA)
 #: Analysed tracks with their features (aliases t, f): what gets indexed.
 ANALYSED_SQL = "tracks t JOIN features f USING (track_id) WHERE t.status = 'analyzed'"
+#: The same with their manual corrections (alias c; ``schemas/curation.sql``).
+CORRECTED_SQL = (
+    "tracks t JOIN features f USING (track_id) LEFT JOIN corrections c USING (track_id) WHERE t.status = 'analyzed'"
+)
 #: Duplicate key of title + artist: case and surrounding space do not make a different recording.
 TA_KEY_SQL = (
     "CASE WHEN nullif(trim(t.title), '') IS NULL OR nullif(trim(t.artist), '') IS NULL THEN 0::UBIGINT "
@@ -117,6 +121,9 @@ def _embedding_source(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int]:
 def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> dict[str, Any]:
     """Relearn the standardisation and rebuild ``similarity_index`` and the SQL macros, in one transaction.
 
+    The index's tempo and key (what ``bpm_window`` and ``harmonic`` filter on, and what results show) are
+    the effective ones: a manual correction wins over the analysis. The embedding is the analysis's.
+
     Only analysed tracks with the newest ``embedding_version`` (and finite values) are indexed.
     Skipped when nothing changed since the last refresh (unless ``force``). Call it after every
     analysis run. Returns ``{'tracks', 'dim', 'embedding_version', 'generation', 'skipped'}``.
@@ -128,7 +135,8 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
     signature = str(
         _one(
             con,
-            f"""SELECT count(*), max(f.analyzed_at), sum(f.track_id), sum(hash(t.path) >> 8)
+            f"""SELECT count(*), max(f.analyzed_at), sum(f.track_id), sum(hash(t.path) >> 8),
+                           (SELECT sum(hash(track_id, bpm, key_camelot) >> 8) FROM corrections)
                                     FROM {ANALYSED_SQL} AND f.embedding_version IS NOT DISTINCT FROM ?""",
             [version],
         )
@@ -147,9 +155,13 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
     table = _arrow(
         con.sql(
             f"""
-        SELECT f.track_id, f.embedding, f.bpm, f.key_camelot, cratedig_camelot_code(f.key_camelot) AS camelot,
-               hash(t.fingerprint) AS fp, {TA_KEY_SQL} AS ta, t.path, t.title, t.artist, f."key"
-        FROM {ANALYSED_SQL} AND f.embedding_version IS NOT DISTINCT FROM ? AND len(f.embedding) = ?
+        SELECT f.track_id, f.embedding, coalesce(c.bpm, f.bpm) AS bpm,
+               coalesce(c.key_camelot, f.key_camelot) AS key_camelot,
+               cratedig_camelot_code(coalesce(c.key_camelot, f.key_camelot)) AS camelot,
+               hash(t.fingerprint) AS fp, {TA_KEY_SQL} AS ta, t.path, t.title, t.artist,
+               coalesce(c."key", f."key") AS "key"
+        FROM {CORRECTED_SQL}
+             AND f.embedding_version IS NOT DISTINCT FROM ? AND len(f.embedding) = ?
              AND list_bool_and([isfinite(x) for x in f.embedding])
         ORDER BY f.track_id""",
             params=[version, dim],

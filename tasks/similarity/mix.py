@@ -62,9 +62,8 @@ def build_mix(
         schema={"position": pl.Int64, "track_id": pl.Int64, "distance": pl.Float64},
     )
     meta = con.sql(
-        """SELECT t.track_id, t.path, t.title, t.artist, f.bpm, f."key", f.key_camelot, t.duration_s
-                      FROM tracks t JOIN features f USING (track_id)
-                      WHERE t.track_id IN (SELECT unnest(?::BIGINT[]))""",
+        """SELECT track_id, path, title, artist, bpm, "key", key_camelot, duration_s
+                      FROM effective_tracks WHERE track_id IN (SELECT unnest(?::BIGINT[]))""",
         params=[played],
     ).pl()
     return (

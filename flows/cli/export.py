@@ -1,0 +1,66 @@
+"""``cratedig export rekordbox|traktor``: the catalog (effective values) and its crates for DJ software."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.text import Text
+
+from flows.cli.app import CatalogOpt, app, console
+from flows.cli.support import catalog_connection, fail
+
+export_app = typer.Typer(no_args_is_help=True, help="Write the catalog for DJ software (rekordbox XML, Traktor NML).")
+app.add_typer(export_app, name="export")
+
+CrateOpt = typer.Option(None, "--crate", help="Only this crate (repeat for more); default: every track and crate.")
+
+
+def _report(selection, out_path: Path) -> None:
+    console.print(Text(f"wrote {selection.tracks.height} tracks, {len(selection.playlists)} playlists to {out_path}"))
+    for path, why in selection.skipped:
+        console.print(Text(f"  skipped {path}: {why}"))
+
+
+def _export(catalog: Path, run) -> None:
+    from tasks.catalog.crates import CrateError
+
+    with catalog_connection(catalog, read_only=True) as con:
+        try:
+            return run(con)
+        except CrateError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot write: {exc}")
+
+
+@export_app.command("rekordbox")
+def rekordbox(
+    out_path: Path = typer.Argument(..., metavar="OUT.xml", help="rekordbox XML file to write."),
+    crate: Optional[List[str]] = CrateOpt,
+    catalog: Path = CatalogOpt,
+) -> None:
+    """rekordbox XML: collection with beat grid and a memory cue at the first downbeat, one playlist per crate."""
+    from tasks.export.rekordbox import export_rekordbox
+
+    _report(_export(catalog, lambda con: export_rekordbox(con, out_path, crate or None)), out_path)
+
+
+@export_app.command("traktor")
+def traktor(
+    out_path: Path = typer.Argument(..., metavar="OUT.nml", help="Traktor NML file to write."),
+    crate: Optional[List[str]] = CrateOpt,
+    volume: str = typer.Option(
+        "Macintosh HD",
+        "--volume",
+        help="Name of the disk the music is on, as Traktor sees it (macOS; C: etc. "
+        "on Windows paths and /Volumes/NAME are recognised).",
+    ),
+    catalog: Path = CatalogOpt,
+) -> None:
+    """Traktor NML: collection with tempo, key, loudness and a grid marker at the first downbeat, one playlist per
+    crate."""
+    from tasks.export.traktor import export_traktor
+
+    _report(_export(catalog, lambda con: export_traktor(con, out_path, crate or None, volume=volume)), out_path)

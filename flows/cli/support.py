@@ -1,0 +1,67 @@
+"""What the curation commands (``set``, ``crate``, ``export``, ``tags``) share: opening the catalog and
+turning the errors a user can cause into one line and an exit code.
+
+Exit codes: 1 = nothing to work on or a refused write (no catalog, unknown track or crate, a file that
+could not be tagged), 2 = a bad option or argument value (a bad ``--where`` clause, key, BPM, an ambiguous
+query), 3 = the catalog is busy (another run holds it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from flows.cli.app import console
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``message`` as one line (literally: no rich markup) on stderr and exit with ``code``."""
+    console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def catalog_connection(catalog: Path, *, read_only: bool = False, lock_timeout: float = 30.0) -> Iterator[Any]:
+    """A catalog connection, closed on exit; a missing catalog and a busy one end the command in one line.
+
+    A catalog written by an older cratedig is opened writable once, which migrates it.
+    """
+    import duckdb
+
+    from tasks.catalog.migrations import SCHEMA_VERSION
+    from tasks.catalog.store import open_catalog
+    from tasks.errors import CatalogLockedError
+
+    if not catalog.exists():
+        fail(f"no catalog at {catalog} (run `cratedig analyze PATH` first)")
+    try:
+        con = open_catalog(catalog, read_only=read_only, lock_timeout_s=lock_timeout)
+        if read_only and con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] < SCHEMA_VERSION:
+            con.close()
+            open_catalog(catalog, lock_timeout_s=lock_timeout).close()
+            con = open_catalog(catalog, read_only=True, lock_timeout_s=lock_timeout)
+    except CatalogLockedError as exc:
+        fail(str(exc), 3)
+    except duckdb.Error as exc:
+        fail(f"cannot open the catalog {catalog}: {' '.join(str(exc).split())}")
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def resolve_one(con: Any, query: str) -> int:
+    """The track id a user's QUERY names (exit 2 with the candidates when ambiguous, 1 when none)."""
+    from tasks.similarity.query import AmbiguousQueryError, TrackNotFoundError, resolve_query
+
+    try:
+        return resolve_query(con, query)[0]
+    except AmbiguousQueryError as exc:
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    except TrackNotFoundError as exc:
+        fail(str(exc))

@@ -119,3 +119,20 @@ def test_older_catalog_gets_curation_objects(tmp_path):
     assert migrations.SCHEMA_VERSION >= 5
     con.close()
     assert os.path.exists(path)
+
+
+def test_similarity_filters_on_corrected_values(catalog_copy):
+    from tasks.similarity.index import refresh_similarity_index
+    from tasks.similarity.search import similar_tracks
+
+    con = open_catalog(catalog_copy)
+    near = similar_tracks(con, 1, k=4, bpm_window=4)  # 124 BPM: 126 and 128 pass, 92 and 100 do not
+    assert set(near["track_id"]) == {2, 3}
+    set_correction(con, 2, Correction(bpm=100.0, key="Gm"), by="dj")
+    assert refresh_similarity_index(con)["skipped"] is False  # a correction changes the index
+    near = similar_tracks(con, 1, k=4, bpm_window=4)
+    assert set(near["track_id"]) == {3}
+    row = similar_tracks(con, 5, k=4, bpm_window=4).row(0, named=True)  # 100 BPM: finds the corrected track
+    assert (row["track_id"], row["bpm"], row["key"], row["key_camelot"]) == (2, 100.0, "G minor", "6A")
+    assert con.execute("SELECT * FROM similar_tracks('5', 1, bpm_window := 4)").fetchall()[0][0] == 2  # SQL too
+    con.close()

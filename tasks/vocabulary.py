@@ -77,3 +77,19 @@ class FeatureFlag(StrEnum):
     SILENT = "SILENT"  # the track is silent
     SHORT = "SHORT"  # shorter than the minimum tempo duration
     LOUDNESS_UNSUPPORTED = "LOUDNESS_UNSUPPORTED"  # over 6 channels or a rate BS.1770 does not define
+
+
+class CrateKind(StrEnum):
+    """Kinds of ``crates.kind``."""
+
+    SMART = "smart"  # a saved condition over effective_tracks, evaluated at each use
+    STATIC = "static"  # a saved list of tracks (crate_tracks)
+
+
+class CorrectedField(StrEnum):
+    """Fields a user may correct (``corrections`` columns, ``correction_log.field``)."""
+
+    BPM = "bpm"
+    KEY = "key"
+    BEAT_OFFSET_S = "beat_offset_s"
+    BEATS_PER_BAR = "beats_per_bar"

@@ -17,9 +17,11 @@ from schemas.tables import CorrectionRow
 from tasks.catalog.store import now
 from tasks.errors import CratedigError
 from tasks.features.key.names import KeyNameError, camelot, key_name, open_key
+from tasks.transactions import transaction
+from tasks.vocabulary import CorrectedField
 
 #: Fields a user may correct, in the order they are shown.
-FIELDS: tuple[str, ...] = ("bpm", "key", "beat_offset_s", "beats_per_bar")
+FIELDS: tuple[str, ...] = tuple(CorrectedField)
 
 
 class CorrectionError(CratedigError):
@@ -109,8 +111,7 @@ def set_correction(
     """
     values = correction.values()
     at = at or now()
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         before = _effective(con, track_id)
         derived = {}
         if "key" in values:
@@ -129,18 +130,13 @@ def set_correction(
             "VALUES (?, ?, ?, ?, ?, ?)",
             [(track_id, f, _text(before[f]), _text(v), by, at) for f, v in values.items()],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return {f: (before[f], v) for f, v in values.items()}
 
 
 def clear_corrections(con: duckdb.DuckDBPyConnection, track_id: int, *, by: str, at: Any = None) -> list[str]:
     """Drop every correction of ``track_id`` (the analysis shows again); returns the fields that were corrected."""
     at = at or now()
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         rows = con.execute(
             'SELECT bpm, "key", beat_offset_s, beats_per_bar FROM corrections WHERE track_id = ?', [track_id]
         ).fetchall()
@@ -151,10 +147,6 @@ def clear_corrections(con: duckdb.DuckDBPyConnection, track_id: int, *, by: str,
             [(track_id, f, _text(v), by, at) for f, v in zip(FIELDS, rows[0]) if v is not None] if rows else [],
         )
         con.execute("DELETE FROM corrections WHERE track_id = ?", [track_id])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return fields
 
 

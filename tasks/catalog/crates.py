@@ -4,7 +4,7 @@ a saved list of tracks (a mix, a ``similar`` result).
 A smart crate's clause is user SQL by design. It is checked when saved and again before each use: one
 boolean expression over the view's columns, balanced parentheses, no statement separator, no comment, and
 it must run (read only, inside a transaction that is rolled back) against the view. It is then only ever
-placed inside ``WHERE status = 'analyzed' AND (<clause>)``, where balanced parentheses cannot close.
+placed inside ``WHERE status = $status AND (<clause>)``, where balanced parentheses cannot close.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import polars as pl
 
 from tasks.catalog.store import now
 from tasks.errors import CratedigError
+from tasks.transactions import transaction
+from tasks.vocabulary import CrateKind, TrackStatus
 
 #: Columns a crate lists, in order (all from ``effective_tracks``).
 CRATE_COLUMNS = (
     'track_id, path, title, artist, album, genre, format, duration_s, bpm, "key", key_camelot, key_open, '
     "beat_offset_s, beats_per_bar, loudness_lufs, replaygain_db, true_peak_dbtp, corrected"
 )
-KINDS = ("smart", "static")
 _MAX_NAME = 200
 
 
@@ -96,22 +97,21 @@ def save_smart_crate(con: duckdb.DuckDBPyConnection, name: str, clause: str, *, 
     """Check and save a smart crate; returns the clause stored. An existing name needs ``replace``."""
     name = check_name(name)
     clause = check_clause(con, clause)
-    _store(con, name, "smart", clause, [], replace=replace)
+    _store(con, name, CrateKind.SMART, clause, [], replace=replace)
     return clause
 
 
 def save_static_crate(con: duckdb.DuckDBPyConnection, name: str, track_ids: list[int], *, replace: bool = False) -> int:
     """Save ``track_ids`` in order as a static crate; returns how many."""
     name = check_name(name)
-    _store(con, name, "static", None, [int(t) for t in track_ids], replace=replace)
+    _store(con, name, CrateKind.STATIC, None, [int(t) for t in track_ids], replace=replace)
     return len(track_ids)
 
 
 def _store(
     con: duckdb.DuckDBPyConnection, name: str, kind: str, clause: str | None, ids: list[int], *, replace: bool
 ) -> None:
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         exists = con.execute("SELECT count(*) FROM crates WHERE name = ?", [name]).fetchall()[0][0]
         if exists and not replace:
             raise CrateError(f"crate {name!r} exists (remove it first, or replace it)")
@@ -125,24 +125,15 @@ def _store(
                 "INSERT INTO crate_tracks (name, position, track_id) VALUES (?, ?, ?)",
                 [(name, i + 1, t) for i, t in enumerate(ids)],
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def remove_crate(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Delete a crate (its tracks stay in the catalog). Raises :class:`CrateError` when there is none."""
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         if not con.execute("SELECT count(*) FROM crates WHERE name = ?", [name]).fetchall()[0][0]:
             raise CrateError(f"no crate named {name!r}")
         con.execute("DELETE FROM crate_tracks WHERE name = ?", [name])
         con.execute("DELETE FROM crates WHERE name = ?", [name])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def crate_tracks(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
@@ -155,17 +146,18 @@ def crate_tracks(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
     if not row:
         raise CrateError(f"no crate named {name!r}")
     kind, clause = row[0]
-    if kind == "smart":
+    if kind == CrateKind.SMART:
         clause = check_clause(con, clause)
         return con.sql(
-            f"SELECT {CRATE_COLUMNS} FROM effective_tracks WHERE status = 'analyzed' AND ({clause}) "
-            "ORDER BY artist NULLS LAST, title NULLS LAST, path"
+            f"SELECT {CRATE_COLUMNS} FROM effective_tracks WHERE status = $status AND ({clause}) "
+            "ORDER BY artist NULLS LAST, title NULLS LAST, path",
+            params={"status": TrackStatus.ANALYZED},
         ).pl()
     return con.sql(
         f"""SELECT {", ".join("e." + c.strip() for c in CRATE_COLUMNS.split(","))}
             FROM crate_tracks ct JOIN effective_tracks e USING (track_id)
-            WHERE ct.name = $name AND e.status = 'analyzed' ORDER BY ct.position""",
-        params={"name": name},
+            WHERE ct.name = $name AND e.status = $status ORDER BY ct.position""",
+        params={"name": name, "status": TrackStatus.ANALYZED},
     ).pl()
 
 

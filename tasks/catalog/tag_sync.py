@@ -20,6 +20,7 @@ from tasks.audio.tag_write import FIELDS, TagValues, tag_changes, write_tags_saf
 from tasks.audio.tags import read_tags
 from tasks.errors import CratedigError
 from tasks.features.key.names import camelot, open_key, standard_key
+from tasks.vocabulary import TrackStatus
 
 #: ``--key-notation`` choices and how each writes a key name.
 KEY_NOTATIONS: dict[str, Callable[[str], str]] = {"standard": standard_key, "camelot": camelot, "openkey": open_key}
@@ -56,8 +57,8 @@ def tag_jobs(
         full = path_to_text(os.path.abspath(given))
         rows = con.execute(
             'SELECT track_id, path, bpm, "key", loudness_lufs, replaygain_db, true_peak_dbtp FROM effective_tracks '
-            "WHERE status = 'analyzed' AND (path = $p OR starts_with(path, rtrim($p, '/') || '/')) ORDER BY path",
-            {"p": full},
+            "WHERE status = $status AND (path = $p OR starts_with(path, rtrim($p, '/') || '/')) ORDER BY path",
+            {"p": full, "status": TrackStatus.ANALYZED},
         ).fetchall()
         if not rows:
             unknown.append(given)

@@ -16,6 +16,7 @@ import polars as pl
 
 from tasks.audio.identity import text_to_path
 from tasks.catalog.crates import crate_tracks
+from tasks.vocabulary import TrackStatus
 
 #: Columns of ``effective_tracks`` an export reads.
 EXPORT_COLUMNS = (
@@ -53,7 +54,10 @@ def select_for_export(
     """
     names = crates if crates else [r[0] for r in con.execute("SELECT name FROM crates ORDER BY name").fetchall()]
     members = {name: crate_tracks(con, name)["track_id"].to_list() for name in names}
-    tracks = con.sql(f"SELECT {EXPORT_COLUMNS} FROM effective_tracks WHERE status = 'analyzed' ORDER BY track_id").pl()
+    tracks = con.sql(
+        f"SELECT {EXPORT_COLUMNS} FROM effective_tracks WHERE status = $status ORDER BY track_id",
+        params={"status": TrackStatus.ANALYZED},
+    ).pl()
     if crates:
         wanted = {t for ids in members.values() for t in ids}
         tracks = tracks.filter(pl.col("track_id").is_in(list(wanted)))

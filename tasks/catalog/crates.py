@@ -129,6 +129,7 @@ def _store(
 
 def remove_crate(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Delete a crate (its tracks stay in the catalog). Raises :class:`CrateError` when there is none."""
+    name = name.strip()
     with transaction(con):
         if not con.execute("SELECT count(*) FROM crates WHERE name = ?", [name]).fetchall()[0][0]:
             raise CrateError(f"no crate named {name!r}")
@@ -142,6 +143,7 @@ def crate_tracks(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
     A smart crate is evaluated now (checked again first); a static one keeps its saved order and drops
     tracks that are no longer analysed.
     """
+    name = name.strip()
     row = con.execute("SELECT kind, where_sql FROM crates WHERE name = ?", [name]).fetchall()
     if not row:
         raise CrateError(f"no crate named {name!r}")

@@ -284,11 +284,12 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
 
 
 def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str | Path) -> list[Path]:
-    """Rewrite ``tracks.parquet`` and ``features.parquet`` in ``out_dir`` (write to a temp name, then rename)."""
+    """Rewrite ``tracks.parquet``, ``features.parquet`` and ``effective_tracks.parquet`` (the view: corrections
+    over analysis) in ``out_dir`` (write to a temp name, then rename)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for table in ("tracks", "features"):
+    for table in ("tracks", "features", "effective_tracks"):
         final = out_dir / f"{table}.parquet"
         tmp = out_dir / f".{table}.parquet.tmp"
         con.execute(f"COPY (SELECT * FROM {table} ORDER BY track_id) TO '{tmp}' (FORMAT parquet)")

@@ -136,3 +136,18 @@ def test_similarity_filters_on_corrected_values(catalog_copy):
     assert (row["track_id"], row["bpm"], row["key"], row["key_camelot"]) == (2, 100.0, "G minor", "6A")
     assert con.execute("SELECT * FROM similar_tracks('5', 1, bpm_window := 4)").fetchall()[0][0] == 2  # SQL too
     con.close()
+
+
+def test_parquet_export_has_the_effective_values(catalog_copy, tmp_path):
+    import polars as pl
+
+    from tasks.catalog.store import export_parquet
+
+    con = open_catalog(catalog_copy)
+    set_correction(con, 3, Correction(bpm=64.0), by="dj")
+    written = export_parquet(con, tmp_path / "parquet")
+    con.close()
+    assert [p.name for p in written] == ["tracks.parquet", "features.parquet", "effective_tracks.parquet"]
+    effective = pl.read_parquet(tmp_path / "parquet" / "effective_tracks.parquet")
+    row = effective.filter(pl.col("track_id") == 3).row(0, named=True)
+    assert row["bpm"] == 64.0 and row["corrected"] and row["analyzed_bpm"] != 64.0

@@ -77,3 +77,18 @@ def test_static_crate_order_names_and_removal(catalog_copy):
     with pytest.raises(CrateError, match="no crate"):
         crate_tracks(con, "set 1")
     con.close()
+
+
+def test_ddl_documents_the_curation_codes():
+    import re
+    from importlib import resources
+
+    from tasks.vocabulary import CorrectedField, CrateKind
+
+    sql = resources.files("schemas").joinpath("curation.sql").read_text()
+
+    def documented(column: str) -> set[str]:
+        return {v.strip() for v in re.search(column + r"[^\n]*--\s*([a-z_ |]+)\n", sql).group(1).split("|")}
+
+    assert documented(r"kind\s+VARCHAR NOT NULL,") == set(CrateKind)
+    assert documented(r"field\s+VARCHAR NOT NULL,") == set(CorrectedField)

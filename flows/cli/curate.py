@@ -36,7 +36,13 @@ def set_(
     catalog: Path = CatalogOpt,
 ) -> None:
     """Correct a track's BPM, key, first downbeat or meter; kept over every re-analysis (--clear drops them)."""
-    from tasks.catalog.corrections import Correction, CorrectionError, clear_corrections, set_correction
+    from tasks.catalog.corrections import (
+        Correction,
+        CorrectionError,
+        NotAnalysedError,
+        clear_corrections,
+        set_correction,
+    )
     from tasks.similarity.index import refresh_similarity_index
 
     given = [v is not None for v in (bpm, key, beat_offset, beats_per_bar)]
@@ -53,7 +59,7 @@ def set_(
         try:
             changed = set_correction(con, track_id, Correction(bpm, key, beat_offset, beats_per_bar), by=_user())
         except CorrectionError as exc:
-            fail(str(exc), 2)
+            fail(str(exc), 1 if isinstance(exc, NotAnalysedError) else 2)
         refresh_similarity_index(con)  # its tempo/key filters read the corrected values
     table = Table(title=Text(f"track {track_id}: {path}"))
     for col in ("field", "was", "now"):

@@ -25,7 +25,11 @@ FIELDS: tuple[str, ...] = tuple(CorrectedField)
 
 
 class CorrectionError(CratedigError):
-    """A correction that cannot be stored (bad value, unknown or unanalysed track)."""
+    """A correction that cannot be stored (a bad value, or a track without an analysis)."""
+
+
+class NotAnalysedError(CorrectionError):
+    """The track has no analysis to correct (rejected, failed, or unknown)."""
 
 
 def curation_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
@@ -84,7 +88,7 @@ def _effective(con: duckdb.DuckDBPyConnection, track_id: int) -> dict[str, Any]:
         'SELECT bpm, "key", beat_offset_s, beats_per_bar FROM effective_tracks WHERE track_id = ?', [track_id]
     ).fetchall()
     if not rows:
-        raise CorrectionError(f"track {track_id} has no analysis to correct (run `cratedig analyze` first)")
+        raise NotAnalysedError(f"track {track_id} has no analysis to correct (run `cratedig analyze` first)")
     return dict(zip(FIELDS, rows[0]))
 
 

@@ -54,11 +54,13 @@ def tag_jobs(
     jobs: dict[int, TagJob] = {}
     unknown = []
     for given in paths:
-        full = path_to_text(os.path.abspath(given))
+        # As given, and with symbolic links resolved (a library is walked from its resolved root).
+        forms = list(dict.fromkeys(path_to_text(f(given)) for f in (os.path.abspath, os.path.realpath)))
         rows = con.execute(
             'SELECT track_id, path, bpm, "key", loudness_lufs, replaygain_db, true_peak_dbtp FROM effective_tracks '
-            "WHERE status = $status AND (path = $p OR starts_with(path, rtrim($p, '/') || '/')) ORDER BY path",
-            {"p": full, "status": TrackStatus.ANALYZED},
+            "WHERE status = $status AND (list_contains($p, path) "
+            "OR list_bool_or([starts_with(path, rtrim(x, '/') || '/') for x in $p])) ORDER BY path",
+            {"p": forms, "status": TrackStatus.ANALYZED},
         ).fetchall()
         if not rows:
             unknown.append(given)

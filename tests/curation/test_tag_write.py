@@ -112,6 +112,8 @@ def test_retagged_file_is_not_reanalysed(song, tmp_path):
     set_correction(con, 1, Correction(bpm=127.5, key="Am"), by="dj")
     jobs, unknown = tag_jobs(con, [str(library), str(tmp_path / "nope.flac")], fields=["bpm", "key", "replaygain"])
     assert len(jobs) == 2 and unknown == [str(tmp_path / "nope.flac")]
+    (tmp_path / "link").symlink_to(library)
+    assert len(tag_jobs(con, [str(tmp_path / "link")], fields=["bpm"])[0]) == 2  # a link to the library
     for job in jobs:
         assert apply(con, job)
     assert read_tag_texts(paths[0], ["BPM", "INITIALKEY"]) == {"BPM": "127.50", "INITIALKEY": "Am"}  # the correction

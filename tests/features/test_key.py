@@ -211,3 +211,18 @@ def test_bad_key_name(bad: str) -> None:
     with pytest.raises(KeyNameError) as err:
         camelot(bad)
     assert isinstance(err.value, CratedigError) and isinstance(err.value, ValueError)
+
+
+def test_every_notation_reads_back_as_its_key_name():
+    from tasks.features.key.names import KEY_NAMES, STANDARD_KEYS, camelot, key_index, key_name, open_key, standard_key
+
+    assert len(set(STANDARD_KEYS)) == 24 and all(len(k) <= 3 for k in STANDARD_KEYS)  # ID3 TKEY: 3 characters
+    for i, name in enumerate(KEY_NAMES):
+        assert key_index(name) == i
+        for text in (name, standard_key(name), camelot(name), open_key(name), name.replace(" minor", " min")):
+            assert key_name(text) == name, text
+    assert key_name("Bbm") == key_name("A# minor") == "A# minor" and standard_key("A# minor") == "Bbm"
+    assert (key_index("C major"), key_index("A minor"), key_index("B minor")) == (0, 21, 23)  # Traktor's numbers
+    for bad in ("H", "13A", "0d", "A mixolydian", ""):
+        with pytest.raises(KeyNameError):
+            key_name(bad)

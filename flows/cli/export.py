@@ -20,7 +20,7 @@ CrateOpt = typer.Option(None, "--crate", help="Only this crate (repeat for more)
 def _report(selection, out_path: Path) -> None:
     console.print(Text(f"wrote {selection.tracks.height} tracks, {len(selection.playlists)} playlists to {out_path}"))
     for path, why in selection.skipped:
-        console.print(Text(f"  skipped {path}: {why}"))
+        console.print(Text(f"  skipped {path}: {why}"), soft_wrap=True)
 
 
 def _export(catalog: Path, run) -> None:

@@ -51,24 +51,25 @@ def write(
     with catalog_connection(catalog, read_only=not apply) as con:
         jobs, unknown = tag_jobs(con, [str(p) for p in paths], fields=wanted, key_notation=key_notation.value)
         for given in unknown:
-            console.print(Text(f"not in the catalog (or not analysed): {given}", style="yellow"))
+            console.print(Text(f"not in the catalog (or not analysed): {given}", style="yellow"), soft_wrap=True)
         for job in jobs:
             try:
                 changes = apply_job(con, job) if apply else planned_changes(job)
             except (TagWriteError, OSError) as exc:
                 failed += 1
-                console.print(Text(f"not tagged: {exc}", style="red"))
+                console.print(Text(f"not tagged: {exc}", style="red"), soft_wrap=True)
                 continue
             report += [{"path": job.path, "tag": t, "was": old, "now": new} for t, old, new in changes]
     if as_json:
         typer.echo(json.dumps(report))
-    else:
+    elif report:
         table = Table(title="tags written" if apply else "tags that would change (dry run; --apply writes)")
         for col in ("file", "tag", "was", "now"):
             table.add_column(col)
         for r in report:
             table.add_row(Text(Path(r["path"]).name), r["tag"], Text(r["was"] or "-"), Text(r["now"]))
         out.print(table)
+    if not as_json:
         n_files = len({r["path"] for r in report})
         console.print(f"{n_files} of {len(jobs)} files {'tagged' if apply else 'would change'}")
     if failed or (unknown and not jobs):

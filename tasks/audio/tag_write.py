@@ -75,7 +75,8 @@ class TagValues:
 
 
 def _bpm_text(bpm: float) -> str:
-    return f"{bpm:.2f}"
+    """BPM with its 0.01 resolution; a whole tempo as an integer (``'124'``, not ``'124.00'``)."""
+    return f"{bpm:.2f}".removesuffix(".00")
 
 
 def planned_tags(path: str | Path, values: TagValues) -> dict[str, str]:
@@ -87,7 +88,7 @@ def planned_tags(path: str | Path, values: TagValues) -> dict[str, str]:
     gain = None if values.replaygain_db is None else f"{values.replaygain_db:.2f} dB"
     peak = None if values.peak_dbtp is None else f"{10 ** (values.peak_dbtp / 20):.6f}"
     if ext in _ID3:
-        names = {"TBPM": "bpm_int", "TXXX:BPM": "bpm", "TKEY": "key"}
+        names = {"TBPM": "bpm_int", "TXXX:BPM": "bpm_2", "TKEY": "key"}
         names |= {"TXXX:REPLAYGAIN_TRACK_GAIN": "gain", "TXXX:REPLAYGAIN_TRACK_PEAK": "peak"}
     elif ext in _MP4:
         names = {"tmpo": "bpm_int", f"{_FREEFORM}initialkey": "key"}
@@ -99,6 +100,7 @@ def planned_tags(path: str | Path, values: TagValues) -> dict[str, str]:
     texts = {
         "bpm_int": None if values.bpm is None else str(int(round(values.bpm))),
         "bpm": None if values.bpm is None else _bpm_text(values.bpm),
+        "bpm_2": None if values.bpm is None else f"{values.bpm:.2f}",
         "key": values.key,
         "gain": gain,
         "peak": peak,

@@ -117,6 +117,7 @@ def test_retagged_file_is_not_reanalysed(song, tmp_path):
     for job in jobs:
         assert apply(con, job)
     assert read_tag_texts(paths[0], ["BPM", "INITIALKEY"]) == {"BPM": "127.50", "INITIALKEY": "Am"}  # the correction
+    assert tag_write.planned_tags("x.flac", TagValues(bpm=124.0))["BPM"] == "124"  # a whole tempo, no ".00" churn
     plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
     assert plan.changed.height == 0 and plan.to_analyze.height == 0 and plan.unchanged.height == 2
     assert con.execute("SELECT tag_key FROM tracks WHERE track_id = 1").fetchall() == [("Am",)]

@@ -197,13 +197,20 @@ def write_tags_safely(path: str | Path, values: TagValues) -> list[tuple[str, st
     """Write ``values`` to ``path`` through a verified copy (module docstring); returns the changes made.
 
     Nothing is written when nothing would change. Raises :class:`TagWriteError` (the original untouched) when
-    the container is not writable, the tags do not read back or the decoded audio differs by one sample.
+    the container is not writable, the tags do not read back or the decoded audio differs by one sample,
+    or the file has several hard links (the rename would split them). A symbolic link's target is tagged and
+    the link kept; the copy keeps the file's permission bits.
     """
-    path = Path(path)
-    ext = path.suffix.lower()
-    changes = tag_changes(path, values)
+    link = Path(path)
+    path = Path(os.path.realpath(link))  # a symbolic link stays a link: its target is tagged
+    ext = link.suffix.lower()
+    want = planned_tags(link, values)
+    have = read_tag_texts(path, list(want), ext=ext)
+    changes = [(name, have[name], text) for name, text in want.items() if have[name] != text]
     if not changes:
         return []
+    if os.stat(path).st_nlink > 1:  # the rename would leave the other names on the old file
+        raise TagWriteError(f"{link.name} has {os.stat(path).st_nlink} hard links; not tagged")
     want = {name: new for name, _, new in changes}
     tmp = path.with_name(f".{path.name}.cratedig-{uuid.uuid4().hex[:8]}.tmp")
     try:

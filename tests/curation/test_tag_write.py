@@ -136,3 +136,19 @@ def test_a_leftover_of_a_killed_write_is_not_taken_for_audio(tmp_path):
     (tmp_path / ".song.flac.cratedig-0123abcd.tmp").write_bytes(b"fLaC" + bytes(100))
     found = walk_library(tmp_path)
     assert found.files.height == 0 and found.n_ignored == 1
+
+
+def test_links_and_permissions(song, tmp_path):
+    path = _file(tmp_path, "flac", song)
+    os.chmod(path, 0o640)
+    link = tmp_path / "link.flac"
+    link.symlink_to(path)
+    assert write_tags_safely(link, VALUES)
+    assert link.is_symlink() and read_tag_texts(path, ["INITIALKEY"]) == {"INITIALKEY": "F#m"}  # target tagged
+    assert (os.stat(path).st_mode & 0o777) == 0o640
+    twin = tmp_path / "twin.flac"
+    os.link(path, twin)
+    digest = _sha(path)
+    with pytest.raises(TagWriteError, match="hard links"):
+        write_tags_safely(path, TagValues(bpm=99.0))
+    assert _sha(path) == _sha(twin) == digest

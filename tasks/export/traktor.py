@@ -84,9 +84,7 @@ def _entry(collection: ET.Element, r: dict[str, Any], volume: str) -> str:
         above = r["loudness_lufs"] - REFERENCE_LUFS
         peak = r["true_peak_dbtp"] if r["true_peak_dbtp"] is not None else 0.0
         ET.SubElement(
-            entry,
-            "LOUDNESS",
-            {"PEAK_DB": f"{peak:.6f}", "PERCEIVED_DB": f"{above:.6f}", "ANALYZED_DB": f"{above:.6f}"},
+            entry, "LOUDNESS", {"PEAK_DB": f"{peak:.6f}", "PERCEIVED_DB": f"{above:.6f}", "ANALYZED_DB": f"{above:.6f}"}
         )
     if r["key"]:
         ET.SubElement(entry, "MUSICAL_KEY", {"VALUE": str(key_index(r["key"]))})

@@ -43,7 +43,7 @@ def set_(
         clear_corrections,
         set_correction,
     )
-    from tasks.similarity.index import refresh_similarity_index
+    from tasks.similarity.index import apply_corrections, index_signature
 
     given = [v is not None for v in (bpm, key, beat_offset, beats_per_bar)]
     if clear and any(given):
@@ -51,16 +51,17 @@ def set_(
     with catalog_connection(catalog) as con:
         track_id = resolve_one(con, query)
         path = con.execute("SELECT path FROM tracks WHERE track_id = ?", [track_id]).fetchall()[0][0]
+        index_before = index_signature(con)
         if clear:
             fields = clear_corrections(con, track_id, by=_user())
-            refresh_similarity_index(con)
+            apply_corrections(con, [track_id], signature_before=index_before)
             console.print(Text(f"cleared {', '.join(fields) or 'nothing'} on {track_id}: {path}"))
             return
         try:
             changed = set_correction(con, track_id, Correction(bpm, key, beat_offset, beats_per_bar), by=_user())
         except CorrectionError as exc:
             fail(str(exc), 1 if isinstance(exc, NotAnalysedError) else 2)
-        refresh_similarity_index(con)  # its tempo/key filters read the corrected values
+        apply_corrections(con, [track_id], signature_before=index_before)  # similar/mix filter on them
     table = Table(title=Text(f"track {track_id}: {path}"))
     for col in ("field", "was", "now"):
         table.add_column(col)

@@ -118,6 +118,54 @@ def _embedding_source(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int]:
     return (None, 1) if row is None else (row[0], int(row[1]))
 
 
+def _signature(con: duckdb.DuckDBPyConnection, version: int | None) -> str:
+    # Anything the index copies changes one of these: (re)analysis, a new/missing track, a move, a correction.
+    return str(
+        _one(
+            con,
+            f"""SELECT count(*), max(f.analyzed_at), sum(f.track_id), sum(hash(t.path) >> 8),
+                           (SELECT sum(hash(track_id, bpm, key_camelot) >> 8) FROM corrections)
+                                    FROM {ANALYSED_SQL} AND f.embedding_version IS NOT DISTINCT FROM ?""",
+            [version],
+        )
+    )
+
+
+def index_signature(con: duckdb.DuckDBPyConnection) -> str:
+    """What the index would be built from now (compared with the one ``similarity_stats`` records)."""
+    return _signature(con, _embedding_source(con)[0])
+
+
+def apply_corrections(con: duckdb.DuckDBPyConnection, track_ids: list[int], *, signature_before: str) -> bool:
+    """Give the index the corrected tempo and key of ``track_ids`` (after ``cratedig set``).
+
+    When the index was up to date before the correction (``signature_before``: :func:`index_signature` taken
+    before it was stored), only those rows change, since the embeddings and so the standardisation did not;
+    otherwise the whole index is refreshed. A new generation makes cached copies reload. Returns whether the
+    rows were updated in place.
+    """
+    stored = _one(con, "SELECT signature FROM similarity_stats") if table_exists(con, "similarity_stats") else None
+    if stored is None or stored[0] != signature_before or not table_exists(con, "similarity_index"):
+        refresh_similarity_index(con)
+        return False
+    con.execute(RULE_MACROS_SQL)  # cratedig_camelot_code
+    with transaction(con):
+        con.execute(
+            f"""UPDATE similarity_index SET bpm = e.bpm, key_camelot = e.key_camelot, "key" = e."key",
+                       camelot = cratedig_camelot_code(e.key_camelot)::TINYINT
+                FROM (SELECT f.track_id, coalesce(c.bpm, f.bpm) AS bpm,
+                             coalesce(c.key_camelot, f.key_camelot) AS key_camelot, coalesce(c."key", f."key") AS "key"
+                      FROM {CORRECTED_SQL} AND f.track_id IN (SELECT unnest(?::BIGINT[]))) e
+                WHERE similarity_index.track_id = e.track_id""",
+            [list(track_ids)],
+        )
+        con.execute(
+            "UPDATE similarity_stats SET generation = ?, signature = ?, refreshed_at = now()::TIMESTAMP",
+            [uuid.uuid4().hex, index_signature(con)],
+        )
+    return True
+
+
 def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> dict[str, Any]:
     """Relearn the standardisation and rebuild ``similarity_index`` and the SQL macros, in one transaction.
 
@@ -131,16 +179,7 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
     from tasks.features.embedding import EMBEDDING_GROUPS
 
     version, dim = _embedding_source(con)
-    # Anything the index copies changes one of these: (re)analysis, a new/missing track, a move.
-    signature = str(
-        _one(
-            con,
-            f"""SELECT count(*), max(f.analyzed_at), sum(f.track_id), sum(hash(t.path) >> 8),
-                           (SELECT sum(hash(track_id, bpm, key_camelot) >> 8) FROM corrections)
-                                    FROM {ANALYSED_SQL} AND f.embedding_version IS NOT DISTINCT FROM ?""",
-            [version],
-        )
-    )
+    signature = _signature(con, version)
     if not force and table_exists(con, "similarity_stats"):
         old = _one(con, "SELECT signature, generation, n_tracks, dim FROM similarity_stats")
         if old is not None and old[0] == signature and table_exists(con, "similarity_index"):

@@ -151,3 +151,35 @@ def test_parquet_export_has_the_effective_values(catalog_copy, tmp_path):
     effective = pl.read_parquet(tmp_path / "parquet" / "effective_tracks.parquet")
     row = effective.filter(pl.col("track_id") == 3).row(0, named=True)
     assert row["bpm"] == 64.0 and row["corrected"] and row["analyzed_bpm"] != 64.0
+
+
+def test_a_correction_updates_the_index_in_place_as_a_rebuild_would(dj_catalog, catalog_copy, tmp_path):
+    import shutil
+
+    from tasks.similarity.index import apply_corrections, index_signature, load_index, refresh_similarity_index
+
+    other = tmp_path / "other.duckdb"
+    shutil.copy(dj_catalog[0], other)
+    cols = 'SELECT track_id, bpm, camelot, "key", key_camelot, vec FROM similarity_index ORDER BY track_id'
+    results = []
+    for path, in_place in ((catalog_copy, True), (other, False)):
+        con = open_catalog(path)
+        before = index_signature(con)
+        load_index(con)  # cached by generation: the update must not leave a stale copy in use
+        set_correction(con, 4, Correction(bpm=128.5, key="Fm"), by="dj")
+        if in_place:
+            assert apply_corrections(con, [4], signature_before=before) is True
+            assert load_index(con).bpm[list(load_index(con).ids).index(4)] == 128.5
+            assert refresh_similarity_index(con)["skipped"] is True  # nothing left to rebuild
+        else:
+            refresh_similarity_index(con, force=True)
+        results.append(con.execute(cols).fetchall())
+        con.close()
+    assert results[0] == results[1]
+    con = open_catalog(catalog_copy)  # an index already out of date before the correction is rebuilt whole
+    con.execute("UPDATE tracks SET path = path || '.moved' WHERE track_id = 1")  # a move the index missed
+    before = index_signature(con)
+    set_correction(con, 4, Correction(bpm=129.0), by="dj")
+    assert apply_corrections(con, [4], signature_before=before) is False
+    assert refresh_similarity_index(con)["skipped"] is True
+    con.close()

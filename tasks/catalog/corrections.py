@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+from pandera.errors import SchemaError, SchemaErrors
 
 from schemas.tables import CorrectionRow
 from tasks.catalog.store import now
@@ -21,7 +22,7 @@ from tasks.transactions import transaction
 from tasks.vocabulary import CorrectedField
 
 #: Fields a user may correct, in the order they are shown.
-FIELDS: tuple[str, ...] = tuple(CorrectedField)
+FIELDS: tuple[str, ...] = tuple(f.value for f in CorrectedField)
 
 
 class CorrectionError(CratedigError):
@@ -77,9 +78,12 @@ class Correction:
         row = pl.DataFrame([{**dict.fromkeys(FIELDS), **given, "track_id": 1}])
         try:
             CorrectionRow.validate(row)
-        except Exception as exc:  # pandera's message names the check; ours names the option
-            bad = [f for f in FIELDS if f in str(exc)]
-            raise CorrectionError(f"bad value for {', '.join(bad) or 'a field'}: {given}") from None
+        except (SchemaError, SchemaErrors) as exc:  # pandera's message names the check; ours names the field
+            bad = [f for f in FIELDS if f in str(exc)] or list(given)
+            raise CorrectionError(
+                "bad value: " + ", ".join(f"{f} = {given[f]}" for f in bad if f in given) + " (BPM 30-300, "
+                "first downbeat >= 0 s, 1-16 beats per bar)"
+            ) from None
         return given
 
 

@@ -23,6 +23,8 @@ CRATE_COLUMNS = (
     "beat_offset_s, beats_per_bar, loudness_lufs, replaygain_db, true_peak_dbtp, corrected"
 )
 _MAX_NAME = 200
+#: Functions that change the catalog when evaluated (a crate is evaluated at every use).
+_SIDE_EFFECTS = frozenset({"nextval", "setval"})
 
 
 class CrateError(CratedigError):
@@ -56,6 +58,8 @@ def _code_spans(clause: str) -> list[str]:
             kind == duckdb.token_type.identifier and text.lstrip().startswith('"')
         ):
             continue
+        if text.strip().lower() in _SIDE_EFFECTS:
+            raise CrateError(f"{text.strip()}() changes the catalog; not allowed in a crate's clause")
         spans.append(text)
     return spans
 
@@ -86,7 +90,7 @@ def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:
             raise CrateError(f"the clause is a {kind}, not a condition (true or false for each track)")
         con.execute(f"SELECT count(*) FROM effective_tracks WHERE ({s})").fetchall()
     except duckdb.Error as exc:
-        why = " ".join(str(exc).split(" LINE 1:")[0].split())  # one line, without DuckDB's echo of the query
+        why = " ".join(str(exc).split()).split(" LINE 1:")[0]  # one line, without DuckDB's echo of the query
         raise CrateError(f"bad clause: {why}"[:300]) from None
     finally:
         con.execute("ROLLBACK")

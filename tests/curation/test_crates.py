@@ -41,6 +41,8 @@ def test_smart_crate_follows_corrections(catalog_copy):
         ("bpm", "not a condition"),
         ("no_such_column = 1", "bad clause"),
         ("bpm >", "bad clause"),
+        ("title = 'unterminated", "bad clause"),
+        ("nextval('track_id_seq') > 0", "changes the catalog"),
         ("   ", "empty"),
     ],
 )

@@ -52,7 +52,11 @@ def select_for_export(
     Tracks whose extension is not in ``extensions`` (what ``software`` plays) are skipped and listed.
     Raises :class:`tasks.catalog.crates.CrateError` for an unknown crate.
     """
-    names = crates if crates else [r[0] for r in con.execute("SELECT name FROM crates ORDER BY name").fetchall()]
+    names = (
+        list(dict.fromkeys(n.strip() for n in crates))
+        if crates
+        else [r[0] for r in con.execute("SELECT name FROM crates ORDER BY name").fetchall()]
+    )
     members = {name: crate_tracks(con, name)["track_id"].to_list() for name in names}
     tracks = con.sql(
         f"SELECT {EXPORT_COLUMNS} FROM effective_tracks WHERE status = $status ORDER BY track_id",

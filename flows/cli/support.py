@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import typer
 
 from flows.cli.app import console
+from tasks.constants import LOCK_TIMEOUT_S
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -25,7 +26,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def catalog_connection(catalog: Path, *, read_only: bool = False, lock_timeout: float = 30.0) -> Iterator[Any]:
+def catalog_connection(
+    catalog: Path, *, read_only: bool = False, lock_timeout: float = LOCK_TIMEOUT_S
+) -> Iterator[Any]:
     """A catalog connection, closed on exit; a missing catalog and a busy one end the command in one line.
 
     A catalog written by an older cratedig is opened writable once, which migrates it.

@@ -5,25 +5,34 @@
 import time
 import uuid
 from collections import deque
-from datetime import date, datetime
+from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
+from prefect.states import Cancelled
 
 from flows import artifacts, progress
 from flows.prefect_tasks import analyze_batch, export_parquet, refresh_similarity, scan_library, store_batch
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
-from tasks.catalog import runs, store
+from tasks.catalog import runs
+from tasks.catalog.writer import CatalogWriter
 from tasks.constants import ANALYZER_VERSION, BPM_RANGE, LOCK_TIMEOUT_S
+from tasks.errors import CatalogLockedError
 from tasks.features.workers import FILE_TIMEOUT_S, AnalysisOptions, AnalysisPool
 from tasks.vocabulary import OUTCOMES, RunStatus
 
 
 def _run_name() -> str:
+    """``analyze <library> into <catalog folder>/<catalog file> <local date and time>``: unique and telling."""
     params = get_run_context().flow_run.parameters
-    return f"analyze {Path(params['library']).name or params['library']} {date.today().isoformat()}"
+    catalog = Path(params.get("catalog_path") or DEFAULT_CATALOG).absolute()
+    return (
+        f"analyze {Path(params['library']).name or params['library']} into {catalog.parent.name}/{catalog.name} "
+        f"{datetime.now():%Y-%m-%d %H:%M:%S}"
+    )
 
 
 def auto_batch_size(n_files: int, workers: int) -> int:
@@ -37,9 +46,15 @@ def auto_batch_size(n_files: int, workers: int) -> int:
 
 
 def _analyze_and_store(
-    batches: list[list[dict[str, Any]]], pool: AnalysisPool, con: Any, run_id: str, window: int, progress_id: Any
+    batches: list[list[dict[str, Any]]],
+    pool: AnalysisPool,
+    catalog: CatalogWriter,
+    run_id: str,
+    window: int,
+    progress_id: Any,
 ) -> dict[str, int]:
-    """Run the batch tasks with at most ``window`` in flight; commit each batch as it finishes, in order.
+    """Run the batch tasks with at most ``window`` in flight; commit each batch as it finishes, in order, and
+    publish the catalog when due (readers see it at most a minute behind).
 
     Per-file progress needs the batch to run in this process; on a Dask cluster progress moves per batch.
     """
@@ -51,7 +66,8 @@ def _analyze_and_store(
 
     def drain_one() -> None:
         index, future = in_flight.popleft()
-        counts = store_batch(con, future.result(), run_id, index=index)
+        counts = store_batch(str(catalog.work), future.result(), run_id, index=index)
+        catalog.publish_due()
         for k, v in counts.items():
             totals[k] += v
         if on_result is None:
@@ -98,49 +114,71 @@ def analyze_library(
     library = str(Path(library).resolve())
     workers = default_workers() if workers is None else workers  # 0: batches analyse where they run (Dask)
     run_id = str(uuid.uuid4())
-    con = store.open_catalog(catalog_path, lock_timeout_s=lock_timeout_s)
-    runs.start_run(
-        con, run_id, library, analyzer_version=ANALYZER_VERSION, flow_run_id=str(get_run_context().flow_run.id)
+    flow_run_id = str(get_run_context().flow_run.id)
+    writer = CatalogWriter(
+        catalog_path, holder={"run_id": run_id, "flow_run_id": flow_run_id}, lock_timeout_s=lock_timeout_s
     )
-    try:
-        bpm_range = (float(bpm_range[0]), float(bpm_range[1]))
-        plan, counts = scan_library(
-            library, con, run_id, analyzer_version=ANALYZER_VERSION, force=force, bpm_range=bpm_range
-        )
-        if since is not None or paths:
-            plan = plan.restricted(
-                modified_since_ns=None if since is None else int(since.timestamp() * 1e9),
-                under=[str(Path(p).resolve()) for p in paths or []],
+    with ExitStack() as stack:
+        try:
+            catalog = stack.enter_context(writer)
+        except CatalogLockedError as exc:
+            logger.warning("Nothing analysed: %s.", exc)
+            return Cancelled(message=f"catalog busy: {exc}")
+        work = str(catalog.work)
+        runs.start_run(catalog.con, run_id, library, analyzer_version=ANALYZER_VERSION, flow_run_id=flow_run_id)
+        try:
+            bpm_range = (float(bpm_range[0]), float(bpm_range[1]))
+            plan, counts = scan_library(
+                library, work, run_id, analyzer_version=ANALYZER_VERSION, force=force, bpm_range=bpm_range
             )
-        batches = plan.batches(batch_size or auto_batch_size(plan.to_analyze.height, workers))
-        counts["to_analyze"] = plan.to_analyze.height
-        logger.info(
-            "%s: %d files, %d to analyse in %d batches on %d workers",
-            library,
-            counts["files"],
-            counts["to_analyze"],
-            len(batches),
-            workers,
-        )
-        progress.current().start(counts["to_analyze"])
-        progress_id = artifacts.start_progress(library)
-        window = 2 * workers if workers else max_in_flight
-        with AnalysisPool(workers, AnalysisOptions(timeout_s=file_timeout_s, bpm_range=bpm_range)) as pool:
-            counts |= _analyze_and_store(batches, pool, con, run_id, window, progress_id)
-        refresh_similarity(con)
-        export_parquet(con, str(parquet_dir or default_parquet_dir(catalog_path)))
-        counts["seconds"] = round(time.perf_counter() - started, 2)
-        counts["tracks_per_min"] = round(60 * counts["analyzed"] / max(counts["seconds"], 1e-9), 1)
-        runs.finish_run(con, run_id, counts)
-        artifacts.publish_summary(library, counts, runs.run_failures_by_reason(con, run_id))
-        artifacts.publish_rejects(library, str(Path(catalog_path).resolve()), runs.run_rejects(con, run_id))
-        logger.info("run %s: %s", run_id, counts)
-        return counts | {"run_id": run_id, "catalog": str(Path(catalog_path).resolve())}
-    except BaseException:
-        runs.finish_run(con, run_id, {}, status=RunStatus.FAILED)
-        raise
-    finally:
-        con.close()
+            if since is not None or paths:
+                plan = plan.restricted(
+                    modified_since_ns=None if since is None else int(since.timestamp() * 1e9),
+                    under=[str(Path(p).resolve()) for p in paths or []],
+                )
+            batches = plan.batches(batch_size or auto_batch_size(plan.to_analyze.height, workers))
+            counts["to_analyze"] = plan.to_analyze.height
+            catalog.publish_due()
+            logger.info(
+                "Found %d files in %s: %d to analyse in %d batches on %d workers.",
+                counts["files"],
+                library,
+                counts["to_analyze"],
+                len(batches),
+                workers,
+            )
+            progress.current().start(counts["to_analyze"])
+            progress_id = artifacts.start_progress(library, done=counts["to_analyze"] == 0)
+            window = 2 * workers if workers else max_in_flight
+            if batches:
+                with AnalysisPool(workers, AnalysisOptions(timeout_s=file_timeout_s, bpm_range=bpm_range)) as pool:
+                    counts |= _analyze_and_store(batches, pool, catalog, run_id, window, progress_id)
+            else:
+                counts |= {str(s): 0 for s in OUTCOMES}
+            refresh_similarity(work)
+            export_parquet(work, str(parquet_dir or default_parquet_dir(catalog_path)))
+            counts["seconds"] = round(time.perf_counter() - started, 2)
+            counts["tracks_per_min"] = round(60 * counts["analyzed"] / max(counts["seconds"], 1e-9), 1)
+            runs.finish_run(catalog.con, run_id, counts)
+            artifacts.publish_summary(library, counts, runs.run_failures_by_reason(catalog.con, run_id))
+            artifacts.publish_rejects(
+                library, str(Path(catalog_path).resolve()), runs.run_rejects(catalog.con, run_id), counts
+            )
+        except BaseException:
+            runs.finish_run(catalog.con, run_id, {}, status=RunStatus.FAILED)
+            raise
+    logger.info(
+        "Run %s done in %.1f s: %d analysed, %d rejected, %d failed, %d unchanged, %d moved, %d missing.",
+        run_id,
+        counts["seconds"],
+        counts["analyzed"],
+        counts["rejected"],
+        counts["failed"],
+        counts.get("unchanged", 0),
+        counts.get("moved", 0),
+        counts.get("missing", 0),
+    )
+    return counts | {"run_id": run_id, "catalog": str(Path(catalog_path).resolve())}
 
 
 def with_dask(address: str):

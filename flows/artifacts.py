@@ -23,9 +23,12 @@ def artifact_key(library: str, kind: str) -> str:
     return f"cratedig-{library_slug(library)}-{kind}"[:100]
 
 
-def start_progress(library: str) -> UUID:
+def start_progress(library: str, *, done: bool = False) -> UUID:
+    """The run's progress artifact: 0 %, or 100 % for a run with nothing to analyse (``done``)."""
     return create_progress_artifact(
-        0.0, key=artifact_key(library, "progress"), description=f"Files analysed in {library}"
+        100.0 if done else 0.0,
+        key=artifact_key(library, "progress"),
+        description=f"Files analysed in {library}" + (": nothing to analyse" if done else ""),
     )
 
 
@@ -40,7 +43,9 @@ def publish_summary(library: str, summary: dict[str, Any], failures_by_reason: d
     create_table_artifact(rows, key=artifact_key(library, "summary"), description=f"Run summary for {library}")
 
 
-def publish_rejects(library: str, catalog_path: str, rejects: list[tuple[str, str, str | None]]) -> None:
+def publish_rejects(
+    library: str, catalog_path: str, rejects: list[tuple[str, str, str | None]], counts: dict[str, Any]
+) -> None:
     """A markdown artifact: the catalog path and the first :data:`TOP_REJECTS` rejects with reasons."""
     lines = [
         f"# cratedig run on `{library}`",
@@ -55,8 +60,10 @@ def publish_rejects(library: str, catalog_path: str, rejects: list[tuple[str, st
         for reason, path, detail in rejects[:TOP_REJECTS]:
             cell = (detail or "").replace("|", "\\|").replace("\n", " ")[:200]
             lines.append(f"| {reason} | `{path}` | {cell} |")
+    elif counts.get("analyzed", 0):
+        lines.append(f"None: all {counts['analyzed']} files of this run were analysed.")
     else:
-        lines.append("None: every file was analysed.")
+        lines.append("None: this run had nothing to analyse.")
     create_markdown_artifact(
         "\n".join(lines), key=artifact_key(library, "rejects"), description=f"Rejects and failures for {library}"
     )

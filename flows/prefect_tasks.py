@@ -1,15 +1,16 @@
 """Prefect ``@task`` adapters around the plain functions: the only module of ``tasks`` that imports Prefect.
 
-Each adapter reads by path or connection, calls the plain functions, and returns counts or small rows.
-Waveforms and spectrograms never leave the worker processes.
+Each adapter opens the catalog by path (the run's working copy, :class:`tasks.catalog.writer.CatalogWriter`),
+calls the plain functions, and returns counts or small rows. Waveforms and spectrograms never leave the worker
+processes.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from typing import Any
 
-import duckdb
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
@@ -17,6 +18,7 @@ from prefect.tasks import exponential_backoff
 from schemas.tables import InventoryRow, split_valid
 from tasks.catalog import store
 from tasks.catalog.scan import ScanPlan, plan_scan, walk_library
+from tasks.catalog.writer import connect
 from tasks.errors import TRANSIENT_ERRNOS
 from tasks.features.workers import AnalysisPool
 from tasks.similarity.index import refresh_similarity_index
@@ -31,6 +33,7 @@ def is_transient_io(task, task_run, state) -> bool:
 
 @task(
     name="scan-library",
+    task_run_name="scan library",
     cache_policy=NONE,
     retries=4,
     retry_delay_seconds=exponential_backoff(backoff_factor=10),
@@ -39,7 +42,7 @@ def is_transient_io(task, task_run, state) -> bool:
 )
 def scan_library(
     library: str,
-    con: duckdb.DuckDBPyConnection,
+    catalog: str,
     run_id: str,
     *,
     analyzer_version: int,
@@ -54,15 +57,16 @@ def scan_library(
     walk = walk_library(library)
     files, bad = split_valid(walk.files, InventoryRow)
     walk.problems += [(walk.files["path"][i], Reason.SCHEMA, why) for i, why in bad.items()]
-    plan = plan_scan(
-        files, store.known_tracks(con, library), analyzer_version=analyzer_version, force=force, bpm_range=bpm_range
-    )
-    store.apply_plan(con, plan, run_id)
-    counts = plan.counts() | {
-        "files": walk.files.height,
-        "ignored": walk.n_ignored,
-        "unreadable": store.record_problems(con, walk.problems, run_id),
-    }
+    with closing(connect(catalog)) as con:
+        plan = plan_scan(
+            files, store.known_tracks(con, library), analyzer_version=analyzer_version, force=force, bpm_range=bpm_range
+        )
+        store.apply_plan(con, plan, run_id)
+        counts = plan.counts() | {
+            "files": walk.files.height,
+            "ignored": walk.n_ignored,
+            "unreadable": store.record_problems(con, walk.problems, run_id),
+        }
     return plan, counts
 
 
@@ -81,20 +85,21 @@ def analyze_batch(
 
 
 @task(name="store-batch", task_run_name="store batch {index}", cache_policy=NONE)
-def store_batch(
-    con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]], run_id: str, *, index: int
-) -> dict[str, int]:
+def store_batch(catalog: str, results: list[dict[str, Any]], run_id: str, *, index: int) -> dict[str, int]:
     """Commit one batch's rows to the catalog in one transaction."""
-    return store.store_results(con, results, run_id)
+    with closing(connect(catalog)) as con:
+        return store.store_results(con, results, run_id)
 
 
-@task(name="refresh-similarity-index", cache_policy=NONE)
-def refresh_similarity(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+@task(name="refresh-similarity-index", task_run_name="refresh similarity index", cache_policy=NONE)
+def refresh_similarity(catalog: str) -> dict[str, Any]:
     """Relearn the similarity standardisation and rebuild the index (skipped when nothing changed)."""
-    return refresh_similarity_index(con)
+    with closing(connect(catalog)) as con:
+        return refresh_similarity_index(con)
 
 
-@task(name="export-parquet", cache_policy=NONE)
-def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str) -> list[str]:
+@task(name="export-parquet", task_run_name="export parquet", cache_policy=NONE)
+def export_parquet(catalog: str, out_dir: str) -> list[str]:
     """Rewrite the Parquet export of ``tracks`` and ``features``."""
-    return [str(p) for p in store.export_parquet(con, out_dir)]
+    with closing(connect(catalog)) as con:
+        return [str(p) for p in store.export_parquet(con, out_dir)]

@@ -4,7 +4,9 @@ One run takes the library's concurrency slot, then runs :func:`flows.analyze.ana
 subflow (incremental: new, changed and outdated files only; its last task rewrites the Parquet export),
 and releases the slot. The slot is a Prefect global concurrency limit of one, named after the library's
 resolved path, so two deployments (or a served schedule and a ``prefect deployment run``) never analyse
-one library at the same time: the second waits for the first, up to ``lock_wait_s``.
+one library at the same time: the second waits for the first, up to ``lock_wait_s``. A run that finds the
+library or its catalog busy after that long ends **Cancelled** ("catalog busy: ..."), not Failed: nothing
+went wrong, the work is left for the next run.
 
 The analyse subflow and its task runs carry the tags ``cratedig`` and ``library:<folder name>``; its
 progress, summary and rejects artifacts are in the subflow run's Artifacts tab in the UI.
@@ -12,6 +14,7 @@ progress, summary and rejects artifacts are in the subflow run's Artifacts tab i
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -19,20 +22,16 @@ from typing import Any
 
 from prefect import flow, get_run_logger, tags
 from prefect.context import get_run_context
+from prefect.states import Cancelled
 
 from flows.analyze import analyze_library
 from flows.libraries import library_limit_name, library_tags
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir
 from tasks.constants import BPM_RANGE
-from tasks.errors import CratedigError
 from tasks.features.workers import FILE_TIMEOUT_S
 
 #: How long a run waits for another run of the same library to finish, s.
 LOCK_WAIT_S = 3600.0
-
-
-class LibraryBusyError(CratedigError):
-    """Another run held the library's concurrency slot for longer than the run was willing to wait."""
 
 
 def ensure_library_limit(name: str, *, slots: int = 1) -> bool:
@@ -80,7 +79,7 @@ def _reanalyze(
     Parameters are those of :func:`flows.analyze.analyze_library` (``force``: everything again;
     ``since``: only files modified after a date; ``paths``: only files under these folders; rows of an
     older ``analyzer_version`` are always redone, and only those) plus ``lock_wait_s``: how long to wait,
-    in s, for another run of the same library before failing with :class:`LibraryBusyError`.
+    in s, for another run of the same library or another writer of the catalog; then the run ends Cancelled.
 
     Returns the analysis summary plus ``analyze_flow_run_id`` (the subflow run) and ``parquet_dir``.
     """
@@ -94,12 +93,16 @@ def _reanalyze(
         logger.info("created concurrency limit %s (1 slot) for %s", limit, library)
     holder = ConcurrencyLeaseHolder(type="flow_run", id=get_run_context().flow_run.id)
     with ExitStack() as stack:
+        started = time.monotonic()
         try:
             stack.enter_context(concurrency(limit, occupy=1, timeout_seconds=lock_wait_s, strict=True, holder=holder))
         except TimeoutError:
-            raise LibraryBusyError(
-                f"another run is analysing {library} (concurrency limit {limit}); gave up after {lock_wait_s:.0f} s"
-            ) from None
+            message = (
+                f"catalog busy: another run is analysing {library} (concurrency limit {limit}); "
+                f"gave up after {lock_wait_s:.0f} s"
+            )
+            logger.warning("Nothing analysed: %s.", message)
+            return Cancelled(message=message)
         with tags(*library_tags(library)):
             state = analyze_library(
                 library,
@@ -112,12 +115,15 @@ def _reanalyze(
                 paths=paths,
                 file_timeout_s=file_timeout_s,
                 bpm_range=bpm_range,
+                lock_timeout_s=max(0.0, lock_wait_s - (time.monotonic() - started)),
                 return_state=True,
             )
+        if state.is_cancelled():  # the catalog was busy (another writer): nothing went wrong
+            return Cancelled(message=state.message)
         summary = state.result()
     out = str(parquet_dir or default_parquet_dir(catalog_path))
     logger.info(
-        "%s re-analysed: %d analysed, %d rejected, %d failed; Parquet export in %s",
+        "Re-analysed %s: %d analysed, %d rejected, %d failed; Parquet export in %s.",
         library,
         summary.get("analyzed", 0),
         summary.get("rejected", 0),

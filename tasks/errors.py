@@ -40,3 +40,11 @@ class RejectError(CratedigError):
 
 class CatalogLockedError(CratedigError):
     """Another run holds the catalog's lock and did not release it in time."""
+
+
+class NotACatalogError(CratedigError):
+    """The catalog path holds something else than a DuckDB database (a text file, garbage, a folder)."""
+
+
+class CatalogReadOnlyError(CratedigError):
+    """The catalog cannot be written where it is (read-only folder or file system)."""

@@ -50,6 +50,7 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # was still running when the next run took the catalog: killed or crashed
 
 
 class TrackEvent(StrEnum):

@@ -8,6 +8,7 @@ import duckdb
 
 from tasks.constants import BPM_RANGE
 from tasks.similarity.sql import ensure_similarity_objects
+from tasks.transactions import transaction
 
 #: Version of the catalog's tables and views; :data:`MIGRATIONS` has a step for every version after 1.
 SCHEMA_VERSION: int = 5
@@ -53,3 +54,10 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
         MIGRATIONS[version](con)
     if con.execute("SELECT count(*) FROM schema_version WHERE version = ?", [SCHEMA_VERSION]).fetchall()[0][0] == 0:
         con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION])
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the tables of a new catalog, or migrate an older one, in one transaction."""
+    with transaction(con):
+        con.execute(ddl())
+        migrate(con)

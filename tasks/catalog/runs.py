@@ -30,7 +30,9 @@ RUN_COUNTS: tuple[str, ...] = (
 def start_run(
     con: duckdb.DuckDBPyConnection, run_id: str, library: str, *, analyzer_version: int, flow_run_id: str | None = None
 ) -> None:
-    """Insert the ``runs`` row of a run that starts now (status ``running``)."""
+    """Insert the ``runs`` row of a run that starts now (status ``running``); runs still marked running hold no
+    lock any more (the caller has it): they become ``interrupted``."""
+    con.execute("UPDATE runs SET status = ? WHERE status = ?", [RunStatus.INTERRUPTED.value, RunStatus.RUNNING.value])
     row = RunRow.validate(
         pl.DataFrame(
             [[run_id, flow_run_id, library, now(), analyzer_version, RunStatus.RUNNING.value]],

@@ -15,9 +15,10 @@ import duckdb
 import polars as pl
 
 from schemas.tables import FeatureRow, RejectRow, TrackEventRow, TrackRow, split_valid
-from tasks.catalog.migrations import ddl, migrate
+from tasks.catalog.migrations import prepare
+from tasks.catalog.writer import connect
 from tasks.constants import LOCK_TIMEOUT_S
-from tasks.errors import CatalogLockedError
+from tasks.errors import CatalogLockedError, CatalogReadOnlyError, NotACatalogError
 from tasks.transactions import transaction
 from tasks.vocabulary import OUTCOMES, Reason, TrackEvent, TrackStatus
 
@@ -50,23 +51,37 @@ def now() -> datetime:
 def open_catalog(
     path: str | Path, *, lock_timeout_s: float = LOCK_TIMEOUT_S, read_only: bool = False
 ) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the catalog at ``path``, waiting up to ``lock_timeout_s`` for another run.
+    """Open the catalog file at ``path`` directly; writable: create or migrate it, waiting for DuckDB's file lock.
+
+    Readers use ``read_only=True`` (a run never holds the published file open, so they never wait). Writing
+    goes through :class:`tasks.catalog.writer.CatalogWriter` during a run; a direct writable open is for
+    tests and tools that know no run is going (a run publishing later would replace their changes).
 
     Raises
     ------
     CatalogLockedError
-        When another process still holds the catalog after ``lock_timeout_s`` seconds.
+        When another process still holds the file after ``lock_timeout_s`` seconds.
+    NotACatalogError
+        When ``path`` is not a DuckDB file.
     """
     path = Path(path)
+    if read_only and not path.exists():
+        raise NotACatalogError(f"no catalog at {path} (run `cratedig analyze PATH` first)")
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CatalogReadOnlyError(f"cannot create the catalog's folder {path.parent}: {exc.strerror}") from None
     deadline = time.monotonic() + lock_timeout_s
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = connect(path, read_only=read_only)
             break
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
+            text = str(exc).lower()
+            if "permission denied" in text or "read-only file system" in text:
+                raise CatalogReadOnlyError(f"cannot write the catalog {path}: permission denied") from None
+            if "lock" not in text:
                 raise
             if time.monotonic() >= deadline:
                 raise CatalogLockedError(
@@ -74,9 +89,7 @@ def open_catalog(
                 ) from None
             time.sleep(0.25)
     if not read_only:
-        with transaction(con):
-            con.execute(ddl())
-            migrate(con)
+        prepare(con)
     return con
 
 

@@ -1,0 +1,272 @@
+"""One writer at a time, and readers never wait: a run writes a private working copy and publishes it by rename.
+
+DuckDB lets many processes read a file, or one process write it, and a reader holding the file open blocks
+the writer. So no run ever opens the published catalog for writing:
+
+- a lock file beside the catalog (``catalog.duckdb.lock``, ``flock``) admits one writer and records which run
+  holds it, for the "locked by" message;
+- the writer copies the published file to ``catalog.duckdb.work`` and writes there (one transaction per batch);
+- :meth:`CatalogWriter.publish` checkpoints the working copy, copies it to a temporary name beside the catalog
+  and renames it over the published file (``os.replace``, atomic). Readers that had the old file open keep
+  reading the inode they opened; new readers see the new file. Publishing is due after a batch once
+  :data:`PUBLISH_COST_FACTOR` times the last publish's cost has passed, and never later than
+  :data:`PUBLISH_MAX_AGE_S` (copying 77 MB, a 100,000-track catalog, took 0.04 s here);
+- a killed run leaves the published catalog as of its last publish; the next run discards the stale working
+  copy and starts from the published one.
+
+New catalogs are written in DuckDB's storage format :data:`STORAGE_VERSION`, which DuckDB 1.1 and later open.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from tasks.catalog.migrations import prepare
+from tasks.constants import LOCK_TIMEOUT_S
+from tasks.errors import CatalogLockedError, CatalogReadOnlyError, NotACatalogError
+
+#: DuckDB storage format of the catalog: the oldest one (``v1.0.0+``), so DuckDB 1.1 and later clients open it.
+STORAGE_VERSION: str = "v1.0.0"
+#: Storage version number in the file header for :data:`STORAGE_VERSION`.
+STORAGE_NUMBER: int = 64
+#: A published snapshot is never older than this while a run commits batches, s.
+PUBLISH_MAX_AGE_S: float = 60.0
+#: Publish again once this many times the last publish's cost has passed (bounds the overhead to ~5 %).
+PUBLISH_COST_FACTOR: float = 20.0
+
+
+def lock_path(path: str | Path) -> Path:
+    return Path(f"{path}.lock")
+
+
+def work_path(path: str | Path) -> Path:
+    return Path(f"{path}.work")
+
+
+def _header(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(20)
+
+
+def check_catalog_file(path: str | Path) -> None:
+    """Raise :class:`NotACatalogError` unless ``path`` is missing or a DuckDB database file."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise NotACatalogError(f"{path} is not a cratedig catalog (it is a folder, not a DuckDB file)")
+    if path.stat().st_size and _header(path)[8:12] != b"DUCK":
+        raise NotACatalogError(f"{path} is not a cratedig catalog (not a DuckDB database file)")
+
+
+def storage_number(path: str | Path) -> int:
+    """The storage version number in a DuckDB file's header (64 = ``v1.0.0+``)."""
+    return int.from_bytes(_header(Path(path))[12:20], "little")
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect`` with the catalog's settings: new files in :data:`STORAGE_VERSION`; not-DuckDB files refused.
+
+    Every writable connection to a file uses the same configuration, so connections of one process share one
+    database instance (DuckDB refuses a second instance with another configuration).
+    """
+    check_catalog_file(path)
+    if read_only:
+        return duckdb.connect(str(path), read_only=True)
+    return duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_VERSION})
+
+
+def holder_of(path: str | Path) -> dict[str, Any]:
+    """What the lock file says about the run that holds (or last held) the catalog; ``{}`` if nothing."""
+    try:
+        return json.loads(lock_path(path).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "another cratedig run"
+    what = f"run {holder['run_id']}" if holder.get("run_id") else "a cratedig command"
+    return f"{what} (pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')})"
+
+
+def _writable_folder(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CatalogReadOnlyError(f"cannot create the catalog's folder {path.parent}: {exc.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise CatalogReadOnlyError(f"the catalog's folder {path.parent} is read-only")
+
+
+def acquire_lock(path: str | Path, holder: dict[str, Any], *, timeout_s: float = LOCK_TIMEOUT_S) -> int:
+    """Take the catalog's writer lock (waiting up to ``timeout_s``), record ``holder`` in it; returns its fd.
+
+    Raises :class:`CatalogLockedError` naming the holding run after ``timeout_s``.
+    """
+    path = Path(path)
+    _writable_folder(path)
+    try:
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise CatalogReadOnlyError(f"cannot write the lock file {lock_path(path)}: {exc.strerror}") from None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise CatalogLockedError(
+                    f"catalog {path} is in use by another cratedig run: {describe_holder(holder_of(path))}; "
+                    f"waited {timeout_s:.0f} s"
+                ) from None
+            time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode(), 0)
+    return fd
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` and flush it to disk (a rename of an unflushed file may survive a crash empty)."""
+    shutil.copyfile(src, dst)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _published_is_idle(path: Path) -> None:
+    """Raise :class:`CatalogLockedError` when some program has the published file open for writing.
+
+    DuckDB takes a POSIX write lock on a file it opens read-write; a shared lock of ours fails against it.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+    except OSError:
+        raise CatalogLockedError(
+            f"catalog {path} is in use by another cratedig run: another program has it open for writing"
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def _convert(src: Path, dst: Path) -> None:
+    """Copy a catalog in another storage format (or with a pending write-ahead log) into ``dst``."""
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ? AS src (READ_ONLY)", [str(src)])
+        con.execute(f"ATTACH ? AS dst (STORAGE_VERSION '{STORAGE_VERSION}')", [str(dst)])
+        con.execute("COPY FROM DATABASE src TO dst")
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise CatalogLockedError(f"catalog {src} is in use by another cratedig run: {exc}") from None
+        raise
+    finally:
+        con.close()
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+class CatalogWriter:
+    """The one writer of a catalog: lock, working copy, :meth:`publish`; a context manager.
+
+    ``with CatalogWriter(path, holder={"run_id": ...}) as w:`` opens :attr:`con` on :attr:`work` (migrated),
+    and on exit publishes the working copy (also after an error: committed batches are kept), closes it,
+    removes it and releases the lock. Plain functions of :mod:`tasks.catalog` take :attr:`con`, or open
+    :attr:`work` by path with :func:`connect` (the same database instance in this process).
+    """
+
+    def __init__(
+        self, path: str | Path, *, holder: dict[str, Any] | None = None, lock_timeout_s: float = LOCK_TIMEOUT_S
+    ) -> None:
+        self.path = Path(path).absolute()
+        self.work = work_path(self.path)
+        self.holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.holder |= holder or {}
+        self.lock_timeout_s = lock_timeout_s
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self._fd: int | None = None
+        self.published_at = 0.0
+        self.publish_cost_s = 0.0
+        self.publishes = 0
+
+    def __enter__(self) -> CatalogWriter:
+        check_catalog_file(self.path)
+        self._fd = acquire_lock(self.path, self.holder, timeout_s=self.lock_timeout_s)
+        try:
+            _remove(self.work, Path(f"{self.work}.wal"))  # a killed run's leftovers
+            if self.path.exists() and self.path.stat().st_size:
+                wal = Path(f"{self.path}.wal")
+                if storage_number(self.path) != STORAGE_NUMBER or (wal.exists() and wal.stat().st_size):
+                    _convert(self.path, self.work)
+                else:
+                    _published_is_idle(self.path)
+                    shutil.copyfile(self.path, self.work)
+            self.con = connect(self.work)
+            prepare(self.con)
+            self.published_at = time.monotonic()
+            return self
+        except BaseException:
+            self._release()
+            raise
+
+    def publish(self) -> float:
+        """Make the committed state of the working copy the published catalog; returns the seconds it took."""
+        started = time.monotonic()
+        self.con.execute("CHECKPOINT")
+        tmp = self.path.with_name(f".{self.path.name}.publish-{os.getpid()}")
+        try:
+            _copy(self.work, tmp)
+            os.replace(tmp, self.path)
+        finally:
+            _remove(tmp)
+        _remove(Path(f"{self.path}.wal"))  # a legacy write-ahead log belongs to the replaced file
+        self.published_at = time.monotonic()
+        self.publish_cost_s = self.published_at - started
+        self.publishes += 1
+        return self.publish_cost_s
+
+    def publish_due(self) -> bool:
+        """Publish if due (see the module's docstring); True if it did."""
+        age = time.monotonic() - self.published_at
+        if age >= min(PUBLISH_MAX_AGE_S, PUBLISH_COST_FACTOR * self.publish_cost_s):
+            self.publish()
+            return True
+        return False
+
+    def _release(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+        _remove(self.work, Path(f"{self.work}.wal"))
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.publish()
+        except (duckdb.Error, OSError):
+            if exc[0] is None:
+                raise
+            # the run failed already (disk full, a dead database): the published catalog stays as it was
+        finally:
+            self._release()

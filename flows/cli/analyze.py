@@ -19,12 +19,12 @@ from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
 class RichProgress:
     """Progress bar fed by the flow's per-file results."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, waiting: str) -> None:
         self.progress = progress
-        self.task = progress.add_task("analysing", total=None)
+        self.task = progress.add_task(waiting, total=None)
 
     def start(self, total: int) -> None:
-        self.progress.update(self.task, total=total)
+        self.progress.update(self.task, total=total, description="analysing")
 
     def advance(self, result: dict) -> None:
         self.progress.advance(self.task)
@@ -55,18 +55,20 @@ SUMMARY_ROWS = [
 ]
 
 
-def print_summary(summary: dict[str, Any]) -> None:
+def print_summary(summary: dict[str, Any], library: Path) -> None:
     table = Table(title="cratedig analyze", show_header=False)
     for key, label in SUMMARY_ROWS:
         if key in summary:
             table.add_row(label, str(summary[key]))
     out.print(table)
-    if (
+    if summary.get("files", 1) == 0 and summary.get("missing", 0) == 0:
+        out.print(f"No audio files under {library}.", markup=False, highlight=False)
+    elif (
         summary.get("to_analyze", 1) == 0
         or (summary.get("analyzed", 0) + summary.get("rejected", 0) + summary.get("failed", 0)) == 0
     ):
         out.print("[green]Nothing to analyse: the catalog is up to date.[/green]")
-    out.print(f"catalog: {summary.get('catalog')}")
+    out.print(f"catalog: {summary.get('catalog')}", markup=False, highlight=False)
 
 
 @app.command()
@@ -92,13 +94,44 @@ def analyze(
     as_json: bool = JsonOpt,
 ) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
+    from tasks.catalog.preview import idle_run_counts
+    from tasks.constants import ANALYZER_VERSION
+
+    idle = None
+    if not force:
+        idle = idle_run_counts(path, catalog, analyzer_version=ANALYZER_VERSION, bpm_range=bpm_range)
+    if idle is not None:  # nothing to do: no Prefect server to start, no run to record
+        summary = idle | {"catalog": str(catalog.resolve())}
+    else:
+        summary = _run_flow(path, catalog, workers, batch_size, force, bpm_range, lock_timeout, dask_address, as_json)
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        print_summary(summary, path)
+
+
+def _run_flow(
+    path: Path,
+    catalog: Path,
+    workers: Optional[int],
+    batch_size: Optional[int],
+    force: bool,
+    bpm_range: tuple[float, float],
+    lock_timeout: float,
+    dask_address: Optional[str],
+    as_json: bool,
+) -> dict[str, Any]:
+    """Run the ``analyze_library`` flow with a progress bar; a run that found the catalog busy ends with code 3."""
     from prefect import tags
 
     from flows import progress
     from flows.analyze import analyze_library, with_dask
+    from flows.cli.errors import ExitCode
     from flows.libraries import library_tags
-    from tasks.errors import CatalogLockedError
+    from flows.schedule import api_url
 
+    server = api_url()
+    waiting = f"connecting to Prefect at {server} ..." if server else "starting Prefect (an embedded server) ..."
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -108,26 +141,25 @@ def analyze(
         transient=True,
         disable=as_json or not console.is_terminal,
     ) as bar:
-        try:
-            with progress.reporting(RichProgress(bar)), tags(*library_tags(str(path))):
-                run = with_dask(dask_address) if dask_address else analyze_library
-                summary = run(
-                    str(path),
-                    catalog_path=str(catalog),
-                    workers=0 if dask_address else workers,
-                    batch_size=batch_size,
-                    force=force,
-                    lock_timeout_s=lock_timeout,
-                    bpm_range=bpm_range,
-                )
-        except CatalogLockedError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(3)
+        if as_json or not console.is_terminal:
+            console.print(waiting)
+        with progress.reporting(RichProgress(bar, waiting)), tags(*library_tags(str(path))):
+            run = with_dask(dask_address) if dask_address else analyze_library
+            state = run(
+                str(path),
+                catalog_path=str(catalog),
+                workers=0 if dask_address else workers,
+                batch_size=batch_size,
+                force=force,
+                lock_timeout_s=lock_timeout,
+                bpm_range=bpm_range,
+                return_state=True,
+            )
     _quiet_prefect_shutdown()
-    if as_json:
-        out.print_json(json.dumps(summary, default=str))
-    else:
-        print_summary(summary)
+    if state.is_cancelled():
+        console.print(f"error: {state.message}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.BUSY)
+    return state.result()
 
 
 @app.command()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import typer
 from rich.table import Table
 
-from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
+from flows.cli.app import CatalogOpt, JsonOpt, app, out
 
 
 @app.command()
@@ -18,9 +17,6 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     from tasks.catalog.runs import catalog_counts
     from tasks.catalog.store import open_catalog
 
-    if not catalog.exists():
-        console.print(f"[red]no catalog at {catalog}[/red] (run `cratedig analyze PATH` first)")
-        raise typer.Exit(1)
     con = open_catalog(catalog, read_only=True)
     counts = catalog_counts(con)
     con.close()

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from flows.cli.app import CatalogOpt, app
+from flows.cli.errors import UsageError
 from flows.schedule import DEFAULT_CRON, DEPLOYMENT_NAME, api_url, parse_interval, serve_reanalysis
 
 
@@ -31,23 +32,24 @@ def serve(
 ) -> None:
     """Serve the nightly-reanalysis deployment of PATH on a schedule (needs a Prefect server: see README)."""
     if cron and interval:
-        typer.echo("give --cron or --interval, not both", err=True)
-        raise typer.Exit(2)
+        raise UsageError("give --cron or --interval, not both")
     try:
         every = parse_interval(interval) if interval else None
         if timezone:
             zoneinfo.ZoneInfo(timezone)
-    except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
-        typer.echo(str(exc) or f"unknown time zone {timezone!r}", err=True)
-        raise typer.Exit(2)
+        if cron:
+            from prefect.schedules import Cron
+
+            Cron(cron)
+    except zoneinfo.ZoneInfoNotFoundError:
+        raise UsageError(f"unknown time zone {timezone!r} (examples: UTC, Europe/Paris)") from None
+    except ValueError as exc:
+        raise UsageError(f'{exc} (cron has five fields, e.g. "0 3 * * *")' if cron else str(exc)) from None
     if not api_url():
-        typer.echo(
-            "PREFECT_API_URL is not set: start a server and point cratedig at it first:\n"
-            "    .venv/bin/prefect server start\n"
-            "    export PREFECT_API_URL=http://127.0.0.1:4200/api",
-            err=True,
+        raise UsageError(
+            "PREFECT_API_URL is not set: start a server first (`cratedig server start`, or `prefect server start` "
+            "and export PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
-        raise typer.Exit(2)
     serve_reanalysis(
         path,
         catalog_path=catalog,

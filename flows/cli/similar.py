@@ -25,9 +25,6 @@ class Metric(str, Enum):
 def _open(catalog: Path) -> Any:
     from tasks.catalog.store import open_catalog
 
-    if not catalog.exists():
-        console.print(f"[red]no catalog at {catalog}[/red] (run `cratedig analyze PATH` first)")
-        raise typer.Exit(1)
     return open_catalog(catalog, read_only=True)
 
 
@@ -39,7 +36,7 @@ def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
     """
     import duckdb
 
-    from tasks.catalog.store import open_catalog
+    from tasks.catalog.writer import CatalogWriter
     from tasks.similarity.index import IndexMissingError, refresh_similarity_index
     from tasks.similarity.query import AmbiguousQueryError, SimilarityError
 
@@ -49,8 +46,9 @@ def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
             return query(con)
         except (IndexMissingError, duckdb.CatalogException):
             con.close()
-            con = open_catalog(catalog)
-            refresh_similarity_index(con)
+            with CatalogWriter(catalog, holder={"command": "similar (building the index)"}) as writer:
+                refresh_similarity_index(writer.con)
+            con = _open(catalog)
             return query(con)
     except AmbiguousQueryError as exc:
         console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
@@ -60,6 +58,21 @@ def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
         raise typer.Exit(1)
     finally:
         con.close()
+
+
+def describe_seeds(con: Any, queries: list[str]) -> str:
+    """The tracks the queries resolved to, as a header names them: ``Demo 07 - cratedig demo (demo_07.flac, id 7)``."""
+    from tasks.similarity.query import resolve_query
+
+    names = []
+    for q in queries:
+        track_id = resolve_query(con, q)[0]
+        title, artist, path = con.execute(
+            "SELECT title, artist, path FROM tracks WHERE track_id = ?", [track_id]
+        ).fetchall()[0]
+        who = " - ".join(x for x in (title, artist) if x) or Path(path).name
+        names.append(f"{who} ({Path(path).name}, id {track_id})")
+    return " + ".join(names)
 
 
 def _fmt_bpm(v: float | None) -> str:
@@ -139,20 +152,21 @@ def similar(
         console.print("[red]--json and --m3u are exclusive[/red]")
         raise typer.Exit(2)
     seeds: Any = query if len(query) > 1 else query[0]
-    rows = _run(
+    rows, names = _run(
         catalog,
-        lambda con: similar_tracks(
-            con,
-            seeds,
-            k,
-            metric=metric.value,
-            bpm_window=bpm_window,
-            harmonic=harmonic,
-            exclude_duplicates=not keep_duplicates,
+        lambda con: (
+            similar_tracks(
+                con,
+                seeds,
+                k,
+                metric=metric.value,
+                bpm_window=bpm_window,
+                harmonic=harmonic,
+                exclude_duplicates=not keep_duplicates,
+            ),
+            describe_seeds(con, query),
         ),
     )
-    _save_crate(catalog, save_crate, rows["track_id"].to_list())
-    _emit(rows, title=f"similar to {' + '.join(query)}", as_json=as_json, m3u=m3u)
 
 
 @app.command()
@@ -175,13 +189,15 @@ def mix(
     if as_json and m3u is not None:
         console.print("[red]--json and --m3u are exclusive[/red]")
         raise typer.Exit(2)
-    rows = _run(
-        catalog, lambda con: build_mix(con, seed, length, bpm_window=bpm_window, harmonic=harmonic, metric=metric.value)
+    rows, name = _run(
+        catalog,
+        lambda con: (
+            build_mix(con, seed, length, bpm_window=bpm_window, harmonic=harmonic, metric=metric.value),
+            describe_seeds(con, [seed]),
+        ),
     )
     if rows.height < length:
         console.print(
             f"[yellow]only {rows.height} of {length} tracks: no compatible track left "
             "(try a wider --bpm-window or --no-harmonic)[/yellow]"
         )
-    _save_crate(catalog, save_crate, rows["track_id"].to_list())
-    _emit(rows, title=f"mix from {seed}", as_json=as_json, m3u=m3u, position=True)

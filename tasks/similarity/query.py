@@ -12,6 +12,8 @@ from tasks.errors import CratedigError
 
 #: An ambiguous query lists at most this many candidates (the first ones by track_id).
 MAX_CANDIDATES: int = 100
+#: ``id:7`` always means the track id 7; a bare ``7`` also matches titles, artists and file names.
+ID_PREFIX: str = "id:"
 
 
 class SimilarityError(CratedigError):
@@ -25,21 +27,22 @@ class TrackNotFoundError(SimilarityError):
 class AmbiguousQueryError(SimilarityError):
     """Several tracks match; ``candidates`` (track_id, path, title, artist) lists them."""
 
-    def __init__(self, text: str, candidates: pl.DataFrame) -> None:
+    def __init__(self, text: str, candidates: pl.DataFrame, *, hint: str = "a track id or path") -> None:
         lines = [
             f"  {r['track_id']}: {r['artist'] or '?'} - {r['title'] or '?'}  ({r['path']})"
             for r in candidates.head(20).iter_rows(named=True)
         ]
         n = f"more than {MAX_CANDIDATES}" if candidates.height > MAX_CANDIDATES else str(candidates.height)
         more = f"\n  ... ({n} in all)" if candidates.height > 20 else ""
-        super().__init__(f"{n} tracks match {text!r}; use a track id or path:\n" + "\n".join(lines) + more)
+        super().__init__(f"{n} tracks match {text!r}; use {hint}:\n" + "\n".join(lines) + more)
         self.candidates = candidates
 
 
 def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> list[int]:
     """Track ids a user's query names: a track id, a path, or a title/artist substring.
 
-    Tries in order: a track id; an exact path (also after resolving a relative one); a title or
+    Tries in order: a track id (an int, or ``'id:7'``; a bare ``'7'`` is one too unless a title, artist or file
+    name also contains it, which is ambiguous); an exact path (also after resolving a relative one); a title or
     ``'artist - title'`` equal to ``text`` (case-insensitive); a substring of title, artist,
     ``'artist - title'`` or, failing those, of the file name. Returns one id.
 
@@ -54,10 +57,11 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
     s = str(text).strip()
     if not s:
         raise TrackNotFoundError("empty query: give a track id, a path, or part of a title or artist")
-    if isinstance(text, (int, np.integer)) or s.isdigit():
-        rows = con.execute("SELECT track_id FROM tracks WHERE track_id = ?", [int(s)]).fetchall()
-        if rows:
-            return [int(rows[0][0])]
+    if isinstance(text, (int, np.integer)) or s.lower().startswith(ID_PREFIX) and s[len(ID_PREFIX) :].isdigit():
+        track_id = int(s[len(ID_PREFIX) :] if s.lower().startswith(ID_PREFIX) else s)
+        if con.execute("SELECT 1 FROM tracks WHERE track_id = ?", [track_id]).fetchall():
+            return [track_id]
+        raise TrackNotFoundError(f"no track with id {track_id}")
     paths = list(dict.fromkeys([s, str(Path(s).expanduser().resolve())] if s else []))
     ids = [
         r[0]
@@ -69,8 +73,26 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
     ]
     if ids:
         return ids[:1]
-    low = s.lower()
+    found = _text_matches(con, s.lower(), cols)
+    if s.isdigit():  # a bare number: a track id, unless a title, artist or file name also contains it
+        by_id = con.sql(f"SELECT {cols} FROM tracks WHERE track_id = ?", params=[int(s)]).pl()
+        if by_id.height and not found.filter(pl.col("track_id") != int(s)).height:
+            return [int(s)]
+        if by_id.height:
+            raise AmbiguousQueryError(
+                s, pl.concat([by_id, found.filter(pl.col("track_id") != int(s))]), hint=f"{ID_PREFIX}{s} for the id"
+            )
+    if found.height == 1:
+        return [int(found["track_id"][0])]
+    if found.height > 1:
+        raise AmbiguousQueryError(s, found)
+    raise TrackNotFoundError(f"no analysed track matches {s!r} (track id, path, title or artist)")
+
+
+def _text_matches(con: duckdb.DuckDBPyConnection, low: str, cols: str) -> pl.DataFrame:
+    """Analysed tracks whose title/artist equals, else contains, else whose file name contains ``low``."""
     both = "lower(coalesce(t.artist, '') || ' - ' || coalesce(t.title, ''))"
+    found = pl.DataFrame()
     for cond in (
         f"lower(t.title) = ?1 OR {both} = ?1",
         f"contains(lower(t.title), ?1) OR contains(lower(t.artist), ?1) OR contains({both}, ?1)",
@@ -81,8 +103,6 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
             f"ORDER BY track_id LIMIT {MAX_CANDIDATES + 1}",
             params=[low],
         ).pl()
-        if found.height == 1:
-            return [int(found["track_id"][0])]
-        if found.height > 1:
-            raise AmbiguousQueryError(s, found)
-    raise TrackNotFoundError(f"no analysed track matches {s!r} (track id, path, title or artist)")
+        if found.height:
+            return found
+    return found

@@ -68,3 +68,12 @@ def install_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
     """
     con.execute(RULE_MACROS_SQL)
     con.execute(_TABLE_MACROS)
+
+
+def ensure_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Make the macros callable on any connection: a catalog that lacks them (read-only, so not migrated) gets
+    them as ``TEMP`` macros of this connection only."""
+    if con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'similar_tracks'").fetchall()[0][0]:
+        return
+    for sql in (RULE_MACROS_SQL, _TABLE_MACROS):
+        con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))

@@ -238,7 +238,15 @@ def test_resolve_query(con, family_catalog):
     _, family = family_catalog
     path = _originals(family)[5]
     tid = resolve_query(con, path)[0]
-    assert resolve_query(con, tid) == [tid] and resolve_query(con, str(tid)) == [tid]
+    assert resolve_query(con, tid) == [tid] and resolve_query(con, f"id:{tid}") == [tid]
+    # A bare number is the track id unless a title, artist or file name contains it too: then it is listed.
+    with pytest.raises(AmbiguousQueryError) as err:
+        resolve_query(con, "3")
+    assert "id:3" in str(err.value) and err.value.candidates["track_id"][0] == 3
+    assert err.value.candidates.height > 1 and "family3_take0.flac" in str(err.value)
+    unmatched = con.execute("SELECT max(track_id) FROM tracks").fetchall()[0][0]
+    if not [p for p in family if str(unmatched) in Path(p).name]:
+        assert resolve_query(con, str(unmatched)) == [unmatched]
     assert resolve_query(con, "take 1 of FAMILY 2") == resolve_query(con, str(Path(path).parent / "family2_take1.flac"))
     with pytest.raises(AmbiguousQueryError) as err:
         resolve_query(con, "family 3")

@@ -1,0 +1,94 @@
+"""Errors in one line: every command's exceptions become a message on stderr and a documented exit code.
+
+:class:`OneLineErrors` is the typer group of :data:`flows.cli.app.app`: it runs the command, and turns an
+exception into ``error: <what happened>`` plus the exit code of :data:`EXIT_CODES`. ``cratedig --debug ...``
+or ``CRATEDIG_DEBUG=1`` shows the traceback as well. Commands raise :class:`UsageError` (or
+:class:`~tasks.errors.CratedigError` subclasses) for the user's mistakes; anything else is a bug (code 1).
+"""
+
+from __future__ import annotations
+
+import errno
+import traceback
+from enum import IntEnum
+
+import duckdb
+import typer
+from typer.core import TyperGroup
+
+from tasks.errors import CatalogLockedError, CatalogReadOnlyError, CratedigError, NotACatalogError
+
+
+class ExitCode(IntEnum):
+    """Exit codes of every ``cratedig`` command (also in ``cratedig --help`` and the README)."""
+
+    OK = 0
+    ERROR = 1  # an unexpected error: a bug or a failed run (--debug shows the traceback)
+    USAGE = 2  # a bad option or argument: unknown option, bad cron or interval, ambiguous query
+    BUSY = 3  # the catalog is being written by another run (the message names it)
+    NOT_A_CATALOG = 4  # no catalog there, or the file is not a DuckDB catalog
+    NOT_WRITABLE = 5  # the catalog or an output file cannot be written there (read-only folder...)
+
+
+#: What each exit code means, as shown by ``cratedig --help``.
+EXIT_CODES: dict[ExitCode, str] = {
+    ExitCode.OK: "done",
+    ExitCode.ERROR: "unexpected error or failed run (--debug or CRATEDIG_DEBUG=1 shows the traceback)",
+    ExitCode.USAGE: "bad option or argument (bad cron or interval, ambiguous query...)",
+    ExitCode.BUSY: "the catalog is being written by another run (named in the message)",
+    ExitCode.NOT_A_CATALOG: "no catalog there, or not a DuckDB catalog",
+    ExitCode.NOT_WRITABLE: "the catalog or an output file cannot be written there",
+}
+
+
+def exit_codes_help() -> str:
+    return "Exit codes: " + "; ".join(f"{int(code)} {text}" for code, text in EXIT_CODES.items()) + "."
+
+
+class UsageError(CratedigError):
+    """A user's mistake in an option or argument (exit code 2)."""
+
+
+_NOT_WRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EISDIR})
+
+
+def classify(exc: BaseException) -> tuple[ExitCode, str]:
+    """The exit code and the one-line message of an exception."""
+    if isinstance(exc, CatalogLockedError):
+        return ExitCode.BUSY, str(exc)
+    if isinstance(exc, NotACatalogError):
+        return ExitCode.NOT_A_CATALOG, str(exc)
+    if isinstance(exc, CatalogReadOnlyError):
+        return ExitCode.NOT_WRITABLE, str(exc)
+    if isinstance(exc, UsageError):
+        return ExitCode.USAGE, str(exc)
+    if isinstance(exc, OSError) and exc.errno in _NOT_WRITABLE_ERRNOS:
+        return ExitCode.NOT_WRITABLE, f"cannot write {exc.filename or 'the output'}: {exc.strerror}"
+    if isinstance(exc, OSError) and exc.filename:
+        return ExitCode.ERROR, f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, duckdb.Error):
+        return ExitCode.ERROR, f"catalog error: {' '.join(str(exc).split())}"
+    if isinstance(exc, CratedigError):
+        return ExitCode.ERROR, str(exc)
+    return ExitCode.ERROR, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+class OneLineErrors(TyperGroup):
+    """The ``cratedig`` group: a command's exception becomes one line and an exit code."""
+
+    debug: bool = False
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as exc:  # noqa: BLE001  (every error ends as one line and a documented code)
+            from flows.cli.app import console
+
+            code, message = classify(exc)
+            if OneLineErrors.debug:
+                console.print(traceback.format_exc(), markup=False, highlight=False)
+            hint = "" if OneLineErrors.debug or code != ExitCode.ERROR else " (--debug shows the traceback)"
+            console.print(f"error: {message}{hint}", style="red", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(int(code)) from None

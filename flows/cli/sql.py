@@ -1,0 +1,60 @@
+"""``cratedig sql "QUERY"``: read-only SQL on the catalog, with the similarity macros, as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from flows.cli.app import CatalogOpt, JsonOpt, app, out
+from flows.cli.errors import UsageError
+
+
+@app.command()
+def sql(
+    query: str = typer.Argument(..., help='SQL, e.g. "SELECT key_camelot, count(*) FROM features GROUP BY ALL".'),
+    catalog: Path = CatalogOpt,
+    as_json: bool = JsonOpt,
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV on stdout."),
+) -> None:
+    """Run read-only SQL on the catalog (similar_tracks() and the other macros included); a table on a terminal.
+
+    It reads the last published state of the catalog and never waits for a run.
+    """
+    import duckdb
+
+    from tasks.catalog.store import open_catalog
+    from tasks.similarity.sql import ensure_sql_macros
+
+    if as_json and as_csv:
+        raise UsageError("--json and --csv are exclusive")
+    con = open_catalog(catalog, read_only=True)
+    try:
+        ensure_sql_macros(con)
+        try:
+            rel = con.sql(query)
+            if rel is None:  # a statement without rows (SET, PRAGMA ...)
+                return
+            columns, rows = rel.columns, rel.fetchall()
+        except duckdb.Error as exc:
+            raise UsageError(f"SQL error: {' '.join(str(exc).split())}") from None
+    finally:
+        con.close()
+    if as_json:
+        typer.echo(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
+    elif as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        table = Table(caption=f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*(Text("NULL" if v is None else str(v)) for v in r))
+        out.print(table)

@@ -187,9 +187,9 @@ def demo(
 
 
 def _show_demo_similarity(catalog: Path) -> None:
-    from tasks.catalog.store import open_catalog
+    from tasks.catalog.writer import open_reader
 
-    con = open_catalog(catalog, read_only=True)
+    con = open_reader(catalog)
     sample = con.execute("""
         SELECT t.path, t.title, f.bpm, f.key, f.key_camelot, f.loudness_lufs
         FROM tracks t JOIN features f USING (track_id) ORDER BY t.path LIMIT 12""").fetchall()

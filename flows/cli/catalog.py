@@ -15,9 +15,9 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     """Print the catalog's counts: tracks by status, analyses by version, rejects by reason, corrections, crates,
     last run."""
     from tasks.catalog.runs import catalog_counts
-    from tasks.catalog.store import open_catalog
+    from tasks.catalog.writer import open_reader
 
-    con = open_catalog(catalog, read_only=True)
+    con = open_reader(catalog)
     counts = catalog_counts(con)
     con.close()
     if as_json:
@@ -41,9 +41,9 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
 @app.command()
 def rejects(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     """List every rejected or failed file with its reason code."""
-    from tasks.catalog.store import open_catalog
+    from tasks.catalog.writer import open_reader
 
-    con = open_catalog(catalog, read_only=True)
+    con = open_reader(catalog)
     rows = con.execute("SELECT reason, path, detail FROM rejects ORDER BY reason, path").fetchall()
     con.close()
     if as_json:

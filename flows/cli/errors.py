@@ -14,6 +14,7 @@ from enum import IntEnum
 
 import duckdb
 import typer
+from rich.console import Console
 from typer.core import TyperGroup
 
 from tasks.errors import CatalogLockedError, CatalogReadOnlyError, CratedigError, NotACatalogError
@@ -43,6 +44,10 @@ EXIT_CODES: dict[ExitCode, str] = {
 
 def exit_codes_help() -> str:
     return "Exit codes: " + "; ".join(f"{int(code)} {text}" for code, text in EXIT_CODES.items()) + "."
+
+
+#: Errors go to stderr, like the progress bar (:data:`flows.cli.app.console`).
+console = Console(stderr=True)
 
 
 class UsageError(CratedigError):
@@ -84,8 +89,6 @@ class OneLineErrors(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception as exc:  # noqa: BLE001  (every error ends as one line and a documented code)
-            from flows.cli.app import console
-
             code, message = classify(exc)
             if OneLineErrors.debug:
                 console.print(traceback.format_exc(), markup=False, highlight=False)

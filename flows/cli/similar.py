@@ -23,9 +23,9 @@ class Metric(str, Enum):
 
 
 def _open(catalog: Path) -> Any:
-    from tasks.catalog.store import open_catalog
+    from tasks.catalog.writer import open_reader
 
-    return open_catalog(catalog, read_only=True)
+    return open_reader(catalog)
 
 
 def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:

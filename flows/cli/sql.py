@@ -28,12 +28,12 @@ def sql(
     """
     import duckdb
 
-    from tasks.catalog.store import open_catalog
+    from tasks.catalog.writer import open_reader
     from tasks.similarity.sql import ensure_sql_macros
 
     if as_json and as_csv:
         raise UsageError("--json and --csv are exclusive")
-    con = open_catalog(catalog, read_only=True)
+    con = open_reader(catalog)
     try:
         ensure_sql_macros(con)
         try:

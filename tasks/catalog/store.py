@@ -16,9 +16,9 @@ import polars as pl
 
 from schemas.tables import FeatureRow, RejectRow, TrackEventRow, TrackRow, split_valid
 from tasks.catalog.migrations import prepare
-from tasks.catalog.writer import connect
+from tasks.catalog.writer import connect, open_reader
 from tasks.constants import LOCK_TIMEOUT_S
-from tasks.errors import CatalogLockedError, CatalogReadOnlyError, NotACatalogError
+from tasks.errors import CatalogLockedError, CatalogReadOnlyError
 from tasks.transactions import transaction
 from tasks.vocabulary import OUTCOMES, Reason, TrackEvent, TrackStatus
 
@@ -65,8 +65,8 @@ def open_catalog(
         When ``path`` is not a DuckDB file.
     """
     path = Path(path)
-    if read_only and not path.exists():
-        raise NotACatalogError(f"no catalog at {path} (run `cratedig analyze PATH` first)")
+    if read_only:
+        return open_reader(path, wait_s=lock_timeout_s)
     if not read_only:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,6 +85,28 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     return duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_VERSION})
 
 
+def open_reader(path: str | Path, *, wait_s: float = 5.0) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the published catalog: it never waits for a run (runs write a working copy).
+
+    Only a program holding the file open for writing (not cratedig) makes it wait, up to ``wait_s``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise NotACatalogError(f"no catalog at {path} (run `cratedig analyze PATH` first)")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return connect(path, read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise CatalogLockedError(
+                    f"catalog {path} is open for writing by another program (waited {wait_s:.0f} s)"
+                ) from None
+            time.sleep(0.1)
+
+
 def holder_of(path: str | Path) -> dict[str, Any]:
     """What the lock file says about the run that holds (or last held) the catalog; ``{}`` if nothing."""
     try:

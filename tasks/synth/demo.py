@@ -1,4 +1,5 @@
-"""The demo library: two dozen synthetic songs in every supported format, with tags and ground truth.
+"""The demo library: two dozen synthetic songs in two families of related tempi and keys, in every supported format,
+with tags and ground truth.
 
 Used by the notebooks, the CLI walkthrough and end-to-end tests. Building is idempotent: a complete
 library (every file present and ``ground_truth.csv`` matching the specs) is left alone.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from tasks.synth.files import write_audio
 from tasks.synth.songs import SongSpec, render_song
-from tasks.synth.styles import PITCH_NAMES, STYLES, TIMBRES
+from tasks.synth.styles import PITCH_NAMES, TIMBRES
 
 #: Formats cycled over the songs, so each appears at least ``len(demo_specs()) // 6`` times.
 DEMO_FORMATS: tuple[str, ...] = (".flac", ".ogg", ".opus", ".mp3", ".wav", ".m4a")
@@ -34,46 +35,44 @@ _NOT_AUDIO = """<!DOCTYPE html>
 """
 
 
+#: The demo's two families of songs in related tempi and keys, so a mix from any seed has somewhere to go:
+#: (tempi in BPM, keys as (tonic pitch class, mode), styles), cycled in step. The first lives at 120-126 BPM in
+#: Camelot 8A/8B/9A/9B; the second at 84-88 and 168-175 BPM (half/double time of each other) in 4A/4B/5A/5B.
+#: Within a family every song is tempo-compatible with every other (within 6 %) and key-compatible with 8 of
+#: the 11 others, so a greedy mix from any seed lasts at least 9 tracks when tempo and key are estimated right.
+DEMO_FAMILIES: tuple[tuple[tuple[float, ...], tuple[tuple[int, str], ...], tuple[str, ...]], ...] = (
+    (
+        (120, 120.5, 121, 121.5, 122, 122.5, 123, 123.5, 124, 124.5, 125, 126),
+        ((9, "minor"), (0, "major"), (4, "minor"), (7, "major")),
+        ("house", "funk", "rock", "house", "ambient-pulse", "funk", "house", "rock", "waltz", "house", "funk", "house"),
+    ),
+    (
+        (84, 168, 85, 169, 85.5, 170, 86, 171.5, 87, 172.5, 88, 175),
+        ((5, "minor"), (8, "major"), (0, "minor"), (3, "major")),
+        ("hiphop", "dnb", "reggae", "rock", "hiphop", "dnb", "reggae", "waltz", "ambient-pulse", "dnb", "funk", "rock"),
+    ),
+)
+
+
 def demo_specs() -> list[SongSpec]:
-    """24 songs of 30-90 s for the demo library: 70-175 BPM, 12 major and 12 minor keys, every style and timbre."""
-    used = dict.fromkeys(STYLES, 0)
-    bpms = (
-        70,
-        84.5,
-        90,
-        96,
-        100,
-        105,
-        110.25,
-        118,
-        120,
-        122,
-        124,
-        125.5,
-        126,
-        128,
-        130,
-        134.6,
-        140,
-        145,
-        150,
-        160,
-        165,
-        170,
-        172.5,
-        175,
-    )
+    """24 songs of 30-90 s in two families of related tempi and keys (:data:`DEMO_FAMILIES`), interleaved,
+    with every style and timbre; some swung, drifting or noisy."""
+    members = [
+        (bpm, key, style)
+        for bpms, keys, styles in DEMO_FAMILIES
+        for j, (bpm, style) in enumerate(zip(bpms, styles))
+        for key in [keys[j % len(keys)]]
+    ]
+    half = len(members) // 2
+    order = [m for pair in zip(members[:half], members[half:]) for m in pair]  # A, B, A, B ...
     specs = []
-    for i, bpm in enumerate(bpms):
-        fits = [s for s, st in STYLES.items() if st.tempo[0] <= bpm <= st.tempo[1]]
-        style = min(fits, key=lambda s: (used[s], fits.index(s)))
-        used[style] += 1
+    for i, (bpm, (tonic, mode), style) in enumerate(order):
         specs.append(
-            SongSpec(  # every major and every minor key once: tonics step by fifths
+            SongSpec(
                 bpm=float(bpm),
-                tonic=(7 * (i // 2) + 3 * (i % 2)) % 12,
-                mode="minor" if i % 2 else "major",
-                duration_s=(30.0, 45.0, 60.0, 90.0)[i % 4],
+                tonic=tonic,
+                mode=mode,
+                duration_s=(30.0, 45.0, 60.0, 90.0)[(i + i // 2) % 4],
                 style=style,
                 timbre=TIMBRES[i % len(TIMBRES)],
                 swing=0.15 if i % 5 == 3 else 0.0,

@@ -103,7 +103,7 @@ CREATE TABLE IF NOT EXISTS runs (
     n_analyzed    BIGINT DEFAULT 0,
     n_rejected    BIGINT DEFAULT 0,
     n_failed      BIGINT DEFAULT 0,
-    status        VARCHAR NOT NULL           -- running | completed | failed
+    status        VARCHAR NOT NULL           -- running | completed | failed | interrupted
 );
 
 -- Append-only history: added / changed / moved / missing / analyzed / rejected / failed.

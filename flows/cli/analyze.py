@@ -95,8 +95,10 @@ def analyze(
 ) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
     from tasks.catalog.preview import idle_run_counts
+    from tasks.catalog.writer import check_writable
     from tasks.constants import ANALYZER_VERSION
 
+    check_writable(catalog)  # before any Prefect start-up: a bad catalog path fails at once
     idle = None
     if not force:
         idle = idle_run_counts(path, catalog, analyzer_version=ANALYZER_VERSION, bpm_range=bpm_range)

@@ -131,6 +131,17 @@ def _writable_folder(path: Path) -> None:
         raise CatalogReadOnlyError(f"the catalog's folder {path.parent} is read-only")
 
 
+def check_writable(path: str | Path) -> None:
+    """Raise what :class:`CatalogWriter` would (not a catalog, read-only location) without taking the lock."""
+    path = Path(path)
+    check_catalog_file(path)
+    _writable_folder(path)
+    try:
+        os.close(os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644))
+    except OSError as exc:
+        raise CatalogReadOnlyError(f"cannot write beside the catalog {path}: {exc.strerror}") from None
+
+
 def acquire_lock(path: str | Path, holder: dict[str, Any], *, timeout_s: float = LOCK_TIMEOUT_S) -> int:
     """Take the catalog's writer lock (waiting up to ``timeout_s``), record ``holder`` in it; returns its fd.
 
@@ -284,6 +295,11 @@ class CatalogWriter:
             self._fd = None
 
     def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None:
+            try:
+                self.con.execute("ROLLBACK")  # a transaction the error left open is not published
+            except duckdb.Error:
+                pass  # none was open
         try:
             self.publish()
         except (duckdb.Error, OSError):

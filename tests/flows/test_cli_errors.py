@@ -1,0 +1,95 @@
+"""Errors in one line: each user-facing failure prints one ``error:`` line and its documented exit code, never a
+traceback (``--debug`` shows it); ``cratedig --help`` lists the codes. No Prefect server is started here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.cli.errors import EXIT_CODES, ExitCode
+
+#: A folder nobody may write, root included (sysfs refuses new files); a chmod'ed one otherwise would not stop root.
+READ_ONLY_DIR = Path("/sys")
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def assert_one_line(result, code: ExitCode, *fragments: str) -> None:
+    text = result.output
+    assert result.exit_code == code, text
+    assert "Traceback" not in text, text
+    lines = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, text
+    joined = " ".join(text.split())
+    for fragment in fragments:
+        assert fragment in joined, text
+
+
+@pytest.fixture()
+def not_catalogs(tmp_path) -> dict[str, Path]:
+    text = tmp_path / "notes.duckdb"
+    text.write_text("my notes, not a database\n")
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_bytes(os.urandom(4096))
+    folder = tmp_path / "folder.duckdb"
+    folder.mkdir()
+    return {"text": text, "garbage": garbage, "folder": folder}
+
+
+@pytest.mark.parametrize("kind", ["text", "garbage", "folder"])
+@pytest.mark.parametrize("command", ["status", "rejects", "sql", "similar", "analyze"])
+def test_not_a_catalog(not_catalogs, tmp_path, kind, command):
+    catalog = str(not_catalogs[kind])
+    args = {
+        "status": ["status"],
+        "rejects": ["rejects"],
+        "sql": ["sql", "select 1"],
+        "similar": ["similar", "x"],
+        "analyze": ["analyze", str(tmp_path)],
+    }[command]
+    assert_one_line(invoke(*args, "--catalog", catalog), ExitCode.NOT_A_CATALOG, "is not a cratedig catalog")
+
+
+def test_no_catalog_yet(tmp_path):
+    assert_one_line(
+        invoke("status", "--catalog", str(tmp_path / "none.duckdb")), ExitCode.NOT_A_CATALOG, "no catalog at"
+    )
+
+
+@pytest.mark.skipif(not os.access(READ_ONLY_DIR, os.F_OK), reason="no /sys")
+def test_catalog_in_a_read_only_folder(tmp_path):
+    (tmp_path / "a.flac").write_bytes(b"")
+    result = invoke("analyze", str(tmp_path), "--catalog", str(READ_ONLY_DIR / "catalog.duckdb"))
+    assert_one_line(result, ExitCode.NOT_WRITABLE, "cannot write", "catalog.duckdb")
+
+
+def test_bad_cron_and_interval(tmp_path):
+    assert_one_line(invoke("serve", str(tmp_path), "--cron", "not a cron"), ExitCode.USAGE, "Invalid cron string")
+    assert_one_line(invoke("serve", str(tmp_path), "--interval", "soon"), ExitCode.USAGE, "not an interval")
+
+
+def test_debug_shows_the_traceback(not_catalogs):
+    args = ("status", "--catalog", str(not_catalogs["text"]))
+    assert "Traceback" in invoke("--debug", *args).output
+    assert "Traceback" in invoke(*args, env={"CRATEDIG_DEBUG": "1"}).output
+
+
+def test_help_lists_the_exit_codes():
+    text = " ".join(invoke("--help").output.split())
+    for code in EXIT_CODES:
+        assert f"{int(code)} " in text
+    assert "Exit codes:" in text and "--debug" in text
+
+
+def test_analyze_of_an_empty_folder_says_so_at_once(tmp_path):
+    # No Prefect server starts: nothing to do is decided from the walk.
+    result = invoke("analyze", str(tmp_path / "."), "--catalog", str(tmp_path / "c.duckdb"))
+    assert result.exit_code == 0, result.output
+    assert "No audio files under" in result.output
+    assert not (tmp_path / "c.duckdb").exists()

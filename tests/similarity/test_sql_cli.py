@@ -1,0 +1,113 @@
+"""``cratedig sql``, the similarity commands' headers and outputs, and the catalog read by the oldest DuckDB client
+the README names (installed from PyPI into a throwaway virtual environment)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.similarity.test_similarity import build_family_catalog
+
+#: The oldest DuckDB the README says reads the catalog (1.0 cannot deserialise its macros).
+OLDEST_DUCKDB = "1.1.3"
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> Path:
+    return build_family_catalog(tmp_path_factory.mktemp("similarity"))[0]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_sql_as_json_csv_and_table(catalog):
+    q = "SELECT status, count(*) AS n FROM tracks GROUP BY ALL ORDER BY 1"
+    as_json = invoke("sql", q, "--catalog", str(catalog), "--json")
+    assert as_json.exit_code == 0, as_json.output
+    rows = json.loads(as_json.stdout)
+    assert rows and set(rows[0]) == {"status", "n"}
+    as_csv = invoke("sql", q, "--catalog", str(catalog), "--csv")
+    assert list(csv.DictReader(io.StringIO(as_csv.stdout))) == [{k: str(v) for k, v in r.items()} for r in rows]
+    table = invoke("sql", q, "--catalog", str(catalog))
+    assert table.exit_code == 0 and "analyzed" in table.stdout and f"{len(rows)} row" in table.stdout
+
+
+def test_sql_has_the_macros_even_where_the_catalog_lacks_them(catalog, tmp_path):
+    q = "SELECT count(*) AS n FROM similar_tracks('1', k := 3)"
+    assert json.loads(invoke("sql", q, "--catalog", str(catalog), "--json").stdout) == [{"n": 3}]
+    bare = tmp_path / "bare.duckdb"
+    shutil.copy(catalog, bare)
+    con = duckdb.connect(str(bare))
+    con.execute("DROP MACRO TABLE similar_tracks")
+    con.close()
+    assert json.loads(invoke("sql", q, "--catalog", str(bare), "--json").stdout) == [{"n": 3}]  # TEMP macros
+
+
+def test_sql_is_read_only_and_errors_are_one_line(catalog):
+    before = json.loads(invoke("sql", "SELECT count(*) AS n FROM tracks", "--catalog", str(catalog), "--json").stdout)
+    for bad in ("DELETE FROM tracks", "SELEC 1", "SELECT * FROM no_such_table"):
+        result = invoke("sql", bad, "--catalog", str(catalog))
+        assert result.exit_code == 2 and "error: SQL error:" in result.output, result.output
+        assert "Traceback" not in result.output
+    after = json.loads(invoke("sql", "SELECT count(*) AS n FROM tracks", "--catalog", str(catalog), "--json").stdout)
+    assert after == before
+
+
+def test_similar_names_its_seed_and_m3u_errors_are_one_line(catalog):
+    con = duckdb.connect(str(catalog), read_only=True)
+    track_id, path, title = con.execute("SELECT track_id, path, title FROM tracks ORDER BY track_id LIMIT 1").fetchone()
+    con.close()
+    shown = invoke("similar", path, "--catalog", str(catalog), "-k", "3")
+    header = " ".join(shown.stdout.split())
+    assert shown.exit_code == 0 and f"similar to {title}" in header and f"id {track_id})" in header, shown.stdout
+    if os.access("/sys", os.F_OK):
+        refused = invoke("similar", path, "--catalog", str(catalog), "--m3u", "/sys/set.m3u")
+        assert refused.exit_code == 5 and "error: cannot write /sys/set.m3u" in refused.output, refused.output
+        assert "Traceback" not in refused.output
+
+
+def _old_duckdb_python() -> Path:
+    """A virtual environment with duckdb==OLDEST_DUCKDB from PyPI, built once per machine (~10 s)."""
+    root = Path(tempfile.gettempdir()) / f"cratedig-duckdb-{OLDEST_DUCKDB}-py{sys.version_info[0]}{sys.version_info[1]}"
+    python = root / "bin" / "python"
+    if not (root / ".ready").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        venv.create(root, with_pip=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"duckdb=={OLDEST_DUCKDB}"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        (root / ".ready").touch()
+    return python
+
+
+@pytest.mark.slow
+def test_the_oldest_named_duckdb_reads_the_catalog(catalog):
+    code = (
+        "import duckdb, json, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(json.dumps([duckdb.__version__, c.execute('SELECT count(*) FROM features').fetchone()[0], "
+        "c.execute(\"SELECT count(*) FROM similar_tracks('1', k := 3)\").fetchone()[0]]))"
+    )
+    done = subprocess.run([str(_old_duckdb_python()), "-c", code, str(catalog)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    version, n_features, n_similar = json.loads(done.stdout)
+    con = duckdb.connect(str(catalog), read_only=True)
+    assert version == OLDEST_DUCKDB and n_features == con.execute("SELECT count(*) FROM features").fetchone()[0] > 0
+    assert n_similar == 3
+    con.close()

@@ -46,8 +46,9 @@ test: install  ## the whole suite, slow tests included
 test-fast: install  ## the suite without the slow and Prefect-server tests
 	$(BIN)/python -m pytest -q -m "not slow and not prefect_server"
 
-lab: install  ## JupyterLab on the demo catalog
-	CRATEDIG_CATALOG=$(CURDIR)/data/catalog.duckdb $(BIN)/jupyter lab --no-browser notebooks/
+lab: install  ## JupyterLab on the demo catalog (also as root, as in a container)
+	CRATEDIG_CATALOG=$(CURDIR)/data/catalog.duckdb $(BIN)/jupyter lab --no-browser \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
 bench-accuracy: install  ## tempo and key against peers (writes bench/RESULTS.md)
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"

@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
-from flows.settings import DEFAULT_DEMO_LIBRARY
 from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
 
 
@@ -162,59 +161,3 @@ def _run_flow(
         console.print(f"error: {state.message}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(ExitCode.BUSY)
     return state.result()
-
-
-@app.command()
-def demo(
-    library: Path = typer.Option(DEFAULT_DEMO_LIBRARY, "--library", help="Where to build it."),
-    catalog: Path = CatalogOpt,
-) -> None:
-    """Build the synthesized demo library (if missing), analyse it, and show a similarity query."""
-    from tasks.synth.demo import build_demo_library
-
-    console.print(f"building demo library in {library} ...")
-    build_demo_library(library)
-    analyze(
-        path=library,
-        catalog=catalog,
-        workers=None,
-        batch_size=4,
-        force=False,
-        bpm_range=BPM_RANGE,
-        lock_timeout=LOCK_TIMEOUT_S,
-        dask_address=None,
-        as_json=False,
-    )
-    _show_demo_similarity(catalog)
-
-
-def _show_demo_similarity(catalog: Path) -> None:
-    from tasks.catalog.writer import open_reader
-
-    con = open_reader(catalog)
-    sample = con.execute("""
-        SELECT t.path, t.title, f.bpm, f.key, f.key_camelot, f.loudness_lufs
-        FROM tracks t JOIN features f USING (track_id) ORDER BY t.path LIMIT 12""").fetchall()
-    table = Table(title="a few analysed tracks")
-    for col in ("file", "bpm", "key", "camelot", "LUFS"):
-        table.add_column(col)
-    for path, title, bpm, key, cam, lufs in sample:
-        table.add_row(
-            Path(path).name,
-            f"{bpm:.2f}" if bpm else "-",
-            key or "-",
-            cam or "-",
-            f"{lufs:.1f}" if lufs is not None else "-",
-        )
-    out.print(table)
-    from tasks.similarity.search import similar_tracks
-
-    seed = sample[0][0]
-    neighbours = similar_tracks(con, seed, k=5)
-    table = Table(title=f"tracks most similar to {Path(seed).name}")
-    for col in ("file", "distance", "bpm", "key"):
-        table.add_column(col)
-    for row in neighbours.iter_rows(named=True):
-        table.add_row(Path(row["path"]).name, f"{row['distance']:.3f}", f"{row['bpm'] or 0:.2f}", row["key"] or "-")
-    out.print(table)
-    con.close()

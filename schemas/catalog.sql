@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS tracks (
     size_bytes   BIGINT NOT NULL,
     mtime_ns     BIGINT NOT NULL,
     fingerprint  VARCHAR NOT NULL,          -- size + hash of sampled blocks (tasks.catalog.scan.fingerprint)
-    format       VARCHAR,                   -- container/codec as decoded: flac, vorbis, opus, mp3, aac, pcm...
+    format       VARCHAR,                   -- wav | aiff | flac | mp3 | ogg | opus | wma | m4a/aac | m4a/alac ...
+    codec        VARCHAR,                   -- the decoder's codec name: pcm_16, vorbis, aac, alac, flac ...
     duration_s   DOUBLE,
     sample_rate  INTEGER,                   -- native rate in Hz
     channels     INTEGER,

@@ -70,6 +70,7 @@ class TrackRow(InventoryRow):
     track_id: int = pa.Field(ge=1)
     fingerprint: Optional[str] = pa.Field(nullable=True)
     format: Optional[str] = pa.Field(nullable=True)
+    codec: Optional[str] = pa.Field(nullable=True)
     duration_s: Optional[float] = pa.Field(nullable=True, gt=0)
     sample_rate: Optional[int] = pa.Field(nullable=True, isin=SAMPLE_RATES)
     channels: Optional[int] = pa.Field(nullable=True, ge=1, le=64)

@@ -6,12 +6,13 @@ from importlib import resources
 
 import duckdb
 
+from tasks.audio.formats import codec_name, format_name
 from tasks.constants import BPM_RANGE
 from tasks.similarity.sql import ensure_similarity_objects
 from tasks.transactions import transaction
 
 #: Version of the catalog's tables and views; :data:`MIGRATIONS` has a step for every version after 1.
-SCHEMA_VERSION: int = 5
+SCHEMA_VERSION: int = 6
 
 
 def ddl() -> str:
@@ -36,12 +37,22 @@ def _add_curation_objects(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(resources.files("schemas").joinpath("curation.sql").read_text())
 
 
+def _split_format_and_codec(con: duckdb.DuckDBPyConnection) -> None:
+    # Before v6 ``format`` held the codec as decoded; it moves to ``codec`` and ``format`` gets the user's name.
+    con.execute("ALTER TABLE tracks ADD COLUMN IF NOT EXISTS codec VARCHAR")
+    rows = con.execute("SELECT DISTINCT path, format FROM tracks WHERE format IS NOT NULL AND codec IS NULL").fetchall()
+    if rows:
+        fixed = [(format_name(p, f), codec_name(f), p) for p, f in rows]
+        con.executemany("UPDATE tracks SET format = ?, codec = ? WHERE path = ?", fixed)
+
+
 #: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
 MIGRATIONS = {
     2: ensure_similarity_objects,  # v2: similarity_index + the similar_tracks() SQL macro in every catalog
     3: _add_bpm_range,  # v3: features.bpm_range_lo / _hi, the preferred tempo range of each row
     4: _add_beats_per_bar,  # v4: features.beats_per_bar; beat_offset_s is the first downbeat
     5: _add_curation_objects,  # v5: corrections, correction_log, crates, crate_tracks, view effective_tracks
+    6: _split_format_and_codec,  # v6: tracks.format is wav/flac/m4a/aac...; tracks.codec the decoder's name
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tasks.audio.decode import DecodedAudio, MonoResampler, NativeStream, decode_with_fallback, down_mix
+from tasks.audio.formats import codec_name, format_name
 from tasks.audio.identity import fingerprint, text_to_path
 from tasks.audio.tags import read_tags
 from tasks.audio.validate import MAX_BYTES, check_file
@@ -117,7 +118,8 @@ def _analyze_stream(
     stream: NativeStream, result: dict[str, Any], *, sr: int, bpm_range: tuple[float, float]
 ) -> dict[str, Any]:
     result.update(
-        format=stream.codec,
+        format=format_name(result["path"], stream.codec),
+        codec=codec_name(stream.codec),
         sample_rate=stream.sr,
         channels=stream.channels,
         duration_s=stream.expected_frames / stream.sr if stream.expected_frames else None,
@@ -155,7 +157,7 @@ def _analyze_streamed(
     """Decode and analyse ``path`` block by block (the next decoder starts from scratch if one fails)."""
 
     def reset() -> None:
-        result.update(format=None, duration_s=None, sample_rate=None, channels=None)
+        result.update(format=None, codec=None, duration_s=None, sample_rate=None, channels=None)
 
     return decode_with_fallback(path, lambda s: _analyze_stream(s, result, sr=sr, bpm_range=bpm_range), on_retry=reset)
 
@@ -182,6 +184,7 @@ def empty_result(
         "reason": reason,
         "detail": detail,
         "format": None,
+        "codec": None,
         "duration_s": None,
         "sample_rate": None,
         "channels": None,

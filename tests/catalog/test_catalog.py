@@ -106,3 +106,25 @@ def test_version_3_catalog_gets_beats_per_bar(tmp_path):
     assert con.execute("SELECT bpm, beat_offset_s, beats_per_bar FROM features").fetchall() == [(120.0, 0.1, None)]
     assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     con.close()
+
+
+def test_version_5_catalog_gets_user_format_names_and_the_codec(tmp_path):
+    path = tmp_path / "v5.duckdb"
+    con = open_catalog(path)
+    con.execute("ALTER TABLE tracks DROP COLUMN codec")
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version) VALUES (5)")
+    for i, (name, codec) in enumerate([("a.wav", "pcm_pcm_16"), ("b.m4a", "alac"), ("c.ogg", "vorbis")], 1):
+        con.execute(
+            "INSERT INTO tracks (track_id, path, size_bytes, mtime_ns, fingerprint, format, status, first_seen, "
+            "last_seen) VALUES (?, ?, 1, 1, 'f', ?, 'analyzed', now(), now())",
+            [i, f"/music/{name}", codec],
+        )
+    con.close()
+    con = open_catalog(path)
+    assert con.execute("SELECT format, codec FROM tracks ORDER BY track_id").fetchall() == [
+        ("wav", "pcm_16"),
+        ("m4a/alac", "alac"),
+        ("ogg", "vorbis"),
+    ]
+    con.close()

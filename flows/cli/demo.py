@@ -117,6 +117,8 @@ def show_demo(library: Path, catalog: Path) -> None:
             markup=False,
             highlight=False,
         )
+        if not any(r["bpm"] is not None for r in rows):
+            return
         seed = str(library.resolve() / truth[0]["file"])
         neighbours = similar_tracks(con, seed, k=5, bpm_window=6, harmonic=True)
         table = Table(title=f"tracks most similar to {truth[0]['file']} (tempo within 6 %, harmonic keys)")

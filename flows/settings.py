@@ -22,6 +22,8 @@ PREFECT_ENV_DEFAULTS: dict[str, str] = {
 DATA_DIR: Path = Path(os.environ.get("CRATEDIG_DATA", Path(__file__).resolve().parent.parent / "data"))
 DEFAULT_CATALOG: Path = DATA_DIR / "catalog.duckdb"
 DEFAULT_DEMO_LIBRARY: Path = DATA_DIR / "demo"
+#: Where ``cratedig server start`` records the local Prefect server it started (its log goes beside it).
+SERVER_STATE: Path = Path(os.environ.get("CRATEDIG_SERVER_STATE", DATA_DIR / "prefect-server.json"))
 
 
 def configure_prefect_env(**overrides: str) -> None:

@@ -5,7 +5,7 @@ Settings are read here (options, environment) and passed down; the work is in :m
 
 from __future__ import annotations
 
-from flows.cli import analyze, catalog, curate, demo, export, serve, similar, sql, tags  # noqa: F401  (each module adds its commands to app)
+from flows.cli import analyze, catalog, curate, demo, export, serve, server, similar, sql, tags  # noqa: F401  (each module adds its commands to app)
 from flows.cli.app import app
 
 __all__ = ["app"]

@@ -29,9 +29,15 @@ JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on std
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     debug: bool = typer.Option(
         False, "--debug", envvar="CRATEDIG_DEBUG", help="Show the traceback of an error (also CRATEDIG_DEBUG=1)."
     ),
 ) -> None:
     """cratedig: turn a music library into a queryable dataset (DuckDB + Parquet)."""
     OneLineErrors.debug = debug
+    if ctx.invoked_subcommand != "server":
+        from flows.server import use_running_server
+        from flows.settings import SERVER_STATE
+
+        use_running_server(SERVER_STATE)

@@ -57,8 +57,13 @@ def ensure_library_limit(name: str, *, slots: int = 1) -> bool:
 
 
 def _run_name() -> str:
+    """``reanalyze <library> into <catalog folder>/<catalog file> <local date and time>``."""
     params = get_run_context().flow_run.parameters
-    return f"reanalyze {Path(params['library']).name or params['library']} {datetime.now():%Y-%m-%d %H:%M}"
+    catalog = Path(params.get("catalog_path") or DEFAULT_CATALOG).absolute()
+    return (
+        f"reanalyze {Path(params['library']).name or params['library']} into {catalog.parent.name}/{catalog.name} "
+        f"{datetime.now():%Y-%m-%d %H:%M:%S}"
+    )
 
 
 def _reanalyze(
@@ -137,4 +142,31 @@ def _reanalyze(
 # into each run's subprocess, and a function reachable by module and name is pickled by reference (imported
 # there with its module's globals) instead of by value, where the string annotations (``datetime``) of
 # ``from __future__ import annotations`` no longer resolve and parameter validation fails.
-reanalyze = flow(_reanalyze, name="reanalyze", flow_run_name=_run_name, log_prints=False)
+def report_run(flow: Any, flow_run: Any, state: Any) -> None:
+    """State hook: one line per finished run on the serving process's output (``cratedig serve``)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    counts = ""
+    if state.is_completed():
+        try:
+            summary = state.result(raise_on_failure=False)
+            counts = ": " + ", ".join(f"{summary.get(k, 0)} {k}" for k in ("analyzed", "rejected", "failed"))
+        except Exception:  # noqa: BLE001  (a line without counts rather than none)
+            counts = ""
+    elif state.message:
+        counts = f": {state.message}"
+    ui = PREFECT_UI_URL.value()
+    link = f"  {ui}/runs/flow-run/{flow_run.id}" if ui else ""
+    print(f"{datetime.now():%Y-%m-%d %H:%M:%S} {flow_run.name}: {state.name}{counts}{link}", flush=True)
+
+
+reanalyze = flow(
+    _reanalyze,
+    name="reanalyze",
+    flow_run_name=_run_name,
+    log_prints=False,
+    on_completion=[report_run],
+    on_failure=[report_run],
+    on_cancellation=[report_run],
+    on_crashed=[report_run],
+)

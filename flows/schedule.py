@@ -16,7 +16,7 @@ from typing import Any
 
 from flows.settings import DEFAULT_CATALOG
 
-#: Name of the scheduled deployment (prefect.yaml declares the same one).
+#: Name of the default (nightly) deployment (prefect.yaml declares the same one).
 DEPLOYMENT_NAME = "nightly-reanalysis"
 
 #: Schedule used when neither ``--cron`` nor ``--interval`` is given: every night at 03:00.
@@ -30,6 +30,19 @@ def parse_interval(text: str) -> timedelta:
     if not match or float(match[1]) <= 0:
         raise ValueError(f"not an interval: {text!r} (examples: 3600, 30s, 15m, 6h, 1d)")
     return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+
+
+def deployment_name(cron: str | None, interval: timedelta | None) -> str:
+    """The deployment's name after its schedule: ``nightly-reanalysis`` (a daily cron between 00:00 and 06:59,
+    the default), ``daily-reanalysis``, ``reanalysis-every-6h`` (an interval) or ``scheduled-reanalysis``."""
+    if interval is not None:
+        seconds = interval.total_seconds()
+        unit = next(u for u in "dhms" if seconds % _UNITS[u] == 0)
+        return f"reanalysis-every-{int(seconds // _UNITS[unit])}{unit}"
+    fields = (cron or DEFAULT_CRON).split()
+    if len(fields) == 5 and fields[0].isdigit() and fields[1].isdigit() and fields[2:] == ["*", "*", "*"]:
+        return DEPLOYMENT_NAME if int(fields[1]) < 7 else "daily-reanalysis"
+    return "scheduled-reanalysis"
 
 
 def local_timezone() -> str:
@@ -74,8 +87,8 @@ def serve_reanalysis(
     """Serve :func:`flows.reanalyze.reanalyze` for ``library`` on a schedule until interrupted.
 
     Exactly one of ``cron`` and ``interval`` may be given; neither means :data:`DEFAULT_CRON`. The
-    deployment (default name ``nightly-reanalysis``) carries the library, catalog and worker count as
-    default parameters and the tags ``cratedig`` and ``library:<slug>``. Blocks.
+    deployment (named by :func:`deployment_name` unless ``name`` is given) carries the library, catalog and
+    worker count as default parameters and the tags ``cratedig`` and ``library:<slug>``. Blocks.
     """
     from prefect.schedules import Cron, Interval
     from prefect.types.entrypoint import EntrypointType
@@ -102,7 +115,7 @@ def serve_reanalysis(
         parameters["parquet_dir"] = str(Path(parquet_dir).resolve())
     # A module entrypoint: the runner's subprocesses import the installed package, wherever they start.
     reanalyze.serve(
-        name=name or DEPLOYMENT_NAME,
+        name=name or deployment_name(cron, interval),
         schedule=schedule,
         parameters=parameters,
         tags=library_tags(library),

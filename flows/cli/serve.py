@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 
-from flows.cli.app import CatalogOpt, app
+from flows.cli.app import CatalogOpt, app, out
 from flows.cli.errors import UsageError
-from flows.schedule import DEFAULT_CRON, DEPLOYMENT_NAME, api_url, parse_interval, serve_reanalysis
+from flows.schedule import DEFAULT_CRON, api_url, parse_interval, serve_reanalysis
 
 
 @app.command()
@@ -28,9 +28,11 @@ def serve(
     bpm_range: Optional[tuple[float, float]] = typer.Option(
         None, "--bpm-range", metavar="LO HI", help="Preferred tempo range, BPM (default 70 180)."
     ),
-    name: str = typer.Option(DEPLOYMENT_NAME, "--name", help="Deployment name."),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="Deployment name (default after the schedule: nightly-reanalysis, reanalysis-every-6h...)."
+    ),
 ) -> None:
-    """Serve the nightly-reanalysis deployment of PATH on a schedule (needs a Prefect server: see README)."""
+    """Serve the reanalysis deployment of PATH on a schedule (needs a Prefect server: `cratedig server start`)."""
     if cron and interval:
         raise UsageError("give --cron or --interval, not both")
     try:
@@ -50,6 +52,15 @@ def serve(
             "PREFECT_API_URL is not set: start a server first (`cratedig server start`, or `prefect server start` "
             "and export PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
+    from flows.schedule import deployment_name
+
+    out.print(
+        f"serving reanalyze/{name or deployment_name(cron, every)} for {path.resolve()} "
+        f"({'every ' + interval if interval else 'cron ' + (cron or DEFAULT_CRON)}); a line per run below; "
+        "Ctrl-C stops and pauses the schedule",
+        markup=False,
+        highlight=False,
+    )
     serve_reanalysis(
         path,
         catalog_path=catalog,

@@ -36,6 +36,7 @@ SERVER_START_TIMEOUT_S = 240.0  # a cold start is 10-20 s on an idle machine; fa
 RUN_TIMEOUT_S = 300.0
 DEPLOYMENT_NAME = "nightly-reanalysis"
 DEPLOYMENT = f"reanalyze/{DEPLOYMENT_NAME}"
+SERVED = "reanalyze/reanalysis-every-5s"  # `cratedig serve --interval 5s` names its deployment after the schedule
 #: Two short clean songs (cheap codecs) plus write_library's HTML-as-mp3, empty flac and jpg.
 SONGS = {fmt: dataclasses.replace(LIBRARY_SPECS[fmt], duration_s=10.0) for fmt in ("flac", "wav")}
 
@@ -253,11 +254,13 @@ def test_reanalyze_and_its_batch_task_runs_complete(driven, client, library):
 
     parent = client.read_flow_run(driven["flow_run_id"])
     assert parent.state.is_completed()
-    assert re.fullmatch(rf"reanalyze {library.name} \d{{4}}-\d\d-\d\d \d\d:\d\d", parent.name), parent.name
+    when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    into = f"into {library.parent.name}/catalog.duckdb"
+    assert re.fullmatch(rf"reanalyze {library.name} {into} {when}", parent.name), parent.name
     sub = _subflow(client, driven["flow_run_id"])
     assert str(sub.id) == summary["analyze_flow_run_id"]
     assert sub.state.is_completed()
-    assert re.fullmatch(rf"analyze {library.name} \d{{4}}-\d\d-\d\d", sub.name), sub.name
+    assert re.fullmatch(rf"analyze {library.name} {into} {when}", sub.name), sub.name
     assert {"cratedig", f"library:{library_slug(library)}"} <= set(sub.tags)
 
     tasks = client.read_task_runs(flow_run_filter=_flow_run_filter(ids=[sub.id]))
@@ -265,7 +268,7 @@ def test_reanalyze_and_its_batch_task_runs_complete(driven, client, library):
     batches = sorted(n for n in by_name if n.startswith("batch "))
     assert batches == ["batch 0 (2 files)", "batch 1 (2 files)"], sorted(by_name)
     assert {"store batch 0", "store batch 1"} <= set(by_name)
-    assert any(n.startswith("scan-library") for n in by_name) and any(n.startswith("export-parquet") for n in by_name)
+    assert {"scan library", "refresh similarity index", "export parquet"} <= set(by_name)  # no random suffixes
     assert all(t.state.is_completed() for t in tasks), {t.name: t.state.name for t in tasks}
     assert all(f"library:{library_slug(library)}" in t.tags for t in tasks if t.name.startswith("batch "))
 
@@ -296,13 +299,13 @@ def test_run_logs_reach_the_server(driven, client, library):
     logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[sub_id, driven["flow_run_id"]])))
     messages = "\n".join(log.message for log in logs)
     assert "4 to analyse in 2 batches on 1 workers" in messages, messages
-    assert f"{library.resolve()} re-analysed: 2 analysed, 2 rejected, 0 failed" in messages, messages
+    assert f"Re-analysed {library.resolve()}: 2 analysed, 2 rejected, 0 failed" in messages, messages
 
 
 def test_a_busy_library_is_not_analysed_twice_at_once(driven, client, library):
     # The driver held the library's slot while a second run started: that run gave up without analysing.
     busy = driven["busy"]
-    assert busy["state"] == "FAILED" and "another run is analysing" in busy["message"], busy
+    assert busy["state"] == "CANCELLED" and "catalog busy: another run is analysing" in busy["message"], busy
     assert not client.read_flow_runs(flow_run_filter=_flow_run_filter(parent=busy["flow_run_id"]))
     limit = client.read_global_concurrency_limit_by_name(library_limit_name(library))
     assert (limit.limit, limit.active_slots, limit.active) == (1, 0, True)
@@ -368,7 +371,7 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
             from prefect.exceptions import ObjectNotFound
 
             try:
-                deployment = client.read_deployment_by_name(DEPLOYMENT)
+                deployment = client.read_deployment_by_name(SERVED)
             except ObjectNotFound:
                 return None
             family.extend(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
@@ -400,6 +403,7 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
     table = _table(_artifacts(client, sub.id)[f"cratedig-{library_slug(library)}-summary"])
     assert (table["changed"], table["analyzed"], table["unchanged"]) == ("1", "1", "3"), table
     assert client.read_deployment(deployment.id).paused  # stopping `serve` pauses its schedule
+    assert re.search(r"reanalyze .*: Completed: 1 analyzed, 0 rejected, 0 failed", log.read_text()), log.read_text()
 
 
 def test_serve_command_line():

@@ -15,11 +15,12 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     """Print the catalog's counts: tracks by status, analyses by version, rejects by reason, corrections, crates,
     last run."""
     from tasks.catalog.runs import catalog_counts
-    from tasks.catalog.writer import open_reader
+    from tasks.catalog.writer import current_writer, describe_holder, open_reader
 
     con = open_reader(catalog)
     counts = catalog_counts(con)
     con.close()
+    counts["writer"] = current_writer(catalog)
     if as_json:
         out.print_json(json.dumps(counts, default=str))
         return
@@ -35,6 +36,9 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     table.add_row("crates", str(counts["crates"]))
     if counts["last_run"]:
         table.add_row("last run", f"{counts['last_run']['finished_at']} ({counts['last_run']['status']})")
+    if counts["writer"]:
+        table.add_row("being written by", describe_holder(counts["writer"]))
+        table.add_row("shown as published at", str(counts["writer"]["published_at"]))
     out.print(table)
 
 

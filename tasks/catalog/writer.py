@@ -115,6 +115,24 @@ def holder_of(path: str | Path) -> dict[str, Any]:
         return {}
 
 
+def current_writer(path: str | Path) -> dict[str, Any] | None:
+    """The run writing the catalog now (what its lock file records, plus ``published_at``), or None."""
+    try:
+        fd = os.open(lock_path(path), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        published = Path(path).stat().st_mtime if Path(path).exists() else None
+        at = None if published is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(published))
+        return holder_of(path) | {"published_at": at}
+    finally:
+        os.close(fd)
+
+
 def describe_holder(holder: dict[str, Any]) -> str:
     if not holder:
         return "another cratedig run"

@@ -9,7 +9,15 @@ import sys
 import duckdb
 import pytest
 
-from tasks.catalog.writer import STORAGE_NUMBER, CatalogWriter, lock_path, open_reader, storage_number, work_path
+from tasks.catalog.writer import (
+    STORAGE_NUMBER,
+    CatalogWriter,
+    current_writer,
+    lock_path,
+    open_reader,
+    storage_number,
+    work_path,
+)
 from tasks.errors import CatalogLockedError
 
 INSERT = (
@@ -49,9 +57,12 @@ def test_readers_never_wait_and_keep_their_snapshot(tmp_path):
 
 def test_a_second_writer_is_refused_with_the_holders_name(tmp_path):
     catalog = tmp_path / "c.duckdb"
+    assert current_writer(catalog) is None
     with CatalogWriter(catalog, holder={"run_id": "first-run"}):
+        assert current_writer(catalog)["run_id"] == "first-run"
         with pytest.raises(CatalogLockedError, match="in use by another cratedig run: run first-run \\(pid"):
             CatalogWriter(catalog, lock_timeout_s=0.3).__enter__()
+    assert current_writer(catalog) is None
     with CatalogWriter(catalog, lock_timeout_s=0.3) as w:  # free again
         assert count(w.con) == 0
 

@@ -146,6 +146,7 @@ def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harn
         )
         waited = time.monotonic() - started
         assert result.exit_code == 3, result.output
+        assert "Traceback" not in result.output and result.output.count("error: ") == 1, result.output
         assert "in use by another cratedig run: run holder-run (pid" in " ".join(result.output.split())
         assert waited >= 2
     finally:

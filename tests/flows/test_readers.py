@@ -98,7 +98,8 @@ def test_readers_answer_during_a_run_and_an_open_reader_does_not_hurt_it(tmp_pat
         for name, (seconds, done) in answers.items():
             assert done.returncode == 0, (name, done.stderr[-2000:])
             assert seconds < READER_S, (name, seconds)
-        assert json.loads(answers["status"][1].stdout)["tracks"] >= 3
+        status = json.loads(answers["status"][1].stdout)
+        assert status["tracks"] >= 3 and status["writer"]["run_id"]  # says which run is writing
         assert len(json.loads(answers["similar"][1].stdout)) >= 1
         assert json.loads(answers["sql"][1].stdout)[0]["n"] >= 3
         stdout, stderr = run.communicate(timeout=600)

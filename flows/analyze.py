@@ -122,7 +122,7 @@ def analyze_library(
         try:
             catalog = stack.enter_context(writer)
         except CatalogLockedError as exc:
-            logger.warning("Nothing analysed: %s.", exc)
+            logger.info("Nothing analysed: %s.", exc)  # the run ends Cancelled with this message
             return Cancelled(message=f"catalog busy: {exc}")
         work = str(catalog.work)
         runs.start_run(catalog.con, run_id, library, analyzer_version=ANALYZER_VERSION, flow_run_id=flow_run_id)

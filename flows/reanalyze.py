@@ -106,7 +106,7 @@ def _reanalyze(
                 f"catalog busy: another run is analysing {library} (concurrency limit {limit}); "
                 f"gave up after {lock_wait_s:.0f} s"
             )
-            logger.warning("Nothing analysed: %s.", message)
+            logger.info("Nothing analysed: %s.", message)  # the run ends Cancelled with this message
             return Cancelled(message=message)
         with tags(*library_tags(library)):
             state = analyze_library(

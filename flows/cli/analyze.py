@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
@@ -18,7 +17,7 @@ from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
 class RichProgress:
     """Progress bar fed by the flow's per-file results."""
 
-    def __init__(self, progress: Progress, waiting: str) -> None:
+    def __init__(self, progress: Any, waiting: str) -> None:
         self.progress = progress
         self.task = progress.add_task(waiting, total=None)
 
@@ -124,6 +123,7 @@ def _run_flow(
 ) -> dict[str, Any]:
     """Run the ``analyze_library`` flow with a progress bar; a run that found the catalog busy ends with code 3."""
     from prefect import tags
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from flows import progress
     from flows.analyze import analyze_library, with_dask

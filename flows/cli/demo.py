@@ -17,8 +17,7 @@ from rich.text import Text
 from flows.cli.analyze import analyze
 from flows.cli.app import CatalogOpt, app, console, out
 from flows.settings import DEFAULT_DEMO_LIBRARY
-from tasks.catalog.writer import LOCK_TIMEOUT_S
-from tasks.constants import BPM_RANGE
+from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
 
 #: A tempo estimate is right within this many BPM of the known tempo (the README's ±0.5 BPM measure).
 TEMPO_TOLERANCE_BPM = 0.5

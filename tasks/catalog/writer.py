@@ -30,7 +30,6 @@ from typing import Any
 
 import duckdb
 
-from tasks.catalog.migrations import prepare
 from tasks.constants import LOCK_TIMEOUT_S
 from tasks.errors import CatalogLockedError, CatalogReadOnlyError, NotACatalogError
 
@@ -260,6 +259,8 @@ class CatalogWriter:
         self.publishes = 0
 
     def __enter__(self) -> CatalogWriter:
+        from tasks.catalog.migrations import prepare  # numpy and the macros: not for readers, who import this module
+
         check_catalog_file(self.path)
         self._fd = acquire_lock(self.path, self.holder, timeout_s=self.lock_timeout_s)
         try:

@@ -12,7 +12,6 @@ import errno
 import traceback
 from enum import IntEnum
 
-import duckdb
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -71,7 +70,7 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.NOT_WRITABLE, f"cannot write {exc.filename or 'the output'}: {exc.strerror}"
     if isinstance(exc, OSError) and exc.filename:
         return ExitCode.ERROR, f"{exc.filename}: {exc.strerror}"
-    if isinstance(exc, duckdb.Error):
+    if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb"):  # duckdb.Error, without importing duckdb
         return ExitCode.ERROR, f"catalog error: {' '.join(str(exc).split())}"
     if isinstance(exc, CratedigError):
         return ExitCode.ERROR, str(exc)

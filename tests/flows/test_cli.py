@@ -67,7 +67,7 @@ def test_rejects_json_lists_the_bad_files(small_catalog):
 
 def test_status_without_a_catalog_says_what_to_do(tmp_path):
     res = cli("status", "--catalog", tmp_path / "nothing.duckdb")
-    assert res.exit_code == 1
+    assert res.exit_code == 4  # ExitCode.NOT_A_CATALOG (flows/cli/errors.py)
     assert "no catalog" in res.output and "cratedig analyze" in res.output
 
 

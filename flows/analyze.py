@@ -15,13 +15,20 @@ from prefect.context import get_run_context
 from prefect.states import Cancelled
 
 from flows import artifacts, progress
-from flows.prefect_tasks import analyze_batch, export_parquet, refresh_similarity, scan_library, store_batch
+from flows.prefect_tasks import (
+    analysis_pool,
+    analyze_batch,
+    export_parquet,
+    refresh_similarity,
+    scan_library,
+    store_batch,
+)
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
 from tasks.catalog import runs
 from tasks.catalog.writer import CatalogWriter
 from tasks.constants import ANALYZER_VERSION, BPM_RANGE, LOCK_TIMEOUT_S
 from tasks.errors import CatalogLockedError
-from tasks.features.workers import FILE_TIMEOUT_S, AnalysisOptions, AnalysisPool
+from tasks.features.workers import FILE_TIMEOUT_S, AnalysisOptions
 from tasks.vocabulary import OUTCOMES, RunStatus
 
 
@@ -47,7 +54,8 @@ def auto_batch_size(n_files: int, workers: int) -> int:
 
 def _analyze_and_store(
     batches: list[list[dict[str, Any]]],
-    pool: AnalysisPool,
+    options: AnalysisOptions,
+    workers: int,
     catalog: CatalogWriter,
     run_id: str,
     window: int,
@@ -59,7 +67,6 @@ def _analyze_and_store(
     Per-file progress needs the batch to run in this process; on a Dask cluster progress moves per batch.
     """
     reporter = progress.current()
-    on_result = reporter.advance if pool.workers > 0 else None
     totals = {str(s): 0 for s in OUTCOMES}
     total_files = sum(len(b) for b in batches)
     in_flight: deque = deque()
@@ -70,17 +77,20 @@ def _analyze_and_store(
         catalog.publish_due()
         for k, v in counts.items():
             totals[k] += v
-        if on_result is None:
+        if workers == 0:  # analysed elsewhere (Dask): progress moves per batch
             for _ in range(sum(counts.values())):
                 reporter.advance({})
         artifacts.report_progress(progress_id, sum(totals.values()), total_files)
 
-    for index, batch in enumerate(batches):
-        in_flight.append((index, analyze_batch.submit(batch, pool, index=index, size=len(batch), on_result=on_result)))
-        if len(in_flight) >= window:
+    with analysis_pool(workers, options) as pool_id:
+        for index, batch in enumerate(batches):
+            in_flight.append(
+                (index, analyze_batch.submit(batch, options, pool_id=pool_id, index=index, size=len(batch)))
+            )
+            if len(in_flight) >= window:
+                drain_one()
+        while in_flight:
             drain_one()
-    while in_flight:
-        drain_one()
     return totals
 
 
@@ -151,8 +161,8 @@ def analyze_library(
             progress_id = artifacts.start_progress(library, done=counts["to_analyze"] == 0)
             window = 2 * workers if workers else max_in_flight
             if batches:
-                with AnalysisPool(workers, AnalysisOptions(timeout_s=file_timeout_s, bpm_range=bpm_range)) as pool:
-                    counts |= _analyze_and_store(batches, pool, catalog, run_id, window, progress_id)
+                options = AnalysisOptions(timeout_s=file_timeout_s, bpm_range=bpm_range)
+                counts |= _analyze_and_store(batches, options, workers, catalog, run_id, window, progress_id)
             else:
                 counts |= {str(s): 0 for s in OUTCOMES}
             refresh_similarity(work)

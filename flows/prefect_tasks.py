@@ -8,19 +8,22 @@ processes.
 from __future__ import annotations
 
 import os
-from contextlib import closing
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
+from flows import progress
 from schemas.tables import InventoryRow, split_valid
 from tasks.catalog import store
 from tasks.catalog.scan import ScanPlan, plan_scan, walk_library
 from tasks.catalog.writer import connect
 from tasks.errors import TRANSIENT_ERRNOS
-from tasks.features.workers import AnalysisPool
+from tasks.features.workers import AnalysisOptions, AnalysisPool
 from tasks.similarity.index import refresh_similarity_index
 from tasks.vocabulary import Reason
 
@@ -70,6 +73,22 @@ def scan_library(
     return plan, counts
 
 
+#: The warm pools of the flows running in this process, by id: a task gets the id, never the live pool.
+_POOLS: dict[str, AnalysisPool] = {}
+
+
+@contextmanager
+def analysis_pool(workers: int, options: AnalysisOptions) -> Iterator[str]:
+    """Start ``workers`` warm analysis processes for the ``with`` block; yields the id :func:`analyze_batch` takes."""
+    pool_id = uuid.uuid4().hex
+    with AnalysisPool(workers, options) as pool:
+        _POOLS[pool_id] = pool
+        try:
+            yield pool_id
+        finally:
+            del _POOLS[pool_id]
+
+
 @task(
     name="analyze-batch",
     task_run_name="batch {index} ({size} files)",
@@ -78,10 +97,15 @@ def scan_library(
     retry_delay_seconds=2,
 )
 def analyze_batch(
-    items: list[dict[str, Any]], pool: AnalysisPool, *, index: int, size: int, on_result: Any = None
+    items: list[dict[str, Any]], options: AnalysisOptions, *, pool_id: str, index: int, size: int
 ) -> list[dict[str, Any]]:
-    """Analyse one batch in the warm worker pool; one result row per file, never an exception per file."""
-    return pool.analyze_batch(items, on_result=on_result)
+    """Analyse one batch in the flow's warm worker pool (:func:`analysis_pool`); one result row per file, never an
+    exception per file. Where the pool is not (a Dask worker), the batch is analysed in this process."""
+    pool = _POOLS.get(pool_id)
+    if pool is None:
+        return AnalysisPool(0, options).analyze_batch(items)
+    reporter = progress.current()  # per-file progress when the files are analysed for this process
+    return pool.analyze_batch(items, on_result=reporter.advance if pool.workers > 0 else None)
 
 
 @task(name="store-batch", task_run_name="store batch {index}", cache_policy=NONE)

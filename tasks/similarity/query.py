@@ -79,9 +79,8 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
         if by_id.height and not found.filter(pl.col("track_id") != int(s)).height:
             return [int(s)]
         if by_id.height:
-            raise AmbiguousQueryError(
-                s, pl.concat([by_id, found.filter(pl.col("track_id") != int(s))]), hint=f"{ID_PREFIX}{s} for the id"
-            )
+            hint = f"{ID_PREFIX}{s} for track id {s}, or more of a title, or a path"
+            raise AmbiguousQueryError(s, pl.concat([by_id, found.filter(pl.col("track_id") != int(s))]), hint=hint)
     if found.height == 1:
         return [int(found["track_id"][0])]
     if found.height > 1:

@@ -95,7 +95,7 @@ def _reanalyze(
     library = str(Path(library).resolve())
     limit = library_limit_name(library)
     if ensure_library_limit(limit):
-        logger.info("created concurrency limit %s (1 slot) for %s", limit, library)
+        logger.info("Created the concurrency limit %s (1 slot) for %s.", limit, library)
     holder = ConcurrencyLeaseHolder(type="flow_run", id=get_run_context().flow_run.id)
     with ExitStack() as stack:
         started = time.monotonic()

@@ -31,30 +31,46 @@ def catalog_connection(
 ) -> Iterator[Any]:
     """A catalog connection, closed on exit; a missing catalog and a busy one end the command in one line.
 
-    A catalog written by an older cratedig is opened writable once, which migrates it.
+    Read-only: the published catalog, at once (a run never holds it). Writable: the catalog's writer
+    (:class:`tasks.catalog.writer.CatalogWriter`: it waits up to ``lock_timeout`` for a run that writes, and
+    publishes the change on exit), so a command's write is never lost to a run's publish. A catalog written by
+    an older cratedig is migrated once by a writer.
     """
     import duckdb
 
     from tasks.catalog.migrations import SCHEMA_VERSION
-    from tasks.catalog.store import open_catalog
+    from tasks.catalog.writer import CatalogWriter, open_reader
     from tasks.errors import CatalogLockedError
 
     if not catalog.exists():
         fail(f"no catalog at {catalog} (run `cratedig analyze PATH` first)")
+    writer = CatalogWriter(catalog, holder={"command": "a cratedig curation command"}, lock_timeout_s=lock_timeout)
     try:
-        con = open_catalog(catalog, read_only=read_only, lock_timeout_s=lock_timeout)
-        if read_only and con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] < SCHEMA_VERSION:
-            con.close()
-            open_catalog(catalog, lock_timeout_s=lock_timeout).close()
-            con = open_catalog(catalog, read_only=True, lock_timeout_s=lock_timeout)
+        if read_only:
+            con = open_reader(catalog)
+            if con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] < SCHEMA_VERSION:
+                con.close()
+                with writer:  # migrates
+                    pass
+                con = open_reader(catalog)
+        else:
+            con = writer.__enter__().con
     except CatalogLockedError as exc:
         fail(str(exc), 3)
     except duckdb.Error as exc:
         fail(f"cannot open the catalog {catalog}: {' '.join(str(exc).split())}")
-    try:
+    if read_only:
+        try:
+            yield con
+        finally:
+            con.close()
+        return
+    try:  # the writer was entered above; leaving it publishes the committed writes and releases the lock
         yield con
-    finally:
-        con.close()
+    except BaseException as exc:
+        writer.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    writer.__exit__(None, None, None)
 
 
 def resolve_one(con: Any, query: str) -> int:

@@ -167,6 +167,13 @@ def similar(
             describe_seeds(con, query),
         ),
     )
+    if not rows.height and not as_json and (bpm_window is not None or harmonic):
+        console.print(
+            "no track passes the filters (--bpm-window / --harmonic): try a wider --bpm-window or drop --harmonic",
+            style="yellow",
+        )
+    _save_crate(catalog, save_crate, rows["track_id"].to_list())
+    _emit(rows, title=f"similar to {names}", as_json=as_json, m3u=m3u)
 
 
 @app.command()
@@ -201,3 +208,5 @@ def mix(
             f"[yellow]only {rows.height} of {length} tracks: no compatible track left "
             "(try a wider --bpm-window or --no-harmonic)[/yellow]"
         )
+    _save_crate(catalog, save_crate, rows["track_id"].to_list())
+    _emit(rows, title=f"mix from {name}", as_json=as_json, m3u=m3u, position=True)

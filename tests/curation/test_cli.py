@@ -56,7 +56,7 @@ def test_crates_from_the_command_line(cli, catalog_copy, tmp_path):
     assert "[bold]Loud[/bold] tag" in res.output  # tag text shown literally, not as markup
     listed = json.loads(cli("crate", "list", "--json", "--catalog", catalog_copy).stdout)
     assert [(c["name"], c["tracks"]) for c in listed] == [("house", 3)]
-    res = cli("similar", "2", "-k", 2, "--save-crate", "near 2", "--catalog", catalog_copy)
+    res = cli("similar", "id:2", "-k", 2, "--save-crate", "near 2", "--catalog", catalog_copy)  # a bare 2 is ambiguous
     assert res.exit_code == 0, res.output
     shown = json.loads(cli("crate", "show", "near 2", "--json", "--catalog", catalog_copy).stdout)
     assert len(shown) == 2

@@ -109,7 +109,8 @@ def test_older_catalog_gets_curation_objects(tmp_path):
     con.execute("DROP VIEW effective_tracks")
     for table in ("corrections", "correction_log", "crate_tracks", "crates"):
         con.execute(f"DROP TABLE {table}")
-    con.execute("DELETE FROM schema_version WHERE version = 5")
+    con.execute("DELETE FROM schema_version")  # as cratedig's schema version 4 left it
+    con.execute("INSERT INTO schema_version (version) VALUES (4)")
     con.close()
     ro = duckdb.connect(str(path), read_only=True)
     assert catalog_counts(ro)["corrected_tracks"] == 0  # status on a catalog not migrated yet

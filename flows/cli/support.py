@@ -1,9 +1,9 @@
 """What the curation commands (``set``, ``crate``, ``export``, ``tags``) share: opening the catalog and
 turning the errors a user can cause into one line and an exit code.
 
-Exit codes: 1 = nothing to work on or a refused write (no catalog, unknown track or crate, a file that
-could not be tagged), 2 = a bad option or argument value (a bad ``--where`` clause, key, BPM, an ambiguous
-query), 3 = the catalog is busy (another run holds it).
+Exit codes (:class:`flows.cli.errors.ExitCode`): 1 = nothing to work on or a refused write (unknown track or
+crate, a file that could not be tagged), 2 = a bad option or argument value (a bad ``--where`` clause, key, BPM,
+an ambiguous query), 3 = the catalog is busy (another run holds it), 4 = no catalog there.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import typer
 
 from flows.cli.app import console
+from flows.cli.errors import ExitCode
 from tasks.constants import LOCK_TIMEOUT_S
 
 
@@ -43,7 +44,7 @@ def catalog_connection(
     from tasks.errors import CatalogLockedError
 
     if not catalog.exists():
-        fail(f"no catalog at {catalog} (run `cratedig analyze PATH` first)")
+        fail(f"no catalog at {catalog} (run `cratedig analyze PATH` first)", ExitCode.NOT_A_CATALOG)
     writer = CatalogWriter(catalog, holder={"command": "a cratedig curation command"}, lock_timeout_s=lock_timeout)
     try:
         if read_only:

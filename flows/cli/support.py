@@ -44,7 +44,7 @@ def catalog_connection(
     from tasks.errors import CatalogLockedError
 
     if not catalog.exists():
-        fail(f"no catalog at {catalog} (run `cratedig analyze PATH` first)", ExitCode.NOT_A_CATALOG)
+        fail(f"no catalog at {catalog} (run `cratedig analyze PATH` first)", int(ExitCode.NOT_A_CATALOG))
     writer = CatalogWriter(catalog, holder={"command": "a cratedig curation command"}, lock_timeout_s=lock_timeout)
     try:
         if read_only:

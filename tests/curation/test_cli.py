@@ -68,7 +68,7 @@ def test_crates_from_the_command_line(cli, catalog_copy, tmp_path):
     assert not (tmp_path / "x.nml").exists()
     assert cli("crate", "rm", "house", "--catalog", catalog_copy).exit_code == 0
     _one_line_error(cli("crate", "rm", "house", "--catalog", catalog_copy), 1)
-    _one_line_error(cli("crate", "list", "--catalog", tmp_path / "none.duckdb"), 1)
+    _one_line_error(cli("crate", "list", "--catalog", tmp_path / "none.duckdb"), 4)  # ExitCode.NOT_A_CATALOG
 
 
 def test_tags_write_dry_run_then_apply(cli, dj_catalog, catalog_copy, tmp_path):

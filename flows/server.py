@@ -35,7 +35,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _healthy(api_url: str) -> bool:
+def healthy(api_url: str) -> bool:
+    """True when the Prefect API at ``api_url`` answers its health check within 2 s."""
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
             return r.status == 200
@@ -82,7 +83,7 @@ def start_server(state: Path, *, port: int = DEFAULT_PORT, timeout_s: float = ST
     api_url = f"http://127.0.0.1:{port}/api"
     info = {"api_url": api_url, "ui_url": f"http://127.0.0.1:{port}", "pid": proc.pid, "port": port, "log": str(log)}
     deadline = time.monotonic() + timeout_s
-    while not _healthy(api_url):
+    while not healthy(api_url):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop_process(proc.pid)
             tail = log.read_text(errors="replace")[-800:] if log.exists() else ""

@@ -6,7 +6,6 @@ no partial rows and the next run analyses only what is left.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -16,9 +15,9 @@ import polars as pl
 
 from schemas.tables import FeatureRow, RejectRow, TrackEventRow, TrackRow, split_valid
 from tasks.catalog.migrations import prepare
-from tasks.catalog.writer import connect, open_reader
+from tasks.catalog.writer import connect, open_reader, wait_for_file_lock
 from tasks.constants import LOCK_TIMEOUT_S
-from tasks.errors import CatalogLockedError, CatalogReadOnlyError
+from tasks.errors import CatalogReadOnlyError
 from tasks.transactions import transaction
 from tasks.vocabulary import OUTCOMES, Reason, TrackEvent, TrackStatus
 
@@ -73,22 +72,19 @@ def open_catalog(
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CatalogReadOnlyError(f"cannot create the catalog's folder {path.parent}: {exc.strerror}") from None
-    deadline = time.monotonic() + lock_timeout_s
-    while True:
+
+    def connect_writable() -> duckdb.DuckDBPyConnection:
         try:
-            con = connect(path, read_only=read_only)
-            break
+            return connect(path)
         except duckdb.IOException as exc:
             text = str(exc).lower()
             if "permission denied" in text or "read-only file system" in text:
                 raise CatalogReadOnlyError(f"cannot write the catalog {path}: permission denied") from None
-            if "lock" not in text:
-                raise
-            if time.monotonic() >= deadline:
-                raise CatalogLockedError(
-                    f"catalog {path} is in use by another cratedig run (waited {lock_timeout_s:.0f} s)"
-                ) from None
-            time.sleep(0.25)
+            raise
+
+    con = wait_for_file_lock(
+        connect_writable, wait_s=lock_timeout_s, busy=f"catalog {path} is in use by another cratedig run", poll_s=0.25
+    )
     if not read_only:
         prepare(con)
     return con

@@ -25,6 +25,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +93,34 @@ def open_reader(path: str | Path, *, wait_s: float = 5.0) -> duckdb.DuckDBPyConn
     path = Path(path)
     if not path.exists():
         raise NotACatalogError(f"no catalog at {path} (run `cratedig analyze PATH` first)")
+    return wait_for_file_lock(
+        lambda: connect(path, read_only=True),
+        wait_s=wait_s,
+        busy=f"catalog {path} is open for writing by another program",
+        poll_s=0.1,
+    )
+
+
+def wait_for_file_lock(
+    open_: Callable[[], duckdb.DuckDBPyConnection], *, wait_s: float, busy: str, poll_s: float
+) -> duckdb.DuckDBPyConnection:
+    """Call ``open_`` until DuckDB stops refusing it for a lock held by another process, at most ``wait_s`` s.
+
+    Raises
+    ------
+    CatalogLockedError
+        ``busy`` and how long it waited, when the lock is still held after ``wait_s`` s.
+    """
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return connect(path, read_only=True)
+            return open_()
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
             if time.monotonic() >= deadline:
-                raise CatalogLockedError(
-                    f"catalog {path} is open for writing by another program (waited {wait_s:.0f} s)"
-                ) from None
-            time.sleep(0.1)
+                raise CatalogLockedError(f"{busy} (waited {wait_s:.0f} s)") from None
+            time.sleep(poll_s)
 
 
 def holder_of(path: str | Path) -> dict[str, Any]:

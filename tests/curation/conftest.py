@@ -12,12 +12,17 @@ import pytest
 
 from tasks.synth.songs import SongSpec
 
+#: format: (BPM, tonic, mode, style, timbre); 8 s each, seeds 11-15.
+_SONGS = {
+    "flac": (124.0, 9, "minor", "house", "saw"),
+    "mp3": (126.0, 4, "minor", "house", "square"),
+    "m4a": (128.0, 0, "major", "house", "fm"),
+    "ogg": (92.0, 7, "major", "hiphop", "piano-ish"),
+    "wav": (100.0, 2, "minor", "funk", "pluck"),
+}
 SPECS: dict[str, SongSpec] = {
-    "flac": SongSpec(bpm=124.0, tonic=9, mode="minor", duration_s=8.0, style="house", timbre="saw", seed=11),
-    "mp3": SongSpec(bpm=126.0, tonic=4, mode="minor", duration_s=8.0, style="house", timbre="square", seed=12),
-    "m4a": SongSpec(bpm=128.0, tonic=0, mode="major", duration_s=8.0, style="house", timbre="fm", seed=13),
-    "ogg": SongSpec(bpm=92.0, tonic=7, mode="major", duration_s=8.0, style="hiphop", timbre="piano-ish", seed=14),
-    "wav": SongSpec(bpm=100.0, tonic=2, mode="minor", duration_s=8.0, style="funk", timbre="pluck", seed=15),
+    fmt: SongSpec(bpm=bpm, tonic=tonic, mode=mode, duration_s=8.0, style=style, timbre=timbre, seed=11 + i)
+    for i, (fmt, (bpm, tonic, mode, style, timbre)) in enumerate(_SONGS.items())
 }
 
 

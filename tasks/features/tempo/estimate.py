@@ -22,7 +22,10 @@ Method (all from :attr:`Spectrum.log_mel`, which the timbre features share; enve
    half the candidate times the spread; 55 weights fitted by ``bench/tempo_eval.py --fit``, loaded from
    ``octave_weights.json`` with the fit's provenance). In music
    with no drums the harmonic change marks the beat (the harmonic rhythm) where the onsets mark every 8th of
-   the moving voices. ``candidates`` carries the model's probabilities.
+   the moving voices. ``candidates`` carries the model's probabilities. When ``bpm_range`` spans an octave
+   or more it is a promise, as in DJ software: a candidate outside it hands its probability to its octave
+   inside it (:func:`~tasks.features.tempo.octave.fold_into_range`), so the tempo is always inside the range
+   and the model still chooses between duple and triple levels.
 5. Beat phase: peak of the beat-synchronous pulse shape rebuilt from the harmonics, minus the lead of
    the flux peak over the attack. ``pulse_clarity``: share of the onset envelope's or the harmonic
    change's variance that repeats with the beat, whichever is larger; ``confidence`` = clarity x
@@ -47,7 +50,14 @@ from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
 from tasks.features.spectrum import Spectrum
 from tasks.features.tempo.beats import LATENCY_S, bar_evidence, beat_frames, beat_harmonics, downbeat, first_beat
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, level_dbfs, onset_bands
-from tasks.features.tempo.octave import Amplitudes, attack_rise, octave_features, octave_probabilities, onset_smoothness
+from tasks.features.tempo.octave import (
+    Amplitudes,
+    attack_rise,
+    fold_into_range,
+    octave_features,
+    octave_probabilities,
+    onset_smoothness,
+)
 from tasks.vocabulary import TempoReason
 
 #: Below this pulse clarity a track is ``ARHYTHMIC``.
@@ -291,8 +301,9 @@ def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_R
     spectrum : Spectrum
         The track's shared STFT.
     bpm_range : (float, float)
-        Preferred tempo range, BPM, for the octave (half/double) decision. Tempi outside it (within
-        ``SEARCH_RANGE``) are returned only when the evidence for them is strong.
+        Preferred tempo range, BPM, for the octave (half/double) decision. When it spans an octave or more
+        the tempo is always inside it; a narrower range is a preference: tempi outside it (within
+        ``SEARCH_RANGE``) are returned when the evidence for them is strong.
 
     Returns
     -------
@@ -354,7 +365,7 @@ def tempo_from_envelopes(
     if not np.any(o):
         return _none(TempoReason.ARHYTHMIC)
     pulse, amp, ratios, feats = octave_evidence(bands, frame_ms, change, fr, bpm_range)
-    prob = octave_probabilities(feats)
+    prob = fold_into_range(ratios, octave_probabilities(feats), 60.0 * pulse.freq, bpm_range)
     best = int(np.argmax(prob))
     r = float(ratios[best])
     bpm = 60.0 * pulse.freq * r

@@ -23,7 +23,8 @@ from importlib import resources
 
 import numpy as np
 
-#: Tempi that can be returned, BPM; ``bpm_range`` only sets the preference inside it.
+#: Tempi that can be returned, BPM; ``bpm_range`` sets the preference inside it (and, spanning an octave or
+#: more, bounds it: :func:`fold_into_range`).
 SEARCH_RANGE: tuple[float, float] = (40.0, 250.0)
 
 # Candidate ratios to the pulse, levels scored around each.
@@ -192,6 +193,45 @@ def octave_features(
             levels[:, 2, _LEVEL_HALF] * max(texture[2], HALF_MID_FLOOR),
         ]
     )
+
+
+def fold_into_range(
+    ratios: np.ndarray, prob: np.ndarray, pulse_bpm: float, bpm_range: tuple[float, float]
+) -> np.ndarray:
+    """The candidates' probabilities with ``bpm_range`` kept as a promise when it spans an octave or more.
+
+    Each candidate outside the range hands its probability to its octave (a power of two times it) inside
+    the range: the model's choice among metrical structures (duple, triple) stands, and only the octave is
+    the user's. A narrower range is a preference only (the model's ``x`` feature) and changes nothing here.
+
+    Parameters
+    ----------
+    ratios : np.ndarray, shape (n,)
+        Candidate ratios to the pulse.
+    prob : np.ndarray, shape (n,)
+        The octave model's probabilities.
+    pulse_bpm : float
+        The tracked pulse, BPM.
+    bpm_range : (float, float)
+        The preferred range, BPM.
+
+    Returns
+    -------
+    np.ndarray, shape (n,)
+        Probabilities summing to 1, zero outside the range (unchanged when no candidate is inside).
+    """
+    lo, hi = bpm_range
+    bpm = np.asarray(ratios) * pulse_bpm
+    inside = (bpm >= lo) & (bpm <= hi)
+    if hi < 2.0 * lo or not inside.any():
+        return prob
+    out = np.where(inside, prob, 0.0)
+    for i in np.nonzero(~inside)[0]:
+        octave = 2.0 ** np.floor(np.log2(hi / bpm[i]))  # the highest power of two that stays under hi
+        j = np.nonzero(inside & np.isclose(ratios, ratios[i] * octave))[0]
+        if len(j):  # (a ratio whose octave is not a candidate, e.g. 8/3, loses its share)
+            out[j[0]] += prob[i]
+    return out / out.sum()
 
 
 def octave_weights() -> np.ndarray:

@@ -55,7 +55,9 @@ lab: install  ## JupyterLab on the demo catalog (also as root, as in a container
 	CRATEDIG_CATALOG=$(CURDIR)/data/catalog.duckdb $(BIN)/jupyter lab --no-browser \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
-devset: install  ## the development set with ground truth (bench/devset_build.py) into $(DEVSET)
+devset: $(DEVSET)/ground_truth.csv  ## the development set with ground truth (bench/devset_build.py) into $(DEVSET)
+
+$(DEVSET)/ground_truth.csv: $(STAMP) bench/devset_build.py bench/devset_scores.py bench/devset_parts.py bench/devset_midi.py bench/devset_synth.py
 	@dpkg -s $(DEVSET_DEBS) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
 	  && apt-get install -y -qq --no-install-recommends $(DEVSET_DEBS) >/dev/null; } \
 	  || { echo "the dev set needs: apt-get install $(DEVSET_DEBS)"; exit 1; }
@@ -64,11 +66,12 @@ devset: install  ## the development set with ground truth (bench/devset_build.py
 	$(DEVSET_VENV)/bin/python -m bench.devset_build $(DEVSET)
 	$(BIN)/python -m bench.devset_synth $(DEVSET)
 
-bench-devset: install  ## leave-one-family-out tempo and key on the dev set, peers in the same run
+bench-devset: devset  ## tempo and key per family of the dev set, peers in the same run; key settings chosen LOFO
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"
-	$(BIN)/python -m bench.devset_eval $(DEVSET)
+	$(BIN)/python -m bench.devset_eval $(DEVSET) --madmom-every 5
+	$(BIN)/python -m bench.devset_lofo $(DEVSET)
 
-bench-accuracy: install  ## tempo and key against peers (writes bench/RESULTS.md)
+bench-accuracy: install bench-devset  ## the dev set, then tempo and key against peers (writes bench/RESULTS.md)
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"
 	$(BIN)/python -m bench.accuracy --corpus $(CORPUS)
 

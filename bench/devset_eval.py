@@ -44,8 +44,6 @@ from tasks.constants import ANALYZER_VERSION, BPM_RANGE
 from tasks.features.key.names import mirex_score
 
 Result = dict[str, dict]  # method -> {"bpm", "key", "cpu"}
-TEMPO_METHODS = ("cratedig", "librosa", "ess-degara", "ess-multif", "madmom")
-KEY_METHODS = ("cratedig", "librosa", "ess-bgate", "ess-edma", "ess-temperley", "madmom")
 
 
 def run_cratedig(path: str, bpm_range: tuple[float, float] = BPM_RANGE) -> Result:
@@ -164,10 +162,10 @@ def scores(rows: list[dict], results: dict[str, Result], method: str, durations:
         if res is not None:
             cpu += res["cpu"]
             minutes += durations[r["file"]] / 60
-        if method in TEMPO_METHODS:
+        if method not in ("ess-bgate", "ess-edma", "ess-temperley"):
             est = res["bpm"] if res else None
             tempo.append((*tempo_score(est, float(r["bpm"])), est is None))
-        if method in KEY_METHODS and r["key"]:
+        if method not in ("ess-degara", "ess-multif") and r["key"]:
             est_key = res["key"] if res else None
             keys.append(mirex_score(est_key, r["key"]) if est_key else 0.0)
     t, k = np.array(tempo, dtype=float).reshape(-1, 4), np.array(keys)
@@ -204,44 +202,68 @@ def table(rows: list[dict], results: dict[str, Result], methods: list[str], dura
         print()
     for m in methods:  # the mean of the families weighs each family alike, whatever its size
         per = [scores([r for r in rows if r["family"] == f], results, m, durations) for f in families]
-        acc = [p["acc"] for p in per if p["n"] and m in TEMPO_METHODS]
-        mir = [(p["mirex"], p["exact"]) for p in per if p["n_key"] and m in KEY_METHODS]
+        acc = [p["acc"] for p in per if p["n"]]
+        mir = [(p["mirex"], p["exact"]) for p in per if p["n_key"]]
         a = " ".join(f"{x:6.3f}" for x in np.mean(acc, axis=0)) if acc else " " * 27
         k = " ".join(f"{x:6.3f}" for x in np.mean(mir, axis=0)) if mir else " " * 13
         print(f"{'family mean':13s} {m:13s} {'':4s} {a}  {'':4s} {k}")
+
+
+def stored(devset: Path, group: str) -> dict[str, Result]:
+    """Results of ``group`` kept from earlier runs (e.g. an earlier analyzer version, run from its commit)."""
+    store = devset / "results" / f"{group}.jsonl"
+    lines = store.read_text().splitlines() if store.exists() else []
+    return {rec["file"]: rec["result"] for rec in map(json.loads, lines)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("devset", type=Path, nargs="?", default=corpus_root() / "devset")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--peers-every", type=int, default=1, help="run librosa and Essentia on every Nth file")
     ap.add_argument("--madmom-every", type=int, default=0, help="run madmom on every Nth file (0: not at all)")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument(
+        "--baseline", type=int, help="also show this earlier analyzer version from results/cratedig-vN.jsonl"
+    )
     args = ap.parse_args()
     with open(args.devset / "ground_truth.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     durations = {r["file"]: sf.info(str(args.devset / r["file"])).duration for r in rows}
-    groups = [f"cratedig-v{ANALYZER_VERSION}"] + ([] if args.no_peers else ["librosa", "essentia"])
     results: dict[str, Result] = {r["file"]: {} for r in rows}
-    for group in groups:
-        for f, res in collect(args.devset, rows, group, args.jobs).items():
+
+    def gather(subset: list[dict], group: str) -> None:
+        for f, res in collect(args.devset, subset, group, args.jobs).items():
             results.setdefault(f, {}).update(res)
-    methods = [m for g in groups for m in GROUPS[g][1]]
-    if args.madmom_every and not args.no_peers:
-        subset = rows[:: args.madmom_every]
-        for f, res in collect(args.devset, subset, "madmom", args.jobs).items():
-            results.setdefault(f, {}).update(res)
-    n_files, minutes = len(rows), sum(durations.values()) / 60
+
+    gather(rows, f"cratedig-v{ANALYZER_VERSION}")
+    ours = ["cratedig"]
+    if args.baseline:
+        old = f"cratedig v{args.baseline}"
+        for f, res in stored(args.devset, f"cratedig-v{args.baseline}").items():
+            results.setdefault(f, {})[old] = res["cratedig"]
+        ours.append(old)
+    peers = rows[:: args.peers_every]
+    madmom = rows[:: args.madmom_every] if args.madmom_every else []
+    if not args.no_peers:
+        gather(peers, "librosa")
+        gather(peers, "essentia")
+        if madmom:
+            gather(madmom, "madmom")
+    minutes = sum(durations.values()) / 60
     with recording("devset_eval", "Development set: tempo and key family by family, peers in the same run"):
         print(
-            f"{n_files} files, {minutes:.0f} min of audio; analyzer version {ANALYZER_VERSION}; "
-            f"default preferred range {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g} BPM. 'none': no tempo given."
+            f"{len(rows)} files, {minutes:.0f} min of audio; analyzer version {ANALYZER_VERSION}; default "
+            f"preferred range {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g} BPM. 'none': share given no tempo. CPU s/min:\n"
+            "the whole analysis for cratedig, decoding included for every method."
         )
-        table(rows, results, methods, durations)
-        if args.madmom_every and not args.no_peers:
-            subset = rows[:: args.madmom_every]
-            print(f"\nmadmom on every {args.madmom_every}th file ({len(subset)}), the others on the same files:")
-            table(subset, results, ["cratedig", "ess-degara", "ess-bgate", "madmom"], durations)
+        table(rows, results, ours, durations)
+        if not args.no_peers:
+            print(f"\nPeers on every {args.peers_every}th file ({len(peers)} files), cratedig on the same files:")
+            table(peers, results, ours + [m for g in ("librosa", "essentia") for m in GROUPS[g][1]], durations)
+        if madmom and not args.no_peers:
+            print(f"\nmadmom on every {args.madmom_every}th file ({len(madmom)} files), the others on the same files:")
+            table(madmom, results, ours + ["ess-degara", "ess-bgate", "madmom"], durations)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""Leave-one-family-out choice of the key estimator's settings on the development set.
+
+    python -m bench.devset_lofo [DEVSET] [--jobs 2]
+
+For every file with a key, the key peaks are computed once (the analysis path: ``decode_audio``, the shared
+STFT, :func:`tasks.features.key.estimate.key_peaks`) and every variant of the settings (profile x harmonic
+removal ``hsub`` x first/last emphasis ``edge``) is scored from them. Each family in turn is held out: the
+variant with the best MIREX score on the other families is chosen and scored on the held-out family. A change
+ships only when the pooled held-out score is above the current default's and no family loses more than one
+file's worth (MIREX points summed over the family) against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+from dataclasses import replace
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+from bench.corpus import corpus_root
+from bench.results import recording
+from tasks.audio.decode import decode_audio
+from tasks.features.key.estimate import PROFILES, _Params, key_from_peaks, key_peaks
+from tasks.features.key.names import mirex_score
+from tasks.features.spectrum import compute_spectrum
+
+DEFAULT = _Params()
+VARIANTS = [
+    replace(DEFAULT, profile=prof, hsub=h, edge=e)
+    for prof, h, e in itertools.product(sorted(PROFILES), (0.0, 0.4, 0.6), (0.0, 2.0, 5.0))
+]
+
+
+def _name(p: _Params) -> str:
+    return f"{p.profile}/hsub={p.hsub:g}/edge={p.edge:g}"
+
+
+def keys_of_file(path: str) -> list[str | None]:
+    """The key every variant gives ``path``."""
+    audio = decode_audio(path)
+    peaks = key_peaks(compute_spectrum(audio.y), p=DEFAULT)
+    return [key_from_peaks([peaks], v).key for v in VARIANTS]
+
+
+def lofo(rows: list[dict], scores: np.ndarray) -> None:
+    """Print, for each family held out, the variant chosen on the others and its held-out score against the
+    default's; then the pooled held-out score and the ship rule."""
+    default = VARIANTS.index(DEFAULT)
+    families = sorted({r["family"] for r in rows})
+    fam = np.array([r["family"] for r in rows])
+    held = np.zeros(len(rows))
+    ok = True
+    print(f"{'held out':13s} {'n':>4s} {'chosen on the other families':34s} {'held-out':>8s} {'default':>8s}")
+    for f in families:
+        train, test = fam != f, fam == f
+        best = int(np.argmax(scores[train].sum(axis=0) + 1e-9 * (np.arange(len(VARIANTS)) == default)))
+        held[test] = scores[test, best]
+        loss = scores[test, default].sum() - scores[test, best].sum()
+        ok &= loss <= 1.0
+        print(
+            f"{f:13s} {test.sum():4d} {_name(VARIANTS[best]):34s} {scores[test, best].mean():8.3f} "
+            f"{scores[test, default].mean():8.3f}{'  <- loses more than one file' if loss > 1.0 else ''}"
+        )
+    rises = held.mean() > scores[:, default].mean()
+    print(
+        f"{'pooled':13s} {len(rows):4d} {'':34s} {held.mean():8.3f} {scores[:, default].mean():8.3f}\n"
+        f"ship rule (pooled held-out rises, no family loses more than one file): {'met' if rises and ok else 'not met'}"
+    )
+    top = np.argsort(-scores.mean(axis=0))[:5]
+    print(
+        "best variants on all families (MIREX, exact): "
+        + "; ".join(f"{_name(VARIANTS[i])} {scores[:, i].mean():.3f}" for i in top)
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("devset", type=Path, nargs="?", default=corpus_root() / "devset")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    with open(args.devset / "ground_truth.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["key"]]
+    with Pool(args.jobs) as pool:
+        keys = pool.map(keys_of_file, [str(args.devset / r["file"]) for r in rows], chunksize=4)
+    scores = np.array([[mirex_score(k, r["key"]) if k else 0.0 for k in ks] for r, ks in zip(rows, keys)])
+    with recording("devset_lofo", "Development set: key settings chosen leave-one-family-out"):
+        print(f"{len(rows)} files with a key, {len(VARIANTS)} variants; default {_name(DEFAULT)}")
+        lofo(rows, scores)
+        exact = np.array([[1.0 if s == 1.0 else 0.0 for s in row] for row in scores])
+        print(f"default exact: {exact[:, VARIANTS.index(DEFAULT)].mean():.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -140,6 +140,8 @@ def build_score_job(task: tuple[str, str, int, float, str]) -> dict | None:
         return None
     if family.startswith("folk") and len(piece.parts) != 1:
         return None
+    if family in ("madrigals", "palestrina"):  # modal: a key signature's major or minor is no reference
+        piece.key = piece.mode = None
     if family.startswith("folk"):
         lo, hi = FOLK_BEAT_BPM[piece.meter_name]
     elif family == "chorales":

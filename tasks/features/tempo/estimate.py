@@ -365,12 +365,16 @@ def tempo_from_envelopes(
     if not np.any(o):
         return _none(TempoReason.ARHYTHMIC)
     pulse, amp, ratios, feats = octave_evidence(bands, frame_ms, change, fr, bpm_range)
-    prob = fold_into_range(ratios, octave_probabilities(feats), 60.0 * pulse.freq, bpm_range)
+    free = octave_probabilities(feats)
+    prob = fold_into_range(ratios, free, 60.0 * pulse.freq, bpm_range)
     best = int(np.argmax(prob))
     r = float(ratios[best])
     bpm = 60.0 * pulse.freq * r
-    # Share of each envelope's variance at the beat's harmonics: row 0 the onsets, row 4 the harmonic change.
-    shares = np.minimum(1.0, (np.abs(amp.many([r * k for k in beat_harmonics(bpm / 60.0, fr)])) ** 2).sum(axis=1))
+    # Share of each envelope's variance at the beat's harmonics (row 0 the onsets, row 4 the harmonic change),
+    # at the model's own choice: whether there is a pulse does not depend on the range the user asked for.
+    r_free = float(ratios[int(np.argmax(free))])
+    harmonics = beat_harmonics(pulse.freq * r_free, fr)
+    shares = np.minimum(1.0, (np.abs(amp.many([r_free * k for k in harmonics])) ** 2).sum(axis=1))
     on_clarity, change_clarity = float(shares[0]), float(shares[4])
     clarity = max(on_clarity, change_clarity)
     # Chance periodicity in noise grows as the track gets shorter: so do the thresholds, below 20 s.

@@ -197,7 +197,7 @@ def table(rows: list[dict], results: dict[str, Result], methods: list[str], dura
     """Print the per-family, pooled and family-mean rows of every method."""
     families = sorted({r["family"] for r in rows})
     print(
-        f"{'family':13s} {'method':13s} {'n':>4s} {'Acc1':>6s} {'Acc2':>6s} {'±0.5':>6s} {'none':>6s}  "
+        f"{'family':13s} {'method':15s} {'n':>4s} {'Acc1':>6s} {'Acc2':>6s} {'±0.5':>6s} {'none':>6s}  "
         f"{'nkey':>4s} {'MIREX':>6s} {'exact':>6s} {'CPU s/min':>7s}"
     )
     for fam in [*families, "pooled"]:
@@ -205,7 +205,7 @@ def table(rows: list[dict], results: dict[str, Result], methods: list[str], dura
         for m in methods:
             s = scores(subset, results, m, durations)
             if s["n"] or s["n_key"]:
-                print(f"{fam:13s} {m:13s} {_fmt(s)}")
+                print(f"{fam:13s} {m:15s} {_fmt(s)}")
         print()
     for m in methods:  # the mean of the families weighs each family alike, whatever its size
         per = [scores([r for r in rows if r["family"] == f], results, m, durations) for f in families]
@@ -213,7 +213,7 @@ def table(rows: list[dict], results: dict[str, Result], methods: list[str], dura
         mir = [(p["mirex"], p["exact"]) for p in per if p["n_key"]]
         a = " ".join(f"{x:6.3f}" for x in np.mean(acc, axis=0)) if acc else " " * 27
         k = " ".join(f"{x:6.3f}" for x in np.mean(mir, axis=0)) if mir else " " * 13
-        print(f"{'family mean':13s} {m:13s} {'':4s} {a}  {'':4s} {k}")
+        print(f"{'family mean':13s} {m:15s} {'':4s} {a}  {'':4s} {k}")
 
 
 def stored(devset: Path, group: str) -> dict[str, Result]:
@@ -267,10 +267,10 @@ def main() -> None:
         )
         table(rows, results, ours, durations)
         if not args.no_peers:
-            print(f"\nPeers on every {args.peers_every}th file ({len(peers)} files), cratedig on the same files:")
+            print(f"\nPeers on one file in {args.peers_every} ({len(peers)} files), cratedig on the same files:")
             table(peers, results, ours + [m for g in ("librosa", "essentia") for m in GROUPS[g][1]], durations)
         if madmom and not args.no_peers:
-            print(f"\nmadmom on every {args.madmom_every}th file ({len(madmom)} files), the others on the same files:")
+            print(f"\nmadmom on one file in {args.madmom_every} ({len(madmom)} files), the others on the same files:")
             table(madmom, results, ours + ["ess-degara", "ess-bgate", "madmom"], durations)
 
 

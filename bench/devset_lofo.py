@@ -40,6 +40,8 @@ CANDIDATES = {
 for _k, _v in CANDIDATES.items():
     PROFILES.setdefault(_k, _v)
 DEFAULT = (_Params(), False)  # the shipped settings: the opening emphasised, not the end
+#: What analyzer version 7 shipped, which the ship rule of the current choice was judged against.
+VERSION_7 = (replace(_Params(), profile="bgate", hsub=0.4, edge=2.0), True)
 #: (settings, whether the last frames are emphasised like the first): a minor piece may end on a major chord.
 VARIANTS = [
     (replace(DEFAULT[0], profile=prof, hsub=h, edge=e), ends)
@@ -80,34 +82,40 @@ def keys_of_file(path: str) -> list[str | None]:
 def lofo(rows: list[dict], scores: np.ndarray, allowed: np.ndarray) -> None:
     """Print, for each family held out, the variant chosen on the others and its held-out score against the
     default's; then the pooled held-out score and the ship rule."""
-    default = VARIANTS.index(DEFAULT)
+    default, v7 = VARIANTS.index(DEFAULT), VARIANTS.index(VERSION_7)
     families = sorted({r["family"] for r in rows})
     fam = np.array([r["family"] for r in rows])
     held = np.zeros(len(rows))
     ok = True
-    print(f"{'held out':13s} {'n':>4s} {'chosen on the other families':34s} {'held-out':>8s} {'default':>8s}")
+    print(
+        f"{'held out':13s} {'n':>4s} {'chosen on the other families':44s} {'held-out':>8s} {'shipped':>8s} "
+        f"{'version 7':>9s}"
+    )
     for f in families:
         train, test = fam != f, fam == f
-        on_others = scores[train].sum(axis=0) + 1e-9 * (np.arange(len(VARIANTS)) == default)
+        on_others = scores[train].sum(axis=0) + 1e-9 * (np.arange(len(VARIANTS)) == v7)
         best = int(np.argmax(np.where(allowed, on_others, -np.inf)))
         held[test] = scores[test, best]
-        loss = scores[test, default].sum() - scores[test, best].sum()
+        loss = scores[test, v7].sum() - scores[test, best].sum()
         ok &= loss <= 1.0
         print(
-            f"{f:13s} {test.sum():4d} {_name(VARIANTS[best]):34s} {scores[test, best].mean():8.3f} "
-            f"{scores[test, default].mean():8.3f}{'  <- loses more than one file' if loss > 1.0 else ''}"
+            f"{f:13s} {test.sum():4d} {_name(VARIANTS[best]):44s} {scores[test, best].mean():8.3f} "
+            f"{scores[test, default].mean():8.3f} {scores[test, v7].mean():9.3f}"
+            f"{'  <- loses more than one file' if loss > 1.0 else ''}"
         )
-    rises = held.mean() > scores[:, default].mean()
+    rises = held.mean() > scores[:, v7].mean()
     print(
-        f"{'pooled':13s} {len(rows):4d} {'':34s} {held.mean():8.3f} {scores[:, default].mean():8.3f}\n"
-        f"ship rule (pooled held-out rises, no family loses more than one file): {'met' if rises and ok else 'not met'}"
+        f"{'pooled':13s} {len(rows):4d} {'':44s} {held.mean():8.3f} {scores[:, default].mean():8.3f} "
+        f"{scores[:, v7].mean():9.3f}\n'shipped' is in-sample (chosen on every family); the ship rule compares the "
+        f"held-out choice with version 7 (pooled rises, no family loses more than one file): "
+        f"{'met' if rises and ok else 'not met'}"
     )
     for prof in sorted(PROFILES):  # the best of each profile, for a choice constrained by other evidence
         i = max((i for i, v in enumerate(VARIANTS) if v[0].profile == prof), key=lambda i: scores[:, i].mean())
-        print(f"  best {prof:10s}: {_name(VARIANTS[i]):36s} {scores[:, i].mean():.3f}")
+        print(f"  best {prof:14s}: {_name(VARIANTS[i]):44s} {scores[:, i].mean():.3f}")
     top = np.argsort(-scores.mean(axis=0))[:5]
     print(
-        "best variants on all families (MIREX, exact): "
+        "best variants on all families (MIREX): "
         + "; ".join(f"{_name(VARIANTS[i])} {scores[:, i].mean():.3f}" for i in top)
     )
 
@@ -137,7 +145,10 @@ def main() -> None:
         print(f"profiles the choice may take: {' '.join(args.profiles)}")
         lofo(rows, scores, np.array([v[0].profile in args.profiles for v in VARIANTS]))
         exact = np.array([[1.0 if s == 1.0 else 0.0 for s in row] for row in scores])
-        print(f"default exact: {exact[:, VARIANTS.index(DEFAULT)].mean():.3f}")
+        print(
+            f"exact key rate: shipped {exact[:, VARIANTS.index(DEFAULT)].mean():.3f}, version 7 "
+            f"{exact[:, VARIANTS.index(VERSION_7)].mean():.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,9 @@ $(DEVSET)/ground_truth.csv: $(STAMP) bench/devset_build.py bench/devset_scores.p
 
 bench-devset: devset  ## tempo and key per family of the dev set, peers in the same run; key settings chosen LOFO
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"
-	$(BIN)/python -m bench.devset_eval $(DEVSET) --madmom-every 5
+	$(BIN)/python -m bench.devset_eval $(DEVSET) --peers-every 2 --madmom-every 10
 	$(BIN)/python -m bench.devset_lofo $(DEVSET)
+	$(BIN)/python -m bench.devset_octave $(DEVSET)
 
 bench-accuracy: install bench-devset  ## the dev set, then tempo and key against peers (writes bench/RESULTS.md)
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"

@@ -34,15 +34,7 @@ from pathlib import Path
 
 from bench.devset_midi import DRUM_CHANNEL, SOUNDFONTS, Note, clip, render, write_midi
 from bench.devset_parts import MODES, bass_bar, comp_bar, drum_bar, fit_chord, melody_bars, meter_of, triad
-from bench.devset_scores import (
-    Piece,
-    beat_range,
-    corpus_paths,
-    looped,
-    parse,
-    second_half_abc,
-    second_half_chorales,
-)
+from bench.devset_scores import Piece, beat_range, corpus_paths, looped, parse, second_half_abc, second_half_chorales
 
 FIELDS = ["file", "family", "bpm", "key", "mode", "meter", "drums", "soundfont", "programs", "source"]
 #: Files per family (a family short of candidates gets fewer).

@@ -57,7 +57,9 @@ lab: install  ## JupyterLab on the demo catalog (also as root, as in a container
 
 devset: $(DEVSET)/ground_truth.csv  ## the development set with ground truth (bench/devset_build.py) into $(DEVSET)
 
-$(DEVSET)/ground_truth.csv: $(STAMP) bench/devset_build.py bench/devset_scores.py bench/devset_parts.py bench/devset_midi.py bench/devset_synth.py
+# Rebuilt when its builder changes (existing renderings are kept), not when the venv is reinstalled.
+$(DEVSET)/ground_truth.csv: bench/devset_build.py bench/devset_scores.py bench/devset_parts.py bench/devset_midi.py \
+                            bench/devset_synth.py | $(STAMP)
 	@dpkg -s $(DEVSET_DEBS) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
 	  && apt-get install -y -qq --no-install-recommends $(DEVSET_DEBS) >/dev/null; } \
 	  || { echo "the dev set needs: apt-get install $(DEVSET_DEBS)"; exit 1; }

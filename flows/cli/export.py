@@ -31,8 +31,6 @@ def _export(catalog: Path, run) -> None:
             return run(con)
         except CrateError as exc:
             fail(str(exc))
-        except OSError as exc:
-            fail(f"cannot write: {exc}")
 
 
 @export_app.command("rekordbox")

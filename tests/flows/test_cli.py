@@ -4,7 +4,9 @@ Prefect, no subprocess. Whole runs through ``cratedig analyze`` are in test_dura
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -75,3 +77,18 @@ def test_analyze_refuses_a_missing_folder_up_front(tmp_path):
     res = cli("analyze", tmp_path / "not-there", "--catalog", tmp_path / "c.duckdb")
     assert res.exit_code == 2
     assert not (tmp_path / "c.duckdb").exists()
+
+
+def test_an_export_that_cannot_be_written_names_the_file_and_exits_5(small_catalog, tmp_path):
+    catalog, _ = small_catalog
+    target = tmp_path / "ro" / "x.xml"
+    target.parent.mkdir()
+    target.parent.chmod(0o500)
+    try:
+        if os.access(target.parent, os.W_OK):  # root ignores the mode: /sys cannot be written by anyone
+            target = Path("/sys/cratedig-test.xml")
+        res = cli("export", "rekordbox", target, "--catalog", catalog)
+    finally:
+        (tmp_path / "ro").chmod(0o700)
+    assert res.exit_code == 5, res.output
+    assert f"cannot write {target}" in res.output and ".tmp" not in res.output

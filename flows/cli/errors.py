@@ -9,6 +9,7 @@ or ``CRATEDIG_DEBUG=1`` shows the traceback as well. Commands raise :class:`Usag
 from __future__ import annotations
 
 import errno
+import sys
 import traceback
 from enum import IntEnum
 
@@ -77,10 +78,38 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
     return ExitCode.ERROR, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
+#: Typer's own (vendored) click exceptions, reached through its public BadParameter: a bad option or argument,
+#: and any error click reports itself.
+_UsageError = typer.BadParameter.__bases__[0]
+_ClickException = _UsageError.__bases__[0]
+
+
 class OneLineErrors(TyperGroup):
     """The ``cratedig`` group: a command's exception becomes one line and an exit code."""
 
     debug: bool = False
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Click's main, with a bad option or argument reported in one line (exit 2) instead of a usage box."""
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _ClickException as exc:
+            command = exc.ctx.command_path if getattr(exc, "ctx", None) else "cratedig"
+            hint = f" (see '{command} --help')" if isinstance(exc, _UsageError) else ""
+            if exc.format_message():  # no message: click printed the help itself (no arguments at all)
+                message = f"error: {exc.format_message()}{hint}"
+                console.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+            rv = ExitCode.USAGE if isinstance(exc, _UsageError) else exc.exit_code
+            if not standalone_mode:
+                raise
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            console.print("aborted", style="red")
+            rv = ExitCode.ERROR
+        if not standalone_mode:
+            return rv
+        sys.exit(int(rv) if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: typer.Context):
         try:

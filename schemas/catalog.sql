@@ -16,7 +16,7 @@ CREATE SEQUENCE IF NOT EXISTS event_id_seq START 1;
 -- One row per file ever seen. A moved file keeps its track_id (same fingerprint, new path).
 CREATE TABLE IF NOT EXISTS tracks (
     track_id     BIGINT PRIMARY KEY,
-    path         VARCHAR NOT NULL,          -- absolute path (undecodable bytes escaped as surrogates)
+    path         VARCHAR NOT NULL,          -- absolute path as text: in a name with a backslash or bytes that are not UTF-8, backslashes doubled and those bytes \xNN (tasks.audio.identity)
     size_bytes   BIGINT NOT NULL,
     mtime_ns     BIGINT NOT NULL,
     fingerprint  VARCHAR NOT NULL,          -- size + hash of sampled blocks (tasks.catalog.scan.fingerprint)
@@ -105,6 +105,7 @@ CREATE TABLE IF NOT EXISTS runs (
     n_rejected    BIGINT DEFAULT 0,
     n_failed      BIGINT DEFAULT 0,
     status        VARCHAR NOT NULL           -- running | completed | failed | interrupted
+    -- (schema v7 adds: error VARCHAR, why a failed run failed, one line)
 );
 
 -- Append-only history: added / changed / moved / missing / analyzed / rejected / failed.

@@ -12,29 +12,10 @@ from typing import Optional
 import pandera.polars as pa
 import polars as pl
 
-from tasks.constants import N_MFCC
+from tasks.audio.validate import MAX_CHANNELS, SAMPLE_RATE_RANGE
+from tasks.constants import BPM_LIMITS, N_MFCC
 from tasks.features.key.names import KEY_NAMES
 from tasks.vocabulary import FeatureFlag, Reason, RunStatus, TempoReason, TrackEvent, TrackStatus
-
-#: Native sample rates a decoder may report, Hz.
-SAMPLE_RATES = [
-    8000,
-    11025,
-    12000,
-    16000,
-    22050,
-    24000,
-    32000,
-    44100,
-    48000,
-    64000,
-    88200,
-    96000,
-    176400,
-    192000,
-    352800,
-    384000,
-]
 
 
 def _finite_floats(data: pa.PolarsData) -> pl.LazyFrame:
@@ -72,8 +53,8 @@ class TrackRow(InventoryRow):
     format: Optional[str] = pa.Field(nullable=True)
     codec: Optional[str] = pa.Field(nullable=True)
     duration_s: Optional[float] = pa.Field(nullable=True, gt=0)
-    sample_rate: Optional[int] = pa.Field(nullable=True, isin=SAMPLE_RATES)
-    channels: Optional[int] = pa.Field(nullable=True, ge=1, le=64)
+    sample_rate: Optional[int] = pa.Field(nullable=True, ge=SAMPLE_RATE_RANGE[0], le=SAMPLE_RATE_RANGE[1])
+    channels: Optional[int] = pa.Field(nullable=True, ge=1, le=MAX_CHANNELS)
     title: Optional[str] = pa.Field(nullable=True)
     artist: Optional[str] = pa.Field(nullable=True)
     album: Optional[str] = pa.Field(nullable=True)
@@ -116,14 +97,14 @@ class FeatureRow(pa.DataFrameModel):
 
     track_id: int = pa.Field(ge=1)
     analyzer_version: int = pa.Field(ge=1)
-    bpm: Optional[float] = pa.Field(nullable=True, ge=30, le=300)
+    bpm: Optional[float] = pa.Field(nullable=True, ge=BPM_LIMITS[0], le=BPM_LIMITS[1])
     bpm_confidence: float = pa.Field(ge=0, le=1)
     bpm_candidates: pl.List(pl.Struct({"bpm": pl.Float64, "score": pl.Float64})) = pa.Field()
     beat_offset_s: Optional[float] = pa.Field(nullable=True, ge=0)
     beats_per_bar: Optional[int] = pa.Field(nullable=True, isin=[3, 4])
     tempo_reason: Optional[str] = pa.Field(nullable=True, isin=list(TempoReason))
-    bpm_range_lo: float = pa.Field(ge=30, le=300)
-    bpm_range_hi: float = pa.Field(ge=30, le=300)
+    bpm_range_lo: float = pa.Field(ge=BPM_LIMITS[0], le=BPM_LIMITS[1])
+    bpm_range_hi: float = pa.Field(ge=BPM_LIMITS[0], le=BPM_LIMITS[1])
     key: Optional[str] = pa.Field(nullable=True, isin=list(KEY_NAMES))
     key_camelot: Optional[str] = pa.Field(nullable=True)
     key_open: Optional[str] = pa.Field(nullable=True)

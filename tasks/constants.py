@@ -42,6 +42,8 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 
 #: Default preferred tempo range in BPM used for octave (half/double) decisions.
 BPM_RANGE: tuple[float, float] = (70.0, 180.0)
+#: Tempi the catalog can hold, BPM: estimates and every ``--bpm-range`` lie within these.
+BPM_LIMITS: tuple[float, float] = (30.0, 300.0)
 
 #: Shorter files are rejected ``TOO_SHORT``: nothing meaningful can be measured.
 MIN_DURATION_S: float = 0.5

@@ -48,3 +48,9 @@ class NotACatalogError(CratedigError):
 
 class CatalogReadOnlyError(CratedigError):
     """The catalog cannot be written where it is (read-only folder or file system)."""
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """``exc`` as one line for a user or a ``runs.error`` cell: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:limit]

@@ -25,6 +25,7 @@ class Reason(StrEnum):
     SCHEMA = "SCHEMA"  # produced a row that failed the schema
     STALE = "STALE"  # file changed while it was analysed
     INTERNAL = "INTERNAL"  # a bug: unexpected exception, kept with its message
+    UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"  # a sample rate or channel count no music file has
 
 
 #: Reasons a later run retries by itself (the file may read fine next time); the others wait for a change.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,7 +13,32 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
+from flows.cli.text import literal
 from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
+from tasks.features.workers import FILE_TIMEOUT_S, check_bpm_range, check_timeout
+
+
+def bpm_range_option(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    """Typer callback of ``--bpm-range``: a usage error (exit 2) unless finite, within limits and LO < HI."""
+    try:
+        return None if value is None else check_bpm_range(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def timeout_option(value: float | None) -> float | None:
+    """Typer callback of ``--file-timeout``: a usage error (exit 2) unless a finite number of seconds > 0."""
+    try:
+        return None if value is None else check_timeout(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def workers_option(value: int | None) -> int | None:
+    """Typer callback of ``--workers``: at least 1 (each file in its own killable worker process)."""
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"must be at least 1, got {value} (with --dask-address the cluster's workers count)")
+    return value
 
 
 class RichProgress:
@@ -33,6 +60,30 @@ def _quiet_prefect_shutdown() -> None:
     # they say nothing about the run, so they are silenced on a normal exit.
     for name in ("prefect", "uvicorn", "uvicorn.error", "httpx", "asyncio", "prefect.server"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+class _NoRunFailureEcho(logging.Filter):
+    """Keeps Prefect's flow/task-run ERROR records (their tracebacks) off the terminal: a failed run is told
+    in one line by :func:`analyze`, and the records still reach the Prefect API (the UI shows them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs"))
+        )
+
+
+@contextmanager
+def _one_line_failures() -> Iterator[None]:
+    """While the flow runs, the terminal handlers of the root logger drop run-failure records."""
+    quiet = _NoRunFailureEcho()
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    for h in handlers:
+        h.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(quiet)
 
 
 SUMMARY_ROWS = [
@@ -66,14 +117,16 @@ def print_summary(summary: dict[str, Any], library: Path) -> None:
         or (summary.get("analyzed", 0) + summary.get("rejected", 0) + summary.get("failed", 0)) == 0
     ):
         out.print("[green]Nothing to analyse: the catalog is up to date.[/green]")
-    out.print(f"catalog: {summary.get('catalog')}", markup=False, highlight=False)
+    out.print(literal(f"catalog: {summary.get('catalog')}"))
 
 
 @app.command()
 def analyze(
     path: Path = typer.Argument(..., exists=True, file_okay=False, help="Library folder."),
     catalog: Path = CatalogOpt,
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all cores)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", callback=workers_option, help="Worker processes, at least 1 (default: all cores)."
+    ),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."
     ),
@@ -82,9 +135,18 @@ def analyze(
         BPM_RANGE,
         "--bpm-range",
         metavar="LO HI",
-        help="Preferred tempo range for half/double choices, BPM (e.g. 55 150 for classical); spanning an "
-        "octave or more, every BPM reported lies inside it (40 250: the model chooses freely); "
-        "rows analysed with another range are redone.",
+        callback=bpm_range_option,
+        help="Preferred tempo range for half/double choices, BPM, 30 <= LO < HI <= 300 (e.g. 55 150 for "
+        "classical); spanning an octave or more, every BPM reported lies inside it (40 250: the model chooses "
+        "freely); rows analysed with another range are redone.",
+    ),
+    file_timeout: float = typer.Option(
+        FILE_TIMEOUT_S,
+        "--file-timeout",
+        metavar="SECONDS",
+        callback=timeout_option,
+        help="Wall-clock limit per file; the worker analysing a file for longer is killed and the file "
+        "recorded TIMEOUT.",
     ),
     lock_timeout: float = typer.Option(LOCK_TIMEOUT_S, "--lock-timeout", help="Seconds to wait for another run."),
     dask_address: Optional[str] = typer.Option(
@@ -104,7 +166,9 @@ def analyze(
     if idle is not None:  # nothing to do: no Prefect server to start, no run to record
         summary = idle | {"catalog": str(catalog.resolve())}
     else:
-        summary = _run_flow(path, catalog, workers, batch_size, force, bpm_range, lock_timeout, dask_address, as_json)
+        summary = _run_flow(
+            path, catalog, workers, batch_size, force, bpm_range, file_timeout, lock_timeout, dask_address, as_json
+        )
     if as_json:
         out.print_json(json.dumps(summary, default=str))
     else:
@@ -118,11 +182,14 @@ def _run_flow(
     batch_size: Optional[int],
     force: bool,
     bpm_range: tuple[float, float],
+    file_timeout: float,
     lock_timeout: float,
     dask_address: Optional[str],
     as_json: bool,
 ) -> dict[str, Any]:
-    """Run the ``analyze_library`` flow with a progress bar; a run that found the catalog busy ends with code 3."""
+    """Run the ``analyze_library`` flow with a progress bar; a run that found the catalog busy ends with code 3,
+    one that failed (a full disk) with one line and code 1."""
+    import duckdb
     from prefect import tags
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -131,6 +198,7 @@ def _run_flow(
     from flows.cli.errors import ExitCode
     from flows.libraries import library_tags
     from flows.schedule import api_url
+    from tasks.errors import one_line
 
     server = api_url()
     waiting = f"connecting to Prefect at {server} ..." if server else "starting Prefect (an embedded server) ..."
@@ -145,7 +213,7 @@ def _run_flow(
     ) as bar:
         if as_json or not console.is_terminal:
             console.print(waiting)
-        with progress.reporting(RichProgress(bar, waiting)), tags(*library_tags(str(path))):
+        with progress.reporting(RichProgress(bar, waiting)), tags(*library_tags(str(path))), _one_line_failures():
             run = with_dask(dask_address) if dask_address else analyze_library
             state = run(
                 str(path),
@@ -155,10 +223,15 @@ def _run_flow(
                 force=force,
                 lock_timeout_s=lock_timeout,
                 bpm_range=bpm_range,
+                file_timeout_s=file_timeout,
                 return_state=True,
             )
     _quiet_prefect_shutdown()
     if state.is_cancelled():
         console.print(f"error: {state.message}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(ExitCode.BUSY)
-    return state.result()
+    try:
+        return state.result()
+    except (OSError, duckdb.Error) as exc:  # a full disk, a catalog that cannot be written: one line, exit 1
+        console.print(literal(f"cratedig analyze: the run failed: {one_line(exc)}", "red"), soft_wrap=True)
+        raise typer.Exit(1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, out
+from flows.cli.text import literal
 
 
 @app.command()
@@ -24,14 +25,14 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     if as_json:
         out.print_json(json.dumps(counts, default=str))
         return
-    table = Table(title=f"catalog {catalog}", show_header=False)
+    table = Table(title=literal(f"catalog {catalog}"), show_header=False)
     table.add_row("tracks", str(counts["tracks"]))
     for k, v in counts["by_status"].items():
         table.add_row(f"  {k}", str(v))
     for k, v in counts["features_by_version"].items():
         table.add_row(f"analyzer_version {k}", str(v))
     for k, v in counts["rejects_by_reason"].items():
-        table.add_row(f"rejects {k}", str(v))
+        table.add_row(literal(f"rejects {k}"), str(v))
     table.add_row("corrected tracks", str(counts["corrected_tracks"]))
     table.add_row("crates", str(counts["crates"]))
     if counts["last_run"]:
@@ -57,5 +58,5 @@ def rejects(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     for col in ("reason", "path", "detail"):
         table.add_column(col)
     for r in rows:
-        table.add_row(*(str(v) for v in r))
+        table.add_row(*(literal(v) for v in r))
     out.print(table)

@@ -9,10 +9,10 @@ from typing import Optional
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 from flows.cli.support import catalog_connection, fail, resolve_one
+from flows.cli.text import literal
 
 crate_app = typer.Typer(no_args_is_help=True, help="Smart crates (saved queries) and static crates (saved lists).")
 app.add_typer(crate_app, name="crate")
@@ -55,18 +55,18 @@ def set_(
         if clear:
             fields = clear_corrections(con, track_id, by=_user())
             apply_corrections(con, [track_id], signature_before=index_before)
-            console.print(Text(f"cleared {', '.join(fields) or 'nothing'} on {track_id}: {path}"))
+            console.print(literal(f"cleared {', '.join(fields) or 'nothing'} on {track_id}: {path}"))
             return
         try:
             changed = set_correction(con, track_id, Correction(bpm, key, beat_offset, beats_per_bar), by=_user())
         except CorrectionError as exc:
             fail(str(exc), 1 if isinstance(exc, NotAnalysedError) else 2)
         apply_corrections(con, [track_id], signature_before=index_before)  # similar/mix filter on them
-    table = Table(title=Text(f"track {track_id}: {path}"))
+    table = Table(title=literal(f"track {track_id}: {path}"))
     for col in ("field", "was", "now"):
         table.add_column(col)
     for field, (old, new) in changed.items():
-        table.add_row(field, Text("-" if old is None else str(old)), Text(str(new)))
+        table.add_row(field, literal("-" if old is None else str(old)), literal(str(new)))
     out.print(table)
 
 
@@ -86,7 +86,7 @@ def crate_add(
             n = crate_tracks(con, name.strip()).height
         except CrateError as exc:
             fail(str(exc), 2)
-    console.print(Text(f"crate {name.strip()!r}: {n} tracks now"))
+    console.print(literal(f"crate {name.strip()!r}: {n} tracks now"))
 
 
 @crate_app.command("list")
@@ -104,7 +104,7 @@ def crate_list(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
         table.add_column(col, justify="right" if col == "tracks" else "left")
     for r in crates.iter_rows(named=True):
         n = "?" if r["tracks"] is None else str(r["tracks"])
-        table.add_row(Text(r["name"]), r["kind"], n, Text(r["where_sql"] or ""))
+        table.add_row(literal(r["name"]), r["kind"], n, literal(r["where_sql"] or ""))
     out.print(table)
 
 
@@ -125,19 +125,22 @@ def crate_show(
         except CrateError as exc:
             fail(str(exc))
     if m3u is not None:
-        console.print(Text(f"wrote {rows.height} tracks to {write_m3u(rows, m3u)}"))
+        playlist = write_m3u(rows, m3u)
+        console.print(literal(f"wrote {playlist.written} tracks to {playlist.path}"))
+        for skipped in playlist.skipped:
+            console.print(literal(f"skipped (a line break in its name cannot be an M3U entry): {skipped}", "yellow"))
     if as_json:
         typer.echo(json.dumps(rows.to_dicts(), default=str))
         return
-    table = Table(title=Text(f"crate {name} ({rows.height} tracks)"))
+    table = Table(title=literal(f"crate {name} ({rows.height} tracks)"))
     for col in ("track", "file", "title", "artist", "bpm", "key", "camelot", "fix"):
         table.add_column(col, justify="right" if col in ("track", "bpm") else "left")
     for r in rows.iter_rows(named=True):
         table.add_row(
             str(r["track_id"]),
-            Text(Path(r["path"]).name),
-            Text(r["title"] or "-"),
-            Text(r["artist"] or "-"),
+            literal(Path(r["path"]).name),
+            literal(r["title"] or "-"),
+            literal(r["artist"] or "-"),
             "-" if r["bpm"] is None else f"{r['bpm']:.2f}",
             r["key"] or "-",
             r["key_camelot"] or "-",
@@ -156,4 +159,4 @@ def crate_rm(name: str = typer.Argument(..., help="Crate name."), catalog: Path 
             remove_crate(con, name)
         except CrateError as exc:
             fail(str(exc))
-    console.print(Text(f"removed crate {name!r}"))
+    console.print(literal(f"removed crate {name!r}"))

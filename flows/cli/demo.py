@@ -12,12 +12,13 @@ from typing import Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from flows.cli.analyze import analyze
 from flows.cli.app import CatalogOpt, app, console, out
+from flows.cli.text import literal
 from flows.settings import DEFAULT_DEMO_LIBRARY
 from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
+from tasks.features.workers import FILE_TIMEOUT_S
 
 #: A tempo estimate is right within this many BPM of the known tempo (the README's ±0.5 BPM measure).
 TEMPO_TOLERANCE_BPM = 0.5
@@ -31,7 +32,7 @@ def demo(
     """Build the synthesized demo library (if missing), analyse it, and compare the estimates with the truth."""
     from tasks.synth.demo import build_demo_library
 
-    console.print(f"building demo library in {library} ...")
+    console.print(literal(f"building demo library in {library} ..."))
     build_demo_library(library)
     analyze(
         path=library,
@@ -40,6 +41,7 @@ def demo(
         batch_size=4,
         force=False,
         bpm_range=BPM_RANGE,
+        file_timeout=FILE_TIMEOUT_S,
         lock_timeout=LOCK_TIMEOUT_S,
         dask_address=None,
         as_json=False,
@@ -98,7 +100,7 @@ def show_demo(library: Path, catalog: Path) -> None:
         mark = {"right": "", "octave": " (half/double)", "wrong": " ✗", "missing": " ✗"}
         for r in rows:
             table.add_row(
-                Text(r["file"]),
+                literal(r["file"]),
                 f"{r['known_bpm']:g}",
                 ("-" if r["bpm"] is None else f"{r['bpm']:.2f}") + mark[r["tempo"]],
                 r["known_key"],
@@ -125,7 +127,7 @@ def show_demo(library: Path, catalog: Path) -> None:
             table.add_column(col)
         for row in neighbours.iter_rows(named=True):
             table.add_row(
-                Text(Path(row["path"]).name), f"{row['distance']:.3f}", f"{row['bpm'] or 0:.2f}", row["key"] or "-"
+                literal(Path(row["path"]).name), f"{row['distance']:.3f}", f"{row['bpm'] or 0:.2f}", row["key"] or "-"
             )
         out.print(table)
         mix = build_mix(con, seed, 10)

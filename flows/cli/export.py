@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.text import Text
 
 from flows.cli.app import CatalogOpt, app, console
 from flows.cli.support import catalog_connection, fail
+from flows.cli.text import literal
 
 export_app = typer.Typer(no_args_is_help=True, help="Write the catalog for DJ software (rekordbox XML, Traktor NML).")
 app.add_typer(export_app, name="export")
@@ -18,9 +18,11 @@ CrateOpt = typer.Option(None, "--crate", help="Only this crate (repeat for more)
 
 
 def _report(selection, out_path: Path) -> None:
-    console.print(Text(f"wrote {selection.tracks.height} tracks, {len(selection.playlists)} playlists to {out_path}"))
+    console.print(
+        literal(f"wrote {selection.tracks.height} tracks, {len(selection.playlists)} playlists to {out_path}")
+    )
     for path, why in selection.skipped:
-        console.print(Text(f"  skipped {path}: {why}"), soft_wrap=True)
+        console.print(literal(f"  skipped {path}: {why}"), soft_wrap=True)
 
 
 def _export(catalog: Path, run) -> None:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from flows.cli.analyze import bpm_range_option, timeout_option, workers_option
 from flows.cli.app import CatalogOpt, app, out
 from flows.cli.errors import UsageError
 from flows.schedule import DEFAULT_CRON, api_url, parse_interval, serve_reanalysis
@@ -20,13 +21,26 @@ def serve(
     cron: Optional[str] = typer.Option(None, "--cron", help=f'Cron schedule (default "{DEFAULT_CRON}").'),
     interval: Optional[str] = typer.Option(None, "--interval", help="Or an interval: 3600, 30m, 6h, 1d."),
     timezone: Optional[str] = typer.Option(None, "--timezone", help="Time zone of --cron (default: local)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Worker processes (default: all)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", callback=workers_option, help="Worker processes, at least 1 (default: all)."
+    ),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."
     ),
     parquet_dir: Optional[Path] = typer.Option(None, "--parquet-dir", help="Parquet export folder."),
     bpm_range: Optional[tuple[float, float]] = typer.Option(
-        None, "--bpm-range", metavar="LO HI", help="Preferred tempo range, BPM (default 70 180)."
+        None,
+        "--bpm-range",
+        metavar="LO HI",
+        callback=bpm_range_option,
+        help="Preferred tempo range, BPM (default 70 180).",
+    ),
+    file_timeout: Optional[float] = typer.Option(
+        None,
+        "--file-timeout",
+        metavar="SECONDS",
+        callback=timeout_option,
+        help="Wall-clock limit per file (default 600).",
     ),
     name: Optional[str] = typer.Option(
         None, "--name", help="Deployment name (default after the schedule: nightly-reanalysis, reanalysis-every-6h...)."
@@ -68,6 +82,7 @@ def serve(
         workers=workers,
         batch_size=batch_size,
         bpm_range=bpm_range,
+        file_timeout_s=file_timeout,
         cron=cron,
         interval=every,
         timezone=timezone,

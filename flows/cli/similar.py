@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, app, console, out
+from flows.cli.text import literal, visible
 
 
 class Metric(str, Enum):
@@ -51,10 +52,10 @@ def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
             con = _open(catalog)
             return query(con)
     except AmbiguousQueryError as exc:
-        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        console.print(visible(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     except SimilarityError as exc:
-        console.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"error: {visible(exc)}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     finally:
         con.close()
@@ -86,7 +87,6 @@ def _save_crate(catalog: Path, name: Optional[str], ids: list[int]) -> None:
     """Save ``ids`` in order as the static crate ``name`` (replacing one of that name)."""
     if name is None:
         return
-    from rich.text import Text
 
     from flows.cli.support import catalog_connection, fail
     from tasks.catalog.crates import CrateError, save_static_crate
@@ -96,33 +96,35 @@ def _save_crate(catalog: Path, name: Optional[str], ids: list[int]) -> None:
             n = save_static_crate(con, name, ids, replace=True)
         except CrateError as exc:
             fail(str(exc), 2)
-    console.print(Text(f"saved crate {name.strip()!r} ({n} tracks)"))
+    console.print(literal(f"saved crate {name.strip()!r} ({n} tracks)"))
 
 
 def _emit(rows: Any, *, title: str, as_json: bool, m3u: Optional[Path], position: bool = False) -> None:
     from tasks.similarity.mix import write_m3u
 
     if m3u is not None:
-        written = write_m3u(rows, m3u)
-        console.print(f"wrote {rows.height} tracks to {written}")
+        playlist = write_m3u(rows, m3u)
+        console.print(literal(f"wrote {playlist.written} tracks to {playlist.path}"))
+        for skipped in playlist.skipped:
+            console.print(literal(f"skipped (a line break in its name cannot be an M3U entry): {skipped}", "yellow"))
     if as_json:
         typer.echo(json.dumps(rows.to_dicts(), default=str))
         return
     if m3u is not None:
         return
-    table = Table(title=title)
+    table = Table(title=literal(title))
     cols = (["#"] if position else []) + ["track", "title", "artist", "bpm", "key", "camelot", "distance"]
     for col in cols:
         table.add_column(col, justify="right" if col in ("#", "bpm", "distance") else "left")
     for r in rows.iter_rows(named=True):
         table.add_row(
             *([str(r["position"])] if position else []),
-            Path(r["path"]).name,
-            r["title"] or "-",
-            r["artist"] or "-",
+            literal(Path(r["path"]).name),
+            literal(r["title"] or "-"),
+            literal(r["artist"] or "-"),
             _fmt_bpm(r["bpm"]),
-            r["key"] or "-",
-            r["key_camelot"] or "-",
+            literal(r["key"] or "-"),
+            literal(r["key_camelot"] or "-"),
             f"{r['distance']:.4f}",
         )
     out.print(table)

@@ -17,12 +17,13 @@ import typer
 
 from flows.cli.app import console
 from flows.cli.errors import ExitCode
+from flows.cli.text import visible
 from tasks.constants import LOCK_TIMEOUT_S
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as one line (literally: no rich markup) on stderr and exit with ``code``."""
-    console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"error: {visible(message)}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -81,7 +82,7 @@ def resolve_one(con: Any, query: str) -> int:
     try:
         return resolve_query(con, query)[0]
     except AmbiguousQueryError as exc:
-        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        console.print(visible(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     except TrackNotFoundError as exc:
         fail(str(exc))

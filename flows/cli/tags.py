@@ -9,10 +9,10 @@ from typing import List
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from flows.cli.app import CatalogOpt, app, console, out
 from flows.cli.support import catalog_connection, fail
+from flows.cli.text import literal
 
 tags_app = typer.Typer(no_args_is_help=True, help="Write the catalog's values into the files' tags.")
 app.add_typer(tags_app, name="tags")
@@ -51,13 +51,13 @@ def write(
     with catalog_connection(catalog, read_only=not apply) as con:
         jobs, unknown = tag_jobs(con, [str(p) for p in paths], fields=wanted, key_notation=key_notation.value)
         for given in unknown:
-            console.print(Text(f"not in the catalog (or not analysed): {given}", style="yellow"), soft_wrap=True)
+            console.print(literal(f"not in the catalog (or not analysed): {given}", style="yellow"), soft_wrap=True)
         for job in jobs:
             try:
                 changes = apply_job(con, job) if apply else planned_changes(job)
             except (TagWriteError, OSError) as exc:
                 failed += 1
-                console.print(Text(f"not tagged: {exc}", style="red"), soft_wrap=True)
+                console.print(literal(f"not tagged: {exc}", style="red"), soft_wrap=True)
                 continue
             report += [{"path": job.path, "tag": t, "was": old, "now": new} for t, old, new in changes]
     if as_json:
@@ -67,7 +67,7 @@ def write(
         for col in ("file", "tag", "was", "now"):
             table.add_column(col)
         for r in report:
-            table.add_row(Text(Path(r["path"]).name), r["tag"], Text(r["was"] or "-"), Text(r["now"]))
+            table.add_row(literal(Path(r["path"]).name), r["tag"], literal(r["was"] or "-"), literal(r["now"]))
         out.print(table)
     if not as_json:
         n_files = len({r["path"] for r in report})

@@ -74,6 +74,16 @@ class DecodedAudio:
 #: Samples per channel in each native block a stream yields (24 s at 44.1 kHz: 8 MB per stereo block; the
 #: loudness meter measures blocks this large in place instead of buffering them).
 STREAM_BLOCK: int = 1 << 20
+#: Most bytes of float32 samples in one native block: files with many channels get shorter blocks (up to 8
+#: channels keep :data:`STREAM_BLOCK`), so a block's memory is bounded whatever the channel count.
+STREAM_BLOCK_BYTES: int = 32 * 1024**2
+
+
+def block_frames(channels: int) -> int:
+    """Samples per channel of each native block of a ``channels``-channel stream (see :data:`STREAM_BLOCK_BYTES`)."""
+    return max(1024, min(STREAM_BLOCK, STREAM_BLOCK_BYTES // (4 * max(1, channels))))
+
+
 #: Samples per channel of each block the FFmpeg path yields (1.5 s at 44.1 kHz); its frames are gathered
 #: into blocks this large.
 _PYAV_BLOCK = 1 << 16
@@ -94,7 +104,7 @@ class NativeStream:
     expected_frames : int
         Length the header announces, samples per channel (0 when unknown).
     blocks : Iterator[np.ndarray]
-        Blocks of shape ``(channels, n)``, float32 full scale, ``n <= STREAM_BLOCK`` (NaN/Inf as decoded);
+        Blocks of shape ``(channels, n)``, float32 full scale, ``n <= block_frames(channels)`` (NaN/Inf as decoded);
         possibly a transposed view of the decoder's interleaved buffer, not C-contiguous.
         Raises :class:`~tasks.errors.RejectError` (``TRUNCATED`` / ``DECODE_ERROR``...) when decoding fails,
         including when it ends well short of ``expected_frames``.
@@ -142,8 +152,9 @@ def _soundfile_stream(path: Path) -> Iterator[NativeStream]:
             fmt = "pcm_" + f.subtype.lower()
 
         def blocks() -> Iterator[np.ndarray]:
+            frames = block_frames(f.channels)
             while True:
-                x = f.read(STREAM_BLOCK, dtype="float32", always_2d=True)
+                x = f.read(frames, dtype="float32", always_2d=True)
                 if len(x) == 0:
                     return
                 yield x.T  # a view: every consumer reads channels-first views as fast as a transposed copy

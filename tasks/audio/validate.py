@@ -16,6 +16,11 @@ from tasks.vocabulary import Reason
 MAX_BYTES: int = 5 * 1024**3
 #: Bytes read for sniffing.
 SNIFF_BYTES: int = 64 * 1024
+#: Native sample rates cratedig decodes, Hz: below, a file is a few samples spread over hours (a "1 Hz" WAV);
+#: above, no converter or instrument produces it.
+SAMPLE_RATE_RANGE: tuple[int, int] = (4000, 768000)
+#: Most channels a file may have (Atmos beds and ambisonics of 3rd order stay under it).
+MAX_CHANNELS: int = 32
 
 # MPEG-1/2/2.5 layer III bitrates (kbit/s) and sample rates, for checking frame-sync candidates.
 _MP3_BITRATES = {
@@ -134,6 +139,16 @@ def check_size(size_bytes: int, *, max_bytes: int = MAX_BYTES) -> None:
         raise RejectError(Reason.EMPTY, "0 bytes")
     if size_bytes > max_bytes:
         raise RejectError(Reason.TOO_LARGE, f"{size_bytes} bytes > limit {max_bytes}")
+
+
+def check_format(sample_rate: int, channels: int) -> None:
+    """Raise ``UNSUPPORTED_FORMAT`` for a sample rate outside :data:`SAMPLE_RATE_RANGE` (Hz) or more than
+    :data:`MAX_CHANNELS` channels: checked on the header, before any sample is decoded."""
+    lo, hi = SAMPLE_RATE_RANGE
+    if not lo <= sample_rate <= hi:
+        raise RejectError(Reason.UNSUPPORTED_FORMAT, f"sample rate {sample_rate} Hz outside {lo}-{hi} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise RejectError(Reason.UNSUPPORTED_FORMAT, f"{channels} channels (1 to {MAX_CHANNELS} are analysed)")
 
 
 def check_file(path: str | Path, size_bytes: int, *, max_bytes: int = MAX_BYTES) -> str:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from importlib import resources
 
 import duckdb
+import polars as pl
 
 from tasks.audio.formats import codec_name, format_name
+from tasks.audio.identity import legacy_text_to_text
 from tasks.constants import BPM_RANGE
 from tasks.similarity.sql import ensure_similarity_objects
 from tasks.transactions import transaction
 
 #: Version of the catalog's tables and views; :data:`MIGRATIONS` has a step for every version after 1.
-SCHEMA_VERSION: int = 6
+SCHEMA_VERSION: int = 8
 
 
 def ddl() -> str:
@@ -46,6 +48,32 @@ def _split_format_and_codec(con: duckdb.DuckDBPyConnection) -> None:
         con.executemany("UPDATE tracks SET format = ?, codec = ? WHERE path = ?", fixed)
 
 
+def _add_run_error(con: duckdb.DuckDBPyConnection) -> None:
+    # Why a run ended failed (one line); NULL for completed runs and runs of older versions.
+    con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS error VARCHAR")
+
+
+def _reencode_paths(con: duckdb.DuckDBPyConnection) -> None:
+    # Paths with a backslash were ambiguous before v7 (tasks.audio.identity.legacy_text_to_text); the others
+    # are the same text in both encodings. Stored paths, rejects and the event history all follow.
+    old = [
+        p
+        for (p,) in con.execute(
+            "SELECT DISTINCT path FROM (SELECT path FROM tracks UNION ALL SELECT path FROM rejects "
+            "UNION ALL SELECT path FROM track_events) WHERE contains(path, chr(92))"
+        ).fetchall()
+    ]
+    pairs = [(p, legacy_text_to_text(p)) for p in old]
+    pairs = [(a, b) for a, b in pairs if a != b]
+    if not pairs:
+        return
+    mapping = pl.DataFrame(pairs, schema=["old", "new"], orient="row")
+    con.register("_paths", mapping)
+    for table in ("tracks", "rejects", "track_events"):  # fixed names; the values come from the frame
+        con.execute(f"UPDATE {table} SET path = m.new FROM _paths m WHERE {table}.path = m.old")
+    con.unregister("_paths")
+
+
 #: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
 MIGRATIONS = {
     2: ensure_similarity_objects,  # v2: similarity_index + the similar_tracks() SQL macro in every catalog
@@ -53,6 +81,8 @@ MIGRATIONS = {
     4: _add_beats_per_bar,  # v4: features.beats_per_bar; beat_offset_s is the first downbeat
     5: _add_curation_objects,  # v5: corrections, correction_log, crates, crate_tracks, view effective_tracks
     6: _split_format_and_codec,  # v6: tracks.format is wav/flac/m4a/aac...; tracks.codec the decoder's name
+    7: _add_run_error,  # v7: runs.error, why a run failed
+    8: _reencode_paths,  # v8: path texts reversible and collision-free (backslashes doubled)
 }
 
 

@@ -46,15 +46,20 @@ def start_run(
 
 
 def finish_run(
-    con: duckdb.DuckDBPyConnection, run_id: str, counts: dict[str, int], *, status: RunStatus = RunStatus.COMPLETED
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    counts: dict[str, int],
+    *,
+    status: RunStatus = RunStatus.COMPLETED,
+    error: str | None = None,
 ) -> None:
-    """Set a run's final ``status``, ``finished_at`` and the counts of ``counts`` that ``runs`` stores."""
+    """Record a run's end: its counts, ``status`` and, for a failed run, ``error`` (one line)."""
     cols = {k: v for k, v in counts.items() if k in RUN_COUNTS}
     RunCounts.validate(pl.DataFrame([{"status": RunStatus(status).value} | cols]))
-    sets = ", ".join(f"n_{k} = ?" for k in cols)
+    sets = "".join(f"n_{k} = ?, " for k in cols)  # column names from RUN_COUNTS only; values are bound
     con.execute(
-        f"UPDATE runs SET {sets}{', ' if sets else ''}finished_at = ?, status = ? WHERE run_id = ?",
-        [*cols.values(), now(), RunStatus(status).value, run_id],
+        f"UPDATE runs SET {sets}finished_at = ?, status = ?, error = ? WHERE run_id = ?",
+        [*cols.values(), now(), RunStatus(status).value, error, run_id],
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.audio.identity import fingerprint, path_to_text
+from tasks.audio.identity import fingerprint, path_to_text, text_to_path
 from tasks.constants import AUDIO_EXTENSIONS
 from tasks.errors import TRANSIENT_ERRNOS
 from tasks.vocabulary import Reason, TrackStatus
@@ -31,12 +31,17 @@ class ScanResult:
     n_ignored : int
         Entries with another extension (counted, never rejected).
     problems : list of (path, reason, detail)
-        Entries with an audio extension that cannot be read (dangling links, permission denied...).
+        Entries with an audio extension that cannot be read (dangling links, permission denied...), and
+        folders that cannot be listed.
+    unreadable_dirs : list of str
+        The folders (path texts) that could not be listed: what the catalog knows under them is unknown
+        now, not missing.
     """
 
     files: pl.DataFrame
     n_ignored: int = 0
     problems: list[tuple[str, Reason, str]] = field(default_factory=list)
+    unreadable_dirs: list[str] = field(default_factory=list)
 
 
 def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSIONS) -> ScanResult:
@@ -51,6 +56,7 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
     sizes: list[int] = []
     mtimes: list[int] = []
     problems: list[tuple[str, Reason, str]] = []
+    unreadable_dirs: list[str] = []
     n_ignored = 0
     seen_dirs: set[tuple[int, int]] = set()
     stack = [root]
@@ -66,6 +72,7 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
             if exc.errno in TRANSIENT_ERRNOS:
                 raise  # a share that hiccups: fail the walk (and retry it), never mark a whole folder missing
             problems.append((path_to_text(top), Reason.UNREADABLE, f"directory: {exc.strerror or exc}"))
+            unreadable_dirs.append(path_to_text(top))
             continue
         for entry in entries:
             try:
@@ -91,7 +98,7 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
             sizes.append(st.st_size)
             mtimes.append(st.st_mtime_ns)
     files = pl.DataFrame({"path": paths, "size_bytes": sizes, "mtime_ns": mtimes}, schema=INVENTORY_SCHEMA)
-    return ScanResult(files=files.sort("path"), n_ignored=n_ignored, problems=problems)
+    return ScanResult(files=files.sort("path"), n_ignored=n_ignored, problems=problems, unreadable_dirs=unreadable_dirs)
 
 
 @dataclass
@@ -154,7 +161,8 @@ def plan_scan(
     analyzer_version: int,
     force: bool = False,
     bpm_range: tuple[float, float] | None = None,
-    fingerprint_fn=fingerprint,
+    unreadable_dirs: list[str] | None = None,
+    fingerprint_fn=None,
 ) -> ScanPlan:
     """Diff a walk against the catalog.
 
@@ -172,8 +180,12 @@ def plan_scan(
     bpm_range : (float, float), optional
         The run's preferred tempo range, BPM: analysed rows made with another (``known``'s
         ``bpm_range_lo`` / ``bpm_range_hi``) are ``outdated`` too.
-    fingerprint_fn : callable
-        ``(path, size_bytes) -> str``; only called for paths the catalog does not know.
+    unreadable_dirs : list of str, optional
+        Folders the walk could not list (:attr:`ScanResult.unreadable_dirs`): the catalog's tracks under
+        them are left as they are, neither missing nor moved.
+    fingerprint_fn : callable, optional
+        ``(path text, size_bytes) -> str`` (default: :func:`~tasks.audio.identity.fingerprint` of the
+        file the text names); only called for paths the catalog does not know.
     """
     other_range = (
         pl.lit(False)
@@ -181,6 +193,9 @@ def plan_scan(
         else (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
     )
     known = known.with_columns(other_range.fill_null(False).alias("other_range"))
+    if unreadable_dirs:
+        hidden = pl.any_horizontal([pl.col("path").str.starts_with(d.rstrip("/") + "/") for d in unreadable_dirs])
+        known = known.filter(~hidden)
     catalogued = known.rename({"size_bytes": "k_size", "mtime_ns": "k_mtime"})
     catalogued = catalogued.select("path", "track_id", "k_size", "k_mtime", "status", "analyzer_version", "other_range")
     joined = inventory.join(catalogued, on="path", how="left")
@@ -218,7 +233,8 @@ def plan_scan(
     if unseen.height and gone.height:
         candidates = unseen.join(gone.select(pl.col("size_bytes")).unique(), on="size_bytes", how="semi")
         if candidates.height:
-            fps = [fingerprint_fn(p, s) for p, s in zip(candidates["path"], candidates["size_bytes"])]
+            fp = fingerprint_fn or (lambda text, size: fingerprint(text_to_path(text), size))
+            fps = [fp(p, s) for p, s in zip(candidates["path"], candidates["size_bytes"])]
             candidates = candidates.with_columns(pl.Series("fingerprint", fps, dtype=pl.Utf8))
             was = gone.rename({"path": "old_path", "status": "old_status"})
             was = was.select("fingerprint", "track_id", "old_path", "old_status", "analyzer_version")

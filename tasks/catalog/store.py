@@ -6,6 +6,9 @@ no partial rows and the next run analyses only what is left.
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,10 +17,12 @@ import duckdb
 import polars as pl
 
 from schemas.tables import FeatureRow, RejectRow, TrackEventRow, TrackRow, split_valid
+from tasks.audio.identity import path_to_text
 from tasks.catalog.migrations import prepare
 from tasks.catalog.writer import connect, open_reader, wait_for_file_lock
 from tasks.constants import LOCK_TIMEOUT_S
 from tasks.errors import CatalogReadOnlyError
+from tasks.sqltext import sql_literal
 from tasks.transactions import transaction
 from tasks.vocabulary import OUTCOMES, Reason, TrackEvent, TrackStatus
 
@@ -94,7 +99,7 @@ def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> 
     """The catalog's tracks (under ``library`` when given) with their analysed version: the input of
     :func:`tasks.catalog.scan.plan_scan`. Filtering by library lets several libraries share one catalog without
     marking each other's files missing."""
-    prefix = None if library is None else library.rstrip("/") + "/"
+    prefix = None if library is None else path_to_text(library).rstrip("/") + "/"
     return con.sql(
         """
         SELECT t.track_id, t.path, t.size_bytes, t.mtime_ns, t.fingerprint, t.status, f.analyzer_version,
@@ -178,17 +183,85 @@ def record_problems(con: duckdb.DuckDBPyConnection, problems: Iterable[tuple[str
     return len(rows)
 
 
-def _schema_failures(results: list[dict[str, Any]]) -> None:
-    """Turn analysed results whose features fail :class:`FeatureRow` into ``SCHEMA`` failures, in place."""
-    analysed = [r for r in results if r["status"] == TrackStatus.ANALYZED]
-    if not analysed:
-        return
-    frame = pl.DataFrame(
-        [{**r["features"], "track_id": r["track_id"] or 1} for r in analysed], infer_schema_length=None
+#: Track columns a file's own content fills in (the decoder's and the tags'); a row that fails
+#: :class:`TrackRow` is stored without them, as a ``SCHEMA`` failure.
+MEASURED_COLUMNS = (
+    "format",
+    "codec",
+    "duration_s",
+    "sample_rate",
+    "channels",
+    "title",
+    "artist",
+    "album",
+    "genre",
+    "tag_bpm",
+)
+
+
+def _track_frame(results: list[dict[str, Any]]) -> pl.DataFrame:
+    tracks = pl.DataFrame(
+        [{c: r.get(c) for c in TRACK_COLUMNS} | {"track_id": r["track_id"] or 1} for r in results],
+        schema_overrides={
+            "tag_bpm": pl.Float64,
+            "duration_s": pl.Float64,
+            "fingerprint": pl.Utf8,
+            "format": pl.Utf8,
+            "codec": pl.Utf8,
+            "reason": pl.Utf8,
+            "sample_rate": pl.Int64,
+            "channels": pl.Int64,
+        },
+        infer_schema_length=None,
     )
-    _, failed = split_valid(frame, FeatureRow)
-    for i, why in failed.items():
-        analysed[i].update(status=TrackStatus.FAILED.value, reason=Reason.SCHEMA.value, detail=why[:500], features=None)
+    return tracks.with_columns(pl.col("fingerprint").fill_null(pl.format("{}-unread", "size_bytes")))
+
+
+def clear_stale_rejects(
+    con: duckdb.DuckDBPyConnection, library: str, present: Iterable[str], *, unreadable_dirs: Iterable[str] = ()
+) -> int:
+    """Delete the rejects under ``library`` (a path text) whose path the walk no longer finds: files deleted,
+    dangling links removed, folders readable again. ``present`` holds every path text the walk found (files
+    and problems); rejects under ``unreadable_dirs`` stay, as nothing is known about them now. The history
+    stays in ``track_events``. Returns how many were deleted.
+    """
+    prefix = library.rstrip("/") + "/"
+    kept = [d.rstrip("/") + "/" for d in unreadable_dirs]
+    con.register("_present", pl.DataFrame({"path": list(present)}, schema={"path": pl.Utf8}))
+    try:
+        return con.execute(
+            """DELETE FROM rejects WHERE starts_with(path, $prefix)
+               AND path NOT IN (SELECT path FROM _present)
+               AND NOT list_bool_or([starts_with(path, d) for d in $kept::VARCHAR[]] || [false])""",
+            {"prefix": prefix, "kept": kept},
+        ).fetchall()[0][0]
+    finally:
+        con.unregister("_present")
+
+
+def _schema_failures(results: list[dict[str, Any]]) -> None:
+    """Turn results whose features fail :class:`FeatureRow`, or whose track columns fail :class:`TrackRow`,
+    into ``SCHEMA`` failures of their own file, in place: one odd file never fails a batch."""
+    analysed = [r for r in results if r["status"] == TrackStatus.ANALYZED]
+    if analysed:
+        frame = pl.DataFrame(
+            [{**r["features"], "track_id": r["track_id"] or 1} for r in analysed], infer_schema_length=None
+        )
+        _, failed = split_valid(frame, FeatureRow)
+        for i, why in failed.items():
+            analysed[i].update(
+                status=TrackStatus.FAILED.value, reason=Reason.SCHEMA.value, detail=why[:500], features=None
+            )
+    if results:
+        _, failed = split_valid(_track_frame(results), TrackRow)
+        for i, why in failed.items():
+            results[i].update(
+                {c: None for c in MEASURED_COLUMNS},
+                status=TrackStatus.FAILED.value,
+                reason=Reason.SCHEMA.value,
+                detail=why[:500],
+                features=None,
+            )
 
 
 def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]], run_id: str) -> dict[str, int]:
@@ -211,23 +284,8 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
             ids = con.execute("SELECT nextval('track_id_seq') FROM range(?)", [len(unnumbered)]).fetchall()
             for r, (track_id,) in zip(unnumbered, ids):
                 r["track_id"] = track_id
-        tracks = pl.DataFrame(
-            [{c: r.get(c) for c in TRACK_COLUMNS} for r in results],
-            schema_overrides={
-                "tag_bpm": pl.Float64,
-                "duration_s": pl.Float64,
-                "fingerprint": pl.Utf8,
-                "format": pl.Utf8,
-                "codec": pl.Utf8,
-                "reason": pl.Utf8,
-                "sample_rate": pl.Int64,
-                "channels": pl.Int64,
-            },
-            infer_schema_length=None,
-        )
-        tracks = tracks.with_columns(pl.col("fingerprint").fill_null(pl.format("{}-unread", "size_bytes")))
-        tracks, bad = split_valid(tracks, TrackRow)
-        if bad:
+        tracks, bad = split_valid(_track_frame(results), TrackRow)
+        if bad:  # _schema_failures left only rows that pass: a bug, never a file's fault
             raise ValueError(f"track rows failed the schema: {bad}")
         con.register("_tracks", tracks)
         con.execute(
@@ -295,16 +353,66 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
     return counts
 
 
+#: Name, inside the Parquet folder, of the link to the newest complete export (see :func:`export_parquet`).
+PARQUET_CURRENT: str = "current"
+#: Folder, inside the Parquet folder, holding one sub-folder per export.
+PARQUET_EXPORTS: str = "exports"
+PARQUET_TABLES: tuple[str, ...] = ("tracks", "features", "effective_tracks")
+
+
+def _copy_table(con: duckdb.DuckDBPyConnection, table: str, target: Path) -> None:
+    # COPY's target cannot be a bound parameter: it is quoted as a DuckDB string literal instead.
+    con.execute(f"COPY (SELECT * FROM {table} ORDER BY track_id) TO {sql_literal(target)} (FORMAT parquet)")
+
+
+def _swap_link(link: Path, target: str) -> None:
+    """Point the symlink ``link`` at ``target`` in one ``rename`` (replacing a file or an older link)."""
+    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex}.tmp")
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str | Path) -> list[Path]:
-    """Rewrite ``tracks.parquet``, ``features.parquet`` and ``effective_tracks.parquet`` (the view: corrections
-    over analysis) in ``out_dir`` (write to a temp name, then rename)."""
+    """Export ``tracks``, ``features`` and ``effective_tracks`` (the view: corrections over analysis) to
+    Parquet in ``out_dir``, atomically as a set.
+
+    The files are written into a new folder ``exports/<id>/``; only then does one ``rename`` point the
+    link ``current`` at it. ``<table>.parquet`` in ``out_dir`` are fixed links to ``current/<table>.parquet``,
+    so they always name files of one complete export: a failure (a full disk) or a kill at any point
+    leaves the previous export in place, whole. A reader that opens several files and must not straddle
+    a later export resolves ``current`` once (``os.path.realpath``) and reads them from there. The
+    previous export is kept for readers still reading it; older ones are removed.
+
+    Returns the paths readers open: ``out_dir/tracks.parquet``, ``features.parquet``, ``effective_tracks.parquet``.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    exports = out_dir / PARQUET_EXPORTS
+    exports.mkdir(parents=True, exist_ok=True)
+    name = f"{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    folder = exports / name
+    folder.mkdir()
+    try:
+        for table in PARQUET_TABLES:
+            _copy_table(con, table, folder / f"{table}.parquet")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    current = out_dir / PARQUET_CURRENT
+    previous = os.readlink(current) if current.is_symlink() else None
+    _swap_link(current, f"{PARQUET_EXPORTS}/{name}")
     written = []
-    for table in ("tracks", "features", "effective_tracks"):
-        final = out_dir / f"{table}.parquet"
-        tmp = out_dir / f".{table}.parquet.tmp"
-        con.execute(f"COPY (SELECT * FROM {table} ORDER BY track_id) TO '{tmp}' (FORMAT parquet)")
-        tmp.replace(final)
-        written.append(final)
+    for table in PARQUET_TABLES:
+        link = out_dir / f"{table}.parquet"
+        target = f"{PARQUET_CURRENT}/{table}.parquet"
+        if not (link.is_symlink() and os.readlink(link) == target):
+            _swap_link(link, target)  # once: a catalog exported by an older cratedig had plain files here
+        written.append(link)
+    keep = {name, Path(previous).name if previous else None}
+    for old in exports.iterdir():
+        if old.name not in keep:
+            shutil.rmtree(old, ignore_errors=True)
     return written

@@ -18,7 +18,7 @@ from tasks.audio.decode import DecodedAudio, MonoResampler, NativeStream, decode
 from tasks.audio.formats import codec_name, format_name
 from tasks.audio.identity import fingerprint, text_to_path
 from tasks.audio.tags import read_tags
-from tasks.audio.validate import MAX_BYTES, check_file
+from tasks.audio.validate import MAX_BYTES, check_file, check_format
 from tasks.constants import (
     ANALYZER_VERSION,
     BPM_RANGE,
@@ -117,6 +117,7 @@ def features_row(track: TrackFeatures, flags: list[str]) -> dict[str, Any]:
 def _analyze_stream(
     stream: NativeStream, result: dict[str, Any], *, sr: int, bpm_range: tuple[float, float]
 ) -> dict[str, Any]:
+    check_format(stream.sr, stream.channels)  # before a sample is decoded; the numbers stay in the detail only
     result.update(
         format=format_name(result["path"], stream.codec),
         codec=codec_name(stream.codec),

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -75,22 +77,43 @@ def build_mix(
     )
 
 
-def write_m3u(rows: pl.DataFrame | Iterable[dict[str, Any]], path: str | Path) -> Path:
-    """Write an extended M3U playlist (UTF-8) of ``rows`` in order; returns the path written.
+@dataclass(frozen=True)
+class Playlist:
+    """What :func:`write_m3u` wrote: the file, how many entries, and the paths it had to leave out."""
 
-    Each row needs ``path``; ``duration_s``, ``title`` and ``artist`` fill ``#EXTINF`` when present.
-    Catalog paths with escaped undecodable bytes are written back as the original bytes.
+    path: Path
+    written: int
+    skipped: tuple[str, ...] = ()
+
+
+#: Characters that end an M3U line: a path holding one would add lines of its own to the playlist.
+_LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def write_m3u(rows: pl.DataFrame | Iterable[dict[str, Any]], path: str | Path) -> Playlist:
+    """Write an extended M3U playlist (UTF-8) of ``rows`` in order: exactly two lines per track.
+
+    Each row needs ``path``; ``duration_s``, ``title`` and ``artist`` fill ``#EXTINF`` when present (their
+    control characters become spaces). A path with a line break cannot be one M3U line, and escaping it
+    would name another file: such tracks are left out and listed in :attr:`Playlist.skipped`. Catalog
+    paths with escaped undecodable bytes are written back as the original bytes.
     """
     items = rows.to_dicts() if isinstance(rows, pl.DataFrame) else [dict(r) for r in rows]
     lines = ["#EXTM3U"]
+    skipped = []
     for r in items:
+        fs_path = text_to_path(r["path"])
+        if _LINE_BREAKS.search(fs_path):
+            skipped.append(r["path"])
+            continue
         dur = r.get("duration_s")
         secs = int(round(dur)) if dur is not None and np.isfinite(dur) else -1
         title, artist = r.get("title"), r.get("artist")
         label = f"{artist} - {title}" if title and artist else (title or Path(r["path"]).stem)
-        lines += [f"#EXTINF:{secs},{label}".replace("\n", " "), text_to_path(r["path"])]
+        lines += [_CONTROLS.sub(" ", f"#EXTINF:{secs},{label}"), fs_path]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
         f.write("\n".join(lines) + "\n")
-    return path
+    return Playlist(path, len(items) - len(skipped), tuple(skipped))

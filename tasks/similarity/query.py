@@ -8,6 +8,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from tasks.audio.identity import path_to_text
 from tasks.errors import CratedigError
 
 #: An ambiguous query lists at most this many candidates (the first ones by track_id).
@@ -62,7 +63,10 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
         if con.execute("SELECT 1 FROM tracks WHERE track_id = ?", [track_id]).fetchall():
             return [track_id]
         raise TrackNotFoundError(f"no track with id {track_id}")
-    paths = list(dict.fromkeys([s, str(Path(s).expanduser().resolve())] if s else []))
+    # Stored paths are texts (tasks.audio.identity.path_to_text); names with a backslash or bytes that are not
+    # UTF-8 differ from what the user typed, which is tried too.
+    typed = [s, str(Path(s).expanduser().resolve())]
+    paths = list(dict.fromkeys([*typed, *(path_to_text(p) for p in typed)]))
     ids = [
         r[0]
         for r in con.execute(

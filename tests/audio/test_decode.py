@@ -123,3 +123,11 @@ def test_the_system_libsndfile_is_used_when_there_is_one():
         lib.sf_version_string.restype = ctypes.c_char_p
         expected = lib.sf_version_string().decode().removeprefix("libsndfile-")
     assert used == expected
+
+
+def test_native_blocks_are_bounded_in_bytes_whatever_the_channel_count():
+    from tasks.audio.decode import STREAM_BLOCK, STREAM_BLOCK_BYTES, block_frames
+
+    assert block_frames(1) == block_frames(2) == block_frames(8) == STREAM_BLOCK  # usual files: blocks unchanged
+    for channels in (9, 32, 1024):
+        assert block_frames(channels) * channels * 4 <= STREAM_BLOCK_BYTES

@@ -84,3 +84,14 @@ def test_check_size_property(size, limit):
             check_size(size, max_bytes=limit)
     else:
         check_size(size, max_bytes=limit)
+
+
+def test_check_format_refuses_absurd_rates_and_channel_counts():
+    from tasks.audio.validate import check_format
+    from tasks.errors import RejectError
+
+    for rate, channels in ((44100, 2), (8000, 1), (4000, 32), (768000, 1)):
+        check_format(rate, channels)
+    for rate, channels in ((1, 1), (3999, 2), (768001, 2), (44100, 33), (44100, 1024), (44100, 0)):
+        with pytest.raises(RejectError, match="UNSUPPORTED_FORMAT"):
+            check_format(rate, channels)

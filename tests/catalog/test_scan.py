@@ -119,3 +119,61 @@ def test_plan_batches():
     sizes = [item["size_bytes"] for batch in plan.batches(4) for item in batch]
     assert sizes == sorted(sizes, reverse=True)  # largest first: the run ends on short files
     assert set(plan.batches(4)[0][0]) == {"path", "size_bytes", "mtime_ns", "track_id"}
+
+
+def test_a_name_spelling_backslash_xe9_and_one_with_the_byte_stay_two_files(tmp_path):
+    """``caf\\xe9.wav`` (four characters) and ``caf<0xE9>.wav`` (one byte): two paths, each analysed from itself."""
+    import numpy as np
+    import soundfile as sf
+
+    from tasks.catalog.store import known_tracks, open_catalog, store_results
+    from tasks.constants import ANALYZER_VERSION
+    from tasks.features.analyze import analyze_file
+
+    spelled = tmp_path / "caf\\xe9.wav"
+    byte = os.fsencode(str(tmp_path)) + b"/caf\xe9.wav"
+    tone = np.sin(np.arange(22050 * 3) / 10).astype(np.float32) * 0.3
+    sf.write(spelled, tone[: 22050 * 2], 22050)  # 2 s
+    sf.write(tmp_path / "tmp.wav", tone, 22050)  # 3 s
+    os.rename(tmp_path / "tmp.wav", byte)
+    walk = walk_library(tmp_path)
+    assert walk.files.height == 2 and walk.files["path"].n_unique() == 2
+    assert sorted(os.fsencode(text_to_path(p)) for p in walk.files["path"]) == sorted([os.fsencode(spelled), byte])
+    con = open_catalog(tmp_path / "c.duckdb")
+    plan = plan_scan(walk.files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
+    results = [analyze_file(r["path"], r["size_bytes"], r["mtime_ns"]) for r in plan.to_analyze.to_dicts()]
+    store_results(con, results, "r")
+    rows = dict(con.execute("SELECT path, round(duration_s) FROM tracks WHERE status = 'analyzed'").fetchall())
+    assert rows == {path_to_text(str(spelled)): 2.0, path_to_text(os.fsdecode(byte)): 3.0}
+    again = plan_scan(walk_library(tmp_path).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
+    assert again.to_analyze.height == 0 and again.unchanged.height == 2  # never STALE, never re-analysed
+    con.close()
+
+
+def test_version_6_path_texts_are_reencoded(tmp_path):
+    from tasks.catalog.migrations import SCHEMA_VERSION
+    from tasks.catalog.store import open_catalog
+
+    spelled = tmp_path / "caf\\xe9.flac"  # exists: its backslash was literal
+    spelled.write_bytes(b"x")
+    gone_byte = str(tmp_path / "gone\\xe9.flac")  # does not exist: the old text's escape was a byte
+    con = open_catalog(tmp_path / "c.duckdb")
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version) VALUES (6)")
+    for i, p in enumerate([str(spelled), gone_byte, "/plain/ünï.flac"], 1):
+        con.execute(
+            "INSERT INTO tracks (track_id, path, size_bytes, mtime_ns, fingerprint, status, first_seen, last_seen) "
+            "VALUES (?, ?, 1, 1, 'f', 'missing', now(), now())",
+            [i, p],
+        )
+    con.close()
+    con = open_catalog(tmp_path / "c.duckdb")
+    paths = [p for (p,) in con.execute("SELECT path FROM tracks ORDER BY track_id").fetchall()]
+    assert con.execute("SELECT max(version) FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    con.close()
+    assert paths == [
+        path_to_text(str(spelled)),
+        path_to_text(os.fsdecode(str(tmp_path).encode() + b"/gone\xe9.flac")),
+        "/plain/ünï.flac",
+    ]
+    assert text_to_path(paths[0]) == str(spelled)

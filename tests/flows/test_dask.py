@@ -96,3 +96,29 @@ def test_dask_run_equals_local_run(format_library, dask_cluster, prefect_harness
     local = analyze_library(str(library), catalog_path=str(tmp_path / "local.duckdb"), workers=1, batch_size=2)
     assert on_dask["analyzed"] == local["analyzed"] == len(truth)
     assert catalog_rows(tmp_path / "dask.duckdb") == catalog_rows(tmp_path / "local.duckdb")
+
+
+def test_timeouts_and_crashes_are_per_file_on_dask(tmp_path):
+    """On a real loopback cluster (nanny-spawned worker processes) a stopped worker's file is TIMEOUT and a
+    crashed one WORKER_CRASH; the other files of the batch are analysed and the Dask worker survives."""
+    from distributed import Client, LocalCluster
+
+    from tasks.features.workers import AnalysisOptions, AnalysisPool
+    from tests.flows import crashing
+    from tests.flows.test_deadlines import _items
+
+    items = _items(tmp_path, ["a.flac", "stop_me.flac", "crash_me.flac", "d.flac"])
+    pool = AnalysisPool(0, AnalysisOptions(timeout_s=5.0), analyze=crashing.analyze_or_stop_or_crash)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            (worker,) = client.scheduler_info()["workers"]
+            results = client.submit(pool.analyze_batch, items, pure=False).result(timeout=300)
+            again = client.submit(pool.analyze_batch, items[:1], pure=False).result(timeout=300)
+            assert list(client.scheduler_info()["workers"]) == [worker]  # the same Dask worker, never restarted
+    assert [(r["status"], r["reason"]) for r in results] == [
+        ("analyzed", None),
+        ("failed", "TIMEOUT"),
+        ("failed", "WORKER_CRASH"),
+        ("analyzed", None),
+    ]
+    assert again[0]["status"] == "analyzed"

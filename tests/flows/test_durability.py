@@ -155,7 +155,7 @@ def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harn
     # Once the other run is gone, the same command succeeds and the catalog is intact.
     result = CliRunner().invoke(
         __import__("flows.cli", fromlist=["app"]).app,
-        ["analyze", str(library), "--catalog", str(catalog), "--workers", "0", "--json"],
+        ["analyze", str(library), "--catalog", str(catalog), "--workers", "1", "--json"],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["analyzed"] == 1
@@ -169,7 +169,7 @@ def test_status_and_rejects_json(format_library, tmp_path, prefect_harness):
     runner = CliRunner()
     first = runner.invoke(app, ["analyze", str(library), "--catalog", str(catalog), "--workers", "2", "--json"])
     assert first.exit_code == 0, first.output
-    again = runner.invoke(app, ["analyze", str(library), "--catalog", str(catalog), "--workers", "0"])
+    again = runner.invoke(app, ["analyze", str(library), "--catalog", str(catalog), "--workers", "1"])
     assert again.exit_code == 0 and "Nothing to analyse" in again.stdout
     status = json.loads(runner.invoke(app, ["status", "--catalog", str(catalog), "--json"]).stdout)
     assert status["by_status"] == {"analyzed": len(truth), "rejected": 2}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import time
 from pathlib import Path
 
 import duckdb
@@ -23,6 +25,22 @@ SONG = SongSpec(bpm=120.0, tonic=0, mode="major", duration_s=8.0, style="house",
 def _song(sr: int = SR, channels: int = 2) -> np.ndarray:
     y = render_song(SONG, sr=sr, stereo=True).T
     return np.tile(y, (1, channels // 2)) if channels > 2 else y
+
+
+def one_hz_wav(path: Path) -> None:
+    """20 KB of 16-bit samples at a sample rate of 1 Hz: a header that announces a 2.8-hour track."""
+    sf.write(path, np.zeros(10000, np.int16), 1, subtype="PCM_16")
+
+
+def wide_sparse_wav(path: Path, channels: int = 1024, seconds: float = 140.0, sr: int = 8000) -> None:
+    """A ``channels``-channel 16-bit WAV whose data chunk is a hole: a few KB on disk, 2.3 GB of samples."""
+    sf.write(path, np.zeros((16, channels), np.int16), sr, subtype="PCM_16")
+    raw = path.read_bytes()
+    at = raw.index(b"data")
+    size = int(seconds * sr) * channels * 2
+    with open(path, "wb") as f:
+        f.write(raw[:4] + struct.pack("<I", at + size) + raw[8:at] + b"data" + struct.pack("<I", size))
+        f.truncate(at + 8 + size)
 
 
 def build_hostile_library(root: Path) -> dict[str, tuple[str, str | None]]:
@@ -84,6 +102,10 @@ def build_hostile_library(root: Path) -> dict[str, tuple[str, str | None]]:
     with open(root / "sparse_6gb.wav", "wb") as f:
         f.truncate(6 * 1024**3)
     expect["sparse_6gb.wav"] = ("rejected", "TOO_LARGE")
+    one_hz_wav(root / "one_hz.wav")
+    expect["one_hz.wav"] = ("rejected", "UNSUPPORTED_FORMAT")
+    wide_sparse_wav(root / "wide_1024ch.wav")
+    expect["wide_1024ch.wav"] = ("rejected", "UNSUPPORTED_FORMAT")
     (root / "notes.txt").write_text("not audio, ignored")
     return expect
 
@@ -185,3 +207,54 @@ def test_bad_rows_never_reach_the_catalog(tmp_path):
     ((reason, detail),) = con.execute("SELECT reason, detail FROM rejects").fetchall()
     assert reason == "SCHEMA" and "bpm" in detail
     con.close()
+
+
+@pytest.mark.parametrize("make", [one_hz_wav, wide_sparse_wav])
+def test_absurd_formats_are_refused_before_decoding(make, tmp_path):
+    path = tmp_path / "bomb.wav"
+    make(path)
+    st = path.stat()
+    started = time.process_time()
+    result = analyze_file(str(path), st.st_size, st.st_mtime_ns)
+    assert (result["status"], result["reason"]) == ("rejected", "UNSUPPORTED_FORMAT"), result["detail"]
+    assert result["sample_rate"] is None and result["channels"] is None  # the absurd numbers are in the detail
+    assert time.process_time() - started < 2.0
+
+
+def test_a_row_that_fails_the_track_schema_fails_only_its_file(tmp_path):
+    from tasks.features.analyze import empty_result
+
+    p = tmp_path / "song.flac"
+    sf.write(p, _song(), SR)
+    st = p.stat()
+    good = analyze_file(str(p), st.st_size, st.st_mtime_ns)
+    odd = dict(good, path=str(tmp_path / "odd.flac"), channels=1024, sample_rate=1)
+    empty = empty_result(str(tmp_path / "e.flac"), 0, 1, reason="EMPTY", detail="0 bytes")
+    con = open_catalog(tmp_path / "c.duckdb")
+    counts = store_results(con, [good, odd, empty], "run")
+    assert counts == {"analyzed": 1, "rejected": 1, "failed": 1}
+    rows = con.execute("SELECT path, status, reason, channels FROM tracks ORDER BY path").fetchall()
+    assert rows == [
+        (str(tmp_path / "e.flac"), "rejected", "EMPTY", None),
+        (str(tmp_path / "odd.flac"), "failed", "SCHEMA", None),
+        (str(p), "analyzed", None, 2),
+    ]
+    assert "channels" in con.execute("SELECT detail FROM rejects WHERE reason = 'SCHEMA'").fetchall()[0][0]
+    con.close()
+
+
+@pytest.mark.slow
+def test_worker_peak_memory_on_the_hostile_library(hostile):
+    """One warm worker analyses every hostile file; its peak RSS (VmHWM) stays under 700 MB."""
+    from tasks.catalog.scan import walk_library
+
+    root, _ = hostile
+    items = walk_library(root).files.to_dicts()
+    with AnalysisPool(1) as pool:
+        results = pool.analyze_batch(items)
+        (pid,) = pool.worker_pids()
+        with open(f"/proc/{pid}/status") as f:
+            peak_mb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    print(f"peak worker RSS over {len(items)} hostile files: {peak_mb:.0f} MB")
+    assert len(results) == len(items)
+    assert peak_mb <= 700, peak_mb

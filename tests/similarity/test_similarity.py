@@ -287,7 +287,8 @@ def test_write_m3u(tmp_path, con, family_catalog):
     _, family = family_catalog
     mix = build_mix(con, _originals(family)[0], 3)
     out = write_m3u(mix, tmp_path / "set.m3u8")
-    lines = out.read_text(encoding="utf-8").splitlines()
+    assert (out.written, out.skipped) == (3, ())
+    lines = out.path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "#EXTM3U" and lines[2::2] == mix["path"].to_list()
     assert lines[1].startswith(f"#EXTINF:{round(mix['duration_s'][0])},Family 0 - Take 0 of family 0")
 

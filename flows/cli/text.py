@@ -1,0 +1,38 @@
+"""Text that comes from files (tags, names, decoder messages) as the terminal must show it: literally.
+
+Rich parses ``[...]`` as markup in strings, and a terminal obeys escape sequences; a title or a file name is
+neither. :func:`literal` returns a :class:`rich.text.Text` (never parsed as markup) whose control
+characters are made visible, so a tag cannot restyle, clear or retitle the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.text import Text
+
+# C0 controls, DEL, C1 controls, lone surrogates (undecodable bytes of a file name), and the bidirectional
+# overrides that reorder what follows them on screen.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def visible(value: Any) -> str:
+    """``str(value)`` with every control or invisible reordering character written as ``\\xNN`` / ``\\uNNNN``.
+
+    >>> visible("a\\x1b[2Jb\\nc")
+    'a\\\\x1b[2Jb\\\\x0ac'
+    """
+    return _INVISIBLE.sub(_visible, "" if value is None else str(value))
+
+
+def literal(value: Any, style: str = "") -> Text:
+    """``value`` as a :class:`~rich.text.Text` shown exactly as :func:`visible` writes it (no markup)."""
+    return Text(visible(value), style=style)

@@ -1,0 +1,85 @@
+"""What a rescan makes of rejects that no longer hold and of folders that cannot be listed."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from flows.prefect_tasks import scan_library
+from tasks.catalog.store import open_catalog, store_results
+from tasks.constants import ANALYZER_VERSION
+from tasks.features.analyze import analyze_file
+
+
+def _scan_and_store(library, con, run_id: str) -> dict:
+    catalog = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][
+        0
+    ]
+    plan, counts = scan_library.fn(str(library), catalog, run_id, analyzer_version=ANALYZER_VERSION)
+    items = plan.to_analyze.to_dicts()
+    if items:
+        store_results(
+            con,
+            [analyze_file(i["path"], i["size_bytes"], i["mtime_ns"], track_id=i["track_id"]) for i in items],
+            run_id,
+        )
+    return counts
+
+
+def _tone(path, seconds: float = 1.0) -> None:
+    sf.write(path, (0.3 * np.sin(np.arange(int(22050 * seconds)) / 7)).astype(np.float32), 22050)
+
+
+@pytest.fixture
+def library(tmp_path):
+    root = tmp_path / "lib"
+    (root / "sub").mkdir(parents=True)
+    _tone(root / "a.wav")
+    _tone(root / "sub" / "b.wav")
+    (root / "page.mp3").write_text("<html><body>not audio</body></html>" * 20)
+    os.symlink(root / "nowhere.flac", root / "dangling.flac")
+    return root
+
+
+def _rejects(con) -> dict:
+    return dict(con.execute("SELECT path, reason FROM rejects").fetchall())
+
+
+def test_rejects_of_deleted_files_are_cleared_and_history_kept(library, tmp_path):
+    con = open_catalog(tmp_path / "c.duckdb")
+    _scan_and_store(library, con, "r1")
+    assert set(_rejects(con)) == {str(library / "page.mp3"), str(library / "dangling.flac")}
+    (library / "page.mp3").unlink()
+    (library / "dangling.flac").unlink()
+    _scan_and_store(library, con, "r2")
+    assert _rejects(con) == {}
+    events = con.execute("SELECT event FROM track_events WHERE path = ?", [str(library / "page.mp3")]).fetchall()
+    assert ("rejected",) in events  # the history stays
+    con.close()
+
+
+def test_an_unreadable_folder_leaves_its_tracks_as_they_were(library, tmp_path, monkeypatch):
+    con = open_catalog(tmp_path / "c.duckdb")
+    _scan_and_store(library, con, "r1")
+    before = con.execute("SELECT path, status FROM tracks ORDER BY path").fetchall()
+    real = os.scandir
+    sub = str(library / "sub")
+
+    def denied(path="."):
+        if os.fspath(path) == sub:
+            raise PermissionError(13, "Permission denied", sub)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", denied)  # as root, chmod 000 would not stop the walk
+    counts = _scan_and_store(library, con, "r2")
+    assert counts["missing"] == 0
+    assert con.execute("SELECT path, status FROM tracks ORDER BY path").fetchall() == before
+    assert _rejects(con)[sub] == "UNREADABLE"
+    monkeypatch.setattr(os, "scandir", real)
+    counts = _scan_and_store(library, con, "r3")  # readable again: the folder's reject is cleared
+    assert counts["missing"] == 0 and sub not in _rejects(con)
+    assert con.execute("SELECT path, status FROM tracks ORDER BY path").fetchall() == before
+    con.close()

@@ -34,6 +34,16 @@ def timeout_option(value: float | None) -> float | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def bpm_range_opt(default: tuple[float, float] | None, help: str):
+    """The ``--bpm-range LO HI`` option (checked by :func:`bpm_range_option`) of ``analyze`` and ``serve``."""
+    return typer.Option(default, "--bpm-range", metavar="LO HI", callback=bpm_range_option, help=help)
+
+
+def file_timeout_opt(default: float | None, help: str):
+    """The ``--file-timeout SECONDS`` option (checked by :func:`timeout_option`) of ``analyze`` and ``serve``."""
+    return typer.Option(default, "--file-timeout", metavar="SECONDS", callback=timeout_option, help=help)
+
+
 def workers_option(value: int | None) -> int | None:
     """Typer callback of ``--workers``: at least 1 (each file in its own killable worker process)."""
     if value is not None and value < 1:
@@ -131,22 +141,15 @@ def analyze(
         None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."
     ),
     force: bool = typer.Option(False, "--force", help="Re-analyse every file."),
-    bpm_range: tuple[float, float] = typer.Option(
+    bpm_range: tuple[float, float] = bpm_range_opt(
         BPM_RANGE,
-        "--bpm-range",
-        metavar="LO HI",
-        callback=bpm_range_option,
-        help="Preferred tempo range for half/double choices, BPM, 30 <= LO < HI <= 300 (e.g. 55 150 for "
-        "classical); spanning an octave or more, every BPM reported lies inside it (40 250: the model chooses "
-        "freely); rows analysed with another range are redone.",
+        "Preferred tempo range for half/double choices, BPM, 30 <= LO < HI <= 300 (e.g. 55 150 for classical); "
+        "spanning an octave or more, every BPM reported lies inside it (40 250: the model chooses freely); rows "
+        "analysed with another range are redone.",
     ),
-    file_timeout: float = typer.Option(
+    file_timeout: float = file_timeout_opt(
         FILE_TIMEOUT_S,
-        "--file-timeout",
-        metavar="SECONDS",
-        callback=timeout_option,
-        help="Wall-clock limit per file; the worker analysing a file for longer is killed and the file "
-        "recorded TIMEOUT.",
+        "Wall-clock limit per file; the worker analysing a file for longer is killed and the file recorded TIMEOUT.",
     ),
     lock_timeout: float = typer.Option(LOCK_TIMEOUT_S, "--lock-timeout", help="Seconds to wait for another run."),
     dask_address: Optional[str] = typer.Option(

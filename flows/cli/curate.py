@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
-from flows.cli.support import catalog_connection, fail, resolve_one
+from flows.cli.support import catalog_connection, emit_rows, fail, resolve_one
 from flows.cli.text import literal
 
 crate_app = typer.Typer(no_args_is_help=True, help="Smart crates (saved queries) and static crates (saved lists).")
@@ -117,21 +117,16 @@ def crate_show(
 ) -> None:
     """The crate's tracks now, with their effective BPM and key."""
     from tasks.catalog.crates import CrateError, crate_tracks
-    from tasks.similarity.mix import write_m3u
 
     with catalog_connection(catalog, read_only=True) as con:
         try:
             rows = crate_tracks(con, name)
         except CrateError as exc:
             fail(str(exc))
-    if m3u is not None:
-        playlist = write_m3u(rows, m3u)
-        console.print(literal(f"wrote {playlist.written} tracks to {playlist.path}"))
-        for skipped in playlist.skipped:
-            console.print(literal(f"skipped (a line break in its name cannot be an M3U entry): {skipped}", "yellow"))
-    if as_json:
-        typer.echo(json.dumps(rows.to_dicts(), default=str))
+    if as_json:  # the table is printed unless JSON was asked for, a playlist or not
+        emit_rows(rows, as_json=True, m3u=m3u)
         return
+    emit_rows(rows, as_json=False, m3u=m3u)
     table = Table(title=literal(f"crate {name} ({rows.height} tracks)"))
     for col in ("track", "file", "title", "artist", "bpm", "key", "camelot", "fix"):
         table.add_column(col, justify="right" if col in ("track", "bpm") else "left")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.analyze import bpm_range_option, timeout_option, workers_option
+from flows.cli.analyze import bpm_range_opt, file_timeout_opt, workers_option
 from flows.cli.app import CatalogOpt, app, out
 from flows.cli.errors import UsageError
 from flows.schedule import DEFAULT_CRON, api_url, parse_interval, serve_reanalysis
@@ -28,20 +28,8 @@ def serve(
         None, "--batch-size", min=1, help="Files per Prefect task (default: ~8 batches per worker, 4-64)."
     ),
     parquet_dir: Optional[Path] = typer.Option(None, "--parquet-dir", help="Parquet export folder."),
-    bpm_range: Optional[tuple[float, float]] = typer.Option(
-        None,
-        "--bpm-range",
-        metavar="LO HI",
-        callback=bpm_range_option,
-        help="Preferred tempo range, BPM (default 70 180).",
-    ),
-    file_timeout: Optional[float] = typer.Option(
-        None,
-        "--file-timeout",
-        metavar="SECONDS",
-        callback=timeout_option,
-        help="Wall-clock limit per file (default 600).",
-    ),
+    bpm_range: Optional[tuple[float, float]] = bpm_range_opt(None, "Preferred tempo range, BPM (default 70 180)."),
+    file_timeout: Optional[float] = file_timeout_opt(None, "Wall-clock limit per file, s (default 600)."),
     name: Optional[str] = typer.Option(
         None, "--name", help="Deployment name (default after the schedule: nightly-reanalysis, reanalysis-every-6h...)."
     ),

@@ -6,7 +6,6 @@ over a read-only catalog connection (waiting for the lock like every other comma
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, List, Optional
@@ -15,6 +14,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, app, console, out
+from flows.cli.support import emit_rows, fail
 from flows.cli.text import literal, visible
 
 
@@ -100,17 +100,7 @@ def _save_crate(catalog: Path, name: Optional[str], ids: list[int]) -> None:
 
 
 def _emit(rows: Any, *, title: str, as_json: bool, m3u: Optional[Path], position: bool = False) -> None:
-    from tasks.similarity.mix import write_m3u
-
-    if m3u is not None:
-        playlist = write_m3u(rows, m3u)
-        console.print(literal(f"wrote {playlist.written} tracks to {playlist.path}"))
-        for skipped in playlist.skipped:
-            console.print(literal(f"skipped (a line break in its name cannot be an M3U entry): {skipped}", "yellow"))
-    if as_json:
-        typer.echo(json.dumps(rows.to_dicts(), default=str))
-        return
-    if m3u is not None:
+    if emit_rows(rows, as_json=as_json, m3u=m3u):
         return
     table = Table(title=literal(title))
     cols = (["#"] if position else []) + ["track", "title", "artist", "bpm", "key", "camelot", "distance"]
@@ -130,6 +120,16 @@ def _emit(rows: Any, *, title: str, as_json: bool, m3u: Optional[Path], position
     out.print(table)
 
 
+MetricOpt = typer.Option(Metric.cosine, "--metric", help="Distance.")
+JsonRowsOpt = typer.Option(False, "--json", help="Print JSON rows on stdout.")
+M3uOpt = typer.Option(None, "--m3u", help="Write the tracks as an M3U playlist.")
+
+
+def _one_output(as_json: bool, m3u: Path | None) -> None:
+    if as_json and m3u is not None:
+        fail("--json and --m3u are exclusive: JSON on stdout, or a playlist", 2)
+
+
 @app.command()
 def similar(
     query: List[str] = typer.Argument(..., help="Path, track id, or title/artist substring; several = centroid."),
@@ -138,21 +138,19 @@ def similar(
         None, "--bpm-window", min=0.0, help="Only tempi within this many % of the seed's (half/double too)."
     ),
     harmonic: bool = typer.Option(False, "--harmonic", help="Only Camelot-compatible keys."),
-    metric: Metric = typer.Option(Metric.cosine, "--metric", help="Distance."),
+    metric: Metric = MetricOpt,
     keep_duplicates: bool = typer.Option(
         False, "--keep-duplicates", help="Keep copies of the seed (same fingerprint or title/artist)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON rows on stdout."),
-    m3u: Optional[Path] = typer.Option(None, "--m3u", help="Write the results as an M3U playlist."),
+    as_json: bool = JsonRowsOpt,
+    m3u: Optional[Path] = M3uOpt,
     save_crate: Optional[str] = SaveCrateOpt,
     catalog: Path = CatalogOpt,
 ) -> None:
     """Tracks that sound like QUERY, nearest first."""
     from tasks.similarity.search import similar_tracks
 
-    if as_json and m3u is not None:
-        console.print("[red]--json and --m3u are exclusive[/red]")
-        raise typer.Exit(2)
+    _one_output(as_json, m3u)
     seeds: Any = query if len(query) > 1 else query[0]
     rows, names = _run(
         catalog,
@@ -186,18 +184,16 @@ def mix(
         6.0, "--bpm-window", min=0.0, help="Tempo step allowed between neighbours, % (half/double too)."
     ),
     harmonic: bool = typer.Option(True, "--harmonic/--no-harmonic", help="Camelot-compatible steps only."),
-    metric: Metric = typer.Option(Metric.cosine, "--metric", help="Distance."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON rows on stdout."),
-    m3u: Optional[Path] = typer.Option(None, "--m3u", help="Write the set as an M3U playlist."),
+    metric: Metric = MetricOpt,
+    as_json: bool = JsonRowsOpt,
+    m3u: Optional[Path] = M3uOpt,
     save_crate: Optional[str] = SaveCrateOpt,
     catalog: Path = CatalogOpt,
 ) -> None:
     """A DJ set from SEED: each next track similar, tempo- and key-compatible, none repeated."""
     from tasks.similarity.mix import build_mix
 
-    if as_json and m3u is not None:
-        console.print("[red]--json and --m3u are exclusive[/red]")
-        raise typer.Exit(2)
+    _one_output(as_json, m3u)
     rows, name = _run(
         catalog,
         lambda con: (

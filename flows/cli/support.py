@@ -17,7 +17,7 @@ import typer
 
 from flows.cli.app import console
 from flows.cli.errors import ExitCode
-from flows.cli.text import visible
+from flows.cli.text import literal, visible
 from tasks.constants import LOCK_TIMEOUT_S
 
 
@@ -86,3 +86,22 @@ def resolve_one(con: Any, query: str) -> int:
         raise typer.Exit(2)
     except TrackNotFoundError as exc:
         fail(str(exc))
+
+
+def emit_rows(rows: Any, *, as_json: bool, m3u: Path | None) -> bool:
+    """Write ``rows`` as an M3U playlist (when ``m3u``) and/or print them as JSON (when ``as_json``).
+
+    Returns True when that was all (the caller prints no table): JSON was printed or a playlist written.
+    """
+    import json
+
+    from tasks.similarity.mix import write_m3u
+
+    if m3u is not None:
+        playlist = write_m3u(rows, m3u)
+        console.print(literal(f"wrote {playlist.written} tracks to {playlist.path}"))
+        for skipped in playlist.skipped:
+            console.print(literal(f"skipped (a line break in its name cannot be an M3U entry): {skipped}", "yellow"))
+    if as_json:
+        typer.echo(json.dumps(rows.to_dicts(), default=str))
+    return as_json or m3u is not None

@@ -26,22 +26,17 @@ from tasks.sqltext import sql_literal
 from tasks.transactions import transaction
 from tasks.vocabulary import OUTCOMES, Reason, TrackEvent, TrackStatus
 
+#: Track columns a file's own content fills in (the decoder's and the tags'); a row that fails
+#: :class:`TrackRow` is stored without them, as a ``SCHEMA`` failure.
+MEASURED_COLUMNS = tuple("format codec duration_s sample_rate channels title artist album genre tag_bpm".split())
+#: The ``tracks`` columns a batch writes, in the table's order.
 TRACK_COLUMNS = [
     "track_id",
     "path",
     "size_bytes",
     "mtime_ns",
     "fingerprint",
-    "format",
-    "codec",
-    "duration_s",
-    "sample_rate",
-    "channels",
-    "title",
-    "artist",
-    "album",
-    "genre",
-    "tag_bpm",
+    *MEASURED_COLUMNS,
     "tag_key",
     "status",
     "reason",
@@ -181,22 +176,6 @@ def record_problems(con: duckdb.DuckDBPyConnection, problems: Iterable[tuple[str
             "INSERT OR REPLACE INTO rejects (path, reason, detail, run_id, seen_at) VALUES (?, ?, ?, ?, ?)", rows
         )
     return len(rows)
-
-
-#: Track columns a file's own content fills in (the decoder's and the tags'); a row that fails
-#: :class:`TrackRow` is stored without them, as a ``SCHEMA`` failure.
-MEASURED_COLUMNS = (
-    "format",
-    "codec",
-    "duration_s",
-    "sample_rate",
-    "channels",
-    "title",
-    "artist",
-    "album",
-    "genre",
-    "tag_bpm",
-)
 
 
 def _track_frame(results: list[dict[str, Any]]) -> pl.DataFrame:

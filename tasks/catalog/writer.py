@@ -292,6 +292,8 @@ class CatalogWriter:
             self.con = connect(self.work)
             prepare(self.con)
             self.published_at = time.monotonic()
+            if not self.path.exists():
+                self.publish()  # a new catalog: readers see it (empty) at once, not "no catalog" until the first batch
             return self
         except BaseException:
             self._release()

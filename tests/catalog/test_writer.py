@@ -117,8 +117,22 @@ def test_publishing_is_bounded_by_its_cost(tmp_path, monkeypatch):
     from tasks.catalog import writer as module
 
     with CatalogWriter(tmp_path / "c.duckdb") as w:
-        assert w.publish_due()  # nothing published yet: due at once
+        assert w.publishes == 1  # a new catalog is published as the writer opens it
+        w.publish_cost_s = 0.0
+        assert w.publish_due()  # a publish that costs nothing is due at once
         w.publish_cost_s = 10.0  # a slow publish: the next one waits (20 x cost, capped at the max age)
         assert not w.publish_due()
         monkeypatch.setattr(module, "PUBLISH_MAX_AGE_S", 0.0)
         assert w.publish_due()
+
+
+def test_a_new_catalog_is_published_as_soon_as_its_writer_opens(tmp_path):
+    from tasks.catalog.store import open_catalog
+    from tasks.catalog.writer import CatalogWriter
+
+    path = tmp_path / "catalog.duckdb"
+    with CatalogWriter(path, holder={"run_id": "r1"}):
+        assert path.exists()  # readers see an empty catalog during the first run, not "no catalog"
+        con = open_catalog(path, read_only=True)
+        assert con.execute("SELECT count(*) FROM tracks").fetchall() == [(0,)]
+        con.close()

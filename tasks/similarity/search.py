@@ -16,6 +16,7 @@ import polars as pl
 from tasks.similarity.index import METRICS, RESULT_SCHEMA, NotIndexedError, SimilarityIndex, load_index
 from tasks.similarity.query import TrackNotFoundError, resolve_query
 from tasks.similarity.rules import COMPAT_TABLE, tempo_mask
+from tasks.vocabulary import TrackStatus
 
 
 def _seed_ids(con: duckdb.DuckDBPyConnection, query: Any, index: SimilarityIndex) -> list[int]:
@@ -32,6 +33,21 @@ def _seed_ids(con: duckdb.DuckDBPyConnection, query: Any, index: SimilarityIndex
                 continue
         ids.extend(resolve_query(con, q))
     return list(dict.fromkeys(ids))
+
+
+def _refuse_unanalysed(con: duckdb.DuckDBPyConnection, index: SimilarityIndex, ids: Sequence[int]) -> None:
+    """A seed the analysis rejected or failed has no vector, and re-running the analysis would not give it one."""
+    missing = [i for i in ids if i not in set(index.ids.tolist())]
+    if not missing:
+        return
+    bad = con.execute(
+        "SELECT track_id, status, reason FROM tracks WHERE track_id IN (SELECT unnest(?::BIGINT[])) "
+        "AND status <> ? ORDER BY track_id",
+        [missing, TrackStatus.ANALYZED.value],
+    ).fetchall()
+    if bad:
+        what = ", ".join(f"track {i} is {status} ({reason})" for i, status, reason in bad)
+        raise NotIndexedError(f"no similarity for it: {what}; `cratedig rejects` says why")
 
 
 def _rows(index: SimilarityIndex, ids: Sequence[int]) -> np.ndarray:
@@ -147,6 +163,7 @@ def similar_tracks(
         raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
     index = load_index(con)
     seeds = _seed_ids(con, query, index)
+    _refuse_unanalysed(con, index, seeds)
     rows = _rows(index, seeds)
     q = query_vector(index, rows, metric)
     keys = _rank_keys(index, q, metric)

@@ -111,3 +111,11 @@ def test_a_bad_option_or_argument_is_one_line_and_exit_2(args, says):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], done.stderr
+
+
+def test_similar_to_a_rejected_file_says_why_it_has_no_neighbours(small_catalog, format_library):
+    catalog, _ = small_catalog
+    root, _ = format_library
+    res = cli("similar", root / "empty.flac", "--catalog", catalog)
+    assert res.exit_code == 1, res.output
+    assert "rejected (EMPTY)" in res.output and "cratedig rejects" in res.output

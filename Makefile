@@ -92,4 +92,4 @@ bench-similarity: install  ## top-10 latency at 10k/100k/1M tracks, precision@5
 	$(BIN)/python -m bench.similarity
 
 clean-data:  ## remove the demo library, catalog and Parquet
-	rm -rf data/demo data/catalog.duckdb data/catalog.duckdb.wal data/parquet
+	rm -rf data/demo data/catalog.duckdb data/catalog.duckdb.wal data/catalog.duckdb.lock data/catalog.duckdb.work data/parquet

@@ -20,7 +20,7 @@ from prefect.tasks import exponential_backoff
 from flows import progress
 from schemas.tables import InventoryRow, split_valid
 from tasks.audio.identity import path_to_text
-from tasks.catalog import store
+from tasks.catalog import parquet, store
 from tasks.catalog.scan import ScanPlan, plan_scan, walk_library
 from tasks.catalog.writer import connect
 from tasks.errors import TRANSIENT_ERRNOS
@@ -141,4 +141,4 @@ def refresh_similarity(catalog: str) -> dict[str, Any]:
 def export_parquet(catalog: str, out_dir: str) -> list[str]:
     """Rewrite the Parquet export of ``tracks`` and ``features``."""
     with closing(connect(catalog)) as con:
-        return [str(p) for p in store.export_parquet(con, out_dir)]
+        return [str(p) for p in parquet.export_parquet(con, out_dir)]

@@ -6,9 +6,6 @@ no partial rows and the next run analyses only what is left.
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,7 +19,6 @@ from tasks.catalog.migrations import prepare
 from tasks.catalog.writer import connect, open_reader, wait_for_file_lock
 from tasks.constants import LOCK_TIMEOUT_S
 from tasks.errors import CatalogReadOnlyError
-from tasks.sqltext import sql_literal
 from tasks.transactions import transaction
 from tasks.vocabulary import OUTCOMES, Reason, TrackEvent, TrackStatus
 
@@ -330,68 +326,3 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
     for r in results:
         counts[r["status"]] += 1
     return counts
-
-
-#: Name, inside the Parquet folder, of the link to the newest complete export (see :func:`export_parquet`).
-PARQUET_CURRENT: str = "current"
-#: Folder, inside the Parquet folder, holding one sub-folder per export.
-PARQUET_EXPORTS: str = "exports"
-PARQUET_TABLES: tuple[str, ...] = ("tracks", "features", "effective_tracks")
-
-
-def _copy_table(con: duckdb.DuckDBPyConnection, table: str, target: Path) -> None:
-    # COPY's target cannot be a bound parameter: it is quoted as a DuckDB string literal instead.
-    con.execute(f"COPY (SELECT * FROM {table} ORDER BY track_id) TO {sql_literal(target)} (FORMAT parquet)")
-
-
-def _swap_link(link: Path, target: str) -> None:
-    """Point the symlink ``link`` at ``target`` in one ``rename`` (replacing a file or an older link)."""
-    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex}.tmp")
-    os.symlink(target, tmp)
-    try:
-        os.replace(tmp, link)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str | Path) -> list[Path]:
-    """Export ``tracks``, ``features`` and ``effective_tracks`` (the view: corrections over analysis) to
-    Parquet in ``out_dir``, atomically as a set.
-
-    The files are written into a new folder ``exports/<id>/``; only then does one ``rename`` point the
-    link ``current`` at it. ``<table>.parquet`` in ``out_dir`` are fixed links to ``current/<table>.parquet``,
-    so they always name files of one complete export: a failure (a full disk) or a kill at any point
-    leaves the previous export in place, whole. A reader that opens several files and must not straddle
-    a later export resolves ``current`` once (``os.path.realpath``) and reads them from there. The
-    previous export is kept for readers still reading it; older ones are removed.
-
-    Returns the paths readers open: ``out_dir/tracks.parquet``, ``features.parquet``, ``effective_tracks.parquet``.
-    """
-    out_dir = Path(out_dir)
-    exports = out_dir / PARQUET_EXPORTS
-    exports.mkdir(parents=True, exist_ok=True)
-    name = f"{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    folder = exports / name
-    folder.mkdir()
-    try:
-        for table in PARQUET_TABLES:
-            _copy_table(con, table, folder / f"{table}.parquet")
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    current = out_dir / PARQUET_CURRENT
-    previous = os.readlink(current) if current.is_symlink() else None
-    _swap_link(current, f"{PARQUET_EXPORTS}/{name}")
-    written = []
-    for table in PARQUET_TABLES:
-        link = out_dir / f"{table}.parquet"
-        target = f"{PARQUET_CURRENT}/{table}.parquet"
-        if not (link.is_symlink() and os.readlink(link) == target):
-            _swap_link(link, target)  # once: a catalog exported by an older cratedig had plain files here
-        written.append(link)
-    keep = {name, Path(previous).name if previous else None}
-    for old in exports.iterdir():
-        if old.name not in keep:
-            shutil.rmtree(old, ignore_errors=True)
-    return written

@@ -8,8 +8,9 @@ import os
 import polars as pl
 import pytest
 
-from tasks.catalog import store
-from tasks.catalog.store import export_parquet, open_catalog, store_results
+from tasks.catalog import parquet
+from tasks.catalog.parquet import export_parquet
+from tasks.catalog.store import open_catalog, store_results
 from tasks.features.analyze import empty_result
 from tasks.sqltext import sql_literal
 
@@ -48,19 +49,19 @@ def test_failed_export_leaves_the_previous_set_whole(tmp_path, monkeypatch):
     con = _catalog_with(tmp_path / "c.duckdb", ["a"])
     export_parquet(con, out)
     store_results(con, [empty_result("/music/b.flac", 10, 1, reason="EMPTY", detail="0 bytes")], "r2")
-    real = store._copy_table
+    real = parquet._copy_table
 
     def disk_full_on_features(con, table, target):
         if table == "features":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
         real(con, table, target)
 
-    monkeypatch.setattr(store, "_copy_table", disk_full_on_features)
+    monkeypatch.setattr(parquet, "_copy_table", disk_full_on_features)
     with pytest.raises(OSError, match="No space left"):
         export_parquet(con, out)
     assert pl.read_parquet(out / "tracks.parquet")["path"].to_list() == ["/music/a.flac"]  # the old set, whole
     assert len(list((out / "exports").iterdir())) == 1  # the half-written export is gone
-    monkeypatch.setattr(store, "_copy_table", real)
+    monkeypatch.setattr(parquet, "_copy_table", real)
     export_parquet(con, out)
     assert sorted(pl.read_parquet(out / "tracks.parquet")["path"]) == ["/music/a.flac", "/music/b.flac"]
     con.close()

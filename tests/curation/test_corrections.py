@@ -142,7 +142,7 @@ def test_similarity_filters_on_corrected_values(catalog_copy):
 def test_parquet_export_has_the_effective_values(catalog_copy, tmp_path):
     import polars as pl
 
-    from tasks.catalog.store import export_parquet
+    from tasks.catalog.parquet import export_parquet
 
     con = open_catalog(catalog_copy)
     set_correction(con, 3, Correction(bpm=64.0), by="dj")

@@ -28,7 +28,8 @@ import numpy as np
 
 from bench.corpus import corpus_root, training_rows
 from bench.results import recording
-from tasks.audio.decode import decode_audio, to_mono
+from tasks.audio.decode import decode_audio
+from tasks.audio.resample import to_mono
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo.estimate import estimate_tempo
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import flows  # noqa: E402,F401  (quiet offline Prefect settings)
 from bench.results import recording
-from tasks.audio.decode import MonoResampler, decode_with_fallback
+from tasks.audio.decode import decode_with_fallback
+from tasks.audio.resample import MonoResampler
 from tasks.catalog import store as catalog
 from tasks.catalog.scan import walk_library
 from tasks.errors import RejectError

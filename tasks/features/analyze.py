@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from tasks.audio.decode import DecodedAudio, MonoResampler, NativeStream, decode_with_fallback, down_mix
+from tasks.audio.decode import DecodedAudio, NativeStream, decode_with_fallback
 from tasks.audio.formats import codec_name, format_name
 from tasks.audio.identity import fingerprint, text_to_path
+from tasks.audio.resample import MonoResampler, down_mix
 from tasks.audio.tags import read_tags
 from tasks.audio.validate import MAX_BYTES, check_file, check_format
 from tasks.constants import (

@@ -27,6 +27,7 @@ import scipy.fft
 
 from tasks.constants import HOP_LENGTH, N_FFT, N_MELS, N_MFCC, SR
 from tasks.errors import CratedigError
+from tasks.features.contrast import CONTRAST_BANDS, contrast_bands, contrast_frames, mean_contrast
 from tasks.features.rhythm import danceability, onset_frames
 from tasks.features.spectrum import Spectrum
 
@@ -40,8 +41,8 @@ _BAND = 32
 # Cells (bins x frames) read per step of that pass: a step takes as many whole bands as fit (~1 MB of
 # float32), so a short clip is not read in 33 steps of a few dozen frames (6 steps at 30 s, one at 1 s).
 _SCAN_CELLS = _BAND * 7752
-# librosa.feature defaults: spectral_contrast's fmin (Hz), bands and quantile; the roll-off fraction.
-_CONTRAST_FMIN, _CONTRAST_BANDS, _CONTRAST_QUANTILE, _ROLL_PERCENT = 200.0, 6, 0.02, 0.85
+# librosa.feature's default roll-off fraction.
+_ROLL_PERCENT = 0.85
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def timbre_frames(spectrum: Spectrum) -> TimbreFrames:
     power, frame_rms = _frame_power_rms(spectrum)
     amean = np.maximum(power / S.shape[0], 1e-10)
     flatness = np.minimum(np.exp(scan.log_gmean) / amean, 1.0)
-    peaks, valleys = _contrast_frames(S, scan.sort_bands, sr=spectrum.sr, n_fft=spectrum.n_fft)
+    peaks, valleys = contrast_frames(S, scan.sort_bands, sr=spectrum.sr, n_fft=spectrum.n_fft)
     mfcc = _dct_matrix(spectrum.log_mel.shape[0]) @ spectrum.log_mel
     return TimbreFrames(scan.moments, spectrum.freqs[scan.rolloff_bin], flatness, frame_rms, mfcc, peaks, valleys)
 
@@ -189,7 +190,7 @@ def summarise_timbre(
     audible = frame_rms >= 10.0 ** (_FRAME_SILENCE_DBFS / 20.0)
     if not audible.any():
         centroid = bandwidth = rolloff = flatness = 0.0
-        contrast = np.zeros(_CONTRAST_BANDS + 1, np.float32)
+        contrast = np.zeros(CONTRAST_BANDS + 1, np.float32)
         mfcc_mean = mfcc_std = np.zeros(N_MFCC, np.float32)
     else:
         # Plain slices in the usual all-audible case: no gathered copies.
@@ -202,7 +203,7 @@ def summarise_timbre(
         bandwidth = 1000.0 * np.sqrt(np.maximum(m[2] / m[0] - centroid_khz**2, 0.0)).mean()
         rolloff = frames.rolloff_hz[sel].mean()
         flatness = frames.flatness[sel].mean()
-        contrast = _contrast(frames.peaks, frames.valleys, sel, few, n_frames=len(frame_rms))
+        contrast = mean_contrast(frames.peaks, frames.valleys, sel, few, n_frames=len(frame_rms))
         mfcc = frames.mfcc[:, sel]
         mfcc_mean, mfcc_std = mfcc.mean(axis=1), mfcc.std(axis=1)
 
@@ -271,7 +272,7 @@ def _scan(S: np.ndarray, *, sr: int = SR, n_fft: int = N_FFT) -> _Scan:
     minutes), in steps of whole ``_BAND``-bin bands, each contiguous in memory and in cache while used."""
     n_bins, n = S.shape
     f1, f2 = _freqs_khz(sr, n_fft)
-    to_sort = [(first, stop) for first, stop, k in _contrast_bands(sr, n_fft) if k > 1]
+    to_sort = [(first, stop) for first, stop, k in contrast_bands(sr, n_fft) if k > 1]
     picked = [np.empty((stop - first, -(-n // _CONTRAST_STRIDE)), np.float32) for first, stop in to_sort]
     m1, m2, log_sum = np.zeros(n), np.zeros(n), np.zeros(n)
     band_sums = np.empty((-(-n_bins // _BAND), n), np.float32)
@@ -325,67 +326,6 @@ def _rolloff_bins(S: np.ndarray, band_sums: np.ndarray, threshold: np.ndarray) -
     inner = before + _cumulator(_BAND) @ S.reshape(-1).take(rows * n + np.arange(n))
     offset = np.minimum((inner < threshold).sum(axis=0), _BAND - 1)
     return np.minimum(band * _BAND + offset, n_bins - 1)
-
-
-@cache
-def _contrast_bands(sr: int, n_fft: int) -> tuple[tuple[int, int, int], ...]:
-    """``(first_bin, stop_bin, k)`` per band, mirroring librosa's band edges and quantile count."""
-    freq = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    edges = np.zeros(_CONTRAST_BANDS + 2)
-    edges[1:] = _CONTRAST_FMIN * 2.0 ** np.arange(_CONTRAST_BANDS + 1)
-    if np.any(edges[:-1] >= sr / 2):
-        raise CratedigError(f"spectral contrast bands exceed Nyquist at sr={sr} Hz")
-    bands = []
-    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        idx = np.flatnonzero((freq >= lo) & (freq <= hi))
-        first = idx[0] - 1 if k > 0 else idx[0]
-        stop = len(freq) if k == _CONTRAST_BANDS else idx[-1] + 1
-        n_counted = stop - first
-        if k < _CONTRAST_BANDS:
-            stop -= 1  # librosa counts the band's top bin for the quantile but does not use it
-        bands.append((int(first), int(stop), max(1, int(np.rint(_CONTRAST_QUANTILE * n_counted)))))
-    return tuple(bands)
-
-
-def _contrast_frames(
-    S: np.ndarray, sort_bands: list, *, sr: int = SR, n_fft: int = N_FFT
-) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """Peak and valley magnitude per contrast band: of every frame of ``S`` (bins, frames) for bands whose
-    2 % quantile is one bin (a min and a max), else of every ``_CONTRAST_STRIDE``-th frame, from the rows
-    of ``sort_bands`` (:class:`_Scan`), sorted."""
-    to_sort = iter(sort_bands)
-    peaks, valleys = [], []
-    for first, stop, k in _contrast_bands(sr, n_fft):
-        if k == 1:
-            band = S[first:stop]
-            valleys.append(band.min(axis=0))
-            peaks.append(band.max(axis=0))
-        else:
-            srt = np.sort(next(to_sort), axis=1)
-            valleys.append(srt[:, :k].mean(axis=1))
-            peaks.append(srt[:, -k:].mean(axis=1))
-    return tuple(peaks), tuple(valleys)
-
-
-def _contrast(
-    peaks: tuple[np.ndarray, ...],
-    valleys: tuple[np.ndarray, ...],
-    frames: np.ndarray | slice,
-    few: np.ndarray | slice,
-    *,
-    n_frames: int,
-) -> np.ndarray:
-    """Mean spectral contrast over ``frames`` (``few`` of the subsampled bands), shape ``(7,)``, dB."""
-    peaks = tuple(p[frames] if len(p) == n_frames else p[few] for p in peaks)
-    valleys = tuple(v[frames] if len(v) == n_frames else v[few] for v in valleys)
-    # librosa: power_to_db (amin 1e-10, top_db 80 against each array's own maximum) of the magnitudes.
-    peak_db = [10.0 * np.log10(np.maximum(p, 1e-10)) for p in peaks]
-    valley_db = [10.0 * np.log10(np.maximum(v, 1e-10)) for v in valleys]
-    peak_floor = max(p.max() for p in peak_db) - 80.0
-    valley_floor = max(v.max() for v in valley_db) - 80.0
-    return np.array(
-        [np.mean(np.maximum(p, peak_floor) - np.maximum(v, valley_floor)) for p, v in zip(peak_db, valley_db)]
-    )
 
 
 @cache

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.audio.decode import MonoResampler, decode_audio, to_mono
+from tasks.audio.decode import decode_audio
+from tasks.audio.resample import MonoResampler, to_mono
 from tasks.constants import SR
 from tasks.features.analyze import analyze_audio, features_row
 from tasks.features.evidence import TrackEvidence

@@ -396,31 +396,3 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
     assert (table["changed"], table["analyzed"], table["unchanged"]) == ("1", "1", "3"), table
     assert client.read_deployment(deployment.id).paused  # stopping `serve` pauses its schedule
     assert re.search(r"reanalyze .*: Completed: 1 analyzed, 0 rejected, 0 failed", log.read_text()), log.read_text()
-
-
-def test_serve_command_line():
-    from datetime import timedelta
-
-    from typer.testing import CliRunner
-
-    from flows import schedule as serve
-    from flows.cli import app
-
-    assert serve.DEPLOYMENT_NAME == DEPLOYMENT_NAME
-    assert [serve.parse_interval(t) for t in ("90", "30s", "15m", "6h", "1d")] == [
-        timedelta(seconds=90),
-        timedelta(seconds=30),
-        timedelta(minutes=15),
-        timedelta(hours=6),
-        timedelta(days=1),
-    ]
-    for bad in ("", "0", "5x", "-3m"):
-        with pytest.raises(ValueError):
-            serve.parse_interval(bad)
-    runner = CliRunner()
-    usage = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
-    assert usage.exit_code == 0 and "--cron" in usage.output and "--interval" in usage.output
-    here = str(REPO)
-    assert runner.invoke(app, ["serve", here, "--cron", "0 3 * * *", "--interval", "1h"]).exit_code == 2
-    assert runner.invoke(app, ["serve", here, "--interval", "soon"]).exit_code == 2
-    assert runner.invoke(app, ["serve", here, "--timezone", "Mars/Olympus_Mons"]).exit_code == 2

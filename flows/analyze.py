@@ -120,6 +120,7 @@ def analyze_library(
     Returns the run summary: counts by outcome, seconds, tracks per minute.
     """
     options = AnalysisOptions(timeout_s=file_timeout_s, bpm_range=bpm_range)  # ValueError before any write
+    bpm_range = options.bpm_range  # checked, as floats
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0 (0: analyse inside the batch tasks, e.g. on Dask), got {workers}")
     logger = get_run_logger()
@@ -140,7 +141,6 @@ def analyze_library(
         work = str(catalog.work)
         runs.start_run(catalog.con, run_id, library, analyzer_version=ANALYZER_VERSION, flow_run_id=flow_run_id)
         try:
-            bpm_range = (float(bpm_range[0]), float(bpm_range[1]))
             plan, counts = scan_library(
                 library, work, run_id, analyzer_version=ANALYZER_VERSION, force=force, bpm_range=bpm_range
             )
@@ -164,7 +164,6 @@ def analyze_library(
             progress_id = artifacts.start_progress(library, done=counts["to_analyze"] == 0)
             window = 2 * workers if workers else max_in_flight
             if batches:
-                options = AnalysisOptions(timeout_s=file_timeout_s, bpm_range=bpm_range)
                 counts |= _analyze_and_store(batches, options, workers, catalog, run_id, window, progress_id)
             else:
                 counts |= {str(s): 0 for s in OUTCOMES}

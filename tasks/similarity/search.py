@@ -37,7 +37,7 @@ def _seed_ids(con: duckdb.DuckDBPyConnection, query: Any, index: SimilarityIndex
 
 def _refuse_unanalysed(con: duckdb.DuckDBPyConnection, index: SimilarityIndex, ids: Sequence[int]) -> None:
     """A seed the analysis rejected or failed has no vector, and re-running the analysis would not give it one."""
-    missing = [i for i in ids if i not in set(index.ids.tolist())]
+    missing = [int(i) for i in np.asarray(ids, dtype=np.int64)[~np.isin(ids, index.ids)]]
     if not missing:
         return
     bad = con.execute(

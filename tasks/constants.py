@@ -16,7 +16,7 @@ N_MFCC: int = 20
 
 #: Bump when any analysis output changes: the next run re-analyses exactly the rows with an older version
 #: (what each version changed is in the git log of this line).
-ANALYZER_VERSION: int = 8
+ANALYZER_VERSION: int = 9
 
 #: Extensions that are treated as audio (lower case, with the dot). Everything else is ignored and counted.
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(

@@ -2,9 +2,9 @@
 
 A track arrives as native-rate blocks (for loudness) and mono analysis-rate chunks (for the STFT). Each
 complete STFT block (:class:`~tasks.features.blocks.SpectrumStream`) leaves small per-frame evidence -- onset
-bands and frame levels (tempo), spectral peaks (key), frame descriptors (timbre) -- and is dropped; the
-loudness meter keeps 100 ms segment energies. Memory per hour of audio: about 45 MB of evidence, plus one
-block (5 minutes) in flight, whatever the track's length.
+bands, harmonic change, pitch onsets and frame levels (tempo), spectral peaks (key), frame descriptors
+(timbre) -- and is dropped; the loudness meter keeps 100 ms segment energies. Memory per hour of audio:
+about 47 MB of evidence, plus one block (5 minutes) in flight, whatever the track's length.
 
 A track shorter than one block gets exactly the features of the whole-track functions
 (:func:`~tasks.features.tempo.estimate.estimate_tempo`, :func:`~tasks.features.key.estimate.estimate_key`,
@@ -25,7 +25,15 @@ from tasks.features.key.estimate import KeyEstimate, KeyPeaks, key_from_peaks, k
 from tasks.features.loudness.r128 import MAX_CHANNELS, SR_RANGE, Loudness
 from tasks.features.loudness.stream import LoudnessMeter
 from tasks.features.spectrum import Spectrum
-from tasks.features.tempo.envelopes import CHANGE_LAG, frame_mean_square, harmonic_change, onset_bands
+from tasks.features.tempo.envelopes import (
+    CHANGE_LAG,
+    PITCH_HOLD,
+    frame_mean_square,
+    harmonic_change,
+    onset_bands,
+    pitch_rise,
+    pitch_spectrum_db,
+)
 from tasks.features.tempo.estimate import TempoEstimate, tempo_from_envelopes
 from tasks.features.timbre import Timbre, TimbreFrames, summarise_timbre, timbre_frames, zero_crossings
 
@@ -66,6 +74,8 @@ class TrackEvidence:
         self._spectra = SpectrumStream(sr=sr, block_frames=block_frames)
         self._bands: list[np.ndarray] = []
         self._change: list[np.ndarray] = []
+        self._pitch: list[np.ndarray] = []
+        self._last_pitch: np.ndarray | None = None  # pitch spectrum before the next block: pitch onsets
         self._frame_ms: list[np.ndarray] = []
         self._peaks: list[KeyPeaks] = []
         self._timbre: list[TimbreFrames] = []
@@ -99,6 +109,11 @@ class TrackEvidence:
         if lm.shape[1] < CHANGE_LAG and self._last_columns is not None:  # a block of a frame or so
             lm = np.concatenate([self._last_columns, lm], axis=1)
         self._last_columns = lm[:, -CHANGE_LAG:].copy()
+        pdb = pitch_spectrum_db(spectrum)
+        self._pitch.append(pitch_rise(pdb, previous=self._last_pitch))
+        if pdb.shape[1] < PITCH_HOLD and self._last_pitch is not None:
+            pdb = np.concatenate([self._last_pitch, pdb], axis=1)
+        self._last_pitch = pdb[:, -PITCH_HOLD:].copy()
         self._frame_ms.append(frame_mean_square(spectrum))
         self._peaks.append(key_peaks(spectrum, first_frame=self._frames))
         self._timbre.append(timbre_frames(spectrum))
@@ -115,9 +130,14 @@ class TrackEvidence:
         self._bands = []
         fr = self.sr / self._spectra.hop_length
         tempo = tempo_from_envelopes(
-            bands, np.concatenate(self._frame_ms), np.concatenate(self._change), frame_rate=fr, bpm_range=bpm_range
+            bands,
+            np.concatenate(self._frame_ms),
+            np.concatenate(self._change),
+            frame_rate=fr,
+            bpm_range=bpm_range,
+            pitch=np.concatenate(self._pitch, axis=1),
         )
-        self._change = []
+        self._change, self._pitch = [], []
         timbre_frames_ = TimbreFrames.concat(self._timbre)
         self._timbre = []
         timbre = summarise_timbre(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+import scipy.ndimage
+import scipy.sparse
 
 from tasks.features.spectrum import Spectrum, mel_basis
 
@@ -20,6 +22,15 @@ _LOW_HZ, _HIGH_HZ = 200.0, 5000.0  # kick band below, hi-hat band above
 CHANGE_LAG: int = 6
 _CHANGE_HZ = (100.0, 5000.0)  # where the partials of voices and chords are
 _CHANGE_RANGE_DB = 60.0  # a frame's spectral shape is taken within this much of its loudest band
+#: Pitch onsets compare each frame with the one this many frames earlier (70 ms at the default rate): a sung
+#: or bowed note reaches its level over several frames, so a one-frame rise is lost in vibrato.
+PITCH_LAG: int = 3
+#: A new note rises over its band's level of the last this many frames (279 ms) up to ``PITCH_LAG`` before: a
+#: held tone whose partials beat or whose vibrato sweeps the bands (4-20 Hz) stays under it.
+PITCH_HOLD: int = 12
+_PITCH_HZ = (55.0, 2000.0)  # fundamentals and first partials of voices, strings, winds
+_PITCH_BINS_PER_SEMITONE = 3
+_PITCH_RANGE_DB = 80.0  # a frame's pitch spectrum is floored this far under its loudest bin
 
 
 @cache
@@ -95,6 +106,67 @@ def harmonic_change(spectrum: Spectrum, *, previous: np.ndarray | None = None) -
         d = 0.5 * np.abs(x[:, CHANGE_LAG:] - x[:, :-CHANGE_LAG]).mean(axis=0)  # frame j + CHANGE_LAG of x
         first = max(CHANGE_LAG - k, 0)  # first frame of the block with a full lag behind it
         out[first:] = d[len(d) - (spectrum.n_frames - first) :]
+    return out
+
+
+@cache
+def _pitch_filterbank(sr: int, n_fft: int) -> scipy.sparse.csr_array:
+    """(n_bins, 1 + n_fft // 2) triangular weights, a third of a semitone apart over ``_PITCH_HZ``, each row
+    summing to 1 (a bin narrower than an STFT bin takes that bin)."""
+    f = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    per = 12 * _PITCH_BINS_PER_SEMITONE
+    centres = _PITCH_HZ[0] * 2.0 ** (np.arange(int(np.log2(_PITCH_HZ[1] / _PITCH_HZ[0]) * per)) / per)
+    width = np.maximum(centres * (2.0 ** (1.0 / per) - 1.0), sr / n_fft)
+    w = np.maximum(0.0, 1.0 - np.abs(f[None, :] - centres[:, None]) / width[:, None])
+    return scipy.sparse.csr_array((w / w.sum(axis=1, keepdims=True)).astype(np.float32))
+
+
+def pitch_spectrum_db(spectrum: Spectrum) -> np.ndarray:
+    """Power in third-of-a-semitone bands over ``_PITCH_HZ``, dB, each frame floored ``_PITCH_RANGE_DB`` under
+    its loudest band, shape ``(n_bins, n_frames)``, float32: the input of :func:`pitch_onsets`."""
+    p = _pitch_filterbank(spectrum.sr, spectrum.n_fft) @ (spectrum.S * spectrum.S)
+    db = 10.0 * np.log10(np.maximum(p, 1e-10, dtype=np.float32))
+    return np.maximum(db, db.max(axis=0) - np.float32(_PITCH_RANGE_DB)).astype(np.float32)
+
+
+def pitch_onsets(spectrum: Spectrum, *, previous: np.ndarray | None = None) -> np.ndarray:
+    """Rises of the pitch spectrum, mean over bands, shape ``(2, n_frames)``, dB, float32.
+
+    Row 0: the rise over ``PITCH_LAG`` frames. The mel bands below 1 kHz are several semitones wide, so a
+    voice moving by step under a sustained chord hardly changes them; third-of-a-semitone bands see every
+    new note, however soft its attack. Choirs, organs and bowed strings, whose onset flux is near chance,
+    keep a pulse here (the harmonic rhythm and the moving voices). Row 1: the rise over the band's highest
+    level in frames ``t - PITCH_HOLD .. t - PITCH_LAG``: new notes only, not the beating or vibrato of held
+    ones, which also rise and fall periodically in row 0. Frames without that much history are 0 unless
+    ``previous`` is given.
+
+    Parameters
+    ----------
+    previous : np.ndarray, shape (n_bins, k), optional
+        The last ``k <= PITCH_HOLD`` columns of :func:`pitch_spectrum_db` before the first frame (a block
+        that continues a track).
+    """
+    return pitch_rise(pitch_spectrum_db(spectrum), previous=previous)
+
+
+def pitch_rise(db: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndarray:
+    """:func:`pitch_onsets` from a block's :func:`pitch_spectrum_db` ``db`` (shape ``(n_bins, n_frames)``)."""
+    n_frames = db.shape[1]
+    if previous is not None and previous.shape[1]:
+        db = np.concatenate([previous.astype(np.float32), db], axis=1)
+    k = db.shape[1] - n_frames  # columns of history before the block
+    out = np.zeros((2, n_frames), dtype=np.float32)
+    lag, hold = PITCH_LAG, PITCH_HOLD
+    if db.shape[1] > lag:
+        rise = np.maximum(db[:, lag:] - db[:, :-lag], 0.0).mean(axis=0)  # frame j + lag of db
+        first = max(lag - k, 0)  # first frame of the block with a full lag behind it
+        out[0, first:] = rise[len(rise) - (n_frames - first) :]
+    if db.shape[1] > hold:
+        # held[:, j] = max(db[:, j - (hold - lag) .. j]); frame t compares with held[:, t - lag].
+        held = scipy.ndimage.maximum_filter1d(db, size=hold - lag + 1, axis=1, origin=(hold - lag) // 2)
+        new = np.maximum(db[:, hold:] - held[:, hold - lag : -lag], 0.0).mean(axis=0)  # frame j + hold of db
+        first = max(hold - k, 0)
+        out[1, first:] = new[len(new) - (n_frames - first) :]
     return out
 
 

@@ -1,0 +1,95 @@
+"""A pulse in the pitch onsets: the rhythm of music whose attacks are too soft for the onset flux.
+
+Choirs, organs and bowed strings can leave both the onset flux and the (mel-band) harmonic change near chance
+while their notes still move on the beat. :func:`~tasks.features.tempo.envelopes.pitch_onsets` sees every new
+note in third-of-a-semitone bands; :func:`legato_pulse` finds its strongest pulse and accepts it only when it
+repeats clearly *and* clearly better than at unrelated rates of the same envelope. The second test matters:
+the pulse tracker follows a drifting phase, so it fits a few irregular events (a pad changing chords every
+few seconds, notes at random times) at any rate; only a real pulse fits its own rate much better than its
+neighbours. And the third: steady tones (a chord of sines a semitone apart, an organ drone with vibrato)
+pulse in the pitch bands at their beating or vibrato rate, but add no new notes. The floors are set on
+synthesized negatives only (``bench/arhythmic.py``: noise, static and drifting pads, organ drones, notes at
+random times; none passes); what they keep of the dev set's choirs and strings is in ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.features.tempo.beats import beat_harmonics
+from tasks.features.tempo.octave import Amplitudes
+from tasks.features.tempo.pulse import Pulse, strongest_pulse, track_pulse
+
+#: Share of the pitch onsets' variance that must repeat with the pulse (raised for tracks under 20 s) ...
+MIN_PITCH_CLARITY: float = 0.18
+#: ... and how many times its median share at the unrelated rates ``_NULL_RATES`` it must be.
+MIN_PITCH_CONTRAST: float = 2.0
+#: Rates, relative to the pulse, with no simple ratio to it (5/4, 4/3, 3/2 and 2 are avoided).
+_NULL_RATES = (1.09, 1.17, 0.91, 0.86, 1.41, 0.71)
+#: ... and the share of the pitch rise that is new notes (row 1 of the pitch onsets over row 0): held tones
+#: whose partials beat or whose vibrato sweeps the bands pulse in row 0 but stay under this share.
+MIN_NEW_SHARE: float = 0.18
+#: The share is the largest at the pulse or at half or a quarter of it (the beat under a running 8th or 16th).
+_LEVELS = (1.0, 0.5, 0.25)
+
+
+@dataclass(frozen=True)
+class LegatoPulse:
+    """The pitch onsets' tracked pulse and the evidence it passed on.
+
+    Attributes
+    ----------
+    pulse : Pulse
+        Tracked through the pitch onsets.
+    clarity : float
+        0..1: share of the pitch onsets' variance at the harmonics of the pulse (or of half or a quarter of it).
+    contrast : float
+        ``clarity`` over its median at the unrelated rates.
+    new_share : float
+        Share of the pitch rise that lifts a band over its level of the last 279 ms (new notes).
+    """
+
+    pulse: Pulse
+    clarity: float
+    contrast: float
+    new_share: float
+
+
+def periodic_share(e: np.ndarray, fr: float, f0: float) -> tuple[Pulse, float]:
+    """Track zero-mean envelope ``e`` near ``f0`` Hz; the largest share of its variance at the harmonics of the
+    tracked pulse or of half or a quarter of it."""
+    pulse = track_pulse(e, fr, f0)
+    amp = Amplitudes(e[None, :], pulse.phase)
+    share = 0.0
+    for r in _LEVELS:
+        ks = beat_harmonics(pulse.freq * r, fr)
+        share = max(share, float((np.abs(amp.many([r * k for k in ks])) ** 2).sum()))
+    return pulse, min(1.0, share)
+
+
+def legato_pulse(pitch: np.ndarray, fr: float, *, short: float = 1.0) -> LegatoPulse | None:
+    """The pulse of the pitch onsets, or None when it is at chance level or made by held tones.
+
+    Parameters
+    ----------
+    pitch : np.ndarray, shape (2, n_frames)
+        :func:`~tasks.features.tempo.envelopes.pitch_onsets` of the whole track.
+    fr : float
+        Frames per second.
+    short : float
+        ``>= 1``: how much to raise the clarity floor (20 s over the track's length, when shorter).
+    """
+    rise = np.asarray(pitch[0], dtype=np.float64)
+    e = rise - rise.mean()
+    if not np.any(e):
+        return None
+    new_share = float(np.mean(pitch[1])) / max(float(rise.mean()), 1e-12)
+    f0 = strongest_pulse(e, fr) / 60.0
+    pulse, clarity = periodic_share(e, fr, f0)
+    null = float(np.median([periodic_share(e, fr, f0 * m)[1] for m in _NULL_RATES]))
+    contrast = clarity / max(null, 1e-9)
+    if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST and new_share >= MIN_NEW_SHARE:
+        return LegatoPulse(pulse, clarity, contrast, new_share)
+    return None

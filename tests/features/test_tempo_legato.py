@@ -1,0 +1,108 @@
+"""The pitch onsets and their pulse: the rhythm of music whose attacks are too soft for the onset flux, and
+nothing for held tones that beat or waver, or notes at random times."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.constants import HOP_LENGTH, SR
+from tasks.features.spectrum import compute_spectrum
+from tasks.features.tempo.envelopes import PITCH_HOLD, pitch_onsets, pitch_spectrum_db
+from tasks.features.tempo.estimate import tempo_from_envelopes
+from tasks.features.tempo.legato import MIN_NEW_SHARE, legato_pulse
+from tasks.synth.voices import chord_tone, midi_hz, tone
+from tests.features.tempo_signals import CADENCE_CHORDS
+from tests.features.tempo_signals import organ as _organ
+
+FR = SR / HOP_LENGTH
+
+
+def _chord_changes(bpm: float, beats: int) -> np.ndarray:
+    n = int(round(60.0 / bpm * SR))
+    y = np.concatenate([_organ(list(CADENCE_CHORDS[i % len(CADENCE_CHORDS)]), n, attack_s=0.2) for i in range(beats)])
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
+def _new_share(y: np.ndarray) -> float:
+    p = pitch_onsets(compute_spectrum(y))
+    return float(p[1].mean() / p[0].mean())
+
+
+def test_pitch_onsets_block_by_block_are_the_whole_track() -> None:
+    from tasks.features.blocks import SpectrumStream
+    from tasks.features.tempo.envelopes import pitch_rise
+
+    y = _chord_changes(80.0, 16)
+    whole = pitch_onsets(compute_spectrum(y))
+    for block_frames in (PITCH_HOLD - 5, 150):
+        stream, parts, last = SpectrumStream(block_frames=block_frames), [], None
+        for spec in [*stream.feed(y[:30_001]), *stream.feed(y[30_001:]), *stream.finish()]:
+            db = pitch_spectrum_db(spec)
+            parts.append(pitch_rise(db, previous=last))
+            db = db if last is None else np.concatenate([last, db], axis=1)
+            last = db[:, -PITCH_HOLD:]
+        np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, atol=1e-4)
+
+
+def test_new_notes_rise_over_the_held_level_beating_tones_do_not() -> None:
+    # A pad of sines a semitone apart beats: its pitch bands rise and fall all the time, over no new level.
+    held = _new_share(chord_tone(0, "major", duration_s=20.0))
+    moving = _new_share(_chord_changes(72.0, 24))
+    assert held < MIN_NEW_SHARE < moving
+
+
+def _pitch_envelopes(row0: np.ndarray, new_share: float, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Onsets and harmonic change at chance level (soft attacks, slow harmony), the given pitch rise."""
+    rng = np.random.default_rng(seed)
+    n = len(row0)
+    bands = np.abs(rng.standard_normal((4, n))).astype(np.float32)
+    change = np.abs(rng.standard_normal(n)).astype(np.float32)
+    pitch = np.vstack([row0, new_share * row0]).astype(np.float32)
+    return bands, np.full(n, 0.05, np.float32), change, pitch
+
+
+def _beat_bumps(bpm: float, seconds: float = 30.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * FR)) / FR
+    beat = np.exp(-(((t * bpm / 60.0 + 0.5) % 1.0 - 0.5) ** 2) / (2 * 0.05**2))
+    return 0.6 * beat + 0.4 * np.abs(np.random.default_rng(seed).standard_normal(len(t)))
+
+
+@pytest.mark.parametrize("bpm", [66.0, 104.0])
+def test_pitch_pulse_keeps_legato_music_rhythmic(bpm: float) -> None:
+    bands, ms, change, pitch = _pitch_envelopes(_beat_bumps(bpm), 0.3)
+    assert tempo_from_envelopes(bands, ms, change, frame_rate=FR).reason == "ARHYTHMIC"  # no pitch onsets
+    est = tempo_from_envelopes(bands, ms, change, frame_rate=FR, bpm_range=(55.0, 150.0), pitch=pitch)
+    # The pulse is found; with onsets of pure noise the octave model has nothing to choose a level on.
+    assert est.reason is None and est.pulse_clarity > 0.18
+    assert any(b == pytest.approx(bpm, abs=0.5) for b, _ in est.candidates)
+    # The same pulse made by held tones (no new notes) stays arhythmic.
+    bands, ms, change, pitch = _pitch_envelopes(_beat_bumps(bpm), 0.05)
+    assert tempo_from_envelopes(bands, ms, change, frame_rate=FR, pitch=pitch).reason == "ARHYTHMIC"
+
+
+def test_notes_at_random_times_have_no_pitch_pulse() -> None:
+    rng = np.random.default_rng(3)
+    row0 = 0.2 * np.abs(rng.standard_normal(int(30 * FR)))
+    hits = np.cumsum(rng.exponential(0.45 * FR, 100)).astype(int)
+    row0[hits[hits < len(row0)]] += 3.0
+    bands, ms, change, pitch = _pitch_envelopes(row0, 0.3)
+    assert tempo_from_envelopes(bands, ms, change, frame_rate=FR, pitch=pitch).reason == "ARHYTHMIC"
+
+
+@pytest.mark.parametrize("kind", ["pad", "drone", "free"])
+def test_held_tones_and_free_time_get_no_legato_pulse(kind: str) -> None:
+    rng = np.random.default_rng(7)
+    n = 30 * SR
+    if kind == "pad":
+        y = chord_tone(6, "minor", duration_s=30.0)  # the pad whose beating pulses most clearly
+    elif kind == "drone":
+        y = sum(tone("organ", midi_hz(p), n, SR, rng) for p in (43, 50, 55))  # organ with vibrato
+    else:
+        y, t = np.zeros(n), 0.3
+        while t < 29.5:
+            i = int(t * SR)
+            y[i : i + SR] += tone("piano", midi_hz(int(rng.integers(48, 80))), min(SR, n - i), SR, rng)
+            t += rng.exponential(0.4)
+    spec = compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32))
+    assert legato_pulse(pitch_onsets(spec), spec.frame_rate) is None

@@ -1,0 +1,128 @@
+"""Who gets no tempo: music without a pulse must (``ARHYTHMIC``), rhythmic music must not.
+
+    python -m bench.arhythmic [DEVSET] [--seeds 10] [--jobs 2]
+
+Negatives, synthesized here (``tasks.synth.voices``), each at 8, 20, 30 and 60 s and ``--seeds`` seeds:
+white and pink noise; static chord pads of sines (every scale tone over three octaves: partials a semitone
+apart beat); pads that change chord at random times (every 0.7-4 s and every 3-12 s); organ drones with
+vibrato; plucked, piano and FM notes at Poisson times (free time). Each goes through
+:func:`~tasks.features.tempo.estimate.estimate_tempo` as the analysis runs it; a tempo is a false pulse.
+
+Positives: the development set's families (``make devset``), from ``DEVSET/results/cratedig-vN.jsonl`` as
+``bench.devset_eval`` left them: the share of each family given no tempo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections import defaultdict
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+from bench.corpus import corpus_root
+from bench.results import recording
+from tasks.constants import ANALYZER_VERSION, SR
+from tasks.features.spectrum import compute_spectrum
+from tasks.features.tempo.estimate import estimate_tempo
+from tasks.synth.voices import chord_tone, midi_hz, pink_noise, tone
+
+KINDS = ("white", "pink", "pad", "drift", "slow drift", "drone", "free pluck", "free piano", "free fm")
+DURATIONS = (8.0, 20.0, 30.0, 60.0)
+
+
+def _pads_changing(rng: np.random.Generator, n: int, dur: float, lo: float, hi: float) -> np.ndarray:
+    y, t = np.zeros(n), 0.0
+    while t < dur:
+        d = rng.uniform(lo, hi)
+        seg = chord_tone(int(rng.integers(12)), str(rng.choice(["major", "minor"])), duration_s=min(d, dur - t) + 0.1)
+        i = int(t * SR)
+        m = min(len(seg), n - i)
+        y[i : i + m] += seg[:m]
+        t += d
+    return y
+
+
+def _free_time(rng: np.random.Generator, n: int, dur: float, kind: str) -> np.ndarray:
+    """Notes of ``kind`` at Poisson times, mean gap 0.15-0.8 s, random pitches."""
+    y, gap = np.zeros(n), rng.uniform(0.15, 0.8)
+    t = rng.exponential(gap)
+    while t < dur - 0.1:
+        i = int(t * SR)
+        m = min(n - i, 2 * SR)
+        y[i : i + m] += tone(kind, midi_hz(int(rng.integers(48, 80))), m, SR, rng) * rng.uniform(0.4, 1.0)
+        t += rng.exponential(gap)
+    return y
+
+
+def negative(kind: str, seed: int, dur: float) -> np.ndarray:
+    """One negative signal, mono float32 at ``SR``, peak 0.5."""
+    rng = np.random.default_rng(seed)
+    n = int(dur * SR)
+    if kind == "white":
+        y = rng.standard_normal(n)
+    elif kind == "pink":
+        y = pink_noise(rng, (n,))
+    elif kind == "pad":
+        y = chord_tone(seed % 12, "major" if seed % 24 < 12 else "minor", duration_s=dur).astype(np.float64)
+    elif kind in ("drift", "slow drift"):
+        y = _pads_changing(rng, n, dur, *((0.7, 4.0) if kind == "drift" else (3.0, 12.0)))
+    elif kind == "drone":
+        y = sum(tone("organ", midi_hz(p + seed % 12), n, SR, rng) for p in (36, 43, 48))
+    else:
+        y = _free_time(rng, n, dur, kind.split()[1])
+    return (0.5 * y / (np.abs(y).max() + 1e-12)).astype(np.float32)
+
+
+def _run(task: tuple[str, int, float]) -> tuple[str, float, bool]:
+    kind, seed, dur = task
+    est = estimate_tempo(compute_spectrum(negative(kind, seed, dur)))
+    return kind, dur, est.bpm is not None
+
+
+def devset_none(devset: Path) -> dict[str, tuple[int, int]]:
+    """Per family of the dev set: files given no tempo and files, from the stored results of this version."""
+    store = devset / "results" / f"cratedig-v{ANALYZER_VERSION}.jsonl"
+    table = devset / "ground_truth.csv"
+    if not (store.exists() and table.exists()):
+        return {}
+    res = {rec["file"]: rec["result"]["cratedig"] for rec in map(json.loads, store.read_text().splitlines())}
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    with open(table, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["file"] in res:
+                out[r["family"]][0] += res[r["file"]]["bpm"] is None
+                out[r["family"]][1] += 1
+    return {k: (v[0], v[1]) for k, v in sorted(out.items())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("devset", type=Path, nargs="?", default=corpus_root() / "devset")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    tasks = [(k, 1000 + s, d) for k in KINDS for s in range(args.seeds) for d in DURATIONS]
+    with Pool(args.jobs) as pool:
+        runs = pool.map(_run, tasks, chunksize=4)
+    with recording("arhythmic", "Who gets no tempo: negatives and the dev set's families"):
+        print(f"analyzer version {ANALYZER_VERSION}; negatives: {args.seeds} seeds x {len(DURATIONS)} durations each")
+        print(f"{'negative':12s} " + " ".join(f"{f'{d:g} s':>6s}" for d in DURATIONS) + "  given a tempo")
+        for k in KINDS:
+            cells = [sum(t for kk, dd, t in runs if kk == k and dd == d) for d in DURATIONS]
+            print(f"{k:12s} " + " ".join(f"{c:3d}/{args.seeds:<2d}" for c in cells))
+        total = sum(t for *_, t in runs)
+        print(f"{'all':12s} {total}/{len(runs)} given a tempo")
+        fams = devset_none(args.devset)
+        if fams:
+            print("\ndev set family   no tempo (should be 0: every family is rhythmic)")
+            for fam, (none, n) in fams.items():
+                print(f"{fam:16s} {none:3d}/{n}")
+            print(f"{'pooled':16s} {sum(v[0] for v in fams.values()):3d}/{sum(v[1] for v in fams.values())}")
+
+
+if __name__ == "__main__":
+    main()

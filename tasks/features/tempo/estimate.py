@@ -16,7 +16,7 @@ Method (from :attr:`Spectrum.log_mel`, which the timbre features share, and the 
    their strength at the candidate times three numbers of the track's texture: the harmonic-change-to-onset
    ratio at the pulse, the steepness of its sharpest attacks and the spread of its onsets over frames (legato
    or struck; :mod:`tasks.features.tempo.octave`; the place in the range times the steepness too, the bass pulse at
-   half the candidate times the spread; 55 weights fitted by ``bench/tempo_eval.py --fit``, loaded from
+   half the candidate times the spread; 55 weights fitted by ``bench/devset_octave.py --write``, loaded from
    ``octave_weights.json`` with the fit's provenance). In music
    with no drums the harmonic change marks the beat (the harmonic rhythm) where the onsets mark every 8th of
    the moving voices. ``candidates`` carries the model's probabilities. When ``bpm_range`` spans an octave

@@ -12,7 +12,7 @@ drummed music (a steep one). The low and mid bands' strength at half a candidate
 the onsets are spread (:func:`onset_smoothness`; for the mid band floored at ``HALF_MID_FLOOR``): under a
 slow chorale whose voices move in 8ths the bass and the inner voices walk in the beat, half the 8th. Where
 the chords change with the pulse, the harmonic change at a candidate counts for more and the mid-band
-onsets for less. A linear score with weights fitted by ``bench/tempo_eval.py --fit`` (training sets and
+onsets for less. A linear score with weights fitted by ``bench/devset_octave.py --write`` (training sets and
 held-out sets in the provenance of ``octave_weights.json``) gives each candidate a probability.
 """
 
@@ -49,8 +49,8 @@ TEXTURE_CLIP = 1.5
 _RISE_FLOOR_DB = 60.0
 _LEVEL_1 = LEVELS.index(1)
 _LEVEL_HALF = LEVELS.index(1 / 2)
-#: The fitted weights, loaded from ``octave_weights.json`` beside this module, which ``bench/tempo_eval.py --fit``
-#: writes with the fit's provenance. W_PRIOR: the place in the range (x, x squared); W_LEVELS: rows all, low,
+#: The fitted weights, loaded from ``octave_weights.json`` beside this module, which ``bench/devset_octave.py
+#: --write`` writes with the fit's provenance. W_PRIOR: the place in the range (x, x squared); W_LEVELS: rows all, low,
 #: mid, high onset bands, harmonic change, columns :data:`LEVELS`; W_BY_TEXTURE: the five envelopes' log
 #: amplitudes at the candidate times each scaled texture number (rows: pulse-change ratio, attack rise, onset
 #: smoothness); W_PRIOR_BY_RISE: the place in the range times the scaled attack rise; W_HALF_BY_SMOOTHNESS: the

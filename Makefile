@@ -73,10 +73,12 @@ bench-devset: devset  ## tempo and key per family of the dev set, peers in the s
 	$(BIN)/python -m bench.devset_eval $(DEVSET) --peers-every 2 --madmom-every 10
 	$(BIN)/python -m bench.devset_lofo $(DEVSET)
 	$(BIN)/python -m bench.devset_octave $(DEVSET)
+	$(BIN)/python -m bench.arhythmic $(DEVSET)
 
 bench-accuracy: install bench-devset  ## the dev set, then tempo and key against peers (writes bench/RESULTS.md)
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"
 	$(BIN)/python -m bench.accuracy --corpus $(CORPUS)
+	$(BIN)/python -m bench.game_checks $(CORPUS)
 
 bench-throughput: install  ## per-stage CPU, tracks/min, RSS on the corpus
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"

@@ -1,0 +1,117 @@
+"""Label-free checks on real game soundtracks: what the analysis says about music with no ground truth.
+
+    python -m bench.game_checks [CORPUS] [--jobs 2]      # CORPUS/real/<package>/<track> from ../shared/corpus
+
+The corpus's ``real/`` tracks (Debian's wesnoth-1.16-music, supertux-data, singularity-music,
+colobot-common-sounds and warzone2100-music; none is held out by issue 19) have no tempo or key labels, so
+only what needs none is measured, per package and pooled:
+
+- ``none``: share given no tempo (``ARHYTHMIC``, ``SILENT``, ``TOO_SHORT``): game scores are mostly
+  rhythmic, but ambient cues may rightly have no pulse, so this is a share to watch, not an error rate;
+- ``outside``: share of tempi outside the preferred range (a promise: must be 0 with the default range);
+- ``40-250 outside``: share the free model (range 40-250) puts outside 70-180: how often the promise decides;
+- ``agree``: where the file's tag states a BPM, share within 4 % of it (none of these packages tags BPM
+  today; the column stays for corpora that do);
+- ``keyless``: share given no key; CPU s per minute of audio for the whole analysis.
+
+Results per file are kept in ``CORPUS/results/game-vN.jsonl`` (N = ``ANALYZER_VERSION``); a rerun analyses only
+new files. The table goes to ``bench/RESULTS.md`` (section ``game_checks``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+from bench.corpus import corpus_root
+from bench.results import recording
+from tasks.constants import ANALYZER_VERSION, BPM_RANGE
+
+_WIDE = (40.0, 250.0)
+
+
+def _analyse(path: str) -> dict:
+    from tasks.features.analyze import analyze_file
+
+    st = os.stat(path)
+    out: dict = {"file": path}
+    for name, rng in (("default", BPM_RANGE), ("wide", _WIDE)):
+        t = time.process_time()
+        res = analyze_file(path, st.st_size, st.st_mtime_ns, bpm_range=rng)
+        feats = res["features"] or {}
+        out[name] = {
+            "status": res["status"],
+            "bpm": feats.get("bpm"),
+            "reason": feats.get("tempo_reason"),
+            "key": feats.get("key"),
+            "cpu": time.process_time() - t,
+        }
+        out.update(duration_s=res.get("duration_s") or 0.0, tag_bpm=res.get("tag_bpm"))
+    return out
+
+
+def _share(flags: list[bool]) -> str:
+    return f"{sum(flags) / len(flags):6.3f}" if flags else "     -"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("corpus", type=Path, nargs="?", default=corpus_root())
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    tracks = sorted(str(p) for p in (args.corpus / "real").glob("*/*") if p.is_file())
+    if not tracks:
+        raise SystemExit(f"no tracks under {args.corpus / 'real'}: build the corpus (../shared/corpus/build.sh)")
+    store = args.corpus / "results" / f"game-v{ANALYZER_VERSION}.jsonl"
+    store.parent.mkdir(exist_ok=True)
+    done = {}
+    if store.exists():
+        done = {rec["file"]: rec for rec in map(json.loads, store.read_text().splitlines())}
+    todo = [t for t in tracks if t not in done]
+    if todo:
+        with Pool(args.jobs) as pool, open(store, "a") as fh:
+            for rec in pool.imap_unordered(_analyse, todo):
+                done[rec["file"]] = rec
+                fh.write(json.dumps(rec) + "\n")
+                fh.flush()
+    recs = [done[t] for t in tracks]
+    lo, hi = BPM_RANGE
+    with recording("game_checks", "Game soundtracks: label-free checks"):
+        minutes = sum(r["duration_s"] for r in recs) / 60
+        print(
+            f"{len(recs)} tracks, {minutes:.0f} min of audio, analyzer version {ANALYZER_VERSION}, default range "
+            f"{lo:g}-{hi:g} BPM"
+        )
+        print(
+            f"{'package':24s} {'n':>4s} {'none':>6s} {'outside':>7s} {'40-250 outside':>14s} {'tagged':>6s} "
+            f"{'agree':>6s} {'keyless':>7s} {'CPU s/min':>9s}"
+        )
+        packages = sorted({Path(r["file"]).parent.name for r in recs})
+        for pkg in [*packages, "pooled"]:
+            sub = [r for r in recs if pkg == "pooled" or Path(r["file"]).parent.name == pkg]
+            ok = [r for r in sub if r["default"]["status"] == "analyzed"]
+            bpm = [r["default"]["bpm"] for r in ok if r["default"]["bpm"] is not None]
+            wide = [r["wide"]["bpm"] for r in ok if r["wide"]["bpm"] is not None]
+            tagged = [r for r in ok if r["tag_bpm"] and r["default"]["bpm"]]
+            agree = [abs(r["default"]["bpm"] / r["tag_bpm"] - 1) <= 0.04 for r in tagged]
+            cpu = sum(r["default"]["cpu"] for r in sub) / max(sum(r["duration_s"] for r in sub) / 60, 1e-9)
+            print(
+                f"{pkg:24s} {len(sub):4d} {_share([r['default']['bpm'] is None for r in ok])} "
+                f"{_share([not lo <= b <= hi for b in bpm]):>7s} {_share([not lo <= b <= hi for b in wide]):>14s} "
+                f"{len(tagged):6d} {_share(agree)} {_share([r['default']['key'] is None for r in ok]):>7s} "
+                f"{cpu:9.2f}"
+            )
+        reasons: dict[str, int] = {}
+        for r in recs:
+            key = r["default"]["reason"] or ("rejected" if r["default"]["status"] != "analyzed" else None)
+            if key:
+                reasons[key] = reasons.get(key, 0) + 1
+        print("no tempo, by reason:", ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,8 @@ Negatives, synthesized here (``tasks.synth.voices``), each at 8, 20, 30 and 60 s
 white and pink noise; static chord pads of sines (every scale tone over three octaves: partials a semitone
 apart beat); pads that change chord at random times (every 0.7-4 s and every 3-12 s); organ drones with
 vibrato; plucked, piano and FM notes at Poisson times (free time). Each goes through
-:func:`~tasks.features.tempo.estimate.estimate_tempo` as the analysis runs it; a tempo is a false pulse.
+:func:`~tasks.features.tempo.estimate.tempo_from_envelopes` as the analysis runs it; a tempo is a false pulse,
+and one that the same evidence without the pitch onsets would not get came from the legato rescue.
 
 Positives: the development set's families (``make devset``), from ``DEVSET/results/cratedig-vN.jsonl`` as
 ``bench.devset_eval`` left them: the share of each family given no tempo.
@@ -27,7 +28,8 @@ from bench.corpus import corpus_root
 from bench.results import recording
 from tasks.constants import ANALYZER_VERSION, SR
 from tasks.features.spectrum import compute_spectrum
-from tasks.features.tempo.estimate import estimate_tempo
+from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, onset_bands, pitch_onsets
+from tasks.features.tempo.estimate import tempo_from_envelopes
 from tasks.synth.voices import chord_tone, midi_hz, pink_noise, tone
 
 KINDS = ("white", "pink", "pad", "drift", "slow drift", "drone", "free pluck", "free piano", "free fm")
@@ -77,10 +79,14 @@ def negative(kind: str, seed: int, dur: float) -> np.ndarray:
     return (0.5 * y / (np.abs(y).max() + 1e-12)).astype(np.float32)
 
 
-def _run(task: tuple[str, int, float]) -> tuple[str, float, bool]:
+def _run(task: tuple[str, int, float]) -> tuple[str, float, bool, bool]:
+    """Whether the analysis gives the negative a tempo, and whether it is the pitch onsets' (legato) pulse."""
     kind, seed, dur = task
-    est = estimate_tempo(compute_spectrum(negative(kind, seed, dur)))
-    return kind, dur, est.bpm is not None
+    spec = compute_spectrum(negative(kind, seed, dur))
+    env = (onset_bands(spec), frame_mean_square(spec), harmonic_change(spec))
+    with_pitch = tempo_from_envelopes(*env, frame_rate=spec.frame_rate, pitch=pitch_onsets(spec)).bpm is not None
+    without = tempo_from_envelopes(*env, frame_rate=spec.frame_rate).bpm is not None
+    return kind, dur, with_pitch, with_pitch and not without
 
 
 def devset_none(devset: Path) -> dict[str, tuple[int, int]]:
@@ -112,10 +118,10 @@ def main() -> None:
         print(f"analyzer version {ANALYZER_VERSION}; negatives: {args.seeds} seeds x {len(DURATIONS)} durations each")
         print(f"{'negative':12s} " + " ".join(f"{f'{d:g} s':>6s}" for d in DURATIONS) + "  given a tempo")
         for k in KINDS:
-            cells = [sum(t for kk, dd, t in runs if kk == k and dd == d) for d in DURATIONS]
+            cells = [sum(t for kk, dd, t, _ in runs if kk == k and dd == d) for d in DURATIONS]
             print(f"{k:12s} " + " ".join(f"{c:3d}/{args.seeds:<2d}" for c in cells))
-        total = sum(t for *_, t in runs)
-        print(f"{'all':12s} {total}/{len(runs)} given a tempo")
+        total, legato = sum(r[2] for r in runs), sum(r[3] for r in runs)
+        print(f"{'all':12s} {total}/{len(runs)} given a tempo, {legato} of them by the pitch onsets (legato rescue)")
         fams = devset_none(args.devset)
         if fams:
             print("\ndev set family   no tempo (should be 0: every family is rhythmic)")

@@ -268,6 +268,12 @@ def main() -> None:
             "the whole analysis for cratedig, decoding included for every method.\ncratedig's key settings and "
             "octave weights are chosen on all these families (in-sample); held out: devset_lofo, devset_octave."
         )
+        outside = [r for r in rows if not BPM_RANGE[0] <= float(r["bpm"]) <= BPM_RANGE[1]]
+        by_family = {f: sum(r["family"] == f for r in outside) for f in sorted({r["family"] for r in rows})}
+        print(
+            f"references outside the default range (no tempo reported there, a promise): {len(outside)} of "
+            f"{len(rows)} (" + ", ".join(f"{f} {n}" for f, n in by_family.items()) + ")"
+        )
         table(rows, results, ours, durations)
         if not args.no_peers:
             print(f"\nPeers on one file in {args.peers_every} ({len(peers)} files), cratedig on the same files:")

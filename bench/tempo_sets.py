@@ -1,11 +1,12 @@
-"""Labelled tempo sets for ``bench/tempo_eval.py``: items ``(label, y, bpm)``, mono float32 at ``SR``.
+"""Labelled tempo sets for ``bench/tempo_eval.py`` and the octave fit of ``bench/devset_octave.py``: items
+``(label, y, bpm)``, mono float32 at ``SR``.
 
 - :func:`synth_items`: ``tasks.synth.songs`` songs (drums, bass, chords, melody).
 - :func:`click_items`, :func:`drum_items`, :func:`hymn_items`: metronomes, bare drum-machine beats and
-  synthesized four-part chorales, for the octave fit.
+  synthesized four-part chorales, for the octave fit (``bench/devset_octave.py``).
 - :func:`training_chorale_items`: Bach chorales rendered by ``bench/render_training_chorales.py`` from the
-  start of the music21 collection, every work of the test set excluded; ``split`` ``'train'`` (fit) or
-  ``'check'`` (every fifth piece, reported only).
+  start of the music21 collection, every work of the test set excluded; ``split`` ``'train'`` or ``'check'``
+  (every fifth piece). Issue 19 holds the start of that collection out: no fit uses them any more.
 - :func:`chorale_items`: the rendered Bach chorales of the test set. Never used for fitting.
 - :func:`recipe_dev_items`: the DEVELOPMENT set, other works rendered by the test set's recipe
   (``render_training_chorales.py --recipe-dev``).

@@ -25,8 +25,8 @@ Method (from :attr:`Spectrum.log_mel`, which the timbre features share, and the 
    and the model still chooses between duple and triple levels.
 5. Beat phase: peak of the beat-synchronous pulse shape rebuilt from the harmonics, minus the lead of
    the flux peak over the attack. ``pulse_clarity``: share of the onset envelope's, the harmonic
-   change's (or, when they fail, the pitch onsets') variance that repeats with the beat, whichever is
-   larger; ``confidence`` = clarity x probability of the chosen octave.
+   change's (or, when they fail, the pitch onsets') variance that repeats with the tracked pulse, whichever
+   is larger; ``confidence`` = clarity x probability of the chosen octave.
 
 Rejections: ``TOO_SHORT`` under ``MIN_TEMPO_DURATION_S``; ``SILENT`` when the loudest 5 % of frames are below
 ``SILENCE_DBFS``; ``ARHYTHMIC`` when, for the onsets and for the harmonic change alike, the clarity or the
@@ -92,8 +92,8 @@ class TempoEstimate:
         Time of the first downbeat, s, in ``[0, beats_per_bar * 60 / bpm)`` (of the first beat when
         ``beats_per_bar`` is None); see :mod:`tasks.features.tempo.beats`.
     pulse_clarity : float
-        0..1: share of the onset envelope's or the harmonic change's variance that repeats with the beat,
-        whichever is larger.
+        0..1: share of the onset envelope's or the harmonic change's variance that repeats with the pulse,
+        whichever is larger (or the pitch onsets', when the pulse is theirs).
     reason : str or None
         ``'SILENT'``, ``'ARHYTHMIC'`` or ``'TOO_SHORT'`` when ``bpm`` is None.
     beats_per_bar : int or None
@@ -158,7 +158,7 @@ def octave_evidence(
 ) -> tuple[Pulse, Amplitudes, np.ndarray, np.ndarray]:
     """The tracked pulse (the onsets' strongest carries the phase unless ``pulse`` is given), its
     :class:`Amplitudes`, and the octave model's candidate ratios and features: what :func:`tempo_from_envelopes`
-    decides on and ``bench/tempo_eval.py`` fits on. ``bands`` float64, the rest as in
+    decides on and ``bench/devset_octave.py`` fits on. ``bands`` float64, the rest as in
     :func:`tempo_from_envelopes`."""
     o = bands[0] - bands[0].mean()
     if pulse is None:
@@ -205,12 +205,11 @@ def pulse_evidence(
     if not np.any(o):
         return _none(TempoReason.ARHYTHMIC)
     pulse, amp, ratios, feats = octave_evidence(bands, frame_ms, change, fr, bpm_range)
-    free = octave_probabilities(feats)
-    # Share of each envelope's variance at the beat's harmonics (row 0 the onsets, row 4 the harmonic change),
-    # at the model's own choice: whether there is a pulse does not depend on the range the user asked for.
-    r_free = float(ratios[int(np.argmax(free))])
-    harmonics = beat_harmonics(pulse.freq * r_free, fr)
-    shares = np.minimum(1.0, (np.abs(amp.many([r_free * k for k in harmonics])) ** 2).sum(axis=1))
+    # Share of each envelope's variance at the harmonics of the tracked pulse (row 0 the onsets, row 4 the
+    # harmonic change): whether there is a pulse depends neither on the range the user asked for nor on the
+    # octave model's weights.
+    harmonics = beat_harmonics(pulse.freq, fr)
+    shares = np.minimum(1.0, (np.abs(amp.many([float(k) for k in harmonics])) ** 2).sum(axis=1))
     on_clarity, change_clarity = float(shares[0]), float(shares[4])
     clarity = max(on_clarity, change_clarity)
     # Chance periodicity in noise grows as the track gets shorter: so do the thresholds, below 20 s.
@@ -224,7 +223,6 @@ def pulse_evidence(
             return _none(TempoReason.ARHYTHMIC, clarity)
         # The same octave model, on the envelopes' strength at the pitch onsets' pulse and phase.
         pulse, amp, ratios, feats = octave_evidence(bands, frame_ms, change, fr, bpm_range, legato.pulse)
-        free = octave_probabilities(feats)
         clarity = max(clarity, legato.clarity)
     return PulseEvidence(pulse, amp, ratios, feats, clarity)
 

@@ -8,8 +8,8 @@ the pulse tracker follows a drifting phase, so it fits a few irregular events (a
 few seconds, notes at random times) at any rate; only a real pulse fits its own rate much better than its
 neighbours. And the third: steady tones (a chord of sines a semitone apart, an organ drone with vibrato)
 pulse in the pitch bands at their beating or vibrato rate, but add no new notes. The floors are set on
-synthesized negatives only (``bench/arhythmic.py``: noise, static and drifting pads, organ drones, notes at
-random times; none passes); what they keep of the dev set's choirs and strings is in ``bench/RESULTS.md``.
+synthesized negatives (``bench/arhythmic.py``: noise, static and drifting pads, organ drones, notes at random
+times): none passes. What they keep of the dev set's choirs and strings is in ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from tasks.features.tempo.pulse import Pulse, strongest_pulse, track_pulse
 #: Share of the pitch onsets' variance that must repeat with the pulse (raised for tracks under 20 s) ...
 MIN_PITCH_CLARITY: float = 0.18
 #: ... and how many times its median share at the unrelated rates ``_NULL_RATES`` it must be.
-MIN_PITCH_CONTRAST: float = 2.0
+MIN_PITCH_CONTRAST: float = 2.5
 #: Rates, relative to the pulse, with no simple ratio to it (5/4, 4/3, 3/2 and 2 are avoided).
 _NULL_RATES = (1.09, 1.17, 0.91, 0.86, 1.41, 0.71)
 #: ... and the share of the pitch rise that is new notes (row 1 of the pitch onsets over row 0): held tones
 #: whose partials beat or whose vibrato sweeps the bands pulse in row 0 but stay under this share.
-MIN_NEW_SHARE: float = 0.18
+MIN_NEW_SHARE: float = 0.2
 #: The share is the largest at the pulse or at half or a quarter of it (the beat under a running 8th or 16th).
 _LEVELS = (1.0, 0.5, 0.25)
 
@@ -46,7 +46,8 @@ class LegatoPulse:
     clarity : float
         0..1: share of the pitch onsets' variance at the harmonics of the pulse (or of half or a quarter of it).
     contrast : float
-        ``clarity`` over its median at the unrelated rates.
+        ``clarity`` over its median at the unrelated rates (infinite when the tracker pulls every one of them
+        back to the pulse).
     new_share : float
         Share of the pitch rise that lifts a band over its level of the last 279 ms (new notes).
     """
@@ -69,6 +70,11 @@ def periodic_share(e: np.ndarray, fr: float, f0: float) -> tuple[Pulse, float]:
     return pulse, min(1.0, share)
 
 
+def _related(p: Pulse, pulse: Pulse) -> bool:
+    """Whether ``p`` was tracked to within 4 % of ``pulse``, half of it or twice it."""
+    return any(abs(p.freq / (pulse.freq * k) - 1.0) <= 0.04 for k in (0.5, 1.0, 2.0))
+
+
 def legato_pulse(pitch: np.ndarray, fr: float, *, short: float = 1.0) -> LegatoPulse | None:
     """The pulse of the pitch onsets, or None when it is at chance level or made by held tones.
 
@@ -88,8 +94,9 @@ def legato_pulse(pitch: np.ndarray, fr: float, *, short: float = 1.0) -> LegatoP
     new_share = float(np.mean(pitch[1])) / max(float(rise.mean()), 1e-12)
     f0 = strongest_pulse(e, fr) / 60.0
     pulse, clarity = periodic_share(e, fr, f0)
-    null = float(np.median([periodic_share(e, fr, f0 * m)[1] for m in _NULL_RATES]))
-    contrast = clarity / max(null, 1e-9)
+    # A rate the tracker pulls back to the pulse (or to half or twice it) measures the pulse, not chance.
+    null = [share for p, share in (periodic_share(e, fr, f0 * m) for m in _NULL_RATES) if not _related(p, pulse)]
+    contrast = clarity / max(float(np.median(null)), 1e-9) if null else np.inf
     if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST and new_share >= MIN_NEW_SHARE:
         return LegatoPulse(pulse, clarity, contrast, new_share)
     return None

@@ -115,11 +115,21 @@ def training_rows(
     return rows, weights
 
 
-def load_weights(path: Path) -> np.ndarray:
-    """The weights of an ``octave_weights.json``-style file, in the order of ``octave_weights()``."""
+def load_weights(source: str) -> np.ndarray:
+    """The weights of an ``octave_weights.json``-style file (a path, or ``git:REV`` for the shipped file at commit
+    ``REV``), in the order of ``octave_weights()``."""
     import json
+    import subprocess
 
-    d = json.loads(path.read_text())
+    if source.startswith("git:"):
+        shipped = Path(tempo_octave.__file__).with_name(tempo_octave.WEIGHTS_FILE)
+        rel = shipped.relative_to(Path(__file__).resolve().parents[1])
+        text = subprocess.run(
+            ["git", "show", f"{source[4:]}:{rel.as_posix()}"], capture_output=True, text=True, check=True
+        ).stdout
+    else:
+        text = Path(source).read_text()
+    d = json.loads(text)
     keys = ("W_PRIOR", "W_LEVELS", "W_BY_TEXTURE", "W_PRIOR_BY_RISE", "W_HALF_BY_SMOOTHNESS")
     return np.concatenate([np.ravel(d[k]) for k in keys])
 
@@ -187,8 +197,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument(
         "--baseline",
-        type=Path,
-        help="weights file the refits are compared with (default: the shipped one; pin it, e.g. from git show)",
+        help="weights the refits are compared with: a file, or git:REV for the shipped file at that commit "
+        "(default: the shipped file as it is)",
     )
     ap.add_argument(
         "--write",

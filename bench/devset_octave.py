@@ -242,7 +242,7 @@ def main() -> None:
         print(
             "'permitted' holds each family out; '+songs' keeps our synthesizer's songs (seeds 1-4) in the synth "
             "family's fold,\nwhich is then not held out (same generator); 'shipped' is the baseline weights "
-            f"({args.baseline or 'in use'}), not refitted per fold."
+            f"({args.baseline or 'in use'}) on this version's features, not refitted per fold."
         )
         ranges = [(BPM_RANGE, "default"), (WIDE, "40-250")]
         print(f"{'':18s}" + "".join(f"{lab + ' range':^45s}" for _, lab in ranges))

@@ -51,6 +51,14 @@ class TrackFeatures:
     bpm_range: tuple[float, float] = BPM_RANGE  # preferred tempo range the tempo was estimated with, BPM
 
 
+def _last_columns(previous: np.ndarray | None, block: np.ndarray, n: int) -> np.ndarray:
+    """The last ``n`` columns of ``previous`` followed by ``block`` (fewer at the start of a track): the history
+    the next block's lagged differences need, however short this block was."""
+    if block.shape[1] < n and previous is not None:
+        block = np.concatenate([previous, block], axis=1)
+    return block[:, -n:].copy()
+
+
 class TrackEvidence:
     """Accumulates one track's evidence; :meth:`finish` turns it into :class:`TrackFeatures`.
 
@@ -106,14 +114,10 @@ class TrackEvidence:
         self._max_db = max(self._max_db, float(lm.max()))
         self._bands.append(onset_bands(spectrum, floor_db=self._max_db - 80.0, previous=self._last_columns))
         self._change.append(harmonic_change(spectrum, previous=self._last_columns))
-        if lm.shape[1] < CHANGE_LAG and self._last_columns is not None:  # a block of a frame or so
-            lm = np.concatenate([self._last_columns, lm], axis=1)
-        self._last_columns = lm[:, -CHANGE_LAG:].copy()
+        self._last_columns = _last_columns(self._last_columns, lm, CHANGE_LAG)
         pdb = pitch_spectrum_db(spectrum)
         self._pitch.append(pitch_rise(pdb, previous=self._last_pitch))
-        if pdb.shape[1] < PITCH_HOLD and self._last_pitch is not None:
-            pdb = np.concatenate([self._last_pitch, pdb], axis=1)
-        self._last_pitch = pdb[:, -PITCH_HOLD:].copy()
+        self._last_pitch = _last_columns(self._last_pitch, pdb, PITCH_HOLD)
         self._frame_ms.append(frame_mean_square(spectrum))
         self._peaks.append(key_peaks(spectrum, first_frame=self._frames))
         self._timbre.append(timbre_frames(spectrum))

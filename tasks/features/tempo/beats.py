@@ -26,18 +26,13 @@ from __future__ import annotations
 import numpy as np
 
 from tasks.features.tempo.envelopes import CHANGE_LAG
-from tasks.features.tempo.octave import Amplitudes
+from tasks.features.tempo.octave import Amplitudes, beat_harmonics
 
 #: The log-flux peak leads an attack: by 25 ms on clicks, 17 ms on synthesized drums.
 LATENCY_S: float = -0.021
 #: Weights of the standardised per-beat cues: harmonic change, low-band and mid-band onsets.
 CUE_WEIGHTS = np.array([1.0, 0.6, -0.6])
 _ONSET_HALF = 2  # frames either side of a beat searched for its onset peak (+-46 ms at 43 frames/s)
-
-
-def beat_harmonics(beat_hz: float, fr: float) -> np.ndarray:
-    """Harmonics 1..8 of the beat rate that stay below 0.45 of the frame rate."""
-    return np.arange(1, int(np.clip(0.45 * fr / beat_hz, 1, 8)) + 1)
 
 
 def first_beat(amp: Amplitudes, r: float, fr: float, period_s: float) -> float:

@@ -171,18 +171,16 @@ def pitch_rise(db: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndar
     n_frames = db.shape[1]
     if previous is not None and previous.shape[1]:
         db = np.concatenate([previous.astype(np.float32), db], axis=1)
-    k = db.shape[1] - n_frames  # columns of history before the block
+    history = db.shape[1] - n_frames  # columns before the block
     out = np.zeros((2, n_frames), dtype=np.float32)
-    lag, hold = PITCH_LAG, PITCH_HOLD
-    if db.shape[1] > lag:
-        rise = np.clip(db[:, lag:] - db[:, :-lag], 0.0, _PITCH_RISE_MAX_DB).mean(axis=0)  # frame j + lag of db
-        first = max(lag - k, 0)  # first frame of the block with a full lag behind it
-        out[0, first:] = rise[len(rise) - (n_frames - first) :]
-    if db.shape[1] > hold:
-        held = _running_max(db, hold - lag + 1)  # frame t compares with held[:, t - lag]
-        new = np.clip(db[:, hold:] - held[:, hold - lag : -lag], 0.0, _PITCH_RISE_MAX_DB).mean(axis=0)
-        first = max(hold - k, 0)
-        out[1, first:] = new[len(new) - (n_frames - first) :]
+    # Row 0 compares frame t with frame t - lag (a window of 1), row 1 with the highest of t - hold .. t - lag.
+    for row, width in enumerate((1, PITCH_HOLD - PITCH_LAG + 1)):
+        span = PITCH_LAG + width - 1  # frames of history a frame needs
+        if db.shape[1] > span:
+            past = _running_max(db, width)[:, span - PITCH_LAG : -PITCH_LAG]  # column j: for frame j + span
+            rise = np.clip(db[:, span:] - past, 0.0, _PITCH_RISE_MAX_DB).mean(axis=0)
+            first = max(span - history, 0)  # first frame of the block with that history behind it
+            out[row, first:] = rise[len(rise) - (n_frames - first) :]
     return out
 
 

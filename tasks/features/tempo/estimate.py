@@ -46,7 +46,7 @@ import numpy as np
 
 from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
 from tasks.features.spectrum import Spectrum
-from tasks.features.tempo.beats import LATENCY_S, bar_evidence, beat_frames, beat_harmonics, downbeat, first_beat
+from tasks.features.tempo.beats import LATENCY_S, bar_evidence, beat_frames, downbeat, first_beat
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, level_dbfs, onset_bands, pitch_onsets
 from tasks.features.tempo.legato import legato_pulse
 from tasks.features.tempo.octave import (
@@ -208,8 +208,7 @@ def pulse_evidence(
     # Share of each envelope's variance at the harmonics of the tracked pulse (row 0 the onsets, row 4 the
     # harmonic change): whether there is a pulse depends neither on the range the user asked for nor on the
     # octave model's weights.
-    harmonics = beat_harmonics(pulse.freq, fr)
-    shares = np.minimum(1.0, (np.abs(amp.many([float(k) for k in harmonics])) ** 2).sum(axis=1))
+    shares = amp.periodic_share(1.0, pulse.freq, fr)
     on_clarity, change_clarity = float(shares[0]), float(shares[4])
     clarity = max(on_clarity, change_clarity)
     # Chance periodicity in noise grows as the track gets shorter: so do the thresholds, below 20 s.
@@ -252,11 +251,11 @@ def tempo_from_envelopes(
         :func:`pitch_onsets` of the track; without it, a track whose onsets and harmonic change are at chance
         level is ``ARHYTHMIC`` (no legato rescue).
     """
+    bands = np.asarray(bands, dtype=np.float64)
     ev = pulse_evidence(bands, frame_ms, change, frame_rate=frame_rate, bpm_range=bpm_range, pitch=pitch)
     if isinstance(ev, TempoEstimate):
         return ev
     fr, pulse, amp, ratios, clarity = frame_rate, ev.pulse, ev.amp, ev.ratios, ev.clarity
-    bands = np.asarray(bands, dtype=np.float64)
     free = octave_probabilities(ev.features)
     prob = fold_into_range(ratios, free, 60.0 * pulse.freq, bpm_range)
     best = int(np.argmax(prob))

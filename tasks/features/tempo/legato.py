@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.features.tempo.beats import beat_harmonics
 from tasks.features.tempo.octave import Amplitudes
 from tasks.features.tempo.pulse import Pulse, strongest_pulse, track_pulse
 
@@ -63,11 +62,7 @@ def periodic_share(e: np.ndarray, fr: float, f0: float) -> tuple[Pulse, float]:
     tracked pulse or of half or a quarter of it."""
     pulse = track_pulse(e, fr, f0)
     amp = Amplitudes(e[None, :], pulse.phase)
-    share = 0.0
-    for r in _LEVELS:
-        ks = beat_harmonics(pulse.freq * r, fr)
-        share = max(share, float((np.abs(amp.many([r * k for k in ks])) ** 2).sum()))
-    return pulse, min(1.0, share)
+    return pulse, max(float(amp.periodic_share(r, pulse.freq, fr)[0]) for r in _LEVELS)
 
 
 def _related(p: Pulse, pulse: Pulse) -> bool:

@@ -65,6 +65,11 @@ HALF_MID_FLOOR = -0.5
 _BATCH_CELLS = 1 << 20  # multiples x frames computed at once by Amplitudes.many
 
 
+def beat_harmonics(beat_hz: float, fr: float) -> np.ndarray:
+    """Harmonics 1..8 of the beat rate that stay below 0.45 of the frame rate."""
+    return np.arange(1, int(np.clip(0.45 * fr / beat_hz, 1, 8)) + 1)
+
+
 class Amplitudes:
     """Envelope (rows of ``bands``) amplitudes at multiples ``m`` of a tracked pulse,
     ``sqrt(2) |mean(o exp(-2 pi i m phase))| / std``.
@@ -82,6 +87,12 @@ class Amplitudes:
     def __call__(self, m: float) -> np.ndarray:
         """Complex amplitudes of the envelopes at ``m`` times the pulse rate, shape (n_envelopes,)."""
         return self.many([m])[:, 0]
+
+    def periodic_share(self, r: float, pulse_hz: float, fr: float) -> np.ndarray:
+        """Share of each envelope's variance at the harmonics of ``r`` times the pulse (``pulse_hz``, frames per
+        second ``fr``; :func:`beat_harmonics`), 0..1, shape (n_envelopes,)."""
+        ks = beat_harmonics(pulse_hz * r, fr)
+        return np.minimum(1.0, (np.abs(self.many([r * k for k in ks])) ** 2).sum(axis=1))
 
     def many(self, ms) -> np.ndarray:
         """Complex amplitudes at each multiple of ``ms``, shape (n_envelopes, len(ms)); the new ones in one pass."""

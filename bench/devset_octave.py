@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import subprocess
 from collections.abc import Sequence
 from multiprocessing import Pool
 from pathlib import Path
@@ -42,7 +44,7 @@ from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo import octave as tempo_octave
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, onset_bands, pitch_onsets
 from tasks.features.tempo.estimate import PulseEvidence, pulse_evidence
-from tasks.features.tempo.octave import fold_into_range, octave_weights
+from tasks.features.tempo.octave import fold_into_range, octave_probabilities, octave_weights
 
 WIDE = (40.0, 250.0)
 #: Weight of a bare drum-machine loop in the fit (enough to stop loud hats from doubling a beat) and the L2
@@ -57,9 +59,10 @@ def evidence_of(y: np.ndarray) -> Evidence:
     """The octave model's candidates and features for one signal, at the default range and at 40-250."""
     spec = compute_spectrum(y)
     env = (onset_bands(spec), frame_mean_square(spec), harmonic_change(spec))
+    pitch = pitch_onsets(spec)
     out: Evidence = {}
     for rng in (BPM_RANGE, WIDE):
-        ev = pulse_evidence(*env, frame_rate=spec.frame_rate, bpm_range=rng, pitch=pitch_onsets(spec))
+        ev = pulse_evidence(*env, frame_rate=spec.frame_rate, bpm_range=rng, pitch=pitch)
         out[rng] = (ev.ratios, ev.features, 60.0 * ev.pulse.freq) if isinstance(ev, PulseEvidence) else None
     return out
 
@@ -77,9 +80,7 @@ def choose(ev: tuple[np.ndarray, np.ndarray, float] | None, w: np.ndarray, rng: 
     if ev is None:
         return None
     ratios, feats, pulse_bpm = ev
-    s = feats @ w
-    p = np.exp(s - s.max())
-    p = fold_into_range(ratios, p / p.sum(), pulse_bpm, rng)
+    p = fold_into_range(ratios, octave_probabilities(feats, w), pulse_bpm, rng)
     return float(ratios[int(np.argmax(p))] * pulse_bpm)
 
 
@@ -118,9 +119,6 @@ def training_rows(
 def load_weights(source: str) -> np.ndarray:
     """The weights of an ``octave_weights.json``-style file (a path, or ``git:REV`` for the shipped file at commit
     ``REV``), in the order of ``octave_weights()``."""
-    import json
-    import subprocess
-
     if source.startswith("git:"):
         shipped = Path(tempo_octave.__file__).with_name(tempo_octave.WEIGHTS_FILE)
         rel = shipped.relative_to(Path(__file__).resolve().parents[1])
@@ -129,19 +127,14 @@ def load_weights(source: str) -> np.ndarray:
         ).stdout
     else:
         text = Path(source).read_text()
-    d = json.loads(text)
-    keys = ("W_PRIOR", "W_LEVELS", "W_BY_TEXTURE", "W_PRIOR_BY_RISE", "W_HALF_BY_SMOOTHNESS")
-    return np.concatenate([np.ravel(d[k]) for k in keys])
+    return tempo_octave.weights_from_groups(json.loads(text))
 
 
 def write_octave_weights(w: np.ndarray, provenance: dict) -> Path:
     """Write fitted weights ``w`` (the order of ``octave_weights()``) to the model's data file, with ``provenance``
     plus the date, the commit and the analyzer version."""
-    import json
-    import subprocess
     from datetime import date
 
-    n_lv = len(tempo_octave.LEVELS)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     path = Path(tempo_octave.__file__).with_name(tempo_octave.WEIGHTS_FILE)
     data = {
@@ -152,11 +145,7 @@ def write_octave_weights(w: np.ndarray, provenance: dict) -> Path:
             "analyzer_version": ANALYZER_VERSION,
         }
         | provenance,
-        "W_PRIOR": np.round(w[:2], 3).tolist(),
-        "W_LEVELS": np.round(w[2 : 2 + 5 * n_lv].reshape(-1, n_lv), 3).tolist(),
-        "W_BY_TEXTURE": np.round(w[2 + 5 * n_lv : -4].reshape(3, -1), 3).tolist(),
-        "W_PRIOR_BY_RISE": np.round(w[-4:-2], 3).tolist(),
-        "W_HALF_BY_SMOOTHNESS": np.round(w[-2:], 3).tolist(),
+        **tempo_octave.weights_to_groups(w),
     }
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"weights written to {path}")

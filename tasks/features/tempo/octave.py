@@ -52,12 +52,9 @@ _LEVEL_HALF = LEVELS.index(1 / 2)
 #: low and mid bands' log amplitudes at half the candidate times the scaled onset smoothness (negative: a pulse
 #: at half a legato candidate marks that candidate as the 8th).
 WEIGHTS_FILE = "octave_weights.json"
-_WEIGHTS = json.loads(resources.files(__package__).joinpath(WEIGHTS_FILE).read_text())
-W_PRIOR = np.array(_WEIGHTS["W_PRIOR"])
-W_LEVELS = np.array(_WEIGHTS["W_LEVELS"])
-W_BY_TEXTURE = np.array(_WEIGHTS["W_BY_TEXTURE"])
-W_PRIOR_BY_RISE = np.array(_WEIGHTS["W_PRIOR_BY_RISE"])
-W_HALF_BY_SMOOTHNESS = np.array(_WEIGHTS["W_HALF_BY_SMOOTHNESS"])
+#: The groups of weights in the file, in the column order of :func:`octave_features`, and each one's shape.
+WEIGHT_GROUPS = ("W_PRIOR", "W_LEVELS", "W_BY_TEXTURE", "W_PRIOR_BY_RISE", "W_HALF_BY_SMOOTHNESS")
+_GROUP_SHAPES = ((2,), (5, len(LEVELS)), (3, 5), (2,), (2,))
 #: The mid band's term takes the scaled smoothness floored here: a metronome under louder noise than the fit's
 #: (-10 dB, tests/test_tempo.py), whose flux has no smoothness at all, was otherwise doubled.
 HALF_MID_FLOOR = -0.5
@@ -240,12 +237,36 @@ def fold_into_range(
     return out / out.sum()
 
 
+def weights_from_groups(data: dict) -> np.ndarray:
+    """The weights of an ``octave_weights.json``-style mapping (its :data:`WEIGHT_GROUPS`), one vector in the
+    column order of :func:`octave_features`."""
+    return np.concatenate([np.ravel(data[k]) for k in WEIGHT_GROUPS]).astype(np.float64)
+
+
+def weights_to_groups(w: np.ndarray, decimals: int = 3) -> dict[str, list]:
+    """:func:`weights_from_groups` reversed: ``w`` split into :data:`WEIGHT_GROUPS`, rounded, as JSON lists."""
+    out, start = {}, 0
+    for name, shape in zip(WEIGHT_GROUPS, _GROUP_SHAPES):
+        size = int(np.prod(shape))
+        out[name] = np.round(np.asarray(w[start : start + size]).reshape(shape), decimals).tolist()
+        start += size
+    if start != len(w):
+        raise ValueError(f"{len(w)} weights, the model has {start}")
+    return out
+
+
+_SHIPPED = weights_from_groups(json.loads(resources.files(__package__).joinpath(WEIGHTS_FILE).read_text()))
+_SHIPPED.flags.writeable = False
+
+
 def octave_weights() -> np.ndarray:
-    """All weights in the column order of :func:`octave_features`."""
-    return np.concatenate([W_PRIOR, W_LEVELS.ravel(), W_BY_TEXTURE.ravel(), W_PRIOR_BY_RISE, W_HALF_BY_SMOOTHNESS])
+    """The shipped weights (read-only), in the column order of :func:`octave_features`."""
+    return _SHIPPED
 
 
-def octave_probabilities(features: np.ndarray) -> np.ndarray:
-    s = features @ octave_weights()
+def octave_probabilities(features: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Each candidate's probability under the conditional-logit model: softmax of ``features @ weights``
+    (the shipped weights by default)."""
+    s = features @ (_SHIPPED if weights is None else weights)
     p = np.exp(s - s.max())
     return p / p.sum()

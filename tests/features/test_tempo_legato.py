@@ -10,7 +10,7 @@ from tasks.constants import HOP_LENGTH, SR
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo.envelopes import PITCH_HOLD, pitch_onsets, pitch_spectrum_db
 from tasks.features.tempo.estimate import tempo_from_envelopes
-from tasks.features.tempo.legato import MIN_NEW_SHARE, legato_pulse
+from tasks.features.tempo.legato import MIN_BEAT_COVERAGE, MIN_NEW_SHARE, beat_coverage, legato_pulse
 from tasks.synth.voices import chord_tone, midi_hz, tone
 from tests.features.tempo_signals import CADENCE_CHORDS
 from tests.features.tempo_signals import organ as _organ
@@ -106,3 +106,45 @@ def test_held_tones_and_free_time_get_no_legato_pulse(kind: str) -> None:
             t += rng.exponential(0.4)
     spec = compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32))
     assert legato_pulse(pitch_onsets(spec), spec.frame_rate) is None
+
+
+def _weak_bumps(bpm: float, share: float, seed: int, seconds: float = 30.0) -> np.ndarray:
+    """Beat bumps over frame noise; ``share`` of the mixture is the beat."""
+    t = np.arange(int(seconds * FR)) / FR
+    beat = np.exp(-(((t * bpm / 60.0 + 0.5) % 1.0 - 0.5) ** 2) / (2 * 0.05**2))
+    return share * beat + (1.0 - share) * np.abs(np.random.default_rng(seed).standard_normal(len(t)))
+
+
+@pytest.mark.parametrize("bpm", [66.0, 104.0])
+def test_harmonic_change_at_the_same_rate_is_a_second_witness(bpm: float) -> None:
+    # A pitch pulse too faint to stand alone (clarity under MIN_PITCH_CLARITY) ...
+    pitch = np.vstack([_weak_bumps(bpm, 0.4, 1), 0.3 * _weak_bumps(bpm, 0.4, 1)])
+    assert legato_pulse(pitch, FR) is None
+    # ... is kept when the harmonic change, tracked on its own, pulses at the same rate,
+    found = legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11))
+    assert found is not None and 60.0 * found.pulse.freq == pytest.approx(bpm, rel=0.01)
+    # and also through the whole estimate, whose onsets are noise,
+    bands, ms, change, _ = _pitch_envelopes(pitch[0], 0.3)
+    change = _weak_bumps(bpm, 0.5, 11).astype(np.float32)
+    assert tempo_from_envelopes(bands, ms, change, frame_rate=FR).reason == "ARHYTHMIC"
+    est = tempo_from_envelopes(bands, ms, change, frame_rate=FR, bpm_range=(55.0, 150.0), pitch=pitch)
+    assert est.reason is None and any(b == pytest.approx(bpm, rel=0.01) for b, _ in est.candidates)
+    # but not when the change pulses at an unrelated rate, or is noise.
+    assert legato_pulse(pitch, FR, change=_weak_bumps(1.3 * bpm, 0.5, 11)) is None
+    assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.0, 11)) is None
+
+
+def test_the_second_witness_needs_new_notes_on_most_beats() -> None:
+    # Both envelopes pulse at 80 BPM, but new notes come on one beat in six: chords changing every few
+    # seconds, whose held tones beat in between.
+    bpm, seconds = 80.0, 30.0
+    t = np.arange(int(seconds * FR)) / FR
+    beat_no = np.floor(t * bpm / 60.0 + 0.5)
+    new = _weak_bumps(bpm, 1.0, 0, seconds) * (beat_no % 6 == 0)
+    assert beat_coverage(new, FR, bpm / 60.0) < MIN_BEAT_COVERAGE
+    assert beat_coverage(_weak_bumps(bpm, 1.0, 0, seconds), FR, bpm / 60.0) == pytest.approx(1.0)
+    rise = _weak_bumps(bpm, 0.4, 1, seconds)
+    pitch = np.vstack([rise, new * 0.3 * rise.mean() / new.mean()])  # as many new notes as below, in few beats
+    assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11)) is None
+    pitch[1] = 0.3 * rise
+    assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11)) is not None

@@ -9,7 +9,8 @@ Method (from :attr:`Spectrum.log_mel`, which the timbre features share, and the 
 2. The strongest pulse of the onsets (beat, 8th or 16th) and its phase through the track
    (:mod:`tasks.features.tempo.pulse`).
 3. When the onsets and the harmonic change are both at chance level (below), the pulse of the pitch onsets
-   (:mod:`tasks.features.tempo.legato`) takes over: choirs, organs and bowed strings.
+   (:mod:`tasks.features.tempo.legato`) takes over: choirs, organs and bowed strings; alone when it stands
+   out from unrelated rates, or with the harmonic change's own pulse agreeing with it.
 4. Octave: candidates are the pulse times 1/8 ... 4 (1/3, 2/3, 3/4, 4/3, 3/2 included: 3/4 time,
    swing). Each is scored by a conditional-logit model of its place in ``bpm_range``, of the
    phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it, and of
@@ -217,7 +218,7 @@ def pulse_evidence(
         _beat_repeats(on_clarity, o.std(), MIN_PULSE_DB, short)
         or _beat_repeats(change_clarity, float(np.std(change)), MIN_CHANGE_DB, short)
     ):
-        legato = legato_pulse(pitch, fr, short=short) if pitch is not None else None
+        legato = legato_pulse(pitch, fr, change=change, short=short) if pitch is not None else None
         if legato is None:
             return _none(TempoReason.ARHYTHMIC, clarity)
         # The same octave model, on the envelopes' strength at the pitch onsets' pulse and phase.

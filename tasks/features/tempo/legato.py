@@ -7,9 +7,11 @@ repeats clearly *and* clearly better than at unrelated rates of the same envelop
 the pulse tracker follows a drifting phase, so it fits a few irregular events (a pad changing chords every
 few seconds, notes at random times) at any rate; only a real pulse fits its own rate much better than its
 neighbours. And the third: steady tones (a chord of sines a semitone apart, an organ drone with vibrato)
-pulse in the pitch bands at their beating or vibrato rate, but add no new notes. The floors are set on
-synthesized negatives (``bench/arhythmic.py``: noise, static and drifting pads, organ drones, notes at random
-times): none passes. What they keep of the dev set's choirs and strings is in ``bench/RESULTS.md``.
+pulse in the pitch bands at their beating or vibrato rate, but add no new notes. A fainter pulse is kept
+when the harmonic change, tracked on its own, agrees with it and most beats bring a new note (see
+:func:`legato_pulse`). The floors are set on synthesized negatives (``bench/arhythmic.py``: noise, static
+and drifting pads, organ drones, notes at random times): none passes. What they keep of the dev set's choirs
+and strings is in ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ _NULL_RATES = (1.09, 1.17, 0.91, 0.86, 1.41, 0.71)
 MIN_NEW_SHARE: float = 0.2
 #: The share is the largest at the pulse or at half or a quarter of it (the beat under a running 8th or 16th).
 _LEVELS = (1.0, 0.5, 0.25)
+#: Second witness: when the harmonic change, tracked at its own strongest pulse, agrees with the pitch onsets'
+#: pulse (or half or twice it), the product of the two contrasts must reach this ...
+MIN_JOINT_CONTRAST: float = 3.0
+#: ... and most beats must bring a new note: the share of pulse periods whose new-note rise reaches a quarter
+#: of the mean period's (chords changing every few seconds leave most periods empty).
+MIN_BEAT_COVERAGE: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,38 @@ def _related(p: Pulse, pulse: Pulse) -> bool:
     return any(abs(p.freq / (pulse.freq * k) - 1.0) <= 0.04 for k in (0.5, 1.0, 2.0))
 
 
-def legato_pulse(pitch: np.ndarray, fr: float, *, short: float = 1.0) -> LegatoPulse | None:
+def _contrasted(e: np.ndarray, fr: float) -> tuple[Pulse, float, float]:
+    """The strongest pulse of zero-mean envelope ``e``, its :func:`periodic_share` and that share over its median
+    at the unrelated rates ``_NULL_RATES`` (infinite when the tracker pulls every one of them back to the pulse)."""
+    f0 = strongest_pulse(e, fr) / 60.0
+    pulse, clarity = periodic_share(e, fr, f0)
+    # A rate the tracker pulls back to the pulse (or to half or twice it) measures the pulse, not chance.
+    null = [share for p, share in (periodic_share(e, fr, f0 * m) for m in _NULL_RATES) if not _related(p, pulse)]
+    return pulse, clarity, clarity / max(float(np.median(null)), 1e-9) if null else np.inf
+
+
+def beat_coverage(new: np.ndarray, fr: float, freq: float) -> float:
+    """Share of the pulse's periods (``freq`` Hz) whose summed ``new`` (new-note rise) reaches a quarter of the
+    mean period's: near 1 when most beats bring a note, low when a few events carry the pulse."""
+    period = fr / freq
+    edges = np.round(np.arange(0.0, len(new) + 1e-9, period)).astype(int)
+    if len(edges) < 3:
+        return 0.0
+    sums = np.add.reduceat(np.asarray(new, dtype=np.float64), edges[:-1])[:-1]  # the last period may be partial
+    return float(np.mean(sums >= 0.25 * sums.mean())) if sums.mean() > 0 else 0.0
+
+
+def legato_pulse(
+    pitch: np.ndarray, fr: float, *, change: np.ndarray | None = None, short: float = 1.0
+) -> LegatoPulse | None:
     """The pulse of the pitch onsets, or None when it is at chance level or made by held tones.
+
+    The pulse is accepted on its own when it repeats clearly and stands out from unrelated rates
+    (``MIN_PITCH_CLARITY``, ``MIN_PITCH_CONTRAST``); or, with less contrast, when the harmonic change, tracked on
+    its own, pulses at the same rate (or half or twice it), the two contrasts multiply to ``MIN_JOINT_CONTRAST``
+    and most beats bring a new note (``MIN_BEAT_COVERAGE``). Two envelopes of the same notes that agree on a
+    rate they were never told are a second witness; chords changing every few seconds make both agree at
+    some rate, but leave most of its beats without a new note.
 
     Parameters
     ----------
@@ -79,19 +117,29 @@ def legato_pulse(pitch: np.ndarray, fr: float, *, short: float = 1.0) -> LegatoP
         :func:`~tasks.features.tempo.envelopes.pitch_onsets` of the whole track.
     fr : float
         Frames per second.
+    change : np.ndarray, shape (n_frames,), optional
+        :func:`~tasks.features.tempo.envelopes.harmonic_change` of the track (the second witness).
     short : float
-        ``>= 1``: how much to raise the clarity floor (20 s over the track's length, when shorter).
+        ``>= 1``: how much to raise the clarity and joint-contrast floors (20 s over the track's length, when
+        shorter).
     """
     rise = np.asarray(pitch[0], dtype=np.float64)
     e = rise - rise.mean()
     if not np.any(e):
         return None
     new_share = float(np.mean(pitch[1])) / max(float(rise.mean()), 1e-12)
-    f0 = strongest_pulse(e, fr) / 60.0
-    pulse, clarity = periodic_share(e, fr, f0)
-    # A rate the tracker pulls back to the pulse (or to half or twice it) measures the pulse, not chance.
-    null = [share for p, share in (periodic_share(e, fr, f0 * m) for m in _NULL_RATES) if not _related(p, pulse)]
-    contrast = clarity / max(float(np.median(null)), 1e-9) if null else np.inf
-    if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST and new_share >= MIN_NEW_SHARE:
+    if new_share < MIN_NEW_SHARE:
+        return None
+    pulse, clarity, contrast = _contrasted(e, fr)
+    if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST:
+        return LegatoPulse(pulse, clarity, contrast, new_share)
+    if change is None or not np.any(c := np.asarray(change, dtype=np.float64) - np.mean(change)):
+        return None
+    witness, _, witness_contrast = _contrasted(c, fr)
+    if (
+        _related(witness, pulse)
+        and contrast * witness_contrast >= MIN_JOINT_CONTRAST * short
+        and beat_coverage(np.asarray(pitch[1]), fr, pulse.freq) >= MIN_BEAT_COVERAGE
+    ):
         return LegatoPulse(pulse, clarity, contrast, new_share)
     return None

@@ -218,6 +218,30 @@ def table(rows: list[dict], results: dict[str, Result], methods: list[str], dura
         print(f"{'family mean':13s} {m:15s} {'':4s} {a}  {'':4s} {k}")
 
 
+def versus_essentia(
+    rows: list[dict],
+    results: dict[str, Result],
+    durations: dict[str, float],
+    label: str,
+    tempo_methods: tuple[str, ...] = ("ess-degara", "ess-multif"),
+    key_methods: tuple[str, ...] = ("ess-bgate", "ess-edma", "ess-temperley"),
+) -> None:
+    """Issue 19's bar: cratedig at or above Essentia on every family, Acc2 against the best of ``tempo_methods``
+    and MIREX against the best of ``key_methods`` in that family, on the files both ran on."""
+    below = []
+    for fam in sorted({r["family"] for r in rows}):
+        subset = [r for r in rows if r["family"] == fam]
+        ours = scores(subset, results, "cratedig", durations)
+        acc2 = {m: s["acc"][1] for m in tempo_methods if (s := scores(subset, results, m, durations))["n"]}
+        mirex = {m: s["mirex"] for m in key_methods if (s := scores(subset, results, m, durations))["n_key"]}
+        for what, mine, theirs in (("Acc2", ours["acc"][1], acc2), ("MIREX", ours["mirex"], mirex)):
+            best = max(theirs, key=theirs.get) if theirs and mine is not None else None
+            if best and mine < theirs[best] - 1e-9:
+                below.append(f"{fam} {what} {mine:.3f} < {theirs[best]:.3f} ({best})")
+    verdict = "yes" if not below else "no; below on " + "; ".join(below)
+    print(f"at or above {label} on every family (Acc2, MIREX): {verdict}")
+
+
 def stored(devset: Path, group: str) -> dict[str, Result]:
     """Results of ``group`` kept from earlier runs (e.g. an earlier analyzer version, run from its commit)."""
     store = devset / "results" / f"{group}.jsonl"
@@ -278,6 +302,10 @@ def main() -> None:
         if not args.no_peers:
             print(f"\nPeers on one file in {args.peers_every} ({len(peers)} files), cratedig on the same files:")
             table(peers, results, ours + [m for g in ("librosa", "essentia") for m in GROUPS[g][1]], durations)
+            versus_essentia(
+                peers, results, durations, "Essentia's defaults (degara, bgate)", ("ess-degara",), ("ess-bgate",)
+            )
+            versus_essentia(peers, results, durations, "Essentia's best method per family")
         if madmom and not args.no_peers:
             print(f"\nmadmom on one file in {args.madmom_every} ({len(madmom)} files), the others on the same files:")
             table(madmom, results, ours + ["ess-degara", "ess-bgate", "madmom"], durations)

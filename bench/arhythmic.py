@@ -1,6 +1,6 @@
 """Who gets no tempo: music without a pulse must (``ARHYTHMIC``), rhythmic music must not.
 
-    python -m bench.arhythmic [DEVSET] [--seeds 10] [--jobs 2]
+    python -m bench.arhythmic [DEVSET] [--seeds 30] [--jobs 2]
 
 Negatives, synthesized here (``tasks.synth.voices``), each at 8, 20, 30 and 60 s and ``--seeds`` seeds:
 white and pink noise; static chord pads of sines (every scale tone over three octaves: partials a semitone
@@ -108,7 +108,7 @@ def devset_none(devset: Path) -> dict[str, tuple[int, int]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("devset", type=Path, nargs="?", default=corpus_root() / "devset")
-    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     tasks = [(k, 1000 + s, d) for k in KINDS for s in range(args.seeds) for d in DURATIONS]

@@ -8,7 +8,15 @@ import pytest
 
 from tasks.constants import HOP_LENGTH, SR
 from tasks.features.spectrum import compute_spectrum
-from tasks.features.tempo.envelopes import PITCH_HOLD, pitch_onsets, pitch_spectrum_db
+from tasks.features.tempo import legato
+from tasks.features.tempo.envelopes import (
+    PITCH_HOLD,
+    frame_mean_square,
+    harmonic_change,
+    onset_bands,
+    pitch_onsets,
+    pitch_spectrum_db,
+)
 from tasks.features.tempo.estimate import tempo_from_envelopes
 from tasks.features.tempo.legato import MIN_BEAT_COVERAGE, MIN_NEW_SHARE, beat_coverage, legato_pulse
 from tasks.synth.voices import chord_tone, midi_hz, tone
@@ -106,6 +114,22 @@ def test_held_tones_and_free_time_get_no_legato_pulse(kind: str) -> None:
             t += rng.exponential(0.4)
     spec = compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32))
     assert legato_pulse(pitch_onsets(spec), spec.frame_rate) is None
+    assert legato_pulse(pitch_onsets(spec), spec.frame_rate, change=harmonic_change(spec)) is None
+
+
+def test_a_pad_changing_chord_twice_in_20_s_stays_arhythmic() -> None:
+    # Three minor chords (A, G#, B; changes at 8.22 and 12.21 s): both witnesses agree on a rate, and the
+    # beating of the held tones fills every period with a little new-note rise, which a coverage measured
+    # against the mean period (inflated by the two changes) once counted as notes on most beats.
+    n = 20 * SR
+    y = np.zeros(n)
+    for start, length, root in ((0.0, 8.22, 9), (8.22, 3.99, 8), (12.21, 7.79, 11)):
+        seg = chord_tone(root, "minor", duration_s=length + 0.1)
+        i = int(start * SR)
+        y[i : i + min(len(seg), n - i)] += seg[: n - i]
+    spec = compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32))
+    env = (onset_bands(spec), frame_mean_square(spec), harmonic_change(spec))
+    assert tempo_from_envelopes(*env, frame_rate=spec.frame_rate, pitch=pitch_onsets(spec)).reason == "ARHYTHMIC"
 
 
 def _weak_bumps(bpm: float, share: float, seed: int, seconds: float = 30.0) -> np.ndarray:
@@ -129,22 +153,40 @@ def test_harmonic_change_at_the_same_rate_is_a_second_witness(bpm: float) -> Non
     assert tempo_from_envelopes(bands, ms, change, frame_rate=FR).reason == "ARHYTHMIC"
     est = tempo_from_envelopes(bands, ms, change, frame_rate=FR, bpm_range=(55.0, 150.0), pitch=pitch)
     assert est.reason is None and any(b == pytest.approx(bpm, rel=0.01) for b, _ in est.candidates)
-    # but not when the change pulses at an unrelated rate, or is noise.
+    # but not when the change pulses at an unrelated rate, or is noise,
     assert legato_pulse(pitch, FR, change=_weak_bumps(1.3 * bpm, 0.5, 11)) is None
     assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.0, 11)) is None
+    # nor when the joint contrast is under its floor, raised for a short track.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(legato, "MIN_JOINT_CONTRAST", legato.MIN_PITCH_CONTRAST**2 + 0.01)  # no pair of contrasts reaches it
+        assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11)) is None
+    assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11), short=legato.MIN_PITCH_CONTRAST**2) is None
 
 
 def test_the_second_witness_needs_new_notes_on_most_beats() -> None:
     # Both envelopes pulse at 80 BPM, but new notes come on one beat in six: chords changing every few
-    # seconds, whose held tones beat in between.
+    # seconds, whose held tones beat in between (a steady trickle of rise in every period).
     bpm, seconds = 80.0, 30.0
-    t = np.arange(int(seconds * FR)) / FR
-    beat_no = np.floor(t * bpm / 60.0 + 0.5)
-    new = _weak_bumps(bpm, 1.0, 0, seconds) * (beat_no % 6 == 0)
+    beats = np.arange(int(seconds * FR)) / FR * bpm / 60.0
+    beat_no = np.floor(beats)
+    notes = np.exp(-((beats % 1.0 - 0.5) ** 2) / (2 * 0.05**2))  # one note in the middle of each period
+    new = notes * (beat_no % 6 == 0) + 0.05 * notes.mean()
     assert beat_coverage(new, FR, bpm / 60.0) < MIN_BEAT_COVERAGE
-    assert beat_coverage(_weak_bumps(bpm, 1.0, 0, seconds), FR, bpm / 60.0) == pytest.approx(1.0)
+    assert beat_coverage(notes, FR, bpm / 60.0) == pytest.approx(1.0)
+    with_rests = notes * (beat_no % 4 != 3)  # a rest on every 4th beat: still most beats
+    assert beat_coverage(with_rests, FR, bpm / 60.0) == pytest.approx(0.75, abs=0.03)
     rise = _weak_bumps(bpm, 0.4, 1, seconds)
     pitch = np.vstack([rise, new * 0.3 * rise.mean() / new.mean()])  # as many new notes as below, in few beats
     assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11)) is None
-    pitch[1] = 0.3 * rise
+    pitch[1] = with_rests * 0.3 * rise.mean() / with_rests.mean()
     assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11)) is not None
+
+
+def test_beat_coverage_counts_whole_periods() -> None:
+    new = np.zeros(1000)
+    new[np.arange(0, 900, 100) + 50] = 1.0  # a note in each period of 100 frames but the last
+    assert beat_coverage(new, 100.0, 1.0) == pytest.approx(0.9)
+    assert beat_coverage(new[:350], 100.0, 1.0) == 0.0  # fewer than 4 whole periods
+    assert beat_coverage(new, 100.0, 0.0) == 0.0
+    assert beat_coverage(new, 100.0, 150.0) == 0.0  # a period under one frame
+    assert beat_coverage(np.zeros(1000), 100.0, 1.0) == 0.0

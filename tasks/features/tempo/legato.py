@@ -35,10 +35,11 @@ MIN_NEW_SHARE: float = 0.2
 #: The share is the largest at the pulse or at half or a quarter of it (the beat under a running 8th or 16th).
 _LEVELS = (1.0, 0.5, 0.25)
 #: Second witness: when the harmonic change, tracked at its own strongest pulse, agrees with the pitch onsets'
-#: pulse (or half or twice it), the product of the two contrasts must reach this ...
+#: pulse (or half or twice it), the product of the two contrasts must reach this (each counting at most
+#: ``MIN_PITCH_CONTRAST``, what lets the pitch onsets pass alone: an infinite contrast is no free pass) ...
 MIN_JOINT_CONTRAST: float = 3.0
-#: ... and most beats must bring a new note: the share of pulse periods whose new-note rise reaches a quarter
-#: of the mean period's (chords changing every few seconds leave most periods empty).
+#: ... and most beats must bring a new note (:func:`beat_coverage`): chords changing every few seconds make
+#: both envelopes agree at some rate, but leave most of its beats with no more than their held tones' beating.
 MIN_BEAT_COVERAGE: float = 0.5
 
 
@@ -89,14 +90,18 @@ def _contrasted(e: np.ndarray, fr: float) -> tuple[Pulse, float, float]:
 
 
 def beat_coverage(new: np.ndarray, fr: float, freq: float) -> float:
-    """Share of the pulse's periods (``freq`` Hz) whose summed ``new`` (new-note rise) reaches a quarter of the
-    mean period's: near 1 when most beats bring a note, low when a few events carry the pulse."""
-    period = fr / freq
-    edges = np.round(np.arange(0.0, len(new) + 1e-9, period)).astype(int)
-    if len(edges) < 3:
+    """Share of the pulse's whole periods (``freq`` Hz) that bring a new note: whose summed ``new`` (new-note
+    rise) reaches a quarter of the mean over the busiest quarter of periods. Near 1 when most beats bring a
+    note; low when a few events carry the pulse, however evenly held tones fill the periods between them
+    (the mean of all periods would be inflated by the few events and let that filling count). 0 with fewer
+    than 4 whole periods or none of at least a frame."""
+    period = fr / freq if freq > 0 else 0.0
+    if not 1.0 <= period <= len(new) / 4:
         return 0.0
-    sums = np.add.reduceat(np.asarray(new, dtype=np.float64), edges[:-1])[:-1]  # the last period may be partial
-    return float(np.mean(sums >= 0.25 * sums.mean())) if sums.mean() > 0 else 0.0
+    edges = np.round(np.arange(0.0, len(new) + 1e-9, period)).astype(int)
+    sums = np.add.reduceat(np.asarray(new[: edges[-1]], dtype=np.float64), edges[:-1])
+    busiest = np.sort(sums)[-max(1, len(sums) // 4) :].mean()
+    return float(np.mean(sums >= 0.25 * busiest)) if busiest > 0 else 0.0
 
 
 def legato_pulse(
@@ -133,12 +138,16 @@ def legato_pulse(
     pulse, clarity, contrast = _contrasted(e, fr)
     if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST:
         return LegatoPulse(pulse, clarity, contrast, new_share)
-    if change is None or not np.any(c := np.asarray(change, dtype=np.float64) - np.mean(change)):
+    if change is None:
+        return None
+    c = np.asarray(change, dtype=np.float64)
+    if not np.any(c := c - c.mean()):
         return None
     witness, _, witness_contrast = _contrasted(c, fr)
+    joint = min(contrast, MIN_PITCH_CONTRAST) * min(witness_contrast, MIN_PITCH_CONTRAST)
     if (
         _related(witness, pulse)
-        and contrast * witness_contrast >= MIN_JOINT_CONTRAST * short
+        and joint >= MIN_JOINT_CONTRAST * short
         and beat_coverage(np.asarray(pitch[1]), fr, pulse.freq) >= MIN_BEAT_COVERAGE
     ):
         return LegatoPulse(pulse, clarity, contrast, new_share)

@@ -117,6 +117,19 @@ def test_held_tones_and_free_time_get_no_legato_pulse(kind: str) -> None:
     assert legato_pulse(pitch_onsets(spec), spec.frame_rate, change=harmonic_change(spec)) is None
 
 
+@pytest.mark.parametrize("seconds", [20.0, 60.0])
+def test_an_organ_drone_whose_vibrato_lifts_bands_stays_arhythmic(seconds: float) -> None:
+    # Its vibrato pulses clearly in the pitch rise, and lifts a band over its held level often enough for the
+    # new-note share; but those lifts come at no steady rate.
+    rng = np.random.default_rng(2033)
+    n = int(seconds * SR)
+    y = sum(tone("organ", midi_hz(p), n, SR, rng) for p in (41, 48, 53))
+    spec = compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32))
+    pitch = pitch_onsets(spec)
+    assert pitch[1].mean() / pitch[0].mean() >= legato.MIN_NEW_SHARE
+    assert legato_pulse(pitch, spec.frame_rate, change=harmonic_change(spec)) is None
+
+
 def test_a_pad_changing_chord_twice_in_20_s_stays_arhythmic() -> None:
     # Three minor chords (A, G#, B; changes at 8.22 and 12.21 s): both witnesses agree on a rate, and the
     # beating of the held tones fills every period with a little new-note rise, which a coverage measured

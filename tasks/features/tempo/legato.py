@@ -7,11 +7,11 @@ repeats clearly *and* clearly better than at unrelated rates of the same envelop
 the pulse tracker follows a drifting phase, so it fits a few irregular events (a pad changing chords every
 few seconds, notes at random times) at any rate; only a real pulse fits its own rate much better than its
 neighbours. And the third: steady tones (a chord of sines a semitone apart, an organ drone with vibrato)
-pulse in the pitch bands at their beating or vibrato rate, but add no new notes. A fainter pulse is kept
-when the harmonic change, tracked on its own, agrees with it and most beats bring a new note (see
-:func:`legato_pulse`). The floors are set on synthesized negatives (``bench/arhythmic.py``: noise, static
-and drifting pads, organ drones, notes at random times): none passes. What they keep of the dev set's choirs
-and strings is in ``bench/RESULTS.md``.
+pulse in the pitch bands at their beating or vibrato rate, but add no new notes, or add them at no steady rate
+(``MIN_NEW_SHARE``, ``MIN_NEW_CLARITY``). A fainter pulse is kept when the harmonic change, tracked on its own,
+agrees with it and most beats bring a new note (see :func:`legato_pulse`). The floors are set on synthesized
+negatives (``bench/arhythmic.py``: noise, static and drifting pads, organ drones, notes at random times): none
+passes. What they keep of the dev set's choirs and strings is in ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ _NULL_RATES = (1.09, 1.17, 0.91, 0.86, 1.41, 0.71)
 #: ... and the share of the pitch rise that is new notes (row 1 of the pitch onsets over row 0): held tones
 #: whose partials beat or whose vibrato sweeps the bands pulse in row 0 but stay under this share.
 MIN_NEW_SHARE: float = 0.2
+#: ... and the new notes themselves must pulse: this share of row 1's variance at the pulse found in row 0. An
+#: organ's vibrato sweeps its pitch bands at a steady rate (row 0 pulses) and now and then lifts one over its
+#: held level, but at no rate; new notes on the beat pulse in both rows.
+MIN_NEW_CLARITY: float = 0.1
 #: The share is the largest at the pulse or at half or a quarter of it (the beat under a running 8th or 16th).
 _LEVELS = (1.0, 0.5, 0.25)
 #: Second witness: when the harmonic change, tracked at its own strongest pulse, agrees with the pitch onsets'
@@ -66,12 +70,16 @@ class LegatoPulse:
     new_share: float
 
 
+def share_at(e: np.ndarray, pulse: Pulse, fr: float) -> float:
+    """The largest share of envelope ``e``'s variance at the harmonics of ``pulse`` or of half or a quarter of it."""
+    amp = Amplitudes(np.asarray(e, dtype=np.float64)[None, :], pulse.phase)
+    return max(float(amp.periodic_share(r, pulse.freq, fr)[0]) for r in _LEVELS)
+
+
 def periodic_share(e: np.ndarray, fr: float, f0: float) -> tuple[Pulse, float]:
-    """Track zero-mean envelope ``e`` near ``f0`` Hz; the largest share of its variance at the harmonics of the
-    tracked pulse or of half or a quarter of it."""
+    """Track zero-mean envelope ``e`` near ``f0`` Hz; :func:`share_at` the tracked pulse."""
     pulse = track_pulse(e, fr, f0)
-    amp = Amplitudes(e[None, :], pulse.phase)
-    return pulse, max(float(amp.periodic_share(r, pulse.freq, fr)[0]) for r in _LEVELS)
+    return pulse, share_at(e, pulse, fr)
 
 
 def _related(p: Pulse, pulse: Pulse) -> bool:
@@ -109,7 +117,8 @@ def legato_pulse(
 ) -> LegatoPulse | None:
     """The pulse of the pitch onsets, or None when it is at chance level or made by held tones.
 
-    The pulse is accepted on its own when it repeats clearly and stands out from unrelated rates
+    New notes must make up ``MIN_NEW_SHARE`` of the pitch rise and pulse with it (``MIN_NEW_CLARITY``). The pulse
+    is then accepted on its own when it repeats clearly and stands out from unrelated rates
     (``MIN_PITCH_CLARITY``, ``MIN_PITCH_CONTRAST``); or, with less contrast, when the harmonic change, tracked on
     its own, pulses at the same rate (or half or twice it), the two contrasts multiply to ``MIN_JOINT_CONTRAST``
     and most beats bring a new note (``MIN_BEAT_COVERAGE``). Two envelopes of the same notes that agree on a
@@ -136,6 +145,8 @@ def legato_pulse(
     if new_share < MIN_NEW_SHARE:
         return None
     pulse, clarity, contrast = _contrasted(e, fr)
+    if share_at(pitch[1], pulse, fr) < MIN_NEW_CLARITY:
+        return None
     if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST:
         return LegatoPulse(pulse, clarity, contrast, new_share)
     if change is None:

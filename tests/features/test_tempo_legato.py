@@ -203,3 +203,14 @@ def test_beat_coverage_counts_whole_periods() -> None:
     assert beat_coverage(new, 100.0, 0.0) == 0.0
     assert beat_coverage(new, 100.0, 150.0) == 0.0  # a period under one frame
     assert beat_coverage(np.zeros(1000), 100.0, 1.0) == 0.0
+
+
+def test_short_tracks_need_more_contrast_and_nan_new_notes_pass_nothing() -> None:
+    # Clarity 0.31 and contrast 3.2 at 80 BPM: enough over 30 s; a track of 20 / 1.5 s has its clarity
+    # floor raised to 0.27, which this still passes, and its contrast floor to 3.75, which it does not.
+    rise = _weak_bumps(80.0, 0.6, 1)
+    pitch = np.vstack([rise, 0.3 * rise])
+    assert legato_pulse(pitch, FR) is not None
+    assert legato_pulse(pitch, FR, short=1.5) is None
+    pitch[1, 100] = np.nan  # a NaN makes every share NaN, which must fail the floors, not slip past them
+    assert legato_pulse(pitch, FR) is None

@@ -25,7 +25,7 @@ from tasks.features.tempo.pulse import Pulse, strongest_pulse, track_pulse
 
 #: Share of the pitch onsets' variance that must repeat with the pulse (raised for tracks under 20 s) ...
 MIN_PITCH_CLARITY: float = 0.18
-#: ... and how many times its median share at the unrelated rates ``_NULL_RATES`` it must be.
+#: ... and how many times its median share at the unrelated rates ``_NULL_RATES`` it must be (raised alike).
 MIN_PITCH_CONTRAST: float = 2.5
 #: Rates, relative to the pulse, with no simple ratio to it (5/4, 4/3, 3/2 and 2 are avoided).
 _NULL_RATES = (1.09, 1.17, 0.91, 0.86, 1.41, 0.71)
@@ -134,7 +134,7 @@ def legato_pulse(
     change : np.ndarray, shape (n_frames,), optional
         :func:`~tasks.features.tempo.envelopes.harmonic_change` of the track (the second witness).
     short : float
-        ``>= 1``: how much to raise the clarity and joint-contrast floors (20 s over the track's length, when
+        ``>= 1``: how much to raise the clarity, contrast and joint-contrast floors (20 s over the track's length, when
         shorter).
     """
     rise = np.asarray(pitch[0], dtype=np.float64)
@@ -142,12 +142,12 @@ def legato_pulse(
     if not np.any(e):
         return None
     new_share = float(np.mean(pitch[1])) / max(float(rise.mean()), 1e-12)
-    if new_share < MIN_NEW_SHARE:
+    if not new_share >= MIN_NEW_SHARE:  # (not <: a NaN must fail)
         return None
     pulse, clarity, contrast = _contrasted(e, fr)
-    if share_at(pitch[1], pulse, fr) < MIN_NEW_CLARITY:
+    if not share_at(pitch[1], pulse, fr) >= MIN_NEW_CLARITY:
         return None
-    if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST:
+    if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST * short:
         return LegatoPulse(pulse, clarity, contrast, new_share)
     if change is None:
         return None

@@ -135,7 +135,7 @@ def pitch_spectrum_db(spectrum: Spectrum) -> np.ndarray:
     return np.maximum(db, db.max(axis=0) - np.float32(_PITCH_RANGE_DB))
 
 
-def pitch_onsets(spectrum: Spectrum, *, previous: np.ndarray | None = None) -> np.ndarray:
+def pitch_onsets(spectrum: Spectrum) -> np.ndarray:
     """Rises of the pitch spectrum, mean over bands, shape ``(2, n_frames)``, dB, float32.
 
     Row 0: the rise over ``PITCH_LAG`` frames. The mel bands below 1 kHz are several semitones wide, so a
@@ -144,15 +144,10 @@ def pitch_onsets(spectrum: Spectrum, *, previous: np.ndarray | None = None) -> n
     keep a pulse here (the harmonic rhythm and the moving voices). Row 1: the rise over the band's highest
     level in frames ``t - PITCH_HOLD .. t - PITCH_LAG``: new notes only, not the beating or vibrato of held
     ones, which also rise and fall periodically in row 0. Each band's rise counts up to
-    ``_PITCH_RISE_MAX_DB``. Frames without that much history are 0 unless ``previous`` is given.
-
-    Parameters
-    ----------
-    previous : np.ndarray, shape (n_bins, k), optional
-        The last ``k <= PITCH_HOLD`` columns of :func:`pitch_spectrum_db` before the first frame (a block
-        that continues a track).
+    ``_PITCH_RISE_MAX_DB``. Frames without that much history are 0 (a block that continues a track takes its
+    history through :func:`pitch_rise`).
     """
-    return pitch_rise(pitch_spectrum_db(spectrum), previous=previous)
+    return pitch_rise(pitch_spectrum_db(spectrum))
 
 
 def _running_max(x: np.ndarray, width: int) -> np.ndarray:
@@ -167,7 +162,8 @@ def _running_max(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def pitch_rise(db: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndarray:
-    """:func:`pitch_onsets` from a block's :func:`pitch_spectrum_db` ``db`` (shape ``(n_bins, n_frames)``)."""
+    """:func:`pitch_onsets` from a block's :func:`pitch_spectrum_db` ``db`` (shape ``(n_bins, n_frames)``);
+    ``previous``: the last ``k <= PITCH_HOLD`` columns of :func:`pitch_spectrum_db` before the block."""
     n_frames = db.shape[1]
     if previous is not None and previous.shape[1]:
         db = np.concatenate([previous.astype(np.float32), db], axis=1)
@@ -177,7 +173,8 @@ def pitch_rise(db: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndar
     for row, width in enumerate((1, PITCH_HOLD - PITCH_LAG + 1)):
         span = PITCH_LAG + width - 1  # frames of history a frame needs
         if db.shape[1] > span:
-            past = _running_max(db, width)[:, span - PITCH_LAG : -PITCH_LAG]  # column j: for frame j + span
+            held = db if width == 1 else _running_max(db, width)
+            past = held[:, span - PITCH_LAG : -PITCH_LAG]  # column j: for frame j + span
             rise = np.clip(db[:, span:] - past, 0.0, _PITCH_RISE_MAX_DB).mean(axis=0)
             first = max(span - history, 0)  # first frame of the block with that history behind it
             out[row, first:] = rise[len(rise) - (n_frames - first) :]

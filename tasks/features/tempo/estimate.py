@@ -17,7 +17,7 @@ Method (from :attr:`Spectrum.log_mel`, which the timbre features share, and the 
    their strength at the candidate times three numbers of the track's texture: the harmonic-change-to-onset
    ratio at the pulse, the steepness of its sharpest attacks and the spread of its onsets over frames (legato
    or struck; :mod:`tasks.features.tempo.octave`; the place in the range times the steepness too, the bass pulse at
-   half the candidate times the spread; 55 weights fitted by ``bench/devset_octave.py --write``, loaded from
+   half the candidate times the spread; 56 weights fitted by ``bench/devset_octave.py --write``, loaded from
    ``octave_weights.json`` with the fit's provenance). In music
    with no drums the harmonic change marks the beat (the harmonic rhythm) where the onsets mark every 8th of
    the moving voices. ``candidates`` carries the model's probabilities. When ``bpm_range`` spans an octave
@@ -162,15 +162,28 @@ def octave_evidence(
     :class:`Amplitudes`, and the octave model's candidate ratios and features: what :func:`tempo_from_envelopes`
     decides on and ``bench/devset_octave.py`` fits on. ``bands`` float64, the rest as in
     :func:`tempo_from_envelopes`."""
-    o = bands[0] - bands[0].mean()
+    pulse, amp = _pulse_amplitudes(bands, change, fr, pulse)
+    return pulse, amp, *_candidates(bands, frame_ms, amp, pulse, bpm_range)
+
+
+def _pulse_amplitudes(
+    bands: np.ndarray, change: np.ndarray, fr: float, pulse: Pulse | None = None
+) -> tuple[Pulse, Amplitudes]:
+    """The onsets' strongest pulse tracked through the track (unless ``pulse`` is given), and the envelopes'
+    :class:`Amplitudes` at its phase."""
     if pulse is None:
+        o = bands[0] - bands[0].mean()
         pulse = track_pulse(o, fr, strongest_pulse(o, fr) / 60.0)
-    amp = Amplitudes(np.vstack([bands, change]), pulse.phase)
-    return (
-        pulse,
-        amp,
-        *octave_features(amp, 60.0 * pulse.freq, bpm_range, rise=attack_rise(frame_ms), smoothness=onset_smoothness(o)),
-    )
+    return pulse, Amplitudes(np.vstack([bands, change]), pulse.phase)
+
+
+def _candidates(
+    bands: np.ndarray, frame_ms: np.ndarray, amp: Amplitudes, pulse: Pulse, bpm_range: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The octave model's candidate ratios and features (:func:`octave_features`) at ``pulse``."""
+    o = bands[0] - bands[0].mean()
+    rise, smoothness = attack_rise(frame_ms), onset_smoothness(o)
+    return octave_features(amp, 60.0 * pulse.freq, bpm_range, rise=rise, smoothness=smoothness)
 
 
 @dataclass(frozen=True)
@@ -206,7 +219,7 @@ def pulse_evidence(
     o = bands[0] - bands[0].mean()
     if not np.any(o):
         return _none(TempoReason.ARHYTHMIC)
-    pulse, amp, ratios, feats = octave_evidence(bands, frame_ms, change, fr, bpm_range)
+    pulse, amp = _pulse_amplitudes(bands, change, fr)
     # Share of each envelope's variance at the harmonics of the tracked pulse (row 0 the onsets, row 4 the
     # harmonic change): whether there is a pulse depends neither on the range the user asked for nor on the
     # octave model's weights.
@@ -223,9 +236,9 @@ def pulse_evidence(
         if legato is None:
             return _none(TempoReason.ARHYTHMIC, clarity)
         # The same octave model, on the envelopes' strength at the pitch onsets' pulse and phase.
-        pulse, amp, ratios, feats = octave_evidence(bands, frame_ms, change, fr, bpm_range, legato.pulse)
+        pulse, amp = _pulse_amplitudes(bands, change, fr, legato.pulse)
         clarity = max(clarity, legato.clarity)
-    return PulseEvidence(pulse, amp, ratios, feats, clarity)
+    return PulseEvidence(pulse, amp, *_candidates(bands, frame_ms, amp, pulse, bpm_range), clarity)
 
 
 def tempo_from_envelopes(

@@ -6,7 +6,10 @@ Negatives, synthesized here (``tasks.synth.voices``), each at 8, 20, 30 and 60 s
 ``--first-seed`` (the legato floors were set on seeds from 1000; seeds from 2000 are an unseen check):
 white and pink noise; static chord pads of sines (every scale tone over three octaves: partials a semitone
 apart beat); pads that change chord at random times (every 0.7-4 s and every 3-12 s); organ drones with
-vibrato; plucked, piano and FM notes at Poisson times (free time). Each goes through
+vibrato; static equal-tempered organ drones (their fifths beat slowly and steadily); held organ chords with a
+slow tremolo (0.8-2 Hz); a quiet line at Poisson times over such a drone; plucked, piano and FM notes at
+Poisson times (free time). The three drone-and-tremolo kinds came from a red-team pass on a rejected legato
+rule: held tones that swell at a steady rate pass for new notes on a beat. Each goes through
 :func:`~tasks.features.tempo.estimate.tempo_from_envelopes` as the analysis runs it; a tempo is a false pulse,
 and one that the same evidence without the pitch onsets would not get came from the legato rescue.
 
@@ -31,9 +34,22 @@ from tasks.constants import ANALYZER_VERSION, SR
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, onset_bands, pitch_onsets
 from tasks.features.tempo.estimate import tempo_from_envelopes
-from tasks.synth.voices import chord_tone, midi_hz, pink_noise, tone
+from tasks.synth.voices import HARMONICS, chord_tone, midi_hz, osc, pink_noise, tone
 
-KINDS = ("white", "pink", "pad", "drift", "slow drift", "drone", "free pluck", "free piano", "free fm")
+KINDS = (
+    "white",
+    "pink",
+    "pad",
+    "drift",
+    "slow drift",
+    "drone",
+    "et drone",
+    "tremolo",
+    "line+drone",
+    "free pluck",
+    "free piano",
+    "free fm",
+)
 DURATIONS = (8.0, 20.0, 30.0, 60.0)
 
 
@@ -61,6 +77,41 @@ def _free_time(rng: np.random.Generator, n: int, dur: float, kind: str) -> np.nd
     return y
 
 
+def _et_drone(rng: np.random.Generator, n: int, root: int) -> np.ndarray:
+    """A static organ drone: root, 5th, octave and 12th, equal-tempered, no vibrato. Its fifths beat slowly and
+    steadily (3 x root - 2 x fifth: 0.22 Hz on C2), which lifts the pitch bands like a new note now and then."""
+    return sum(osc(HARMONICS["organ"], midi_hz(root + p), n, SR, rng.random()) for p in (0, 7, 12, 19)) / 2
+
+
+def _tremolo(rng: np.random.Generator, n: int, root: int) -> np.ndarray:
+    """A held organ chord whose two lowest voices swell and fade at 0.8-2 Hz (an organ's tremulant, a slow
+    Leslie): a rate held through the whole track, and no new note."""
+    t, rate = np.arange(n) / SR, rng.uniform(0.8, 2.0)
+    y = np.zeros(n)
+    for j, p in enumerate((0, 7, 12, 16, 19)):
+        v = osc(HARMONICS["organ"], midi_hz(root + p), n, SR, rng.random())
+        y += v * (1 - 0.2 * (1 + np.sin(2 * np.pi * rate * t + np.pi * j))) if j < 2 else v
+    return y
+
+
+def _line_over_drone(rng: np.random.Generator, n: int, dur: float, root: int) -> np.ndarray:
+    """A quiet sine line moving by step at Poisson times (mean gap 0.5-1.2 s, soft 0.3-0.4 s swells) over
+    :func:`_et_drone`: free time over a drone, as an alap over a harmonium or ambient music over a pad."""
+    gap, level, att = rng.uniform(0.5, 1.2), rng.uniform(0.08, 0.14), rng.uniform(0.3, 0.4)
+    y, t, p = _et_drone(rng, n, root), rng.exponential(gap), 67
+    while t < dur - 0.1:
+        nxt = t + rng.exponential(gap)
+        p = int(np.clip(p + rng.choice([-2, -1, 1, 2]), 57, 81))
+        i = int(t * SR)
+        m = min(n - i, int((nxt - t + att) * SR))
+        k = min(m // 2, int(att * SR))
+        env = np.ones(m)
+        env[:k], env[m - k :] = np.linspace(0.0, 1.0, k), np.linspace(1.0, 0.0, k)
+        y[i : i + m] += level * np.sin(2 * np.pi * midi_hz(p) * np.arange(m) / SR) * env
+        t = nxt
+    return y
+
+
 def negative(kind: str, seed: int, dur: float) -> np.ndarray:
     """One negative signal, mono float32 at ``SR``, peak 0.5."""
     rng = np.random.default_rng(seed)
@@ -75,6 +126,12 @@ def negative(kind: str, seed: int, dur: float) -> np.ndarray:
         y = _pads_changing(rng, n, dur, *((0.7, 4.0) if kind == "drift" else (3.0, 12.0)))
     elif kind == "drone":
         y = sum(tone("organ", midi_hz(p + seed % 12), n, SR, rng) for p in (36, 43, 48))
+    elif kind == "et drone":
+        y = _et_drone(rng, n, 36 + seed % 12)
+    elif kind == "tremolo":
+        y = _tremolo(rng, n, 48 + seed % 12)
+    elif kind == "line+drone":
+        y = _line_over_drone(rng, n, dur, 36 + seed % 12)
     else:
         y = _free_time(rng, n, dur, kind.split()[1])
     return (0.5 * y / (np.abs(y).max() + 1e-12)).astype(np.float32)

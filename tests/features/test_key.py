@@ -226,26 +226,3 @@ def test_every_notation_reads_back_as_its_key_name():
     for bad in ("H", "13A", "0d", "A mixolydian", ""):
         with pytest.raises(KeyNameError):
             key_name(bad)
-
-
-def _diatonic_over_pedal(pedal: int, *, sr: int = SR) -> np.ndarray:
-    """The seven triads of C major (= A natural minor: the same pitches), 0.5 s each, twice, over a soft pedal
-    an octave and more below: the upper voices alone cannot tell C major from A minor."""
-    triads = [(0, 4, 7), (2, 5, 9), (4, 7, 11), (5, 9, 12), (7, 11, 14), (9, 12, 16), (11, 14, 17)] * 2
-    y = np.concatenate([sum(_note(60 + p, 0.5, sr=sr) for p in t) for t in triads])
-    y = y + 0.35 * _note(36 + pedal, len(y) / sr, sr=sr)
-    return (0.5 * y / np.abs(y).max()).astype(np.float32)
-
-
-def test_the_bass_tells_a_key_from_its_relative() -> None:
-    from dataclasses import replace
-
-    from tasks.features.key.estimate import _Params, key_from_peaks, key_peaks
-
-    keys, without_bass = [], []
-    for pedal in (0, 9):  # C, A
-        peaks = key_peaks(compute_spectrum(_diatonic_over_pedal(pedal)))
-        keys.append(key_from_peaks([peaks]).key)
-        without_bass.append(key_from_peaks([peaks], replace(_Params(), bass_weight=0.0)).key)
-    assert keys == ["C major", "A minor"]
-    assert without_bass[0] == without_bass[1]  # the soft pedal hardly moves the chroma: the bass's vote decides

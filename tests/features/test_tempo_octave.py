@@ -85,8 +85,7 @@ def _legato_envelopes(bpm: float, *, seed: int = 0, seconds: float = 40.0) -> tu
     beat = np.exp(-(((t * bpm / 60.0 + 0.5) % 1.0 - 0.5) ** 2) / (2 * 0.04**2))
     noise = np.abs(rng.standard_normal((4, len(t))))
     bands = 0.5 * (np.sqrt(0.05) * beat / beat.std() + np.sqrt(0.95) * noise / noise.std(axis=1, keepdims=True))
-    # Scaled to what rendered chorales whose onsets fail show: a beat-periodic RMS of 0.3-0.8 dB.
-    change = 2.5 * (0.8 * beat + 0.2 * np.abs(rng.standard_normal(len(t))))
+    change = 0.8 * beat + 0.2 * np.abs(rng.standard_normal(len(t)))
     return bands.astype(np.float32), np.full(len(t), 0.05, np.float32), change.astype(np.float32), fr
 
 
@@ -100,29 +99,6 @@ def test_harmonic_change_keeps_legato_music_rhythmic(bpm: float) -> None:
     # The same weak onsets with a harmonic change at chance level stay arhythmic.
     noise = np.abs(np.random.default_rng(1).standard_normal(len(change))).astype(np.float32)
     assert tempo_from_envelopes(bands, ms, noise, frame_rate=fr).reason == "ARHYTHMIC"
-
-
-def test_a_held_chord_with_a_slow_tremolo_stays_arhythmic() -> None:
-    # An organ chord whose two lowest voices swell and fade at 1.0 Hz (a tremulant): the spectral shape moves
-    # at a steady rate, clearly but by little, under MIN_CHANGE_DB; at version 10's floor it got a tempo.
-    from tasks.features.tempo import estimate
-    from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, onset_bands, pitch_onsets
-    from tasks.synth.voices import HARMONICS, midi_hz, osc
-
-    rng = np.random.default_rng(1008)
-    n = 30 * SR
-    t, rate = np.arange(n) / SR, rng.uniform(0.8, 2.0)
-    y = np.zeros(n)
-    for j, p in enumerate((0, 7, 12, 16, 19)):
-        v = osc(HARMONICS["organ"], midi_hz(48 + p), n, SR, rng.random())
-        y += v * (1 - 0.2 * (1 + np.sin(2 * np.pi * rate * t + np.pi * j))) if j < 2 else v
-    spec = compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32))
-    env = (onset_bands(spec), frame_mean_square(spec), harmonic_change(spec))
-    est = estimate.tempo_from_envelopes(*env, frame_rate=spec.frame_rate, pitch=pitch_onsets(spec))
-    assert est.reason == "ARHYTHMIC"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(estimate, "MIN_CHANGE_DB", 0.15)
-        assert estimate.tempo_from_envelopes(*env, frame_rate=spec.frame_rate).bpm is not None
 
 
 @pytest.mark.parametrize("seed", [1, 2])

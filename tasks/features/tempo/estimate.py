@@ -150,42 +150,6 @@ def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_R
     )
 
 
-def octave_evidence(
-    bands: np.ndarray,
-    frame_ms: np.ndarray,
-    change: np.ndarray,
-    fr: float,
-    bpm_range: tuple[float, float],
-    pulse: Pulse | None = None,
-) -> tuple[Pulse, Amplitudes, np.ndarray, np.ndarray]:
-    """The tracked pulse (the onsets' strongest carries the phase unless ``pulse`` is given), its
-    :class:`Amplitudes`, and the octave model's candidate ratios and features: what :func:`tempo_from_envelopes`
-    decides on and ``bench/devset_octave.py`` fits on. ``bands`` float64, the rest as in
-    :func:`tempo_from_envelopes`."""
-    pulse, amp = _pulse_amplitudes(bands, change, fr, pulse)
-    return pulse, amp, *_candidates(bands, frame_ms, amp, pulse, bpm_range)
-
-
-def _pulse_amplitudes(
-    bands: np.ndarray, change: np.ndarray, fr: float, pulse: Pulse | None = None
-) -> tuple[Pulse, Amplitudes]:
-    """The onsets' strongest pulse tracked through the track (unless ``pulse`` is given), and the envelopes'
-    :class:`Amplitudes` at its phase."""
-    if pulse is None:
-        o = bands[0] - bands[0].mean()
-        pulse = track_pulse(o, fr, strongest_pulse(o, fr) / 60.0)
-    return pulse, Amplitudes(np.vstack([bands, change]), pulse.phase)
-
-
-def _candidates(
-    bands: np.ndarray, frame_ms: np.ndarray, amp: Amplitudes, pulse: Pulse, bpm_range: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The octave model's candidate ratios and features (:func:`octave_features`) at ``pulse``."""
-    o = bands[0] - bands[0].mean()
-    rise, smoothness = attack_rise(frame_ms), onset_smoothness(o)
-    return octave_features(amp, 60.0 * pulse.freq, bpm_range, rise=rise, smoothness=smoothness)
-
-
 @dataclass(frozen=True)
 class PulseEvidence:
     """What the octave choice is made on: the tracked pulse, the envelopes' :class:`Amplitudes` at its
@@ -219,7 +183,9 @@ def pulse_evidence(
     o = bands[0] - bands[0].mean()
     if not np.any(o):
         return _none(TempoReason.ARHYTHMIC)
-    pulse, amp = _pulse_amplitudes(bands, change, fr)
+    envelopes = np.vstack([bands, change])
+    pulse = track_pulse(o, fr, strongest_pulse(o, fr) / 60.0)
+    amp = Amplitudes(envelopes, pulse.phase)
     # Share of each envelope's variance at the harmonics of the tracked pulse (row 0 the onsets, row 4 the
     # harmonic change): whether there is a pulse depends neither on the range the user asked for nor on the
     # octave model's weights.
@@ -236,9 +202,13 @@ def pulse_evidence(
         if legato is None:
             return _none(TempoReason.ARHYTHMIC, clarity)
         # The same octave model, on the envelopes' strength at the pitch onsets' pulse and phase.
-        pulse, amp = _pulse_amplitudes(bands, change, fr, legato.pulse)
+        pulse = legato.pulse
+        amp = Amplitudes(envelopes, pulse.phase)
         clarity = max(clarity, legato.clarity)
-    return PulseEvidence(pulse, amp, *_candidates(bands, frame_ms, amp, pulse, bpm_range), clarity)
+    ratios, features = octave_features(
+        amp, 60.0 * pulse.freq, bpm_range, rise=attack_rise(frame_ms), smoothness=onset_smoothness(o)
+    )
+    return PulseEvidence(pulse, amp, ratios, features, clarity)
 
 
 def tempo_from_envelopes(

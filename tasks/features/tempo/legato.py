@@ -152,7 +152,8 @@ def legato_pulse(
     if change is None:
         return None
     c = np.asarray(change, dtype=np.float64)
-    if not np.any(c := c - c.mean()):
+    c = c - c.mean()
+    if not np.any(c):
         return None
     witness, _, witness_contrast = _contrasted(c, fr)
     joint = min(contrast, MIN_PITCH_CONTRAST) * min(witness_contrast, MIN_PITCH_CONTRAST)

@@ -27,7 +27,7 @@ from tasks.features.loudness.stream import LoudnessMeter
 from tasks.features.spectrum import Spectrum
 from tasks.features.tempo.envelopes import (
     CHANGE_LAG,
-    PITCH_HOLD,
+    PITCH_HISTORY,
     frame_mean_square,
     harmonic_change,
     onset_bands,
@@ -117,7 +117,7 @@ class TrackEvidence:
         self._last_columns = _last_columns(self._last_columns, lm, CHANGE_LAG)
         pdb = pitch_spectrum_db(spectrum)
         self._pitch.append(pitch_rise(pdb, previous=self._last_pitch))
-        self._last_pitch = _last_columns(self._last_pitch, pdb, PITCH_HOLD)
+        self._last_pitch = _last_columns(self._last_pitch, pdb, PITCH_HISTORY)
         self._frame_ms.append(frame_mean_square(spectrum))
         self._peaks.append(key_peaks(spectrum, first_frame=self._frames))
         self._timbre.append(timbre_frames(spectrum))

@@ -10,6 +10,7 @@ from tasks.constants import HOP_LENGTH, SR
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo import legato
 from tasks.features.tempo.envelopes import (
+    PITCH_HISTORY,
     PITCH_HOLD,
     frame_mean_square,
     harmonic_change,
@@ -19,7 +20,7 @@ from tasks.features.tempo.envelopes import (
 )
 from tasks.features.tempo.estimate import tempo_from_envelopes
 from tasks.features.tempo.legato import MIN_BEAT_COVERAGE, MIN_NEW_SHARE, beat_coverage, legato_pulse
-from tasks.synth.voices import chord_tone, midi_hz, tone
+from tasks.synth.voices import HARMONICS, chord_tone, midi_hz, osc, tone
 from tests.features.tempo_signals import CADENCE_CHORDS
 from tests.features.tempo_signals import organ as _organ
 
@@ -43,13 +44,13 @@ def test_pitch_onsets_block_by_block_are_the_whole_track() -> None:
 
     y = _chord_changes(80.0, 16)
     whole = pitch_onsets(compute_spectrum(y))
-    for block_frames in (PITCH_HOLD - 5, 150):
+    for block_frames in (PITCH_HOLD - 5, PITCH_HISTORY - 30, 150):
         stream, parts, last = SpectrumStream(block_frames=block_frames), [], None
         for spec in [*stream.feed(y[:30_001]), *stream.feed(y[30_001:]), *stream.finish()]:
             db = pitch_spectrum_db(spec)
             parts.append(pitch_rise(db, previous=last))
             db = db if last is None else np.concatenate([last, db], axis=1)
-            last = db[:, -PITCH_HOLD:]
+            last = db[:, -PITCH_HISTORY:]
         np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, atol=1e-4)
 
 
@@ -58,6 +59,36 @@ def test_new_notes_rise_over_the_held_level_beating_tones_do_not() -> None:
     held = _new_share(chord_tone(0, "major", duration_s=20.0))
     moving = _new_share(_chord_changes(72.0, 24))
     assert held < MIN_NEW_SHARE < moving
+    # The chords' new notes enter from far under their bands' level: nearly all of their rise is fresh.
+    p = pitch_onsets(compute_spectrum(_chord_changes(72.0, 24)))
+    assert p[2].mean() / p[1].mean() >= max(legato.MIN_FRESH_SHARE, 0.85)
+
+
+def _tremulant(rate_hz: float, seconds: float = 30.0, root: int = 52) -> np.ndarray:
+    """A held organ chord whose two lowest voices swell and fade by 0.2-1 of their level at ``rate_hz``."""
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    y = np.zeros(n)
+    for j, p in enumerate((0, 7, 12, 16, 19)):
+        v = osc(HARMONICS["organ"], midi_hz(root + p), n, SR, 0.1 * j)
+        y += v * (1 - 0.2 * (1 + np.sin(2 * np.pi * rate_hz * t + np.pi * j))) if j < 2 else v
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("rate_hz", [1.1, 1.5])
+def test_held_partials_that_swell_on_a_steady_rate_are_not_fresh_notes(rate_hz: float) -> None:
+    # Each swell lifts the two voices' bands over their level of the last 279 ms, as a new note would, on a
+    # rate held through the track: every other test of the pitch pulse passes it.
+    spec = compute_spectrum(_tremulant(rate_hz))
+    pitch = pitch_onsets(spec)
+    assert pitch[1].mean() / pitch[0].mean() >= MIN_NEW_SHARE
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(legato, "MIN_FRESH_SHARE", 0.0)
+        swell = legato_pulse(pitch, spec.frame_rate, change=harmonic_change(spec))
+        assert swell is not None and 60.0 * swell.pulse.freq == pytest.approx(60.0 * rate_hz, rel=0.03)
+    # But the bands come back from a few dB under their level, never from far under it as a note that enters.
+    assert pitch[2].mean() / pitch[1].mean() < 0.5 * legato.MIN_FRESH_SHARE
+    assert legato_pulse(pitch, spec.frame_rate, change=harmonic_change(spec)) is None
 
 
 def _pitch_envelopes(row0: np.ndarray, new_share: float, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -66,7 +97,7 @@ def _pitch_envelopes(row0: np.ndarray, new_share: float, seed: int = 0) -> tuple
     n = len(row0)
     bands = np.abs(rng.standard_normal((4, n))).astype(np.float32)
     change = np.abs(rng.standard_normal(n)).astype(np.float32)
-    pitch = np.vstack([row0, new_share * row0]).astype(np.float32)
+    pitch = np.vstack([row0, new_share * row0, new_share * row0]).astype(np.float32)  # every new note enters
     return bands, np.full(n, 0.05, np.float32), change, pitch
 
 
@@ -155,7 +186,7 @@ def _weak_bumps(bpm: float, share: float, seed: int, seconds: float = 30.0) -> n
 @pytest.mark.parametrize("bpm", [66.0, 104.0])
 def test_harmonic_change_at_the_same_rate_is_a_second_witness(bpm: float) -> None:
     # A pitch pulse too faint to stand alone (clarity under MIN_PITCH_CLARITY) ...
-    pitch = np.vstack([_weak_bumps(bpm, 0.4, 1), 0.3 * _weak_bumps(bpm, 0.4, 1)])
+    pitch = np.vstack([_weak_bumps(bpm, 0.4, 1), 0.3 * _weak_bumps(bpm, 0.4, 1), 0.3 * _weak_bumps(bpm, 0.4, 1)])
     assert legato_pulse(pitch, FR) is None
     # ... is kept when the harmonic change, tracked on its own, pulses at the same rate,
     found = legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11))
@@ -189,9 +220,10 @@ def test_the_second_witness_needs_new_notes_on_most_beats() -> None:
     with_rests = notes * (beat_no % 4 != 3)  # a rest on every 4th beat: still most beats
     assert beat_coverage(with_rests, FR, bpm / 60.0) == pytest.approx(0.75, abs=0.03)
     rise = _weak_bumps(bpm, 0.4, 1, seconds)
-    pitch = np.vstack([rise, new * 0.3 * rise.mean() / new.mean()])  # as many new notes as below, in few beats
+    new *= 0.3 * rise.mean() / new.mean()  # as many new notes as below, in few beats
+    pitch = np.vstack([rise, new, new])
     assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11)) is None
-    pitch[1] = with_rests * 0.3 * rise.mean() / with_rests.mean()
+    pitch[1] = pitch[2] = with_rests * 0.3 * rise.mean() / with_rests.mean()
     assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11)) is not None
 
 
@@ -209,7 +241,7 @@ def test_short_tracks_need_more_contrast_and_nan_new_notes_pass_nothing() -> Non
     # Clarity 0.31 and contrast 3.2 at 80 BPM: enough over 30 s; a track of 20 / 1.5 s has its clarity
     # floor raised to 0.27, which this still passes, and its contrast floor to 3.75, which it does not.
     rise = _weak_bumps(80.0, 0.6, 1)
-    pitch = np.vstack([rise, 0.3 * rise])
+    pitch = np.vstack([rise, 0.3 * rise, 0.3 * rise])
     assert legato_pulse(pitch, FR) is not None
     assert legato_pulse(pitch, FR, short=1.5) is None
     pitch[1, 100] = np.nan  # a NaN makes every share NaN, which must fail the floors, not slip past them

@@ -27,6 +27,13 @@ PITCH_LAG: int = 3
 #: A new note rises over its band's level of the last this many frames (279 ms) up to ``PITCH_LAG`` before: a
 #: held tone whose partials beat or whose vibrato sweeps the bands (4-20 Hz) stays under it.
 PITCH_HOLD: int = 12
+#: A new note is *fresh* when its band was more than ``FRESH_DB`` lower at some point in the ``FRESH_WINDOW``
+#: frames (2 s) up to ``PITCH_LAG`` before it: a note that enters, not a held partial swelling back (a tremulant,
+#: two voices' slow beating), which rises over its level of the last 279 ms but never far under it.
+FRESH_WINDOW: int = 86
+FRESH_DB: float = 15.0
+#: Columns of pitch spectrum a block needs from before it (:func:`pitch_rise`'s ``previous``).
+PITCH_HISTORY: int = PITCH_LAG + FRESH_WINDOW - 1
 _PITCH_HZ = (55.0, 2000.0)  # fundamentals and first partials of voices, strings, winds
 _PITCH_BINS_PER_SEMITONE = 3
 _PITCH_RANGE_DB = 80.0  # a frame's pitch spectrum is floored this far under its loudest bin
@@ -136,48 +143,57 @@ def pitch_spectrum_db(spectrum: Spectrum) -> np.ndarray:
 
 
 def pitch_onsets(spectrum: Spectrum) -> np.ndarray:
-    """Rises of the pitch spectrum, mean over bands, shape ``(2, n_frames)``, dB, float32.
+    """Rises of the pitch spectrum, mean over bands, shape ``(3, n_frames)``, dB, float32.
 
     Row 0: the rise over ``PITCH_LAG`` frames. The mel bands below 1 kHz are several semitones wide, so a
     voice moving by step under a sustained chord hardly changes them; third-of-a-semitone bands see every
     new note, however soft its attack. Choirs, organs and bowed strings, whose onset flux is near chance,
     keep a pulse here (the harmonic rhythm and the moving voices). Row 1: the rise over the band's highest
     level in frames ``t - PITCH_HOLD .. t - PITCH_LAG``: new notes only, not the beating or vibrato of held
-    ones, which also rise and fall periodically in row 0. Each band's rise counts up to
-    ``_PITCH_RISE_MAX_DB``. Frames without that much history are 0 (a block that continues a track takes its
-    history through :func:`pitch_rise`).
+    ones, which also rise and fall periodically in row 0. Row 2: the part of row 1 in bands that were
+    more than ``FRESH_DB`` lower at some point in the ``FRESH_WINDOW`` frames up to ``t - PITCH_LAG``: notes that enter,
+    not held partials swelling slower than ``PITCH_HOLD``. Each band's rise counts up to ``_PITCH_RISE_MAX_DB``.
+    Frames without ``PITCH_LAG`` (row 0) or ``PITCH_HOLD`` (rows 1, 2) frames of history are 0; row 2 looks back
+    over what there is of its window (a block that continues a track takes its history through
+    :func:`pitch_rise`).
     """
     return pitch_rise(pitch_spectrum_db(spectrum))
 
 
-def _running_max(x: np.ndarray, width: int) -> np.ndarray:
-    """``out[:, j] = max(x[:, j - width + 1 .. j])`` for ``j >= width - 1`` (earlier columns: over what there is),
-    by doubling shifts: log2(width) array maxima, several times faster than a sliding-window filter."""
+def _running(x: np.ndarray, width: int, op: np.ufunc) -> np.ndarray:
+    """``out[:, j] = op.reduce(x[:, j - width + 1 .. j])`` for ``j >= width - 1`` (earlier columns: over what there
+    is), ``op`` ``np.maximum`` or ``np.minimum``, by doubling shifts: log2(width) array operations, several times
+    faster than a sliding-window filter."""
     out, covered = x.copy(), 1
     while covered < width:
         step = min(covered, width - covered)
-        np.maximum(out[:, step:], out[:, :-step], out=out[:, step:])
+        op(out[:, step:], out[:, :-step], out=out[:, step:])
         covered += step
     return out
 
 
 def pitch_rise(db: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndarray:
     """:func:`pitch_onsets` from a block's :func:`pitch_spectrum_db` ``db`` (shape ``(n_bins, n_frames)``);
-    ``previous``: the last ``k <= PITCH_HOLD`` columns of :func:`pitch_spectrum_db` before the block."""
+    ``previous``: the last ``k <= PITCH_HISTORY`` columns of :func:`pitch_spectrum_db` before the block."""
     n_frames = db.shape[1]
     if previous is not None and previous.shape[1]:
         db = np.concatenate([previous.astype(np.float32), db], axis=1)
     history = db.shape[1] - n_frames  # columns before the block
-    out = np.zeros((2, n_frames), dtype=np.float32)
-    # Row 0 compares frame t with frame t - lag (a window of 1), row 1 with the highest of t - hold .. t - lag.
-    for row, width in enumerate((1, PITCH_HOLD - PITCH_LAG + 1)):
-        span = PITCH_LAG + width - 1  # frames of history a frame needs
-        if db.shape[1] > span:
-            held = db if width == 1 else _running_max(db, width)
-            past = held[:, span - PITCH_LAG : -PITCH_LAG]  # column j: for frame j + span
-            rise = np.clip(db[:, span:] - past, 0.0, _PITCH_RISE_MAX_DB).mean(axis=0)
-            first = max(span - history, 0)  # first frame of the block with that history behind it
-            out[row, first:] = rise[len(rise) - (n_frames - first) :]
+    out = np.zeros((3, n_frames), dtype=np.float32)
+
+    def place(row: int, span: int, values: np.ndarray) -> None:
+        """Row ``row``'s values for the frames of ``db`` with ``span`` frames of history, placed in the block."""
+        first = max(span - history, 0)  # first frame of the block with that history behind it
+        out[row, first:] = values[len(values) - (n_frames - first) :]
+
+    if db.shape[1] > PITCH_LAG:  # row 0: frame t against frame t - lag
+        place(0, PITCH_LAG, np.clip(db[:, PITCH_LAG:] - db[:, :-PITCH_LAG], 0.0, _PITCH_RISE_MAX_DB).mean(axis=0))
+    if db.shape[1] > PITCH_HOLD:  # rows 1 and 2: against the highest (lowest) of the frames up to t - lag
+        now, before = db[:, PITCH_HOLD:], slice(PITCH_HOLD - PITCH_LAG, -PITCH_LAG)  # column j: frame j + hold
+        rise = np.clip(now - _running(db, PITCH_HOLD - PITCH_LAG + 1, np.maximum)[:, before], 0.0, _PITCH_RISE_MAX_DB)
+        place(1, PITCH_HOLD, rise.mean(axis=0))
+        fresh = now - _running(db, FRESH_WINDOW, np.minimum)[:, before] > np.float32(FRESH_DB)
+        place(2, PITCH_HOLD, (rise * fresh).mean(axis=0))
     return out
 
 

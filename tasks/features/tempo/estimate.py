@@ -232,7 +232,7 @@ def tempo_from_envelopes(
         :func:`harmonic_change` of the track.
     frame_rate : float
         Frames per second.
-    pitch : np.ndarray, shape (2, n_frames), optional
+    pitch : np.ndarray, shape (3, n_frames), optional
         :func:`pitch_onsets` of the track; without it, a track whose onsets and harmonic change are at chance
         level is ``ARHYTHMIC`` (no legato rescue).
     """

@@ -8,10 +8,12 @@ the pulse tracker follows a drifting phase, so it fits a few irregular events (a
 few seconds, notes at random times) at any rate; only a real pulse fits its own rate much better than its
 neighbours. And the third: steady tones (a chord of sines a semitone apart, an organ drone with vibrato)
 pulse in the pitch bands at their beating or vibrato rate, but add no new notes, or add them at no steady rate
-(``MIN_NEW_SHARE``, ``MIN_NEW_CLARITY``). A fainter pulse is kept when the harmonic change, tracked on its own,
-agrees with it and most beats bring a new note (see :func:`legato_pulse`). The floors are set on synthesized
-negatives (``bench/arhythmic.py``: noise, static and drifting pads, organ drones, notes at random times): none
-passes. What they keep of the dev set's choirs and strings is in ``bench/RESULTS.md``.
+(``MIN_NEW_SHARE``, ``MIN_NEW_CLARITY``), and held partials that swell slowly come back from a few dB under
+their level where new notes enter from far under it (``MIN_FRESH_SHARE``). A fainter pulse is kept when the
+harmonic change, tracked on its own, agrees with it and most beats bring a new note (see :func:`legato_pulse`).
+The floors are set on synthesized negatives (``bench/arhythmic.py``: noise, static and drifting pads, organ
+drones and tremulants, notes at random times): none passes. What they keep of the dev set's choirs and strings
+is in ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ MIN_NEW_SHARE: float = 0.2
 #: organ's vibrato sweeps its pitch bands at a steady rate (row 0 pulses) and now and then lifts one over its
 #: held level, but at no rate; new notes on the beat pulse in both rows.
 MIN_NEW_CLARITY: float = 0.1
+#: ... and most of the new notes must enter (row 2 of the pitch onsets over row 1: their band was ``FRESH_DB``
+#: lower within the last 2 s). A held partial that swells slower than the 279 ms hold (a tremulant, two voices
+#: beating) rises over its recent level as a new note does, but comes back from a few dB under it.
+MIN_FRESH_SHARE: float = 0.65
 #: The share is the largest at the pulse or at half or a quarter of it (the beat under a running 8th or 16th).
 _LEVELS = (1.0, 0.5, 0.25)
 #: Second witness: when the harmonic change, tracked at its own strongest pulse, agrees with the pitch onsets'
@@ -62,12 +68,15 @@ class LegatoPulse:
         back to the pulse).
     new_share : float
         Share of the pitch rise that lifts a band over its level of the last 279 ms (new notes).
+    fresh_share : float
+        Share of that rise in bands that were ``FRESH_DB`` lower within the last 2 s (notes that enter).
     """
 
     pulse: Pulse
     clarity: float
     contrast: float
     new_share: float
+    fresh_share: float
 
 
 def share_at(e: np.ndarray, pulse: Pulse, fr: float) -> float:
@@ -117,7 +126,8 @@ def legato_pulse(
 ) -> LegatoPulse | None:
     """The pulse of the pitch onsets, or None when it is at chance level or made by held tones.
 
-    New notes must make up ``MIN_NEW_SHARE`` of the pitch rise and pulse with it (``MIN_NEW_CLARITY``). The pulse
+    New notes must make up ``MIN_NEW_SHARE`` of the pitch rise, most of them enter (``MIN_FRESH_SHARE``) and they
+    must pulse with it (``MIN_NEW_CLARITY``). The pulse
     is then accepted on its own when it repeats clearly and stands out from unrelated rates
     (``MIN_PITCH_CLARITY``, ``MIN_PITCH_CONTRAST``); or, with less contrast, when the harmonic change, tracked on
     its own, pulses at the same rate (or half or twice it), the two contrasts multiply to ``MIN_JOINT_CONTRAST``
@@ -127,7 +137,7 @@ def legato_pulse(
 
     Parameters
     ----------
-    pitch : np.ndarray, shape (2, n_frames)
+    pitch : np.ndarray, shape (3, n_frames)
         :func:`~tasks.features.tempo.envelopes.pitch_onsets` of the whole track.
     fr : float
         Frames per second.
@@ -142,13 +152,14 @@ def legato_pulse(
     if not np.any(e):
         return None
     new_share = float(np.mean(pitch[1])) / max(float(rise.mean()), 1e-12)
-    if not new_share >= MIN_NEW_SHARE:  # (not <: a NaN must fail)
+    fresh_share = float(np.mean(pitch[2])) / max(float(np.mean(pitch[1])), 1e-12)
+    if not (new_share >= MIN_NEW_SHARE and fresh_share >= MIN_FRESH_SHARE):  # (not <: a NaN must fail)
         return None
     pulse, clarity, contrast = _contrasted(e, fr)
     if not share_at(pitch[1], pulse, fr) >= MIN_NEW_CLARITY:
         return None
     if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST * short:
-        return LegatoPulse(pulse, clarity, contrast, new_share)
+        return LegatoPulse(pulse, clarity, contrast, new_share, fresh_share)
     if change is None:
         return None
     c = np.asarray(change, dtype=np.float64)
@@ -162,5 +173,5 @@ def legato_pulse(
         and joint >= MIN_JOINT_CONTRAST * short
         and beat_coverage(np.asarray(pitch[1]), fr, pulse.freq) >= MIN_BEAT_COVERAGE
     ):
-        return LegatoPulse(pulse, clarity, contrast, new_share)
+        return LegatoPulse(pulse, clarity, contrast, new_share, fresh_share)
     return None

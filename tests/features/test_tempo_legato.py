@@ -19,7 +19,14 @@ from tasks.features.tempo.envelopes import (
     pitch_spectrum_db,
 )
 from tasks.features.tempo.estimate import tempo_from_envelopes
-from tasks.features.tempo.legato import MIN_BEAT_COVERAGE, MIN_NEW_SHARE, beat_coverage, legato_pulse
+from tasks.features.tempo.legato import (
+    MIN_BEAT_COVERAGE,
+    MIN_NEW_SHARE,
+    MIN_STEADY_CONTRAST,
+    beat_coverage,
+    legato_pulse,
+    steady_contrast,
+)
 from tasks.synth.voices import HARMONICS, chord_tone, midi_hz, osc, tone
 from tests.features.tempo_signals import CADENCE_CHORDS
 from tests.features.tempo_signals import organ as _organ
@@ -201,10 +208,14 @@ def test_harmonic_change_at_the_same_rate_is_a_second_witness(bpm: float) -> Non
     assert legato_pulse(pitch, FR, change=_weak_bumps(1.3 * bpm, 0.5, 11)) is None
     assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.0, 11)) is None
     # nor when the joint contrast is under its floor, raised for a short track.
+    # (These bumps hold their rate exactly: the third witness, pinned below, is switched off here.)
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(legato, "MIN_STEADY_CONTRAST", np.inf)
         mp.setattr(legato, "MIN_JOINT_CONTRAST", legato.MIN_PITCH_CONTRAST**2 + 0.01)  # no pair of contrasts reaches it
         assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11)) is None
-    assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11), short=legato.MIN_PITCH_CONTRAST**2) is None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(legato, "MIN_STEADY_CONTRAST", np.inf)
+        assert legato_pulse(pitch, FR, change=_weak_bumps(bpm, 0.5, 11), short=legato.MIN_PITCH_CONTRAST**2) is None
 
 
 def test_the_second_witness_needs_new_notes_on_most_beats() -> None:
@@ -246,3 +257,62 @@ def test_short_tracks_need_more_contrast_and_nan_new_notes_pass_nothing() -> Non
     assert legato_pulse(pitch, FR, short=1.5) is None
     pitch[1, 100] = np.nan  # a NaN makes every share NaN, which must fail the floors, not slip past them
     assert legato_pulse(pitch, FR) is None
+
+
+def _bumps_at(beats: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Bumps in the middle of each period of the beat count ``beats`` (per frame) over frame noise."""
+    bump = np.exp(-(((beats + 0.5) % 1.0 - 0.5) ** 2) / (2 * 0.05**2))
+    return share * bump + (1.0 - share) * np.abs(np.random.default_rng(seed).standard_normal(len(beats)))
+
+
+def test_steady_contrast_needs_one_rate_held_through_the_track() -> None:
+    bpm, t = 90.0, np.arange(int(40 * FR)) / FR
+    steady = _bumps_at(t * bpm / 60.0, 0.4, 1)
+    assert steady_contrast(steady, FR, bpm / 60.0) > MIN_STEADY_CONTRAST
+    assert steady_contrast(steady, FR, 1.01 * bpm / 60.0) > MIN_STEADY_CONTRAST  # the mean rate is searched +-1 %
+    # Rubato: the same beats at a rate swinging +-6 % over 20 s. A tracked pulse follows it; one held rate does not.
+    swung = _bumps_at(t * bpm / 60.0 + 0.06 * bpm / 60.0 * 20.0 / (2 * np.pi) * np.sin(2 * np.pi * t / 20.0), 0.4, 1)
+    assert steady_contrast(swung, FR, bpm / 60.0) < MIN_STEADY_CONTRAST
+    # Notes at random times: no rate is held.
+    rng = np.random.default_rng(3)
+    free = 0.2 * np.abs(rng.standard_normal(len(t)))
+    hits = np.cumsum(rng.exponential(0.6 * FR, 80)).astype(int)
+    free[hits[hits < len(t)]] += 3.0
+    assert steady_contrast(free, FR, bpm / 60.0) < MIN_STEADY_CONTRAST
+    for e, f in ((np.zeros(len(t)), 1.5), (steady, 0.0), (np.where(t < 1, np.nan, steady), 1.5)):
+        assert steady_contrast(e, FR, f) == 0.0  # nothing to measure: no pass
+
+
+def test_a_rate_held_by_entering_notes_and_harmonic_change_is_a_third_witness() -> None:
+    bpm, t = 72.0, np.arange(int(40 * FR)) / FR
+    rise = _bumps_at(t * bpm / 60.0, 0.4, 1)
+    pitch = np.vstack([rise, 0.3 * rise, 0.3 * rise])
+    change = _bumps_at(t * bpm / 60.0, 0.4, 11)
+    with pytest.MonkeyPatch.context() as mp:
+        # Neither the pitch onsets alone nor the second witness may pass: only a held rate can.
+        mp.setattr(legato, "MIN_PITCH_CONTRAST", np.inf)
+        mp.setattr(legato, "MIN_JOINT_CONTRAST", np.inf)
+        found = legato_pulse(pitch, FR, change=change)
+        assert found is not None and 60.0 * found.pulse.freq == pytest.approx(bpm, rel=0.01)
+        assert legato_pulse(pitch, FR) is None  # no harmonic change, no third witness
+        # Not when the harmonic change holds an unrelated rate, or swings; nor under a raised floor,
+        assert legato_pulse(pitch, FR, change=_bumps_at(t * 1.3 * bpm / 60.0, 0.4, 11)) is None
+        swing = 0.06 * bpm / 60.0 * 20.0 / (2 * np.pi) * np.sin(2 * np.pi * t / 20.0)
+        assert legato_pulse(pitch, FR, change=_bumps_at(t * bpm / 60.0 + swing, 0.4, 11)) is None
+        held = min(steady_contrast(pitch[2], FR, found.pulse.freq), steady_contrast(change, FR, found.pulse.freq))
+        assert legato_pulse(pitch, FR, change=change, short=1.01 * held / MIN_STEADY_CONTRAST) is None
+        # nor when under the witness's stricter fresh share (a drone's beating leaking into the entering notes):
+        # the same rows, the entering ones scaled down (which leaves their steady contrast and coverage as they are).
+        leaky = np.vstack([pitch[0], pitch[1], 0.75 * pitch[1]])
+        assert legato.MIN_FRESH_SHARE <= 0.75 < legato.MIN_STEADY_FRESH_SHARE
+        assert legato_pulse(leaky, FR, change=change) is None
+        leaky[2] = 0.85 * pitch[1]
+        assert legato_pulse(leaky, FR, change=change) is not None
+        # nor when new notes come on 4 beats of every 12, exactly in time: the rate is held (their harmonics
+        # include the beat's), but most beats (and half-beats) bring no note.
+        beats = t * bpm / 60.0
+        notes = np.exp(-(((beats + 0.5) % 1.0 - 0.5) ** 2) / (2 * 0.05**2)) * (np.floor(beats) % 12 < 4)
+        entering = (notes + 0.05 * notes.mean()) * 0.3 * rise.mean() / (1.05 * notes.mean())
+        sparse = np.vstack([rise, entering, entering])
+        assert steady_contrast(sparse[2], FR, found.pulse.freq) >= MIN_STEADY_CONTRAST
+        assert legato_pulse(sparse, FR, change=change) is None

@@ -2,7 +2,7 @@
 
     python -m bench.arhythmic [DEVSET] [--seeds 30] [--first-seed 1000] [--jobs 2]
 
-Negatives, synthesized here (``tasks.synth.voices``), each at 8, 20, 30 and 60 s and ``--seeds`` seeds from
+Negatives, synthesized here (``tasks.synth.voices``), each at 8, 20, 30, 60 and 120 s and ``--seeds`` seeds from
 ``--first-seed`` (the legato floors were set on seeds from 1000; seeds from 2000 are an unseen check):
 white and pink noise; static chord pads of sines (every scale tone over three octaves: partials a semitone
 apart beat); pads that change chord at random times (every 0.7-4 s and every 3-12 s); organ drones with
@@ -50,7 +50,7 @@ KINDS = (
     "free piano",
     "free fm",
 )
-DURATIONS = (8.0, 20.0, 30.0, 60.0)
+DURATIONS = (8.0, 20.0, 30.0, 60.0, 120.0)  # long ones too: a steady beating's DFT line sharpens with length
 
 
 def _pads_changing(rng: np.random.Generator, n: int, dur: float, lo: float, hi: float) -> np.ndarray:

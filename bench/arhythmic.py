@@ -34,7 +34,7 @@ from tasks.constants import ANALYZER_VERSION, SR
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, onset_bands, pitch_onsets
 from tasks.features.tempo.estimate import tempo_from_envelopes
-from tasks.synth.voices import HARMONICS, chord_tone, midi_hz, osc, pink_noise, tone
+from tasks.synth.voices import HARMONICS, chord_tone, midi_hz, osc, pink_noise, tone, tremulant_chord
 
 KINDS = (
     "white",
@@ -84,14 +84,9 @@ def _et_drone(rng: np.random.Generator, n: int, root: int) -> np.ndarray:
 
 
 def _tremolo(rng: np.random.Generator, n: int, root: int) -> np.ndarray:
-    """A held organ chord whose two lowest voices swell and fade at 0.8-2 Hz (an organ's tremulant, a slow
-    Leslie): a rate held through the whole track, and no new note."""
-    t, rate = np.arange(n) / SR, rng.uniform(0.8, 2.0)
-    y = np.zeros(n)
-    for j, p in enumerate((0, 7, 12, 16, 19)):
-        v = osc(HARMONICS["organ"], midi_hz(root + p), n, SR, rng.random())
-        y += v * (1 - 0.2 * (1 + np.sin(2 * np.pi * rate * t + np.pi * j))) if j < 2 else v
-    return y
+    """:func:`~tasks.synth.voices.tremulant_chord` swelling at 0.8-2 Hz, its voices at random phases."""
+    rate = rng.uniform(0.8, 2.0)
+    return tremulant_chord(root, rate, n, SR, rng.random(5))
 
 
 def _line_over_drone(rng: np.random.Generator, n: int, dur: float, root: int) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The instruments of :mod:`tasks.synth.songs` (oscillators, a Karplus-Strong string, drums, reverb, noise) and
-two plain test signals, :func:`click_track` and :func:`chord_tone` (re-exported by :mod:`tasks.synth.songs`).
+plain test signals, :func:`click_track` and :func:`chord_tone` (re-exported by :mod:`tasks.synth.songs`) and
+:func:`tremulant_chord` (a held chord that swells on a steady rate: no new note, for the tempo's negatives).
 
 Everything is vectorised numpy. Wavetables are built by an inverse real FFT with the harmonics above
 0.45 sr left out, so no oscillator aliases; the Karplus-Strong loop runs inside ``scipy.signal.lfilter``.
@@ -223,3 +224,17 @@ def chord_tone(tonic: int, mode: str, *, duration_s: float, sr: int = SR) -> np.
     out[:ramp] *= np.linspace(0.0, 1.0, ramp)
     out[n - ramp :] *= np.linspace(1.0, 0.0, ramp)
     return (out * 10.0 ** (PEAK_DBFS / 20.0) / (np.abs(out).max() + 1e-12)).astype(np.float32)
+
+
+def tremulant_chord(root: int, rate_hz: float, n: int, sr: int, phases: np.ndarray) -> np.ndarray:
+    """A held organ chord (root, 5th, octave, major 10th and 12th over MIDI note ``root``) whose two lowest voices
+    swell and fade between 0.6 and 1 of their level at ``rate_hz``, in opposite phase (an organ's tremulant, a
+    slow Leslie): a rate held through the whole signal, and no new note. ``phases``: the five voices' start
+    phases, fractions of a cycle. Shape (n,), float64, not normalised.
+    """
+    t = np.arange(n) / sr
+    y = np.zeros(n)
+    for j, p in enumerate((0, 7, 12, 16, 19)):
+        v = osc(HARMONICS["organ"], midi_hz(root + p), n, sr, float(phases[j]))
+        y += v * (1 - 0.2 * (1 + np.sin(2 * np.pi * rate_hz * t + np.pi * j))) if j < 2 else v
+    return y

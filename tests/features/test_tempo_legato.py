@@ -27,7 +27,7 @@ from tasks.features.tempo.legato import (
     legato_pulse,
     steady_contrast,
 )
-from tasks.synth.voices import HARMONICS, chord_tone, midi_hz, osc, tone
+from tasks.synth.voices import chord_tone, midi_hz, tone, tremulant_chord
 from tests.features.tempo_signals import CADENCE_CHORDS
 from tests.features.tempo_signals import organ as _organ
 
@@ -72,13 +72,7 @@ def test_new_notes_rise_over_the_held_level_beating_tones_do_not() -> None:
 
 
 def _tremulant(rate_hz: float, seconds: float = 30.0, root: int = 52) -> np.ndarray:
-    """A held organ chord whose two lowest voices swell and fade by 0.2-1 of their level at ``rate_hz``."""
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    y = np.zeros(n)
-    for j, p in enumerate((0, 7, 12, 16, 19)):
-        v = osc(HARMONICS["organ"], midi_hz(root + p), n, SR, 0.1 * j)
-        y += v * (1 - 0.2 * (1 + np.sin(2 * np.pi * rate_hz * t + np.pi * j))) if j < 2 else v
+    y = tremulant_chord(root, rate_hz, int(seconds * SR), SR, 0.1 * np.arange(5))
     return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 

@@ -84,15 +84,12 @@ class LegatoPulse:
         back to the pulse).
     new_share : float
         Share of the pitch rise that lifts a band over its level of the last 279 ms (new notes).
-    fresh_share : float
-        Share of that rise in bands that were ``FRESH_DB`` lower within the last 2 s (notes that enter).
     """
 
     pulse: Pulse
     clarity: float
     contrast: float
     new_share: float
-    fresh_share: float
 
 
 def share_at(e: np.ndarray, pulse: Pulse, fr: float) -> float:
@@ -200,15 +197,16 @@ def legato_pulse(
     e = rise - rise.mean()
     if not np.any(e):
         return None
-    new_share = float(np.mean(pitch[1])) / max(float(rise.mean()), 1e-12)
-    fresh_share = float(np.mean(pitch[2])) / max(float(np.mean(pitch[1])), 1e-12)
+    new = float(np.mean(pitch[1]))
+    new_share = new / max(float(rise.mean()), 1e-12)
+    fresh_share = float(np.mean(pitch[2])) / max(new, 1e-12)
     if not (new_share >= MIN_NEW_SHARE and fresh_share >= MIN_FRESH_SHARE):  # (not <: a NaN must fail)
         return None
     pulse, clarity, contrast = _contrasted(e, fr)
     if not share_at(pitch[1], pulse, fr) >= MIN_NEW_CLARITY:
         return None
     if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST * short:
-        return LegatoPulse(pulse, clarity, contrast, new_share, fresh_share)
+        return LegatoPulse(pulse, clarity, contrast, new_share)
     if change is None:
         return None
     c = np.asarray(change, dtype=np.float64)
@@ -222,7 +220,7 @@ def legato_pulse(
         and joint >= MIN_JOINT_CONTRAST * short
         and beat_coverage(np.asarray(pitch[1]), fr, pulse.freq) >= MIN_BEAT_COVERAGE
     ):
-        return LegatoPulse(pulse, clarity, contrast, new_share, fresh_share)
+        return LegatoPulse(pulse, clarity, contrast, new_share)
     # Third witness: a rate held through the whole track by the entering notes and the harmonic change alike.
     entering = np.asarray(pitch[2], dtype=np.float64)
     if (
@@ -231,5 +229,5 @@ def legato_pulse(
         >= MIN_STEADY_CONTRAST * short
         and max(beat_coverage(entering, fr, pulse.freq * m) for m in (1.0, 0.5)) >= MIN_BEAT_COVERAGE
     ):
-        return LegatoPulse(pulse, clarity, contrast, new_share, fresh_share)
+        return LegatoPulse(pulse, clarity, contrast, new_share)
     return None

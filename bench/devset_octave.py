@@ -118,7 +118,11 @@ def training_rows(
 
 def load_weights(source: str) -> np.ndarray:
     """The weights of an ``octave_weights.json``-style file (a path, or ``git:REV`` for the shipped file at commit
-    ``REV``), in the order of ``octave_weights()``."""
+    ``REV``), in the order of ``octave_weights()``.
+
+    Weights fitted before the model read the pitch onsets (analyzer version 13 and earlier: five envelopes) get
+    zero weights for that envelope: the same scores as they gave, so a refit is compared with them as they were.
+    """
     if source.startswith("git:"):
         shipped = Path(tempo_octave.__file__).with_name(tempo_octave.WEIGHTS_FILE)
         rel = shipped.relative_to(Path(__file__).resolve().parents[1])
@@ -127,7 +131,12 @@ def load_weights(source: str) -> np.ndarray:
         ).stdout
     else:
         text = Path(source).read_text()
-    return tempo_octave.weights_from_groups(json.loads(text))
+    data = json.loads(text)
+    missing = tempo_octave.N_ENVELOPES - len(data["W_LEVELS"])
+    if missing > 0:
+        data["W_LEVELS"] = data["W_LEVELS"] + [[0.0] * len(tempo_octave.LEVELS)] * missing
+        data["W_BY_TEXTURE"] = [row + [0.0] * missing for row in data["W_BY_TEXTURE"]]
+    return tempo_octave.weights_from_groups(data)
 
 
 def write_octave_weights(w: np.ndarray, provenance: dict) -> Path:

@@ -198,6 +198,7 @@ def test_texture_is_clipped_to_the_range_of_the_fit() -> None:
     # A linear score must not extrapolate: a flat level (no attack at all) or white onsets (a metronome
     # under louder noise than any in the fit) count as the most legato, or the sharpest, texture it saw.
     from tasks.features.tempo.octave import (
+        N_ENVELOPES,
         RISE_CENTRE,
         RISE_SCALE,
         SMOOTH_CENTRE,
@@ -209,7 +210,7 @@ def test_texture_is_clipped_to_the_range_of_the_fit() -> None:
 
     rng = np.random.default_rng(3)
     phase = np.arange(2000) * 2.0 / 43.07
-    amp = Amplitudes(rng.standard_normal((5, 2000)) + np.cos(2 * np.pi * phase), phase)
+    amp = Amplitudes(rng.standard_normal((N_ENVELOPES, 2000)) + np.cos(2 * np.pi * phase), phase)
     lo_rise, lo_smooth = RISE_CENTRE - TEXTURE_CLIP * RISE_SCALE, SMOOTH_CENTRE - TEXTURE_CLIP * SMOOTH_SCALE
     _, edge = octave_features(amp, 120.0, (70.0, 180.0), rise=lo_rise, smoothness=lo_smooth)
     _, beyond = octave_features(amp, 120.0, (70.0, 180.0), rise=lo_rise - 3.0, smoothness=lo_smooth - 0.3)
@@ -261,3 +262,38 @@ def test_folding_into_a_range_moves_probability_to_octaves_inside() -> None:
     np.testing.assert_allclose(fold_into_range(ratios, prob, 200.0, (70.0, 180.0)), [0, 0.7, 0.3, 0, 0])
     np.testing.assert_array_equal(fold_into_range(ratios, prob, 200.0, (110.0, 150.0)), prob)  # not an octave
     np.testing.assert_allclose(fold_into_range(ratios, prob, 200.0, (40.0, 250.0)), [0.1, 0.2, 0.3, 0.4, 0])
+
+
+def test_without_pitch_onsets_the_octave_model_weighs_the_other_envelopes_alone() -> None:
+    # The sixth envelope (the pitch onsets' rise) is flat without pitch onsets: its columns are the same for
+    # every candidate, so the softmax over candidates is the five-envelope model's.
+    from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, pitch_onsets
+    from tasks.features.tempo.estimate import PulseEvidence, pulse_evidence
+    from tasks.features.tempo.octave import LEVELS, N_ENVELOPES, octave_probabilities, octave_weights
+
+    spec = compute_spectrum(drum_pattern(100.0, duration_s=20.0).astype(np.float32))
+    env = (onset_bands(spec), frame_mean_square(spec), harmonic_change(spec))
+    bare = pulse_evidence(*env, frame_rate=spec.frame_rate)
+    full = pulse_evidence(*env, frame_rate=spec.frame_rate, pitch=pitch_onsets(spec))
+    assert isinstance(bare, PulseEvidence) and isinstance(full, PulseEvidence)
+    n_lv = len(LEVELS)
+    pitch_cols = [2 + (N_ENVELOPES - 1) * n_lv + k for k in range(n_lv)]
+    pitch_cols += [2 + N_ENVELOPES * n_lv + t * N_ENVELOPES + N_ENVELOPES - 1 for t in range(3)]
+    assert np.ptp(bare.features[:, pitch_cols], axis=0).max() == 0.0
+    assert np.ptp(full.features[:, pitch_cols], axis=0).max() > 0.1  # the drums' pitch onsets do vary
+    # Zeroing the pitch envelope's weights changes nothing without pitch onsets.
+    w = octave_weights().copy()
+    w[pitch_cols] = 0.0
+    np.testing.assert_allclose(octave_probabilities(bare.features), octave_probabilities(bare.features, w))
+
+
+def test_a_weights_file_of_another_shape_is_refused() -> None:
+    # Weights fitted on five envelopes (analyzer version 13 and before) must not be read as six.
+    from tasks.features.tempo.octave import WEIGHT_GROUPS, octave_weights, weights_from_groups, weights_to_groups
+
+    groups = weights_to_groups(octave_weights())
+    assert set(groups) == set(WEIGHT_GROUPS)
+    np.testing.assert_allclose(weights_from_groups(groups), octave_weights(), atol=5e-4)
+    groups["W_LEVELS"] = groups["W_LEVELS"][:-1]
+    with pytest.raises(ValueError, match="W_LEVELS"):
+        weights_from_groups(groups)

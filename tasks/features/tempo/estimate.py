@@ -13,18 +13,20 @@ Method (from :attr:`Spectrum.log_mel`, which the timbre features share, and the 
    out from unrelated rates, or with the harmonic change's own pulse agreeing with it, or with the entering
    notes and the harmonic change holding its rate through the whole track.
 4. Octave: candidates are the pulse times 1/8 ... 4 (1/3, 2/3, 3/4, 4/3, 3/2 included: 3/4 time,
-   swing). Each is scored by a conditional-logit model of its place in ``bpm_range``, of the
-   phase-coherent pulse strength of the five envelopes at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it, and of
-   their strength at the candidate times three numbers of the track's texture: the harmonic-change-to-onset
-   ratio at the pulse, the steepness of its sharpest attacks and the spread of its onsets over frames (legato
-   or struck; :mod:`tasks.features.tempo.octave`; the place in the range times the steepness too, the bass pulse at
-   half the candidate times the spread; 56 weights fitted by ``bench/devset_octave.py --write``, loaded from
-   ``octave_weights.json`` with the fit's provenance). In music
-   with no drums the harmonic change marks the beat (the harmonic rhythm) where the onsets mark every 8th of
-   the moving voices. ``candidates`` carries the model's probabilities. When ``bpm_range`` spans an octave
-   or more it is a promise, as in DJ software: a candidate outside it hands its probability to its octave
-   inside it (:func:`~tasks.features.tempo.octave.fold_into_range`), so the tempo is always inside the range
-   and the model still chooses between duple and triple levels.
+   swing). Each is scored by a conditional-logit model of its place in ``bpm_range``, of the phase-coherent
+   pulse strength of six envelopes (the four onset bands, the harmonic change and the pitch onsets' rise)
+   at 1/4, 1/3, 1/2, 2/3, 1, 3/2 and 2 times it, and of their strength at the candidate times three numbers
+   of the track's texture: the harmonic-change-to-onset ratio at the pulse, the steepness of its sharpest
+   attacks and the spread of its onsets over frames (legato or struck; :mod:`tasks.features.tempo.octave`;
+   the place in the range times the steepness too, the bass pulse at half the candidate times the spread;
+   66 weights fitted by ``bench/devset_octave.py --write``, loaded from ``octave_weights.json`` with the
+   fit's provenance). In music with no drums the harmonic change marks the beat (the harmonic rhythm) where
+   the onsets mark every 8th of the moving voices; the pitch onsets mark where the notes change, which the
+   mel flux of a legato line, or of a melody in even 8ths at one level, hardly shows. ``candidates`` carries
+   the model's probabilities. When ``bpm_range`` spans an octave or more it is a promise, as in DJ software:
+   a candidate outside it hands its probability to its octave inside it
+   (:func:`~tasks.features.tempo.octave.fold_into_range`), so the tempo is always inside the range and the
+   model still chooses between duple and triple levels.
 5. Beat phase: peak of the beat-synchronous pulse shape rebuilt from the harmonics, minus the lead of
    the flux peak over the attack. ``pulse_clarity``: share of the onset envelope's, the harmonic
    change's (or, when they fail, the pitch onsets') variance that repeats with the tracked pulse, whichever
@@ -185,7 +187,10 @@ def pulse_evidence(
     o = bands[0] - bands[0].mean()
     if not np.any(o):
         return _none(TempoReason.ARHYTHMIC)
-    envelopes = np.vstack([bands, change])
+    # The octave model's sixth envelope: the pitch onsets' rise (row 0). Without pitch onsets it is flat, which
+    # adds the same to every candidate's score: the model then weighs the other five alone.
+    rise = np.zeros_like(change, dtype=np.float64) if pitch is None else np.asarray(pitch[0], dtype=np.float64)
+    envelopes = np.vstack([bands, change, rise])
     pulse = track_pulse(o, fr, strongest_pulse(o, fr) / 60.0)
     amp = Amplitudes(envelopes, pulse.phase)
     # Share of each envelope's variance at the harmonics of the tracked pulse (row 0 the onsets, row 4 the
@@ -236,7 +241,7 @@ def tempo_from_envelopes(
         Frames per second.
     pitch : np.ndarray, shape (3, n_frames), optional
         :func:`pitch_onsets` of the track; without it, a track whose onsets and harmonic change are at chance
-        level is ``ARHYTHMIC`` (no legato rescue).
+        level is ``ARHYTHMIC`` (no legato rescue), and the octave model goes without its pitch envelope.
     """
     bands = np.asarray(bands, dtype=np.float64)
     ev = pulse_evidence(bands, frame_ms, change, frame_rate=frame_rate, bpm_range=bpm_range, pitch=pitch)

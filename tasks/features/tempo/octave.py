@@ -1,9 +1,10 @@
 """The tempo octave model: which multiple of the tracked pulse is the beat.
 
 Candidates are ratios of the pulse (1/8 ... 4); each is described by where it sits in the preferred BPM range
-and by the pulse strength of four onset bands and of the harmonic change
-(:func:`tasks.features.tempo.envelopes.harmonic_change`) at levels around it, and by the strength of each of the five
-envelopes at the candidate itself times three numbers of the track's texture: :func:`pulse_change_ratio`
+and by the pulse strength of four onset bands, of the harmonic change
+(:func:`tasks.features.tempo.envelopes.harmonic_change`) and of the pitch onsets' rise
+(:func:`tasks.features.tempo.envelopes.pitch_onsets`, row 0) at levels around it, and by the strength of each of these
+six envelopes at the candidate itself times three numbers of the track's texture: :func:`pulse_change_ratio`
 (how strongly the harmonic change, against the onsets, repeats with the tracked pulse), :func:`attack_rise`
 (how steeply the level jumps at the sharpest attacks) and :func:`onset_smoothness` (how far each onset is
 spread over several frames). The place in the range is also scored times the attack rise, so that the
@@ -45,16 +46,18 @@ _RISE_FLOOR_DB = 60.0
 _LEVEL_1 = LEVELS.index(1)
 _LEVEL_HALF = LEVELS.index(1 / 2)
 #: The fitted weights, loaded from ``octave_weights.json`` beside this module, which ``bench/devset_octave.py
-#: --write`` writes with the fit's provenance. W_PRIOR: the place in the range (x, x squared); W_LEVELS: rows all, low,
-#: mid, high onset bands, harmonic change, columns :data:`LEVELS`; W_BY_TEXTURE: the five envelopes' log
-#: amplitudes at the candidate times each scaled texture number (rows: pulse-change ratio, attack rise, onset
-#: smoothness); W_PRIOR_BY_RISE: the place in the range times the scaled attack rise; W_HALF_BY_SMOOTHNESS: the
-#: low and mid bands' log amplitudes at half the candidate times the scaled onset smoothness (negative: a pulse
-#: at half a legato candidate marks that candidate as the 8th).
+#: --write`` writes with the fit's provenance. W_PRIOR: the place in the range (x, x squared); W_LEVELS: rows all,
+#: low, mid, high onset bands, harmonic change, pitch onsets' rise, columns :data:`LEVELS`; W_BY_TEXTURE: the six
+#: envelopes' log amplitudes at the candidate times each scaled texture number (rows: pulse-change ratio, attack
+#: rise, onset smoothness); W_PRIOR_BY_RISE: the place in the range times the scaled attack rise;
+#: W_HALF_BY_SMOOTHNESS: the low and mid bands' log amplitudes at half the candidate times the scaled onset
+#: smoothness (negative: a pulse at half a legato candidate marks that candidate as the 8th).
 WEIGHTS_FILE = "octave_weights.json"
 #: The groups of weights in the file, in the column order of :func:`octave_features`, and each one's shape.
 WEIGHT_GROUPS = ("W_PRIOR", "W_LEVELS", "W_BY_TEXTURE", "W_PRIOR_BY_RISE", "W_HALF_BY_SMOOTHNESS")
-_GROUP_SHAPES = ((2,), (5, len(LEVELS)), (3, 5), (2,), (2,))
+#: The envelopes the model reads, in the rows of :class:`Amplitudes` (see W_LEVELS).
+N_ENVELOPES = 6
+_GROUP_SHAPES = ((2,), (N_ENVELOPES, len(LEVELS)), (3, N_ENVELOPES), (2,), (2,))
 #: The mid band's term takes the scaled smoothness floored here: a metronome under louder noise than the fit's
 #: (-10 dB, tests/test_tempo.py), whose flux has no smoothness at all, was otherwise doubled.
 HALF_MID_FLOOR = -0.5
@@ -160,9 +163,9 @@ def onset_smoothness(onsets: np.ndarray) -> float:
 def octave_features(
     amp: Amplitudes, pulse_bpm: float, bpm_range: tuple[float, float], *, rise: float, smoothness: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate ratios to the pulse (n,) and their features (n, 2 + 5 * len(LEVELS) + 15 + 2 + 2).
+    """Candidate ratios to the pulse (n,) and their features (n, 2 + 6 * len(LEVELS) + 18 + 2 + 2).
 
-    Columns: the place in ``bpm_range`` (x, x squared); the log amplitudes of the five envelopes at
+    Columns: the place in ``bpm_range`` (x, x squared); the log amplitudes of the six envelopes at
     ``LEVELS`` times the candidate (envelope-major); those at the candidate itself times the centred,
     scaled :func:`pulse_change_ratio`, ``rise`` (:func:`attack_rise`) and ``smoothness``
     (:func:`onset_smoothness`); x and x squared times the scaled ``rise``; the low and mid bands' log
@@ -240,6 +243,9 @@ def fold_into_range(
 def weights_from_groups(data: dict) -> np.ndarray:
     """The weights of an ``octave_weights.json``-style mapping (its :data:`WEIGHT_GROUPS`), one vector in the
     column order of :func:`octave_features`."""
+    for name, shape in zip(WEIGHT_GROUPS, _GROUP_SHAPES):
+        if np.shape(data[name]) != shape:
+            raise ValueError(f"{name} has shape {np.shape(data[name])}, the model needs {shape}")
     return np.concatenate([np.ravel(data[k]) for k in WEIGHT_GROUPS]).astype(np.float64)
 
 

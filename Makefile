@@ -74,6 +74,7 @@ bench-devset: devset  ## tempo and key per family of the dev set, peers in the s
 	$(BIN)/python -m bench.devset_lofo $(DEVSET)
 	$(BIN)/python -m bench.devset_octave $(DEVSET)
 	$(BIN)/python -m bench.arhythmic $(DEVSET)
+	$(BIN)/python -m bench.devset_degraded $(DEVSET)
 
 bench-accuracy: install bench-devset  ## the dev set, then tempo and key against peers (writes bench/RESULTS.md)
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"

@@ -52,7 +52,8 @@ def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
             con = _open(catalog)
             return query(con)
     except AmbiguousQueryError as exc:
-        console.print(visible(exc), markup=False, highlight=False, soft_wrap=True)
+        message = "\n".join(visible(line) for line in exc.lines)  # each line shown literally, one per line
+        console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     except SimilarityError as exc:
         console.print(f"error: {visible(exc)}", style="red", markup=False, highlight=False, soft_wrap=True)

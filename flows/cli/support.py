@@ -82,7 +82,8 @@ def resolve_one(con: Any, query: str) -> int:
     try:
         return resolve_query(con, query)[0]
     except AmbiguousQueryError as exc:
-        console.print(visible(exc), markup=False, highlight=False, soft_wrap=True)
+        message = "\n".join(visible(line) for line in exc.lines)  # each line shown literally, one per line
+        console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     except TrackNotFoundError as exc:
         fail(str(exc))

@@ -26,16 +26,19 @@ class TrackNotFoundError(SimilarityError):
 
 
 class AmbiguousQueryError(SimilarityError):
-    """Several tracks match; ``candidates`` (track_id, path, title, artist) lists them."""
+    """Several tracks match; ``candidates`` (track_id, path, title, artist) lists them. ``lines``: the message line
+    by line (what matched, then one candidate a line), so a caller can show each on its own line and escape what
+    a name holds, line breaks included."""
 
     def __init__(self, text: str, candidates: pl.DataFrame, *, hint: str = "a track id or path") -> None:
-        lines = [
+        n = f"more than {MAX_CANDIDATES}" if candidates.height > MAX_CANDIDATES else str(candidates.height)
+        self.lines = [f"{n} tracks match {text!r}; use {hint}:"] + [
             f"  {r['track_id']}: {r['artist'] or '?'} - {r['title'] or '?'}  ({r['path']})"
             for r in candidates.head(20).iter_rows(named=True)
         ]
-        n = f"more than {MAX_CANDIDATES}" if candidates.height > MAX_CANDIDATES else str(candidates.height)
-        more = f"\n  ... ({n} in all)" if candidates.height > 20 else ""
-        super().__init__(f"{n} tracks match {text!r}; use {hint}:\n" + "\n".join(lines) + more)
+        if candidates.height > 20:
+            self.lines.append(f"  ... ({n} in all)")
+        super().__init__("\n".join(self.lines))
         self.candidates = candidates
 
 

@@ -359,6 +359,10 @@ def test_cli_ambiguous_and_mix(cli, family_catalog, tmp_path):
     catalog, family = family_catalog
     res = cli("similar", "family 2", "--catalog", catalog)
     assert res.exit_code == 2 and "family2_take3.flac" in res.output
+    # One candidate a line, after the one that says what matched (not one line with escaped breaks).
+    lines = res.output.strip().splitlines()
+    assert lines[0].startswith("error: ") and "tracks match 'family 2'" in lines[0]
+    assert "\\x0a" not in res.output and any(ln.strip().endswith("family2_take3.flac)") for ln in lines[1:])
     seed = next(p for p in family if p.endswith("family3_take0.flac"))
     res = cli("mix", seed, "--length", 5, "--m3u", tmp_path / "mix.m3u", "--catalog", catalog)
     assert res.exit_code == 0, res.output

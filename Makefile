@@ -55,7 +55,7 @@ lab: install  ## JupyterLab on the demo catalog (also as root, as in a container
 	CRATEDIG_CATALOG=$(CURDIR)/data/catalog.duckdb $(BIN)/jupyter lab --no-browser \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/
 
-devset: $(DEVSET)/ground_truth.csv  ## the development set with ground truth (bench/devset_build.py) into $(DEVSET)
+devset: $(DEVSET)/ground_truth.csv  ## the development set with ground truth (bench/devset_build.py) into ~/.cache/cratedig-corpus/devset (CORPUS=DIR to move it)
 
 # Rebuilt when its builder changes (existing renderings are kept), not when the venv is reinstalled.
 $(DEVSET)/ground_truth.csv: bench/devset_build.py bench/devset_scores.py bench/devset_parts.py bench/devset_midi.py \

@@ -14,8 +14,8 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, app, console, out
-from flows.cli.support import emit_rows, fail
-from flows.cli.text import literal, visible
+from flows.cli.support import emit_rows, fail, fail_lines
+from flows.cli.text import literal
 
 
 class Metric(str, Enum):
@@ -52,12 +52,9 @@ def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
             con = _open(catalog)
             return query(con)
     except AmbiguousQueryError as exc:
-        message = "\n".join(visible(line) for line in exc.lines)  # each line shown literally, one per line
-        console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        fail_lines(exc.lines, 2)
     except SimilarityError as exc:
-        console.print(f"error: {visible(exc)}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        fail(str(exc))
     finally:
         con.close()
 

@@ -23,7 +23,14 @@ from tasks.constants import LOCK_TIMEOUT_S
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as one line (literally: no rich markup) on stderr and exit with ``code``."""
-    console.print(f"error: {visible(message)}", style="red", markup=False, highlight=False, soft_wrap=True)
+    fail_lines([message], code)
+
+
+def fail_lines(lines: list[str], code: int = 1) -> NoReturn:
+    """Print ``lines`` on stderr, each on its own line and literally (no markup; a line break inside one is
+    escaped), the first after ``error:``, and exit with ``code``."""
+    text = "\n".join(visible(line) for line in lines)
+    console.print(f"error: {text}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -82,9 +89,7 @@ def resolve_one(con: Any, query: str) -> int:
     try:
         return resolve_query(con, query)[0]
     except AmbiguousQueryError as exc:
-        message = "\n".join(visible(line) for line in exc.lines)  # each line shown literally, one per line
-        console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+        fail_lines(exc.lines, 2)
     except TrackNotFoundError as exc:
         fail(str(exc))
 

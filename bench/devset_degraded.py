@@ -6,7 +6,7 @@ The dev set's renderings are clean: one soundfont, no room, no noise, the score'
 choice fitted on them may lean on that. Here a fixed sample of each family (``--per-family`` files, drawn with
 a fixed seed) is also heard
 
-- ``reverb``: convolved with exponentially decaying noise, RT60 1-4 s, half wet;
+- ``reverb``: half wet with the synthesizer's noise-tail reverb, RT60 1-4 s;
 - ``noise``: pink noise at 20 dB SNR;
 - ``pitch``: shifted by -4, -3, +3 or +4 semitones (the reference key shifted alike);
 - ``stretch``: time-stretched by 0.8, 0.88, 1.12 or 1.25 (the reference tempo scaled alike);
@@ -43,13 +43,12 @@ SAMPLE_SEED = 606
 METHODS = ("cratedig", "ess-degara", "ess-bgate", "ess-edma")
 
 
-def reverb(y: np.ndarray, rt60_s: float, rng: np.random.Generator, wet: float = 0.5) -> np.ndarray:
-    """``y`` in a room: convolved with noise decaying 60 dB in ``rt60_s`` seconds, ``wet`` of it, level kept."""
-    from scipy.signal import fftconvolve
+def in_a_room(y: np.ndarray, rt60_s: float, rng: np.random.Generator, wet: float = 0.5) -> np.ndarray:
+    """``y`` in a room: ``wet`` of it the synthesizer's noise-tail reverb (:func:`tasks.synth.voices.reverb`,
+    one side), level kept."""
+    from tasks.synth.voices import reverb
 
-    t = np.arange(int(rt60_s * SR)) / SR
-    ir = rng.standard_normal(len(t)) * np.exp(-6.91 * t / rt60_s)
-    w = fftconvolve(y, ir / np.sqrt(np.sum(ir * ir)))[: len(y)]
+    w = reverb(np.asarray(y, dtype=np.float32), SR, rng, rt60=rt60_s)[0].astype(np.float64)
     w *= np.sqrt(np.mean(y * y) / (np.mean(w * w) + 1e-20))
     out = (1.0 - wet) * y + wet * w
     return (0.9 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
@@ -78,7 +77,7 @@ def degrade(kind: str, y: np.ndarray, bpm: float, key: str, name: str) -> tuple[
     if kind == "clean":
         return y, bpm, key
     if kind == "reverb":
-        return reverb(y, float(rng.uniform(1.0, 4.0)), rng), bpm, key
+        return in_a_room(y, float(rng.uniform(1.0, 4.0)), rng), bpm, key
     if kind == "noise":
         return pink_noise_at(y, 20.0, rng), bpm, key
     if kind == "pitch":

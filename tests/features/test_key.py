@@ -7,7 +7,7 @@ import pytest
 
 from tasks.constants import SR
 from tasks.errors import CratedigError
-from tasks.features.key.estimate import KeyEstimate, estimate_key
+from tasks.features.key.estimate import KeyEstimate, _Params, _solo_frames, estimate_key
 from tasks.features.key.names import KEY_NAMES, KeyNameError, camelot, mirex_score, open_key
 from tasks.features.spectrum import compute_spectrum
 
@@ -126,6 +126,41 @@ def test_chroma_shape_and_peak() -> None:
     assert est.chroma.sum() == pytest.approx(1.0, abs=1e-5)
     assert int(np.argmax(est.chroma)) in (9, 4)  # tonic or fifth of A minor dominates
     assert est.camelot == "8A" and est.open_key == "1m"
+
+
+def _clarinet(midi: float, dur: float, *, sr: int = SR) -> np.ndarray:
+    """Odd partials only and strong (1, 0.8, 0.6, 0.35): the 3rd and 5th of a note are a fifth and a third."""
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    t = np.arange(int(dur * sr)) / sr
+    partials = ((1, 1.0), (3, 0.8), (5, 0.6), (7, 0.35))
+    y = sum(a * np.sin(k * 2 * np.pi * f0 * t) for k, a in partials if k * f0 < 0.45 * sr)
+    return y * np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)
+
+
+@pytest.mark.parametrize("tonic", [55, 58, 62, 65])
+def test_solo_clarinet_tune_reads_its_tonic_not_the_mediant(tonic: int) -> None:
+    # A reel-like tune in 8ths on the tonic triad, no 4th degree (as in many fiddle tunes). Before solo frames
+    # counted as their note alone, the partials (the tonic's 5th is its major third) read it as the minor key
+    # on its third (D major -> F# minor).
+    phrase = [0, 4, 7, 4, 0, 4, 7, 12, 9, 7, 4, 2, 4, 7, 4, 0, -1, 2, 4, 2, -1, 2, -3, -1, 0, 4, 7, 9, 7, 4, 2, 0]
+    y = np.concatenate([_clarinet(tonic + s, 0.2) for s in phrase * 4])
+    est = estimate_key(compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32)))
+    assert est.key == _key(tonic % 12, "major")
+
+
+def test_solo_frames_are_one_note_above_the_bass_register() -> None:
+    # Semitone rows from A1 (55 Hz, 36 semitones under A440); frames: a note with its partials (A3, 220 Hz),
+    # a triad (A3 C#4 E4), the same A3 with a quiet other note 30 dB down, and a lone bass note (A2, 110 Hz).
+    lo, P = -36, np.zeros((60, 4))
+    a3 = 24
+    for h, off in ((1, 0), (2, 12), (3, 19), (4, 24), (5, 28)):
+        P[a3 + off, [0, 2]] = 1.0 / h
+        P[a3 - 12 + off, 3] = 1.0 / h
+    P[[a3, a3 + 4, a3 + 7], 1] = 1.0
+    P[a3 + 1, 2] = 10 ** (-30 / 20)
+    solo, note = _solo_frames(P, lo, _Params())
+    assert solo.tolist() == [0, 2]
+    assert note.tolist() == [a3, a3]
 
 
 def test_silence_has_no_key() -> None:

@@ -10,7 +10,8 @@ Method
    (below 0.05 or 3/sqrt(effective peak count)) the key is None, as for silence.
 3. **Chroma.** Per frame, peaks are binned into tuned semitones (cos^2 weight of the distance to the
    semitone centre); low notes first, each note's harmonics 2..8 lose up to 0.6**(h-1) of the note's
-   weight (so a minor triad's 3rd and 5th partials do not vote for the relative major); octaves fold to
+   weight (so a minor triad's 3rd and 5th partials do not vote for the relative major); a frame that holds
+   one note above 150 Hz and its partials (a solo melody) counts as that note alone; octaves fold to
    12 classes; each frame is scaled to max 1 (loud and soft passages count
    alike); the first 5% of tonal frames weigh 6x (pieces open in their key; the end is not weighted: minor
    pieces often close on a major chord).
@@ -88,6 +89,10 @@ class _Params:
     peak_db: float = 40.0  # keep peaks within this many dB of the frame's loudest peak ...
     floor_db: float = 70.0  # ... and of the track's loudest
     hsub: float = 0.6  # harmonic h of a note loses up to hsub**(h-1) x the note's own weight
+    solo: bool = True  # a frame that is one note and its partials counts as that note alone ...
+    solo_db: float = 20.0  # ... judged on the peaks within this many dB of the frame's loudest ...
+    solo_share: float = 0.9  # ... of whose energy this share lies on the lowest one's harmonic series ...
+    solo_min_hz: float = 150.0  # ... when that note is above this (a bass alone plays a chord's root)
     edge: float = 5.0  # extra weight of the first tonal frames ...
     edge_frac: float = 0.05  # ... this share of them (pieces open in their key; a minor one may end in major)
     min_conc: float = 0.05  # peak-on-grid concentration below which there is no tonal content ...
@@ -200,6 +205,7 @@ def _frame_chroma(
     u = (near - lo).astype(np.int64)
     n_oct = int(u.max()) // 12 + 1
     P = np.bincount(u * n_frames + tt, weights=ww, minlength=12 * n_oct * n_frames).reshape(12 * n_oct, n_frames)
+    solo, note = _solo_frames(P, lo, p) if p.solo else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     # Low notes first: remove each note's expected upper partials (octave, twelfth, 17th...) so a minor
     # triad's fifth and major-third partials do not vote for the relative major. Every harmonic lies at
     # least an octave up, so one octave of notes can be processed at once.
@@ -210,10 +216,35 @@ def _frame_chroma(
                 break
             dst = P[o0 + off : o0 + off + 12]
             dst -= np.minimum(dst, p.hsub ** (h - 1) * src[: len(dst)])
+    P[:, solo] = 0.0
+    P[note, solo] = 1.0
     C = P.reshape(n_oct, 12, n_frames).sum(axis=0)
     top = C.max(axis=0)
     active = np.nonzero(top > 0)[0]
     return C[:, active] / top[active]  # every tonal frame counts the same, loud or soft
+
+
+_HARMONIC_ROWS = np.array([0] + [off for _, off in _HARMONICS])
+
+
+def _solo_frames(P: np.ndarray, lo: int, p: _Params) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of a semitone spectrum ``P`` (rows = semitones from ``lo`` re A440, columns = frames) that hold
+    one note: of the peaks within ``solo_db`` of the frame's loudest, ``solo_share`` of the energy lies on the
+    harmonic series of the lowest, which is above ``solo_min_hz``. Returns (frame indices, that note's row).
+
+    Why: in a solo melody the upper partials are the note's, not other notes. The fixed harmonic removal
+    leaves some of them, and with strong ones (a clarinet's 3rd and 5th, an oboe's) a tune in D reads as F#
+    minor. A lone bass note says a chord's root rather than the melody, hence the floor.
+    """
+    n_rows, n_frames = P.shape
+    loudest = P.max(axis=0)
+    strong = np.where(P >= loudest * 10 ** (-p.solo_db / 20), P, 0.0)
+    low = (strong > 0).argmax(axis=0)
+    rows = low + _HARMONIC_ROWS[:, None]
+    on = np.where(rows < n_rows, strong[np.minimum(rows, n_rows - 1), np.arange(n_frames)], 0.0).sum(axis=0)
+    floor = 12 * np.log2(p.solo_min_hz / 440.0)
+    solo = np.nonzero((loudest > 0) & (on >= p.solo_share * strong.sum(axis=0)) & (low + lo >= floor))[0]
+    return solo, low[solo]
 
 
 def _mean_chroma(C: np.ndarray, p: _Params) -> np.ndarray:

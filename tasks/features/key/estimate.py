@@ -91,7 +91,7 @@ class _Params:
     hsub: float = 0.6  # harmonic h of a note loses up to hsub**(h-1) x the note's own weight
     solo: bool = True  # a frame that is one note and its partials counts as that note alone ...
     solo_db: float = 20.0  # ... judged on the peaks within this many dB of the frame's loudest ...
-    solo_share: float = 0.9  # ... of whose energy this share lies on the lowest one's harmonic series ...
+    solo_share: float = 0.9  # ... of whose magnitude this share lies on the lowest one's harmonic series ...
     solo_min_hz: float = 150.0  # ... when that note is above this (a bass alone plays a chord's root)
     edge: float = 5.0  # extra weight of the first tonal frames ...
     edge_frac: float = 0.05  # ... this share of them (pieces open in their key; a minor one may end in major)
@@ -229,12 +229,15 @@ _HARMONIC_ROWS = np.array([0] + [off for _, off in _HARMONICS])
 
 def _solo_frames(P: np.ndarray, lo: int, p: _Params) -> tuple[np.ndarray, np.ndarray]:
     """Frames of a semitone spectrum ``P`` (rows = semitones from ``lo`` re A440, columns = frames) that hold
-    one note: of the peaks within ``solo_db`` of the frame's loudest, ``solo_share`` of the energy lies on the
-    harmonic series of the lowest, which is above ``solo_min_hz``. Returns (frame indices, that note's row).
+    one note: of the peaks within ``solo_db`` of the frame's loudest, ``solo_share`` of the summed magnitude lies on
+    the harmonic series (1-8) of the lowest, whose semitone is above ``solo_min_hz`` (so D#3 is the lowest note at
+    150 Hz). Returns (frame indices, that note's row).
 
     Why: in a solo melody the upper partials are the note's, not other notes. The fixed harmonic removal
     leaves some of them, and with strong ones (a clarinet's 3rd and 5th, an oboe's) a tune in D reads as F#
-    minor. A lone bass note says a chord's root rather than the melody, hence the floor.
+    minor. A lone bass note says a chord's root rather than the melody, hence the floor. A chord voiced on its
+    root's overtones (root, octave, 12th, 17th, all above the floor) counts as its root too; in a mix the bass
+    under 150 Hz keeps such frames out.
     """
     n_rows, n_frames = P.shape
     loudest = P.max(axis=0)

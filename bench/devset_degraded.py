@@ -103,18 +103,14 @@ def _cratedig(y: np.ndarray) -> tuple[float | None, str | None]:
 
 
 def _essentia(y: np.ndarray) -> dict[str, tuple[float | None, str | None]]:
-    import essentia
-    import essentia.standard as es
     import soxr
 
-    essentia.log.infoActive = essentia.log.warningActive = False
-    y44 = essentia.array(soxr.resample(np.asarray(y, dtype=np.float32), SR, 44100))
-    bpm = float(es.RhythmExtractor2013(method="degara")(y44)[0])
-    out: dict[str, tuple[float | None, str | None]] = {"ess-degara": (bpm if bpm > 0 else None, None)}
-    for profile in ("bgate", "edma"):
-        k, scale, _ = es.KeyExtractor(profileType=profile)(y44)
-        out[f"ess-{profile}"] = (None, f"{k} {scale}")
-    return out
+    from bench.devset_eval import essentia_on
+
+    y44 = soxr.resample(np.asarray(y, dtype=np.float32), SR, 44100)
+    return {
+        m: (r["bpm"], r["key"]) for m, r in essentia_on(y44, rhythm=("ess-degara",), profiles=("bgate", "edma")).items()
+    }
 
 
 def run_file(job: tuple[str, float, str, bool]) -> list[dict]:

@@ -76,23 +76,44 @@ def run_librosa(path: str) -> Result:
     return {"librosa": {"bpm": bpm, "key": key, "cpu": time.process_time() - t}}
 
 
-def run_essentia(path: str) -> Result:
+#: Essentia's RhythmExtractor2013 methods, by the name the tables give them.
+ESSENTIA_RHYTHM = {"ess-degara": "degara", "ess-multif": "multifeature"}
+
+
+def essentia_on(
+    y44: np.ndarray,
+    *,
+    rhythm: tuple[str, ...] = tuple(ESSENTIA_RHYTHM),
+    profiles: tuple[str, ...] = ("bgate", "edma", "temperley"),
+) -> Result:
+    """Essentia's tempo (``rhythm``: names of :data:`ESSENTIA_RHYTHM`) and KeyExtractor key (``profiles``) of mono
+    44.1 kHz audio, each with its CPU seconds."""
     import essentia
     import essentia.standard as es
 
     essentia.log.infoActive = essentia.log.warningActive = False
+    y44 = essentia.array(y44)
+    out: Result = {}
+    for name in rhythm:
+        t = time.process_time()
+        bpm = float(es.RhythmExtractor2013(method=ESSENTIA_RHYTHM[name])(y44)[0])
+        out[name] = {"bpm": bpm if bpm > 0 else None, "key": None, "cpu": time.process_time() - t}
+    for profile in profiles:
+        t = time.process_time()
+        k, scale, _ = es.KeyExtractor(profileType=profile)(y44)
+        out[f"ess-{profile}"] = {"bpm": None, "key": f"{k} {scale}", "cpu": time.process_time() - t}
+    return out
+
+
+def run_essentia(path: str) -> Result:
+    import essentia.standard as es
+
     t = time.process_time()
     y = es.MonoLoader(filename=path, sampleRate=44100)()
     load = time.process_time() - t
-    out: Result = {}
-    for name, method in (("ess-degara", "degara"), ("ess-multif", "multifeature")):
-        t = time.process_time()
-        bpm = float(es.RhythmExtractor2013(method=method)(y)[0])
-        out[name] = {"bpm": bpm if bpm > 0 else None, "key": None, "cpu": time.process_time() - t + load}
-    for profile in ("bgate", "edma", "temperley"):
-        t = time.process_time()
-        k, scale, _ = es.KeyExtractor(profileType=profile)(y)
-        out[f"ess-{profile}"] = {"bpm": None, "key": f"{k} {scale}", "cpu": time.process_time() - t + load}
+    out = essentia_on(y)
+    for res in out.values():
+        res["cpu"] += load  # every method pays the decode
     return out
 
 

@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 EXTRAS := test,notebooks,dask
 CORPUS ?= $(HOME)/.cache/cratedig-corpus
 DEVSET ?= $(CORPUS)/devset
+WINDS ?= $(CORPUS)/winds-check
 # music21 (the scores) lives in its own venv: the dev set's renderer needs it, cratedig does not. Pinned: its
 # corpus is the dev set's source, and the held-out halves are counted in its lists.
 DEVSET_VENV := $(CORPUS)/devset-venv
@@ -68,13 +69,18 @@ $(DEVSET)/ground_truth.csv: bench/devset_build.py bench/devset_scores.py bench/d
 	$(DEVSET_VENV)/bin/python -m bench.devset_build $(DEVSET)
 	$(BIN)/python -m bench.devset_synth $(DEVSET)
 
-bench-devset: devset  ## tempo and key per family of the dev set, peers in the same run; key settings chosen LOFO
+# The woodwind-quartet chorales check set (bench/devset_winds.py), rendered with the dev set's venv.
+$(WINDS)/ground_truth.csv: bench/devset_winds.py $(DEVSET)/ground_truth.csv
+	$(DEVSET_VENV)/bin/python -m bench.devset_winds build $(WINDS) --devset $(DEVSET)
+
+bench-devset: devset $(WINDS)/ground_truth.csv  ## tempo and key per family of the dev set, peers in the same run; key settings chosen LOFO
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"
 	$(BIN)/python -m bench.devset_eval $(DEVSET) --peers-every 2 --madmom-every 10
 	$(BIN)/python -m bench.devset_lofo $(DEVSET)
 	$(BIN)/python -m bench.devset_octave $(DEVSET)
 	$(BIN)/python -m bench.arhythmic $(DEVSET)
 	$(BIN)/python -m bench.devset_degraded $(DEVSET)
+	$(BIN)/python -m bench.devset_winds eval $(WINDS)
 
 bench-accuracy: install bench-devset  ## the dev set, then tempo and key against peers (writes bench/RESULTS.md)
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"

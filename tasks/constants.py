@@ -15,14 +15,15 @@ N_MELS: int = 96
 N_MFCC: int = 20
 
 #: Bump when any analysis output changes: the next run re-analyses exactly the rows with an older version
-#: (what each version changed is in the git log of this line). 15: key: a frame that holds one note and its
-#: partials (a solo melody) counts as that note alone. 14: the octave model reads the pitch onsets'
-#: rise as a sixth envelope (weights refitted). 13: a third witness to the pitch pulse, a rate held through the
-#: whole track by the entering notes and the harmonic change. 12: the pitch pulse's new notes must enter (fresh
+#: (what each version changed is in the git log of this line). 16: key: each note's upper partials are
+#: attributed to it up to the mean of their neighbouring partials (spectral smoothness). 15: key: a frame that
+#: holds one note and its partials (a solo melody) counts as that note alone. 14: the octave model reads the pitch
+#: onsets' rise as a sixth envelope (weights refitted). 13: a third witness to the pitch pulse, a rate held through
+#: the whole track by the entering notes and the harmonic change. 12: the pitch pulse's new notes must enter (fresh
 #: share; 11, a harmonic-change floor raise, was reverted and is skipped so its catalogs re-analyse too). 10: the
 #: harmonic change as a second witness to the pitch onsets' pulse. 9: the pitch onsets' pulse for legato music,
 #: the pulse gate at the tracked pulse, octave weights fitted on the dev set instead of held-out chorales.
-ANALYZER_VERSION: int = 15
+ANALYZER_VERSION: int = 16
 
 #: Extensions that are treated as audio (lower case, with the dot). Everything else is ignored and counted.
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(

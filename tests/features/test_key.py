@@ -7,7 +7,7 @@ import pytest
 
 from tasks.constants import SR
 from tasks.errors import CratedigError
-from tasks.features.key.estimate import KeyEstimate, _Params, _solo_frames, estimate_key
+from tasks.features.key.estimate import KeyEstimate, _attribute_partials, _Params, _solo_frames, estimate_key
 from tasks.features.key.names import KEY_NAMES, KeyNameError, camelot, mirex_score, open_key
 from tasks.features.spectrum import compute_spectrum
 
@@ -159,6 +159,43 @@ def test_solo_frames_are_one_note_above_the_bass_register() -> None:
     solo, note = _solo_frames(P, lo, _Params())
     assert solo.tolist() == [0, 2]
     assert note.tolist() == [a3, a3]
+
+
+#: A double reed's partials (oboe, bassoon, also many sung and bowed low notes): the fundamental 10 dB under
+#: the 2nd and 3rd partials.
+REED = (0.3, 1.0, 1.0, 0.7, 0.5, 0.35, 0.25, 0.15)
+
+
+@pytest.mark.parametrize("tonic", [0, 3, 7, 10])
+def test_reed_chords_read_the_tonic_not_the_dominant(tonic: int) -> None:
+    # I-V-I-V-I in close position over the roots, every voice a reed. When each note's partials were removed in
+    # proportion to its (weak) fundamental, the 3rd partials of the V chord's B and D (F#, A) stayed and the
+    # progression read as the dominant's key.
+    base, out = 60 + tonic, []
+    for chord, root in [((0, 4, 7), 0), ((-1, 2, 7), 7)] * 2 + [((0, 4, 7), 0)]:
+        y = sum(_note(base + p, 1.0, sr=SR, partials=REED) for p in chord)
+        out.append(y + 0.8 * _note(base - 24 + root, 1.0, sr=SR, partials=REED))
+    y = np.concatenate(out)
+    est = estimate_key(compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32)))
+    assert est.key == _key(tonic, "major")
+
+
+def test_partials_go_to_their_note_unless_another_note_stands_out() -> None:
+    # Rows = semitones; frames: a reed note alone (A3 at row 24), the same with a second note as loud as its
+    # partials on its 3rd partial's semitone (E5), and the upper partials with no fundamental.
+    a3, e5 = 24, 24 + 19
+    P = np.zeros((72, 3))
+    for h, off in enumerate((0, 12, 19, 24, 28, 31, 34, 36)):
+        P[a3 + off, :2] = REED[h]
+        P[a3 + off, 2] = REED[h] if h else 0.0
+    P[e5, 1] += 1.0
+    before = P.copy()
+    out = _attribute_partials(P.copy())
+    assert out.sum(axis=0) == pytest.approx(before.sum(axis=0))  # energy is moved, not lost
+    a_class = out[[a3 + o for o in (0, 12, 24, 36)]].sum(axis=0) / out.sum(axis=0)
+    assert a_class[0] > 0.9 > before[[a3 + o for o in (0, 12, 24, 36)], 0].sum() / before[:, 0].sum()
+    assert out[e5, 1] >= 1.0  # the other note keeps what stands out above the partials' neighbours
+    assert out[a3, 2] == 0.0  # no fundamental, nothing attributed to it
 
 
 def test_silence_has_no_key() -> None:

@@ -120,8 +120,11 @@ def evaluate(out: Path, jobs: int) -> None:
             scores[(r["family"], method)].append(s)
             scores[("pooled", method)].append(s)
     with recording("devset_winds", "Check set: woodwind-quartet chorales (never used to choose settings)"):
-        print(f"{len(rows)} files: {len(rows) // 2} chorales, oboe clarinet bassoon contrabass, the contrabass at the")
-        print("written pitch and an octave lower. MIREX / exact key:")
+        print(
+            f"{len(rows)} files, {len(rows) // 2} chorales for oboe, clarinet, bassoon and contrabass, the contrabass "
+            "at the written pitch and an octave lower; MIREX / exact key ('cratedig v15': version 15's harmonic "
+            "removal):"
+        )
         methods = sorted({m for _, m in scores}, key=lambda m: (not m.startswith("cratedig"), m))
         for cond in ("written", "octave-down", "pooled"):
             cells = []

@@ -196,7 +196,7 @@ def _frame_chroma(
     tt: np.ndarray, semis: np.ndarray, w: np.ndarray, tuning: float, n_frames: int, p: _Params
 ) -> np.ndarray:
     """Chroma C..B of each analysed frame with a peak, max-normalised, shape ``(12, n_tonal)``: per-frame
-    semitone spectrum, harmonics removed, folded."""
+    semitone spectrum, partials attributed to their notes (or removed), folded."""
     if len(w) == 0:
         return np.zeros((12, 0))
     s = semis - tuning

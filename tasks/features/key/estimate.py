@@ -271,9 +271,9 @@ def _solo_frames(P: np.ndarray, lo: int, p: _Params) -> tuple[np.ndarray, np.nda
 
     Why: in a solo melody the upper partials are the note's, not other notes. The harmonic attribution
     leaves some of them where they are uneven (a clarinet's 3rd and 5th are strong, its 2nd and 4th weak), and
-    a clarinet tune in D then reads as F# minor. A lone bass note says a chord's root rather than the melody, hence the floor. A chord voiced on its
-    root's overtones (root, octave, 12th, 17th, all above the floor) counts as its root too; in a mix the bass
-    under 150 Hz keeps such frames out.
+    a clarinet tune in D then reads as F# minor. A lone bass note says a chord's root rather than the melody,
+    hence the floor. A chord voiced on its root's overtones (root, octave, 12th, 17th, all above the floor)
+    counts as its root too; in a mix the bass under 150 Hz keeps such frames out.
     """
     n_rows, n_frames = P.shape
     loudest = P.max(axis=0)

@@ -88,7 +88,7 @@ def build(out: Path, devset: Path, jobs: int) -> None:
 
 
 def keys_of(path: str) -> dict[str, str | None]:
-    """The key of the file by cratedig, by version 15's geometric harmonic removal, and by Essentia."""
+    """The key of the file by cratedig, by the harmonics of versions 15 and 16, and by Essentia."""
     import essentia.standard as es
 
     from bench.devset_eval import essentia_on
@@ -100,6 +100,7 @@ def keys_of(path: str) -> dict[str, str | None]:
     out = {
         "cratedig": _estimate(spectrum, _Params()).key,
         "cratedig v15": _estimate(spectrum, replace(_Params(), harmonics="geometric")).key,
+        "cratedig v16": _estimate(spectrum, replace(_Params(), harmonics="smooth")).key,
     }
     found = essentia_on(es.MonoLoader(filename=path, sampleRate=44100)(), rhythm=())
     out.update({name: r["key"] for name, r in found.items()})
@@ -122,8 +123,8 @@ def evaluate(out: Path, jobs: int) -> None:
     with recording("devset_winds", "Check set: woodwind-quartet chorales (never used to choose settings)"):
         print(
             f"{len(rows)} files, {len(rows) // 2} chorales for oboe, clarinet, bassoon and contrabass, the contrabass "
-            "at the written pitch and an octave lower; MIREX / exact key ('cratedig v15': version 15's harmonic "
-            "removal):"
+            "at the written pitch and an octave lower; MIREX / exact key ('cratedig v15', 'v16': their "
+            "harmonics settings):"
         )
         methods = sorted({m for _, m in scores}, key=lambda m: (not m.startswith("cratedig"), m))
         for cond in ("written", "octave-down", "pooled"):

@@ -10,8 +10,9 @@ Method
    (below 0.05 or 3/sqrt(effective peak count)) the key is None, as for silence.
 3. **Chroma.** Per frame, peaks are binned into tuned semitones (cos^2 weight of the distance to the
    semitone centre); low notes first, each note present takes its harmonics 2..8 up to the mean of their
-   neighbouring partials (:func:`_attribute_partials`: a harmonic series' amplitudes vary smoothly, so an
-   oboe's strong 3rd partial goes to the note and does not vote for the dominant, while a second note on that
+   neighbouring partials, h-1 and h+1 or h-2 and h+2 where that is more (:func:`_attribute_partials`: a
+   harmonic series' amplitudes vary smoothly, or for a clarinet's odd partials every other one, so an oboe's
+   strong 3rd partial goes to the note and does not vote for the dominant, while a second note on that
    semitone keeps what stands out); a frame that holds one note above 150 Hz and its partials (a solo melody)
    counts as that note alone; octaves fold to 12 classes; each frame is scaled to max 1 (loud and soft
    passages count alike); the first 5% of tonal frames weigh 6x (pieces open in their key; the end is not
@@ -20,9 +21,9 @@ Method
    between the best and the runner-up key divided by 0.25, clipped to 1.
 
 The profile (:data:`PROFILE`, diatonic-mixed), the harmonic attribution, the solo frames and the opening
-emphasis of step 3 were chosen leave-one-family-out on the development set (``bench/devset_lofo.py``: six of the
-seven families held out in turn chose these settings, the seventh the same without solo frames); the figures
-are in ``bench/RESULTS.md``.
+emphasis of step 3 were chosen leave-one-family-out on the development set (``bench/devset_lofo.py``: five of the
+seven families held out in turn chose these settings, folk_solo's fold the same without solo frames and the
+quartets' the neighbours h-1 and h+1 only); the figures are in ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class _Params:
     frame_hop_s: float = 0.09  # analyse one STFT frame per ~90 ms (every 4th at 22050 Hz / hop 512)
     peak_db: float = 40.0  # keep peaks within this many dB of the frame's loudest peak ...
     floor_db: float = 70.0  # ... and of the track's loudest
-    harmonics: str = "smooth"  # "smooth": partials attributed to their note (_attribute_partials) ...
+    harmonics: str = "smooth-odd"  # "smooth-odd" or "smooth" (h+-1 only): partials attributed to their note ...
     hsub: float = 0.6  # ... or "geometric": harmonic h of a note loses up to hsub**(h-1) x the note's own weight
     solo: bool = True  # a frame that is one note and its partials counts as that note alone ...
     solo_db: float = 20.0  # ... judged on the peaks within this many dB of the frame's loudest ...
@@ -208,8 +209,8 @@ def _frame_chroma(
     n_oct = int(u.max()) // 12 + 1
     P = np.bincount(u * n_frames + tt, weights=ww, minlength=12 * n_oct * n_frames).reshape(12 * n_oct, n_frames)
     solo, note = _solo_frames(P, lo, p) if p.solo else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if p.harmonics == "smooth":
-        P = _attribute_partials(P)
+    if p.harmonics in ("smooth", "smooth-odd"):
+        P = _attribute_partials(P, odd=p.harmonics == "smooth-odd")
     else:
         _remove_geometric(P, p.hsub)
     P[:, solo] = 0.0
@@ -223,26 +224,32 @@ def _frame_chroma(
 _HARMONIC_ROWS = np.array([0] + [off for _, off in _HARMONICS])
 
 
-def _attribute_partials(P: np.ndarray) -> np.ndarray:
+def _attribute_partials(P: np.ndarray, *, odd: bool = True) -> np.ndarray:
     """Move each note's upper partials (harmonics 2-8) into the note's own row, low notes first; returns ``P``
     (rows = semitones, columns = frames) with the attributed energy moved.
 
     A partial is taken up to the mean of what the note's neighbouring partials (h-1 and h+1; h-1 for the 8th)
     hold: a harmonic series' amplitudes vary smoothly with h (Klapuri's spectral smoothness, 2003), while a
-    second note on a partial's semitone stands out above its neighbours and keeps the excess. Only a note
-    present in the frame takes anything, but however weak: the fundamental of an oboe, a bassoon or a low voice
-    is often 10-20 dB under its 2nd-4th partials, so a removal scaled by the fundamental's own weight leaves
-    their 3rd partial (the fifth above) and 5th (the major third) voting for the dominant. What is taken is
-    added to the note, so a note counts with the energy of its partials, not of its fundamental alone.
+    second note on a partial's semitone stands out above its neighbours and keeps the excess. With ``odd``, up
+    to the larger of that and the mean of partials h-2 and h+2 (h-2 for the 7th and 8th): a clarinet's odd
+    partials are strong and its even ones weak, so its 3rd, 5th and 7th stand out above their neighbours
+    (and a clarinet chord's fifths and thirds vote for the wrong keys) although they are the note's. Only a
+    note present in the frame takes anything, but however weak: the fundamental of an oboe, a bassoon or a low
+    voice is often 10-20 dB under its 2nd-4th partials, so a removal scaled by the fundamental's own weight
+    leaves their 3rd partial (the fifth above) and 5th (the major third) voting for the dominant. What is taken
+    is added to the note, so a note counts with the energy of its partials, not of its fundamental alone.
     Every harmonic lies at least an octave up, so one octave of notes is processed at once.
     """
     n_rows, n_frames = P.shape
+    n_h = len(_HARMONIC_ROWS)
     P = np.vstack([P, np.zeros((_HARMONIC_ROWS[-1], n_frames))])  # partials of the top octave fall here
     for o0 in range(0, n_rows, 12):
         A = np.stack([P[o0 + off : o0 + off + 12] for off in _HARMONIC_ROWS])  # (h, note, frame), before moving
         present = A[0] > 0
-        for i in range(1, len(_HARMONIC_ROWS)):
-            nbr = A[i - 1] if i + 1 == len(_HARMONIC_ROWS) else 0.5 * (A[i - 1] + A[i + 1])
+        for i in range(1, n_h):
+            nbr = A[i - 1] if i + 1 == n_h else 0.5 * (A[i - 1] + A[i + 1])
+            if odd and i >= 2:
+                nbr = np.maximum(nbr, A[i - 2] if i + 2 >= n_h else 0.5 * (A[i - 2] + A[i + 2]))
             dst = P[o0 + _HARMONIC_ROWS[i] : o0 + _HARMONIC_ROWS[i] + 12]
             take = np.where(present, np.minimum(dst, nbr), 0.0)
             dst -= take

@@ -14,7 +14,7 @@ WINDS ?= $(CORPUS)/winds-check
 DEVSET_VENV := $(CORPUS)/devset-venv
 DEVSET_DEBS := fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont
 
-.PHONY: help install lock lint demo test test-fast lab devset bench-devset bench-accuracy bench-throughput bench-scan \
+.PHONY: help install lock lint demo test test-fast lab devset winds-check bench-devset bench-accuracy bench-throughput bench-scan \
         bench-long-file bench-similarity clean-data
 .DEFAULT_GOAL := help
 
@@ -69,8 +69,12 @@ $(DEVSET)/ground_truth.csv: bench/devset_build.py bench/devset_scores.py bench/d
 	$(DEVSET_VENV)/bin/python -m bench.devset_build $(DEVSET)
 	$(BIN)/python -m bench.devset_synth $(DEVSET)
 
-# The woodwind-quartet chorales check set (bench/devset_winds.py), rendered with the dev set's venv.
+winds-check: $(WINDS)/ground_truth.csv  ## the woodwind-quartet chorales check set (bench/devset_winds.py) into ~/.cache/cratedig-corpus/winds-check
+
+# Rendered with the dev set's venv; rebuilt when the dev set's choice of chorales may have changed.
 $(WINDS)/ground_truth.csv: bench/devset_winds.py $(DEVSET)/ground_truth.csv
+	test -x $(DEVSET_VENV)/bin/python || $(PYTHON) -m venv $(DEVSET_VENV)
+	$(DEVSET_VENV)/bin/python -m pip install -q 'music21==10.5.1'
 	$(DEVSET_VENV)/bin/python -m bench.devset_winds build $(WINDS) --devset $(DEVSET)
 
 bench-devset: devset $(WINDS)/ground_truth.csv  ## tempo and key per family of the dev set, peers in the same run; key settings chosen LOFO

@@ -3,13 +3,13 @@
     python -m bench.devset_lofo [DEVSET] [--jobs 2]
 
 For every file with a key, the key peaks are computed once (the analysis path: ``decode_audio``, the shared
-STFT, :func:`tasks.features.key.estimate.key_peaks`) and every variant of the settings (profile x harmonics
-(partials attributed to their note by their neighbours h+-1, or h+-1 and h+-2, or the geometric removal
-``hsub``) x first/last emphasis ``edge`` x that
-emphasis at both ends or at the start only x solo frames counted as their note or not) is scored
-from them. Each family in turn is held out: the variant with the best MIREX score on the other families is
-chosen and scored on the held-out family. A change ships only when the pooled held-out score is above the
-current default's and no family loses more than one file's worth (MIREX points summed over the family).
+STFT, :func:`tasks.features.key.estimate.key_peaks`) and every variant of the settings is scored from them:
+profile x harmonics (partials attributed to their note by their neighbours h+-1, or h+-1 and h+-2, or the
+geometric removal ``hsub``) x first/last emphasis ``edge`` x that emphasis at both ends or at the start only x
+solo frames counted as their note or not. Each family in turn is held out: the variant with the best MIREX
+score on the other families is chosen and scored on the held-out family. A change ships only when the pooled
+held-out score is above the current default's and no family loses more than one file's worth (MIREX points
+summed over the family).
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def _mean_chroma(C: np.ndarray, p: _Params) -> np.ndarray:
 
 def _name(v: tuple[_Params, bool]) -> str:
     p, ends = v
-    removal = f"hsub={p.hsub:g}" if p.harmonics == "geometric" else p.harmonics
-    return f"{p.profile}/{removal}/edge={p.edge:g}{'' if ends else ' start only'}{'/solo' if p.solo else ''}"
+    harmonics = f"hsub={p.hsub:g}" if p.harmonics == "geometric" else p.harmonics
+    return f"{p.profile}/{harmonics}/edge={p.edge:g}{'' if ends else ' start only'}{'/solo' if p.solo else ''}"
 
 
 def keys_of_file(path: str) -> list[str | None]:

@@ -19,20 +19,21 @@ from dataclasses import replace
 from multiprocessing import Pool
 from pathlib import Path
 
+from bench.devset_build import FIELDS
+
 #: Soprano to bass: oboe, clarinet, bassoon, contrabass (General MIDI programs).
 QUARTET = (68, 71, 70, 43)
 #: Chorales in the set at most (each rendered twice; the unused second-half chorales with a key run out at 34).
 N_CHORALES = 40
-FIELDS = ["file", "family", "bpm", "key", "mode", "meter", "drums", "soundfont", "programs", "source"]
 
 
-def build_job(task: tuple[str, int, str]) -> list[dict]:
-    """Both renderings of the chorale at ``path``; [] when it has no key or no usable meter."""
+def build_job(task: tuple[str, str]) -> list[dict]:
+    """Both renderings of the chorale at ``path``, named after it; [] when it has no key or no usable meter."""
     from bench.devset_build import _ensemble, _job_rng, _render
     from bench.devset_midi import Note
     from bench.devset_scores import parse
 
-    path, index, out = task
+    path, out = task
     piece = parse(path)
     if piece is None or piece.key is None or len(piece.parts) != 4:
         return []
@@ -47,7 +48,7 @@ def build_job(task: tuple[str, int, str]) -> list[dict]:
             notes = [
                 Note(n.start, n.dur, n.pitch - 12, n.velocity, n.channel) if n.channel == low else n for n in notes
             ]
-        name = f"winds_{index:03d}_{bass}"
+        name = f"winds_{Path(piece.source).name.replace('.', '-')}_{bass}"  # e.g. winds_bwv10-7_written
         rows.append(
             _render(
                 name,
@@ -72,11 +73,15 @@ def build(out: Path, devset: Path, jobs: int) -> None:
     from bench.devset_scores import second_half_chorales
 
     out.mkdir(parents=True, exist_ok=True)
-    used = {r["source"] for r in csv.DictReader(open(devset / "ground_truth.csv"))} if devset.exists() else set()
+    table = devset / "ground_truth.csv"
+    used: set[str] = set()
+    if table.exists():
+        with open(table, newline="") as fh:
+            used = {r["source"] for r in csv.DictReader(fh)}
     paths = [p for p in second_half_chorales() if p.split("corpus/")[-1] not in used]
     rows: list[dict] = []
     with Pool(jobs) as pool:
-        for got in pool.imap(build_job, [(p, i, str(out)) for i, p in enumerate(paths)]):
+        for got in pool.imap(build_job, [(p, str(out)) for p in paths]):
             rows += got
             if len(rows) >= 2 * N_CHORALES:
                 break
@@ -111,7 +116,8 @@ def evaluate(out: Path, jobs: int) -> None:
     from bench.results import recording
     from tasks.features.key.names import mirex_score
 
-    rows = list(csv.DictReader(open(out / "ground_truth.csv")))
+    with open(out / "ground_truth.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     with Pool(jobs) as pool:
         found = pool.map(keys_of, [str(out / r["file"]) for r in rows])
     scores: dict[tuple[str, str], list[float]] = defaultdict(list)

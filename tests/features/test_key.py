@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from tasks.constants import SR
 from tasks.errors import CratedigError
-from tasks.features.key.estimate import KeyEstimate, _attribute_partials, _Params, _solo_frames, estimate_key
+from tasks.features.key.estimate import KeyEstimate, _estimate, _Params, _solo_frames, estimate_key
 from tasks.features.key.names import KEY_NAMES, KeyNameError, camelot, mirex_score, open_key
+from tasks.features.key.partials import attribute_partials
 from tasks.features.spectrum import compute_spectrum
 
 PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -137,13 +140,18 @@ CLARINET = (1.0, 0.0, 0.8, 0.0, 0.6, 0.0, 0.35)
 
 @pytest.mark.parametrize("tonic", [55, 58, 62, 65])
 def test_solo_clarinet_tune_reads_its_tonic_not_the_mediant(tonic: int) -> None:
-    # A reel-like tune in 8ths on the tonic triad, no 4th degree (as in many fiddle tunes). Before solo frames
-    # counted as their note alone, the partials (the tonic's 5th is its major third) read it as the minor key
-    # on its third (D major -> F# minor).
+    # A reel-like tune in 8ths on the tonic triad, no 4th degree (as in many fiddle tunes). With the geometric
+    # removal of analyzer version 15 and no solo frames, the partials (the tonic's 5th is its major third) read it
+    # as the minor key on its third (D major -> F# minor). Solo frames read it right, and so does the attribution
+    # of partials on its own: both are checked.
     phrase = [0, 4, 7, 4, 0, 4, 7, 12, 9, 7, 4, 2, 4, 7, 4, 0, -1, 2, 4, 2, -1, 2, -3, -1, 0, 4, 7, 9, 7, 4, 2, 0]
     y = np.concatenate([_note(tonic + s, 0.2, sr=SR, partials=CLARINET) for s in phrase * 4])
-    est = estimate_key(compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32)))
-    assert est.key == _key(tonic % 12, "major")
+    spectrum = compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32))
+    want = _key(tonic % 12, "major")
+    assert estimate_key(spectrum).key == want
+    assert _estimate(spectrum, replace(_Params(), harmonics="geometric", solo=True)).key == want
+    assert _estimate(spectrum, replace(_Params(), solo=False)).key == want
+    assert _estimate(spectrum, replace(_Params(), harmonics="geometric", solo=False)).key != want  # the old failure
 
 
 def test_solo_frames_are_one_note_above_the_bass_register() -> None:
@@ -208,12 +216,32 @@ def test_partials_go_to_their_note_unless_another_note_stands_out() -> None:
         P[a3 + off, 2] = REED[h] if h else 0.0
     P[e5, 1] += 1.0
     before = P.copy()
-    out = _attribute_partials(P.copy())
+    out = attribute_partials(P.copy())
     assert out.sum(axis=0) == pytest.approx(before.sum(axis=0))  # energy is moved, not lost
     a_class = out[[a3 + o for o in (0, 12, 24, 36)]].sum(axis=0) / out.sum(axis=0)
     assert a_class[0] > 0.9 > before[[a3 + o for o in (0, 12, 24, 36)], 0].sum() / before[:, 0].sum()
     assert out[e5, 1] >= 1.0  # the other note keeps what stands out above the partials' neighbours
     assert out[a3, 2] == 0.0  # no fundamental, nothing attributed to it
+
+
+def test_odd_partials_go_to_a_clarinet_note_only_with_odd() -> None:
+    # A clarinet note (A3 at row 24): strong 3rd, 5th and 7th partials, nothing on the even ones. Their
+    # neighbours h-1 and h+1 are empty, so only the neighbours h-2 and h+2 attribute them to the note.
+    a3 = 24
+    P = np.zeros((72, 1))
+    for h, off in enumerate((0, 12, 19, 24, 28, 31, 34)):
+        P[a3 + off, 0] = CLARINET[h]
+    with_odd, without = attribute_partials(P, odd=True), attribute_partials(P, odd=False)
+    assert without[a3 + 19, 0] == CLARINET[2] and without[a3 + 28, 0] == CLARINET[4]
+    assert with_odd[a3 + 19, 0] == 0.0 and with_odd[a3 + 28, 0] < 0.05 * CLARINET[4]
+    assert with_odd.sum() == pytest.approx(P.sum())
+    with pytest.raises(ValueError, match="whole octaves"):
+        attribute_partials(np.zeros((30, 2)))
+
+
+def test_unknown_harmonics_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="harmonics"):
+        _estimate(compute_spectrum(_cadence(0, "major")), replace(_Params(), harmonics="smoth"))
 
 
 def test_silence_has_no_key() -> None:

@@ -9,14 +9,14 @@ Method
    Its concentration tells whether there is a pitch grid at all: when it is no higher than noise reaches
    (below 0.05 or 3/sqrt(effective peak count)) the key is None, as for silence.
 3. **Chroma.** Per frame, peaks are binned into tuned semitones (cos^2 weight of the distance to the
-   semitone centre); low notes first, each note present takes its harmonics 2..8 up to the mean of their
-   neighbouring partials, h-1 and h+1 or h-2 and h+2 where that is more (:func:`_attribute_partials`: a
-   harmonic series' amplitudes vary smoothly, or for a clarinet's odd partials every other one, so an oboe's
-   strong 3rd partial goes to the note and does not vote for the dominant, while a second note on that
-   semitone keeps what stands out); a frame that holds one note above 150 Hz and its partials (a solo melody)
-   counts as that note alone; octaves fold to 12 classes; each frame is scaled to max 1 (loud and soft
-   passages count alike); the first 5% of tonal frames weigh 6x (pieces open in their key; the end is not
-   weighted: minor pieces often close on a major chord).
+   semitone centre); lower octaves first, each note present takes its harmonics 2..8 up to the mean of their
+   neighbouring partials, h-1 and h+1 or h-2 and h+2 where that is more
+   (:func:`tasks.features.key.partials.attribute_partials`: a harmonic series' amplitudes vary smoothly, or
+   for a clarinet's odd partials every other one, so an oboe's strong 3rd partial goes to the note and does
+   not vote for the dominant, while a second note on that semitone keeps what stands out); a frame that holds
+   one note above 150 Hz and its partials (a solo melody) counts as that note alone; octaves fold to 12
+   classes; each frame is scaled to max 1 (loud and soft passages count alike); the first 5% of tonal frames
+   weigh 6x (pieces open in their key; the end is not weighted: minor pieces often close on a major chord).
 4. **Key.** Pearson correlation with the 24 rotated profiles of :data:`PROFILE`; confidence is the margin
    between the best and the runner-up key divided by 0.25, clipped to 1.
 
@@ -32,10 +32,12 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 import numpy as np
 
 from tasks.features.key.names import KEY_NAMES, camelot, open_key
+from tasks.features.key.partials import HARMONIC_ROWS, attribute_partials, remove_geometric
 from tasks.features.spectrum import Spectrum
 
 # Key profiles (``profiles.json``), index 0 = tonic, as (major, minor). Sources: Krumhansl & Kessler (1982);
@@ -90,7 +92,7 @@ class _Params:
     frame_hop_s: float = 0.09  # analyse one STFT frame per ~90 ms (every 4th at 22050 Hz / hop 512)
     peak_db: float = 40.0  # keep peaks within this many dB of the frame's loudest peak ...
     floor_db: float = 70.0  # ... and of the track's loudest
-    harmonics: str = "smooth-odd"  # "smooth-odd" or "smooth" (h+-1 only): partials attributed to their note ...
+    harmonics: Literal["smooth-odd", "smooth", "geometric"] = "smooth-odd"  # partials attributed to their note ...
     hsub: float = 0.6  # ... or "geometric": harmonic h of a note loses up to hsub**(h-1) x the note's own weight
     solo: bool = True  # a frame that is one note and its partials counts as that note alone ...
     solo_db: float = 20.0  # ... judged on the peaks within this many dB of the frame's loudest ...
@@ -190,9 +192,6 @@ def _tuning(hist: np.ndarray) -> tuple[float, float]:
     return float(np.arctan2(s, c) / (2 * np.pi)), float(np.hypot(s, c) / max(float(hist.sum()), 1e-12))
 
 
-_HARMONICS = [(h, int(round(12 * np.log2(h)))) for h in range(2, 9)]  # (h, semitones above the note)
-
-
 def _frame_chroma(
     tt: np.ndarray, semis: np.ndarray, w: np.ndarray, tuning: float, n_frames: int, p: _Params
 ) -> np.ndarray:
@@ -209,10 +208,12 @@ def _frame_chroma(
     n_oct = int(u.max()) // 12 + 1
     P = np.bincount(u * n_frames + tt, weights=ww, minlength=12 * n_oct * n_frames).reshape(12 * n_oct, n_frames)
     solo, note = _solo_frames(P, lo, p) if p.solo else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if p.harmonics in ("smooth", "smooth-odd"):
-        P = _attribute_partials(P, odd=p.harmonics == "smooth-odd")
+    if p.harmonics == "geometric":
+        P = remove_geometric(P, p.hsub)
+    elif p.harmonics in ("smooth", "smooth-odd"):
+        P = attribute_partials(P, odd=p.harmonics == "smooth-odd")
     else:
-        _remove_geometric(P, p.hsub)
+        raise ValueError(f"harmonics must be 'smooth-odd', 'smooth' or 'geometric', not {p.harmonics!r}")
     P[:, solo] = 0.0
     P[note, solo] = 1.0
     C = P.reshape(n_oct, 12, n_frames).sum(axis=0)
@@ -221,72 +222,24 @@ def _frame_chroma(
     return C[:, active] / top[active]  # every tonal frame counts the same, loud or soft
 
 
-_HARMONIC_ROWS = np.array([0] + [off for _, off in _HARMONICS])
-
-
-def _attribute_partials(P: np.ndarray, *, odd: bool = True) -> np.ndarray:
-    """Move each note's upper partials (harmonics 2-8) into the note's own row, low notes first; returns ``P``
-    (rows = semitones, columns = frames) with the attributed energy moved.
-
-    A partial is taken up to the mean of what the note's neighbouring partials (h-1 and h+1; h-1 for the 8th)
-    hold: a harmonic series' amplitudes vary smoothly with h (Klapuri's spectral smoothness, 2003), while a
-    second note on a partial's semitone stands out above its neighbours and keeps the excess. With ``odd``, up
-    to the larger of that and the mean of partials h-2 and h+2 (h-2 for the 7th and 8th): a clarinet's odd
-    partials are strong and its even ones weak, so its 3rd, 5th and 7th stand out above their neighbours
-    (and a clarinet chord's fifths and thirds vote for the wrong keys) although they are the note's. Only a
-    note present in the frame takes anything, but however weak: the fundamental of an oboe, a bassoon or a low
-    voice is often 10-20 dB under its 2nd-4th partials, so a removal scaled by the fundamental's own weight
-    leaves their 3rd partial (the fifth above) and 5th (the major third) voting for the dominant. What is taken
-    is added to the note, so a note counts with the energy of its partials, not of its fundamental alone.
-    Every harmonic lies at least an octave up, so one octave of notes is processed at once.
-    """
-    n_rows, n_frames = P.shape
-    n_h = len(_HARMONIC_ROWS)
-    P = np.vstack([P, np.zeros((_HARMONIC_ROWS[-1], n_frames))])  # partials of the top octave fall here
-    for o0 in range(0, n_rows, 12):
-        A = np.stack([P[o0 + off : o0 + off + 12] for off in _HARMONIC_ROWS])  # (h, note, frame), before moving
-        present = A[0] > 0
-        for i in range(1, n_h):
-            nbr = A[i - 1] if i + 1 == n_h else 0.5 * (A[i - 1] + A[i + 1])
-            if odd and i >= 2:
-                nbr = np.maximum(nbr, A[i - 2] if i + 2 >= n_h else 0.5 * (A[i - 2] + A[i + 2]))
-            dst = P[o0 + _HARMONIC_ROWS[i] : o0 + _HARMONIC_ROWS[i] + 12]
-            take = np.where(present, np.minimum(dst, nbr), 0.0)
-            dst -= take
-            P[o0 : o0 + 12] += take
-    return P[:n_rows]
-
-
-def _remove_geometric(P: np.ndarray, hsub: float) -> None:
-    """Low notes first, remove up to ``hsub**(h-1)`` x each note's weight from its harmonic h (2-8), in place
-    (the removal of analyzer versions up to 15, kept for comparison in ``bench/devset_lofo.py``)."""
-    n_rows = P.shape[0]
-    for o0 in range(0, n_rows, 12):
-        src = P[o0 : o0 + 12]
-        for h, off in _HARMONICS:
-            if o0 + off >= n_rows:
-                break
-            dst = P[o0 + off : o0 + off + 12]
-            dst -= np.minimum(dst, hsub ** (h - 1) * src[: len(dst)])
-
-
 def _solo_frames(P: np.ndarray, lo: int, p: _Params) -> tuple[np.ndarray, np.ndarray]:
     """Frames of a semitone spectrum ``P`` (rows = semitones from ``lo`` re A440, columns = frames) that hold
     one note: of the peaks within ``solo_db`` of the frame's loudest, ``solo_share`` of the summed magnitude lies on
     the harmonic series (1-8) of the lowest, whose semitone is above ``solo_min_hz`` (so D#3 is the lowest note at
     150 Hz). Returns (frame indices, that note's row).
 
-    Why: in a solo melody the upper partials are the note's, not other notes. The harmonic attribution
-    leaves some of them where they are uneven (a clarinet's 3rd and 5th are strong, its 2nd and 4th weak), and
-    a clarinet tune in D then reads as F# minor. A lone bass note says a chord's root rather than the melody,
-    hence the floor. A chord voiced on its root's overtones (root, octave, 12th, 17th, all above the floor)
-    counts as its root too; in a mix the bass under 150 Hz keeps such frames out.
+    Why: in a solo melody every peak is a partial of one note, whatever the instrument's partials are like; the
+    attribution of partials assumes a shape for them (with the geometric removal of analyzer version 15, a
+    clarinet tune in D read as F# minor). The dev set's leave-one-family-out keeps this rule
+    (``bench/devset_lofo.py``). A lone bass note says a chord's root rather than the melody, hence the floor. A
+    chord voiced on its root's overtones (root, octave, 12th, 17th, all above the floor) counts as its root too;
+    in a mix the bass under 150 Hz keeps such frames out.
     """
     n_rows, n_frames = P.shape
     loudest = P.max(axis=0)
     strong = np.where(P >= loudest * 10 ** (-p.solo_db / 20), P, 0.0)
     low = (strong > 0).argmax(axis=0)
-    rows = low + _HARMONIC_ROWS[:, None]
+    rows = low + HARMONIC_ROWS[:, None]
     on = np.where(rows < n_rows, strong[np.minimum(rows, n_rows - 1), np.arange(n_frames)], 0.0).sum(axis=0)
     floor = 12 * np.log2(p.solo_min_hz / 440.0)
     solo = np.nonzero((loudest > 0) & (on >= p.solo_share * strong.sum(axis=0)) & (low + lo >= floor))[0]

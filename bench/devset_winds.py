@@ -85,11 +85,12 @@ def build(out: Path, devset: Path, jobs: int) -> None:
             rows += got
             if len(rows) >= 2 * N_CHORALES:
                 break
+    rows = rows[: 2 * N_CHORALES]
     with open(out / "ground_truth.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=FIELDS)
         w.writeheader()
-        w.writerows(sorted(rows[: 2 * N_CHORALES], key=lambda r: r["file"]))
-    print(len(rows[: 2 * N_CHORALES]), "files in", out)
+        w.writerows(sorted(rows, key=lambda r: r["file"]))
+    print(len(rows), "files in", out)
 
 
 def keys_of(path: str) -> dict[str, str | None]:

@@ -11,8 +11,8 @@ from tasks.constants import SR
 from tasks.errors import CratedigError
 from tasks.features.key.estimate import KeyEstimate, _estimate, _Params, _solo_frames, estimate_key
 from tasks.features.key.names import KEY_NAMES, KeyNameError, camelot, mirex_score, open_key
-from tasks.features.key.partials import attribute_partials
-from tasks.features.spectrum import compute_spectrum
+from tasks.features.key.partials import HARMONIC_ROWS, attribute_partials
+from tasks.features.spectrum import Spectrum, compute_spectrum
 
 PITCHES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # The Camelot wheel as DJ software prints it (reference chart, flats as usually written there).
@@ -55,6 +55,11 @@ def _note(
     y = sum(a * np.sin(k * phase) for k, a in enumerate(amps, 1) if a and k * f0 < 0.45 * sr)
     fade = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.01)
     return y * fade
+
+
+def _spectrum_of(y: np.ndarray) -> Spectrum:
+    """The shared STFT of ``y`` scaled to peak at 0.5, as float32 audio."""
+    return compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32))
 
 
 def _cadence(tonic: int, mode: str, *, sr: int = SR, cents: float = 0.0) -> np.ndarray:
@@ -146,7 +151,7 @@ def test_solo_clarinet_tune_reads_its_tonic_not_the_mediant(tonic: int) -> None:
     # of partials on its own: both are checked.
     phrase = [0, 4, 7, 4, 0, 4, 7, 12, 9, 7, 4, 2, 4, 7, 4, 0, -1, 2, 4, 2, -1, 2, -3, -1, 0, 4, 7, 9, 7, 4, 2, 0]
     y = np.concatenate([_note(tonic + s, 0.2, sr=SR, partials=CLARINET) for s in phrase * 4])
-    spectrum = compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32))
+    spectrum = _spectrum_of(y)
     want = _key(tonic % 12, "major")
     assert estimate_key(spectrum).key == want
     assert _estimate(spectrum, replace(_Params(), harmonics="geometric", solo=True)).key == want
@@ -184,7 +189,7 @@ def test_reed_chords_read_the_tonic_not_the_dominant(tonic: int) -> None:
         y = sum(_note(base + p, 1.0, sr=SR, partials=REED) for p in chord)
         out.append(y + 0.8 * _note(base - 24 + root, 1.0, sr=SR, partials=REED))
     y = np.concatenate(out)
-    est = estimate_key(compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32)))
+    est = estimate_key(_spectrum_of(y))
     assert est.key == _key(tonic, "major")
 
 
@@ -202,7 +207,7 @@ def test_clarinets_in_thirds_read_the_major_key_not_its_relative_minor(tonic: in
             for a, b in semis
         ]
     )
-    est = estimate_key(compute_spectrum((0.5 * y / np.abs(y).max()).astype(np.float32)))
+    est = estimate_key(_spectrum_of(y))
     assert est.key == _key(tonic % 12, "major")
 
 
@@ -211,7 +216,7 @@ def test_partials_go_to_their_note_unless_another_note_stands_out() -> None:
     # partials on its 3rd partial's semitone (E5), and the upper partials with no fundamental.
     a3, e5 = 24, 24 + 19
     P = np.zeros((72, 3))
-    for h, off in enumerate((0, 12, 19, 24, 28, 31, 34, 36)):
+    for h, off in enumerate(HARMONIC_ROWS):
         P[a3 + off, :2] = REED[h]
         P[a3 + off, 2] = REED[h] if h else 0.0
     P[e5, 1] += 1.0
@@ -229,7 +234,7 @@ def test_odd_partials_go_to_a_clarinet_note_only_with_odd() -> None:
     # neighbours h-1 and h+1 are empty, so only the neighbours h-2 and h+2 attribute them to the note.
     a3 = 24
     P = np.zeros((72, 1))
-    for h, off in enumerate((0, 12, 19, 24, 28, 31, 34)):
+    for h, off in enumerate(HARMONIC_ROWS[: len(CLARINET)]):
         P[a3 + off, 0] = CLARINET[h]
     with_odd, without = attribute_partials(P, odd=True), attribute_partials(P, odd=False)
     assert without[a3 + 19, 0] == CLARINET[2] and without[a3 + 28, 0] == CLARINET[4]

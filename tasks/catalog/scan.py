@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from tasks.audio.identity import fingerprint, path_to_text, text_to_path
-from tasks.constants import AUDIO_EXTENSIONS
+from tasks.constants import AUDIO_EXTENSIONS, BPM_RANGE, RANGE_ONLY_VERSIONS
 from tasks.errors import TRANSIENT_ERRNOS
 from tasks.vocabulary import Reason, TrackStatus
 
@@ -154,6 +154,13 @@ class ScanPlan:
         }
 
 
+def default_range_version(analyzer_version: int) -> int:
+    """The oldest analyzer version whose rows made at :data:`~tasks.constants.BPM_RANGE` are current under
+    ``analyzer_version``: the newest version up to it that is not in
+    :data:`~tasks.constants.RANGE_ONLY_VERSIONS` (their changes reach only other ranges' rows)."""
+    return max((v for v in range(1, analyzer_version + 1) if v not in RANGE_ONLY_VERSIONS), default=analyzer_version)
+
+
 def plan_scan(
     inventory: pl.DataFrame,
     known: pl.DataFrame,
@@ -174,7 +181,8 @@ def plan_scan(
         The catalog's tracks: ``track_id``, ``path``, ``size_bytes``, ``mtime_ns``, ``fingerprint``, ``status``,
         ``analyzer_version`` (null when never analysed).
     analyzer_version : int
-        Current version: analysed rows with an older one are ``outdated``.
+        Current version: analysed rows with an older one are ``outdated``, except rows made at the default
+        range by a version no newer than :func:`default_range_version` says is enough.
     force : bool
         Treat every present file as outdated.
     bpm_range : (float, float), optional
@@ -187,6 +195,14 @@ def plan_scan(
         ``(path text, size_bytes) -> str`` (default: :func:`~tasks.audio.identity.fingerprint` of the
         file the text names); only called for paths the catalog does not know.
     """
+    lo, hi = BPM_RANGE
+    at_default = (
+        (pl.col("bpm_range_lo") == lo) & (pl.col("bpm_range_hi") == hi)
+        if {"bpm_range_lo", "bpm_range_hi"} <= set(known.columns)
+        else pl.lit(False)  # ranges unknown: every row needs the current version
+    )
+    required = pl.when(at_default.fill_null(False)).then(default_range_version(analyzer_version))
+    known = known.with_columns(required.otherwise(analyzer_version).alias("required_version"))
     other_range = (
         pl.lit(False)
         if bpm_range is None
@@ -197,7 +213,9 @@ def plan_scan(
         hidden = pl.any_horizontal([pl.col("path").str.starts_with(d.rstrip("/") + "/") for d in unreadable_dirs])
         known = known.filter(~hidden)
     catalogued = known.rename({"size_bytes": "k_size", "mtime_ns": "k_mtime"})
-    catalogued = catalogued.select("path", "track_id", "k_size", "k_mtime", "status", "analyzer_version", "other_range")
+    catalogued = catalogued.select(
+        "path", "track_id", "k_size", "k_mtime", "status", "analyzer_version", "required_version", "other_range"
+    )
     joined = inventory.join(catalogued, on="path", how="left")
     unseen = joined.filter(pl.col("track_id").is_null()).select("path", "size_bytes", "mtime_ns")
     seen = joined.filter(pl.col("track_id").is_not_null())
@@ -209,7 +227,7 @@ def plan_scan(
         | (pl.col("status") == TrackStatus.MISSING.value)
         | (
             (pl.col("status") == TrackStatus.ANALYZED.value)
-            & ((pl.col("analyzer_version").fill_null(-1) < analyzer_version) | pl.col("other_range"))
+            & ((pl.col("analyzer_version").fill_null(-1) < pl.col("required_version")) | pl.col("other_range"))
         )
     )
     if force:

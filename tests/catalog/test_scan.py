@@ -6,7 +6,8 @@ from pathlib import Path
 import polars as pl
 
 from tasks.audio.identity import fingerprint, path_to_text, text_to_path
-from tasks.catalog.scan import plan_scan, walk_library
+from tasks.catalog.scan import default_range_version, plan_scan, walk_library
+from tasks.constants import BPM_RANGE
 from tasks.vocabulary import Reason
 
 
@@ -104,6 +105,35 @@ def test_plan_classifies_every_case(tmp_path):
     assert calls == ["/l/moved_here"]  # only size-matching unknown files are fingerprinted
     forced = plan_scan(inv, known, analyzer_version=2, force=True, fingerprint_fn=fp)
     assert forced.unchanged.height == 0
+
+
+def test_a_version_that_changes_only_other_ranges_leaves_default_range_rows_alone():
+    """Version 18 changes only what a range other than the default gives: rows version 17 made at the default
+    range are current, rows it made at another range and older rows are re-analysed."""
+    assert default_range_version(18) == 17 and default_range_version(17) == 17
+    wide = (40.0, 250.0)
+    cases = [("/l/v17_default", 17, BPM_RANGE), ("/l/v16_default", 16, BPM_RANGE), ("/l/v17_wide", 17, wide)]
+    cases += [("/l/v18_wide", 18, wide), ("/l/v17_unknown", 17, (None, None))]
+    inv = pl.DataFrame({"path": [c[0] for c in cases], "size_bytes": [10] * len(cases), "mtime_ns": [1] * len(cases)})
+    known = pl.concat(
+        [
+            _known([(i, path, 10, 1, f"f{i}", "analyzed", version) for i, (path, version, _) in enumerate(cases)]),
+            pl.DataFrame(
+                [rng for *_, rng in cases],
+                schema={"bpm_range_lo": pl.Float64, "bpm_range_hi": pl.Float64},
+                orient="row",
+            ),
+        ],
+        how="horizontal",
+    )
+    at_default = plan_scan(inv, known, analyzer_version=18, bpm_range=BPM_RANGE)
+    assert at_default.unchanged["path"].to_list() == ["/l/v17_default"]
+    assert sorted(at_default.outdated["path"]) == ["/l/v16_default", "/l/v17_unknown", "/l/v17_wide", "/l/v18_wide"]
+    at_wide = plan_scan(inv, known, analyzer_version=18, bpm_range=wide)
+    assert at_wide.unchanged["path"].to_list() == ["/l/v18_wide"]
+    # Without ranges to compare (bpm_range None, no range columns), every row older than the version is redone.
+    bare = plan_scan(inv, _known([(0, "/l/v17_default", 10, 1, "f0", "analyzed", 17)]), analyzer_version=18)
+    assert bare.outdated["path"].to_list() == ["/l/v17_default"]
 
 
 def test_plan_batches():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.constants import SR
+from tasks.constants import BPM_RANGE, SR
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo.estimate import onset_bands
 from tasks.features.tempo.octave import fold_into_range
@@ -253,6 +253,33 @@ def test_a_range_of_an_octave_or_more_is_a_promise(bpm: float, bpm_range: tuple[
     assert est.bpm == pytest.approx(expected, abs=0.05)
     assert all(bpm_range[0] <= c <= bpm_range[1] for c, p in est.candidates if p > 0)
     assert sum(p for _, p in est.candidates) <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("make", "bpm"),
+    [
+        (lambda: drum_pattern(90.0, duration_s=20.0), 90.0),
+        (lambda: click_track(90.0, duration_s=20.0, offset_s=0.1), 90.0),
+        (lambda: drum_pattern(128.0, duration_s=20.0), 128.0),
+        (lambda: _chorale(66.0, bars=10), 66.0),
+    ],
+)
+def test_widening_a_range_that_holds_the_tempo_keeps_it(make, bpm: float) -> None:
+    # A range of an octave or more only bounds the choice; the model's preference stays the one it was fitted
+    # with. When it was stretched over the range instead, 40-250 read the drums and the click at 90 as 180, and
+    # 55-150 read the drums at 128 as 64.
+    y = make().astype(np.float32)
+    ranges = [r for r in ((70.0, 180.0), (60.0, 200.0), (55.0, 150.0), (45.0, 240.0), (40.0, 250.0)) if r[0] <= bpm]
+    assert [_estimate(y, bpm_range=r).bpm for r in ranges] == [pytest.approx(bpm, abs=0.05)] * len(ranges)
+
+
+def test_a_narrow_range_is_a_preference_measured_across_itself() -> None:
+    from tasks.features.tempo.octave import preference_range
+
+    assert preference_range((40.0, 250.0)) == preference_range((60.0, 120.0)) == BPM_RANGE
+    assert preference_range((110.0, 150.0)) == (110.0, 150.0)
+    # Under a narrow range the preference moves with it: 96 BPM drums read 192 when 170-200 is asked for.
+    assert _estimate(drum_pattern(96.0, duration_s=20.0), bpm_range=(170.0, 200.0)).bpm == pytest.approx(192.0, abs=0.1)
 
 
 def test_folding_into_a_range_moves_probability_to_octaves_inside() -> None:

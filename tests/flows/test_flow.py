@@ -136,16 +136,23 @@ def test_incremental_runs(analysed, run_flow):
 
 
 def test_analyzer_version_bump_reanalyses_only_older_rows(analysed, run_flow):
-    # A bump is simulated by aging one row: the next run must redo exactly that row.
+    # A bump is simulated by aging rows: the next run must redo exactly the row older than the last version that
+    # changed default-range results, and not the row of a version whose change reached only other ranges.
+    from tasks.catalog.scan import default_range_version
+    from tasks.constants import ANALYZER_VERSION
+
     library, catalog, truth, _ = analysed
+    analysed_ids = "SELECT track_id FROM features JOIN tracks USING (track_id) WHERE status = 'analyzed' ORDER BY 1"
     con = open_catalog(catalog)
-    con.execute(
-        "UPDATE features SET analyzer_version = analyzer_version - 1 WHERE track_id = "
-        "(SELECT min(track_id) FROM features JOIN tracks USING (track_id) WHERE status = 'analyzed')"
-    )
+    first, second = [r[0] for r in con.execute(analysed_ids).fetchall()[:2]]
+    current_at_default = default_range_version(ANALYZER_VERSION)
+    con.execute("UPDATE features SET analyzer_version = ? WHERE track_id = ?", [current_at_default - 1, first])
+    con.execute("UPDATE features SET analyzer_version = ? WHERE track_id = ?", [current_at_default, second])
     con.close()
     summary = run_flow(library, catalog, workers=0)
     assert summary["outdated"] == 1 and summary["analyzed"] == 1
+    versions = {r["track_id"]: r["analyzer_version"] for r in rows(catalog, "SELECT * FROM features")}
+    assert versions[first] == ANALYZER_VERSION and versions[second] == current_at_default
 
 
 def test_another_bpm_range_reanalyses_every_row_and_is_recorded(analysed, run_flow):

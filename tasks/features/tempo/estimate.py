@@ -26,7 +26,9 @@ Method (from :attr:`Spectrum.log_mel`, which the timbre features share, and the 
    the model's probabilities. When ``bpm_range`` spans an octave or more it is a promise, as in DJ software:
    a candidate outside it hands its probability to its octave inside it
    (:func:`~tasks.features.tempo.octave.fold_into_range`), so the tempo is always inside the range and the
-   model still chooses between duple and triple levels.
+   model still chooses between duple and triple levels; the place-in-range features are then measured across
+   the default range, the model's preference as fitted (:func:`~tasks.features.tempo.octave.preference_range`),
+   so that widening a range that holds the model's choice does not change it.
 5. Beat phase: peak of the beat-synchronous pulse shape rebuilt from the harmonics, minus the lead of
    the flux peak over the attack. ``pulse_clarity``: share of the onset envelope's, the harmonic
    change's (or, when they fail, the pitch onsets') variance that repeats with the tracked pulse, whichever
@@ -137,7 +139,8 @@ def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_R
         The track's shared STFT.
     bpm_range : (float, float)
         Preferred tempo range, BPM, for the octave (half/double) decision. When it spans an octave or more
-        the tempo is always inside it; a narrower range is a preference: tempi outside it (within
+        the tempo is always inside it, and the model's preference across tempi is the one it was fitted with
+        (40-250 lets it choose freely); a narrower range is the preference itself: tempi outside it (within
         ``SEARCH_RANGE``) are returned when the evidence for them is strong.
 
     Returns

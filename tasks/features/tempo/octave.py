@@ -1,7 +1,7 @@
 """The tempo octave model: which multiple of the tracked pulse is the beat.
 
-Candidates are ratios of the pulse (1/8 ... 4); each is described by where it sits in the preferred BPM range
-and by the pulse strength of four onset bands, of the harmonic change
+Candidates are ratios of the pulse (1/8 ... 4); each is described by where it sits in the model's preferred
+range (:func:`preference_range`) and by the pulse strength of four onset bands, of the harmonic change
 (:func:`tasks.features.tempo.envelopes.harmonic_change`) and of the pitch onsets' rise
 (:func:`tasks.features.tempo.envelopes.pitch_onsets`, row 0) at levels around it, and by the strength of each of these
 six envelopes at the candidate itself times three numbers of the track's texture: :func:`pulse_change_ratio`
@@ -23,6 +23,8 @@ import json
 from importlib import resources
 
 import numpy as np
+
+from tasks.constants import BPM_RANGE
 
 #: Tempi that can be returned, BPM; ``bpm_range`` sets the preference inside it (and, spanning an octave or
 #: more, bounds it: :func:`fold_into_range`).
@@ -160,20 +162,33 @@ def onset_smoothness(onsets: np.ndarray) -> float:
     return float(np.dot(o[1:], o[:-1]) / (np.dot(o, o) + 1e-12))
 
 
+def preference_range(bpm_range: tuple[float, float]) -> tuple[float, float]:
+    """The range the place-in-range features of :func:`octave_features` are measured across, BPM.
+
+    A range spanning an octave or more is a promise, kept by :func:`fold_into_range`; the model's own
+    preference across tempi is then the one it was fitted with, across :data:`~tasks.constants.BPM_RANGE`, so
+    that a wide range such as 40-250 lets it choose as it learned to, rather than stretching its preference
+    over the whole width. A narrower range cannot be kept for every metre (a 3/4 piece may have no candidate
+    inside it) and is a preference only: the features are measured across it.
+    """
+    lo, hi = bpm_range
+    return BPM_RANGE if hi >= 2.0 * lo else (float(lo), float(hi))
+
+
 def octave_features(
     amp: Amplitudes, pulse_bpm: float, bpm_range: tuple[float, float], *, rise: float, smoothness: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate ratios to the pulse (n,) and their features (n, 2 + 6 * len(LEVELS) + 18 + 2 + 2).
 
-    Columns: the place in ``bpm_range`` (x, x squared); the log amplitudes of the six envelopes at
-    ``LEVELS`` times the candidate (envelope-major); those at the candidate itself times the centred,
-    scaled :func:`pulse_change_ratio`, ``rise`` (:func:`attack_rise`) and ``smoothness``
+    Columns: the place in :func:`preference_range` of ``bpm_range`` (x, x squared); the log amplitudes of the
+    six envelopes at ``LEVELS`` times the candidate (envelope-major); those at the candidate itself times the
+    centred, scaled :func:`pulse_change_ratio`, ``rise`` (:func:`attack_rise`) and ``smoothness``
     (:func:`onset_smoothness`); x and x squared times the scaled ``rise``; the low and mid bands' log
     amplitudes at half the candidate times the scaled ``smoothness``.
     """
     ratios = np.array([r for r in RATIOS if SEARCH_RANGE[0] <= r * pulse_bpm <= SEARCH_RANGE[1]])
-    lo, hi = bpm_range
-    x = 2.0 * np.log2(ratios * pulse_bpm / np.sqrt(lo * hi)) / np.log2(hi / lo)  # -1..1 across bpm_range
+    lo, hi = preference_range(bpm_range)
+    x = 2.0 * np.log2(ratios * pulse_bpm / np.sqrt(lo * hi)) / np.log2(hi / lo)  # -1..1 across the range
     at_levels = amp.many([r * q for r in ratios for q in LEVELS]).reshape(-1, len(ratios), len(LEVELS))
     levels = np.log(np.abs(at_levels.transpose(1, 0, 2)) + 0.02)  # (candidates, envelopes, LEVELS)
     texture = np.array(

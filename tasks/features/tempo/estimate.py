@@ -28,7 +28,8 @@ Method (from :attr:`Spectrum.log_mel`, which the timbre features share, and the 
    (:func:`~tasks.features.tempo.octave.fold_into_range`), so the tempo is always inside the range and the
    model still chooses between duple and triple levels; the place-in-range features are then measured across
    the default range, the model's preference as fitted (:func:`~tasks.features.tempo.octave.preference_range`),
-   so that widening a range that holds the model's choice does not change it.
+   not stretched over the range asked for: 40-250 is the model's free choice. The candidates reach past
+   40-250 when the range does (:func:`~tasks.features.tempo.octave.candidate_range`).
 5. Beat phase: peak of the beat-synchronous pulse shape rebuilt from the harmonics, minus the lead of
    the flux peak over the attack. ``pulse_clarity``: share of the onset envelope's, the harmonic
    change's (or, when they fail, the pitch onsets') variance that repeats with the tracked pulse, whichever
@@ -95,7 +96,8 @@ class TempoEstimate:
         0..1: pulse clarity times the probability of the chosen octave.
     candidates : list of (float, float)
         ``(bpm, score)`` best first: the chosen tempo and its 1/2, 2, 2/3, 3/2, 1/3, 3 alternatives
-        inside ``SEARCH_RANGE``; scores are probabilities of the octave model.
+        among the candidates (:func:`~tasks.features.tempo.octave.candidate_range`); scores are probabilities of
+        the octave model.
     beat_offset_s : float or None
         Time of the first downbeat, s, in ``[0, beats_per_bar * 60 / bpm)`` (of the first beat when
         ``beats_per_bar`` is None); see :mod:`tasks.features.tempo.beats`.
@@ -141,7 +143,7 @@ def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_R
         Preferred tempo range, BPM, for the octave (half/double) decision. When it spans an octave or more
         the tempo is always inside it, and the model's preference across tempi is the one it was fitted with
         (40-250 lets it choose freely); a narrower range is the preference itself: tempi outside it (within
-        ``SEARCH_RANGE``) are returned when the evidence for them is strong.
+        :func:`~tasks.features.tempo.octave.candidate_range`) are returned when the evidence for them is strong.
 
     Returns
     -------

@@ -26,8 +26,8 @@ import numpy as np
 
 from tasks.constants import BPM_RANGE
 
-#: Tempi that can be returned, BPM; ``bpm_range`` sets the preference inside it (and, spanning an octave or
-#: more, bounds it: :func:`fold_into_range`).
+#: Tempi that can be returned, BPM, widened to a ``bpm_range`` that reaches past it (:func:`candidate_range`);
+#: ``bpm_range`` sets the preference inside it (and, spanning an octave or more, bounds it: :func:`fold_into_range`).
 SEARCH_RANGE: tuple[float, float] = (40.0, 250.0)
 
 # Candidate ratios to the pulse, levels scored around each.
@@ -162,6 +162,14 @@ def onset_smoothness(onsets: np.ndarray) -> float:
     return float(np.dot(o[1:], o[:-1]) / (np.dot(o, o) + 1e-12))
 
 
+def candidate_range(bpm_range: tuple[float, float]) -> tuple[float, float]:
+    """The tempi the candidates may take, BPM: :data:`SEARCH_RANGE`, widened to ``bpm_range`` where it reaches
+    past it (e.g. 30-300), so that a range of an octave or more holds the octave of every metrical level: without
+    it, a 129 BPM beat asked for within 150-300 had no candidate at 258 and was reported at a 4/3 or 3/2 level."""
+    lo, hi = bpm_range
+    return min(SEARCH_RANGE[0], float(lo)), max(SEARCH_RANGE[1], float(hi))
+
+
 def preference_range(bpm_range: tuple[float, float]) -> tuple[float, float]:
     """The range the place-in-range features of :func:`octave_features` are measured across, BPM.
 
@@ -186,7 +194,8 @@ def octave_features(
     (:func:`onset_smoothness`); x and x squared times the scaled ``rise``; the low and mid bands' log
     amplitudes at half the candidate times the scaled ``smoothness``.
     """
-    ratios = np.array([r for r in RATIOS if SEARCH_RANGE[0] <= r * pulse_bpm <= SEARCH_RANGE[1]])
+    lo_bpm, hi_bpm = candidate_range(bpm_range)
+    ratios = np.array([r for r in RATIOS if lo_bpm <= r * pulse_bpm <= hi_bpm])
     lo, hi = preference_range(bpm_range)
     x = 2.0 * np.log2(ratios * pulse_bpm / np.sqrt(lo * hi)) / np.log2(hi / lo)  # -1..1 across the range
     at_levels = amp.many([r * q for r in ratios for q in LEVELS]).reshape(-1, len(ratios), len(LEVELS))

@@ -11,6 +11,17 @@ from flows.cli.app import CatalogOpt, JsonOpt, app, out
 from flows.cli.text import literal
 
 
+def _version_note(version: str) -> str:
+    """What an older version's rows are worth now: current where they were made at the default range, when every
+    version since changed only other ranges' results (:data:`tasks.constants.RANGE_ONLY_VERSIONS`)."""
+    from tasks.catalog.scan import default_range_version
+    from tasks.constants import ANALYZER_VERSION, BPM_RANGE
+
+    if version.isdigit() and default_range_version(ANALYZER_VERSION) <= int(version) < ANALYZER_VERSION:
+        return f" (current at {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g} BPM)"
+    return ""
+
+
 @app.command()
 def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     """Print the catalog's counts: tracks by status, analyses by version, rejects by reason, corrections, crates,
@@ -30,7 +41,7 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     for k, v in counts["by_status"].items():
         table.add_row(f"  {k}", str(v))
     for k, v in counts["features_by_version"].items():
-        table.add_row(f"analyzer_version {k}", str(v))
+        table.add_row(f"analyzer_version {k}", f"{v}{_version_note(k)}")
     for k, v in counts["rejects_by_reason"].items():
         table.add_row(literal(f"rejects {k}"), str(v))
     table.add_row("corrected tracks", str(counts["corrected_tracks"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -54,6 +55,30 @@ def test_status_json_counts_the_catalog(small_catalog):
     assert status["by_status"] == {k: v for k, v in counts.items() if v}
     assert status["features_by_version"] == {str(ANALYZER_VERSION): counts["analyzed"]}
     assert status["last_run"]["status"] == "completed"
+
+
+def test_status_says_which_older_rows_are_still_current(small_catalog, tmp_path):
+    # Rows of a version whose successors changed only other ranges' results are not re-analysed at the default
+    # range (tasks.catalog.scan.plan_scan); status says so rather than list them as merely old.
+    import shutil
+
+    import duckdb
+
+    from tasks.catalog.scan import default_range_version
+
+    floor = default_range_version(ANALYZER_VERSION)
+    catalog = tmp_path / "aged.duckdb"
+    shutil.copy(small_catalog[0], catalog)
+    con = duckdb.connect(str(catalog))
+    ids = [r[0] for r in con.execute("SELECT track_id FROM features ORDER BY 1").fetchall()]
+    con.execute("UPDATE features SET analyzer_version = ? WHERE track_id = ?", [floor, ids[0]])
+    con.execute("UPDATE features SET analyzer_version = ? WHERE track_id = ?", [floor - 1, ids[1]])
+    con.close()
+    res = cli("status", "--catalog", catalog)
+    assert res.exit_code == 0, res.output
+    lines = {m[1]: line for line in res.output.splitlines() if (m := re.search(r"analyzer_version (\d+)", line))}
+    assert "current at 70-180 BPM" not in lines[str(floor - 1)]
+    assert ("current at 70-180 BPM" in lines[str(floor)]) == (floor < ANALYZER_VERSION)
 
 
 def test_rejects_json_lists_the_bad_files(small_catalog):

@@ -42,6 +42,8 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
         table.add_row(f"  {k}", str(v))
     for k, v in counts["features_by_version"].items():
         table.add_row(f"analyzer_version {k}", f"{v}{_version_note(k)}")
+    for k, v in counts["features_by_bpm_range"].items():
+        table.add_row(f"bpm range {k}", str(v))
     for k, v in counts["rejects_by_reason"].items():
         table.add_row(literal(f"rejects {k}"), str(v))
     table.add_row("corrected tracks", str(counts["corrected_tracks"]))

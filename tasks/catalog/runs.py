@@ -64,11 +64,28 @@ def finish_run(
 
 
 def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Tracks by status, features by analyzer version, rejects by reason, corrected tracks, crates, the last run."""
+    """Tracks by status, features by analyzer version and by tempo range, rejects by reason, corrected tracks,
+    crates, the last run."""
     by_status = dict(con.execute("SELECT status, count(*) FROM tracks GROUP BY ALL ORDER BY 1").fetchall())
     by_version = {
         str(k): v
         for k, v in con.execute("SELECT analyzer_version, count(*) FROM features GROUP BY ALL ORDER BY 1").fetchall()
+    }
+    # The tempo range each row was made with ("70-180"): a run with another range redoes the rows. A catalog from
+    # before the range columns (schema version 3), read without migrating, has none to count.
+    has_range = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'features' AND column_name = 'bpm_range_lo' "
+        "AND schema_name = 'main' AND database_name = current_database()"
+    ).fetchall()[0][0]
+    by_range = {
+        "unknown" if lo is None else f"{lo:g}-{hi:g}": n
+        for lo, hi, n in (
+            con.execute(
+                "SELECT bpm_range_lo, bpm_range_hi, count(*) FROM features GROUP BY ALL ORDER BY 1, 2"
+            ).fetchall()
+            if has_range
+            else []
+        )
     }
     by_reason = dict(con.execute("SELECT reason, count(*) FROM rejects GROUP BY ALL ORDER BY 2 DESC").fetchall())
     n_corrected, n_crates = curation_counts(con)
@@ -84,6 +101,7 @@ def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "tracks": sum(by_status.values()),
         "by_status": by_status,
         "features_by_version": by_version,
+        "features_by_bpm_range": by_range,
         "rejects_by_reason": by_reason,
         "corrected_tracks": n_corrected,
         "crates": n_crates,

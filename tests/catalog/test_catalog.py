@@ -128,3 +128,19 @@ def test_version_5_catalog_gets_user_format_names_and_the_codec(tmp_path):
         ("ogg", "vorbis"),
     ]
     con.close()
+
+
+def test_counts_of_a_catalog_from_before_the_tempo_range_columns(tmp_path):
+    # status reads a catalog without migrating it: one made before schema version 3 has no range to count.
+    path = tmp_path / "v2.duckdb"
+    open_catalog(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO features (track_id, analyzer_version, analyzed_at) VALUES (1, 2, now())")
+    assert catalog_counts(con)["features_by_bpm_range"] == {"unknown": 1}  # a row whose range is NULL
+    con.execute("ALTER TABLE features DROP COLUMN bpm_range_lo")
+    con.execute("ALTER TABLE features DROP COLUMN bpm_range_hi")
+    con.close()
+    ro = duckdb.connect(str(path), read_only=True)
+    counts = catalog_counts(ro)
+    ro.close()
+    assert counts["features_by_bpm_range"] == {} and counts["features_by_version"] == {"2": 1}

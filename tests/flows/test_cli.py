@@ -54,6 +54,9 @@ def test_status_json_counts_the_catalog(small_catalog):
     assert status["tracks"] == sum(counts.values()) == 4
     assert status["by_status"] == {k: v for k, v in counts.items() if v}
     assert status["features_by_version"] == {str(ANALYZER_VERSION): counts["analyzed"]}
+    assert status["features_by_bpm_range"] == {"70-180": counts["analyzed"]}
+    text = cli("status", "--catalog", catalog).output
+    assert re.search(rf"bpm range 70-180\s*│\s*{counts['analyzed']}\b", text), text
     assert status["last_run"]["status"] == "completed"
 
 

@@ -24,7 +24,7 @@ class ExitCode(IntEnum):
     """Exit codes of every ``cratedig`` command (also in ``cratedig --help`` and the README)."""
 
     OK = 0
-    ERROR = 1  # an unexpected error: a bug or a failed run (--debug shows the traceback)
+    ERROR = 1  # a refused write, nothing to act on, a failed run or an unexpected error (--debug: traceback)
     USAGE = 2  # a bad option or argument: unknown option, bad cron or interval, ambiguous query
     BUSY = 3  # the catalog is being written by another run (the message names it)
     NOT_A_CATALOG = 4  # no catalog there, or the file is not a DuckDB catalog
@@ -34,7 +34,8 @@ class ExitCode(IntEnum):
 #: What each exit code means, as shown by ``cratedig --help``.
 EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.OK: "done",
-    ExitCode.ERROR: "unexpected error or failed run (--debug or CRATEDIG_DEBUG=1 shows the traceback)",
+    ExitCode.ERROR: "a refused write or nothing to act on (no such track or crate, a file not tagged), a failed run, "
+    "or an unexpected error (--debug or CRATEDIG_DEBUG=1 shows the traceback)",
     ExitCode.USAGE: "bad option or argument (bad cron or interval, ambiguous query...)",
     ExitCode.BUSY: "the catalog is being written by another run (named in the message)",
     ExitCode.NOT_A_CATALOG: "no catalog there, or not a DuckDB catalog",

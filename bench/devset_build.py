@@ -165,21 +165,7 @@ def build_score_job(task: tuple[str, str, int, float, str]) -> dict | None:
             rng.choice((73, 68, 71, 70, 56, 60, 57, 40, 42, 0, 19)) for _ in range(4)
         )
         notes, progs = _ensemble(piece, programs, rng, quarters)
-    return _render(
-        name,
-        family,
-        notes,
-        progs,
-        quarter_bpm,
-        beat_bpm,
-        piece.key,
-        piece.mode,
-        piece.meter_name,
-        drums,
-        piece.source,
-        rng,
-        out,
-    )
+    return render_piece(name, family, notes, progs, quarter_bpm, beat_bpm, piece, drums, rng, out)
 
 
 def build_band_job(task: tuple[str, str, int, float, str]) -> dict:
@@ -227,6 +213,12 @@ def build_band_job(task: tuple[str, str, int, float, str]) -> dict:
         rng,
         out,
     )
+
+
+def render_piece(name, family, notes, progs, quarter_bpm, beat_bpm, piece, drums, rng, out) -> dict:
+    """:func:`_render` with the key, mode, metre and source of a score's ``piece``."""
+    tags = (piece.key, piece.mode, piece.meter_name, drums, piece.source)
+    return _render(name, family, notes, progs, quarter_bpm, beat_bpm, *tags, rng, out)
 
 
 def _render(name, family, notes, progs, quarter_bpm, beat_bpm, key, mode, meter_name, drums, source, rng, out) -> dict:

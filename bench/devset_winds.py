@@ -29,7 +29,7 @@ N_CHORALES = 40
 
 def build_job(task: tuple[str, str]) -> list[dict]:
     """Both renderings of the chorale at ``path``, named after it; [] when it has no key or no usable meter."""
-    from bench.devset_build import _ensemble, _job_rng, _render
+    from bench.devset_build import _ensemble, _job_rng, render_piece
     from bench.devset_midi import Note
     from bench.devset_scores import parse
 
@@ -49,23 +49,7 @@ def build_job(task: tuple[str, str]) -> list[dict]:
                 Note(n.start, n.dur, n.pitch - 12, n.velocity, n.channel) if n.channel == low else n for n in notes
             ]
         name = f"winds_{Path(piece.source).name.replace('.', '-')}_{bass}"  # e.g. winds_bwv10-7_written
-        rows.append(
-            _render(
-                name,
-                bass,
-                notes,
-                progs,
-                quarter_bpm,
-                beat_bpm,
-                piece.key,
-                piece.mode,
-                piece.meter_name,
-                False,
-                piece.source,
-                rng,
-                out,
-            )
-        )
+        rows.append(render_piece(name, bass, notes, progs, quarter_bpm, beat_bpm, piece, False, rng, out))
     return rows
 
 

@@ -77,16 +77,12 @@ def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'features' AND column_name = 'bpm_range_lo' "
         "AND schema_name = 'main' AND database_name = current_database()"
     ).fetchall()[0][0]
-    by_range = {
-        "unknown" if lo is None else f"{lo:g}-{hi:g}": n
-        for lo, hi, n in (
-            con.execute(
-                "SELECT bpm_range_lo, bpm_range_hi, count(*) FROM features GROUP BY ALL ORDER BY 1, 2"
-            ).fetchall()
-            if has_range
-            else []
-        )
-    }
+    ranges = (
+        con.execute("SELECT bpm_range_lo, bpm_range_hi, count(*) FROM features GROUP BY ALL ORDER BY 1, 2").fetchall()
+        if has_range
+        else []
+    )
+    by_range = {"unknown" if lo is None else f"{lo:g}-{hi:g}": n for lo, hi, n in ranges}
     by_reason = dict(con.execute("SELECT reason, count(*) FROM rejects GROUP BY ALL ORDER BY 2 DESC").fetchall())
     n_corrected, n_crates = curation_counts(con)
     last = next(

@@ -16,6 +16,7 @@ N_MFCC: int = 20
 
 #: Bump when any analysis output changes: the next run re-analyses exactly the rows with an older version
 #: (what each version changed is in the git log of this line; :data:`RANGE_ONLY_VERSIONS` narrows that).
+#: 19: a pulse short of clear must stand out from unrelated rates (notes at random times get a tempo less often).
 #: 18: a ``bpm_range`` of an octave or more leaves the octave model's preference as fitted, across BPM_RANGE;
 #: the tempo candidates reach past 40-250 when the range does.
 #: 17: key: a partial may also be taken up to the mean of partials h-2 and h+2 (a clarinet's odd partials).
@@ -27,7 +28,7 @@ N_MFCC: int = 20
 #: reverted and is skipped so its catalogs re-analyse too). 10: the harmonic change as a second witness to the
 #: pitch onsets' pulse. 9: the pitch onsets' pulse for legato music, the pulse gate at the tracked pulse, octave
 #: weights fitted on the dev set instead of held-out chorales.
-ANALYZER_VERSION: int = 18
+ANALYZER_VERSION: int = 19
 #: Versions whose change reaches only rows analysed with a ``bpm_range`` other than :data:`BPM_RANGE`: a row
 #: made at the default range by the version before one of these is what this version makes, and is not
 #: re-analysed for it (:func:`tasks.catalog.scan.plan_scan`).

@@ -37,7 +37,8 @@ Method (from :attr:`Spectrum.log_mel`, which the timbre features share, and the 
 
 Rejections: ``TOO_SHORT`` under ``MIN_TEMPO_DURATION_S``; ``SILENT`` when the loudest 5 % of frames are below
 ``SILENCE_DBFS``; ``ARHYTHMIC`` when, for the onsets and for the harmonic change alike, the clarity or the
-absolute size of the periodic part is at chance level (white/pink noise, chord pads). The harmonic-change test
+absolute size of the periodic part is at chance level (white/pink noise, chord pads), or, for a pulse short of
+``CONTRAST_BELOW``, when it repeats no better than unrelated rates (notes at random times). The harmonic-change test
 keeps legato music: bowed strings, choirs and winds whose soft attacks leave the onset flux near chance while
 the chords still change on the beat; the pitch onsets keep those whose harmonic change is too slow or too
 subtle for the mel bands, and only when their pulse stands out from unrelated rates, or stands out less but
@@ -57,7 +58,7 @@ from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
 from tasks.features.spectrum import Spectrum
 from tasks.features.tempo.beats import LATENCY_S, bar_evidence, beat_frames, downbeat, first_beat
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, level_dbfs, onset_bands, pitch_onsets
-from tasks.features.tempo.legato import legato_pulse
+from tasks.features.tempo.legato import contrasted, legato_pulse
 from tasks.features.tempo.octave import (
     Amplitudes,
     attack_rise,
@@ -79,6 +80,17 @@ MIN_PULSE_DB: float = 0.08
 #: noise, static pads, pads drifting through chords at irregular times: at most 0.16 with a clarity of
 #: 0.07); it keeps 13 of the 22 training chorales the onsets alone called arhythmic, and no negative.
 MIN_CHANGE_DB: float = 0.15
+#: An envelope whose clarity is under ``CONTRAST_BELOW`` passes only when its pulse also repeats this many times
+#: better than at unrelated rates (:func:`~tasks.features.tempo.legato.contrasted`): the tracker follows a
+#: drifting phase, so notes at random times (free time) and pads changing chord at random times reach
+#: ``MIN_CLARITY`` at some rate, but fit their own rate no better than its neighbours (contrast 0.9-1.3 where
+#: they passed, against a median of 4.6 on the dev set). Set on synthesized negatives (``bench/arhythmic.py``,
+#: seeds 1000-1014) and the dev set, under the lowest contrast of a dev file that had a tempo: a solo reel's
+#: 1.29 (at 1.3 it lost its tempo).
+MIN_CONTRAST: float = 1.25
+#: ... and above this clarity a pulse needs no contrast (the free-time negatives that passed reached 0.21 on the
+#: onsets and 0.31 on the harmonic change; it spares most music the extra tracking).
+CONTRAST_BELOW: float = 0.4
 
 
 _ALTERNATIVES = (1 / 2, 2, 2 / 3, 3 / 2, 1 / 3, 3)
@@ -130,6 +142,12 @@ def _beat_repeats(clarity: float, envelope_std: float, floor_db: float, short: f
     """Whether an envelope's beat-periodic part is above chance: its share of the variance (``clarity``)
     and its RMS (``sqrt(clarity) * envelope_std``, dB) over their floors, both raised for short tracks."""
     return clarity >= MIN_CLARITY * short and np.sqrt(clarity) * envelope_std >= floor_db * np.sqrt(short)
+
+
+def _stands_out(e: np.ndarray, clarity: float, fr: float) -> bool:
+    """Whether zero-mean envelope ``e``'s pulse is clear (``clarity`` at least ``CONTRAST_BELOW``) or stands out
+    from unrelated rates by ``MIN_CONTRAST``."""
+    return clarity >= CONTRAST_BELOW or contrasted(e, fr)[2] >= MIN_CONTRAST
 
 
 def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_RANGE) -> TempoEstimate:
@@ -207,8 +225,11 @@ def pulse_evidence(
     # Chance periodicity in noise grows as the track gets shorter: so do the thresholds, below 20 s.
     short = max(1.0, 20.0 * fr / len(o))
     if not (
-        _beat_repeats(on_clarity, o.std(), MIN_PULSE_DB, short)
-        or _beat_repeats(change_clarity, float(np.std(change)), MIN_CHANGE_DB, short)
+        (_beat_repeats(on_clarity, o.std(), MIN_PULSE_DB, short) and _stands_out(o, on_clarity, fr))
+        or (
+            _beat_repeats(change_clarity, float(np.std(change)), MIN_CHANGE_DB, short)
+            and _stands_out(change - np.mean(change), change_clarity, fr)
+        )
     ):
         legato = legato_pulse(pitch, fr, change=change, short=short) if pitch is not None else None
         if legato is None:

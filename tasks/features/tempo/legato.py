@@ -109,7 +109,7 @@ def _related(p: Pulse, pulse: Pulse) -> bool:
     return any(abs(p.freq / (pulse.freq * k) - 1.0) <= 0.04 for k in (0.5, 1.0, 2.0))
 
 
-def _contrasted(e: np.ndarray, fr: float) -> tuple[Pulse, float, float]:
+def contrasted(e: np.ndarray, fr: float) -> tuple[Pulse, float, float]:
     """The strongest pulse of zero-mean envelope ``e``, its :func:`periodic_share` and that share over its median
     at the unrelated rates ``_NULL_RATES`` (infinite when the tracker pulls every one of them back to the pulse)."""
     f0 = strongest_pulse(e, fr) / 60.0
@@ -202,7 +202,7 @@ def legato_pulse(
     fresh_share = float(np.mean(pitch[2])) / max(new, 1e-12)
     if not (new_share >= MIN_NEW_SHARE and fresh_share >= MIN_FRESH_SHARE):  # (not <: a NaN must fail)
         return None
-    pulse, clarity, contrast = _contrasted(e, fr)
+    pulse, clarity, contrast = contrasted(e, fr)
     if not share_at(pitch[1], pulse, fr) >= MIN_NEW_CLARITY:
         return None
     if clarity >= MIN_PITCH_CLARITY * short and contrast >= MIN_PITCH_CONTRAST * short:
@@ -213,7 +213,7 @@ def legato_pulse(
     c = c - c.mean()
     if not np.any(c):
         return None
-    witness, _, witness_contrast = _contrasted(c, fr)
+    witness, _, witness_contrast = contrasted(c, fr)
     joint = min(contrast, MIN_PITCH_CONTRAST) * min(witness_contrast, MIN_PITCH_CONTRAST)
     if (
         _related(witness, pulse)

@@ -16,7 +16,8 @@ N_MFCC: int = 20
 
 #: Bump when any analysis output changes: the next run re-analyses exactly the rows with an older version
 #: (what each version changed is in the git log of this line; :data:`RANGE_ONLY_VERSIONS` narrows that).
-#: 19: a pulse short of clear must stand out from unrelated rates (notes at random times get a tempo less often).
+#: 19: a pulse short of clear must stand out from unrelated rates, over the whole track or within its sections
+#: (notes at random times get a tempo less often).
 #: 18: a ``bpm_range`` of an octave or more leaves the octave model's preference as fitted, across BPM_RANGE;
 #: the tempo candidates reach past 40-250 when the range does.
 #: 17: key: a partial may also be taken up to the mean of partials h-2 and h+2 (a clarinet's odd partials).

@@ -7,7 +7,17 @@ import pytest
 
 from tasks.constants import SR
 from tasks.features.spectrum import compute_spectrum
-from tasks.features.tempo.estimate import onset_bands
+from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change
+from tasks.features.tempo.estimate import (
+    MIN_CONTRAST,
+    MIN_SECTION_CONTRAST,
+    MIN_SECTIONS,
+    SECTION_S,
+    onset_bands,
+    section_contrast,
+    tempo_from_envelopes,
+)
+from tasks.features.tempo.legato import contrasted
 from tasks.synth.songs import SongSpec, beat_to_time, render_song
 from tasks.synth.voices import chord_tone, click_track, midi_hz, tone
 from tests.features.tempo_signals import drum_pattern
@@ -135,6 +145,52 @@ def test_notes_at_random_times_are_arhythmic(kind: str, seed: int) -> None:
     # phase. Their pulse repeats no better than at unrelated rates, which a real one does.
     est = _estimate(_free_notes(kind, seed))
     assert est.bpm is None and est.reason == "ARHYTHMIC"
+
+
+def _notes_at(times: np.ndarray, kind: str, seed: int, duration_s: float) -> np.ndarray:
+    """Notes of ``kind`` at random pitches starting at ``times`` (s)."""
+    rng = np.random.default_rng(seed)
+    n = int(duration_s * SR)
+    y = np.zeros(n)
+    for t in times[times < duration_s - 0.1]:
+        i = int(t * SR)
+        m = min(n - i, 2 * SR)
+        y[i : i + m] += tone(kind, midi_hz(int(rng.integers(48, 80))), m, SR, rng) * rng.uniform(0.6, 1.0)
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
+def _onset_envelope(y: np.ndarray) -> tuple[np.ndarray, float]:
+    spec = compute_spectrum(y)
+    o = onset_bands(spec)[0]
+    return o - o.mean(), spec.frame_rate
+
+
+def test_a_pulse_that_changes_tempo_keeps_its_tempo_by_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Four 30 s sections alternating 96 and 131 BPM: no one rate fits the whole track, each section fits its own.
+    times = np.concatenate([s * 30.0 + np.arange(0.0, 30.0, 60.0 / bpm) for s, bpm in enumerate((96, 131, 96, 131))])
+    y = _notes_at(times, "piano", 3, 120.0)
+    o, fr = _onset_envelope(y)
+    assert contrasted(o, fr)[2] < MIN_CONTRAST <= MIN_SECTION_CONTRAST <= section_contrast(o, fr)
+    spec = compute_spectrum(y)
+    env = (onset_bands(spec), frame_mean_square(spec), harmonic_change(spec))
+    est = tempo_from_envelopes(*env, frame_rate=spec.frame_rate)  # the pitch onsets' rescue left out
+    assert est.bpm is not None and min(abs(est.bpm / b - 1.0) for b in (96, 131)) < 0.04
+    # ... and it is the sections that keep it.
+    monkeypatch.setattr("tasks.features.tempo.estimate.MIN_SECTION_CONTRAST", np.inf)
+    assert tempo_from_envelopes(*env, frame_rate=spec.frame_rate).reason == "ARHYTHMIC"
+    assert _estimate(y).bpm is not None  # (with the pitch onsets, the legato rescue would keep this one)
+
+
+@pytest.mark.parametrize("kind", ["piano", "pluck", "fm"])
+def test_notes_at_random_times_stand_out_in_no_section(kind: str) -> None:
+    for seed in range(4):
+        o, fr = _onset_envelope(_free_notes(kind, seed, duration_s=120.0))
+        assert 0.0 < section_contrast(o, fr) < MIN_SECTION_CONTRAST
+
+
+def test_too_few_sections_have_no_section_contrast() -> None:
+    o, fr = _onset_envelope(click_track(120.0, duration_s=SECTION_S * MIN_SECTIONS - 1.0))
+    assert section_contrast(o, fr) == 0.0
 
 
 def test_too_short() -> None:

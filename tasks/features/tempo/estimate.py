@@ -38,7 +38,8 @@ Method (from :attr:`Spectrum.log_mel`, which the timbre features share, and the 
 Rejections: ``TOO_SHORT`` under ``MIN_TEMPO_DURATION_S``; ``SILENT`` when the loudest 5 % of frames are below
 ``SILENCE_DBFS``; ``ARHYTHMIC`` when, for the onsets and for the harmonic change alike, the clarity or the
 absolute size of the periodic part is at chance level (white/pink noise, chord pads), or, for a pulse short of
-``CONTRAST_BELOW``, when it repeats no better than unrelated rates (notes at random times). The harmonic-change test
+``CONTRAST_BELOW``, when it repeats no better than at unrelated rates, over the whole track and within its
+sections alike (notes at random times). The harmonic-change test
 keeps legato music: bowed strings, choirs and winds whose soft attacks leave the onset flux near chance while
 the chords still change on the beat; the pitch onsets keep those whose harmonic change is too slow or too
 subtle for the mel bands, and only when their pulse stands out from unrelated rates, or stands out less but
@@ -91,6 +92,16 @@ MIN_CONTRAST: float = 1.25
 #: ... and above this clarity a pulse needs no contrast (the free-time negatives that passed reached 0.21 on the
 #: onsets and 0.31 on the harmonic change; it spares most music the extra tracking).
 CONTRAST_BELOW: float = 0.4
+#: A pulse that holds within sections but changes between them (a track that changes tempo, a rubato
+#: interlude) fits no one rate of the whole track: it also passes when the median of its sections' contrasts,
+#: sections of about ``SECTION_S`` seconds, reaches ``MIN_SECTION_CONTRAST``; at least ``MIN_SECTIONS`` of them
+#: (a median of fewer is chance). Set between synthesized negatives (notes at random times, pads drifting
+#: through chords, noise: at most 1.44 at 300 s, 1.58 at 120 s) and two game tracks the whole-track contrast
+#: lost: warzone2100's track26, which changes tempo after 400 s (1.07 whole, 6.2 by section), and wesnoth's
+#: "wanderer" (1.13 and 1.81).
+SECTION_S: float = 20.0
+MIN_SECTIONS: int = 3
+MIN_SECTION_CONTRAST: float = 1.7
 
 
 _ALTERNATIVES = (1 / 2, 2, 2 / 3, 3 / 2, 1 / 3, 3)
@@ -144,10 +155,25 @@ def _beat_repeats(clarity: float, envelope_std: float, floor_db: float, short: f
     return clarity >= MIN_CLARITY * short and np.sqrt(clarity) * envelope_std >= floor_db * np.sqrt(short)
 
 
+def section_contrast(e: np.ndarray, fr: float) -> float:
+    """The median :func:`~tasks.features.tempo.legato.contrasted` contrast of envelope ``e``'s equal sections of
+    about ``SECTION_S`` seconds (each made zero-mean); 0 with fewer than ``MIN_SECTIONS`` of them."""
+    k = int(len(e) / (SECTION_S * fr))
+    if k < MIN_SECTIONS:
+        return 0.0
+    sections = [s - s.mean() for s in np.array_split(np.asarray(e, dtype=np.float64), k)]
+    return float(np.median([contrasted(s, fr)[2] if np.any(s) else 0.0 for s in sections]))
+
+
 def _stands_out(e: np.ndarray, clarity: float, fr: float) -> bool:
-    """Whether zero-mean envelope ``e``'s pulse is clear (``clarity`` at least ``CONTRAST_BELOW``) or stands out
-    from unrelated rates by ``MIN_CONTRAST``."""
-    return clarity >= CONTRAST_BELOW or contrasted(e, fr)[2] >= MIN_CONTRAST
+    """Whether zero-mean envelope ``e``'s pulse is clear (``clarity`` at least ``CONTRAST_BELOW``), stands out
+    from unrelated rates by ``MIN_CONTRAST`` over the whole track, or by ``MIN_SECTION_CONTRAST`` within its
+    sections (:func:`section_contrast`)."""
+    return (
+        clarity >= CONTRAST_BELOW
+        or contrasted(e, fr)[2] >= MIN_CONTRAST
+        or section_contrast(e, fr) >= MIN_SECTION_CONTRAST
+    )
 
 
 def estimate_tempo(spectrum: Spectrum, *, bpm_range: tuple[float, float] = BPM_RANGE) -> TempoEstimate:

@@ -59,7 +59,7 @@ from tasks.constants import BPM_RANGE, MIN_TEMPO_DURATION_S, SILENCE_DBFS
 from tasks.features.spectrum import Spectrum
 from tasks.features.tempo.beats import LATENCY_S, bar_evidence, beat_frames, downbeat, first_beat
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, level_dbfs, onset_bands, pitch_onsets
-from tasks.features.tempo.legato import contrasted, legato_pulse
+from tasks.features.tempo.legato import METRICAL, contrasted, legato_pulse
 from tasks.features.tempo.octave import (
     Amplitudes,
     attack_rise,
@@ -82,7 +82,9 @@ MIN_PULSE_DB: float = 0.08
 #: 0.07); it keeps 13 of the 22 training chorales the onsets alone called arhythmic, and no negative.
 MIN_CHANGE_DB: float = 0.15
 #: An envelope whose clarity is under ``CONTRAST_BELOW`` passes only when its pulse also repeats this many times
-#: better than at unrelated rates (:func:`~tasks.features.tempo.legato.contrasted`): the tracker follows a
+#: better than at unrelated rates (:func:`~tasks.features.tempo.legato.contrasted`; a rate the tracker pulls to a
+#: level of the pulse's metre, a third, two thirds, three halves of it..., is not unrelated: a swung song's
+#: onsets can repeat better at twice its beat than at the triplet rate they pulse strongest at): the tracker follows a
 #: drifting phase, so notes at random times (free time) and pads changing chord at random times reach
 #: ``MIN_CLARITY`` at some rate, but fit their own rate no better than its neighbours (contrast 0.9-1.3 where
 #: they passed, against a median of 4.6 on the dev set). Set on synthesized negatives (``bench/arhythmic.py``,
@@ -162,7 +164,7 @@ def section_contrast(e: np.ndarray, fr: float) -> float:
     if k < MIN_SECTIONS:
         return 0.0
     sections = [s - s.mean() for s in np.array_split(np.asarray(e, dtype=np.float64), k)]
-    return float(np.median([contrasted(s, fr)[2] if np.any(s) else 0.0 for s in sections]))
+    return float(np.median([contrasted(s, fr, METRICAL)[2] if np.any(s) else 0.0 for s in sections]))
 
 
 def _stands_out(e: np.ndarray, clarity: float, fr: float) -> bool:
@@ -171,7 +173,7 @@ def _stands_out(e: np.ndarray, clarity: float, fr: float) -> bool:
     sections (:func:`section_contrast`)."""
     return (
         clarity >= CONTRAST_BELOW
-        or contrasted(e, fr)[2] >= MIN_CONTRAST
+        or contrasted(e, fr, METRICAL)[2] >= MIN_CONTRAST
         or section_contrast(e, fr) >= MIN_SECTION_CONTRAST
     )
 

@@ -104,18 +104,28 @@ def periodic_share(e: np.ndarray, fr: float, f0: float) -> tuple[Pulse, float]:
     return pulse, share_at(e, pulse, fr)
 
 
-def _related(p: Pulse, pulse: Pulse) -> bool:
-    """Whether ``p`` was tracked to within 4 % of ``pulse``, half of it or twice it."""
-    return any(abs(p.freq / (pulse.freq * k) - 1.0) <= 0.04 for k in (0.5, 1.0, 2.0))
+#: The ratios to a pulse at which another tracked rate counts as the same pulse (:func:`contrasted`) ...
+OCTAVES: tuple[float, ...] = (0.5, 1.0, 2.0)
+#: ... or, for a metre that divides the beat in three too, as one of its levels.
+METRICAL: tuple[float, ...] = (1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 1.0, 4 / 3, 3 / 2, 2.0, 3.0, 4.0)
 
 
-def contrasted(e: np.ndarray, fr: float) -> tuple[Pulse, float, float]:
+def _related(p: Pulse, pulse: Pulse, ratios: tuple[float, ...] = OCTAVES) -> bool:
+    """Whether ``p`` was tracked to within 4 % of ``pulse`` times one of ``ratios``."""
+    return any(abs(p.freq / (pulse.freq * k) - 1.0) <= 0.04 for k in ratios)
+
+
+def contrasted(e: np.ndarray, fr: float, related: tuple[float, ...] = OCTAVES) -> tuple[Pulse, float, float]:
     """The strongest pulse of zero-mean envelope ``e``, its :func:`periodic_share` and that share over its median
-    at the unrelated rates ``_NULL_RATES`` (infinite when the tracker pulls every one of them back to the pulse)."""
+    at the unrelated rates ``_NULL_RATES`` (infinite when the tracker pulls every one of them back to the pulse);
+    a rate tracked to the pulse times one of ``related`` is not counted among them."""
     f0 = strongest_pulse(e, fr) / 60.0
     pulse, clarity = periodic_share(e, fr, f0)
-    # A rate the tracker pulls back to the pulse (or to half or twice it) measures the pulse, not chance.
-    null = [share for p, share in (periodic_share(e, fr, f0 * m) for m in _NULL_RATES) if not _related(p, pulse)]
+    # A rate the tracker pulls back to the pulse (or to half or twice it, or another level of its metre when
+    # ``related`` says so) measures the pulse, not chance.
+    null = [
+        share for p, share in (periodic_share(e, fr, f0 * m) for m in _NULL_RATES) if not _related(p, pulse, related)
+    ]
     return pulse, clarity, clarity / max(float(np.median(null)), 1e-9) if null else np.inf
 
 

@@ -9,6 +9,7 @@ from tasks.constants import SR
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change
 from tasks.features.tempo.estimate import (
+    MAX_SECTIONS,
     MIN_CONTRAST,
     MIN_SECTION_CONTRAST,
     MIN_SECTIONS,
@@ -219,6 +220,19 @@ def test_notes_at_random_times_stand_out_in_no_section(kind: str) -> None:
         o, fr = onset_bands(spec)[0], spec.frame_rate
         assert 0.0 < section_contrast(o, ms, fr) < MIN_SECTION_CONTRAST
         assert 0.0 < section_contrast(change, ms, fr) < MIN_SECTION_CONTRAST
+
+
+def test_an_hour_is_measured_in_at_most_max_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cost of the section test does not grow with the track past MAX_SECTIONS sections.
+    lengths: list[int] = []
+    monkeypatch.setattr(
+        "tasks.features.tempo.estimate.contrasted", lambda s, fr, related: lengths.append(len(s)) or (None, 0.0, 2.0)
+    )
+    fr = 43.0
+    n = int(3600 * fr)
+    e = np.random.default_rng(0).standard_normal(n)
+    assert section_contrast(e, np.ones(n), fr) == 2.0
+    assert len(lengths) == MAX_SECTIONS and set(lengths) == {int(round(SECTION_S * fr))}
 
 
 def test_too_few_sections_have_no_section_contrast() -> None:

@@ -3,7 +3,8 @@
     python -m bench.arhythmic [DEVSET] [--seeds 30] [--first-seed 1000] [--jobs 2]
 
 Negatives, synthesized here (``tasks.synth.voices``), each at 8, 20, 30, 60 and 120 s and ``--seeds`` seeds from
-``--first-seed`` (the legato floors were set on seeds from 1000; seeds from 2000 are an unseen check):
+``--first-seed`` (the floors were set on seeds from 1000; seeds from 2000 are an unseen check, written to a section of
+its own in ``bench/RESULTS.md``):
 white and pink noise; static chord pads of sines (every scale tone over three octaves: partials a semitone
 apart beat); pads that change chord at random times (every 0.7-4 s and every 3-12 s); organ drones with
 vibrato; static equal-tempered organ drones (their fifths beat slowly and steadily); held organ chords with a
@@ -168,7 +169,14 @@ def main() -> None:
     tasks = [(k, args.first_seed + s, d) for k in KINDS for s in range(args.seeds) for d in DURATIONS]
     with Pool(args.jobs) as pool:
         runs = pool.map(_run, tasks, chunksize=4)
-    with recording("arhythmic", "Who gets no tempo: negatives and the dev set's families"):
+    # The default seeds set the floors; any other seeds are a check kept in a section of their own.
+    default = (args.first_seed, args.seeds) == (ap.get_default("first_seed"), ap.get_default("seeds"))
+    title = "Who gets no tempo: negatives and the dev set's families"
+    with recording(
+        "arhythmic",
+        title if default else f"{title} (negatives of unseen seeds)",
+        section=None if default else "arhythmic-unseen",
+    ):
         print(
             f"analyzer version {ANALYZER_VERSION}; negatives: {args.seeds} seeds from {args.first_seed} x "
             f"{len(DURATIONS)} durations each"

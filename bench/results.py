@@ -55,8 +55,9 @@ def write_section(name: str, body: str, *, path: Path = RESULTS) -> None:
 
 
 @contextlib.contextmanager
-def recording(name: str, title: str) -> Iterator[None]:
-    """Print as usual; on success, write everything printed to section ``name`` of ``bench/RESULTS.md``."""
+def recording(name: str, title: str, *, section: str | None = None) -> Iterator[None]:
+    """Print as usual; on success, write everything printed to section ``section`` (default ``name``, the
+    benchmark's module) of ``bench/RESULTS.md``."""
     tee = _Tee(sys.stdout)
     sys.stdout = tee
     try:
@@ -66,4 +67,4 @@ def recording(name: str, title: str) -> Iterator[None]:
     command = "python -m bench." + name + "".join(f" {a}" for a in sys.argv[1:])
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = f"## {title}\n\n`{command}` — {when}, {machine()}\n\n```\n{tee.buffer_.getvalue().rstrip()}\n```"
-    write_section(name, body)
+    write_section(section or name, body)

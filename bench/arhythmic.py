@@ -35,7 +35,17 @@ from tasks.constants import ANALYZER_VERSION, SR
 from tasks.features.spectrum import compute_spectrum
 from tasks.features.tempo.envelopes import frame_mean_square, harmonic_change, onset_bands, pitch_onsets
 from tasks.features.tempo.estimate import tempo_from_envelopes
-from tasks.synth.voices import HARMONICS, chord_tone, midi_hz, osc, pink_noise, tone, tremulant_chord
+from tasks.synth.voices import (
+    HARMONICS,
+    chord_tone,
+    midi_hz,
+    notes_at,
+    osc,
+    pink_noise,
+    poisson_times,
+    tone,
+    tremulant_chord,
+)
 
 KINDS = (
     "white",
@@ -68,14 +78,7 @@ def _pads_changing(rng: np.random.Generator, n: int, dur: float, lo: float, hi: 
 
 def _free_time(rng: np.random.Generator, n: int, dur: float, kind: str) -> np.ndarray:
     """Notes of ``kind`` at Poisson times, mean gap 0.15-0.8 s, random pitches."""
-    y, gap = np.zeros(n), rng.uniform(0.15, 0.8)
-    t = rng.exponential(gap)
-    while t < dur - 0.1:
-        i = int(t * SR)
-        m = min(n - i, 2 * SR)
-        y[i : i + m] += tone(kind, midi_hz(int(rng.integers(48, 80))), m, SR, rng) * rng.uniform(0.4, 1.0)
-        t += rng.exponential(gap)
-    return y
+    return notes_at(poisson_times(rng, rng.uniform(0.15, 0.8), dur - 0.1), kind, n, rng)
 
 
 def _et_drone(rng: np.random.Generator, n: int, root: int) -> np.ndarray:

@@ -1,12 +1,15 @@
 """The instruments of :mod:`tasks.synth.songs` (oscillators, a Karplus-Strong string, drums, reverb, noise) and
 plain test signals, :func:`click_track` and :func:`chord_tone` (re-exported by :mod:`tasks.synth.songs`) and
-:func:`tremulant_chord` (a held chord that swells on a steady rate: no new note, for the tempo's negatives).
+:func:`tremulant_chord` (a held chord that swells on a steady rate: no new note, for the tempo's negatives), and
+:func:`notes_at` with :func:`poisson_times` (notes at given or random times: free time, for the same).
 
 Everything is vectorised numpy. Wavetables are built by an inverse real FFT with the harmonics above
 0.45 sr left out, so no oscillator aliases; the Karplus-Strong loop runs inside ``scipy.signal.lfilter``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import scipy.fft
@@ -105,6 +108,34 @@ def tone(kind: str, f0: float, n: int, sr: int, rng: np.random.Generator) -> np.
     knock = min(n, int(0.01 * sr))
     y[:knock] += 0.2 * rng.uniform(-1, 1, knock) * np.linspace(1, 0, knock)
     return y / 1.4
+
+
+def notes_at(
+    times: Iterable[float],
+    kind: str,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    level: tuple[float, float] = (0.4, 1.0),
+    sr: int = SR,
+) -> np.ndarray:
+    """Notes of ``kind`` (:func:`tone`, 2 s each, cut at the end) starting at ``times`` (s), at random pitches (MIDI
+    48-79) and levels (uniform in ``level``), summed into shape (n,); not normalised. ``times`` may be a lazy
+    iterator that draws from ``rng`` (:func:`poisson_times`): the draws interleave with the notes'."""
+    y = np.zeros(n)
+    for t in times:
+        i = int(t * sr)
+        m = min(n - i, 2 * sr)
+        y[i : i + m] += tone(kind, midi_hz(int(rng.integers(48, 80))), m, sr, rng) * rng.uniform(*level)
+    return y
+
+
+def poisson_times(rng: np.random.Generator, mean_gap_s: float, until_s: float) -> Iterator[float]:
+    """Onset times (s) of a Poisson process, exponential gaps of mean ``mean_gap_s``, drawn lazily from ``rng``."""
+    t = rng.exponential(mean_gap_s)
+    while t < until_s:
+        yield t
+        t += rng.exponential(mean_gap_s)
 
 
 def _filtered_noise(rng: np.random.Generator, n: int, sr: int, lo: float | None, hi: float | None) -> np.ndarray:

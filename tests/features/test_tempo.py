@@ -20,7 +20,7 @@ from tasks.features.tempo.estimate import (
 )
 from tasks.features.tempo.legato import METRICAL, OCTAVES, contrasted
 from tasks.synth.songs import SongSpec, beat_to_time, render_song
-from tasks.synth.voices import chord_tone, click_track, midi_hz, tone
+from tasks.synth.voices import chord_tone, click_track, notes_at, poisson_times
 from tests.features.tempo_signals import drum_pattern
 from tests.features.tempo_signals import estimate as _estimate
 
@@ -130,13 +130,7 @@ def test_noise_and_a_chord_pad_are_arhythmic() -> None:
 def _free_notes(kind: str, seed: int, duration_s: float = 30.0) -> np.ndarray:
     """Notes of ``kind`` at random pitches and Poisson times (mean gap 0.15-0.8 s): free time, no pulse."""
     rng = np.random.default_rng(seed)
-    n, gap = int(duration_s * SR), rng.uniform(0.15, 0.8)
-    y, t = np.zeros(n), rng.exponential(gap)
-    while t < duration_s - 0.1:
-        i = int(t * SR)
-        m = min(n - i, 2 * SR)
-        y[i : i + m] += tone(kind, midi_hz(int(rng.integers(48, 80))), m, SR, rng) * rng.uniform(0.4, 1.0)
-        t += rng.exponential(gap)
+    y = notes_at(poisson_times(rng, rng.uniform(0.15, 0.8), duration_s - 0.1), kind, int(duration_s * SR), rng)
     return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
@@ -146,18 +140,6 @@ def test_notes_at_random_times_are_arhythmic(kind: str, seed: int) -> None:
     # phase. Their pulse repeats no better than at unrelated rates, which a real one does.
     est = _estimate(_free_notes(kind, seed))
     assert est.bpm is None and est.reason == "ARHYTHMIC"
-
-
-def _notes_at(times: np.ndarray, kind: str, seed: int, duration_s: float) -> np.ndarray:
-    """Notes of ``kind`` at random pitches starting at ``times`` (s)."""
-    rng = np.random.default_rng(seed)
-    n = int(duration_s * SR)
-    y = np.zeros(n)
-    for t in times[times < duration_s - 0.1]:
-        i = int(t * SR)
-        m = min(n - i, 2 * SR)
-        y[i : i + m] += tone(kind, midi_hz(int(rng.integers(48, 80))), m, SR, rng) * rng.uniform(0.6, 1.0)
-    return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
 def _onset_envelope(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -170,7 +152,8 @@ def _tempo_changes(duration_s: float = 120.0) -> np.ndarray:
     """Piano notes in 30 s sections alternating 96 and 131 BPM."""
     n = int(duration_s // 30)
     times = np.concatenate([s * 30.0 + np.arange(0.0, 30.0, 60.0 / (96, 131)[s % 2]) for s in range(n)])
-    return _notes_at(times, "piano", 3, 30.0 * n)
+    y = notes_at(times, "piano", int(30.0 * n * SR), np.random.default_rng(3), level=(0.6, 1.0))
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
 def test_a_pulse_that_changes_tempo_keeps_its_tempo_by_sections(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,7 +89,7 @@ bench-devset: devset $(WINDS)/ground_truth.csv  ## tempo and key per family of t
 bench-accuracy: install bench-devset  ## the dev set, then tempo and key against peers (writes bench/RESULTS.md)
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"
 	$(BIN)/python -m bench.accuracy --corpus $(CORPUS)
-	$(BIN)/python -m bench.game_checks $(CORPUS)
+	$(BIN)/python -m bench.game_checks $(CORPUS) --peers
 
 bench-throughput: install  ## per-stage CPU, tracks/min, RSS on the corpus
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, out
 from flows.cli.errors import UsageError
+from flows.cli.text import literal
 
 
 @app.command()
@@ -24,7 +24,8 @@ def sql(
 ) -> None:
     """Run read-only SQL on the catalog (similar_tracks() and the other macros included); a table on a terminal.
 
-    It reads the last published state of the catalog and never waits for a run.
+    It reads the last published state of the catalog and never waits for a run. It touches nothing outside the
+    catalog: no file is read or written (COPY, read_csv ...) and no extension installed or loaded.
     """
     import duckdb
 
@@ -36,6 +37,9 @@ def sql(
     con = open_reader(catalog)
     try:
         ensure_sql_macros(con)
+        # Read-only on the catalog is not enough: COPY ... TO writes files and INSTALL downloads. Once off, a query
+        # cannot turn it back on.
+        con.execute("SET enable_external_access = false")
         try:
             rel = con.sql(query)
             if rel is None:  # a statement without rows (SET, PRAGMA ...)
@@ -56,5 +60,5 @@ def sql(
         for c in columns:
             table.add_column(c, overflow="fold")
         for r in rows:
-            table.add_row(*(Text("NULL" if v is None else str(v)) for v in r))
+            table.add_row(*(literal("NULL" if v is None else v) for v in r))
         out.print(table)

@@ -67,6 +67,23 @@ def test_sql_is_read_only_and_errors_are_one_line(catalog):
     assert after == before
 
 
+def test_sql_touches_nothing_outside_the_catalog(catalog, tmp_path):
+    out = tmp_path / "leak.csv"
+    for bad in (f"COPY (SELECT 1) TO '{out}'", f"SELECT * FROM read_csv('{catalog}')", "INSTALL httpfs", "LOAD httpfs"):
+        result = invoke("sql", bad, "--catalog", str(catalog))
+        assert result.exit_code == 2 and "error: SQL error:" in result.output, (bad, result.output)
+    assert not out.exists()
+    again = invoke("sql", "SET enable_external_access = true", "--catalog", str(catalog))
+    assert again.exit_code == 2, again.output
+
+
+def test_sql_shows_control_characters_in_values(catalog):
+    table = invoke("sql", "SELECT chr(27) || '[2J' || chr(10) || 'x' AS s", "--catalog", str(catalog))
+    assert table.exit_code == 0 and "\\x1b[2J\\x0ax" in table.stdout and "\x1b" not in table.stdout, table.stdout
+    as_json = invoke("sql", "SELECT chr(27) AS s", "--catalog", str(catalog), "--json")
+    assert json.loads(as_json.stdout) == [{"s": "\x1b"}]  # machine output keeps the value itself
+
+
 def test_similar_names_its_seed_and_m3u_errors_are_one_line(catalog):
     con = duckdb.connect(str(catalog), read_only=True)
     track_id, path, title = con.execute("SELECT track_id, path, title FROM tracks ORDER BY track_id LIMIT 1").fetchone()

@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from tasks.export.selection import Selection, file_uri, select_for_export, write_atomically
+from tasks.export.selection import Selection, file_uri, select_for_export, write_atomically, xml_safe
 from tasks.features.key.names import standard_key
 
 #: What rekordbox plays, by extension, with the ``Kind`` it shows.
@@ -81,7 +81,7 @@ def build_xml(selection: Selection) -> ET.ElementTree:
             ET.SubElement(node, "TRACK", {"Key": str(track_id)})
     tree = ET.ElementTree(root)
     ET.indent(tree)
-    return tree
+    return xml_safe(tree)
 
 
 def export_rekordbox(con: duckdb.DuckDBPyConnection, out: str | Path, crates: list[str] | None = None) -> Selection:

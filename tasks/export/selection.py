@@ -4,8 +4,10 @@ small helpers both formats share (file URIs, atomic writes)."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import urllib.parse
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,3 +112,32 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Pa
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# What XML 1.0 cannot hold at all, not even as a character reference: C0 controls but tab, newline and carriage
+# return; lone surrogates (a file name's undecodable bytes); U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _written(match: re.Match) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def xml_safe(tree: ET.ElementTree) -> ET.ElementTree:
+    """``tree`` with every character XML 1.0 cannot hold, in attributes and text, written as ``\\xNN`` (as the
+    command line shows it), in place.
+
+    A tag with an escape character made both DJ exports unreadable as a whole: one track's title must not
+    stop a whole library's import. Everything else is left to ElementTree's escaping.
+    """
+    for element in tree.iter():
+        for name, value in element.attrib.items():
+            element.set(name, _NOT_XML.sub(_written, value))
+        if element.text:
+            element.text = _NOT_XML.sub(_written, element.text)
+        if element.tail:
+            element.tail = _NOT_XML.sub(_written, element.tail)
+    return tree

@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from tasks.export.selection import Selection, select_for_export, write_atomically
+from tasks.export.selection import Selection, select_for_export, write_atomically, xml_safe
 from tasks.features.key.names import key_index, open_key
 
 #: What Traktor plays, by extension (no Opus; WMA only on Windows, left out).
@@ -129,7 +129,7 @@ def build_nml(selection: Selection, *, volume: str = "Macintosh HD") -> ET.Eleme
             ET.SubElement(item, "PRIMARYKEY", {"TYPE": "TRACK", "KEY": keys[track_id]})
     tree = ET.ElementTree(root)
     ET.indent(tree)
-    return tree
+    return xml_safe(tree)
 
 
 def export_traktor(

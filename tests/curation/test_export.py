@@ -125,3 +125,17 @@ def test_export_is_atomic(tmp_path):
         write_atomically(out, fails)
     assert out.read_text() == "previous export"
     assert os.listdir(tmp_path) == ["rekordbox.xml"]
+
+
+def test_a_control_character_in_a_tag_leaves_both_exports_readable(curated, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    con, truth = curated
+    track_id = next(t for t, r in truth.items() if not r["path"].endswith((".ogg", ".opus")))
+    con.execute("UPDATE tracks SET title = ? WHERE track_id = ?", ["bad\x1b[31m\x00title\ttab", track_id])
+    rekordbox = export_rekordbox(con, tmp_path / "rb.xml")
+    traktor = export_traktor(con, tmp_path / "tk.nml")
+    assert track_id in rekordbox.tracks["track_id"] and track_id in traktor.tracks["track_id"]
+    names = {t.get("Name") for t in ET.parse(tmp_path / "rb.xml").iter("TRACK")}
+    titles = {e.get("TITLE") for e in ET.parse(tmp_path / "tk.nml").iter("ENTRY")}
+    assert "bad\\x1b[31m\\x00title\ttab" in names & titles  # shown as the command line shows it; a tab is XML

@@ -140,6 +140,7 @@ def analyze_library(
             return Cancelled(message=f"catalog busy: {exc}")
         work = str(catalog.work)
         runs.start_run(catalog.con, run_id, library, analyzer_version=ANALYZER_VERSION, flow_run_id=flow_run_id)
+        counts: dict[str, int] = {}
         try:
             plan, counts = scan_library(
                 library, work, run_id, analyzer_version=ANALYZER_VERSION, force=force, bpm_range=bpm_range
@@ -178,7 +179,11 @@ def analyze_library(
             )
         except BaseException as exc:
             try:
-                runs.finish_run(catalog.con, run_id, {}, status=RunStatus.FAILED, error=one_line(exc))
+                if isinstance(exc, KeyboardInterrupt):  # Ctrl-C: what was stored stays; the next run goes on
+                    done = counts | runs.stored_outcomes(catalog.con, run_id)
+                    runs.finish_run(catalog.con, run_id, done, status=RunStatus.INTERRUPTED, error="interrupted")
+                else:
+                    runs.finish_run(catalog.con, run_id, {}, status=RunStatus.FAILED, error=one_line(exc))
             except Exception:  # noqa: BLE001 - DuckDB refuses the connection after a fatal write error (a full
                 pass  # disk): the original error is raised; the next run marks this one interrupted
             raise

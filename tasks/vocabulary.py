@@ -51,7 +51,7 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
-    INTERRUPTED = "interrupted"  # was still running when the next run took the catalog: killed or crashed
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C, or still running when the next run took the catalog (killed)
 
 
 class TrackEvent(StrEnum):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +16,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
+from flows.cli.errors import ExitCode
 from flows.cli.text import literal
 from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
 from tasks.features.workers import FILE_TIMEOUT_S, check_bpm_range, check_timeout
@@ -68,7 +72,16 @@ class RichProgress:
 def _quiet_prefect_shutdown() -> None:
     # Prefect's ephemeral server logs CancelledError tracebacks while it stops at interpreter exit;
     # they say nothing about the run, so they are silenced on a normal exit.
-    for name in ("prefect", "uvicorn", "uvicorn.error", "httpx", "asyncio", "prefect.server"):
+    for name in (
+        "prefect",
+        "uvicorn",
+        "uvicorn.error",
+        "httpx",
+        "asyncio",
+        "prefect.server",
+        "prefect._internal.concurrency",  # configured with a level of its own
+        "prefect.events.clients",
+    ):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
@@ -178,6 +191,50 @@ def analyze(
         print_summary(summary, path)
 
 
+#: After Ctrl-C, how long a run may take to stop before the process exits anyway, s. The run records itself
+#: interrupted at once (local writes); what takes longer is Prefect reporting the crash, with retries, to an
+#: embedded server that the same Ctrl-C stopped (minutes). The catalog is safe to leave at any point: batches are
+#: committed whole, the published copy is replaced atomically, and the next run resumes.
+INTERRUPT_GRACE_S = 10.0
+_INTERRUPTED = (
+    "interrupted: what was analysed is in the catalog; the same command goes on from there (exit code 130)\n"
+).encode()
+
+
+def _exit_interrupted() -> None:
+    # os.write, not the console: this may run on a timer thread while the main thread holds the console's lock.
+    os.write(2, _INTERRUPTED)
+    os._exit(ExitCode.INTERRUPTED)
+
+
+@contextmanager
+def _bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and the process exits with code 130 at most ``grace_s`` later; a
+    second Ctrl-C exits at once."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    hit: list[threading.Timer] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if hit:
+            _exit_interrupted()
+        _quiet_prefect_shutdown()  # its clients' complaints about the server this Ctrl-C stopped say nothing
+        timer = threading.Timer(grace_s, _exit_interrupted)
+        timer.daemon = True
+        hit.append(timer)
+        timer.start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for timer in hit:
+            timer.cancel()
+
+
 def _run_flow(
     path: Path,
     catalog: Path,
@@ -198,7 +255,6 @@ def _run_flow(
 
     from flows import progress
     from flows.analyze import analyze_library, with_dask
-    from flows.cli.errors import ExitCode
     from flows.libraries import library_tags
     from flows.schedule import api_url
     from tasks.errors import one_line
@@ -216,19 +272,28 @@ def _run_flow(
     ) as bar:
         if as_json or not console.is_terminal:
             console.print(waiting)
-        with progress.reporting(RichProgress(bar, waiting)), tags(*library_tags(str(path))), _one_line_failures():
-            run = with_dask(dask_address) if dask_address else analyze_library
-            state = run(
-                str(path),
-                catalog_path=str(catalog),
-                workers=0 if dask_address else workers,
-                batch_size=batch_size,
-                force=force,
-                lock_timeout_s=lock_timeout,
-                bpm_range=bpm_range,
-                file_timeout_s=file_timeout,
-                return_state=True,
-            )
+        try:
+            with (
+                progress.reporting(RichProgress(bar, waiting)),
+                tags(*library_tags(str(path))),
+                _one_line_failures(),
+                _bounded_interrupt(),
+            ):
+                run = with_dask(dask_address) if dask_address else analyze_library
+                state = run(
+                    str(path),
+                    catalog_path=str(catalog),
+                    workers=0 if dask_address else workers,
+                    batch_size=batch_size,
+                    force=force,
+                    lock_timeout_s=lock_timeout,
+                    bpm_range=bpm_range,
+                    file_timeout_s=file_timeout,
+                    return_state=True,
+                )
+        except KeyboardInterrupt:  # the run stopped within the grace period: the same line, the same code
+            console.print(_INTERRUPTED.decode().strip(), style="red", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
     _quiet_prefect_shutdown()
     if state.is_cancelled():
         console.print(f"error: {state.message}", style="red", markup=False, highlight=False, soft_wrap=True)

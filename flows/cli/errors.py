@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     BUSY = 3  # the catalog is being written by another run (the message names it)
     NOT_A_CATALOG = 4  # no catalog there, or the file is not a DuckDB catalog
     NOT_WRITABLE = 5  # the catalog or an output file cannot be written there (read-only folder...)
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it): what a run stored is kept
 
 
 #: What each exit code means, as shown by ``cratedig --help``.
@@ -40,6 +41,7 @@ EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.BUSY: "the catalog is being written by another run (named in the message)",
     ExitCode.NOT_A_CATALOG: "no catalog there, or not a DuckDB catalog",
     ExitCode.NOT_WRITABLE: "the catalog or an output file cannot be written there",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); what a run analysed is kept and the same command goes on",
 }
 
 

@@ -10,7 +10,7 @@ import polars as pl
 from schemas.tables import RunCounts, RunRow
 from tasks.catalog.corrections import curation_counts
 from tasks.catalog.store import now
-from tasks.vocabulary import RunStatus
+from tasks.vocabulary import OUTCOMES, RunStatus
 
 #: Summary counts stored in ``runs`` as ``n_<name>`` columns.
 RUN_COUNTS: tuple[str, ...] = (
@@ -61,6 +61,18 @@ def finish_run(
         f"UPDATE runs SET {sets}finished_at = ?, status = ?, error = ? WHERE run_id = ?",
         [*cols.values(), now(), RunStatus(status).value, error, run_id],
     )
+
+
+def stored_outcomes(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:
+    """Files analysed, rejected and failed so far by run ``run_id`` (its outcome events): what an interrupted run
+    stored before it stopped."""
+    got = dict(
+        con.execute(
+            "SELECT event, count(*) FROM track_events WHERE run_id = ? AND event IN (?, ?, ?) GROUP BY ALL",
+            [run_id, *(str(s) for s in OUTCOMES)],
+        ).fetchall()
+    )
+    return {str(s): int(got.get(str(s), 0)) for s in OUTCOMES}
 
 
 def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:

@@ -119,6 +119,58 @@ def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
     assert n_features == 16 and dupes == [] and {s for _, s in tracks} == {"analyzed"}
 
 
+def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_path, prefect_harness):
+    # Without a server of its own the CLI starts an embedded one, which the terminal's Ctrl-C (SIGINT to the
+    # whole process group) stops too: Prefect then retried reporting the crash to it for minutes.
+    from flows.cli.analyze import INTERRUPT_GRACE_S
+
+    library = small_library(tmp_path / "lib", 16)
+    catalog = tmp_path / "catalog.duckdb"
+    alone = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    alone["CRATEDIG_SERVER_STATE"] = str(tmp_path / "no-server.json")  # no `cratedig server` to find either
+    proc = subprocess.Popen(
+        [*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1", "--batch-size", "1"],
+        env=alone,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's foreground job
+    )
+
+    def published() -> int:
+        try:
+            return catalog_state(catalog)[1]
+        except (duckdb.Error, OSError):
+            return 0
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and published() < 2:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    interrupted_at = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=INTERRUPT_GRACE_S + 60)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert time.monotonic() - interrupted_at <= INTERRUPT_GRACE_S + 15
+    assert err.decode().strip().splitlines()[-1].startswith("interrupted: ")
+
+    con = duckdb.connect(str(catalog), read_only=True)
+    (status, n_analyzed), stored = con.execute("SELECT status, n_analyzed FROM runs").fetchall()[0], published()
+    con.close()
+    assert status == "interrupted" and 0 < stored < 16 and n_analyzed == stored
+
+    resumed = subprocess.run(
+        [*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1", "--json"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads(resumed.stdout)["analyzed"] == 16 - stored
+    assert catalog_state(catalog)[1] == 16
+
+
 def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harness):
     library = small_library(tmp_path / "lib", 1)
     catalog = tmp_path / "catalog.duckdb"

@@ -169,7 +169,8 @@ def analyze_library(
             else:
                 counts |= {str(s): 0 for s in OUTCOMES}
             refresh_similarity(work)
-            export_parquet(work, str(parquet_dir or default_parquet_dir(catalog_path)))
+            parquet_dir = str(parquet_dir or default_parquet_dir(catalog_path))
+            export_parquet(work, parquet_dir)
             counts["seconds"] = round(time.perf_counter() - started, 2)
             counts["tracks_per_min"] = round(60 * counts["analyzed"] / max(counts["seconds"], 1e-9), 1)
             runs.finish_run(catalog.con, run_id, counts)
@@ -198,7 +199,7 @@ def analyze_library(
         counts.get("moved", 0),
         counts.get("missing", 0),
     )
-    return counts | {"run_id": run_id, "catalog": str(Path(catalog_path).resolve())}
+    return counts | {"run_id": run_id, "catalog": str(Path(catalog_path).resolve()), "parquet": parquet_dir}
 
 
 def with_dask(address: str):

@@ -34,8 +34,10 @@ def configure_prefect_env(**overrides: str) -> None:
 
 
 def default_parquet_dir(catalog: str | Path) -> Path:
-    """Parquet export folder of a catalog: ``parquet/`` beside the catalog file."""
-    return Path(catalog).resolve().parent / "parquet"
+    """Parquet export folder of a catalog: ``parquet/`` beside ``catalog.duckdb``, ``NAME_parquet/`` beside a
+    catalog of any other name (``NAME.duckdb``), so that two catalogs in one folder never overwrite each other's."""
+    path = Path(catalog).resolve()
+    return path.parent / ("parquet" if path.name == DEFAULT_CATALOG.name else f"{path.stem}_parquet")
 
 
 def default_workers() -> int:

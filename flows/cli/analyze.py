@@ -141,6 +141,8 @@ def print_summary(summary: dict[str, Any], library: Path) -> None:
     ):
         out.print("[green]Nothing to analyse: the catalog is up to date.[/green]")
     out.print(literal(f"catalog: {summary.get('catalog')}"))
+    if summary.get("parquet"):
+        out.print(literal(f"parquet: {summary['parquet']}"))
 
 
 @app.command()
@@ -168,6 +170,12 @@ def analyze(
     dask_address: Optional[str] = typer.Option(
         None, "--dask-address", help="Run the batches on this Dask scheduler (tcp://HOST:8786)."
     ),
+    parquet_dir: Optional[Path] = typer.Option(
+        None,
+        "--parquet-dir",
+        file_okay=False,
+        help="Parquet export folder (default: parquet/ beside catalog.duckdb, NAME_parquet/ beside NAME.duckdb).",
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
@@ -183,7 +191,17 @@ def analyze(
         summary = idle | {"catalog": str(catalog.resolve())}
     else:
         summary = _run_flow(
-            path, catalog, workers, batch_size, force, bpm_range, file_timeout, lock_timeout, dask_address, as_json
+            path,
+            catalog,
+            workers,
+            batch_size,
+            force,
+            bpm_range,
+            file_timeout,
+            lock_timeout,
+            dask_address,
+            as_json,
+            parquet_dir=parquet_dir,
         )
     if as_json:
         out.print_json(json.dumps(summary, default=str))
@@ -246,6 +264,8 @@ def _run_flow(
     lock_timeout: float,
     dask_address: Optional[str],
     as_json: bool,
+    *,
+    parquet_dir: Optional[Path] = None,
 ) -> dict[str, Any]:
     """Run the ``analyze_library`` flow with a progress bar; a run that found the catalog busy ends with code 3,
     one that failed (a full disk) with one line and code 1."""
@@ -284,6 +304,7 @@ def _run_flow(
                     str(path),
                     catalog_path=str(catalog),
                     workers=0 if dask_address else workers,
+                    parquet_dir=str(parquet_dir) if parquet_dir else None,
                     batch_size=batch_size,
                     force=force,
                     lock_timeout_s=lock_timeout,

@@ -80,8 +80,9 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
     ]
     if ids:
         return ids[:1]
-    found = _text_matches(con, s.lower(), cols)
-    if s.isdigit():  # a bare number: a track id, unless a title, artist or file name also contains it
+    # A bare number is a track id unless any title, artist or file name contains it: all of those are candidates.
+    found = _text_matches(con, s.lower(), cols, every=s.isdigit())
+    if s.isdigit():
         by_id = con.sql(f"SELECT {cols} FROM tracks WHERE track_id = ?", params=[int(s)]).pl()
         if by_id.height and not found.filter(pl.col("track_id") != int(s)).height:
             return [int(s)]
@@ -95,10 +96,11 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
     raise TrackNotFoundError(f"no analysed track matches {s!r} (track id, path, title or artist)")
 
 
-def _text_matches(con: duckdb.DuckDBPyConnection, low: str, cols: str) -> pl.DataFrame:
-    """Analysed tracks whose title/artist equals, else contains, else whose file name contains ``low``."""
+def _text_matches(con: duckdb.DuckDBPyConnection, low: str, cols: str, *, every: bool = False) -> pl.DataFrame:
+    """Analysed tracks whose title/artist equals, else contains, else whose file name contains ``low`` (with
+    ``every``, all three kinds of match together, by track id)."""
     both = "lower(coalesce(t.artist, '') || ' - ' || coalesce(t.title, ''))"
-    found = pl.DataFrame()
+    tiers = []
     for cond in (
         f"lower(t.title) = ?1 OR {both} = ?1",
         f"contains(lower(t.title), ?1) OR contains(lower(t.artist), ?1) OR contains({both}, ?1)",
@@ -109,6 +111,9 @@ def _text_matches(con: duckdb.DuckDBPyConnection, low: str, cols: str) -> pl.Dat
             f"ORDER BY track_id LIMIT {MAX_CANDIDATES + 1}",
             params=[low],
         ).pl()
-        if found.height:
+        if found.height and not every:
             return found
-    return found
+        tiers.append(found)
+    if not every:
+        return tiers[-1]
+    return pl.concat(tiers).unique("track_id", keep="first").sort("track_id").head(MAX_CANDIDATES + 1)

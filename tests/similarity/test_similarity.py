@@ -255,6 +255,23 @@ def test_resolve_query(con, family_catalog):
         resolve_query(con, "no such song anywhere")
 
 
+def test_a_bare_number_lists_file_names_that_contain_it_beside_titles():
+    import duckdb
+
+    mem = duckdb.connect()
+    mem.execute("CREATE TABLE tracks (track_id INTEGER, path VARCHAR, title VARCHAR, artist VARCHAR, status VARCHAR)")
+    mem.execute(
+        "INSERT INTO tracks VALUES (1, '/m/a.flac', 'song 31', NULL, 'analyzed'), "
+        "(2, '/m/ogg track 110.ogg', 'other', NULL, 'analyzed'), (3, '/m/b.flac', 'none', NULL, 'analyzed')"
+    )
+    # The title of track 1 contains "1" (it is track 1 itself), and so does the file name of track 2: a title
+    # match used to hide the file-name match, and "1" was taken for track 1 without a word.
+    with pytest.raises(AmbiguousQueryError) as err:
+        resolve_query(mem, "1")
+    assert err.value.candidates["track_id"].to_list() == [1, 2]
+    assert resolve_query(mem, "2") == [2]  # no title or file name contains "2"
+
+
 def test_mix_chains_compatible_tracks(con, family_catalog):
     _, family = family_catalog
     seed = next(p for p in family if p.endswith("family0_take1.flac"))

@@ -121,6 +121,10 @@ def set_correction(
     at = at or now()
     with transaction(con):
         before = _effective(con, track_id)
+        row = con.execute(
+            'SELECT bpm, "key", beat_offset_s, beats_per_bar FROM corrections WHERE track_id = ?', [track_id]
+        ).fetchall()
+        pinned = dict(zip(FIELDS, row[0])) if row else {}
         derived = {}
         if "key" in values:
             derived = {"key_camelot": camelot(values["key"]), "key_open": open_key(values["key"])}
@@ -136,7 +140,9 @@ def set_correction(
         con.executemany(
             "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(track_id, f, _text(before[f]), _text(v), by, at) for f, v in values.items()],
+            # A field already corrected to this value changes nothing: no log row (setting an analysed value does
+            # pin it against re-analysis, which is logged).
+            [(track_id, f, _text(before[f]), _text(v), by, at) for f, v in values.items() if pinned.get(f) != v],
         )
     return {f: (before[f], v) for f, v in values.items()}
 

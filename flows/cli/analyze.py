@@ -140,7 +140,10 @@ def print_summary(summary: dict[str, Any], library: Path) -> None:
         or (summary.get("analyzed", 0) + summary.get("rejected", 0) + summary.get("failed", 0)) == 0
     ):
         out.print("[green]Nothing to analyse: the catalog is up to date.[/green]")
-    out.print(literal(f"catalog: {summary.get('catalog')}"))
+    if summary.get("catalog") and Path(summary["catalog"]).exists():
+        out.print(literal(f"catalog: {summary['catalog']}"))
+    else:
+        out.print(literal(f"no catalog written at {summary.get('catalog')}: nothing to store"))
     if summary.get("parquet"):
         out.print(literal(f"parquet: {summary['parquet']}"))
 

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -170,8 +171,16 @@ def check_writable(path: str | Path) -> None:
     path = Path(path)
     check_catalog_file(path)
     _writable_folder(path)
+    lock = lock_path(path)
     try:
-        os.close(os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644))
+        if lock.exists():
+            os.close(os.open(lock, os.O_RDWR))
+        else:
+            # A check leaves nothing behind (a run with nothing to do writes no catalog either), and never creates
+            # then deletes the lock file: a run that opened it in between would lock a file no longer there.
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+            os.close(fd)
+            os.unlink(probe)
     except OSError as exc:
         raise CatalogReadOnlyError(f"cannot write beside the catalog {path}: {exc.strerror}") from None
 

@@ -93,3 +93,5 @@ def test_analyze_of_an_empty_folder_says_so_at_once(tmp_path):
     assert result.exit_code == 0, result.output
     assert "No audio files under" in result.output
     assert not (tmp_path / "c.duckdb").exists()
+    # Nothing is left beside the catalog's path (no lock file), and the summary does not name a catalog.
+    assert "no catalog written at" in " ".join(result.output.split()) and not list(tmp_path.glob("c.duckdb*"))

@@ -49,7 +49,9 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     table.add_row("corrected tracks", str(counts["corrected_tracks"]))
     table.add_row("crates", str(counts["crates"]))
     if counts["last_run"]:
-        table.add_row("last run", f"{counts['last_run']['finished_at']} ({counts['last_run']['status']})")
+        last = counts["last_run"]
+        when = last["finished_at"] or f"started {last['started_at']}"
+        table.add_row("last run", f"{when} ({last['status']})")
     if counts["writer"]:
         table.add_row("being written by", describe_holder(counts["writer"]))
         table.add_row("shown as published at", str(counts["writer"]["published_at"]))

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 from flows.cli.support import catalog_connection, emit_rows, fail, resolve_one
-from flows.cli.text import literal
+from flows.cli.text import counted, literal
 
 crate_app = typer.Typer(no_args_is_help=True, help="Smart crates (saved queries) and static crates (saved lists).")
 app.add_typer(crate_app, name="crate")
@@ -86,7 +86,7 @@ def crate_add(
             n = crate_tracks(con, name.strip()).height
         except CrateError as exc:
             fail(str(exc), 2)
-    console.print(literal(f"crate {name.strip()!r}: {n} tracks now"))
+    console.print(literal(f"crate {name.strip()!r}: {counted(n, 'track')} now"))
 
 
 @crate_app.command("list")

@@ -132,8 +132,8 @@ def show_demo(library: Path, catalog: Path) -> None:
         out.print(table)
         mix = build_mix(con, seed, 10)
         out.print(
-            f"a 10-track mix from {truth[0]['file']}: {mix.height} tracks; try "
-            f"`cratedig mix {truth[0]['file'].rsplit('.', 1)[0]} --catalog {catalog}`",
+            f"a mix of up to 10 tracks from {truth[0]['file']}: {mix.height} tracks; try "
+            f"`cratedig mix {truth[0]['file'].rsplit('.', 1)[0]} --length 10 --catalog {catalog}`",
             markup=False,
             highlight=False,
         )

@@ -9,7 +9,7 @@ import typer
 
 from flows.cli.app import CatalogOpt, app, console
 from flows.cli.support import catalog_connection, fail
-from flows.cli.text import literal
+from flows.cli.text import counted, literal
 
 export_app = typer.Typer(no_args_is_help=True, help="Write the catalog for DJ software (rekordbox XML, Traktor NML).")
 app.add_typer(export_app, name="export")
@@ -19,7 +19,10 @@ CrateOpt = typer.Option(None, "--crate", help="Only this crate (repeat for more)
 
 def _report(selection, out_path: Path) -> None:
     console.print(
-        literal(f"wrote {selection.tracks.height} tracks, {len(selection.playlists)} playlists to {out_path}")
+        literal(
+            f"wrote {counted(selection.tracks.height, 'track')}, {counted(len(selection.playlists), 'playlist')} "
+            f"to {out_path}"
+        )
     )
     for path, why in selection.skipped:
         console.print(literal(f"  skipped {path}: {why}"), soft_wrap=True)

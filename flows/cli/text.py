@@ -36,3 +36,8 @@ def visible(value: Any) -> str:
 def literal(value: Any, style: str = "") -> Text:
     """``value`` as a :class:`~rich.text.Text` shown exactly as :func:`visible` writes it (no markup)."""
     return Text(visible(value), style=style)
+
+
+def counted(n: int, noun: str) -> str:
+    """``'1 track'``, ``'2 tracks'``: ``n`` and ``noun``, plural by adding an s."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

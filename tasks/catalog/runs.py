@@ -115,7 +115,12 @@ def catalog_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "crates": n_crates,
         "last_run": None
         if last is None
-        else {"run_id": last[0], "started_at": str(last[1]), "finished_at": str(last[2]), "status": last[3]},
+        else {
+            "run_id": last[0],
+            "started_at": str(last[1]),
+            "finished_at": None if last[2] is None else str(last[2]),  # None while it runs (or if it was killed)
+            "status": last[3],
+        },
     }
 
 

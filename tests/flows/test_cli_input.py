@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.cli.text import literal, visible
+from flows.cli.text import counted, literal, visible
 
 runner = CliRunner()
 
@@ -140,3 +140,7 @@ def test_rejects_show_names_literally(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "/music/[red] \\x1b[2Jx.flac" in result.output and "[/bold] \\x1b]0;pwned\\x07" in result.output
     assert "\x1b" not in result.output
+
+
+def test_counted_says_one_track_and_two_playlists():
+    assert (counted(1, "track"), counted(2, "playlist"), counted(0, "track")) == ("1 track", "2 playlists", "0 tracks")

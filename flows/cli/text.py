@@ -12,16 +12,15 @@ from typing import Any
 
 from rich.text import Text
 
+from tasks.visible import escape_char
+
 # C0 controls, DEL, C1 controls, lone surrogates (undecodable bytes of a file name), and the bidirectional
 # overrides that reorder what follows them on screen.
 _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _visible(match: re.Match) -> str:
-    code = ord(match.group())
-    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return escape_char(match.group())
 
 
 def visible(value: Any) -> str:

@@ -18,6 +18,7 @@ import polars as pl
 
 from tasks.audio.identity import text_to_path
 from tasks.catalog.crates import crate_tracks
+from tasks.visible import escape_char
 from tasks.vocabulary import TrackStatus
 
 #: Columns of ``effective_tracks`` an export reads.
@@ -120,10 +121,7 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _written(match: re.Match) -> str:
-    code = ord(match.group())
-    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return escape_char(match.group())
 
 
 def xml_safe(tree: ET.ElementTree) -> ET.ElementTree:

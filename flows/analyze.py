@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.states import Cancelled
 
-from flows import artifacts, progress
+from flows import artifacts, interrupt, progress
 from flows.prefect_tasks import (
     analysis_pool,
     analyze_batch,
@@ -180,7 +180,7 @@ def analyze_library(
             )
         except BaseException as exc:
             try:
-                if isinstance(exc, KeyboardInterrupt):  # Ctrl-C: what was stored stays; the next run goes on
+                if isinstance(exc, KeyboardInterrupt) or interrupt.requested():  # Ctrl-C: what was stored stays
                     done = counts | runs.stored_outcomes(catalog.con, run_id)
                     runs.finish_run(catalog.con, run_id, done, status=RunStatus.INTERRUPTED, error="interrupted")
                 else:

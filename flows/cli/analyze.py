@@ -15,6 +15,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from flows import interrupt
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 from flows.cli.errors import ExitCode
 from flows.cli.text import literal
@@ -72,17 +73,11 @@ class RichProgress:
 def _quiet_prefect_shutdown() -> None:
     # Prefect's ephemeral server logs CancelledError tracebacks while it stops at interpreter exit;
     # they say nothing about the run, so they are silenced on a normal exit.
-    for name in (
-        "prefect",
-        "uvicorn",
-        "uvicorn.error",
-        "httpx",
-        "asyncio",
-        "prefect.server",
-        "prefect._internal.concurrency",  # configured with a level of its own
-        "prefect.events.clients",
-    ):
+    for name in ("prefect", "uvicorn", "uvicorn.error", "httpx", "asyncio", "prefect.server"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    # Prefect's internal loggers take their level from PREFECT_LOGGING_INTERNAL_LEVEL, not from setLevel.
+    for name in ("prefect._internal.concurrency", "prefect.events.clients"):
+        logging.getLogger(name).disabled = True
 
 
 class _NoRunFailureEcho(logging.Filter):
@@ -127,7 +122,7 @@ SUMMARY_ROWS = [
 ]
 
 
-def print_summary(summary: dict[str, Any], library: Path) -> None:
+def print_summary(summary: dict[str, Any], library: Path, catalog: Path) -> None:
     table = Table(title="cratedig analyze", show_header=False)
     for key, label in SUMMARY_ROWS:
         if key in summary:
@@ -140,10 +135,10 @@ def print_summary(summary: dict[str, Any], library: Path) -> None:
         or (summary.get("analyzed", 0) + summary.get("rejected", 0) + summary.get("failed", 0)) == 0
     ):
         out.print("[green]Nothing to analyse: the catalog is up to date.[/green]")
-    if summary.get("catalog") and Path(summary["catalog"]).exists():
+    if summary.get("catalog"):
         out.print(literal(f"catalog: {summary['catalog']}"))
     else:
-        out.print(literal(f"no catalog written at {summary.get('catalog')}: nothing to store"))
+        out.print(literal(f"no catalog written at {catalog.resolve()}: nothing to store"))
     if summary.get("parquet"):
         out.print(literal(f"parquet: {summary['parquet']}"))
 
@@ -182,6 +177,8 @@ def analyze(
     as_json: bool = JsonOpt,
 ) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
+    from flows.settings import default_parquet_dir
+    from tasks.catalog.parquet import has_export
     from tasks.catalog.preview import idle_run_counts
     from tasks.catalog.writer import check_writable
     from tasks.constants import ANALYZER_VERSION
@@ -190,8 +187,10 @@ def analyze(
     idle = None
     if not force:
         idle = idle_run_counts(path, catalog, analyzer_version=ANALYZER_VERSION, bpm_range=bpm_range)
+    if idle is not None and catalog.exists() and not has_export(parquet_dir or default_parquet_dir(catalog)):
+        idle = None  # up to date, but its Parquet export is missing (a run stopped while it exported): a run redoes it
     if idle is not None:  # nothing to do: no Prefect server to start, no run to record
-        summary = idle | {"catalog": str(catalog.resolve())}
+        summary = idle | {"catalog": str(catalog.resolve()) if catalog.exists() else None}
     else:
         summary = _run_flow(
             path,
@@ -209,7 +208,7 @@ def analyze(
     if as_json:
         out.print_json(json.dumps(summary, default=str))
     else:
-        print_summary(summary, path)
+        print_summary(summary, path, catalog)
 
 
 #: After Ctrl-C, how long a run may take to stop before the process exits anyway, s. The run records itself
@@ -240,6 +239,7 @@ def _bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
     def on_sigint(signum: int, frame: Any) -> None:
         if hit:
             _exit_interrupted()
+        interrupt.request()
         _quiet_prefect_shutdown()  # its clients' complaints about the server this Ctrl-C stopped say nothing
         timer = threading.Timer(grace_s, _exit_interrupted)
         timer.daemon = True
@@ -247,6 +247,7 @@ def _bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
         timer.start()
         raise KeyboardInterrupt
 
+    interrupt.clear()
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield
@@ -315,9 +316,12 @@ def _run_flow(
                     file_timeout_s=file_timeout,
                     return_state=True,
                 )
-        except KeyboardInterrupt:  # the run stopped within the grace period: the same line, the same code
+        except BaseException:
+            if not interrupt.requested():
+                raise
+        if interrupt.requested():  # stopped within the grace period, as KeyboardInterrupt or as a query interrupted
             console.print(_INTERRUPTED.decode().strip(), style="red", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
+            raise typer.Exit(ExitCode.INTERRUPTED)
     _quiet_prefect_shutdown()
     if state.is_cancelled():
         console.print(f"error: {state.message}", style="red", markup=False, highlight=False, soft_wrap=True)

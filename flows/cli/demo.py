@@ -44,6 +44,7 @@ def demo(
         file_timeout=FILE_TIMEOUT_S,
         lock_timeout=LOCK_TIMEOUT_S,
         dask_address=None,
+        parquet_dir=None,  # every option given: a default left out would be typer's OptionInfo, not a value
         as_json=False,
     )
     show_demo(library, catalog)

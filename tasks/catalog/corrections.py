@@ -137,13 +137,15 @@ def set_correction(
             f" ON CONFLICT (track_id) DO UPDATE SET {updates}, set_by = excluded.set_by, set_at = excluded.set_at",
             [track_id, *cols.values(), by, at],
         )
-        con.executemany(
-            "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            # A field already corrected to this value changes nothing: no log row (setting an analysed value does
-            # pin it against re-analysis, which is logged).
-            [(track_id, f, _text(before[f]), _text(v), by, at) for f, v in values.items() if pinned.get(f) != v],
-        )
+        # A field already corrected to this value changes nothing: no log row (setting an analysed value does pin
+        # it against re-analysis, which is logged).
+        log = [(track_id, f, _text(before[f]), _text(v), by, at) for f, v in values.items() if pinned.get(f) != v]
+        if log:  # (DuckDB refuses executemany of nothing)
+            con.executemany(
+                "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                log,
+            )
     return {f: (before[f], v) for f, v in values.items()}
 
 
@@ -155,11 +157,13 @@ def clear_corrections(con: duckdb.DuckDBPyConnection, track_id: int, *, by: str,
             'SELECT bpm, "key", beat_offset_s, beats_per_bar FROM corrections WHERE track_id = ?', [track_id]
         ).fetchall()
         fields = [f for f, v in zip(FIELDS, rows[0]) if v is not None] if rows else []
-        con.executemany(
-            "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
-            "VALUES (?, ?, ?, NULL, ?, ?)",
-            [(track_id, f, _text(v), by, at) for f, v in zip(FIELDS, rows[0]) if v is not None] if rows else [],
-        )
+        log = [(track_id, f, _text(v), by, at) for f, v in zip(FIELDS, rows[0]) if v is not None] if rows else []
+        if log:
+            con.executemany(
+                "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
+                "VALUES (?, ?, ?, NULL, ?, ?)",
+                log,
+            )
         con.execute("DELETE FROM corrections WHERE track_id = ?", [track_id])
     return fields
 

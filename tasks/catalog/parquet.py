@@ -36,6 +36,11 @@ def _swap_link(link: Path, target: str) -> None:
         raise
 
 
+def has_export(out_dir: str | Path) -> bool:
+    """Whether ``out_dir`` holds a complete export (every table's link leads to a file)."""
+    return all((Path(out_dir) / f"{table}.parquet").is_file() for table in PARQUET_TABLES)
+
+
 def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str | Path) -> list[Path]:
     """Export ``tracks``, ``features`` and ``effective_tracks`` (the view: corrections over analysis) to
     Parquet in ``out_dir``, atomically as a set.

@@ -100,11 +100,15 @@ def _text_matches(con: duckdb.DuckDBPyConnection, low: str, cols: str, *, every:
     """Analysed tracks whose title/artist equals, else contains, else whose file name contains ``low`` (with
     ``every``, all three kinds of match together, by track id)."""
     both = "lower(coalesce(t.artist, '') || ' - ' || coalesce(t.title, ''))"
+    name = "regexp_extract(t.path, '[^/\\\\]*$')"
+    if every:
+        name = f"regexp_replace({name}, '\\.[^.]*$', '')"
     tiers = []
     for cond in (
         f"lower(t.title) = ?1 OR {both} = ?1",
         f"contains(lower(t.title), ?1) OR contains(lower(t.artist), ?1) OR contains({both}, ?1)",
-        "contains(lower(regexp_extract(t.path, '[^/\\\\]*$')), ?1)",
+        # The file name; for a bare number without its extension (the 3 of .mp3 names no track).
+        f"contains(lower({name}), ?1)",
     ):
         found = con.sql(
             f"SELECT {cols} FROM tracks t WHERE t.status = 'analyzed' AND ({cond}) "

@@ -38,6 +38,9 @@ def test_set_is_checked_logged_and_effective(catalog_copy):
     set_correction(con, 1, Correction(key="Am", beats_per_bar=4), by="dj")  # the key is A minor already
     log = con.execute("SELECT field, old_value, new_value FROM correction_log ORDER BY rowid").fetchall()
     assert log[4:] == [("beats_per_bar", "3", "4")]  # nothing logged for what did not change
+    set_correction(con, 1, Correction(key="Am", bpm=62.0), by="dj")  # nothing at all changes: fine, no row
+    assert con.execute("SELECT count(*) FROM correction_log").fetchall() == [(5,)]
+    assert clear_corrections(con, 2, by="dj") == []  # a track with nothing to clear
     assert catalog_counts(con)["corrected_tracks"] == 1
     assert clear_corrections(con, 1, by="dj") == ["bpm", "key", "beat_offset_s", "beats_per_bar"]
     assert _effective(con, 1)[0] == analysed_bpm and _effective(con, 1)[-1] is False

@@ -3,6 +3,7 @@ traceback (``--debug`` shows it); ``cratedig --help`` lists the codes. No Prefec
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -95,3 +96,5 @@ def test_analyze_of_an_empty_folder_says_so_at_once(tmp_path):
     assert not (tmp_path / "c.duckdb").exists()
     # Nothing is left beside the catalog's path (no lock file), and the summary does not name a catalog.
     assert "no catalog written at" in " ".join(result.output.split()) and not list(tmp_path.glob("c.duckdb*"))
+    as_json = invoke("analyze", str(tmp_path / "."), "--catalog", str(tmp_path / "c.duckdb"), "--json")
+    assert json.loads(as_json.stdout)["catalog"] is None

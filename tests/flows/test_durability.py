@@ -57,6 +57,22 @@ def catalog_state(catalog: Path) -> tuple[list, int, list]:
         con.close()
 
 
+def published(catalog: Path) -> int:
+    """Feature rows in the published catalog (0 before it exists or while it cannot be read)."""
+    try:
+        return catalog_state(catalog)[1]
+    except (duckdb.Error, OSError):
+        return 0
+
+
+def wait_until_published(proc: subprocess.Popen, catalog: Path, n: int, timeout_s: float = 300) -> None:
+    """Wait until the running ``proc`` has published ``n`` feature rows to ``catalog``; fail if it ended first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None and published(catalog) < n:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+
+
 def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
     library = small_library(tmp_path / "lib", 16)
     catalog = tmp_path / "catalog.duckdb"
@@ -80,16 +96,7 @@ def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
     )
 
     # Kill once a few batches are published: readers see the catalog grow while the run goes on.
-    def published() -> int:
-        try:
-            return catalog_state(catalog)[1]
-        except (duckdb.Error, OSError):
-            return 0
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and published() < 3:
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    wait_until_published(proc, catalog, 3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -137,16 +144,7 @@ def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's foreground job
     )
 
-    def published() -> int:
-        try:
-            return catalog_state(catalog)[1]
-        except (duckdb.Error, OSError):
-            return 0
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and published() < 2:
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    wait_until_published(proc, catalog, 2)
     interrupted_at = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=INTERRUPT_GRACE_S + 60)
@@ -155,7 +153,7 @@ def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_
     assert err.decode().strip().splitlines()[-1].startswith("interrupted: ")
 
     con = duckdb.connect(str(catalog), read_only=True)
-    (status, n_analyzed), stored = con.execute("SELECT status, n_analyzed FROM runs").fetchall()[0], published()
+    (status, n_analyzed), stored = con.execute("SELECT status, n_analyzed FROM runs").fetchall()[0], published(catalog)
     con.close()
     assert status == "interrupted" and 0 < stored < 16 and n_analyzed == stored
 
@@ -169,6 +167,69 @@ def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads(resumed.stdout)["analyzed"] == 16 - stored
     assert catalog_state(catalog)[1] == 16
+
+
+def test_an_interrupt_inside_a_query_still_records_the_run_interrupted(tmp_path, prefect_harness, monkeypatch):
+    # Ctrl-C during a DuckDB statement surfaces as RuntimeError('Query interrupted'), not KeyboardInterrupt.
+    from flows import interrupt
+    from flows.analyze import analyze_library
+    from tasks.catalog import store
+
+    library = small_library(tmp_path / "lib", 4)
+    catalog = tmp_path / "catalog.duckdb"
+    real, calls = store.store_results, []
+
+    def store_then_interrupt(con, results, run_id):
+        calls.append(1)
+        if len(calls) == 3:  # two batches stored, then the user's Ctrl-C lands in the third's statement
+            interrupt.request()
+            raise RuntimeError("Query interrupted")
+        return real(con, results, run_id)
+
+    monkeypatch.setattr(store, "store_results", store_then_interrupt)
+    try:
+        with pytest.raises(RuntimeError, match="Query interrupted"):
+            analyze_library(str(library), catalog_path=str(catalog), workers=1, batch_size=1)
+    finally:
+        interrupt.clear()
+    con = duckdb.connect(str(catalog), read_only=True)
+    assert con.execute("SELECT status, n_analyzed, error FROM runs").fetchall() == [("interrupted", 2, "interrupted")]
+    con.close()
+
+
+def test_an_export_an_interrupt_stopped_is_redone_by_the_next_run(tmp_path, prefect_harness, monkeypatch):
+    # Every file stored, then Ctrl-C while the Parquet export is written: the next run has nothing to analyse
+    # but must not leave the catalog without its export.
+    from flows import interrupt
+    from flows.analyze import analyze_library
+    from tasks.catalog import parquet
+
+    library = small_library(tmp_path / "lib", 2)
+    catalog = tmp_path / "catalog.duckdb"
+    real = parquet.export_parquet
+
+    def interrupted_export(con, out_dir):
+        interrupt.request()
+        raise RuntimeError("Query interrupted")
+
+    monkeypatch.setattr(parquet, "export_parquet", interrupted_export)
+    try:
+        with pytest.raises(RuntimeError, match="Query interrupted"):
+            analyze_library(str(library), catalog_path=str(catalog), workers=1)
+    finally:
+        interrupt.clear()
+    monkeypatch.setattr(parquet, "export_parquet", real)
+    assert catalog_state(catalog)[1] == 2 and not parquet.has_export(tmp_path / "parquet")
+
+    again = subprocess.run(
+        [*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--json"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["analyzed"] == 0 and parquet.has_export(tmp_path / "parquet")
 
 
 def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harness):

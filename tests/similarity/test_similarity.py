@@ -262,7 +262,8 @@ def test_a_bare_number_lists_file_names_that_contain_it_beside_titles():
     mem.execute("CREATE TABLE tracks (track_id INTEGER, path VARCHAR, title VARCHAR, artist VARCHAR, status VARCHAR)")
     mem.execute(
         "INSERT INTO tracks VALUES (1, '/m/a.flac', 'song 31', NULL, 'analyzed'), "
-        "(2, '/m/ogg track 110.ogg', 'other', NULL, 'analyzed'), (3, '/m/b.flac', 'none', NULL, 'analyzed')"
+        "(2, '/m/ogg track 110.ogg', 'other', NULL, 'analyzed'), (3, '/m/b.flac', 'none', NULL, 'analyzed'), "
+        "(4, '/m/c.mp3', 'x', NULL, 'analyzed')"
     )
     # The title of track 1 contains "1" (it is track 1 itself), and so does the file name of track 2: a title
     # match used to hide the file-name match, and "1" was taken for track 1 without a word.
@@ -270,6 +271,9 @@ def test_a_bare_number_lists_file_names_that_contain_it_beside_titles():
         resolve_query(mem, "1")
     assert err.value.candidates["track_id"].to_list() == [1, 2]
     assert resolve_query(mem, "2") == [2]  # no title or file name contains "2"
+    with pytest.raises(AmbiguousQueryError) as err:
+        resolve_query(mem, "3")
+    assert sorted(err.value.candidates["track_id"]) == [1, 3]  # "song 31"; not c.mp3 for the 3 of its extension
 
 
 def test_mix_chains_compatible_tracks(con, family_catalog):

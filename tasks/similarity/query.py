@@ -93,6 +93,16 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
         return [int(found["track_id"][0])]
     if found.height > 1:
         raise AmbiguousQueryError(s, found)
+    # Say so when only tracks the analysis did not keep match: "no track" would send the user looking elsewhere.
+    others = con.execute(
+        "SELECT track_id, status, reason FROM tracks t WHERE t.status <> 'analyzed' AND (contains(lower(t.title), ?1) "
+        "OR contains(lower(t.artist), ?1) OR contains(lower(regexp_extract(t.path, '[^/\\\\]*$')), ?1)) "
+        "ORDER BY track_id LIMIT 3",
+        [s.lower()],
+    ).fetchall()
+    if others:
+        what = ", ".join(f"track {i} is {status} ({reason})" for i, status, reason in others)
+        raise TrackNotFoundError(f"no analysed track matches {s!r}: {what}; `cratedig rejects` says why")
     raise TrackNotFoundError(f"no analysed track matches {s!r} (track id, path, title or artist)")
 
 

@@ -259,11 +259,15 @@ def test_a_bare_number_lists_file_names_that_contain_it_beside_titles():
     import duckdb
 
     mem = duckdb.connect()
-    mem.execute("CREATE TABLE tracks (track_id INTEGER, path VARCHAR, title VARCHAR, artist VARCHAR, status VARCHAR)")
     mem.execute(
-        "INSERT INTO tracks VALUES (1, '/m/a.flac', 'song 31', NULL, 'analyzed'), "
-        "(2, '/m/ogg track 110.ogg', 'other', NULL, 'analyzed'), (3, '/m/b.flac', 'none', NULL, 'analyzed'), "
-        "(4, '/m/c.mp3', 'x', NULL, 'analyzed')"
+        "CREATE TABLE tracks (track_id INTEGER, path VARCHAR, title VARCHAR, artist VARCHAR, status VARCHAR, "
+        "reason VARCHAR)"
+    )
+    mem.execute(
+        "INSERT INTO tracks VALUES (1, '/m/a.flac', 'song 31', NULL, 'analyzed', NULL), "
+        "(2, '/m/ogg track 110.ogg', 'other', NULL, 'analyzed', NULL), "
+        "(3, '/m/b.flac', 'none', NULL, 'analyzed', NULL), (4, '/m/c.mp3', 'x', NULL, 'analyzed', NULL), "
+        "(5, '/m/garbage.mp3', NULL, NULL, 'rejected', 'NOT_AUDIO')"
     )
     # The title of track 1 contains "1" (it is track 1 itself), and so does the file name of track 2: a title
     # match used to hide the file-name match, and "1" was taken for track 1 without a word.
@@ -274,6 +278,8 @@ def test_a_bare_number_lists_file_names_that_contain_it_beside_titles():
     with pytest.raises(AmbiguousQueryError) as err:
         resolve_query(mem, "3")
     assert sorted(err.value.candidates["track_id"]) == [1, 3]  # "song 31"; not c.mp3 for the 3 of its extension
+    with pytest.raises(TrackNotFoundError, match=r"track 5 is rejected \(NOT_AUDIO\)"):
+        resolve_query(mem, "garbage")  # says why, as the path of a rejected track does
 
 
 def test_mix_chains_compatible_tracks(con, family_catalog):

@@ -223,7 +223,8 @@ _INTERRUPTED = (
 
 def _exit_interrupted() -> None:
     # os.write, not the console: this may run on a timer thread while the main thread holds the console's lock.
-    os.write(2, _INTERRUPTED)
+    # The progress bar hid the cursor; exiting here skips its clean-up, so show the cursor and clear its line.
+    os.write(2, (b"\x1b[?25h\r\x1b[2K" if os.isatty(2) else b"") + _INTERRUPTED)
     os._exit(ExitCode.INTERRUPTED)
 
 

@@ -241,7 +241,10 @@ def _bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
         if hit:
             _exit_interrupted()
         interrupt.request()
-        _quiet_prefect_shutdown()  # its clients' complaints about the server this Ctrl-C stopped say nothing
+        # Prefect's clients complain about the server this Ctrl-C stopped: in its loggers, and its log shipper on
+        # stderr (half a line, unless logging errors are not to be reported).
+        _quiet_prefect_shutdown()
+        logging.raiseExceptions = False
         timer = threading.Timer(grace_s, _exit_interrupted)
         timer.daemon = True
         hit.append(timer)

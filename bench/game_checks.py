@@ -37,13 +37,12 @@ from pathlib import Path
 
 from bench.corpus import corpus_root
 from bench.results import recording
+from bench.tempo_eval import score as tempo_score
 from tasks.constants import ANALYZER_VERSION, BPM_RANGE
 
 _WIDE = (40.0, 250.0)
 #: Essentia's confidence from which its tempo counts as sure (the guidelines it cites: over 1.5 good).
 ESSENTIA_SURE = 1.5
-#: Metrical relatives of a tempo (Acc2's).
-_RELATIVES = (1.0, 2.0, 0.5, 3.0, 1 / 3)
 
 
 def _analyse(path: str) -> dict:
@@ -97,8 +96,15 @@ def _gather(store: Path, tracks: list[str], work, jobs: int) -> dict[str, dict]:
     return {t: done[t] for t in tracks}
 
 
-def _related(a: float, b: float, ratios: tuple[float, ...]) -> bool:
-    return any(abs(a / (b * k) - 1.0) <= 0.04 for k in ratios)
+def _by_package(recs: list[dict]) -> list[tuple[str, list[dict]]]:
+    """``(package, its records)`` for each package, then ``("pooled", every record)``."""
+    packages = sorted({Path(r["file"]).parent.name for r in recs})
+    return [(p, [r for r in recs if Path(r["file"]).parent.name == p]) for p in packages] + [("pooled", recs)]
+
+
+def _per_minute(cpu_s: float, recs: list[dict]) -> float:
+    """CPU seconds per minute of the records' audio."""
+    return cpu_s / max(sum(r["duration_s"] for r in recs) / 60, 1e-9)
 
 
 def peer_table(recs: list[dict], peer: dict[str, dict]) -> None:
@@ -109,15 +115,14 @@ def peer_table(recs: list[dict], peer: dict[str, dict]) -> None:
         f"{'package':24s} {'n':>4s} {'sure':>5s} {'same':>5s} {'x2,1/2,3,1/3':>12s} {'other':>5s} "
         f"{'ours none: max conf':>19s} {'CPU s/min':>9s}"
     )
-    packages = sorted({Path(r["file"]).parent.name for r in recs})
-    for pkg in [*packages, "pooled"]:
-        sub = [r for r in recs if pkg == "pooled" or Path(r["file"]).parent.name == pkg]
+    for pkg, sub in _by_package(recs):
         sure = [(r, peer[r["file"]]) for r in sub if peer[r["file"]]["confidence"] >= ESSENTIA_SURE]
-        ours = [(r["default"]["bpm"], p["bpm"]) for r, p in sure if r["default"]["bpm"] and p["bpm"]]
-        same = sum(_related(a, b, (1.0,)) for a, b in ours)
-        relative = sum(_related(a, b, _RELATIVES) for a, b in ours) - same
+        # Essentia's tempo as the reference: Acc1 is the same tempo, Acc2 a metrical relative of it.
+        scores = [tempo_score(r["default"]["bpm"], p["bpm"]) for r, p in sure if p["bpm"]]
+        same = sum(acc1 for acc1, _, _ in scores)
+        relative = sum(acc2 for _, acc2, _ in scores) - same
         missed = [peer[r["file"]]["confidence"] for r in sub if r["default"]["bpm"] is None]
-        cpu = sum(peer[r["file"]]["cpu"] for r in sub) / max(sum(r["duration_s"] for r in sub) / 60, 1e-9)
+        cpu = _per_minute(sum(peer[r["file"]]["cpu"] for r in sub), sub)
         print(
             f"{pkg:24s} {len(sub):4d} {len(sure):5d} {same:5d} {relative:12d} {len(sure) - same - relative:5d} "
             f"{(f'{max(missed):.2f} of {len(missed)}' if missed else '-'):>19s} {cpu:9.2f}"
@@ -152,15 +157,13 @@ def main() -> None:
             f"{'package':24s} {'n':>4s} {'none':>6s} {'outside':>7s} {'40-250 outside':>14s} {'tagged':>6s} "
             f"{'agree':>6s} {'keyless':>7s} {'CPU s/min':>9s}"
         )
-        packages = sorted({Path(r["file"]).parent.name for r in recs})
-        for pkg in [*packages, "pooled"]:
-            sub = [r for r in recs if pkg == "pooled" or Path(r["file"]).parent.name == pkg]
+        for pkg, sub in _by_package(recs):
             ok = [r for r in sub if r["default"]["status"] == "analyzed"]
             bpm = [r["default"]["bpm"] for r in ok if r["default"]["bpm"] is not None]
             wide = [r["wide"]["bpm"] for r in ok if r["wide"]["bpm"] is not None]
             tagged = [r for r in ok if r["tag_bpm"] and r["default"]["bpm"]]
-            agree = [abs(r["default"]["bpm"] / r["tag_bpm"] - 1) <= 0.04 for r in tagged]
-            cpu = sum(r["default"]["cpu"] for r in sub) / max(sum(r["duration_s"] for r in sub) / 60, 1e-9)
+            agree = [tempo_score(r["default"]["bpm"], r["tag_bpm"])[0] for r in tagged]
+            cpu = _per_minute(sum(r["default"]["cpu"] for r in sub), sub)
             print(
                 f"{pkg:24s} {len(sub):4d} {_share([r['default']['bpm'] is None for r in ok])} "
                 f"{_share([not lo <= b <= hi for b in bpm]):>7s} {_share([not lo <= b <= hi for b in wide]):>14s} "

@@ -4,6 +4,8 @@ them."""
 
 from __future__ import annotations
 
+import re
+
 
 def escape_char(ch: str) -> str:
     """``\\xNN`` for a character up to U+00FF or a lone surrogate of ``surrogateescape`` (a file name's byte that is
@@ -16,3 +18,8 @@ def escape_char(ch: str) -> str:
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the original byte
         return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_matches(pattern: re.Pattern[str], text: str) -> str:
+    """``text`` with every character ``pattern`` matches written by :func:`escape_char`."""
+    return pattern.sub(lambda m: escape_char(m.group()), text)

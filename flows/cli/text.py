@@ -12,15 +12,11 @@ from typing import Any
 
 from rich.text import Text
 
-from tasks.visible import escape_char
+from tasks.visible import escape_matches
 
 # C0 controls, DEL, C1 controls, lone surrogates (undecodable bytes of a file name), and the bidirectional
 # overrides that reorder what follows them on screen.
 _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def _visible(match: re.Match) -> str:
-    return escape_char(match.group())
 
 
 def visible(value: Any) -> str:
@@ -29,7 +25,7 @@ def visible(value: Any) -> str:
     >>> visible("a\\x1b[2Jb\\nc")
     'a\\\\x1b[2Jb\\\\x0ac'
     """
-    return _INVISIBLE.sub(_visible, "" if value is None else str(value))
+    return escape_matches(_INVISIBLE, "" if value is None else str(value))
 
 
 def literal(value: Any, style: str = "") -> Text:

@@ -87,17 +87,38 @@ class Correction:
         return given
 
 
+def _fields(con: duckdb.DuckDBPyConnection, relation: str, track_id: int) -> dict[str, Any]:
+    """The track's :data:`FIELDS` in ``relation`` (a table or view name of this module, never the user's);
+    ``{}`` when it has no row there."""
+    cols = ", ".join(f'"{f}"' for f in FIELDS)
+    rows = con.execute(f"SELECT {cols} FROM {relation} WHERE track_id = ?", [track_id]).fetchall()
+    return dict(zip(FIELDS, rows[0])) if rows else {}
+
+
 def _effective(con: duckdb.DuckDBPyConnection, track_id: int) -> dict[str, Any]:
-    rows = con.execute(
-        'SELECT bpm, "key", beat_offset_s, beats_per_bar FROM effective_tracks WHERE track_id = ?', [track_id]
-    ).fetchall()
-    if not rows:
+    values = _fields(con, "effective_tracks", track_id)
+    if not values:
         raise NotAnalysedError(f"track {track_id} has no analysis to correct (run `cratedig analyze` first)")
-    return dict(zip(FIELDS, rows[0]))
+    return values
+
+
+def _pinned(con: duckdb.DuckDBPyConnection, track_id: int) -> dict[str, Any]:
+    """The track's stored corrections by field (None where a field is not corrected); ``{}`` without any."""
+    return _fields(con, "corrections", track_id)
 
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _log(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
+    """Append ``(track_id, field, old_value, new_value, set_by, set_at)`` rows to ``correction_log``."""
+    if rows:  # DuckDB refuses executemany of nothing
+        con.executemany(
+            "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
 
 def set_correction(
@@ -121,10 +142,7 @@ def set_correction(
     at = at or now()
     with transaction(con):
         before = _effective(con, track_id)
-        row = con.execute(
-            'SELECT bpm, "key", beat_offset_s, beats_per_bar FROM corrections WHERE track_id = ?', [track_id]
-        ).fetchall()
-        pinned = dict(zip(FIELDS, row[0])) if row else {}
+        pinned = _pinned(con, track_id)
         derived = {}
         if "key" in values:
             derived = {"key_camelot": camelot(values["key"]), "key_open": open_key(values["key"])}
@@ -139,13 +157,7 @@ def set_correction(
         )
         # A field already corrected to this value changes nothing: no log row (setting an analysed value does pin
         # it against re-analysis, which is logged).
-        log = [(track_id, f, _text(before[f]), _text(v), by, at) for f, v in values.items() if pinned.get(f) != v]
-        if log:  # (DuckDB refuses executemany of nothing)
-            con.executemany(
-                "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                log,
-            )
+        _log(con, [(track_id, f, _text(before[f]), _text(v), by, at) for f, v in values.items() if pinned.get(f) != v])
     return {f: (before[f], v) for f, v in values.items()}
 
 
@@ -153,17 +165,9 @@ def clear_corrections(con: duckdb.DuckDBPyConnection, track_id: int, *, by: str,
     """Drop every correction of ``track_id`` (the analysis shows again); returns the fields that were corrected."""
     at = at or now()
     with transaction(con):
-        rows = con.execute(
-            'SELECT bpm, "key", beat_offset_s, beats_per_bar FROM corrections WHERE track_id = ?', [track_id]
-        ).fetchall()
-        fields = [f for f, v in zip(FIELDS, rows[0]) if v is not None] if rows else []
-        log = [(track_id, f, _text(v), by, at) for f, v in zip(FIELDS, rows[0]) if v is not None] if rows else []
-        if log:
-            con.executemany(
-                "INSERT INTO correction_log (track_id, field, old_value, new_value, set_by, set_at) "
-                "VALUES (?, ?, ?, NULL, ?, ?)",
-                log,
-            )
+        pinned = {f: v for f, v in _pinned(con, track_id).items() if v is not None}
+        _log(con, [(track_id, f, _text(v), None, by, at) for f, v in pinned.items()])
+        fields = list(pinned)
         con.execute("DELETE FROM corrections WHERE track_id = ?", [track_id])
     return fields
 

@@ -18,7 +18,7 @@ import polars as pl
 
 from tasks.audio.identity import text_to_path
 from tasks.catalog.crates import crate_tracks
-from tasks.visible import escape_char
+from tasks.visible import escape_matches
 from tasks.vocabulary import TrackStatus
 
 #: Columns of ``effective_tracks`` an export reads.
@@ -120,10 +120,6 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Pa
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def _written(match: re.Match) -> str:
-    return escape_char(match.group())
-
-
 def xml_safe(tree: ET.ElementTree) -> ET.ElementTree:
     """``tree`` with every character XML 1.0 cannot hold, in attributes and text, written as ``\\xNN`` (as the
     command line shows it), in place.
@@ -133,9 +129,9 @@ def xml_safe(tree: ET.ElementTree) -> ET.ElementTree:
     """
     for element in tree.iter():
         for name, value in element.attrib.items():
-            element.set(name, _NOT_XML.sub(_written, value))
+            element.set(name, escape_matches(_NOT_XML, value))
         if element.text:
-            element.text = _NOT_XML.sub(_written, element.text)
+            element.text = escape_matches(_NOT_XML, element.text)
         if element.tail:
-            element.tail = _NOT_XML.sub(_written, element.tail)
+            element.tail = escape_matches(_NOT_XML, element.tail)
     return tree

@@ -57,6 +57,19 @@ def catalog_state(catalog: Path) -> tuple[list, int, list]:
         con.close()
 
 
+def analyze_json(library: Path, catalog: Path) -> dict:
+    """``cratedig analyze LIBRARY --catalog CATALOG --workers 1 --json`` on the test harness's server: its summary."""
+    done = subprocess.run(
+        [*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1", "--json"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
 def published(catalog: Path) -> int:
     """Feature rows in the published catalog (0 before it exists or while it cannot be read)."""
     try:
@@ -106,15 +119,7 @@ def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
     assert con.execute("SELECT status FROM runs").fetchall() == [("running",)]  # it really died mid-run
     con.close()
 
-    resumed = subprocess.run(
-        [*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1", "--json"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    summary = json.loads(resumed.stdout)
+    summary = analyze_json(library, catalog)
     assert summary["analyzed"] == 16 - stored_before  # only what was left
 
     clean_catalog = tmp_path / "clean.duckdb"
@@ -157,15 +162,7 @@ def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_
     con.close()
     assert status == "interrupted" and 0 < stored < 16 and n_analyzed == stored
 
-    resumed = subprocess.run(
-        [*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--workers", "1", "--json"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads(resumed.stdout)["analyzed"] == 16 - stored
+    assert analyze_json(library, catalog)["analyzed"] == 16 - stored
     assert catalog_state(catalog)[1] == 16
 
 
@@ -221,15 +218,7 @@ def test_an_export_an_interrupt_stopped_is_redone_by_the_next_run(tmp_path, pref
     monkeypatch.setattr(parquet, "export_parquet", real)
     assert catalog_state(catalog)[1] == 2 and not parquet.has_export(tmp_path / "parquet")
 
-    again = subprocess.run(
-        [*CRATEDIG, "analyze", str(library), "--catalog", str(catalog), "--json"],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert json.loads(again.stdout)["analyzed"] == 0 and parquet.has_export(tmp_path / "parquet")
+    assert analyze_json(library, catalog)["analyzed"] == 0 and parquet.has_export(tmp_path / "parquet")
 
 
 def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harness):

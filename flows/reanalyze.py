@@ -84,7 +84,8 @@ def _reanalyze(
     Parameters are those of :func:`flows.analyze.analyze_library` (``force``: everything again;
     ``since``: only files modified after a date; ``paths``: only files under these folders; rows of an
     older ``analyzer_version`` are always redone, and only those, but for versions whose change reaches only
-    ranges other than the default, :data:`~tasks.constants.RANGE_ONLY_VERSIONS`) plus ``lock_wait_s``: how long to wait,
+    ranges other than the default, :data:`~tasks.constants.RANGE_ONLY_VERSIONS`, or only rows given no tempo as
+    ``ARHYTHMIC``, :data:`~tasks.constants.ARHYTHMIC_ONLY_VERSIONS`) plus ``lock_wait_s``: how long to wait,
     in s, for another run of the same library or another writer of the catalog; then the run ends Cancelled.
 
     Returns the analysis summary plus ``analyze_flow_run_id`` (the subflow run) and ``parquet_dir``.

@@ -12,14 +12,24 @@ from flows.cli.text import literal
 
 
 def _version_note(version: str) -> str:
-    """What an older version's rows are worth now: current where they were made at the default range, when every
-    version since changed only other ranges' results (:data:`tasks.constants.RANGE_ONLY_VERSIONS`)."""
-    from tasks.catalog.scan import default_range_version
+    """What an older version's rows are worth now: which of them are current, when every version since changed
+    only rows made at other ranges (:data:`tasks.constants.RANGE_ONLY_VERSIONS`) or only rows given no tempo as
+    ``ARHYTHMIC`` (:data:`tasks.constants.ARHYTHMIC_ONLY_VERSIONS`)."""
+    from tasks.catalog.scan import required_version
     from tasks.constants import ANALYZER_VERSION, BPM_RANGE
 
-    if version.isdigit() and default_range_version(ANALYZER_VERSION) <= int(version) < ANALYZER_VERSION:
-        return f" (current at {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g} BPM)"
-    return ""
+    if not (version.isdigit() and int(version) < ANALYZER_VERSION):
+        return ""
+    current = {
+        (d, a): int(version) >= required_version(ANALYZER_VERSION, at_default=d, arhythmic=a)
+        for d in (True, False)
+        for a in (True, False)
+    }
+    if not any(current.values()):
+        return ""
+    where = "" if current[False, False] or current[False, True] else f" at {BPM_RANGE[0]:g}-{BPM_RANGE[1]:g} BPM"
+    unless = "" if current[True, True] or current[False, True] else " unless ARHYTHMIC"
+    return f" (current{where}{unless})"
 
 
 @app.command()

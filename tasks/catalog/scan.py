@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 
 from tasks.audio.identity import fingerprint, path_to_text, text_to_path
-from tasks.constants import AUDIO_EXTENSIONS, BPM_RANGE, RANGE_ONLY_VERSIONS
+from tasks.constants import ARHYTHMIC_ONLY_VERSIONS, AUDIO_EXTENSIONS, BPM_RANGE, RANGE_ONLY_VERSIONS
 from tasks.errors import TRANSIENT_ERRNOS
-from tasks.vocabulary import Reason, TrackStatus
+from tasks.vocabulary import Reason, TempoReason, TrackStatus
 
 INVENTORY_SCHEMA = {"path": pl.Utf8, "size_bytes": pl.Int64, "mtime_ns": pl.Int64}
 
@@ -154,11 +154,17 @@ class ScanPlan:
         }
 
 
-def default_range_version(analyzer_version: int) -> int:
-    """The oldest analyzer version whose rows made at :data:`~tasks.constants.BPM_RANGE` are current under
-    ``analyzer_version``: the newest version up to it that is not in
-    :data:`~tasks.constants.RANGE_ONLY_VERSIONS` (their changes reach only other ranges' rows)."""
-    return max((v for v in range(1, analyzer_version + 1) if v not in RANGE_ONLY_VERSIONS), default=analyzer_version)
+def required_version(analyzer_version: int, *, at_default: bool, arhythmic: bool) -> int:
+    """The oldest analyzer version whose rows of one kind are current under ``analyzer_version``: the newest
+    version up to it whose change reaches them. A version in :data:`~tasks.constants.RANGE_ONLY_VERSIONS` does
+    not reach rows made at :data:`~tasks.constants.BPM_RANGE` (``at_default``); one in
+    :data:`~tasks.constants.ARHYTHMIC_ONLY_VERSIONS` reaches only rows given no tempo as ``ARHYTHMIC``
+    (``arhythmic``; pass True when a row's reason is not known)."""
+
+    def reaches(v: int) -> bool:
+        return not ((at_default and v in RANGE_ONLY_VERSIONS) or (not arhythmic and v in ARHYTHMIC_ONLY_VERSIONS))
+
+    return max((v for v in range(1, analyzer_version + 1) if reaches(v)), default=analyzer_version)
 
 
 def plan_scan(
@@ -181,8 +187,9 @@ def plan_scan(
         The catalog's tracks: ``track_id``, ``path``, ``size_bytes``, ``mtime_ns``, ``fingerprint``, ``status``,
         ``analyzer_version`` (null when never analysed).
     analyzer_version : int
-        Current version: analysed rows with an older one are ``outdated``, except rows made at the default
-        range by a version no newer than :func:`default_range_version` says is enough.
+        Current version: analysed rows with an older one are ``outdated``, except rows made by a version no
+        older than :func:`required_version` says is enough for their kind (made at the default range; given no
+        tempo as ``ARHYTHMIC``: ``known``'s ``tempo_reason``).
     force : bool
         Treat every present file as outdated.
     bpm_range : (float, float), optional
@@ -201,8 +208,26 @@ def plan_scan(
         if {"bpm_range_lo", "bpm_range_hi"} <= set(known.columns)
         else pl.lit(False)  # ranges unknown: every row needs the current version
     )
-    required = pl.when(at_default.fill_null(False)).then(default_range_version(analyzer_version))
-    known = known.with_columns(required.otherwise(analyzer_version).alias("required_version"))
+    arhythmic = (
+        (pl.col("tempo_reason") == TempoReason.ARHYTHMIC.value).fill_null(False)
+        if "tempo_reason" in known.columns
+        else pl.lit(True)  # reasons unknown: every version reaches every row
+    )
+    at_default = at_default.fill_null(False)
+
+    def required(d: bool, a: bool) -> pl.Expr:
+        return pl.lit(required_version(analyzer_version, at_default=d, arhythmic=a))
+
+    known = known.with_columns(
+        pl.when(at_default & arhythmic)
+        .then(required(True, True))
+        .when(at_default)
+        .then(required(True, False))
+        .when(arhythmic)
+        .then(required(False, True))
+        .otherwise(required(False, False))
+        .alias("required_version")
+    )
     other_range = (
         pl.lit(False)
         if bpm_range is None

@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 
 from tasks.audio.identity import fingerprint, path_to_text, text_to_path
-from tasks.catalog.scan import default_range_version, plan_scan, walk_library
+from tasks.catalog.scan import plan_scan, required_version, walk_library
 from tasks.constants import BPM_RANGE
 from tasks.vocabulary import Reason
 
@@ -110,7 +110,9 @@ def test_plan_classifies_every_case(tmp_path):
 def test_a_version_that_changes_only_other_ranges_leaves_default_range_rows_alone():
     """Version 18 changes only what a range other than the default gives: rows version 17 made at the default
     range are current, rows it made at another range and older rows are re-analysed."""
-    assert default_range_version(18) == 17 and default_range_version(17) == 17
+    assert required_version(18, at_default=True, arhythmic=True) == 17
+    assert required_version(17, at_default=True, arhythmic=True) == 17
+    assert required_version(18, at_default=False, arhythmic=True) == 18
     wide = (40.0, 250.0)
     cases = [("/l/v17_default", 17, BPM_RANGE), ("/l/v16_default", 16, BPM_RANGE), ("/l/v17_wide", 17, wide)]
     cases += [("/l/v18_wide", 18, wide), ("/l/v17_unknown", 17, (None, None))]
@@ -134,6 +136,53 @@ def test_a_version_that_changes_only_other_ranges_leaves_default_range_rows_alon
     # Without ranges to compare (bpm_range None, no range columns), every row older than the version is redone.
     bare = plan_scan(inv, _known([(0, "/l/v17_default", 10, 1, "f0", "analyzed", 17)]), analyzer_version=18)
     assert bare.outdated["path"].to_list() == ["/l/v17_default"]
+
+
+def test_a_version_that_changes_only_arhythmic_tracks_leaves_the_others_alone():
+    """Version 20 changes only what a track given no tempo as ARHYTHMIC gets: rows version 19 made with a tempo,
+    or with another reason for none, are current; its ARHYTHMIC rows and older rows are re-analysed, at any
+    range; a row whose reason is not known is re-analysed too."""
+    assert required_version(20, at_default=True, arhythmic=False) == 19
+    assert required_version(20, at_default=False, arhythmic=False) == 19
+    assert required_version(20, at_default=True, arhythmic=True) == 20
+    # Both narrowings at once: at the default range, 18 reaches no row and 20 only ARHYTHMIC ones.
+    assert required_version(18, at_default=True, arhythmic=False) == 17
+    wide = (40.0, 250.0)
+    cases = [
+        ("/l/v19_tempo", 19, None, BPM_RANGE),
+        ("/l/v19_silent", 19, "SILENT", BPM_RANGE),
+        ("/l/v19_arhythmic", 19, "ARHYTHMIC", BPM_RANGE),
+        ("/l/v18_tempo", 18, None, BPM_RANGE),
+        ("/l/v19_wide_tempo", 19, None, wide),
+        ("/l/v19_wide_arhythmic", 19, "ARHYTHMIC", wide),
+        ("/l/v20_arhythmic", 20, "ARHYTHMIC", BPM_RANGE),
+    ]
+    inv = pl.DataFrame({"path": [c[0] for c in cases], "size_bytes": [10] * len(cases), "mtime_ns": [1] * len(cases)})
+    known = pl.concat(
+        [
+            _known([(i, path, 10, 1, f"f{i}", "analyzed", version) for i, (path, version, *_) in enumerate(cases)]),
+            pl.DataFrame(
+                [(*rng, reason) for _, _, reason, rng in cases],
+                schema={"bpm_range_lo": pl.Float64, "bpm_range_hi": pl.Float64, "tempo_reason": pl.Utf8},
+                orient="row",
+            ),
+        ],
+        how="horizontal",
+    )
+    plan = plan_scan(inv, known, analyzer_version=20, bpm_range=BPM_RANGE)
+    assert sorted(plan.unchanged["path"]) == ["/l/v19_silent", "/l/v19_tempo", "/l/v20_arhythmic"]
+    assert sorted(plan.outdated["path"]) == [
+        "/l/v18_tempo",
+        "/l/v19_arhythmic",
+        "/l/v19_wide_arhythmic",
+        "/l/v19_wide_tempo",  # made at another range than the run's
+    ]
+    at_wide = plan_scan(inv, known, analyzer_version=20, bpm_range=wide)
+    assert "/l/v19_wide_tempo" in at_wide.unchanged["path"].to_list()
+    assert "/l/v19_wide_arhythmic" in at_wide.outdated["path"].to_list()
+    # Without reasons to tell (no tempo_reason column), version 20 reaches every row.
+    bare = plan_scan(inv, known.drop("tempo_reason"), analyzer_version=20, bpm_range=BPM_RANGE)
+    assert sorted(bare.unchanged["path"]) == ["/l/v20_arhythmic"]
 
 
 def test_plan_batches():

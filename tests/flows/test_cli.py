@@ -61,15 +61,15 @@ def test_status_json_counts_the_catalog(small_catalog):
 
 
 def test_status_says_which_older_rows_are_still_current(small_catalog, tmp_path):
-    # Rows of a version whose successors changed only other ranges' results are not re-analysed at the default
-    # range (tasks.catalog.scan.plan_scan); status says so rather than list them as merely old.
+    # Rows of a version whose successors changed only ARHYTHMIC tracks' results (or only other ranges') are not
+    # all re-analysed (tasks.catalog.scan.plan_scan); status says which are current rather than list them as old.
     import shutil
 
     import duckdb
 
-    from tasks.catalog.scan import default_range_version
+    from tasks.catalog.scan import required_version
 
-    floor = default_range_version(ANALYZER_VERSION)
+    floor = required_version(ANALYZER_VERSION, at_default=True, arhythmic=False)
     catalog = tmp_path / "aged.duckdb"
     shutil.copy(small_catalog[0], catalog)
     con = duckdb.connect(str(catalog))
@@ -80,8 +80,8 @@ def test_status_says_which_older_rows_are_still_current(small_catalog, tmp_path)
     res = cli("status", "--catalog", catalog)
     assert res.exit_code == 0, res.output
     lines = {m[1]: line for line in res.output.splitlines() if (m := re.search(r"analyzer_version (\d+)", line))}
-    assert "current at 70-180 BPM" not in lines[str(floor - 1)]
-    assert ("current at 70-180 BPM" in lines[str(floor)]) == (floor < ANALYZER_VERSION)
+    assert "current" not in lines[str(floor - 1)]
+    assert ("(current unless ARHYTHMIC)" in lines[str(floor)]) == (floor < ANALYZER_VERSION)
 
 
 def test_rejects_json_lists_the_bad_files(small_catalog):

@@ -137,22 +137,31 @@ def test_incremental_runs(analysed, run_flow):
 
 def test_analyzer_version_bump_reanalyses_only_older_rows(analysed, run_flow):
     # A bump is simulated by aging rows: the next run must redo exactly the row older than the last version that
-    # changed default-range results, and not the row of a version whose change reached only other ranges.
-    from tasks.catalog.scan import default_range_version
+    # changed default-range results of tracks with a tempo, not the row of a version whose successors reached
+    # only other ranges or only ARHYTHMIC tracks, and that version's ARHYTHMIC row when a successor reached those.
+    from tasks.catalog.scan import required_version
     from tasks.constants import ANALYZER_VERSION
 
     library, catalog, truth, _ = analysed
     analysed_ids = "SELECT track_id FROM features JOIN tracks USING (track_id) WHERE status = 'analyzed' ORDER BY 1"
     con = open_catalog(catalog)
-    first, second = [r[0] for r in con.execute(analysed_ids).fetchall()[:2]]
-    current_at_default = default_range_version(ANALYZER_VERSION)
-    con.execute("UPDATE features SET analyzer_version = ? WHERE track_id = ?", [current_at_default - 1, first])
-    con.execute("UPDATE features SET analyzer_version = ? WHERE track_id = ?", [current_at_default, second])
+    first, second, third = [r[0] for r in con.execute(analysed_ids).fetchall()[:3]]
+    with_tempo = required_version(ANALYZER_VERSION, at_default=True, arhythmic=False)
+    redo_arhythmic = required_version(ANALYZER_VERSION, at_default=True, arhythmic=True) > with_tempo
+    con.execute("UPDATE features SET analyzer_version = ? WHERE track_id = ?", [with_tempo - 1, first])
+    con.execute("UPDATE features SET analyzer_version = ? WHERE track_id = ?", [with_tempo, second])
+    con.execute(
+        "UPDATE features SET analyzer_version = ?, bpm = NULL, tempo_reason = 'ARHYTHMIC' WHERE track_id = ?",
+        [with_tempo, third],
+    )
     con.close()
     summary = run_flow(library, catalog, workers=0)
-    assert summary["outdated"] == 1 and summary["analyzed"] == 1
+    assert summary["outdated"] == 1 + redo_arhythmic and summary["analyzed"] == 1 + redo_arhythmic
     versions = {r["track_id"]: r["analyzer_version"] for r in rows(catalog, "SELECT * FROM features")}
-    assert versions[first] == ANALYZER_VERSION and versions[second] == current_at_default
+    assert versions[first] == ANALYZER_VERSION and versions[second] == with_tempo
+    assert versions[third] == (ANALYZER_VERSION if redo_arhythmic else with_tempo)
+    if redo_arhythmic:  # analysed again, the song gets its tempo back
+        assert rows(catalog, f"SELECT tempo_reason FROM features WHERE track_id = {third}") == [{"tempo_reason": None}]
 
 
 def test_another_bpm_range_reanalyses_every_row_and_is_recorded(analysed, run_flow):

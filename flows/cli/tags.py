@@ -54,7 +54,7 @@ def write(
             console.print(literal(f"not in the catalog (or not analysed): {given}", style="yellow"), soft_wrap=True)
         for job in jobs:
             try:
-                changes = apply_job(con, job) if apply else planned_changes(job)
+                changes = apply_job(con, job) if apply else planned_changes(con, job)
             except (TagWriteError, OSError) as exc:
                 failed += 1
                 console.print(literal(f"not tagged: {exc}", style="red"), soft_wrap=True)

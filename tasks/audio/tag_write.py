@@ -6,9 +6,14 @@ the 0.01 value, ``TKEY``, ``TXXX:REPLAYGAIN_TRACK_GAIN`` / ``_PEAK``; Vorbis com
 (RFC 7845: Q7.8 dB to -23 LUFS; ReplayGain fields are not used in Opus); MP4 ``tmpo`` (integer) and the
 iTunes freeform ``initialkey``, ``replaygain_track_gain`` / ``_peak``.
 
+The fields follow the codec, not the name: Opus audio in a ``.ogg`` file gets Opus' fields. An ID3v2.3 tag
+stays ID3v2.3 (its frames as they were, the new ones written in 2.3), since mutagen would otherwise rewrite it
+as 2.4 and drop the 2.3 frames 2.4 has no place for.
+
 A write goes to a copy in the same folder (a hidden name with no audio extension, so a scan ignores a
-leftover), is verified (tags read back; both files decoded and every sample compared) and only then renamed
-over the original: an error or a crash at any point leaves the original file as it was.
+leftover) with the original's owner, group and permission bits, is verified (tags read back; both files decoded
+and every sample compared), flushed to disk and only then renamed over the original, and the rename flushed
+too: an error or a crash at any point leaves the original file as it was, or the tagged copy in its place.
 """
 
 from __future__ import annotations
@@ -79,21 +84,34 @@ def _bpm_text(bpm: float) -> str:
     return f"{bpm:.2f}".removesuffix(".00")
 
 
-def planned_tags(path: str | Path, values: TagValues) -> dict[str, str]:
-    """The container's tag names and the text each should hold (MP4 ``tmpo`` as a number's text)."""
-    ext = Path(path).suffix.lower()
+def _tag_kind(path: str | Path, ext: str) -> str:
+    """``'id3'``, ``'mp4'``, ``'opus'`` or ``'vorbis'``: whose fields the file takes (an Ogg file is opened to
+    tell Opus from Vorbis and FLAC)."""
     if ext not in WRITABLE_EXTENSIONS:
-        raise TagWriteError(f"cannot write tags to {ext or 'files without an extension'} files")
+        kind = f"{ext} files" if ext else "files without an extension"
+        raise TagWriteError(f"{Path(path).name}: cannot write tags to {kind}; not tagged")
+    if ext in _ID3:
+        return "id3"
+    if ext in _MP4:
+        return "mp4"
+    if ext in (".ogg", ".oga"):
+        return "opus" if isinstance(_open(path, ext), OggOpus) else "vorbis"
+    return "opus" if ext == ".opus" else "vorbis"
+
+
+def planned_tags(path: str | Path, values: TagValues, *, ext: str | None = None) -> dict[str, str]:
+    """The container's tag names and the text each should hold (MP4 ``tmpo`` as a number's text)."""
+    kind = _tag_kind(path, ext or Path(path).suffix.lower())
     out: dict[str, str] = {}
     gain = None if values.replaygain_db is None else f"{values.replaygain_db:.2f} dB"
     peak = None if values.peak_dbtp is None else f"{10 ** (values.peak_dbtp / 20):.6f}"
-    if ext in _ID3:
+    if kind == "id3":
         names = {"TBPM": "bpm_int", "TXXX:BPM": "bpm_2", "TKEY": "key"}
         names |= {"TXXX:REPLAYGAIN_TRACK_GAIN": "gain", "TXXX:REPLAYGAIN_TRACK_PEAK": "peak"}
-    elif ext in _MP4:
+    elif kind == "mp4":
         names = {"tmpo": "bpm_int", f"{_FREEFORM}initialkey": "key"}
         names |= {f"{_FREEFORM}replaygain_track_gain": "gain", f"{_FREEFORM}replaygain_track_peak": "peak"}
-    elif ext == ".opus":
+    elif kind == "opus":
         names = {"BPM": "bpm", "INITIALKEY": "key", "R128_TRACK_GAIN": "r128"}
     else:
         names = {"BPM": "bpm", "INITIALKEY": "key", "REPLAYGAIN_TRACK_GAIN": "gain", "REPLAYGAIN_TRACK_PEAK": "peak"}
@@ -114,13 +132,14 @@ def planned_tags(path: str | Path, values: TagValues) -> dict[str, str]:
     return out
 
 
-def _open(path: str | Path, ext: str) -> mutagen.FileType:
-    """The file with the mutagen class its extension names (whatever the file's own name says)."""
+def _open(path: str | Path, ext: str, **kwargs) -> mutagen.FileType:
+    """The file with the mutagen class its extension names (whatever the file's own name says); ``kwargs`` go to
+    the class (``v2_version`` for ID3)."""
     kinds = (_ID3.get(ext) or _MP4.get(ext),) if ext in _ID3 or ext in _MP4 else _VORBIS[ext]
     errors = []
     for kind in kinds:
         try:
-            return kind(path)
+            return kind(path, **kwargs)
         except Exception as exc:  # mutagen raises a different type per container
             errors.append(f"{kind.__name__}: {exc}")
     raise TagWriteError(f"cannot read the tags of {Path(path).name}: {'; '.join(errors)}"[:300])
@@ -172,6 +191,23 @@ def _set(f: mutagen.FileType, want: dict[str, str]) -> None:
             tags[name] = [text]
 
 
+def _id3_version(f: mutagen.FileType) -> int:
+    """3 when the file holds an ID3v2.3 tag, else 4 (no tag, 2.4, or a 2.2 tag, which mutagen cannot write)."""
+    return 3 if isinstance(f.tags, ID3) and tuple(f.tags.version[:2]) == (2, 3) else 4
+
+
+def _flush(path: Path) -> None:
+    """Force ``path`` (a file or a folder) to disk; a file system that cannot flush a folder is left as it is."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
 def audio_digest(path: str | Path, *, backend: str) -> tuple[int, int, int, str]:
     """``(sample rate Hz, channels, samples per channel, BLAKE2b of every decoded sample)`` of a file."""
     h = hashlib.blake2b(digest_size=16)
@@ -197,29 +233,48 @@ def write_tags_safely(path: str | Path, values: TagValues) -> list[tuple[str, st
     """Write ``values`` to ``path`` through a verified copy (module docstring); returns the changes made.
 
     Nothing is written when nothing would change. Raises :class:`TagWriteError` (the original untouched) when
-    the container is not writable, the tags do not read back or the decoded audio differs by one sample,
-    or the file has several hard links (the rename would split them). A symbolic link's target is tagged and
-    the link kept; the copy keeps the file's permission bits.
+    the container is not writable, the tags do not read back or the decoded audio differs by one sample, the
+    file has several hard links (the rename would split them), is read-only, or belongs to a user or group the
+    copy cannot be given. A symbolic link's target is tagged and the link kept; the copy keeps the file's
+    owner, group and permission bits.
     """
     link = Path(path)
     path = Path(os.path.realpath(link))  # a symbolic link stays a link: its target is tagged
     ext = link.suffix.lower()
-    want = planned_tags(link, values)
+    want = planned_tags(path, values, ext=ext)
     have = read_tag_texts(path, list(want), ext=ext)
     changes = [(name, have[name], text) for name, text in want.items() if have[name] != text]
     if not changes:
         return []
-    if os.stat(path).st_nlink > 1:  # the rename would leave the other names on the old file
-        raise TagWriteError(f"{link.name} has {os.stat(path).st_nlink} hard links; not tagged")
+    st = os.stat(path)
+    if st.st_nlink > 1:  # the rename would leave the other names on the old file
+        raise TagWriteError(f"{link.name} has {st.st_nlink} hard links; not tagged")
+    if not st.st_mode & 0o222:  # (root may write it; the user marked it read-only)
+        raise TagWriteError(f"{link.name} is read-only; not tagged (make it writable to tag it)")
     want = {name: new for name, _, new in changes}
     tmp = path.with_name(f".{path.name}.cratedig-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        shutil.copy2(path, tmp)
+        try:
+            shutil.copy2(path, tmp)
+        except OSError as exc:
+            raise TagWriteError(f"{link.name}: cannot write a copy in its folder ({exc.strerror}); not tagged") from exc
+        if (os.stat(tmp).st_uid, os.stat(tmp).st_gid) != (st.st_uid, st.st_gid):
+            try:
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except PermissionError as exc:
+                raise TagWriteError(
+                    f"{link.name} belongs to another user or group, which a tagged copy would not; not tagged"
+                ) from exc
         f = _open(tmp, ext)
+        v2 = _id3_version(f)
+        if v2 == 3:  # reopened as 2.3: mutagen's 2.4 reading would drop the 2.3 frames 2.4 has no place for
+            f = _open(tmp, ext, v2_version=3)
         _set(f, want)
-        f.save()
+        f.save(**({"v2_version": 3} if v2 == 3 else {}))
         _verify(path, tmp, want, ext)
+        _flush(tmp)
         os.replace(tmp, path)
+        _flush(path.parent)
     except TagWriteError:
         raise
     except Exception as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 
 from tasks.audio.identity import fingerprint, path_to_text, text_to_path
-from tasks.audio.tag_write import FIELDS, TagValues, tag_changes, write_tags_safely
+from tasks.audio.tag_write import FIELDS, TagValues, TagWriteError, tag_changes, write_tags_safely
 from tasks.audio.tags import read_tags
 from tasks.errors import CratedigError
 from tasks.features.key.names import camelot, open_key, standard_key
@@ -76,24 +76,35 @@ def tag_jobs(
     return list(jobs.values()), unknown
 
 
-def planned_changes(job: TagJob) -> list[tuple[str, str | None, str]]:
-    """What :func:`apply` would change in the file: ``(tag, current, new)``."""
+def _check_unchanged(con: duckdb.DuckDBPyConnection, job: TagJob) -> None:
+    """Refuse a file that is not the one the catalog analysed (another size or mtime): the catalog's values
+    describe that one, and written into another recording they would be wrong tags."""
+    path = text_to_path(job.path)
+    st = os.stat(path)
+    known = con.execute("SELECT size_bytes, mtime_ns FROM tracks WHERE track_id = ?", [job.track_id]).fetchall()
+    if not known or known[0] != (st.st_size, st.st_mtime_ns):
+        raise TagWriteError(
+            f"{display_path(job.path)} changed since it was analysed; not tagged (run cratedig analyze first)"
+        )
+
+
+def planned_changes(con: duckdb.DuckDBPyConnection, job: TagJob) -> list[tuple[str, str | None, str]]:
+    """What :func:`apply` would change in the file: ``(tag, current, new)``; refused as :func:`apply` refuses a
+    file that changed since it was analysed."""
+    _check_unchanged(con, job)
     return tag_changes(text_to_path(job.path), job.values)
 
 
 def apply(con: duckdb.DuckDBPyConnection, job: TagJob) -> list[tuple[str, str | None, str]]:
     """Write the job's tags (verified, atomic) and record the file's new size, mtime, fingerprint and tags.
 
-    Raises :class:`tasks.audio.tag_write.TagWriteError` with the file untouched when the write is refused.
+    Raises :class:`tasks.audio.tag_write.TagWriteError` with the file untouched when the write is refused,
+    and when the file changed since it was analysed (its catalog values are another recording's).
     """
+    _check_unchanged(con, job)
     path = text_to_path(job.path)
-    st = os.stat(path)
-    known = con.execute("SELECT size_bytes, mtime_ns FROM tracks WHERE track_id = ?", [job.track_id]).fetchall()
-    in_step = bool(known) and known[0] == (st.st_size, st.st_mtime_ns)
     changes = write_tags_safely(path, job.values)
-    # Only a file the catalog knew as it was is marked as retagged: one changed since its analysis must
-    # still be re-analysed as changed.
-    if changes and in_step:
+    if changes:
         st = os.stat(path)
         tags = read_tags(path)
         con.execute(

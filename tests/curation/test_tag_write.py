@@ -101,7 +101,7 @@ def test_retagged_file_is_not_reanalysed(song, tmp_path):
     from tasks.catalog.corrections import Correction, set_correction
     from tasks.catalog.scan import plan_scan, walk_library
     from tasks.catalog.store import known_tracks, open_catalog, store_results
-    from tasks.catalog.tag_sync import apply, tag_jobs
+    from tasks.catalog.tag_sync import apply, planned_changes, tag_jobs
     from tasks.features.analyze import analyze_file
 
     library = tmp_path / "lib"
@@ -121,10 +121,14 @@ def test_retagged_file_is_not_reanalysed(song, tmp_path):
     plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
     assert plan.changed.height == 0 and plan.to_analyze.height == 0 and plan.unchanged.height == 2
     assert con.execute("SELECT tag_key FROM tracks WHERE track_id = 1").fetchall() == [("Am",)]
-    # A file edited since its analysis stays "changed" after a tag write: it must be re-analysed.
+    # A file edited since its analysis is refused, dry run or not: the catalog's values are another recording's.
     os.utime(paths[1], ns=(1, 1))
+    before = _sha(paths[1])
     (job,) = tag_jobs(con, [str(paths[1])], fields=["key"], key_notation="camelot")[0]
-    assert apply(con, job)
+    for attempt in (apply, planned_changes):
+        with pytest.raises(TagWriteError, match="changed since it was analysed"):
+            attempt(con, job)
+    assert _sha(paths[1]) == before
     plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
     assert plan.changed["path"].to_list() == [str(paths[1])]
     con.close()
@@ -152,3 +156,55 @@ def test_links_and_permissions(song, tmp_path):
     with pytest.raises(TagWriteError, match="hard links"):
         write_tags_safely(path, TagValues(bpm=99.0))
     assert _sha(path) == _sha(twin) == digest
+
+
+def test_opus_audio_in_an_ogg_file_gets_opus_fields(song, tmp_path):
+    # The fields follow the codec: an .ogg holding Opus takes R128_TRACK_GAIN, as a .opus does, not REPLAYGAIN_*.
+    path = _file(tmp_path, "opus", song).rename(tmp_path / "opus_inside.ogg")
+    values = TagValues(bpm=120.0, loudness_lufs=-14.0, replaygain_db=-4.0, peak_dbtp=-1.0)
+    assert set(tag_write.planned_tags(path, values)) == {"BPM", "R128_TRACK_GAIN"}
+    write_tags_safely(path, values)
+    f = mutagen.File(path)
+    assert f.tags["R128_TRACK_GAIN"] == [str(round((-23.0 + 14.0) * 256))]
+    assert not any(k.upper().startswith("REPLAYGAIN") for k in f.tags.keys())
+
+
+def test_an_id3v23_tag_stays_v23_with_its_frames(song, tmp_path):
+    # mutagen reads any tag as ID3v2.4 and would save it so, dropping the 2.3 frames 2.4 has no place for.
+    from mutagen.id3 import ID3, TDAT, TIME, TIT2, TSIZ, TYER
+
+    path = _file(tmp_path, "mp3", song)
+    tags = ID3()
+    for frame in (TIT2(text=["A title"]), TYER(text=["2001"]), TDAT(text=["0503"]), TIME(text=["1230"])):
+        tags.add(frame)
+    tags.add(TSIZ(text=["12345"]))
+    tags.save(path, v2_version=3)
+    write_tags_safely(path, TagValues(bpm=124.5, key="Am"))
+    after = ID3(path, translate=False)
+    assert after.version[:2] == (2, 3)
+    assert {k for k in after.keys()} >= {"TIT2", "TYER", "TDAT", "TIME", "TSIZ", "TBPM", "TKEY", "TXXX:BPM"}
+    assert str(after["TBPM"]) == "124" and str(after["TKEY"]) == "Am"
+
+
+def test_the_tagged_file_keeps_its_owner_and_a_read_only_file_is_refused(song, tmp_path):
+    path = _file(tmp_path, "flac", song)
+    if os.geteuid() == 0:  # root can give the copy to the file's owner: it must
+        os.chown(path, 65534, 65534)
+        write_tags_safely(path, TagValues(bpm=121.0))
+        assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
+    else:  # a user cannot: the file is refused rather than given to them
+        assert path.stat().st_uid == os.geteuid()
+        write_tags_safely(path, TagValues(bpm=121.0))
+        assert path.stat().st_uid == os.geteuid()
+    path.chmod(0o444)
+    before = _sha(path)
+    with pytest.raises(TagWriteError, match="read-only"):
+        write_tags_safely(path, TagValues(bpm=122.0))
+    assert _sha(path) == before
+
+
+def test_an_unwritable_format_is_refused_by_name(tmp_path):
+    path = tmp_path / "track.aac"
+    path.write_bytes(b"0" * 100)
+    with pytest.raises(TagWriteError, match=r"track\.aac: cannot write tags to \.aac files"):
+        write_tags_safely(path, VALUES)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,49 @@ DEFAULT_CRON = "0 3 * * *"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+#: The longest interval a schedule may have, s (a year and a day).
+MAX_INTERVAL_S = 366 * 86400
+
+
 def parse_interval(text: str) -> timedelta:
-    """``'90'``, ``'90s'``, ``'15m'``, ``'6h'`` or ``'1d'`` as a :class:`~datetime.timedelta` (bare numbers are s)."""
+    """``'90'``, ``'90s'``, ``'15m'``, ``'6h'`` or ``'1d'`` as a :class:`~datetime.timedelta` (bare numbers are s):
+    a whole number of seconds from 1 s to :data:`MAX_INTERVAL_S`, else :class:`ValueError`."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
-    if not match or float(match[1]) <= 0:
-        raise ValueError(f"not an interval: {text!r} (examples: 3600, 30s, 15m, 6h, 1d)")
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+    seconds = float(match[1]) * _UNITS[match[2] or "s"] if match else 0.0
+    if not (1 <= seconds <= MAX_INTERVAL_S and seconds == int(seconds)):
+        raise ValueError(
+            f"not an interval: {text!r} (a whole number of seconds from 1 s to 366 d; examples: 3600, 30s, 15m, 6h, 1d)"
+        )
+    return timedelta(seconds=int(seconds))
+
+
+def check_cron(text: str) -> str:
+    """``text`` if it is a five-field cron schedule that fires, else :class:`ValueError` saying why. Prefect
+    takes a sixth field as seconds (``0 3 * * * *`` runs 60 times a night) and accepts dates that never come."""
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"not a cron schedule: {text!r} has {len(fields)} fields; cron has five (minute hour day month "
+            'weekday), e.g. "0 3 * * *"'
+        )
+    from prefect.schedules import Cron
+
+    try:
+        Cron(text)
+    except ValueError:
+        raise ValueError(
+            f"not a cron schedule: {text!r} (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6; "
+            'e.g. "0 3 * * *")'
+        ) from None
+    try:
+        from prefect._vendor.croniter import croniter  # what Prefect's scheduler runs on
+    except ImportError:  # (a Prefect that vendors no croniter: its own checks above stand)
+        return text
+    try:
+        croniter(text, datetime.now()).get_next(datetime)
+    except Exception:  # croniter's CroniterBadDateError: no date matches
+        raise ValueError(f'cron {text!r} never fires: no date matches it (e.g. "0 3 * * *")') from None
+    return text
 
 
 def deployment_name(cron: str | None, interval: timedelta | None) -> str:

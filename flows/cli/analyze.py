@@ -56,6 +56,26 @@ def workers_option(value: int | None) -> int | None:
     return value
 
 
+def dask_address_option(value: str | None) -> str | None:
+    """Typer callback of ``--dask-address``: an address Dask can connect to (``tcp://HOST:PORT``), checked before
+    anything starts."""
+    if value is None:
+        return value
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError:  # without the dask extra the run says what to install
+        return value
+    try:
+        scheme, location = parse_address(value)
+        if scheme in ("tcp", "tls"):
+            port = parse_host_port(location)[1]
+            if not 0 < port < 65536:
+                raise ValueError(f"port {port} is out of range")
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a Dask scheduler address: {value!r} ({exc}); e.g. tcp://127.0.0.1:8786")
+    return value
+
+
 class RichProgress:
     """Progress bar fed by the flow's per-file results."""
 
@@ -166,7 +186,10 @@ def analyze(
     ),
     lock_timeout: float = typer.Option(LOCK_TIMEOUT_S, "--lock-timeout", help="Seconds to wait for another run."),
     dask_address: Optional[str] = typer.Option(
-        None, "--dask-address", help="Run the batches on this Dask scheduler (tcp://HOST:8786)."
+        None,
+        "--dask-address",
+        callback=dask_address_option,
+        help="Run the batches on this Dask scheduler (tcp://HOST:8786).",
     ),
     parquet_dir: Optional[Path] = typer.Option(
         None,

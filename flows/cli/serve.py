@@ -11,7 +11,7 @@ import typer
 from flows.cli.analyze import bpm_range_opt, file_timeout_opt, workers_option
 from flows.cli.app import CatalogOpt, app, out
 from flows.cli.errors import UsageError
-from flows.schedule import DEFAULT_CRON, api_url, parse_interval, serve_reanalysis
+from flows.schedule import DEFAULT_CRON, api_url, check_cron, parse_interval, serve_reanalysis
 
 
 @app.command()
@@ -35,20 +35,18 @@ def serve(
     ),
 ) -> None:
     """Serve the reanalysis deployment of PATH on a schedule (needs a Prefect server: `cratedig server start`)."""
-    if cron and interval:
+    if cron is not None and interval is not None:
         raise UsageError("give --cron or --interval, not both")
     try:
-        every = parse_interval(interval) if interval else None
-        if timezone:
+        every = parse_interval(interval) if interval is not None else None
+        if timezone is not None:
             zoneinfo.ZoneInfo(timezone)
-        if cron:
-            from prefect.schedules import Cron
-
-            Cron(cron)
+        if cron is not None:
+            check_cron(cron)
     except zoneinfo.ZoneInfoNotFoundError:
         raise UsageError(f"unknown time zone {timezone!r} (examples: UTC, Europe/Paris)") from None
     except ValueError as exc:
-        raise UsageError(f'{exc} (cron has five fields, e.g. "0 3 * * *")' if cron else str(exc)) from None
+        raise UsageError(str(exc).splitlines()[0]) from None
     if not api_url():
         raise UsageError(
             "PREFECT_API_URL is not set: start a server first (`cratedig server start`, or `prefect server start` "

@@ -1,4 +1,4 @@
-"""``cratedig server start|stop|status``: a local Prefect server and UI that later commands use by themselves."""
+"""``cratedig server start|stop|status|env``: a local Prefect server and UI that later commands use by themselves."""
 
 from __future__ import annotations
 
@@ -49,3 +49,23 @@ def status() -> None:
         markup=False,
         highlight=False,
     )
+
+
+@server_app.command("env")
+def env() -> None:
+    """Print shell exports that point Prefect's own command line at the server, telemetry off:
+    `eval "$(cratedig server env)"` before `prefect deployment run ...`."""
+    import shlex
+
+    from flows.settings import PREFECT_ENV_DEFAULTS
+
+    info = running_server(SERVER_STATE)
+    if info is None:
+        out.print("no local Prefect server (start one with `cratedig server start`)")
+        raise typer.Exit(1)
+    # Without these, the `prefect` command starts a temporary server of its own, telemetry on.
+    exports = {"PREFECT_API_URL": info["api_url"]} | {
+        k: PREFECT_ENV_DEFAULTS[k] for k in ("DO_NOT_TRACK", "PREFECT_SERVER_ANALYTICS_ENABLED")
+    }
+    for key, value in exports.items():
+        typer.echo(f"export {key}={shlex.quote(value)}")

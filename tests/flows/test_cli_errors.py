@@ -71,8 +71,23 @@ def test_catalog_in_a_read_only_folder(tmp_path):
 
 
 def test_bad_cron_and_interval(tmp_path):
-    assert_one_line(invoke("serve", str(tmp_path), "--cron", "not a cron"), ExitCode.USAGE, "Invalid cron string")
+    assert_one_line(invoke("serve", str(tmp_path), "--cron", "not a cron"), ExitCode.USAGE, "has 3 fields")
+    assert_one_line(invoke("serve", str(tmp_path), "--cron", "61 3 * * *"), ExitCode.USAGE, "minute 0-59")
+    # Prefect reads a sixth field as seconds: "0 3 * * * *" would run every second from 03:00 to 03:00:59.
+    assert_one_line(invoke("serve", str(tmp_path), "--cron", "0 3 * * * *"), ExitCode.USAGE, "has 6 fields")
+    assert_one_line(invoke("serve", str(tmp_path), "--cron", "0 3 31 2 *"), ExitCode.USAGE, "never fires")
+    assert_one_line(invoke("serve", str(tmp_path), "--cron", ""), ExitCode.USAGE, "has 0 fields")
     assert_one_line(invoke("serve", str(tmp_path), "--interval", "soon"), ExitCode.USAGE, "not an interval")
+    for interval in ("", "0.5s", "1.5s", "0.9", "99999999999d", "367d"):  # (0.5s crashed on the deployment's name)
+        assert_one_line(invoke("serve", str(tmp_path), "--interval", interval), ExitCode.USAGE, "not an interval")
+
+
+def test_bad_dask_address_is_refused_before_anything_starts(tmp_path):
+    for address in ("notaurl", "tcp://host", "tcp://127.0.0.1:99999"):
+        result = invoke("analyze", str(tmp_path), "--dask-address", address)
+        assert result.exit_code == ExitCode.USAGE, result.output
+        assert "not a Dask scheduler address" in " ".join(result.output.split()), result.output
+        assert "connecting to Prefect" not in result.output and "Traceback" not in result.output
 
 
 def test_debug_shows_the_traceback(not_catalogs):

@@ -41,9 +41,16 @@ def test_server_start_status_stop(tmp_path):
         code = f"{probe}; print('URL', os.environ.get('PREFECT_API_URL'))"
         seen = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
         assert f"URL http://127.0.0.1:{port}/api" in seen.stdout, seen.stdout + seen.stderr
+        # Prefect's own command line is pointed at it by `eval "$(cratedig server env)"`, telemetry off.
+        exports = run("server", "env")
+        assert exports.returncode == 0, exports.stderr
+        shell = 'eval "$1"; echo "$PREFECT_API_URL $DO_NOT_TRACK $PREFECT_SERVER_ANALYTICS_ENABLED"'
+        seen = subprocess.run(["bash", "-c", shell, "-", exports.stdout], env=env, capture_output=True, text=True)
+        assert seen.stdout.split() == [f"http://127.0.0.1:{port}/api", "1", "false"], exports.stdout
     finally:
         pid = json.loads((tmp_path / "server.json").read_text())["pid"] if (tmp_path / "server.json").exists() else None
         stopped = run("server", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert pid is not None and not psutil.pid_exists(pid)  # gone with its workers (its own process group)
     assert run("server", "status").returncode == 1
+    assert run("server", "env").returncode == 1

@@ -118,13 +118,15 @@ def crate_show(
     """The crate's tracks now, with their effective BPM and key."""
     from tasks.catalog.crates import CrateError, crate_tracks
 
+    if as_json and m3u is not None:  # as mix and similar refuse it
+        fail("--json and --m3u are exclusive: JSON on stdout, or a playlist", 2)
     with catalog_connection(catalog, read_only=True) as con:
         try:
             rows = crate_tracks(con, name)
         except CrateError as exc:
             fail(str(exc))
-    if as_json:  # the table is printed unless JSON was asked for, a playlist or not
-        emit_rows(rows, as_json=True, m3u=m3u)
+    if as_json:
+        emit_rows(rows, as_json=True, m3u=None)
         return
     emit_rows(rows, as_json=False, m3u=m3u)
     table = Table(title=literal(f"crate {name} ({rows.height} tracks)"))

@@ -74,6 +74,15 @@ def describe_seeds(con: Any, queries: list[str]) -> str:
     return " + ".join(names)
 
 
+def seeds_without_tempo(con: Any, queries: list[str]) -> list[str]:
+    """The file names of the tracks the queries resolved to that have no tempo (``ARHYTHMIC`` and the like)."""
+    from tasks.similarity.query import resolve_query
+
+    ids = [resolve_query(con, q)[0] for q in queries]
+    rows = con.execute("SELECT path FROM effective_tracks WHERE list_contains(?, track_id) AND bpm IS NULL", [ids])
+    return [Path(p).name for (p,) in rows.fetchall()]
+
+
 def _fmt_bpm(v: float | None) -> str:
     return f"{v:.2f}" if v is not None else "-"
 
@@ -150,7 +159,7 @@ def similar(
 
     _one_output(as_json, m3u)
     seeds: Any = query if len(query) > 1 else query[0]
-    rows, names = _run(
+    rows, names, no_tempo = _run(
         catalog,
         lambda con: (
             similar_tracks(
@@ -163,9 +172,15 @@ def similar(
                 exclude_duplicates=not keep_duplicates,
             ),
             describe_seeds(con, query),
+            seeds_without_tempo(con, query) if bpm_window is not None else [],
         ),
     )
-    if not rows.height and not as_json and (bpm_window is not None or harmonic):
+    if not rows.height and not as_json and no_tempo:
+        console.print(
+            literal(f"{', '.join(no_tempo)}: no tempo, so --bpm-window matches no track (drop --bpm-window)"),
+            style="yellow",
+        )
+    elif not rows.height and not as_json and (bpm_window is not None or harmonic):
         console.print(
             "no track passes the filters (--bpm-window / --harmonic): try a wider --bpm-window or drop --harmonic",
             style="yellow",
@@ -192,17 +207,24 @@ def mix(
     from tasks.similarity.mix import build_mix
 
     _one_output(as_json, m3u)
-    rows, name = _run(
-        catalog,
-        lambda con: (
-            build_mix(con, seed, length, bpm_window=bpm_window, harmonic=harmonic, metric=metric.value),
-            describe_seeds(con, [seed]),
-        ),
-    )
-    if rows.height < length:
+
+    def build(con: Any) -> tuple[Any, str, list[str], int | None]:
+        rows = build_mix(con, seed, length, bpm_window=bpm_window, harmonic=harmonic, metric=metric.value)
+        # Short of length: would any tempo and any key have gone further, or is the catalog used up?
+        most = None if rows.height == length else build_mix(con, seed, length, bpm_window=None, harmonic=False).height
+        return rows, describe_seeds(con, [seed]), seeds_without_tempo(con, [seed]), most
+
+    rows, name, no_tempo, most = _run(catalog, build)
+    short = f"only {rows.height} of {length} tracks: "
+    if rows.height < length and no_tempo:
         console.print(
-            f"[yellow]only {rows.height} of {length} tracks: no compatible track left "
-            "(try a wider --bpm-window or --no-harmonic)[/yellow]"
+            literal(f"{short}{no_tempo[0]} has no tempo, so no track follows it (pick a seed with one)", "yellow")
         )
+    elif most is not None and most <= rows.height:
+        console.print(
+            f"[yellow]{short}the catalog has no other track to add (copies of a track in the set are skipped)[/yellow]"
+        )
+    elif rows.height < length:
+        console.print(f"[yellow]{short}no compatible track left (try a wider --bpm-window or --no-harmonic)[/yellow]")
     _save_crate(catalog, save_crate, rows["track_id"].to_list())
     _emit(rows, title=f"mix from {name}", as_json=as_json, m3u=m3u, position=True)

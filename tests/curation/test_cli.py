@@ -60,6 +60,9 @@ def test_crates_from_the_command_line(cli, catalog_copy, tmp_path):
     assert res.exit_code == 0, res.output
     shown = json.loads(cli("crate", "show", "near 2", "--json", "--catalog", catalog_copy).stdout)
     assert len(shown) == 2
+    both = cli("crate", "show", "near 2", "--json", "--m3u", tmp_path / "x.m3u", "--catalog", catalog_copy)
+    _one_line_error(both, 2)  # JSON on stdout or a playlist, as mix and similar
+    assert not (tmp_path / "x.m3u").exists()
     res = cli("export", "rekordbox", tmp_path / "rb.xml", "--crate", "house", "--catalog", catalog_copy)
     assert res.exit_code == 0 and "wrote 3 tracks, 1 playlist to" in res.output, res.output
     res = cli("export", "traktor", tmp_path / "c.nml", "--catalog", catalog_copy)

@@ -397,3 +397,30 @@ def test_cli_ambiguous_and_mix(cli, family_catalog, tmp_path):
     assert listed[0] == seed and len(set(listed)) == len(listed) == 5
     res = cli("mix", seed, "--length", 3, "--json", "--catalog", catalog)
     assert [r["position"] for r in json.loads(res.stdout)] == [1, 2, 3]
+
+
+def test_cli_says_why_a_mix_or_a_filtered_search_comes_up_short(cli, family_catalog, tmp_path):
+    catalog, family = family_catalog
+    n_tracks = len(family)
+    seed = next(p for p in family if p.endswith("family3_take0.flac"))
+    # Longer than the library: no window would help, the catalog is used up.
+    res = cli("mix", seed, "--length", n_tracks + 5, "--no-harmonic", "--bpm-window", 1000, "--catalog", catalog)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "the catalog has no other track to add" in text and "try a wider" not in text
+    # A seed without a tempo: no tempo window can match it.
+    aged = tmp_path / "aged.duckdb"
+    shutil.copy(catalog, aged)
+    from tasks.catalog.store import open_catalog
+
+    con = open_catalog(aged)
+    (track_id,) = con.execute("SELECT track_id FROM tracks WHERE path = ?", [seed]).fetchone()
+    con.execute("UPDATE features SET bpm = NULL, tempo_reason = 'ARHYTHMIC' WHERE track_id = ?", [track_id])
+    refresh_similarity_index(con, force=True)  # (the index signs what it was built from; a hand edit keeps that)
+    con.close()
+    res = cli("mix", seed, "--length", 5, "--no-harmonic", "--bpm-window", 1000, "--catalog", aged)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0 and "family3_take0.flac has no tempo, so no track follows it" in text, res.output
+    res = cli("similar", seed, "--bpm-window", 6, "--catalog", aged)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0 and "no tempo, so --bpm-window matches no track" in text, res.output

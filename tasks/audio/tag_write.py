@@ -229,6 +229,19 @@ def _verify(original: Path, copy: Path, want: dict[str, str], ext: str) -> None:
         raise TagWriteError(f"{original.name}: the audio would change; nothing written")
 
 
+def check_replaceable(path: str | Path) -> os.stat_result:
+    """The stat of the file ``path`` names (a symbolic link's target), or :class:`TagWriteError` when a tagged
+    copy may not replace it: it has several hard links (the rename would leave the other names on the old file)
+    or is read-only (root may write it, but the user marked it so)."""
+    link = Path(path)
+    st = os.stat(link)
+    if st.st_nlink > 1:
+        raise TagWriteError(f"{link.name} has {st.st_nlink} hard links; not tagged")
+    if not st.st_mode & 0o222:
+        raise TagWriteError(f"{link.name} is read-only; not tagged (make it writable to tag it)")
+    return st
+
+
 def write_tags_safely(path: str | Path, values: TagValues) -> list[tuple[str, str | None, str]]:
     """Write ``values`` to ``path`` through a verified copy (module docstring); returns the changes made.
 
@@ -246,11 +259,7 @@ def write_tags_safely(path: str | Path, values: TagValues) -> list[tuple[str, st
     changes = [(name, have[name], text) for name, text in want.items() if have[name] != text]
     if not changes:
         return []
-    st = os.stat(path)
-    if st.st_nlink > 1:  # the rename would leave the other names on the old file
-        raise TagWriteError(f"{link.name} has {st.st_nlink} hard links; not tagged")
-    if not st.st_mode & 0o222:  # (root may write it; the user marked it read-only)
-        raise TagWriteError(f"{link.name} is read-only; not tagged (make it writable to tag it)")
+    st = check_replaceable(link)
     want = {name: new for name, _, new in changes}
     tmp = path.with_name(f".{path.name}.cratedig-{uuid.uuid4().hex[:8]}.tmp")
     try:

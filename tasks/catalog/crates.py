@@ -25,6 +25,9 @@ CRATE_COLUMNS = (
 _MAX_NAME = 200
 #: Functions that change the catalog when evaluated (a crate is evaluated at every use).
 _SIDE_EFFECTS = frozenset({"nextval", "setval"})
+#: Keywords that start a query inside the clause: a crate is a condition on each track's own columns, and a
+#: subquery could read any table or file (``EXISTS (FROM read_csv('/etc/passwd'))``), which ``sql`` refuses too.
+_QUERIES = frozenset({"select", "from", "with", "table", "pivot", "unpivot", "values", "describe", "summarize"})
 
 
 class CrateError(CratedigError):
@@ -74,7 +77,8 @@ def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:
     if not s:
         raise CrateError("empty clause")
     depth = 0
-    for span in _code_spans(s):
+    spans = _code_spans(s)
+    for span in spans:
         if ";" in span:
             raise CrateError("';' is not allowed in a crate's clause: give one expression")
         for ch in span:
@@ -83,6 +87,12 @@ def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:
                 raise CrateError("unbalanced parentheses in the clause")
     if depth != 0:
         raise CrateError("unbalanced parentheses in the clause")
+    for word in (span.strip().lower() for span in spans):
+        if word in _QUERIES:
+            raise CrateError(
+                f"{word.upper()} is not allowed in a crate's clause: no subquery, a condition on the track's "
+                "columns (e.g. bpm BETWEEN 122 AND 128)"
+            )
     con.execute("BEGIN")  # anything the clause might touch is rolled back
     try:
         kind = con.execute(f"DESCRIBE SELECT ({s}) AS ok FROM effective_tracks").fetchall()[0][1]

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 
 from tasks.audio.identity import fingerprint, path_to_text, text_to_path
-from tasks.audio.tag_write import FIELDS, TagValues, TagWriteError, tag_changes, write_tags_safely
+from tasks.audio.tag_write import FIELDS, TagValues, TagWriteError, check_replaceable, tag_changes, write_tags_safely
 from tasks.audio.tags import read_tags
 from tasks.errors import CratedigError
 from tasks.features.key.names import camelot, open_key, standard_key
@@ -92,7 +92,10 @@ def planned_changes(con: duckdb.DuckDBPyConnection, job: TagJob) -> list[tuple[s
     """What :func:`apply` would change in the file: ``(tag, current, new)``; refused as :func:`apply` refuses a
     file that changed since it was analysed."""
     _check_unchanged(con, job)
-    return tag_changes(text_to_path(job.path), job.values)
+    changes = tag_changes(text_to_path(job.path), job.values)
+    if changes:  # what --apply would refuse, the dry run says
+        check_replaceable(text_to_path(job.path))
+    return changes
 
 
 def apply(con: duckdb.DuckDBPyConnection, job: TagJob) -> list[tuple[str, str | None, str]]:

@@ -52,6 +52,11 @@ def test_crates_from_the_command_line(cli, catalog_copy, tmp_path):
     assert res.exit_code == 0 and "3 tracks" in res.output, res.output
     _one_line_error(cli("crate", "add", "bad", "--where", "bpm > 1; DROP TABLE tracks", "--catalog", catalog_copy), 2)
     _one_line_error(cli("crate", "add", "bad", "--where", "nope > 1", "--catalog", catalog_copy), 2)
+    for reads_a_file in ("EXISTS (SELECT 1 FROM read_csv('/etc/passwd'))", "EXISTS (FROM read_text('/etc/passwd'))"):
+        _one_line_error(cli("crate", "add", "bad", "--where", reads_a_file, "--catalog", catalog_copy), 2)
+    res = cli("crate", "add", "words", "--where", "title NOT ILIKE '%select%from%'", "--catalog", catalog_copy)
+    assert res.exit_code == 0, res.output  # the words inside a string are data
+    assert cli("crate", "rm", "words", "--catalog", catalog_copy).exit_code == 0
     res = cli("crate", "show", "house", "--catalog", catalog_copy)
     assert "[bold]Loud[/bold] tag" in res.output  # tag text shown literally, not as markup
     listed = json.loads(cli("crate", "list", "--json", "--catalog", catalog_copy).stdout)

@@ -131,6 +131,11 @@ def test_retagged_file_is_not_reanalysed(song, tmp_path):
     assert _sha(paths[1]) == before
     plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
     assert plan.changed["path"].to_list() == [str(paths[1])]
+    # What --apply would refuse, the dry run refuses too (a hard link: the rename would split the names).
+    os.link(paths[0], tmp_path / "twin.flac")
+    (job,) = tag_jobs(con, [str(paths[0])], fields=["key"], key_notation="camelot")[0]
+    with pytest.raises(TagWriteError, match="hard links"):
+        planned_changes(con, job)
     con.close()
 
 

@@ -52,13 +52,20 @@ def write(
         jobs, unknown = tag_jobs(con, [str(p) for p in paths], fields=wanted, key_notation=key_notation.value)
         for given in unknown:
             console.print(literal(f"not in the catalog (or not analysed): {given}", style="yellow"), soft_wrap=True)
-        for job in jobs:
+        for done, job in enumerate(jobs):
             try:
                 changes = apply_job(con, job) if apply else planned_changes(con, job)
             except (TagWriteError, OSError) as exc:
                 failed += 1
                 console.print(literal(f"not tagged: {exc}", style="red"), soft_wrap=True)
                 continue
+            except KeyboardInterrupt:  # each file is whole (tagged or as it was) and the catalog keeps what was done
+                tagged = len({r["path"] for r in report})
+                console.print(
+                    f"interrupted: {tagged} of {len(jobs)} files {'tagged' if apply else 'listed'} "
+                    f"({done} looked at); the same command goes on"
+                )
+                raise typer.Exit(130) from None
             report += [{"path": job.path, "tag": t, "was": old, "now": new} for t, old, new in changes]
     if as_json:
         typer.echo(json.dumps(report))

@@ -213,3 +213,36 @@ def test_an_unwritable_format_is_refused_by_name(tmp_path):
     path.write_bytes(b"0" * 100)
     with pytest.raises(TagWriteError, match=r"track\.aac: cannot write tags to \.aac files"):
         write_tags_safely(path, VALUES)
+
+
+def test_ctrl_c_during_a_tag_write_says_what_was_done(song, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tasks.catalog import tag_sync
+    from tasks.catalog.store import open_catalog, store_results
+    from tasks.features.analyze import analyze_file
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    paths = [_file(library, fmt, song).rename(library / f"t{i}.{fmt}") for i, fmt in enumerate(("flac", "ogg", "mp3"))]
+    catalog = tmp_path / "c.duckdb"
+    con = open_catalog(catalog)
+    store_results(con, [analyze_file(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths], "r1")
+    con.close()
+    real, calls = tag_sync.apply, []
+
+    def interrupted_on_the_second(con, job):
+        calls.append(job.path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(con, job)
+
+    monkeypatch.setattr(tag_sync, "apply", interrupted_on_the_second)
+    res = CliRunner().invoke(app, ["tags", "write", str(library), "--apply", "--catalog", str(catalog)])
+    assert res.exit_code == 130, res.output
+    assert "interrupted: 1 of 3 files tagged" in " ".join(res.output.split()), res.output
+    # The file tagged before the interrupt is in step with the catalog: the same command goes on from there.
+    monkeypatch.setattr(tag_sync, "apply", real)
+    res = CliRunner().invoke(app, ["tags", "write", str(library), "--apply", "--catalog", str(catalog)])
+    assert res.exit_code == 0 and "2 of 3 files tagged" in " ".join(res.output.split()), res.output

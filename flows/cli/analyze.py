@@ -52,7 +52,7 @@ def file_timeout_opt(default: float | None, help: str):
 def workers_option(value: int | None) -> int | None:
     """Typer callback of ``--workers``: at least 1 (each file in its own killable worker process)."""
     if value is not None and value < 1:
-        raise typer.BadParameter(f"must be at least 1, got {value} (with --dask-address the cluster's workers count)")
+        raise typer.BadParameter(f"must be at least 1, got {value} (each file is analysed in a worker process)")
     return value
 
 

@@ -40,11 +40,16 @@ def parse_interval(text: str) -> timedelta:
     return timedelta(seconds=int(seconds))
 
 
+#: Cron's nicknames that Prefect takes (``@reboot`` it does not).
+_NICKNAMES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+
+
 def check_cron(text: str) -> str:
-    """``text`` if it is a five-field cron schedule that fires, else :class:`ValueError` saying why. Prefect
-    takes a sixth field as seconds (``0 3 * * * *`` runs 60 times a night) and accepts dates that never come."""
+    """``text`` if it is a five-field cron schedule (or a nickname such as ``@daily``) that fires, else
+    :class:`ValueError` saying why. Prefect takes a sixth field as seconds (``0 3 * * * *`` runs 60 times a
+    night) and accepts dates that never come."""
     fields = text.split()
-    if len(fields) != 5:
+    if len(fields) != 5 and not (len(fields) == 1 and fields[0].lower() in _NICKNAMES):
         raise ValueError(
             f"not a cron schedule: {text!r} has {len(fields)} fields; cron has five (minute hour day month "
             'weekday), e.g. "0 3 * * *"'

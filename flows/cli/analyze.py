@@ -63,12 +63,16 @@ def dask_address_option(value: str | None) -> str | None:
         return value
     try:
         from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
     except ImportError:  # without the dask extra the run says what to install
         return value
     try:
         scheme, location = parse_address(value)
-        if scheme in ("tcp", "tls"):
-            port = parse_host_port(location)[1]
+        get_backend(scheme)  # a scheme Dask can connect with (not http://, the dashboard's)
+        if scheme != "inproc":
+            host, port = parse_host_port(location)
+            if not host:
+                raise ValueError("no host")
             if not 0 < port < 65536:
                 raise ValueError(f"port {port} is out of range")
     except ValueError as exc:

@@ -20,8 +20,8 @@ app = typer.Typer(
     help="cratedig: turn a music library into a queryable dataset (DuckDB + Parquet).",
     epilog=exit_codes_help(),
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, emoji=False)  # ":x:" in a file name or an error is text
+out = Console(emoji=False)
 
 CatalogOpt = typer.Option(DEFAULT_CATALOG, "--catalog", help="Catalog file (DuckDB).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")

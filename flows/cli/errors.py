@@ -50,7 +50,7 @@ def exit_codes_help() -> str:
 
 
 #: Errors go to stderr, like the progress bar (:data:`flows.cli.app.console`).
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)  # ":x:" in a file name or an error is text
 
 
 class UsageError(CratedigError):

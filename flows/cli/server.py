@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.app import app, out
+from flows.cli.app import app, console, out
 from flows.cli.errors import UsageError
 from flows.server import DEFAULT_PORT, running_server, start_server, stop_server
 from flows.settings import SERVER_STATE
@@ -60,8 +60,8 @@ def env() -> None:
     from flows.settings import PREFECT_ENV_DEFAULTS
 
     info = running_server(SERVER_STATE)
-    if info is None:
-        out.print("no local Prefect server (start one with `cratedig server start`)")
+    if info is None:  # on stderr: stdout is for eval
+        console.print("no local Prefect server (start one with `cratedig server start`)", markup=False)
         raise typer.Exit(1)
     # Without these, the `prefect` command starts a temporary server of its own, telemetry on.
     exports = {"PREFECT_API_URL": info["api_url"]} | {

@@ -210,8 +210,10 @@ def mix(
 
     def build(con: Any) -> tuple[Any, str, list[str], int | None]:
         rows = build_mix(con, seed, length, bpm_window=bpm_window, harmonic=harmonic, metric=metric.value)
-        # Short of length: would any tempo and any key have gone further, or is the catalog used up?
-        most = None if rows.height == length else build_mix(con, seed, length, bpm_window=None, harmonic=False).height
+        # Short of length: would any tempo step and any key have gone further, or is the catalog used up? (A track
+        # without a tempo follows no track: an infinite window still leaves it out.)
+        wide = dict(bpm_window=float("inf"), harmonic=False)
+        most = None if rows.height == length else build_mix(con, seed, length, **wide).height
         return rows, describe_seeds(con, [seed]), seeds_without_tempo(con, [seed]), most
 
     rows, name, no_tempo, most = _run(catalog, build)
@@ -222,7 +224,8 @@ def mix(
         )
     elif most is not None and most <= rows.height:
         console.print(
-            f"[yellow]{short}the catalog has no other track to add (copies of a track in the set are skipped)[/yellow]"
+            f"[yellow]{short}the catalog has no other track with a tempo to add (copies of a track in the set are "
+            "skipped)[/yellow]"
         )
     elif rows.height < length:
         console.print(f"[yellow]{short}no compatible track left (try a wider --bpm-window or --no-harmonic)[/yellow]")

@@ -6,9 +6,10 @@ the 0.01 value, ``TKEY``, ``TXXX:REPLAYGAIN_TRACK_GAIN`` / ``_PEAK``; Vorbis com
 (RFC 7845: Q7.8 dB to -23 LUFS; ReplayGain fields are not used in Opus); MP4 ``tmpo`` (integer) and the
 iTunes freeform ``initialkey``, ``replaygain_track_gain`` / ``_peak``.
 
-The fields follow the codec, not the name: Opus audio in a ``.ogg`` file gets Opus' fields. An ID3v2.3 tag
-stays ID3v2.3 (its frames as they were, the new ones written in 2.3), since mutagen would otherwise rewrite it
-as 2.4 and drop the 2.3 frames 2.4 has no place for.
+The fields follow the codec, not the name: Opus audio in a ``.ogg`` or ``.oga`` file gets Opus' fields, Vorbis
+in a ``.opus`` file Vorbis'. An ID3v2.3 tag stays ID3v2.3 with its frames as they were read (the new ones
+written in 2.3): mutagen's conversion to 2.4 would drop the 2.3 frames 2.4 has no place for (TYER, TDAT, IPLS),
+and its conversion to 2.3 the 2.4 frames that taggers also write into 2.3 tags (TSOP, TSOA, TSOT).
 
 A write goes to a copy in the same folder (a hidden name with no audio extension, so a scan ignores a
 leftover) with the original's owner, group and permission bits, is verified (tags read back; both files decoded
@@ -44,7 +45,8 @@ FIELDS: tuple[str, ...] = ("bpm", "key", "replaygain")
 #: Reference loudness of ``R128_*`` gains (EBU R128), LUFS.
 R128_REFERENCE_LUFS = -23.0
 _ID3 = {".mp3": MP3, ".wav": WAVE, ".wave": WAVE, ".aif": AIFF, ".aiff": AIFF}
-_VORBIS = {".flac": (FLAC,), ".ogg": (OggVorbis, OggFLAC, OggOpus), ".oga": (OggVorbis, OggFLAC), ".opus": (OggOpus,)}
+_OGG = (OggVorbis, OggFLAC, OggOpus)  # any Ogg name may hold any of them
+_VORBIS = {".flac": (FLAC,), ".ogg": _OGG, ".oga": _OGG, ".opus": (OggOpus, OggVorbis, OggFLAC)}
 _MP4 = {".m4a": MP4, ".mp4": MP4}
 _FREEFORM = "----:com.apple.iTunes:"
 WRITABLE_EXTENSIONS: frozenset[str] = frozenset({*_ID3, *_VORBIS, *_MP4})
@@ -94,9 +96,9 @@ def _tag_kind(path: str | Path, ext: str) -> str:
         return "id3"
     if ext in _MP4:
         return "mp4"
-    if ext in (".ogg", ".oga"):
-        return "opus" if isinstance(_open(path, ext), OggOpus) else "vorbis"
-    return "opus" if ext == ".opus" else "vorbis"
+    if ext == ".flac":
+        return "vorbis"
+    return "opus" if isinstance(_open(path, ext), OggOpus) else "vorbis"
 
 
 def planned_tags(path: str | Path, values: TagValues, *, ext: str | None = None) -> dict[str, str]:
@@ -197,13 +199,25 @@ def _id3_version(f: mutagen.FileType) -> int:
 
 
 def _flush(path: Path) -> None:
-    """Force ``path`` (a file or a folder) to disk; a file system that cannot flush a folder is left as it is."""
+    """Force the file ``path`` to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _flush_folder(path: Path) -> None:
+    """Force the folder ``path``'s entries (a rename) to disk, where the folder can be opened and flushed: the
+    rename is done by then, so a folder that cannot (not readable, a file system without it) is left as it is."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
-        if not path.is_dir():
-            raise
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -232,13 +246,18 @@ def _verify(original: Path, copy: Path, want: dict[str, str], ext: str) -> None:
 def check_replaceable(path: str | Path) -> os.stat_result:
     """The stat of the file ``path`` names (a symbolic link's target), or :class:`TagWriteError` when a tagged
     copy may not replace it: it has several hard links (the rename would leave the other names on the old file)
-    or is read-only (root may write it, but the user marked it so)."""
+    is read-only (root may write it, but the user marked it so), belongs to a user or group that the copy
+    could not be given (only root can give a file away), or sits in a folder this user cannot write in."""
     link = Path(path)
     st = os.stat(link)
     if st.st_nlink > 1:
         raise TagWriteError(f"{link.name} has {st.st_nlink} hard links; not tagged")
     if not st.st_mode & 0o222:
         raise TagWriteError(f"{link.name} is read-only; not tagged (make it writable to tag it)")
+    if os.geteuid() != 0 and (st.st_uid != os.geteuid() or st.st_gid not in (os.getegid(), *os.getgroups())):
+        raise TagWriteError(f"{link.name} belongs to another user or group, which a tagged copy would not; not tagged")
+    if not os.access(Path(os.path.realpath(link)).parent, os.W_OK | os.X_OK):
+        raise TagWriteError(f"{link.name}: cannot write a copy in its folder (permission denied); not tagged")
     return st
 
 
@@ -276,14 +295,14 @@ def write_tags_safely(path: str | Path, values: TagValues) -> list[tuple[str, st
                 ) from exc
         f = _open(tmp, ext)
         v2 = _id3_version(f)
-        if v2 == 3:  # reopened as 2.3: mutagen's 2.4 reading would drop the 2.3 frames 2.4 has no place for
-            f = _open(tmp, ext, v2_version=3)
+        if v2 == 3:  # reopened untranslated: its frames are saved back as they were read (module docstring)
+            f = _open(tmp, ext, translate=False)
         _set(f, want)
         f.save(**({"v2_version": 3} if v2 == 3 else {}))
         _verify(path, tmp, want, ext)
         _flush(tmp)
         os.replace(tmp, path)
-        _flush(path.parent)
+        _flush_folder(path.parent)
     except TagWriteError:
         raise
     except Exception as exc:

@@ -9,6 +9,10 @@ placed inside ``WHERE status = $status AND (<clause>)``, where balanced parenthe
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from typing import Any
+
 import duckdb
 import polars as pl
 
@@ -25,9 +29,6 @@ CRATE_COLUMNS = (
 _MAX_NAME = 200
 #: Functions that change the catalog when evaluated (a crate is evaluated at every use).
 _SIDE_EFFECTS = frozenset({"nextval", "setval"})
-#: Keywords that start a query inside the clause: a crate is a condition on each track's own columns, and a
-#: subquery could read any table or file (``EXISTS (FROM read_csv('/etc/passwd'))``), which ``sql`` refuses too.
-_QUERIES = frozenset({"select", "from", "with", "table", "pivot", "unpivot", "values", "describe", "summarize"})
 
 
 class CrateError(CratedigError):
@@ -67,6 +68,34 @@ def _code_spans(clause: str) -> list[str]:
     return spans
 
 
+def _nodes(tree: Any) -> Iterator[dict]:
+    """Every object in a parsed statement (DuckDB's ``json_serialize_sql``), depth first."""
+    if isinstance(tree, dict):
+        yield tree
+        for value in tree.values():
+            yield from _nodes(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _nodes(value)
+
+
+def _refuse_subqueries(con: duckdb.DuckDBPyConnection, clause: str) -> None:
+    """Raise :class:`CrateError` when the clause holds a subquery, as DuckDB's own parser reads it: a crate is a
+    condition on each track's own columns, and a subquery could read any table or file
+    (``EXISTS (FROM read_csv('/etc/passwd'))``), which ``sql`` refuses too. Keywords alone cannot tell
+    (``IS DISTINCT FROM``, ``extract(year FROM ...)`` hold no query; ``SHOW`` and ``PIVOT_LONGER`` start one)."""
+    parsed = json.loads(
+        con.execute("SELECT json_serialize_sql(?)", [f"SELECT ({clause}) AS ok FROM effective_tracks"]).fetchone()[0]
+    )
+    if parsed.get("error") or len(parsed.get("statements", [])) != 1:
+        raise CrateError("bad clause: not one condition DuckDB can read")
+    if any("SUBQUERY" in str(node.get("class", "")) for node in _nodes(parsed["statements"])):
+        raise CrateError(
+            "a subquery is not allowed in a crate's clause: give a condition on the track's columns "
+            "(e.g. bpm BETWEEN 122 AND 128)"
+        )
+
+
 def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:
     """Check a smart crate's clause; return it stripped, or raise :class:`CrateError` with a one-line reason.
 
@@ -77,8 +106,7 @@ def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:
     if not s:
         raise CrateError("empty clause")
     depth = 0
-    spans = _code_spans(s)
-    for span in spans:
+    for span in _code_spans(s):
         if ";" in span:
             raise CrateError("';' is not allowed in a crate's clause: give one expression")
         for ch in span:
@@ -87,12 +115,7 @@ def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:
                 raise CrateError("unbalanced parentheses in the clause")
     if depth != 0:
         raise CrateError("unbalanced parentheses in the clause")
-    for word in (span.strip().lower() for span in spans):
-        if word in _QUERIES:
-            raise CrateError(
-                f"{word.upper()} is not allowed in a crate's clause: no subquery, a condition on the track's "
-                "columns (e.g. bpm BETWEEN 122 AND 128)"
-            )
+    _refuse_subqueries(con, s)
     con.execute("BEGIN")  # anything the clause might touch is rolled back
     try:
         kind = con.execute(f"DESCRIBE SELECT ({s}) AS ok FROM effective_tracks").fetchall()[0][1]

@@ -48,7 +48,8 @@ def tag_jobs(
 ) -> tuple[list[TagJob], list[str]]:
     """The analysed tracks at ``paths`` (files, or folders: every track under them) and what to write to each.
 
-    Returns ``(jobs, unknown)``: ``unknown`` lists the paths that match no analysed track.
+    Returns ``(jobs, unknown)``: ``unknown`` lists the paths that match no analysed track. Tracks that are one
+    file (a symbolic link and its target) get one job, the first by path.
     """
     to_text = KEY_NOTATIONS[key_notation]
     jobs: dict[int, TagJob] = {}
@@ -73,7 +74,12 @@ def tag_jobs(
                 peak_dbtp=peak if "replaygain" in fields else None,
             )
             jobs[track_id] = TagJob(track_id, path, values)
-    return list(jobs.values()), unknown
+    # One job per file: a symbolic link to another track of the library names the same file, which a first
+    # write changes (the second would then be refused as changed since its analysis).
+    files: dict[str, TagJob] = {}
+    for job in sorted(jobs.values(), key=lambda j: j.path):
+        files.setdefault(os.path.realpath(text_to_path(job.path)), job)
+    return list(files.values()), unknown
 
 
 def _check_unchanged(con: duckdb.DuckDBPyConnection, job: TagJob) -> None:

@@ -52,11 +52,28 @@ def test_crates_from_the_command_line(cli, catalog_copy, tmp_path):
     assert res.exit_code == 0 and "3 tracks" in res.output, res.output
     _one_line_error(cli("crate", "add", "bad", "--where", "bpm > 1; DROP TABLE tracks", "--catalog", catalog_copy), 2)
     _one_line_error(cli("crate", "add", "bad", "--where", "nope > 1", "--catalog", catalog_copy), 2)
-    for reads_a_file in ("EXISTS (SELECT 1 FROM read_csv('/etc/passwd'))", "EXISTS (FROM read_text('/etc/passwd'))"):
+    for reads_a_file in (
+        "EXISTS (SELECT 1 FROM read_csv('/etc/passwd'))",
+        "EXISTS (FROM read_text('/etc/passwd'))",
+        "EXISTS (SHOW tracks)",
+        "EXISTS (PIVOT_LONGER read_csv('/etc/hostname', header=false) ON column0 INTO NAME n VALUE v)",
+        "EXISTS (PIVOT_WIDER read_csv('/etc/passwd', header=false) ON column0)",
+        "bpm IN (SELECT 1)",
+    ):
         _one_line_error(cli("crate", "add", "bad", "--where", reads_a_file, "--catalog", catalog_copy), 2)
-    res = cli("crate", "add", "words", "--where", "title NOT ILIKE '%select%from%'", "--catalog", catalog_copy)
-    assert res.exit_code == 0, res.output  # the words inside a string are data
-    assert cli("crate", "rm", "words", "--catalog", catalog_copy).exit_code == 0
+    assert [c["name"] for c in json.loads(cli("crate", "list", "--json", "--catalog", catalog_copy).stdout)] == [
+        "house"
+    ]
+    for legal in (  # FROM and SELECT that start no query, and words inside strings, are not subqueries
+        "title NOT ILIKE '%select%from%'",
+        "bpm IS DISTINCT FROM 120",
+        "extract(year FROM current_date) > 2000",
+        "trim(BOTH ' ' FROM title) <> ''",
+        "CASE WHEN bpm > 120 THEN true ELSE false END",
+    ):
+        res = cli("crate", "add", "legal", "--where", legal, "--replace", "--catalog", catalog_copy)
+        assert res.exit_code == 0, res.output
+    assert cli("crate", "rm", "legal", "--catalog", catalog_copy).exit_code == 0
     res = cli("crate", "show", "house", "--catalog", catalog_copy)
     assert "[bold]Loud[/bold] tag" in res.output  # tag text shown literally, not as markup
     listed = json.loads(cli("crate", "list", "--json", "--catalog", catalog_copy).stdout)

@@ -114,6 +114,14 @@ def test_retagged_file_is_not_reanalysed(song, tmp_path):
     assert len(jobs) == 2 and unknown == [str(tmp_path / "nope.flac")]
     (tmp_path / "link").symlink_to(library)
     assert len(tag_jobs(con, [str(tmp_path / "link")], fields=["bpm"])[0]) == 2  # a link to the library
+    # A link inside the library to one of its files is that file: one job, not a second write refused as changed.
+    twin = library / "z_link.flac"
+    twin.symlink_to(paths[0])
+    store_results(con, [analyze_file(str(twin), twin.stat().st_size, twin.stat().st_mtime_ns)], "r1")
+    assert [j.path for j in tag_jobs(con, [str(library)], fields=["bpm"])[0]] == [str(p) for p in paths]
+    twin.unlink()
+    con.execute("DELETE FROM features WHERE track_id = 3")
+    con.execute("DELETE FROM tracks WHERE track_id = 3")
     for job in jobs:
         assert apply(con, job)
     assert read_tag_texts(paths[0], ["BPM", "INITIALKEY"]) == {"BPM": "127.50", "INITIALKEY": "Am"}  # the correction
@@ -163,32 +171,84 @@ def test_links_and_permissions(song, tmp_path):
     assert _sha(path) == _sha(twin) == digest
 
 
-def test_opus_audio_in_an_ogg_file_gets_opus_fields(song, tmp_path):
-    # The fields follow the codec: an .ogg holding Opus takes R128_TRACK_GAIN, as a .opus does, not REPLAYGAIN_*.
-    path = _file(tmp_path, "opus", song).rename(tmp_path / "opus_inside.ogg")
+@pytest.mark.parametrize(("codec", "name"), [("opus", "in.ogg"), ("opus", "in.oga"), ("ogg", "in.opus")])
+def test_the_fields_follow_the_codec_not_the_name(codec, name, song, tmp_path):
+    # Opus in an .ogg or .oga takes R128_TRACK_GAIN, as a .opus does, not REPLAYGAIN_*; Vorbis in a .opus the reverse.
+    path = _file(tmp_path, codec, song).rename(tmp_path / name)
     values = TagValues(bpm=120.0, loudness_lufs=-14.0, replaygain_db=-4.0, peak_dbtp=-1.0)
-    assert set(tag_write.planned_tags(path, values)) == {"BPM", "R128_TRACK_GAIN"}
+    opus = codec == "opus"
+    want = {"BPM", "R128_TRACK_GAIN"} if opus else {"BPM", "REPLAYGAIN_TRACK_GAIN", "REPLAYGAIN_TRACK_PEAK"}
+    assert set(tag_write.planned_tags(path, values)) == want
     write_tags_safely(path, values)
     f = mutagen.File(path)
-    assert f.tags["R128_TRACK_GAIN"] == [str(round((-23.0 + 14.0) * 256))]
-    assert not any(k.upper().startswith("REPLAYGAIN") for k in f.tags.keys())
+    assert {k.upper() for k in f.tags.keys()} >= want
+    assert any(k.upper().startswith("REPLAYGAIN") for k in f.tags.keys()) != opus
 
 
-def test_an_id3v23_tag_stays_v23_with_its_frames(song, tmp_path):
-    # mutagen reads any tag as ID3v2.4 and would save it so, dropping the 2.3 frames 2.4 has no place for.
-    from mutagen.id3 import ID3, TDAT, TIME, TIT2, TSIZ, TYER
+@pytest.mark.parametrize("fmt", ["mp3", "wav"])
+def test_an_id3v23_tag_stays_v23_with_its_frames(fmt, song, tmp_path):
+    # mutagen reads any tag as 2.4 and would save it so, dropping 2.3 frames 2.4 has no place for (TYER, TDAT,
+    # IPLS, TSIZ); read as 2.3 it drops the 2.4 frames taggers also write into 2.3 tags (TSOP, TSOA, TMOO).
+    from mutagen.id3 import (
+        APIC,
+        COMM,
+        IPLS,
+        POPM,
+        PRIV,
+        TCON,
+        TDAT,
+        TIME,
+        TIT2,
+        TMOO,
+        TSIZ,
+        TSOA,
+        TSOP,
+        TXXX,
+        TYER,
+        UFID,
+        USLT,
+    )
 
-    path = _file(tmp_path, "mp3", song)
-    tags = ID3()
-    for frame in (TIT2(text=["A title"]), TYER(text=["2001"]), TDAT(text=["0503"]), TIME(text=["1230"])):
-        tags.add(frame)
-    tags.add(TSIZ(text=["12345"]))
-    tags.save(path, v2_version=3)
+    path = _file(tmp_path, fmt, song)
+    f = mutagen.File(path)
+    if f.tags is None:
+        f.add_tags()
+    f.tags.clear()
+    frames = [
+        TIT2(encoding=1, text=["Заголовок"]),
+        TYER(text=["2001"]),
+        TDAT(text=["0503"]),
+        TIME(text=["1230"]),
+        TSIZ(text=["12345"]),
+        TSOP(text=["Artist, The"]),
+        TSOA(text=["Album sort"]),
+        TMOO(text=["Calm"]),
+        TCON(text=["(17)Rock"]),
+        IPLS(people=[["producer", "Someone"]]),
+        APIC(encoding=0, mime="image/png", type=3, desc="", data=b"\x89PNG fake"),
+        COMM(encoding=1, lang="eng", desc="", text=["первый"]),
+        COMM(encoding=0, lang="eng", desc="two", text=["second"]),
+        USLT(encoding=1, lang="eng", desc="", text="la la"),
+        TXXX(encoding=1, desc="MOOD", text=["спокойный"]),
+        POPM(email="a@b", rating=196, count=3),
+        PRIV(owner="x", data=b"\x00\x01"),
+        UFID(owner="http://musicbrainz.org", data=b"abc"),
+    ]
+    for frame in frames:
+        f.tags.add(frame)
+    f.save(v2_version=3)
+
+    def frames_of(p):
+        tags = type(mutagen.File(p))(p, translate=False).tags
+        return tags.version[:2], {k: repr(v) for k, v in tags.items()}
+
+    version, before = frames_of(path)
+    assert version == (2, 3)
     write_tags_safely(path, TagValues(bpm=124.5, key="Am"))
-    after = ID3(path, translate=False)
-    assert after.version[:2] == (2, 3)
-    assert {k for k in after.keys()} >= {"TIT2", "TYER", "TDAT", "TIME", "TSIZ", "TBPM", "TKEY", "TXXX:BPM"}
-    assert str(after["TBPM"]) == "124" and str(after["TKEY"]) == "Am"
+    version, after = frames_of(path)
+    assert version == (2, 3)
+    assert {k: v for k, v in after.items() if k not in ("TBPM", "TKEY", "TXXX:BPM")} == before
+    assert read_tag_texts(path, ["TBPM", "TKEY", "TXXX:BPM"]) == {"TBPM": "124", "TKEY": "Am", "TXXX:BPM": "124.50"}
 
 
 def test_the_tagged_file_keeps_its_owner_and_a_read_only_file_is_refused(song, tmp_path):

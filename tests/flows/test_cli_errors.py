@@ -61,6 +61,8 @@ def test_no_catalog_yet(tmp_path):
     assert_one_line(
         invoke("status", "--catalog", str(tmp_path / "none.duckdb")), ExitCode.NOT_A_CATALOG, "no catalog at"
     )
+    # Text in a message is text: rich would turn ":x:" into an emoji (seen in /etc/passwd's lines).
+    assert_one_line(invoke("status", "--catalog", str(tmp_path / "a:x:b.duckdb")), ExitCode.NOT_A_CATALOG, "a:x:b")
 
 
 @pytest.mark.skipif(not os.access(READ_ONLY_DIR, os.F_OK), reason="no /sys")
@@ -83,7 +85,14 @@ def test_bad_cron_and_interval(tmp_path):
 
 
 def test_bad_dask_address_is_refused_before_anything_starts(tmp_path):
-    for address in ("notaurl", "tcp://host", "tcp://127.0.0.1:99999"):
+    for address in (
+        "notaurl",
+        "tcp://host",
+        "tcp://127.0.0.1:99999",
+        "http://127.0.0.1:8787",
+        "ws://h:0",
+        "tcp://:8786",
+    ):
         result = invoke("analyze", str(tmp_path), "--dask-address", address)
         assert result.exit_code == ExitCode.USAGE, result.output
         assert "not a Dask scheduler address" in " ".join(result.output.split()), result.output

@@ -53,4 +53,5 @@ def test_server_start_status_stop(tmp_path):
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert pid is not None and not psutil.pid_exists(pid)  # gone with its workers (its own process group)
     assert run("server", "status").returncode == 1
-    assert run("server", "env").returncode == 1
+    no_server = run("server", "env")
+    assert no_server.returncode == 1 and no_server.stdout == "" and "no local Prefect server" in no_server.stderr

@@ -32,3 +32,8 @@ def test_serve_command_line():
     assert runner.invoke(app, ["serve", here, "--cron", "0 3 * * *", "--interval", "1h"]).exit_code == 2
     assert runner.invoke(app, ["serve", here, "--interval", "soon"]).exit_code == 2
     assert runner.invoke(app, ["serve", here, "--timezone", "Mars/Olympus_Mons"]).exit_code == 2
+    for good in ("0 3 * * *", "*/15 2-5 * * MON-FRI", "0 3 29 2 *", "0 4 1 JAN *", "@daily", "@hourly"):
+        assert serve.check_cron(good) == good
+    for bad in ("0 3 * * * *", "0 3 31 2 *", "@reboot", "", "61 * * * *"):
+        with pytest.raises(ValueError):
+            serve.check_cron(bad)

@@ -407,7 +407,7 @@ def test_cli_says_why_a_mix_or_a_filtered_search_comes_up_short(cli, family_cata
     res = cli("mix", seed, "--length", n_tracks + 5, "--no-harmonic", "--bpm-window", 1000, "--catalog", catalog)
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    assert "the catalog has no other track to add" in text and "try a wider" not in text
+    assert "the catalog has no other track with a tempo to add" in text and "try a wider" not in text
     # A seed without a tempo: no tempo window can match it.
     aged = tmp_path / "aged.duckdb"
     shutil.copy(catalog, aged)
@@ -424,3 +424,8 @@ def test_cli_says_why_a_mix_or_a_filtered_search_comes_up_short(cli, family_cata
     res = cli("similar", seed, "--bpm-window", 6, "--catalog", aged)
     text = " ".join(res.output.split())
     assert res.exit_code == 0 and "no tempo, so --bpm-window matches no track" in text, res.output
+    # From another seed, the track without a tempo is out of reach: the catalog is used up, whatever the window.
+    other = next(p for p in family if p.endswith("family2_take0.flac"))
+    res = cli("mix", other, "--length", n_tracks, "--no-harmonic", "--bpm-window", 1000, "--catalog", aged)
+    text = " ".join(res.output.split())
+    assert "the catalog has no other track with a tempo to add" in text and "try a wider" not in text, res.output

@@ -38,6 +38,7 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
 from tasks.audio.decode import backends_for, open_native
+from tasks.durable import flush_file, flush_folder
 from tasks.errors import CratedigError
 
 #: What ``--fields`` may name.
@@ -198,30 +199,6 @@ def _id3_version(f: mutagen.FileType) -> int:
     return 3 if isinstance(f.tags, ID3) and tuple(f.tags.version[:2]) == (2, 3) else 4
 
 
-def _flush(path: Path) -> None:
-    """Force the file ``path`` to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _flush_folder(path: Path) -> None:
-    """Force the folder ``path``'s entries (a rename) to disk, where the folder can be opened and flushed: the
-    rename is done by then, so a folder that cannot (not readable, a file system without it) is left as it is."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def audio_digest(path: str | Path, *, backend: str) -> tuple[int, int, int, str]:
     """``(sample rate Hz, channels, samples per channel, BLAKE2b of every decoded sample)`` of a file."""
     h = hashlib.blake2b(digest_size=16)
@@ -300,9 +277,9 @@ def write_tags_safely(path: str | Path, values: TagValues) -> list[tuple[str, st
         _set(f, want)
         f.save(**({"v2_version": 3} if v2 == 3 else {}))
         _verify(path, tmp, want, ext)
-        _flush(tmp)
+        flush_file(tmp)
         os.replace(tmp, path)
-        _flush_folder(path.parent)
+        flush_folder(path.parent)
     except TagWriteError:
         raise
     except Exception as exc:

@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 
 from tasks.constants import LOCK_TIMEOUT_S
+from tasks.durable import flush_file, flush_folder
 from tasks.errors import CatalogLockedError, CatalogReadOnlyError, NotACatalogError
 
 #: DuckDB storage format of the catalog: the oldest one (``v1.0.0+``), so DuckDB 1.1 and later clients open it.
@@ -217,11 +218,7 @@ def acquire_lock(path: str | Path, holder: dict[str, Any], *, timeout_s: float =
 def _copy(src: Path, dst: Path) -> None:
     """Copy ``src`` to ``dst`` and flush it to disk (a rename of an unflushed file may survive a crash empty)."""
     shutil.copyfile(src, dst)
-    fd = os.open(dst, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    flush_file(dst)
 
 
 def _published_is_idle(path: Path) -> None:
@@ -316,6 +313,7 @@ class CatalogWriter:
         try:
             _copy(self.work, tmp)
             os.replace(tmp, self.path)
+            flush_folder(self.path.parent)
         finally:
             _remove(tmp)
         _remove(Path(f"{self.path}.wal"))  # a legacy write-ahead log belongs to the replaced file

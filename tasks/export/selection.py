@@ -18,6 +18,7 @@ import polars as pl
 
 from tasks.audio.identity import text_to_path
 from tasks.catalog.crates import crate_tracks
+from tasks.durable import flush_folder
 from tasks.visible import escape_matches
 from tasks.vocabulary import TrackStatus
 
@@ -106,6 +107,7 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Pa
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        flush_folder(path.parent)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(path)) from None

@@ -306,3 +306,34 @@ def test_ctrl_c_during_a_tag_write_says_what_was_done(song, tmp_path, monkeypatc
     monkeypatch.setattr(tag_sync, "apply", real)
     res = CliRunner().invoke(app, ["tags", "write", str(library), "--apply", "--catalog", str(catalog)])
     assert res.exit_code == 0 and "2 of 3 files tagged" in " ".join(res.output.split()), res.output
+
+
+def test_the_copy_reaches_the_disk_before_it_replaces_the_file(song, tmp_path, monkeypatch):
+    # A rename of an unflushed copy can come back empty after a power cut (XFS, FAT and exFAT USB drives); the
+    # rename is flushed too, by flushing the folder. An unreadable folder cannot be flushed: the write stands.
+    path = _file(tmp_path, "flac", song)
+    events: list[str] = []
+    real_fsync, real_replace, real_open = os.fsync, os.replace, os.open
+
+    def fsync(fd: int) -> None:
+        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_tags_safely(path, TagValues(bpm=123.0))
+    assert events[-2:] == ["replace", f"fsync {tmp_path}"]
+    assert events[-3].startswith("fsync ") and ".cratedig-" in events[-3]  # the copy, before the rename
+
+    def unreadable_folders(p, flags, *args):
+        if Path(p).is_dir():
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(p, flags, *args)
+
+    monkeypatch.setattr(os, "open", unreadable_folders)
+    assert write_tags_safely(path, TagValues(bpm=124.0))  # tagged, and said so
+    assert read_tag_texts(path, ["BPM"]) == {"BPM": "124"}

@@ -42,6 +42,11 @@ class AmbiguousQueryError(SimilarityError):
         self.candidates = candidates
 
 
+def _undecodable(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate: a byte of a file name that was not UTF-8 (``os.fsdecode``)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
 def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> list[int]:
     """Track ids a user's query names: a track id, a path, or a title/artist substring.
 
@@ -67,9 +72,11 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
             return [track_id]
         raise TrackNotFoundError(f"no track with id {track_id}")
     # Stored paths are texts (tasks.audio.identity.path_to_text); names with a backslash or bytes that are not
-    # UTF-8 differ from what the user typed, which is tried too.
+    # UTF-8 differ from what the user typed, which is tried too. A name's undecodable bytes reach Python as lone
+    # surrogates, which DuckDB cannot take: only their stored (escaped) form is sent, and searched for below.
     typed = [s, str(Path(s).expanduser().resolve())]
-    paths = list(dict.fromkeys([*typed, *(path_to_text(p) for p in typed)]))
+    paths = [p for p in dict.fromkeys([*typed, *(path_to_text(p) for p in typed)]) if not _undecodable(p)]
+    s = path_to_text(s) if _undecodable(s) else s
     ids = [
         r[0]
         for r in con.execute(
@@ -96,7 +103,7 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
     # Say so when only tracks the analysis did not keep match: "no track" would send the user looking elsewhere.
     others = con.execute(
         "SELECT track_id, status, reason FROM tracks t WHERE t.status <> 'analyzed' AND (contains(lower(t.title), ?1) "
-        "OR contains(lower(t.artist), ?1) OR contains(lower(regexp_extract(t.path, '[^/\\\\]*$')), ?1)) "
+        "OR contains(lower(t.artist), ?1) OR contains(lower(regexp_extract(t.path, '[^/]*$')), ?1)) "
         "ORDER BY track_id LIMIT 3",
         [s.lower()],
     ).fetchall()
@@ -110,7 +117,7 @@ def _text_matches(con: duckdb.DuckDBPyConnection, low: str, cols: str, *, every:
     """Analysed tracks whose title/artist equals, else contains, else whose file name contains ``low`` (with
     ``every``, all three kinds of match together, by track id)."""
     both = "lower(coalesce(t.artist, '') || ' - ' || coalesce(t.title, ''))"
-    name = "regexp_extract(t.path, '[^/\\\\]*$')"
+    name = "regexp_extract(t.path, '[^/]*$')"  # (a stored name escapes its backslashes and odd bytes: \\, \\xNN)
     if every:
         name = f"regexp_replace({name}, '\\.[^.]*$', '')"
     tiers = []

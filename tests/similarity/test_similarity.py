@@ -429,3 +429,24 @@ def test_cli_says_why_a_mix_or_a_filtered_search_comes_up_short(cli, family_cata
     res = cli("mix", other, "--length", n_tracks, "--no-harmonic", "--bpm-window", 1000, "--catalog", aged)
     text = " ".join(res.output.split())
     assert "the catalog has no other track with a tempo to add" in text and "try a wider" not in text, res.output
+
+
+def test_a_path_with_bytes_that_are_not_utf8_finds_its_track(tmp_path):
+    # The shell hands such a name to Python as lone surrogates (os.fsdecode), which DuckDB cannot take.
+    from tasks.audio.identity import path_to_text
+    from tasks.catalog.store import open_catalog, store_results
+    from tasks.features.analyze import analyze_file
+    from tasks.synth.files import write_audio
+    from tasks.synth.songs import render_song
+
+    typed = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.flac")
+    song = render_song(SongSpec(bpm=120.0, tonic=0, mode="major", duration_s=8.0, seed=3), sr=22050)
+    os.rename(write_audio(tmp_path / "cafe.flac", song, 22050), typed)  # (soundfile cannot open such a name)
+    con = open_catalog(tmp_path / "c.duckdb")
+    stored = path_to_text(typed)  # as the scan hands it on
+    store_results(con, [analyze_file(stored, Path(typed).stat().st_size, Path(typed).stat().st_mtime_ns)], "r1")
+    assert resolve_query(con, typed) == [1] and resolve_query(con, Path(typed)) == [1]
+    assert resolve_query(con, "caf") == [1]  # and by part of its name
+    with pytest.raises(TrackNotFoundError):
+        resolve_query(con, os.fsdecode(b"/nowhere/na\xefve.flac"))
+    con.close()

@@ -219,6 +219,13 @@ def analyze(
     if idle is not None:  # nothing to do: no Prefect server to start, no run to record
         summary = idle | {"catalog": str(catalog.resolve()) if catalog.exists() else None}
     else:
+        if not catalog.exists():  # published empty before Prefect starts (15-45 s): readers never see "no catalog"
+            from tasks.catalog.writer import CatalogWriter
+
+            with CatalogWriter(
+                catalog, holder={"command": "analyze (creating the catalog)"}, lock_timeout_s=lock_timeout
+            ):
+                pass
         summary = _run_flow(
             path,
             catalog,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import decimal
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -13,6 +16,22 @@ from rich.table import Table
 from flows.cli.app import CatalogOpt, JsonOpt, app, out
 from flows.cli.errors import UsageError
 from flows.cli.text import literal
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as JSON can hold it: NaN and infinities as null (JSON has no such numbers), a DECIMAL as a
+    number, a BLOB as its hex digits; lists and structs item by item. Other types go through ``str``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, decimal.Decimal):
+        return float(value) if value.is_finite() else None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return value
 
 
 @app.command()
@@ -50,7 +69,7 @@ def sql(
     finally:
         con.close()
     if as_json:
-        typer.echo(json.dumps([dict(zip(columns, r)) for r in rows], default=str))
+        typer.echo(json.dumps([dict(zip(columns, map(json_value, r))) for r in rows], default=str, allow_nan=False))
     elif as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)

@@ -95,12 +95,19 @@ def open_reader(path: str | Path, *, wait_s: float = 5.0) -> duckdb.DuckDBPyConn
     path = Path(path)
     if not path.exists():
         raise NotACatalogError(f"no catalog at {path} (run `cratedig analyze PATH` first)")
-    return wait_for_file_lock(
+    con = wait_for_file_lock(
         lambda: connect(path, read_only=True),
         wait_s=wait_s,
         busy=f"catalog {path} is open for writing by another program",
         poll_s=0.1,
     )
+    ours = (
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name IN ('tracks', 'schema_version')"
+    )
+    if con.execute(ours).fetchall()[0][0] < 2:  # another program's DuckDB file: its errors would be about our tables
+        con.close()
+        raise NotACatalogError(f"{path} is not a cratedig catalog (a DuckDB file without its tables)")
+    return con
 
 
 def wait_for_file_lock(

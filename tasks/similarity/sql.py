@@ -75,5 +75,7 @@ def ensure_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
     them as ``TEMP`` macros of this connection only."""
     if con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'similar_tracks'").fetchall()[0][0]:
         return
-    for sql in (RULE_MACROS_SQL, _TABLE_MACROS):
+    # similar_tracks() reads the similarity index, which a catalog older than it lacks: the rules still come.
+    has_index = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'similarity_index'").fetchall()
+    for sql in (RULE_MACROS_SQL, _TABLE_MACROS) if has_index[0][0] else (RULE_MACROS_SQL,):
         con.execute(sql.replace("CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"))

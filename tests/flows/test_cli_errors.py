@@ -122,3 +122,29 @@ def test_analyze_of_an_empty_folder_says_so_at_once(tmp_path):
     assert "no catalog written at" in " ".join(result.output.split()) and not list(tmp_path.glob("c.duckdb*"))
     as_json = invoke("analyze", str(tmp_path / "."), "--catalog", str(tmp_path / "c.duckdb"), "--json")
     assert json.loads(as_json.stdout)["catalog"] is None
+
+
+def test_a_first_run_publishes_its_empty_catalog_before_prefect_starts(tmp_path, monkeypatch):
+    # Prefect's embedded server takes 15-45 s to start: readers meanwhile see an empty catalog, not "no catalog".
+    import typer
+
+    import flows.cli.analyze
+    from tasks.catalog.writer import open_reader
+    from tasks.synth.files import write_audio
+    from tasks.synth.songs import SongSpec, render_song
+
+    (tmp_path / "music").mkdir()
+    song = render_song(SongSpec(bpm=120.0, tonic=0, mode="major", duration_s=8.0, seed=1), sr=22050)
+    write_audio(tmp_path / "music" / "a.wav", song, 22050)
+    catalog = tmp_path / "new.duckdb"
+    seen = []
+
+    def before_prefect(*args, **kwargs):
+        con = open_reader(catalog)
+        seen.append(con.execute("SELECT count(*) FROM tracks").fetchall()[0][0])
+        con.close()
+        raise typer.Exit(7)
+
+    monkeypatch.setattr(flows.cli.analyze, "_run_flow", before_prefect)
+    assert invoke("analyze", str(tmp_path / "music"), "--catalog", str(catalog)).exit_code == 7
+    assert seen == [0]

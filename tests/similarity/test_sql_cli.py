@@ -57,6 +57,37 @@ def test_sql_has_the_macros_even_where_the_catalog_lacks_them(catalog, tmp_path)
     assert json.loads(invoke("sql", q, "--catalog", str(bare), "--json").stdout) == [{"n": 3}]  # TEMP macros
 
 
+def test_sql_on_a_catalog_without_an_index_and_on_another_programs_file(catalog, tmp_path):
+    # A catalog older than the similarity index still answers plain SQL (and has the rule macros); a DuckDB file
+    # of another program is refused as one (exit 4), not with an error about cratedig's own macros.
+    old = tmp_path / "old.duckdb"
+    shutil.copy(catalog, old)
+    con = duckdb.connect(str(old))
+    con.execute("DROP MACRO TABLE similar_tracks")
+    con.execute("DROP TABLE similarity_index")
+    con.close()
+    q = "SELECT count(*) > 0 AS some, cratedig_camelot_compatible('8A', '9A') AS rule FROM tracks"
+    res = invoke("sql", q, "--catalog", str(old), "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout) == [{"some": True, "rule": True}], res.output
+    other = tmp_path / "other.duckdb"
+    duckdb.connect(str(other)).execute("CREATE TABLE foo (x INTEGER)").close()
+    for command in (["sql", "SELECT * FROM foo"], ["status"]):
+        res = invoke(*command, "--catalog", str(other))
+        assert res.exit_code == 4 and "is not a cratedig catalog" in " ".join(res.output.split()), res.output
+
+
+def test_sql_json_is_json_whatever_the_values(catalog):
+    q = (
+        "SELECT 'nan'::DOUBLE AS a, 'inf'::DOUBLE AS b, 1.50::DECIMAL(4, 2) AS c, '\\x00\\xff'::BLOB AS d, "
+        "[1.0, 'nan'::DOUBLE] AS e"
+    )
+    res = invoke("sql", q, "--catalog", str(catalog), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON")) == [
+        {"a": None, "b": None, "c": 1.5, "d": "00ff", "e": [1.0, None]}
+    ]
+
+
 def test_sql_is_read_only_and_errors_are_one_line(catalog):
     before = json.loads(invoke("sql", "SELECT count(*) AS n FROM tracks", "--catalog", str(catalog), "--json").stdout)
     for bad in ("DELETE FROM tracks", "SELEC 1", "SELECT * FROM no_such_table"):

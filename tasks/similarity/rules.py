@@ -83,26 +83,40 @@ def camelot_code(code: str | None) -> int:
     return 24 if p is None else (p[0] - 1) * 2 + (p[1] == "B")
 
 
+def _key_name_codes_sql() -> str:
+    """A DuckDB ``MAP`` literal from every key name :func:`parse_camelot` reads (``'A minor'``, ``'Bb min'``,
+    ``'C♯ maj'``: the letter upper-cased, the mode lower-cased, one space) to its 0..23 code."""
+    pairs = {}
+    for letter in "CDEFGAB":
+        for acc in ("", "#", "b", "##", "bb", "♯", "♭", "♯♯", "♭♭"):
+            for mode in ("major", "maj", "minor", "min"):
+                pairs[f"{letter}{acc} {mode}"] = camelot_code(f"{letter}{acc} {mode}")
+    return "MAP {" + ", ".join(f"'{k}': {v}" for k, v in pairs.items()) + "}"
+
+
 #: The same rules as SQL macros, installed in every catalog by :func:`tasks.similarity.index.install_sql_macros`:
-#: ``cratedig_camelot_compatible(a, b)`` on Camelot codes, ``cratedig_tempo_compatible(a, b, pct)``
-#: (same expression as :func:`tempo_mask`, so both agree at the boundary), and on the 0..24 codes of
-#: :func:`camelot_code`: ``cratedig_camelot_code(c)``, ``cratedig_camelot_code_compatible(a, b)``.
-RULE_MACROS_SQL = """
-CREATE OR REPLACE MACRO cratedig_camelot_number(c) AS TRY_CAST(regexp_extract(c, '^\\s*(\\d+)', 1) AS INTEGER);
-CREATE OR REPLACE MACRO cratedig_camelot_compatible(a, b) AS
-    coalesce(CASE WHEN upper(regexp_extract(a, '([ABab])\\s*$', 1)) = '' THEN false
-                  WHEN upper(regexp_extract(a, '([ABab])\\s*$', 1)) = upper(regexp_extract(b, '([ABab])\\s*$', 1))
-                  THEN (cratedig_camelot_number(a) - cratedig_camelot_number(b) + 12) % 12 IN (0, 1, 11)
-                  ELSE cratedig_camelot_number(a) = cratedig_camelot_number(b)
-                       AND regexp_extract(b, '([ABab])\\s*$', 1) <> '' END, false);
+#: ``cratedig_camelot_compatible(a, b)`` on Camelot codes or key names, ``cratedig_tempo_compatible(a, b, pct)``
+#: (same expression as :func:`tempo_mask`, so both agree at the boundary; not finite -> false), and on the
+#: 0..24 codes of :func:`camelot_code`: ``cratedig_camelot_code(c)``, ``cratedig_camelot_code_compatible(a, b)``.
+#: A code reads as :func:`parse_camelot` reads it (1-12 and A or B, any case and spaces; a key name through the
+#: table of every spelling it takes), so SQL and Python agree on every input (``tests/similarity``).
+RULE_MACROS_SQL = f"""
+CREATE OR REPLACE MACRO cratedig_key_words(c) AS string_split(regexp_replace(trim(c), '\\s+', ' ', 'g'), ' ');
+CREATE OR REPLACE MACRO cratedig_camelot_code(c) AS
+    coalesce(CASE WHEN regexp_full_match(c, '(?i)\\s*(1[0-2]|[1-9])\\s*[AB]\\s*')
+                  THEN (CAST(regexp_extract(c, '(1[0-2]|[1-9])', 1) AS INTEGER) - 1) * 2
+                       + (upper(regexp_extract(c, '([ABab])\\s*$', 1)) = 'B')::INT
+                  WHEN len(cratedig_key_words(c)) = 2
+                  THEN {_key_name_codes_sql()}[upper(left(cratedig_key_words(c)[1], 1))
+                       || substr(cratedig_key_words(c)[1], 2) || ' ' || lower(cratedig_key_words(c)[2])]
+             END, 24);
 CREATE OR REPLACE MACRO cratedig_camelot_code_compatible(a, b) AS
     coalesce(a < 24 AND b < 24 AND CASE WHEN a % 2 = b % 2 THEN (a // 2 - b // 2 + 12) % 12 IN (0, 1, 11)
                                         ELSE a // 2 = b // 2 END, false);
+CREATE OR REPLACE MACRO cratedig_camelot_compatible(a, b) AS
+    cratedig_camelot_code_compatible(cratedig_camelot_code(a), cratedig_camelot_code(b));
 CREATE OR REPLACE MACRO cratedig_tempo_compatible(a, b, pct) AS
-    coalesce(abs(b - a * 1.0) <= a * 1.0 * pct / 100.0 OR abs(b - a * 2.0) <= a * 2.0 * pct / 100.0
-             OR abs(b - a * 0.5) <= a * 0.5 * pct / 100.0, false);
-CREATE OR REPLACE MACRO cratedig_camelot_code(c) AS
-    coalesce(CASE WHEN cratedig_camelot_number(c) BETWEEN 1 AND 12 AND regexp_extract(c, '([ABab])\\s*$', 1) <> ''
-                  THEN (cratedig_camelot_number(c) - 1) * 2 + (upper(regexp_extract(c, '([ABab])\\s*$', 1)) = 'B')::INT
-             END, 24);
+    coalesce(isfinite(a * 1.0) AND isfinite(b * 1.0)
+             AND (abs(b - a * 1.0) <= a * 1.0 * pct / 100.0 OR abs(b - a * 2.0) <= a * 2.0 * pct / 100.0
+                  OR abs(b - a * 0.5) <= a * 0.5 * pct / 100.0), false);
 """

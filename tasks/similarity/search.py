@@ -161,6 +161,8 @@ def similar_tracks(
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+    if not (isinstance(k, (int, np.integer)) and k >= 1):
+        raise ValueError(f"k must be a whole number of at least 1, not {k!r}")
     index = load_index(con)
     seeds = _seed_ids(con, query, index)
     _refuse_unanalysed(con, index, seeds)

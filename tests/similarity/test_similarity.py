@@ -450,3 +450,34 @@ def test_a_path_with_bytes_that_are_not_utf8_finds_its_track(tmp_path):
     with pytest.raises(TrackNotFoundError):
         resolve_query(con, os.fsdecode(b"/nowhere/na\xefve.flac"))
     con.close()
+
+
+def test_the_sql_rules_agree_with_the_python_rules_on_every_input():
+    # Codes out of the wheel (0A, 13A, 08A), key names in every spelling Python reads, NaN tempi: SQL users get
+    # the answers the Python rules give.
+    import itertools
+
+    import duckdb
+
+    from tasks.similarity.rules import RULE_MACROS_SQL, camelot_code
+
+    con = duckdb.connect()
+    con.execute(RULE_MACROS_SQL)
+    keys = ["8A", "9a", " 12 B ", "13A", "0A", "08A", "20B", "1A", "1B", "12A", "7B", "x", "", None, "Am"]
+    keys += ["A minor", "a MINOR", "Bb min", "C♯ maj", "C## major", "Cb minor", "H minor", "A  minor", "A minor x"]
+    for a, b in itertools.product(keys, keys):
+        got = con.execute("SELECT cratedig_camelot_compatible(?, ?)", [a, b]).fetchone()[0]
+        assert got == camelot_compatible(a, b), (a, b)
+    for k in keys:
+        assert con.execute("SELECT cratedig_camelot_code(?)", [k]).fetchone()[0] == camelot_code(k), k
+    nan, inf = float("nan"), float("inf")
+    for a, b, pct in [(nan, 120.0, 6), (120.0, nan, 6), (inf, 120.0, 6), (120.0, 121.0, 1), (120.0, 240.0, 1)]:
+        got = con.execute("SELECT cratedig_tempo_compatible(?::DOUBLE, ?::DOUBLE, ?)", [a, b, pct]).fetchone()[0]
+        assert got == tempo_compatible(a, b, pct), (a, b, pct)
+    con.close()
+
+
+def test_similar_tracks_refuses_a_k_under_one(con):
+    for k in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="k must be"):
+            similar_tracks(con, 1, k)

@@ -24,15 +24,24 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 _TABLE_MACROS = """
 CREATE OR REPLACE MACRO similar_tracks(query, k := 10, metric := 'cosine', bpm_window := NULL,
                                        harmonic := false, exclude_duplicates := true) AS TABLE
-    WITH seed AS MATERIALIZED (
-        SELECT i.* FROM similarity_index i
-        WHERE i.track_id = coalesce(
+    WITH args AS MATERIALIZED (  -- refused, as the Python similar_tracks refuses them, before any seed is looked up
+        SELECT CASE WHEN metric IS NULL OR metric NOT IN ('cosine', 'euclidean')
+                    THEN error('metric must be cosine or euclidean, not ' || coalesce(CAST(metric AS VARCHAR), 'NULL'))
+                    WHEN k IS NULL OR k < 1 OR k <> floor(k)
+                    THEN error('k must be a whole number of at least 1, not ' || coalesce(CAST(k AS VARCHAR), 'NULL'))
+                    WHEN harmonic IS NULL THEN error('harmonic must be true or false, not NULL')
+                    WHEN exclude_duplicates IS NULL THEN error('exclude_duplicates must be true or false, not NULL')
+                    WHEN bpm_window < 0 THEN error('bpm_window must be at least 0 (percent), or NULL for any tempo')
+               END AS refused),
+    seed AS MATERIALIZED (
+        SELECT i.* FROM similarity_index i, args
+        WHERE args.refused IS NULL  -- (used, so that no optimizer drops the check: a stored macro loses MATERIALIZED)
+          AND i.track_id = coalesce(
             (SELECT track_id FROM similarity_index WHERE track_id = TRY_CAST(trim(CAST(query AS VARCHAR)) AS BIGINT)),
             (SELECT min(track_id) FROM similarity_index WHERE path = CAST(query AS VARCHAR)))),
     top AS MATERIALIZED (
         SELECT i.track_id,
                CAST(CASE WHEN metric = 'euclidean' THEN array_distance(i.vec, s.vec)
-                         WHEN metric <> 'cosine' THEN error('metric must be cosine or euclidean, not ' || metric)
                          WHEN i.norm = 0 OR s.norm = 0 THEN 1.0
                          ELSE array_cosine_distance(i.vec, s.vec) END AS DOUBLE) AS distance
         FROM similarity_index i, seed s

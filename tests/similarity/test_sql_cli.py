@@ -159,3 +159,26 @@ def test_the_oldest_named_duckdb_reads_the_catalog(catalog):
     assert version == OLDEST_DUCKDB and n_features == con.execute("SELECT count(*) FROM features").fetchone()[0] > 0
     assert n_similar == 3
     con.close()
+
+
+def test_sql_similar_tracks_refuses_bad_arguments_as_python_does(catalog):
+    # Before, harmonic := NULL acted as true, metric := NULL as cosine, k := 2.7 as 3, and an unknown metric
+    # passed whenever the seed was unknown too.
+    for args, why in (
+        ("'1', harmonic := NULL", "harmonic must be true or false"),
+        ("'1', metric := NULL", "metric must be cosine or euclidean"),
+        ("'999999', metric := 'manhattan'", "metric must be cosine or euclidean"),
+        ("'1', k := 2.7", "k must be a whole number"),
+        ("'1', k := -1", "LIMIT/OFFSET cannot be negative"),  # (DuckDB's binder says so first)
+        ("'1', bpm_window := -5", "bpm_window must be at least 0"),
+    ):
+        res = invoke("sql", f"SELECT * FROM similar_tracks({args})", "--catalog", str(catalog))
+        assert res.exit_code == 2 and why in " ".join(res.output.split()), (args, res.output)
+    ok = invoke(
+        "sql",
+        "SELECT count(*) AS n FROM similar_tracks('1', k := 3.0, harmonic := false)",
+        "--catalog",
+        str(catalog),
+        "--json",
+    )
+    assert json.loads(ok.stdout) == [{"n": 3}], ok.output

@@ -1,4 +1,5 @@
-"""Similarity: ranking on synthesized song families, SQL = Python, filters, duplicates, mixes, CLI outputs.
+"""Similarity: ranking on synthesized song families, SQL = Python, filters, duplicates, mixes, CLI outputs
+(the rules themselves, without a catalog: ``test_rules.py``).
 
 The catalog fixture is built without Prefect: songs rendered by ``tasks.synth.songs``, analysed by
 ``tasks.features.analyze.analyze_file``, stored by ``tasks.catalog.store.store_results``, indexed by
@@ -14,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from tasks.similarity.index import GROUP_WEIGHTS, dimension_weights, refresh_similarity_index, standardise
+from tasks.similarity.index import refresh_similarity_index
 from tasks.similarity.mix import build_mix, write_m3u
 from tasks.similarity.query import AmbiguousQueryError, TrackNotFoundError, resolve_query
 from tasks.similarity.rules import camelot_compatible, tempo_compatible
@@ -108,52 +107,6 @@ def con(family_catalog):
 
 def _originals(family: dict[str, int]) -> list[str]:
     return [p for p in family if "copies" not in p]
-
-
-# ---------------------------------------------------------------- rules (no catalog)
-
-
-def test_camelot_rules():
-    assert camelot_compatible("8A", "8A") and camelot_compatible("8A", "9A") and camelot_compatible("8A", "7A")
-    assert camelot_compatible("8A", "8B") and camelot_compatible("12B", "1B") and camelot_compatible("1A", "12A")
-    assert not camelot_compatible("8A", "10A") and not camelot_compatible("8A", "9B")
-    assert not camelot_compatible("8A", None) and not camelot_compatible("x", "8A")
-    assert camelot_compatible("A minor", "C major") and camelot_compatible("A minor", "E minor")
-    assert not camelot_compatible("A minor", "F# major")
-
-
-@given(st.integers(1, 12), st.sampled_from("AB"), st.integers(1, 12), st.sampled_from("AB"))
-def test_camelot_symmetric_and_counts(na, la, nb, lb):
-    a, b = f"{na}{la}", f"{nb}{lb}"
-    assert camelot_compatible(a, b) == camelot_compatible(b, a)
-    assert sum(camelot_compatible(a, f"{n}{x}") for n in range(1, 13) for x in "AB") == 4
-
-
-@given(st.floats(40, 250), st.floats(0.5, 15))
-def test_tempo_window_half_and_double(bpm, pct):
-    # The window is +-pct % of the reference tempo (or its half/double), not of the candidate.
-    for r in (1.0, 2.0, 0.5):
-        assert tempo_compatible(bpm, bpm * r * (1 + 0.99 * pct / 100), pct)
-        assert tempo_compatible(bpm, bpm * r * (1 - 0.99 * pct / 100), pct)
-        assert not tempo_compatible(bpm, bpm * r * (1 + 1.01 * pct / 100), pct)
-        assert not tempo_compatible(bpm, bpm * r * (1 - 1.01 * pct / 100), pct)
-    assert not tempo_compatible(bpm, bpm * 1.5, pct)
-    assert not tempo_compatible(None, bpm, pct) and not tempo_compatible(bpm, float("nan"), pct)
-
-
-def test_group_weights_give_documented_shares():
-    groups = {"timbre": slice(0, 20), "rhythm": slice(20, 24), "tonality": slice(24, 36), "loudness": slice(36, 38)}
-    rng = np.random.default_rng(0)
-    emb = rng.standard_normal((5000, 38)) * rng.uniform(0.01, 100, 38) + rng.uniform(-50, 50, 38)
-    w = dimension_weights(groups, 38)
-    v = standardise(emb, emb.mean(0), emb.std(0), w).astype(np.float64)
-    # Expected squared distance between two random tracks: 2 * sum of variances; each group its share.
-    shares = {g: float((v[:, sl] ** 2).sum(axis=1).mean()) for g, sl in groups.items()}
-    total = sum(GROUP_WEIGHTS[g] for g in groups)
-    for g in groups:
-        assert shares[g] == pytest.approx(GROUP_WEIGHTS[g] / total, rel=0.08)
-    dead = dimension_weights(groups, 38, live=np.arange(38) != 36)
-    assert dead[36] == 0 and dead[37] ** 2 == pytest.approx(GROUP_WEIGHTS["loudness"] / total)
 
 
 # ---------------------------------------------------------------- ranking on the families
@@ -449,31 +402,6 @@ def test_a_path_with_bytes_that_are_not_utf8_finds_its_track(tmp_path):
     assert resolve_query(con, "caf") == [1]  # and by part of its name
     with pytest.raises(TrackNotFoundError):
         resolve_query(con, os.fsdecode(b"/nowhere/na\xefve.flac"))
-    con.close()
-
-
-def test_the_sql_rules_agree_with_the_python_rules_on_every_input():
-    # Codes out of the wheel (0A, 13A, 08A), key names in every spelling Python reads, NaN tempi: SQL users get
-    # the answers the Python rules give.
-    import itertools
-
-    import duckdb
-
-    from tasks.similarity.rules import RULE_MACROS_SQL, camelot_code
-
-    con = duckdb.connect()
-    con.execute(RULE_MACROS_SQL)
-    keys = ["8A", "9a", " 12 B ", "13A", "0A", "08A", "20B", "1A", "1B", "12A", "7B", "x", "", None, "Am"]
-    keys += ["A minor", "a MINOR", "Bb min", "C♯ maj", "C## major", "Cb minor", "H minor", "A  minor", "A minor x"]
-    for a, b in itertools.product(keys, keys):
-        got = con.execute("SELECT cratedig_camelot_compatible(?, ?)", [a, b]).fetchone()[0]
-        assert got == camelot_compatible(a, b), (a, b)
-    for k in keys:
-        assert con.execute("SELECT cratedig_camelot_code(?)", [k]).fetchone()[0] == camelot_code(k), k
-    nan, inf = float("nan"), float("inf")
-    for a, b, pct in [(nan, 120.0, 6), (120.0, nan, 6), (inf, 120.0, 6), (120.0, 121.0, 1), (120.0, 240.0, 1)]:
-        got = con.execute("SELECT cratedig_tempo_compatible(?::DOUBLE, ?::DOUBLE, ?)", [a, b, pct]).fetchone()[0]
-        assert got == tempo_compatible(a, b, pct), (a, b, pct)
     con.close()
 
 

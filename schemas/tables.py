@@ -49,7 +49,7 @@ class TrackRow(InventoryRow):
     """A ``tracks`` row as written by a batch."""
 
     track_id: int = pa.Field(ge=1)
-    fingerprint: Optional[str] = pa.Field(nullable=True)
+    fingerprint: str = pa.Field(str_length={"min_value": 1})  # NOT NULL in the DDL; an unread file's: "<size>-unread"
     format: Optional[str] = pa.Field(nullable=True)
     codec: Optional[str] = pa.Field(nullable=True)
     duration_s: Optional[float] = pa.Field(nullable=True, gt=0)
@@ -222,7 +222,7 @@ class TrackEventRow(_PathNote):
 
     track_id: Optional[int] = pa.Field(nullable=True, ge=1)
     event: str = pa.Field(isin=list(TrackEvent))
-    at: datetime = pa.Field()
+    event_at: datetime = pa.Field()
 
 
 def split_valid(df: pl.DataFrame, model: type[pa.DataFrameModel]) -> tuple[pl.DataFrame, dict[int, str]]:

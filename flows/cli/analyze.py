@@ -18,6 +18,7 @@ from rich.table import Table
 from flows import interrupt
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 from flows.cli.errors import ExitCode
+from flows.cli.support import finite_nonnegative
 from flows.cli.text import literal
 from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
 from tasks.features.workers import FILE_TIMEOUT_S, check_bpm_range, check_timeout
@@ -188,7 +189,9 @@ def analyze(
         FILE_TIMEOUT_S,
         "Wall-clock limit per file; the worker analysing a file for longer is killed and the file recorded TIMEOUT.",
     ),
-    lock_timeout: float = typer.Option(LOCK_TIMEOUT_S, "--lock-timeout", help="Seconds to wait for another run."),
+    lock_timeout: float = typer.Option(
+        LOCK_TIMEOUT_S, "--lock-timeout", callback=finite_nonnegative, help="Seconds to wait for another run."
+    ),
     dask_address: Optional[str] = typer.Option(
         None,
         "--dask-address",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.table import Table
@@ -73,13 +73,16 @@ def set_(
 @crate_app.command("add")
 def crate_add(
     name: str = typer.Argument(..., help="Crate name."),
-    where: str = typer.Option(..., "--where", help="SQL condition over effective_tracks' columns."),
+    wheres: List[str] = typer.Option(..., "--where", help="SQL condition over effective_tracks' columns (once)."),
     replace: bool = typer.Option(False, "--replace", help="Replace a crate of the same name."),
     catalog: Path = CatalogOpt,
 ) -> None:
     """Save a smart crate: a condition re-evaluated at each use, e.g. "bpm BETWEEN 122 AND 128"."""
     from tasks.catalog.crates import CrateError, crate_tracks, save_smart_crate
 
+    if len(wheres) > 1:  # typer would keep only the last one
+        fail(f"--where given {len(wheres)} times: join the conditions with AND in one --where", 2)
+    where = wheres[0]
     with catalog_connection(catalog) as con:
         try:
             save_smart_crate(con, name, where, replace=replace)

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, app, console, out
-from flows.cli.support import emit_rows, fail, fail_lines
+from flows.cli.support import emit_rows, fail, fail_lines, finite_nonnegative
 from flows.cli.text import literal
 
 
@@ -142,7 +142,10 @@ def similar(
     query: List[str] = typer.Argument(..., help="Path, track id, or title/artist substring; several = centroid."),
     k: int = typer.Option(10, "-k", "--k", min=1, help="How many tracks."),
     bpm_window: Optional[float] = typer.Option(
-        None, "--bpm-window", min=0.0, help="Only tempi within this many % of the seed's (half/double too)."
+        None,
+        "--bpm-window",
+        callback=finite_nonnegative,
+        help="Only tempi within this many % of the seed's (half/double too).",
     ),
     harmonic: bool = typer.Option(False, "--harmonic", help="Only Camelot-compatible keys."),
     metric: Metric = MetricOpt,
@@ -194,7 +197,10 @@ def mix(
     seed: str = typer.Argument(..., help="First track: path, track id, or title/artist substring."),
     length: int = typer.Option(20, "--length", min=1, help="Tracks in the set, seed included."),
     bpm_window: float = typer.Option(
-        6.0, "--bpm-window", min=0.0, help="Tempo step allowed between neighbours, % (half/double too)."
+        6.0,
+        "--bpm-window",
+        callback=finite_nonnegative,
+        help="Tempo step allowed between neighbours, % (half/double too).",
     ),
     harmonic: bool = typer.Option(True, "--harmonic/--no-harmonic", help="Camelot-compatible steps only."),
     metric: Metric = MetricOpt,

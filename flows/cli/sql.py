@@ -60,6 +60,8 @@ def sql(
         # cannot turn it back on.
         con.execute("SET enable_external_access = false")
         try:
+            if not con.extract_statements(query):  # "" or only comments: DuckDB would answer nothing, exit 0
+                raise UsageError("no SQL statement in QUERY")
             rel = con.sql(query)
             if rel is None:  # a statement without rows (SET, PRAGMA ...)
                 return

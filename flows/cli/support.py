@@ -8,6 +8,7 @@ an ambiguous query), 3 = the catalog is busy (another run holds it), 4 = no cata
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,14 @@ from flows.cli.app import console
 from flows.cli.errors import ExitCode
 from flows.cli.text import literal, visible
 from tasks.constants import LOCK_TIMEOUT_S
+
+
+def finite_nonnegative(value: float | None) -> float | None:
+    """Typer callback of a float option such as ``--bpm-window`` or ``--lock-timeout``: a usage error (exit 2)
+    unless a finite number >= 0 (``inf`` and ``nan`` parse as floats but mean nothing here)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"must be a finite number >= 0, got {value}")
+    return value
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

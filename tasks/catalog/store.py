@@ -102,13 +102,13 @@ def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> 
 
 
 def _events(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
-    """Append events; ``rows`` has ``track_id``, ``path``, ``event``, ``detail``, ``run_id``, ``at``."""
+    """Append events; ``rows`` has ``track_id``, ``path``, ``event``, ``detail``, ``run_id``, ``event_at``."""
     if rows.height:
         rows = TrackEventRow.validate(rows)
         con.register("_ev", rows)
         con.execute(
             "INSERT INTO track_events (track_id, path, event, detail, run_id, event_at) "
-            'SELECT track_id, path, event, detail, run_id, "at" FROM _ev'
+            "SELECT track_id, path, event, detail, run_id, event_at FROM _ev"
         )
         con.unregister("_ev")
 
@@ -137,7 +137,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
                     pl.lit(TrackEvent.MOVED.value).alias("event"),
                     pl.format("from {}", "old_path").alias("detail"),
                     pl.lit(run_id).alias("run_id"),
-                    pl.lit(at).alias("at"),
+                    pl.lit(at).alias("event_at"),
                 ),
             )
         if plan.missing.height:
@@ -155,7 +155,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
                     pl.lit(TrackEvent.MISSING.value).alias("event"),
                     pl.lit(None, pl.Utf8).alias("detail"),
                     pl.lit(run_id).alias("run_id"),
-                    pl.lit(at).alias("at"),
+                    pl.lit(at).alias("event_at"),
                 ),
             )
         if plan.unchanged.height:
@@ -310,7 +310,7 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
                     "event": [r["status"] for r in results],
                     "detail": [r["reason"] for r in results],
                     "run_id": [run_id] * len(results),
-                    "at": [at] * len(results),
+                    "event_at": [at] * len(results),
                 },
                 schema={
                     "track_id": pl.Int64,
@@ -318,7 +318,7 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
                     "event": pl.Utf8,
                     "detail": pl.Utf8,
                     "run_id": pl.Utf8,
-                    "at": pl.Datetime,
+                    "event_at": pl.Datetime,
                 },
             ),
         )

@@ -83,12 +83,15 @@ def tag_jobs(
 
 
 def _check_unchanged(con: duckdb.DuckDBPyConnection, job: TagJob) -> None:
-    """Refuse a file that is not the one the catalog analysed (another size or mtime): the catalog's values
-    describe that one, and written into another recording they would be wrong tags."""
+    """Refuse a file that is not the one the catalog analysed (another size, mtime or fingerprint): the catalog's
+    values describe that one, and written into another recording they would be wrong tags. The fingerprint
+    (three 64 KiB reads) catches content replaced under the same size and mtime (``touch -r``, ``rsync -t``)."""
     path = text_to_path(job.path)
     st = os.stat(path)
-    known = con.execute("SELECT size_bytes, mtime_ns FROM tracks WHERE track_id = ?", [job.track_id]).fetchall()
-    if not known or known[0] != (st.st_size, st.st_mtime_ns):
+    known = con.execute(
+        "SELECT size_bytes, mtime_ns, fingerprint FROM tracks WHERE track_id = ?", [job.track_id]
+    ).fetchall()
+    if not known or known[0] != (st.st_size, st.st_mtime_ns, fingerprint(path, st.st_size)):
         raise TagWriteError(
             f"{display_path(job.path)} changed since it was analysed; not tagged (run cratedig analyze first)"
         )

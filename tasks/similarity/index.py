@@ -19,6 +19,7 @@ expected squared distance whatever its size (:data:`GROUP_WEIGHTS`). ``cosine`` 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -250,7 +251,7 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
                 mean.tolist(),
                 std.tolist(),
                 weights.tolist(),
-                repr(GROUP_WEIGHTS),
+                json.dumps(GROUP_WEIGHTS),  # JSON, so SQL reads it: group_weights::JSON->>'timbre'
                 Z_CLIP,
                 signature,
             ],

@@ -43,7 +43,7 @@ def test_models_refuse_unknown_codes_and_columns():
             "event": [TrackEvent.MOVED.value, "exploded"],
             "detail": [None, None],
             "run_id": ["r", "r"],
-            "at": [at, at],
+            "event_at": [at, at],
         }
     )
     good, bad = split_valid(events, TrackEventRow)

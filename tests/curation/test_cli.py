@@ -33,6 +33,10 @@ def test_set_status_clear(cli, catalog_copy):
     assert res.exit_code == 0, res.output
     res = cli("mix", "Song 1", "--length", 2, "--no-harmonic", "--bpm-window", 50, "--json", "--catalog", catalog_copy)
     assert json.loads(res.stdout)[0]["bpm"] == 90.0  # the effective value
+    for window in ("inf", "nan", "-1"):  # inf would make the window mean nothing, nan compare false everywhere
+        for command in ("mix", "similar"):
+            res = cli(command, "Song 1", "--bpm-window", window, "--catalog", catalog_copy)
+            assert res.exit_code == 2 and "finite" in res.output, (command, window, res.output)
     _one_line_error(cli("set", "Song 1", "--key", "H minor", "--catalog", catalog_copy), 2)
     _one_line_error(cli("set", "Song 1", "--bpm", 1000, "--catalog", catalog_copy), 2)
     _one_line_error(cli("set", "Song 1", "--clear", "--bpm", 90, "--catalog", catalog_copy), 2)
@@ -52,6 +56,10 @@ def test_crates_from_the_command_line(cli, catalog_copy, tmp_path):
     assert res.exit_code == 0 and "3 tracks" in res.output, res.output
     _one_line_error(cli("crate", "add", "bad", "--where", "bpm > 1; DROP TABLE tracks", "--catalog", catalog_copy), 2)
     _one_line_error(cli("crate", "add", "bad", "--where", "nope > 1", "--catalog", catalog_copy), 2)
+    # typer keeps the last of a repeated option: the first condition would be lost without a word
+    twice = cli("crate", "add", "two", "--where", "bpm > 1", "--where", "bpm < 300", "--catalog", catalog_copy)
+    _one_line_error(twice, 2)
+    assert "AND" in twice.output
     for reads_a_file in (
         "EXISTS (SELECT 1 FROM read_csv('/etc/passwd'))",
         "EXISTS (FROM read_text('/etc/passwd'))",

@@ -139,6 +139,20 @@ def test_retagged_file_is_not_reanalysed(song, tmp_path):
     assert _sha(paths[1]) == before
     plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
     assert plan.changed["path"].to_list() == [str(paths[1])]
+    # Content replaced under the same size and mtime (touch -r, rsync -t) is another recording too.
+    original, st = paths[0].read_bytes(), paths[0].stat()
+    paths[0].write_bytes(
+        original[: len(original) // 2]
+        + bytes([original[len(original) // 2] ^ 0xFF])
+        + original[len(original) // 2 + 1 :]
+    )
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns))
+    (job,) = tag_jobs(con, [str(paths[0])], fields=["key"], key_notation="camelot")[0]
+    for attempt in (apply, planned_changes):
+        with pytest.raises(TagWriteError, match="changed since it was analysed"):
+            attempt(con, job)
+    paths[0].write_bytes(original)
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns))
     # What --apply would refuse, the dry run refuses too (a hard link: the rename would split the names).
     os.link(paths[0], tmp_path / "twin.flac")
     (job,) = tag_jobs(con, [str(paths[0])], fields=["key"], key_notation="camelot")[0]

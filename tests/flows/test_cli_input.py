@@ -24,6 +24,8 @@ runner = CliRunner()
         ["--file-timeout", "0"],
         ["--file-timeout", "-5"],
         ["--file-timeout", "nan"],
+        ["--lock-timeout", "nan"],
+        ["--lock-timeout", "-1"],
     ],
 )
 def test_bad_analyze_options_are_usage_errors(args, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.similarity.index import refresh_similarity_index
+from tasks.similarity.index import GROUP_WEIGHTS, refresh_similarity_index
 from tasks.similarity.mix import build_mix, write_m3u
 from tasks.similarity.query import AmbiguousQueryError, TrackNotFoundError, resolve_query
 from tasks.similarity.rules import camelot_compatible, tempo_compatible
@@ -281,6 +281,9 @@ def test_index_follows_the_catalog(family_catalog, tmp_path):
     emb = np.array([e for (e,) in con.execute("SELECT embedding FROM features ORDER BY track_id").fetchall()])
     mean, std = con.execute("SELECT mean, std FROM similarity_stats").fetchall()[0]
     assert np.allclose(mean, emb.mean(axis=0), atol=1e-6) and np.allclose(std, emb.std(axis=0), atol=1e-6)
+    # the group weights are JSON, readable from SQL
+    timbre = con.execute("SELECT (group_weights::JSON->>'timbre')::DOUBLE FROM similarity_stats").fetchall()[0][0]
+    assert timbre == GROUP_WEIGHTS["timbre"]
     assert refresh_similarity_index(con)["skipped"]
     gone = _originals(family_catalog[1])[1]
     con.execute("UPDATE tracks SET status = 'missing' WHERE path = ?", [gone])

@@ -94,6 +94,9 @@ def test_sql_is_read_only_and_errors_are_one_line(catalog):
         result = invoke("sql", bad, "--catalog", str(catalog))
         assert result.exit_code == 2 and "error: SQL error:" in result.output, result.output
         assert "Traceback" not in result.output
+    for empty in ("", "  ", " -- only a comment"):  # nothing to run is a mistake, not a success
+        result = invoke("sql", empty, "--catalog", str(catalog))
+        assert result.exit_code == 2 and "no SQL statement" in result.output, result.output
     after = json.loads(invoke("sql", "SELECT count(*) AS n FROM tracks", "--catalog", str(catalog), "--json").stdout)
     assert after == before
 

@@ -91,9 +91,14 @@ def _check_unchanged(con: duckdb.DuckDBPyConnection, job: TagJob) -> None:
     known = con.execute(
         "SELECT size_bytes, mtime_ns, fingerprint FROM tracks WHERE track_id = ?", [job.track_id]
     ).fetchall()
-    if not known or known[0] != (st.st_size, st.st_mtime_ns, fingerprint(path, st.st_size)):
+    if not known or known[0][:2] != (st.st_size, st.st_mtime_ns):
         raise TagWriteError(
             f"{display_path(job.path)} changed since it was analysed; not tagged (run cratedig analyze first)"
+        )
+    if known[0][2] != fingerprint(path, st.st_size):  # analyze goes by size and mtime: it would not see this
+        raise TagWriteError(
+            f"{display_path(job.path)} changed since it was analysed, under the same size and mtime; not tagged "
+            "(touch the file, then run cratedig analyze)"
         )
 
 

@@ -149,7 +149,7 @@ def test_retagged_file_is_not_reanalysed(song, tmp_path):
     os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns))
     (job,) = tag_jobs(con, [str(paths[0])], fields=["key"], key_notation="camelot")[0]
     for attempt in (apply, planned_changes):
-        with pytest.raises(TagWriteError, match="changed since it was analysed"):
+        with pytest.raises(TagWriteError, match="same size and mtime"):
             attempt(con, job)
     paths[0].write_bytes(original)
     os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -50,6 +50,11 @@ class CatalogReadOnlyError(CratedigError):
     """The catalog cannot be written where it is (read-only folder or file system)."""
 
 
+class OutputNotWritableError(CratedigError):
+    """An output file (an export, a playlist) cannot be written where it was asked for: its folder cannot be
+    made (a file stands in the way, a virtual file system) or it names a folder."""
+
+
 def one_line(exc: BaseException, limit: int = 500) -> str:
     """``exc`` as one line for a user or a ``runs.error`` cell: its type and the first line of its message."""
     text = str(exc).strip().splitlines()

@@ -9,6 +9,7 @@ or ``CRATEDIG_DEBUG=1`` shows the traceback as well. Commands raise :class:`Usag
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import traceback
 from enum import IntEnum
@@ -17,7 +18,13 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from tasks.errors import CatalogLockedError, CatalogReadOnlyError, CratedigError, NotACatalogError
+from tasks.errors import (
+    CatalogLockedError,
+    CatalogReadOnlyError,
+    CratedigError,
+    NotACatalogError,
+    OutputNotWritableError,
+)
 
 
 class ExitCode(IntEnum):
@@ -30,6 +37,7 @@ class ExitCode(IntEnum):
     NOT_A_CATALOG = 4  # no catalog there, or the file is not a DuckDB catalog
     NOT_WRITABLE = 5  # the catalog or an output file cannot be written there (read-only folder...)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it): what a run stored is kept
+    BROKEN_PIPE = 141  # the output's reader went away (`| head`; 128 + SIGPIPE, as shells report it)
 
 
 #: What each exit code means, as shown by ``cratedig --help``.
@@ -42,6 +50,7 @@ EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.NOT_A_CATALOG: "no catalog there, or not a DuckDB catalog",
     ExitCode.NOT_WRITABLE: "the catalog or an output file cannot be written there",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); what a run analysed is kept and the same command goes on",
+    ExitCode.BROKEN_PIPE: "the program reading the output stopped reading (| head)",
 }
 
 
@@ -66,7 +75,7 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.BUSY, str(exc)
     if isinstance(exc, NotACatalogError):
         return ExitCode.NOT_A_CATALOG, str(exc)
-    if isinstance(exc, CatalogReadOnlyError):
+    if isinstance(exc, (CatalogReadOnlyError, OutputNotWritableError)):
         return ExitCode.NOT_WRITABLE, str(exc)
     if isinstance(exc, UsageError):
         return ExitCode.USAGE, str(exc)
@@ -119,6 +128,9 @@ class OneLineErrors(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
+        except BrokenPipeError:  # `cratedig sql ... | head`: nobody reads on, which is no error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail too
+            raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
         except Exception as exc:  # noqa: BLE001  (every error ends as one line and a documented code)
             code, message = classify(exc)
             if OneLineErrors.debug:

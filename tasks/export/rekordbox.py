@@ -17,7 +17,9 @@ from typing import Any
 
 import duckdb
 
-from tasks.export.selection import Selection, file_uri, select_for_export, write_atomically, xml_safe
+from tasks.audio.identity import text_to_path
+from tasks.durable import write_atomically
+from tasks.export.selection import Selection, file_uri, select_for_export, xml_safe
 from tasks.features.key.names import standard_key
 
 #: What rekordbox plays, by extension, with the ``Kind`` it shows.
@@ -45,7 +47,7 @@ def _track(collection: ET.Element, r: dict[str, Any]) -> None:
         "TRACK",
         {
             "TrackID": str(r["track_id"]),
-            "Name": _text(r["title"]) or Path(r["path"]).stem,
+            "Name": _text(r["title"]) or Path(text_to_path(r["path"])).stem,
             "Artist": _text(r["artist"]),
             "Album": _text(r["album"]),
             "Genre": _text(r["genre"]),

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO
 
 import duckdb
 import polars as pl
 
 from tasks.audio.identity import text_to_path
 from tasks.catalog.crates import crate_tracks
-from tasks.durable import flush_folder
 from tasks.visible import escape_matches
 from tasks.vocabulary import TrackStatus
 
@@ -49,11 +44,17 @@ class Selection:
 
 
 def select_for_export(
-    con: duckdb.DuckDBPyConnection, crates: list[str] | None = None, *, extensions: frozenset[str], software: str
+    con: duckdb.DuckDBPyConnection,
+    crates: list[str] | None = None,
+    *,
+    extensions: frozenset[str],
+    software: str,
+    utf8_names: bool = False,
 ) -> Selection:
     """The analysed tracks (or only the tracks of ``crates``) and the crates (all, or ``crates``) as playlists.
 
-    Tracks whose extension is not in ``extensions`` (what ``software`` plays) are skipped and listed.
+    Tracks whose extension is not in ``extensions`` (what ``software`` plays) are skipped and listed, and with
+    ``utf8_names`` those whose path is not UTF-8 (a format that names files by text cannot name them).
     Raises :class:`tasks.catalog.crates.CrateError` for an unknown crate.
     """
     names = (
@@ -74,9 +75,25 @@ def select_for_export(
         (p, f"{software} cannot play {os.path.splitext(p)[1] or 'this file'}") for p in tracks.filter(~playable)["path"]
     ]
     tracks = tracks.filter(playable)
+    if utf8_names:
+        named = tracks["path"].map_elements(_utf8, pl.Boolean)
+        skipped += [
+            (p, f"its name is not UTF-8, which {software}'s file cannot hold (rename the file)")
+            for p in tracks.filter(~named)["path"]
+        ]
+        tracks = tracks.filter(named)
     kept = set(tracks["track_id"].to_list())
     playlists = [(name, [t for t in members[name] if t in kept]) for name in names]
     return Selection(tracks=tracks, playlists=playlists, skipped=skipped)
+
+
+def _utf8(path: str) -> bool:
+    """Whether a catalog path's file name is UTF-8 (no undecodable bytes)."""
+    try:
+        text_to_path(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def file_uri(path: str) -> str:
@@ -84,37 +101,12 @@ def file_uri(path: str) -> str:
     with undecodable bytes as stored by :func:`tasks.audio.identity.path_to_text`).
 
     ``/Music/A b.flac`` -> ``file://localhost/Music/A%20b.flac``; ``C:\\Music\\a.mp3`` -> ``file://localhost/C:/Music/a.mp3``.
+    A backslash is a separator only in a Windows path: in a POSIX one it is part of a name (``%5C``).
     """
-    raw = os.fsencode(text_to_path(path)).replace(b"\\", b"/")
+    raw = os.fsencode(text_to_path(path))
+    if not raw.startswith(b"/"):
+        raw = raw.replace(b"\\", b"/")
     return "file://localhost/" + urllib.parse.quote(raw.lstrip(b"/"), safe="/:")
-
-
-def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash or an error leaves ``path`` as it was (or absent) and no temporary file behind.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:  # name the file the user asked for, not the temporary one
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        flush_folder(path.parent)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # What XML 1.0 cannot hold at all, not even as a character reference: C0 controls but tab, newline and carriage

@@ -18,7 +18,9 @@ from typing import Any
 
 import duckdb
 
-from tasks.export.selection import Selection, select_for_export, write_atomically, xml_safe
+from tasks.audio.identity import text_to_path
+from tasks.durable import write_atomically
+from tasks.export.selection import Selection, select_for_export, xml_safe
 from tasks.features.key.names import key_index, open_key
 
 #: What Traktor plays, by extension (no Opus; WMA only on Windows, left out).
@@ -37,8 +39,9 @@ def traktor_location(path: str, *, volume: str = "Macintosh HD") -> tuple[str, s
     disk); ``/Volumes/USB/Music/a.mp3`` -> ``('USB', '/:Music/:', 'a.mp3')``; ``C:\\Music\\a.mp3`` ->
     ``('C:', '/:Music/:', 'a.mp3')``.
     """
+    path = text_to_path(path)  # the name as the file system holds it (a catalog text doubles backslashes)
     win = PureWindowsPath(path)
-    if win.drive:
+    if win.drive and not path.startswith("/"):  # in a POSIX path a backslash is part of a name
         volume, parts = win.drive, list(win.parts[1:])
     else:
         m = _MAC_VOLUME.match(path)
@@ -139,7 +142,7 @@ def export_traktor(
 
     Returns the :class:`Selection` written (``skipped`` lists tracks Traktor cannot play: opus...).
     """
-    selection = select_for_export(con, crates, extensions=EXTENSIONS, software="Traktor")
+    selection = select_for_export(con, crates, extensions=EXTENSIONS, software="Traktor", utf8_names=True)
     tree = build_nml(selection, volume=volume)
     write_atomically(out, lambda f: tree.write(f, encoding="UTF-8", xml_declaration=True))
     return selection

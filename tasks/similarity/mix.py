@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from tasks.audio.identity import text_to_path
+from tasks.durable import write_atomically
 from tasks.similarity.query import resolve_query
 from tasks.similarity.search import similar_tracks
 
@@ -97,7 +98,8 @@ def write_m3u(rows: pl.DataFrame | Iterable[dict[str, Any]], path: str | Path) -
     Each row needs ``path``; ``duration_s``, ``title`` and ``artist`` fill ``#EXTINF`` when present (their
     control characters become spaces). A path with a line break cannot be one M3U line, and escaping it
     would name another file: such tracks are left out and listed in :attr:`Playlist.skipped`. Catalog
-    paths with escaped undecodable bytes are written back as the original bytes.
+    paths with escaped undecodable bytes are written back as the original bytes. Written atomically
+    (:func:`tasks.durable.write_atomically`: through a link, into a pipe).
     """
     items = rows.to_dicts() if isinstance(rows, pl.DataFrame) else [dict(r) for r in rows]
     lines = ["#EXTM3U"]
@@ -112,8 +114,6 @@ def write_m3u(rows: pl.DataFrame | Iterable[dict[str, Any]], path: str | Path) -
         title, artist = r.get("title"), r.get("artist")
         label = f"{artist} - {title}" if title and artist else (title or Path(r["path"]).stem)
         lines += [_CONTROLS.sub(" ", f"#EXTINF:{secs},{label}"), fs_path]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="\n") as f:
-        f.write("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    path = write_atomically(path, lambda f: f.write(text.encode("utf-8", "surrogateescape")))
     return Playlist(path, len(items) - len(skipped), tuple(skipped))

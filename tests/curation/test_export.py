@@ -13,8 +13,9 @@ import pytest
 from tasks.catalog.corrections import Correction, set_correction
 from tasks.catalog.crates import save_smart_crate, save_static_crate
 from tasks.catalog.store import open_catalog
+from tasks.durable import write_atomically
 from tasks.export.rekordbox import export_rekordbox
-from tasks.export.selection import file_uri, write_atomically
+from tasks.export.selection import file_uri
 from tasks.export.traktor import export_traktor, traktor_location
 from tasks.features.key.names import key_index, standard_key
 
@@ -139,3 +140,56 @@ def test_a_control_character_in_a_tag_leaves_both_exports_readable(curated, tmp_
     names = {t.get("Name") for t in ET.parse(tmp_path / "rb.xml").iter("TRACK")}
     titles = {e.get("TITLE") for e in ET.parse(tmp_path / "tk.nml").iter("ENTRY")}
     assert "bad\\x1b[31m\\x00title\ttab" in names & titles  # shown as the command line shows it; a tab is XML
+
+
+def test_odd_names_keep_their_location(curated, tmp_path):
+    """A backslash is part of a POSIX name, not a separator; a name that is not UTF-8 keeps its bytes in a URI
+    and is left out of the NML (its FILE attribute is text), with the reason."""
+    import xml.etree.ElementTree as ET
+
+    from tasks.audio.identity import path_to_text
+
+    con, truth = curated
+    wav, flac = (t for t, r in sorted(truth.items()) if r["path"].endswith((".wav", ".flac")))
+    odd = {wav: "/m/back\\slash.wav", flac: os.fsdecode(b"/m/inv\xe9lid.flac")}
+    for track_id, name in odd.items():
+        con.execute("UPDATE tracks SET path = ?, title = NULL WHERE track_id = ?", [path_to_text(name), track_id])
+    export_rekordbox(con, tmp_path / "rb.xml")
+    located = {t.get("Location"): t.get("Name") for t in ET.parse(tmp_path / "rb.xml").iter("TRACK")}
+    assert located["file://localhost/m/back%5Cslash.wav"] == "back\\slash"
+    assert located["file://localhost/m/inv%E9lid.flac"] == "inv\\xe9lid"  # the byte as the command line shows it
+    traktor = export_traktor(con, tmp_path / "tk.nml")
+    files = {(e.get("DIR"), e.get("FILE")) for e in ET.parse(tmp_path / "tk.nml").iter("LOCATION")}
+    assert ("/:m/:", "back\\slash.wav") in files
+    assert flac not in traktor.tracks["track_id"].to_list()
+    assert [why for p, why in traktor.skipped if p == path_to_text(odd[flac])] == [
+        "its name is not UTF-8, which Traktor's file cannot hold (rename the file)"
+    ]
+
+
+def test_an_export_writes_through_a_link_and_into_a_pipe_never_over_them(tmp_path):
+    import threading
+
+    from tasks.errors import OutputNotWritableError
+
+    target = tmp_path / "real" / "collection.xml"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "link.xml"
+    link.symlink_to(target)
+    assert write_atomically(link, lambda f: f.write(b"new")) == link
+    assert link.is_symlink() and target.read_text() == "new"  # the link stays; its target is replaced
+    assert sorted(os.listdir(target.parent)) == ["collection.xml"]
+    # A pipe (as /dev/stdout may be) is a stream: written into, not replaced by a file.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_atomically(fifo, lambda f: f.write(b"<NML/>"))
+    reader.join(timeout=10)
+    assert got == [b"<NML/>"] and fifo.is_fifo()
+    (tmp_path / "a_file").write_text("x")
+    for bad in (tmp_path / "a_file" / "out.xml", tmp_path / "real"):  # a file in the way; a folder
+        with pytest.raises(OutputNotWritableError, match="cannot write"):
+            write_atomically(bad, lambda f: f.write(b"x"))

@@ -185,3 +185,17 @@ def test_sql_similar_tracks_refuses_bad_arguments_as_python_does(catalog):
         "--json",
     )
     assert json.loads(ok.stdout) == [{"n": 3}], ok.output
+
+
+def test_a_reader_that_stops_early_is_no_error(catalog):
+    """`cratedig sql ... --csv | head -1`: no error line and no traceback, exit 141 (128 + SIGPIPE)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "sql", "SELECT * FROM range(1000000)", "--csv", "--catalog", str(catalog)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.stdout.readline() == b"range\n"
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err

@@ -220,6 +220,7 @@ def analyze(
     if idle is not None and catalog.exists() and not has_export(parquet_dir or default_parquet_dir(catalog)):
         idle = None  # up to date, but its Parquet export is missing (a run stopped while it exported): a run redoes it
     if idle is not None:  # nothing to do: no Prefect server to start, no run to record
+        _close_stopped_runs(catalog, lock_timeout)
         summary = idle | {"catalog": str(catalog.resolve()) if catalog.exists() else None}
     else:
         if not catalog.exists():  # published empty before Prefect starts (15-45 s): readers never see "no catalog"
@@ -248,6 +249,26 @@ def analyze(
         print_summary(summary, path, catalog)
 
 
+def _close_stopped_runs(catalog: Path, lock_timeout: float) -> None:
+    """A run killed (or stopped by a second Ctrl-C) stays ``running`` in the catalog until a run takes the catalog;
+    an up-to-date library starts none, so it is recorded ``interrupted`` here, with the lock held."""
+    from tasks.catalog.runs import close_stopped_runs
+    from tasks.catalog.writer import CatalogWriter, current_writer, open_reader
+
+    if not catalog.exists() or current_writer(catalog) is not None:  # none, or a run that is alive
+        return
+    con = open_reader(catalog)
+    try:
+        (running,) = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchall()[0]
+    finally:
+        con.close()
+    if running:
+        with CatalogWriter(
+            catalog, holder={"command": "analyze (closing a stopped run)"}, lock_timeout_s=lock_timeout
+        ) as w:
+            close_stopped_runs(w.con)
+
+
 #: After Ctrl-C, how long a run may take to stop before the process exits anyway, s. The run records itself
 #: interrupted at once (local writes); what takes longer is Prefect reporting the crash, with retries, to an
 #: embedded server that the same Ctrl-C stopped (minutes). The catalog is safe to leave at any point: batches are
@@ -256,12 +277,18 @@ INTERRUPT_GRACE_S = 10.0
 _INTERRUPTED = (
     "interrupted: what was analysed is in the catalog; the same command goes on from there (exit code 130)\n"
 ).encode()
+#: The exit that does not wait for the run (a second Ctrl-C): batches committed since the
+#: catalog was last published (at most PUBLISH_MAX_AGE_S of work) are not in it, and the next run redoes them.
+_STOPPED_AT_ONCE = (
+    "stopped at once: the catalog keeps what was published (up to a minute of analysis may be redone); "
+    "the same command goes on from there (exit code 130)\n"
+).encode()
 
 
-def _exit_interrupted() -> None:
+def _exit_interrupted(message: bytes = _INTERRUPTED) -> None:
     # os.write, not the console: this may run on a timer thread while the main thread holds the console's lock.
     # The progress bar hid the cursor; exiting here skips its clean-up, so show the cursor and clear its line.
-    os.write(2, (b"\x1b[?25h\r\x1b[2K" if os.isatty(2) else b"") + _INTERRUPTED)
+    os.write(2, (b"\x1b[?25h\r\x1b[2K" if os.isatty(2) else b"") + message)
     os._exit(ExitCode.INTERRUPTED)
 
 
@@ -275,8 +302,8 @@ def _bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
     hit: list[threading.Timer] = []
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if hit:
-            _exit_interrupted()
+        if hit:  # the second: the run may not have recorded itself yet
+            _exit_interrupted(_STOPPED_AT_ONCE)
         interrupt.request()
         # Prefect's clients complain about the server this Ctrl-C stopped: in its loggers, and its log shipper on
         # stderr (half a line, unless logging errors are not to be reported).

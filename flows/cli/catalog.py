@@ -61,7 +61,10 @@ def status(catalog: Path = CatalogOpt, as_json: bool = JsonOpt) -> None:
     if counts["last_run"]:
         last = counts["last_run"]
         when = last["finished_at"] or f"started {last['started_at']}"
-        table.add_row("last run", f"{when} ({last['status']})")
+        stopped = last["status"] == "running" and not counts["writer"]  # killed: no process holds the catalog
+        note = " (running, but no process holds the catalog: the next analyze records it interrupted)"
+        note = note if stopped else f" ({last['status']})"
+        table.add_row("last run", f"{when}{note}")
     if counts["writer"]:
         table.add_row("being written by", describe_holder(counts["writer"]))
         table.add_row("shown as published at", str(counts["writer"]["published_at"]))

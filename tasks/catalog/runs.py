@@ -32,7 +32,7 @@ def start_run(
 ) -> None:
     """Insert the ``runs`` row of a run that starts now (status ``running``); runs still marked running hold no
     lock any more (the caller has it): they become ``interrupted``."""
-    con.execute("UPDATE runs SET status = ? WHERE status = ?", [RunStatus.INTERRUPTED.value, RunStatus.RUNNING.value])
+    close_stopped_runs(con)
     row = RunRow.validate(
         pl.DataFrame(
             [[run_id, flow_run_id, library, now(), analyzer_version, RunStatus.RUNNING.value]],
@@ -43,6 +43,17 @@ def start_run(
     con.register("_run", row)
     con.execute("INSERT INTO runs BY NAME SELECT * FROM _run")
     con.unregister("_run")
+
+
+def close_stopped_runs(con: duckdb.DuckDBPyConnection) -> int:
+    """Record runs still marked ``running`` as ``interrupted`` (killed, or stopped by a second Ctrl-C); the caller
+    holds the catalog's lock, so none of them runs. Returns how many there were."""
+    (n,) = con.execute("SELECT count(*) FROM runs WHERE status = ?", [RunStatus.RUNNING.value]).fetchall()[0]
+    if n:
+        con.execute(
+            "UPDATE runs SET status = ? WHERE status = ?", [RunStatus.INTERRUPTED.value, RunStatus.RUNNING.value]
+        )
+    return n
 
 
 def finish_run(

@@ -51,7 +51,10 @@ def main(argv: list[str]) -> int:
     from tasks.features.workers import analyze_item
 
     limit_address_space(budget)
-    outbox.send("ready")
+    try:
+        outbox.send("ready")
+    except OSError:
+        return 0
     while True:
         try:
             message = inbox.recv()
@@ -60,7 +63,11 @@ def main(argv: list[str]) -> int:
         if message is None:
             return 0
         item, options, analyze = message
-        outbox.send(analyze_item(item, options, analyze))
+        result = analyze_item(item, options, analyze)
+        try:
+            outbox.send(result)
+        except OSError:  # the pool's process is gone (killed, a second Ctrl-C): nobody to answer, nothing to say
+            return 0
 
 
 if __name__ == "__main__":

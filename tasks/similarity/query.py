@@ -108,8 +108,7 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
         [s.lower()],
     ).fetchall()
     if others:
-        what = ", ".join(f"track {i} is {status} ({reason})" for i, status, reason in others)
-        raise TrackNotFoundError(f"no analysed track matches {s!r}: {what}; `cratedig rejects` says why")
+        raise TrackNotFoundError(f"no analysed track matches {s!r}: {describe_unanalysed(others)}")
     raise TrackNotFoundError(f"no analysed track matches {s!r} (track id, path, title or artist)")
 
 
@@ -138,3 +137,15 @@ def _text_matches(con: duckdb.DuckDBPyConnection, low: str, cols: str, *, every:
     if not every:
         return tiers[-1]
     return pl.concat(tiers).unique("track_id", keep="first").sort("track_id").head(MAX_CANDIDATES + 1)
+
+
+def describe_unanalysed(rows: list[tuple[int, str, str | None]]) -> str:
+    """Why tracks ``(track_id, status, reason)`` have no analysis, and where to look: a missing file's folder
+    (``rejects`` lists no such track), or ``cratedig rejects`` for a file the analysis refused."""
+    parts = [
+        f"track {i}'s file is missing (moved or deleted; `cratedig analyze` on its new folder finds a moved one)"
+        if status == "missing"
+        else f"track {i} is {status} ({reason}; `cratedig rejects` says why)"
+        for i, status, reason in rows
+    ]
+    return ", ".join(parts)

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from tasks.similarity.index import METRICS, RESULT_SCHEMA, NotIndexedError, SimilarityIndex, load_index
-from tasks.similarity.query import TrackNotFoundError, resolve_query
+from tasks.similarity.query import TrackNotFoundError, describe_unanalysed, resolve_query
 from tasks.similarity.rules import COMPAT_TABLE, tempo_mask
 from tasks.vocabulary import TrackStatus
 
@@ -46,8 +46,7 @@ def _refuse_unanalysed(con: duckdb.DuckDBPyConnection, index: SimilarityIndex, i
         [missing, TrackStatus.ANALYZED.value],
     ).fetchall()
     if bad:
-        what = ", ".join(f"track {i} is {status} ({reason})" for i, status, reason in bad)
-        raise NotIndexedError(f"no similarity for it: {what}; `cratedig rejects` says why")
+        raise NotIndexedError(f"no similarity for it: {describe_unanalysed(bad)}")
 
 
 def _rows(index: SimilarityIndex, ids: Sequence[int]) -> np.ndarray:

@@ -278,3 +278,33 @@ def test_status_and_rejects_json(format_library, tmp_path, prefect_harness):
     assert status["rejects_by_reason"] == {"EMPTY": 1, "NOT_AUDIO": 1}
     rejects = json.loads(runner.invoke(app, ["rejects", "--catalog", str(catalog), "--json"]).stdout)
     assert sorted(r["reason"] for r in rejects) == ["EMPTY", "NOT_AUDIO"]
+
+
+def test_a_killed_run_is_recorded_interrupted_even_when_nothing_is_left_to_analyse(tmp_path):
+    """A run killed with nothing left for the next one (which then starts no run) stayed ``running`` for good, and
+    ``status`` said a run was going. The idle path records it interrupted, with the lock held, and drops the
+    killed run's working copy; a run that is alive (its lock held) is left alone."""
+    from flows.cli import app
+    from flows.cli.analyze import _close_stopped_runs
+    from tasks.catalog import runs
+    from tasks.catalog.writer import CatalogWriter, work_path
+
+    catalog = tmp_path / "catalog.duckdb"
+    with CatalogWriter(catalog) as w:
+        runs.start_run(w.con, "killed", str(tmp_path), analyzer_version=1)
+
+    def statuses() -> list[str]:
+        con = duckdb.connect(str(catalog), read_only=True)
+        try:
+            return [s for (s,) in con.execute("SELECT status FROM runs").fetchall()]
+        finally:
+            con.close()
+
+    res = CliRunner().invoke(app, ["status", "--catalog", str(catalog)])
+    assert "running, but no" in res.output and "process holds the catalog" in res.output, res.output
+    with CatalogWriter(catalog, holder={"run_id": "alive"}):  # a live run holds the lock: not touched
+        _close_stopped_runs(catalog, lock_timeout=0.1)
+        assert statuses() == ["running"]
+    work_path(catalog).write_bytes(b"a killed run's working copy")
+    _close_stopped_runs(catalog, lock_timeout=1.0)
+    assert statuses() == ["interrupted"] and not work_path(catalog).exists()

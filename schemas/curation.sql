@@ -1,7 +1,8 @@
 -- cratedig curation objects (schema version 5): manual corrections, smart and static crates, and the
 -- effective view (a correction over the analysis) that exports, crates, similarity and notebooks read.
 -- Public contract: see README "The catalog". Applied by tasks.catalog.store.MIGRATIONS[5]; idempotent.
--- Re-analysis never writes these tables: a correction outlives every analyzer_version.
+-- Re-analysis never writes these tables (a correction outlives every analyzer_version), but for a file whose
+-- audio changed under its path (duration moved > 0.5 s): its corrections are cleared and logged.
 
 -- The current manual correction of a track: NULL columns are not corrected.
 CREATE TABLE IF NOT EXISTS corrections (

@@ -1,7 +1,8 @@
 """Manual corrections (BPM, key, first downbeat, meter) that outlive every re-analysis.
 
 A correction lives in ``corrections`` (one row per track, NULL = not corrected) with its history in
-``correction_log``; the analysis never writes either. The view ``effective_tracks`` (``schemas/curation.sql``)
+``correction_log``; the analysis writes neither, but for one case: a file whose audio was replaced under its
+path (:func:`clear_for_new_audio`). The view ``effective_tracks`` (``schemas/curation.sql``)
 lays the corrections over the analysis, and everything that hands values to a DJ reads it.
 """
 
@@ -170,6 +171,34 @@ def clear_corrections(con: duckdb.DuckDBPyConnection, track_id: int, *, by: str,
         fields = list(pinned)
         con.execute("DELETE FROM corrections WHERE track_id = ?", [track_id])
     return fields
+
+
+#: A re-analysed file whose decoded duration moved by more than this holds other audio, s. A tag edit (or a
+#: cratedig tag write) changes size, mtime and fingerprint but never the duration.
+NEW_AUDIO_S: float = 0.5
+#: ``set_by`` of the log rows of corrections cleared because the audio under a path changed.
+NEW_AUDIO_BY = "cratedig (the file's audio changed)"
+
+
+def clear_for_new_audio(
+    con: duckdb.DuckDBPyConnection, durations: dict[int, tuple[float, float]], at: Any
+) -> list[int]:
+    """Clear the corrections of tracks whose file now holds other audio, inside the caller's transaction.
+
+    ``durations`` maps a re-analysed track to its (old, new) duration, s. A correction made for one recording
+    (its tempo, key, grid) would be wrong for another put under the same name (a file replaced, two names
+    swapped), and would go into exports and tags; the cleared values stay in ``correction_log``, with
+    :data:`NEW_AUDIO_BY` as who cleared them. Returns the tracks cleared.
+    """
+    new = [t for t, (old, now_s) in durations.items() if abs(old - now_s) > NEW_AUDIO_S]
+    cleared = []
+    for track_id in new:
+        pinned = {f: v for f, v in _pinned(con, track_id).items() if v is not None}
+        if pinned:
+            _log(con, [(track_id, f, _text(v), None, NEW_AUDIO_BY, at) for f, v in pinned.items()])
+            con.execute("DELETE FROM corrections WHERE track_id = ?", [track_id])
+            cleared.append(track_id)
+    return cleared
 
 
 def corrections_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

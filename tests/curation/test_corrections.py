@@ -190,3 +190,42 @@ def test_a_correction_updates_the_index_in_place_as_a_rebuild_would(dj_catalog, 
     assert apply_corrections(con, [4], signature_before=before) is False
     assert refresh_similarity_index(con)["skipped"] is True
     con.close()
+
+
+def test_a_correction_does_not_follow_a_name_onto_other_audio(tmp_path):
+    """Tags edited: the audio is the same, the correction stays. Another recording under the name (two files
+    swapped): the correction was for the audio that left, so it is cleared, and the log keeps it."""
+    from tasks.catalog.corrections import NEW_AUDIO_BY
+    from tasks.constants import ANALYZER_VERSION, SR
+    from tasks.features.analyze import analyze_file
+    from tasks.synth.files import write_audio
+    from tasks.synth.songs import SongSpec, render_song
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    songs = {
+        "a.flac": render_song(SongSpec(bpm=124.0, tonic=9, mode="minor", duration_s=8.0, seed=1), sr=SR),
+        "b.flac": render_song(SongSpec(bpm=100.0, tonic=2, mode="major", duration_s=12.0, seed=2), sr=SR),
+    }
+    for name, y in songs.items():
+        write_audio(library / name, y, SR, title=name)
+    con = open_catalog(tmp_path / "c.duckdb")
+    paths = sorted(library.iterdir())
+    store_results(con, [analyze_file(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths], "r1")
+    (a_id,) = con.execute("SELECT track_id FROM tracks WHERE path LIKE '%a.flac'").fetchall()[0]
+    set_correction(con, a_id, Correction(bpm=62.0, key="Am"), by="dj")
+
+    write_audio(library / "a.flac", songs["a.flac"], SR, title="a, retitled")  # the same audio, other tags
+    os.utime(library / "a.flac", ns=(1, 2))
+    assert _reanalyse(con, library, analyzer_version=ANALYZER_VERSION, force=False) == 1
+    assert _effective(con, a_id)[0] == 62.0  # kept
+
+    (library / "a.flac").rename(library / "t.flac")  # swapped
+    (library / "b.flac").rename(library / "a.flac")
+    (library / "t.flac").rename(library / "b.flac")
+    _reanalyse(con, library, analyzer_version=ANALYZER_VERSION, force=False)
+    bpm, _, _, _, _, _, analysed_bpm, corrected = _effective(con, a_id)
+    assert not corrected and bpm == analysed_bpm
+    log = con.execute("SELECT field, old_value, new_value, set_by FROM correction_log WHERE set_by <> 'dj'").fetchall()
+    assert sorted(log) == [("bpm", "62.0", None, NEW_AUDIO_BY), ("key", "A minor", None, NEW_AUDIO_BY)]
+    con.close()

@@ -72,6 +72,7 @@ def scan_library(
             force=force,
             bpm_range=bpm_range,
             unreadable_dirs=walk.unreadable_dirs,
+            elsewhere=lambda sizes: store.tracks_elsewhere(con, library, sizes),
         )
         store.apply_plan(con, plan, run_id)
         counts = plan.counts() | {

@@ -167,6 +167,10 @@ def required_version(analyzer_version: int, *, at_default: bool, arhythmic: bool
     return max((v for v in range(1, analyzer_version + 1) if reaches(v)), default=analyzer_version)
 
 
+#: What a move's source needs: the track and what identifies its file.
+_SOURCE_COLUMNS = ["track_id", "path", "size_bytes", "fingerprint", "status", "analyzer_version"]
+
+
 def plan_scan(
     inventory: pl.DataFrame,
     known: pl.DataFrame,
@@ -176,6 +180,7 @@ def plan_scan(
     bpm_range: tuple[float, float] | None = None,
     unreadable_dirs: list[str] | None = None,
     fingerprint_fn=None,
+    elsewhere=None,
 ) -> ScanPlan:
     """Diff a walk against the catalog.
 
@@ -201,6 +206,10 @@ def plan_scan(
     fingerprint_fn : callable, optional
         ``(path text, size_bytes) -> str`` (default: :func:`~tasks.audio.identity.fingerprint` of the
         file the text names); only called for paths the catalog does not know.
+    elsewhere : callable, optional
+        ``(sizes) -> DataFrame``: the catalog's tracks outside this library with one of these sizes (columns as
+        ``known``'s). Those whose file is gone (or already ``missing``) can be where a new file came from: a move
+        between two libraries that share a catalog keeps its track, analysis and corrections.
     """
     lo, hi = BPM_RANGE
     at_default = (
@@ -273,13 +282,23 @@ def plan_scan(
         }
     )
     new = unseen.with_columns(pl.lit(None, dtype=pl.Int64).alias("track_id"))
-    if unseen.height and gone.height:
-        candidates = unseen.join(gone.select(pl.col("size_bytes")).unique(), on="size_bytes", how="semi")
+    sources = gone.select(_SOURCE_COLUMNS)
+    if unseen.height and elsewhere is not None:
+        away = elsewhere(unseen["size_bytes"].unique().to_list())
+        if away.height:  # only these few are looked at on disk
+            left = [
+                st == TrackStatus.MISSING.value or not os.path.lexists(text_to_path(p))
+                for p, st in away.select("path", "status").iter_rows()
+            ]
+            away = away.filter(pl.Series(left, dtype=pl.Boolean)).select(_SOURCE_COLUMNS)
+            sources = pl.concat([sources, away], how="vertical_relaxed")
+    if unseen.height and sources.height:
+        candidates = unseen.join(sources.select(pl.col("size_bytes")).unique(), on="size_bytes", how="semi")
         if candidates.height:
             fp = fingerprint_fn or (lambda text, size: fingerprint(text_to_path(text), size))
             fps = [fp(p, s) for p, s in zip(candidates["path"], candidates["size_bytes"])]
             candidates = candidates.with_columns(pl.Series("fingerprint", fps, dtype=pl.Utf8))
-            was = gone.rename({"path": "old_path", "status": "old_status"})
+            was = sources.rename({"path": "old_path", "status": "old_status"})
             was = was.select("fingerprint", "track_id", "old_path", "old_status", "analyzer_version")
             matched = candidates.join(was, on="fingerprint", how="inner")
             matched = matched.unique("track_id", keep="first").unique("path", keep="first")

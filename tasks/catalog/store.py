@@ -101,6 +101,19 @@ def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> 
     ).pl()
 
 
+def tracks_elsewhere(con: duckdb.DuckDBPyConnection, library: str | Path, sizes: list[int]) -> pl.DataFrame:
+    """The catalog's tracks outside ``library`` with one of these sizes, as :func:`known_tracks` gives them: where a
+    file new to ``library`` may have come from (:func:`tasks.catalog.scan.plan_scan`'s ``elsewhere``)."""
+    prefix = path_to_text(library).rstrip("/") + "/"
+    return con.sql(
+        """
+        SELECT t.track_id, t.path, t.size_bytes, t.mtime_ns, t.fingerprint, t.status, f.analyzer_version
+        FROM tracks t LEFT JOIN features f USING (track_id)
+        WHERE NOT starts_with(t.path, $prefix) AND t.size_bytes IN (SELECT unnest($sizes::BIGINT[]))""",
+        params={"prefix": prefix, "sizes": sizes},
+    ).pl()
+
+
 def _events(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
     """Append events; ``rows`` has ``track_id``, ``path``, ``event``, ``detail``, ``run_id``, ``event_at``."""
     if rows.height:

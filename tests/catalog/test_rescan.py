@@ -83,3 +83,31 @@ def test_an_unreadable_folder_leaves_its_tracks_as_they_were(library, tmp_path, 
     assert counts["missing"] == 0 and sub not in _rejects(con)
     assert con.execute("SELECT path, status FROM tracks ORDER BY path").fetchall() == before
     con.close()
+
+
+@pytest.mark.parametrize("old_library_first", [False, True])
+def test_a_move_between_two_libraries_of_one_catalog_keeps_the_track(tmp_path, old_library_first):
+    """Two libraries share a catalog; a file moved from one into the other keeps its track, analysis and
+    correction, whether the old library was scanned since (its row is then ``missing``) or not."""
+    from tasks.catalog.corrections import Correction, set_correction
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    _tone(one / "x.wav", 2.0)
+    _tone(two / "y.wav", 1.0)
+    con = open_catalog(tmp_path / "c.duckdb")
+    _scan_and_store(one, con, "r1")
+    _scan_and_store(two, con, "r2")
+    (track_id,) = con.execute("SELECT track_id FROM tracks WHERE path LIKE '%x.wav'").fetchall()[0]
+    set_correction(con, track_id, Correction(bpm=64.0), by="dj")
+    (one / "x.wav").rename(two / "x.wav")
+    if old_library_first:
+        assert _scan_and_store(one, con, "r3")["missing"] == 1
+    counts = _scan_and_store(two, con, "r4")
+    assert (counts["moved"], counts["new"]) == (1, 0)
+    rows = con.execute("SELECT track_id, path, status FROM tracks ORDER BY track_id").fetchall()
+    assert (track_id, str(two / "x.wav"), "analyzed") in rows and len(rows) == 2
+    assert con.execute("SELECT bpm FROM effective_tracks WHERE track_id = ?", [track_id]).fetchall() == [(64.0,)]
+    assert _scan_and_store(one, con, "r5")["missing"] == 0  # the old library no longer claims it
+    con.close()

@@ -1,9 +1,10 @@
-"""One DuckDB transaction as a ``with`` block: committed whole, or rolled back whole."""
+"""One DuckDB transaction as a ``with`` block: committed whole, or rolled back whole; and the catalog's clock."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import duckdb
 
@@ -25,3 +26,8 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
             pass  # the transaction is gone already; the original error says why
         raise
     con.execute("COMMIT")
+
+
+def now() -> datetime:
+    """UTC now, naive (DuckDB ``TIMESTAMP``)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)

@@ -16,10 +16,9 @@ import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
 
 from schemas.tables import CorrectionRow
-from tasks.catalog.store import now
 from tasks.errors import CratedigError
 from tasks.features.key.names import KeyNameError, camelot, key_name, open_key
-from tasks.transactions import transaction
+from tasks.transactions import now, transaction
 from tasks.vocabulary import CorrectedField
 
 #: Fields a user may correct, in the order they are shown.

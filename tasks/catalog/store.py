@@ -6,7 +6,6 @@ no partial rows and the next run analyses only what is left.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,11 +14,12 @@ import polars as pl
 
 from schemas.tables import FeatureRow, RejectRow, TrackEventRow, TrackRow, split_valid
 from tasks.audio.identity import path_to_text
+from tasks.catalog.corrections import clear_for_new_audio
 from tasks.catalog.migrations import prepare
 from tasks.catalog.writer import connect, open_reader, wait_for_file_lock
 from tasks.constants import LOCK_TIMEOUT_S
 from tasks.errors import CatalogReadOnlyError
-from tasks.transactions import transaction
+from tasks.transactions import now, transaction
 from tasks.vocabulary import OUTCOMES, Reason, TrackEvent, TrackStatus
 
 #: Track columns a file's own content fills in (the decoder's and the tags'); a row that fails
@@ -37,11 +37,6 @@ TRACK_COLUMNS = [
     "status",
     "reason",
 ]
-
-
-def now() -> datetime:
-    """UTC now, naive (DuckDB ``TIMESTAMP``)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def open_catalog(
@@ -299,10 +294,7 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
             [at, at],
         )
         con.unregister("_tracks")
-        # Local import: corrections builds on this module. A correction of the audio a path held before is wrong
-        # for what it holds now.
-        from tasks.catalog.corrections import clear_for_new_audio
-
+        # A correction of the audio a path held before is wrong for what it holds now.
         clear_for_new_audio(
             con, {r["track_id"]: (was[r["track_id"]], r["duration_s"]) for r in results if r["track_id"] in was}, at
         )

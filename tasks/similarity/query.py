@@ -145,7 +145,7 @@ def describe_unanalysed(rows: list[tuple[int, str, str | None]]) -> str:
     parts = [
         f"track {i}'s file is missing (moved or deleted; `cratedig analyze` on its new folder finds a moved one)"
         if status == "missing"
-        else f"track {i} is {status} ({reason}; `cratedig rejects` says why)"
+        else f"track {i} is {status} ({reason}); `cratedig rejects` says why"
         for i, status, reason in rows
     ]
     return ", ".join(parts)

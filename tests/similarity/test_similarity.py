@@ -231,7 +231,7 @@ def test_a_bare_number_lists_file_names_that_contain_it_beside_titles():
     with pytest.raises(AmbiguousQueryError) as err:
         resolve_query(mem, "3")
     assert sorted(err.value.candidates["track_id"]) == [1, 3]  # "song 31"; not c.mp3 for the 3 of its extension
-    with pytest.raises(TrackNotFoundError, match=r"track 5 is rejected \(NOT_AUDIO; `cratedig rejects` says why\)"):
+    with pytest.raises(TrackNotFoundError, match=r"track 5 is rejected \(NOT_AUDIO\); `cratedig rejects` says why"):
         resolve_query(mem, "garbage")  # says why, as the path of a rejected track does
     mem.execute("UPDATE tracks SET status = 'missing', reason = NULL WHERE track_id = 5")
     with pytest.raises(TrackNotFoundError, match=r"track 5's file is missing \(moved or deleted") as err:

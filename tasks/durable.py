@@ -7,7 +7,9 @@ folder, durable once the folder is flushed.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -42,13 +44,55 @@ def flush_folder(path: str | Path) -> None:
         os.close(fd)
 
 
+#: A path that names one of this process's open files: ``/dev/stdout`` (a link to ``/proc/self/fd/1``), ``/dev/fd/N``.
+_OWN_FD = re.compile(r"/(?:proc/self|dev)/fd/(\d+)")
+
+
+def _own_fd(path: Path) -> int | None:
+    """The descriptor ``path`` names when it leads (through links) to ``/proc/self/fd/N`` or ``/dev/fd/N``, else None.
+
+    Such a path is the shell's redirection (``> out.xml``, ``>> log``, ``| less``): written through the descriptor,
+    ``>>`` appends; opened anew by name, the file would be truncated, and replaced by a rename.
+    """
+    p = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on a chain of links
+        m = _OWN_FD.fullmatch(p)
+        if m:
+            return int(m.group(1))
+        if not os.path.islink(p):
+            return None
+        p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+    return None
+
+
+def _write_stream(asked: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write into an open descriptor the path names, or a pipe or device: never a rename there. A named pipe that
+    no program reads is refused at once: opening it would wait for a reader for ever, deaf to Ctrl-C."""
+    fd = _own_fd(asked)
+    if fd is not None:
+        out = os.dup(fd)
+    else:
+        try:
+            out = os.open(asked, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            why = "no program is reading that pipe" if exc.errno == errno.ENXIO else exc.strerror
+            raise OutputNotWritableError(f"cannot write {asked}: {why}") from None
+        os.set_blocking(out, True)
+    try:
+        with os.fdopen(out, "wb") as f:
+            write(f)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(asked)) from None
+
+
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     A crash or an error leaves ``path`` as it was (or absent) and no temporary file behind. A symbolic link
-    stays a link: its target is replaced. A device or a pipe (``/dev/stdout``) is written as a stream: a rename
-    there would replace the device node with a file. Raises :class:`tasks.errors.OutputNotWritableError` when
-    ``path`` is a folder or its folder cannot be made.
+    stays a link: its target is replaced. A stream is written as one, never renamed over: ``/dev/stdout`` and
+    ``/dev/fd/N`` through the open descriptor (``>> file`` appends), a pipe or a device by name. Raises
+    :class:`tasks.errors.OutputNotWritableError` when ``path`` is a folder, its folder cannot be made, or it is a
+    pipe nobody reads.
     """
     asked = Path(path)
     try:
@@ -59,9 +103,8 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Pa
         raise OutputNotWritableError(f"cannot write {asked}: {exc.strerror}") from None
     if kind is not None and stat.S_ISDIR(kind):
         raise OutputNotWritableError(f"cannot write {asked}: it is a folder (give a file name)")
-    if kind is not None and not stat.S_ISREG(kind):
-        with open(asked, "wb") as f:
-            write(f)
+    if kind is not None and (not stat.S_ISREG(kind) or _own_fd(asked) is not None):
+        _write_stream(asked, write)
         return asked
     path = Path(os.path.realpath(asked))
     try:

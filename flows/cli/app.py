@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import typer
-from rich.console import Console
 
-from flows.cli.errors import OneLineErrors, exit_codes_help
+from flows.cli.errors import CliConsole, OneLineErrors, exit_codes_help
 from flows.settings import DEFAULT_CATALOG
 
 # The terminal shows a progress bar and a summary; Prefect's per-task INFO lines stay in the UI and API.
@@ -20,8 +19,8 @@ app = typer.Typer(
     help="cratedig: turn a music library into a queryable dataset (DuckDB + Parquet).",
     epilog=exit_codes_help(),
 )
-console = Console(stderr=True, emoji=False)  # ":x:" in a file name or an error is text
-out = Console(emoji=False)
+console = CliConsole(stderr=True, emoji=False)  # ":x:" in a file name or an error is text
+out = CliConsole(emoji=False)
 
 CatalogOpt = typer.Option(DEFAULT_CATALOG, "--catalog", help="Catalog file (DuckDB).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")

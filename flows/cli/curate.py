@@ -131,7 +131,8 @@ def crate_show(
     if as_json:
         emit_rows(rows, as_json=True, m3u=None)
         return
-    emit_rows(rows, as_json=False, m3u=m3u)
+    if emit_rows(rows, as_json=False, m3u=m3u):  # a playlist written: no table (it may be on stdout, as similar's)
+        return
     table = Table(title=literal(f"crate {name} ({rows.height} tracks)"))
     for col in ("track", "file", "title", "artist", "bpm", "key", "camelot", "fix"):
         table.add_column(col, justify="right" if col in ("track", "bpm") else "left")

@@ -13,6 +13,7 @@ import os
 import sys
 import traceback
 from enum import IntEnum
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -58,8 +59,23 @@ def exit_codes_help() -> str:
     return "Exit codes: " + "; ".join(f"{int(code)} {text}" for code, text in EXIT_CODES.items()) + "."
 
 
+def reader_gone() -> NoReturn:
+    """The program reading stdout stopped (``| head``): no error of ours. stdout goes to /dev/null, so that the
+    exit's flush cannot fail too, and the command ends with :attr:`ExitCode.BROKEN_PIPE`, quietly."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(int(ExitCode.BROKEN_PIPE))
+
+
+class CliConsole(Console):
+    """A rich console whose broken pipe ends the command as any other output's does (rich's own exits 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        reader_gone()
+
+
 #: Errors go to stderr, like the progress bar (:data:`flows.cli.app.console`).
-console = Console(stderr=True, emoji=False)  # ":x:" in a file name or an error is text
+console = CliConsole(stderr=True, emoji=False)  # ":x:" in a file name or an error is text
 
 
 class UsageError(CratedigError):
@@ -129,8 +145,7 @@ class OneLineErrors(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except BrokenPipeError:  # `cratedig sql ... | head`: nobody reads on, which is no error of ours
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail too
-            raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
+            reader_gone()
         except Exception as exc:  # noqa: BLE001  (every error ends as one line and a documented code)
             code, message = classify(exc)
             if OneLineErrors.debug:

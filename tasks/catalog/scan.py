@@ -167,6 +167,18 @@ def required_version(analyzer_version: int, *, at_default: bool, arhythmic: bool
     return max((v for v in range(1, analyzer_version + 1) if reaches(v)), default=analyzer_version)
 
 
+def _left(path: str) -> bool:
+    """Whether the file ``path`` left its folder: the folder is there, holds something, and the file is not. An
+    empty folder may be the mount point of an unplugged drive."""
+    try:
+        with os.scandir(os.path.dirname(path)) as entries:
+            if next(entries, None) is None:
+                return False
+    except OSError:
+        return False
+    return not os.path.lexists(path)
+
+
 #: What a move's source needs: the track and what identifies its file.
 _SOURCE_COLUMNS = ["track_id", "path", "size_bytes", "fingerprint", "status", "analyzer_version"]
 
@@ -208,8 +220,10 @@ def plan_scan(
         file the text names); only called for paths the catalog does not know.
     elsewhere : callable, optional
         ``(sizes) -> DataFrame``: the catalog's tracks outside this library with one of these sizes (columns as
-        ``known``'s). Those whose file is gone (or already ``missing``) can be where a new file came from: a move
-        between two libraries that share a catalog keeps its track, analysis and corrections.
+        ``known``'s). Those already ``missing``, or whose file left a folder that is still there, can be where a
+        new file came from: a move between two libraries that share a catalog keeps its track, analysis and
+        corrections. A file whose folder is gone too (an unplugged drive) proves nothing: a copy of it must not
+        take its track.
     """
     lo, hi = BPM_RANGE
     at_default = (
@@ -287,7 +301,7 @@ def plan_scan(
         away = elsewhere(unseen["size_bytes"].unique().to_list())
         if away.height:  # only these few are looked at on disk
             left = [
-                st == TrackStatus.MISSING.value or not os.path.lexists(text_to_path(p))
+                st == TrackStatus.MISSING.value or _left(text_to_path(p))
                 for p, st in away.select("path", "status").iter_rows()
             ]
             away = away.filter(pl.Series(left, dtype=pl.Boolean)).select(_SOURCE_COLUMNS)

@@ -95,6 +95,7 @@ def test_a_move_between_two_libraries_of_one_catalog_keeps_the_track(tmp_path, o
     one.mkdir()
     two.mkdir()
     _tone(one / "x.wav", 2.0)
+    _tone(one / "z.wav", 3.0)
     _tone(two / "y.wav", 1.0)
     con = open_catalog(tmp_path / "c.duckdb")
     _scan_and_store(one, con, "r1")
@@ -107,7 +108,31 @@ def test_a_move_between_two_libraries_of_one_catalog_keeps_the_track(tmp_path, o
     counts = _scan_and_store(two, con, "r4")
     assert (counts["moved"], counts["new"]) == (1, 0)
     rows = con.execute("SELECT track_id, path, status FROM tracks ORDER BY track_id").fetchall()
-    assert (track_id, str(two / "x.wav"), "analyzed") in rows and len(rows) == 2
+    assert (track_id, str(two / "x.wav"), "analyzed") in rows and len(rows) == 3
     assert con.execute("SELECT bpm FROM effective_tracks WHERE track_id = ?", [track_id]).fetchall() == [(64.0,)]
     assert _scan_and_store(one, con, "r5")["missing"] == 0  # the old library no longer claims it
+    con.close()
+
+
+def test_a_copy_does_not_take_the_track_of_a_file_on_an_unplugged_drive(tmp_path):
+    """The other library's folder is gone (a drive unplugged): its file is not known to have moved, so a copy of
+    it found meanwhile is a new track, and the original keeps its own when the drive is back."""
+    import shutil
+
+    usb, disk = tmp_path / "usb" / "lib", tmp_path / "disk"
+    usb.mkdir(parents=True)
+    disk.mkdir()
+    _tone(usb / "b.wav", 2.0)
+    _tone(disk / "c.wav", 1.0)
+    con = open_catalog(tmp_path / "c.duckdb")
+    _scan_and_store(usb, con, "r1")
+    _scan_and_store(disk, con, "r2")
+    (original,) = con.execute("SELECT track_id FROM tracks WHERE path LIKE '%b.wav'").fetchall()[0]
+    shutil.copy(usb / "b.wav", disk / "b_copy.wav")
+    (tmp_path / "usb").rename(tmp_path / "unplugged")
+    counts = _scan_and_store(disk, con, "r3")
+    assert (counts["moved"], counts["new"]) == (0, 1)
+    (tmp_path / "unplugged").rename(tmp_path / "usb")
+    assert _scan_and_store(usb, con, "r4")["new"] == 0
+    assert con.execute("SELECT path FROM tracks WHERE track_id = ?", [original]).fetchall() == [(str(usb / "b.wav"),)]
     con.close()

@@ -189,6 +189,16 @@ def test_an_export_writes_through_a_link_and_into_a_pipe_never_over_them(tmp_pat
     write_atomically(fifo, lambda f: f.write(b"<NML/>"))
     reader.join(timeout=10)
     assert got == [b"<NML/>"] and fifo.is_fifo()
+    # A pipe nobody reads is refused at once: opening it would wait for ever.
+    with pytest.raises(OutputNotWritableError, match="no program is reading"):
+        write_atomically(fifo, lambda f: f.write(b"<NML/>"))
+    # /dev/stdout or /dev/fd/N redirected to a file (`>> log`): written through the descriptor, so it appends.
+    log = tmp_path / "log.txt"
+    log.write_text("line1\n")
+    inode = log.stat().st_ino
+    with open(log, "ab") as redirected:
+        write_atomically(f"/dev/fd/{redirected.fileno()}", lambda f: f.write(b"<NML/>"))
+    assert log.read_text() == "line1\n<NML/>" and log.stat().st_ino == inode
     (tmp_path / "a_file").write_text("x")
     for bad in (tmp_path / "a_file" / "out.xml", tmp_path / "real"):  # a file in the way; a folder
         with pytest.raises(OutputNotWritableError, match="cannot write"):

@@ -199,3 +199,17 @@ def test_a_reader_that_stops_early_is_no_error(catalog):
     proc.stdout.close()  # as head does after its line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err
+
+
+@pytest.mark.parametrize("command", [["sql", "SELECT 1 AS one"], ["status"], ["status", "--json"]])
+def test_a_reader_gone_before_the_first_line_is_no_error_either(catalog, command):
+    """`cratedig status | true`: rich's own handling exited 1, which says "failed"."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *command, "--catalog", str(catalog)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    proc.stdout.close()  # before the command has imported anything, let alone printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err

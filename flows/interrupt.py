@@ -1,4 +1,4 @@
-"""Whether the user asked this process to stop (Ctrl-C, caught by :func:`flows.cli.analyze._bounded_interrupt`).
+"""Whether the user asked this process to stop (Ctrl-C, caught by :func:`flows.cli.interruption.bounded_interrupt`).
 
 The interrupt does not always surface as ``KeyboardInterrupt``: in a DuckDB query it becomes
 ``RuntimeError('Query interrupted')``. The flow asks here to record its run ``interrupted`` either way, and the

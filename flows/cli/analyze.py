@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +15,7 @@ from rich.table import Table
 from flows import interrupt
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 from flows.cli.errors import ExitCode
+from flows.cli.interruption import INTERRUPTED_MESSAGE, bounded_interrupt, quiet_prefect_shutdown
 from flows.cli.support import finite_nonnegative
 from flows.cli.text import literal
 from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
@@ -93,16 +91,6 @@ class RichProgress:
 
     def advance(self, result: dict) -> None:
         self.progress.advance(self.task)
-
-
-def _quiet_prefect_shutdown() -> None:
-    # Prefect's ephemeral server logs CancelledError tracebacks while it stops at interpreter exit;
-    # they say nothing about the run, so they are silenced on a normal exit.
-    for name in ("prefect", "uvicorn", "uvicorn.error", "httpx", "asyncio", "prefect.server"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    # Prefect's internal loggers take their level from PREFECT_LOGGING_INTERNAL_LEVEL, not from setLevel.
-    for name in ("prefect._internal.concurrency", "prefect.events.clients"):
-        logging.getLogger(name).disabled = True
 
 
 class _NoRunFailureEcho(logging.Filter):
@@ -269,62 +257,6 @@ def _close_stopped_runs(catalog: Path, lock_timeout: float) -> None:
             close_stopped_runs(w.con)
 
 
-#: After Ctrl-C, how long a run may take to stop before the process exits anyway, s. The run records itself
-#: interrupted at once (local writes); what takes longer is Prefect reporting the crash, with retries, to an
-#: embedded server that the same Ctrl-C stopped (minutes). The catalog is safe to leave at any point: batches are
-#: committed whole, the published copy is replaced atomically, and the next run resumes.
-INTERRUPT_GRACE_S = 10.0
-_INTERRUPTED = (
-    "interrupted: what was analysed is in the catalog; the same command goes on from there (exit code 130)\n"
-).encode()
-#: The exit that does not wait for the run (a second Ctrl-C): batches committed since the
-#: catalog was last published (at most PUBLISH_MAX_AGE_S of work) are not in it, and the next run redoes them.
-_STOPPED_AT_ONCE = (
-    "stopped at once: the catalog keeps what was published (up to a minute of analysis may be redone); "
-    "the same command goes on from there (exit code 130)\n"
-).encode()
-
-
-def _exit_interrupted(message: bytes = _INTERRUPTED) -> None:
-    # os.write, not the console: this may run on a timer thread while the main thread holds the console's lock.
-    # The progress bar hid the cursor; exiting here skips its clean-up, so show the cursor and clear its line.
-    os.write(2, (b"\x1b[?25h\r\x1b[2K" if os.isatty(2) else b"") + message)
-    os._exit(ExitCode.INTERRUPTED)
-
-
-@contextmanager
-def _bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt as usual, and the process exits with code 130 at most ``grace_s`` later; a
-    second Ctrl-C exits at once."""
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield
-        return
-    hit: list[threading.Timer] = []
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        if hit:  # the second: the run may not have recorded itself yet
-            _exit_interrupted(_STOPPED_AT_ONCE)
-        interrupt.request()
-        # Prefect's clients complain about the server this Ctrl-C stopped: in its loggers, and its log shipper on
-        # stderr (half a line, unless logging errors are not to be reported).
-        _quiet_prefect_shutdown()
-        logging.raiseExceptions = False
-        timer = threading.Timer(grace_s, _exit_interrupted)
-        timer.daemon = True
-        hit.append(timer)
-        timer.start()
-        raise KeyboardInterrupt
-
-    interrupt.clear()
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        for timer in hit:
-            timer.cancel()
-
-
 def _run_flow(
     path: Path,
     catalog: Path,
@@ -369,7 +301,7 @@ def _run_flow(
                 progress.reporting(RichProgress(bar, waiting)),
                 tags(*library_tags(str(path))),
                 _one_line_failures(),
-                _bounded_interrupt(),
+                bounded_interrupt(),
             ):
                 run = with_dask(dask_address) if dask_address else analyze_library
                 state = run(
@@ -388,9 +320,11 @@ def _run_flow(
             if not interrupt.requested():
                 raise
         if interrupt.requested():  # stopped within the grace period, as KeyboardInterrupt or as a query interrupted
-            console.print(_INTERRUPTED.decode().strip(), style="red", markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                INTERRUPTED_MESSAGE.decode().strip(), style="red", markup=False, highlight=False, soft_wrap=True
+            )
             raise typer.Exit(ExitCode.INTERRUPTED)
-    _quiet_prefect_shutdown()
+    quiet_prefect_shutdown()
     if state.is_cancelled():
         console.print(f"error: {state.message}", style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(ExitCode.BUSY)

@@ -134,7 +134,7 @@ def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
 def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_path, prefect_harness):
     # Without a server of its own the CLI starts an embedded one, which the terminal's Ctrl-C (SIGINT to the
     # whole process group) stops too: Prefect then retried reporting the crash to it for minutes.
-    from flows.cli.analyze import INTERRUPT_GRACE_S
+    from flows.cli.interruption import INTERRUPT_GRACE_S
 
     library = small_library(tmp_path / "lib", 16)
     catalog = tmp_path / "catalog.duckdb"
@@ -308,3 +308,24 @@ def test_a_killed_run_is_recorded_interrupted_even_when_nothing_is_left_to_analy
     work_path(catalog).write_bytes(b"a killed run's working copy")
     _close_stopped_runs(catalog, lock_timeout=1.0)
     assert statuses() == ["interrupted"] and not work_path(catalog).exists()
+
+
+def test_the_children_a_hard_exit_stops_are_found():
+    """A second Ctrl-C exits with os._exit, which waits for nothing: the embedded Prefect server outlived the
+    command (seen here after a SIGINT sent to the process alone). Its children are stopped first."""
+    from flows.cli.interruption import child_pids
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child.pid in child_pids(os.getpid())
+        grandchild_holder = subprocess.Popen(
+            [sys.executable, "-c", "import subprocess; subprocess.run(['sleep', '30'])"]
+        )
+        time.sleep(0.5)
+        assert child_pids(os.getpid()).count(grandchild_holder.pid) == 1  # direct children only
+        assert not set(child_pids(grandchild_holder.pid)) & set(child_pids(os.getpid()))
+        grandchild_holder.kill()
+        grandchild_holder.wait()
+    finally:
+        child.kill()
+        child.wait()

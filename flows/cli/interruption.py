@@ -1,0 +1,103 @@
+"""Ctrl-C during ``cratedig analyze``: the run stops within a grace period and records itself ``interrupted``; a
+second Ctrl-C exits at once, and nothing the command started (the embedded Prefect server, workers) outlives it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flows import interrupt
+from flows.cli.errors import ExitCode
+
+#: After Ctrl-C, how long a run may take to stop before the process exits anyway, s. The run records itself
+#: interrupted at once (local writes); what takes longer is Prefect reporting the crash, with retries, to an
+#: embedded server that the same Ctrl-C stopped (minutes). The catalog is safe to leave at any point: batches are
+#: committed whole, the published copy is replaced atomically, and the next run resumes.
+INTERRUPT_GRACE_S = 10.0
+INTERRUPTED_MESSAGE = (
+    "interrupted: what was analysed is in the catalog; the same command goes on from there (exit code 130)\n"
+).encode()
+#: The exit that does not wait for the run (a second Ctrl-C): batches committed since the
+#: catalog was last published (at most PUBLISH_MAX_AGE_S of work) are not in it, and the next run redoes them.
+STOPPED_AT_ONCE_MESSAGE = (
+    "stopped at once: the catalog keeps what was published (up to a minute of analysis may be redone); "
+    "the same command goes on from there (exit code 130)\n"
+).encode()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``; none found elsewhere)."""
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue  # gone meanwhile
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _exit_interrupted(message: bytes = INTERRUPTED_MESSAGE) -> None:
+    # os.write, not the console: this may run on a timer thread while the main thread holds the console's lock.
+    # The progress bar hid the cursor; exiting here skips its clean-up, so show the cursor and clear its line.
+    os.write(2, (b"\x1b[?25h\r\x1b[2K" if os.isatty(2) else b"") + message)
+    # os._exit skips every clean-up: the embedded Prefect server would outlive us (a SIGINT sent to this process
+    # alone, not to its group as a terminal's Ctrl-C is, never reached it), and so could a worker.
+    for child in child_pids(os.getpid()):
+        try:
+            os.kill(child, signal.SIGTERM)
+        except OSError:
+            pass
+    os._exit(ExitCode.INTERRUPTED)
+
+
+@contextmanager
+def bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and the process exits with code 130 at most ``grace_s`` later; a
+    second Ctrl-C exits at once."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    hit: list[threading.Timer] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if hit:  # the second: the run may not have recorded itself yet
+            _exit_interrupted(STOPPED_AT_ONCE_MESSAGE)
+        interrupt.request()
+        # Prefect's clients complain about the server this Ctrl-C stopped: in its loggers, and its log shipper on
+        # stderr (half a line, unless logging errors are not to be reported).
+        quiet_prefect_shutdown()
+        logging.raiseExceptions = False
+        timer = threading.Timer(grace_s, _exit_interrupted)
+        timer.daemon = True
+        hit.append(timer)
+        timer.start()
+        raise KeyboardInterrupt
+
+    interrupt.clear()
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for timer in hit:
+            timer.cancel()
+
+
+def quiet_prefect_shutdown() -> None:
+    # Prefect's ephemeral server logs CancelledError tracebacks while it stops at interpreter exit;
+    # they say nothing about the run, so they are silenced on a normal exit.
+    for name in ("prefect", "uvicorn", "uvicorn.error", "httpx", "asyncio", "prefect.server"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # Prefect's internal loggers take their level from PREFECT_LOGGING_INTERNAL_LEVEL, not from setLevel.
+    for name in ("prefect._internal.concurrency", "prefect.events.clients"):
+        logging.getLogger(name).disabled = True

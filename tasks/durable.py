@@ -60,8 +60,20 @@ def _own_fd(path: Path) -> int | None:
         if m:
             return int(m.group(1))
         if not os.path.islink(p):
-            return None
+            break
         p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+    # Other spellings of the same (/proc/thread-self/fd/1, a link to /proc/self): the file stdout or stderr has open.
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    for fd in (1, 2):
+        try:
+            own = os.fstat(fd)
+        except OSError:
+            continue
+        if (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino) and stat.S_ISREG(st.st_mode):
+            return fd
     return None
 
 
@@ -75,7 +87,8 @@ def _write_stream(asked: Path, write: Callable[[IO[bytes]], None]) -> None:
         try:
             out = os.open(asked, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:
-            why = "no program is reading that pipe" if exc.errno == errno.ENXIO else exc.strerror
+            fifo = exc.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(asked).st_mode)
+            why = "no program is reading that pipe" if fifo else exc.strerror
             raise OutputNotWritableError(f"cannot write {asked}: {why}") from None
         os.set_blocking(out, True)
     try:

@@ -66,6 +66,20 @@ def reader_gone() -> NoReturn:
     raise SystemExit(int(ExitCode.BROKEN_PIPE))
 
 
+def standard_streams_open() -> None:
+    """Give a closed stdin, stdout or stderr (``cratedig ... >&-``) /dev/null: otherwise the next file opened takes
+    that descriptor, and output meant for stdout (``--m3u /dev/stdout``) would be written into it, the catalog
+    included."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:  # the lowest free one is fd itself, as the lower ones are open by now; in case not
+                os.dup2(opened, fd)
+                os.close(opened)
+
+
 class CliConsole(Console):
     """A rich console whose broken pipe ends the command as any other output's does (rich's own exits 1)."""
 
@@ -119,6 +133,7 @@ class OneLineErrors(TyperGroup):
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         """Click's main, with a bad option or argument reported in one line (exit 2) instead of a usage box."""
+        standard_streams_open()
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except _ClickException as exc:

@@ -93,5 +93,5 @@ def export_rekordbox(con: duckdb.DuckDBPyConnection, out: str | Path, crates: li
     """
     selection = select_for_export(con, crates, extensions=frozenset(KINDS), software="rekordbox")
     tree = build_xml(selection)
-    write_atomically(out, lambda f: tree.write(f, encoding="UTF-8", xml_declaration=True))
+    write_atomically(out, lambda f: (tree.write(f, encoding="UTF-8", xml_declaration=True), f.write(b"\n")))
     return selection

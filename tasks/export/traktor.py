@@ -144,5 +144,5 @@ def export_traktor(
     """
     selection = select_for_export(con, crates, extensions=EXTENSIONS, software="Traktor", utf8_names=True)
     tree = build_nml(selection, volume=volume)
-    write_atomically(out, lambda f: tree.write(f, encoding="UTF-8", xml_declaration=True))
+    write_atomically(out, lambda f: (tree.write(f, encoding="UTF-8", xml_declaration=True), f.write(b"\n")))
     return selection

@@ -213,3 +213,27 @@ def test_a_reader_gone_before_the_first_line_is_no_error_either(catalog, command
     proc.stdout.close()  # before the command has imported anything, let alone printed
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err
+
+
+def test_stdout_closed_or_appended_to_by_any_name(catalog, tmp_path):
+    """`export ... /dev/stdout >&-`: the next file opened took descriptor 1 (the catalog); it gets /dev/null now.
+    `/proc/thread-self/fd/1 >> log`: another name of stdout, still written through it, so it appends."""
+    root = Path(__file__).resolve().parents[2]
+    before = catalog.read_bytes()
+    cli = [sys.executable, "-m", "flows.cli", "export", "rekordbox", "--catalog", str(catalog)]
+    shut = subprocess.run(
+        [*cli[:5], "/dev/stdout", *cli[5:]],
+        cwd=root,
+        stderr=subprocess.PIPE,
+        pass_fds=(),
+        close_fds=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert shut.returncode == 0, shut.stderr.decode()[-500:]
+    assert catalog.read_bytes() == before
+    log = tmp_path / "log.xml"
+    log.write_text("PRE\n")
+    with open(log, "ab") as appended:
+        run = subprocess.run([*cli[:5], "/proc/thread-self/fd/1", *cli[5:]], stdout=appended, cwd=root)
+    assert run.returncode == 0 and log.read_text().startswith("PRE\n<?xml")
+    assert log.read_text().endswith("</DJ_PLAYLISTS>\n")

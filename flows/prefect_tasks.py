@@ -71,7 +71,7 @@ def scan_library(
             analyzer_version=analyzer_version,
             force=force,
             bpm_range=bpm_range,
-            unreadable_dirs=walk.unreadable_dirs,
+            unreadable_dirs=walk.unknown_dirs,
             elsewhere=lambda sizes: store.tracks_elsewhere(con, library, sizes),
         )
         store.apply_plan(con, plan, run_id)
@@ -84,7 +84,7 @@ def scan_library(
             con,
             path_to_text(library),
             [*walk.files["path"], *(p for p, _, _ in walk.problems)],
-            unreadable_dirs=walk.unreadable_dirs,
+            unreadable_dirs=walk.unknown_dirs,
         )
     return plan, counts
 

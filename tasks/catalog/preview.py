@@ -39,7 +39,9 @@ def idle_run_counts(
             return None
         plan_counts = dict.fromkeys(("new", "changed", "outdated", "unchanged", "moved", "missing"), 0)
     else:
-        plan = plan_scan(walk.files, known, analyzer_version=analyzer_version, bpm_range=bpm_range)
+        plan = plan_scan(
+            walk.files, known, analyzer_version=analyzer_version, bpm_range=bpm_range, unreadable_dirs=walk.unknown_dirs
+        )
         if plan.to_analyze.height or plan.moved.height or plan.missing.height:
             return None
         plan_counts = plan.counts()

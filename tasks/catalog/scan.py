@@ -36,12 +36,23 @@ class ScanResult:
     unreadable_dirs : list of str
         The folders (path texts) that could not be listed: what the catalog knows under them is unknown
         now, not missing.
+    empty_root : str or None
+        The root (path text) when it holds nothing at all: the mount point of an unplugged drive looks so.
     """
 
     files: pl.DataFrame
     n_ignored: int = 0
     problems: list[tuple[str, Reason, str]] = field(default_factory=list)
     unreadable_dirs: list[str] = field(default_factory=list)
+    empty_root: str | None = None
+
+    @property
+    def unknown_dirs(self) -> list[str]:
+        """Folders whose catalogued tracks are unknown now, not missing (``plan_scan``'s ``unreadable_dirs``): those
+        that could not be listed, and an empty root. A library whose every file was deleted keeps its folders or
+        other files; a drive that is not mounted leaves an empty folder, and marking its tracks missing would let
+        a copy of one take its track (:func:`plan_scan`'s moves)."""
+        return self.unreadable_dirs + ([self.empty_root] if self.empty_root else [])
 
 
 def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSIONS) -> ScanResult:
@@ -60,6 +71,7 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
     n_ignored = 0
     seen_dirs: set[tuple[int, int]] = set()
     stack = [root]
+    empty_root = None
     while stack:
         top = stack.pop()
         try:
@@ -68,6 +80,8 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
                 continue
             seen_dirs.add((st.st_dev, st.st_ino))
             entries = list(os.scandir(top))
+            if top == root and not entries:
+                empty_root = path_to_text(root)
         except OSError as exc:
             if exc.errno in TRANSIENT_ERRNOS:
                 raise  # a share that hiccups: fail the walk (and retry it), never mark a whole folder missing
@@ -98,7 +112,13 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
             sizes.append(st.st_size)
             mtimes.append(st.st_mtime_ns)
     files = pl.DataFrame({"path": paths, "size_bytes": sizes, "mtime_ns": mtimes}, schema=INVENTORY_SCHEMA)
-    return ScanResult(files=files.sort("path"), n_ignored=n_ignored, problems=problems, unreadable_dirs=unreadable_dirs)
+    return ScanResult(
+        files=files.sort("path"),
+        n_ignored=n_ignored,
+        problems=problems,
+        unreadable_dirs=unreadable_dirs,
+        empty_root=empty_root,
+    )
 
 
 @dataclass
@@ -167,11 +187,12 @@ def required_version(analyzer_version: int, *, at_default: bool, arhythmic: bool
     return max((v for v in range(1, analyzer_version + 1) if reaches(v)), default=analyzer_version)
 
 
-def _left(path: str) -> bool:
-    """Whether the file ``path`` left its folder: the folder is there, holds something, and the file is not. An
-    empty folder may be the mount point of an unplugged drive."""
+def _left(path: str, library: str | None) -> bool:
+    """Whether the file ``path`` left its library: the library's folder (its own folder when the catalog names no
+    library for it) is there and holds something, and the file is not. An empty folder may be the mount point
+    of an unplugged drive; a folder moved away with the file proves nothing either way."""
     try:
-        with os.scandir(os.path.dirname(path)) as entries:
+        with os.scandir(library or os.path.dirname(path)) as entries:
             if next(entries, None) is None:
                 return False
     except OSError:
@@ -220,10 +241,10 @@ def plan_scan(
         file the text names); only called for paths the catalog does not know.
     elsewhere : callable, optional
         ``(sizes) -> DataFrame``: the catalog's tracks outside this library with one of these sizes (columns as
-        ``known``'s). Those already ``missing``, or whose file left a folder that is still there, can be where a
-        new file came from: a move between two libraries that share a catalog keeps its track, analysis and
-        corrections. A file whose folder is gone too (an unplugged drive) proves nothing: a copy of it must not
-        take its track.
+        ``known``'s, plus ``library``: the root of the other library, or null). Those already ``missing``, or whose
+        file left a library folder that is still there, can be where a new file came from: a move between two
+        libraries that share a catalog keeps its track, analysis and corrections. A file whose library is gone
+        too (an unplugged drive) proves nothing: a copy of it must not take its track.
     """
     lo, hi = BPM_RANGE
     at_default = (
@@ -301,8 +322,8 @@ def plan_scan(
         away = elsewhere(unseen["size_bytes"].unique().to_list())
         if away.height:  # only these few are looked at on disk
             left = [
-                st == TrackStatus.MISSING.value or _left(text_to_path(p))
-                for p, st in away.select("path", "status").iter_rows()
+                st == TrackStatus.MISSING.value or _left(text_to_path(p), lib and text_to_path(lib))
+                for p, st, lib in away.select("path", "status", "library").iter_rows()
             ]
             away = away.filter(pl.Series(left, dtype=pl.Boolean)).select(_SOURCE_COLUMNS)
             sources = pl.concat([sources, away], how="vertical_relaxed")

@@ -97,12 +97,15 @@ def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> 
 
 
 def tracks_elsewhere(con: duckdb.DuckDBPyConnection, library: str | Path, sizes: list[int]) -> pl.DataFrame:
-    """The catalog's tracks outside ``library`` with one of these sizes, as :func:`known_tracks` gives them: where a
-    file new to ``library`` may have come from (:func:`tasks.catalog.scan.plan_scan`'s ``elsewhere``)."""
+    """The catalog's tracks outside ``library`` with one of these sizes, as :func:`known_tracks` gives them, with the
+    root of the library each lies in (the longest ``runs.library`` above it; null when none): where a file new to
+    ``library`` may have come from (:func:`tasks.catalog.scan.plan_scan`'s ``elsewhere``)."""
     prefix = path_to_text(library).rstrip("/") + "/"
     return con.sql(
         """
-        SELECT t.track_id, t.path, t.size_bytes, t.mtime_ns, t.fingerprint, t.status, f.analyzer_version
+        WITH libraries AS (SELECT DISTINCT rtrim(library, '/') || '/' AS root FROM runs WHERE library IS NOT NULL)
+        SELECT t.track_id, t.path, t.size_bytes, t.mtime_ns, t.fingerprint, t.status, f.analyzer_version,
+               (SELECT max_by(l.root, length(l.root)) FROM libraries l WHERE starts_with(t.path, l.root)) AS library
         FROM tracks t LEFT JOIN features f USING (track_id)
         WHERE NOT starts_with(t.path, $prefix) AND t.size_bytes IN (SELECT unnest($sizes::BIGINT[]))""",
         params={"prefix": prefix, "sizes": sizes},

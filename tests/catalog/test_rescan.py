@@ -18,6 +18,9 @@ def _scan_and_store(library, con, run_id: str) -> dict:
     catalog = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()[0][
         0
     ]
+    from tasks.catalog.runs import start_run
+
+    start_run(con, run_id, str(library), analyzer_version=ANALYZER_VERSION)  # runs.library: where libraries are
     plan, counts = scan_library.fn(str(library), catalog, run_id, analyzer_version=ANALYZER_VERSION)
     items = plan.to_analyze.to_dicts()
     if items:
@@ -135,4 +138,46 @@ def test_a_copy_does_not_take_the_track_of_a_file_on_an_unplugged_drive(tmp_path
     (tmp_path / "unplugged").rename(tmp_path / "usb")
     assert _scan_and_store(usb, con, "r4")["new"] == 0
     assert con.execute("SELECT path FROM tracks WHERE track_id = ?", [original]).fetchall() == [(str(usb / "b.wav"),)]
+    con.close()
+
+
+def test_an_album_folder_moved_to_another_library_keeps_its_tracks(tmp_path):
+    """The whole folder went with its file: the file's own folder is gone, but its library is there."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    (one / "album").mkdir(parents=True)
+    two.mkdir()
+    _tone(one / "album" / "x.wav", 2.0)
+    _tone(one / "root.wav", 3.0)
+    _tone(two / "y.wav", 1.0)
+    con = open_catalog(tmp_path / "c.duckdb")
+    _scan_and_store(one, con, "r1")
+    _scan_and_store(two, con, "r2")
+    (track_id,) = con.execute("SELECT track_id FROM tracks WHERE path LIKE '%x.wav'").fetchall()[0]
+    (one / "album").rename(two / "album")
+    counts = _scan_and_store(two, con, "r3")
+    assert (counts["moved"], counts["new"]) == (1, 0)
+    assert con.execute("SELECT path FROM tracks WHERE track_id = ?", [track_id]).fetchall() == [
+        (str(two / "album" / "x.wav"),)
+    ]
+    con.close()
+
+
+def test_an_empty_library_folder_marks_nothing_missing(tmp_path):
+    """An unplugged drive leaves an empty mount point: its tracks are not marked missing (which would let a copy
+    of one take its track), and come back as they were."""
+    import shutil
+
+    usb, disk = tmp_path / "usb", tmp_path / "disk"
+    usb.mkdir()
+    disk.mkdir()
+    _tone(usb / "b.wav", 2.0)
+    con = open_catalog(tmp_path / "c.duckdb")
+    _scan_and_store(usb, con, "r1")
+    (original,) = con.execute("SELECT track_id FROM tracks").fetchall()[0]
+    shutil.copy(usb / "b.wav", disk / "b_copy.wav")
+    (usb / "b.wav").rename(tmp_path / "away.wav")  # the mount point, empty
+    assert _scan_and_store(usb, con, "r2")["missing"] == 0
+    assert con.execute("SELECT status FROM tracks WHERE track_id = ?", [original]).fetchall() == [("analyzed",)]
+    counts = _scan_and_store(disk, con, "r3")
+    assert (counts["moved"], counts["new"]) == (0, 1)
     con.close()

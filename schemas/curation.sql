@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS corrections (
     key_open       VARCHAR,               -- derived from "key", e.g. '1m'
     beat_offset_s  DOUBLE,                -- time of the first downbeat, s
     beats_per_bar  INTEGER,
+    audio_duration_s DOUBLE,              -- s, the duration of the audio it was made for (schema v9; NULL before)
     set_by         VARCHAR NOT NULL,      -- who set the latest value
     set_at         TIMESTAMP NOT NULL     -- when (UTC)
 );

@@ -149,11 +149,13 @@ def set_correction(
         cols = {**values, **derived}
         names = ", ".join(f'"{c}"' for c in cols)  # column names come from FIELDS, never from the user
         updates = ", ".join(f'"{c}" = excluded."{c}"' for c in cols)
+        # The audio it is made for: another recording put under the name later must not inherit it.
         con.execute(
-            f"INSERT INTO corrections (track_id, {names}, set_by, set_at) "
-            f"VALUES (?, {', '.join('?' * len(cols))}, ?, ?)"
-            f" ON CONFLICT (track_id) DO UPDATE SET {updates}, set_by = excluded.set_by, set_at = excluded.set_at",
-            [track_id, *cols.values(), by, at],
+            f"INSERT INTO corrections (track_id, {names}, audio_duration_s, set_by, set_at) "
+            f"VALUES (?, {', '.join('?' * len(cols))}, (SELECT duration_s FROM tracks WHERE track_id = ?), ?, ?)"
+            f" ON CONFLICT (track_id) DO UPDATE SET {updates}, audio_duration_s = excluded.audio_duration_s,"
+            " set_by = excluded.set_by, set_at = excluded.set_at",
+            [track_id, *cols.values(), track_id, by, at],
         )
         # A field already corrected to this value changes nothing: no log row (setting an analysed value does pin
         # it against re-analysis, which is logged).
@@ -179,17 +181,24 @@ NEW_AUDIO_S: float = 0.5
 NEW_AUDIO_BY = "cratedig (the file's audio changed)"
 
 
-def clear_for_new_audio(
-    con: duckdb.DuckDBPyConnection, durations: dict[int, tuple[float, float]], at: Any
-) -> list[int]:
+def clear_for_new_audio(con: duckdb.DuckDBPyConnection, durations: dict[int, float], at: Any) -> list[int]:
     """Clear the corrections of tracks whose file now holds other audio, inside the caller's transaction.
 
-    ``durations`` maps a re-analysed track to its (old, new) duration, s. A correction made for one recording
-    (its tempo, key, grid) would be wrong for another put under the same name (a file replaced, two names
-    swapped), and would go into exports and tags; the cleared values stay in ``correction_log``, with
-    :data:`NEW_AUDIO_BY` as who cleared them. Returns the tracks cleared.
+    ``durations`` maps a re-analysed track to its new duration, s, which is compared with the duration of the
+    audio each correction was made for (``audio_duration_s``; for a correction older than that column, the
+    track's duration before this analysis, when there was one). A correction made for one recording (its
+    tempo, key, grid) would be wrong for another put under the same name (a file replaced, two names swapped,
+    even with a broken file in between), and would go into exports and tags; the cleared values stay in
+    ``correction_log``, with :data:`NEW_AUDIO_BY` as who cleared them. Returns the tracks cleared.
     """
-    new = [t for t, (old, now_s) in durations.items() if abs(old - now_s) > NEW_AUDIO_S]
+    if not durations:
+        return []
+    made_for = con.execute(
+        "SELECT c.track_id, coalesce(c.audio_duration_s, t.duration_s) FROM corrections c JOIN tracks t "
+        "USING (track_id) WHERE c.track_id IN (SELECT unnest(?::BIGINT[]))",
+        [list(durations)],
+    ).fetchall()
+    new = [t for t, was in made_for if was is not None and abs(was - durations[t]) > NEW_AUDIO_S]
     cleared = []
     for track_id in new:
         pinned = {f: v for f, v in _pinned(con, track_id).items() if v is not None}

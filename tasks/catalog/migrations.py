@@ -14,7 +14,7 @@ from tasks.similarity.sql import ensure_similarity_objects
 from tasks.transactions import transaction
 
 #: Version of the catalog's tables and views; :data:`MIGRATIONS` has a step for every version after 1.
-SCHEMA_VERSION: int = 8
+SCHEMA_VERSION: int = 9
 
 
 def ddl() -> str:
@@ -74,6 +74,12 @@ def _reencode_paths(con: duckdb.DuckDBPyConnection) -> None:
     con.unregister("_paths")
 
 
+def _add_correction_audio(con: duckdb.DuckDBPyConnection) -> None:
+    # The duration of the audio a correction was made for; NULL on corrections set before v9 (the track's own
+    # duration stands in for it).
+    con.execute("ALTER TABLE corrections ADD COLUMN IF NOT EXISTS audio_duration_s DOUBLE")
+
+
 #: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).
 MIGRATIONS = {
     2: ensure_similarity_objects,  # v2: similarity_index + the similar_tracks() SQL macro in every catalog
@@ -83,6 +89,7 @@ MIGRATIONS = {
     6: _split_format_and_codec,  # v6: tracks.format is wav/flac/m4a/aac...; tracks.codec the decoder's name
     7: _add_run_error,  # v7: runs.error, why a run failed
     8: _reencode_paths,  # v8: path texts reversible and collision-free (backslashes doubled)
+    9: _add_correction_audio,  # v9: corrections.audio_duration_s, the audio a correction was made for
 }
 
 

@@ -265,14 +265,10 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
     _schema_failures(results)
     at = now()
     with transaction(con):
-        known = [r["track_id"] for r in results if r["track_id"] is not None and r["duration_s"] is not None]
-        was = dict(
-            con.execute(
-                "SELECT track_id, duration_s FROM tracks WHERE track_id IN (SELECT unnest(?::BIGINT[])) "
-                "AND duration_s IS NOT NULL",
-                [known],
-            ).fetchall()
-        )
+        # Before the tracks' upsert: a correction older than corrections.audio_duration_s goes by the old duration.
+        # A correction of the audio a path held before is wrong for what it holds now.
+        new_durations = {r["track_id"]: r["duration_s"] for r in results if r["track_id"] is not None}
+        clear_for_new_audio(con, {t: d for t, d in new_durations.items() if d is not None}, at)
         unnumbered = [r for r in results if r["track_id"] is None]
         if unnumbered:
             ids = con.execute("SELECT nextval('track_id_seq') FROM range(?)", [len(unnumbered)]).fetchall()
@@ -297,10 +293,6 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
             [at, at],
         )
         con.unregister("_tracks")
-        # A correction of the audio a path held before is wrong for what it holds now.
-        clear_for_new_audio(
-            con, {r["track_id"]: (was[r["track_id"]], r["duration_s"]) for r in results if r["track_id"] in was}, at
-        )
         analysed = [
             {**r["features"], "track_id": r["track_id"]} for r in results if r["status"] == TrackStatus.ANALYZED
         ]

@@ -228,4 +228,12 @@ def test_a_correction_does_not_follow_a_name_onto_other_audio(tmp_path):
     assert not corrected and bpm == analysed_bpm
     log = con.execute("SELECT field, old_value, new_value, set_by FROM correction_log WHERE set_by <> 'dj'").fetchall()
     assert sorted(log) == [("bpm", "62.0", None, NEW_AUDIO_BY), ("key", "A minor", None, NEW_AUDIO_BY)]
+    # A broken file in between (a half-copied replacement, rejected, no duration) does not hide the change.
+    set_correction(con, a_id, Correction(bpm=99.0), by="dj")  # for the 12 s song now under a.flac
+    (library / "a.flac").write_bytes(b"\x00" * 4096)
+    _reanalyse(con, library, analyzer_version=ANALYZER_VERSION, force=False)
+    assert con.execute("SELECT status FROM tracks WHERE track_id = ?", [a_id]).fetchall() == [("rejected",)]
+    write_audio(library / "a.flac", songs["a.flac"], SR, title="the 8 s song again")
+    _reanalyse(con, library, analyzer_version=ANALYZER_VERSION, force=False)
+    assert con.execute("SELECT count(*) FROM corrections WHERE track_id = ?", [a_id]).fetchall() == [(0,)]
     con.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
+from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled
 
 from flows import artifacts, interrupt, progress
@@ -180,7 +181,15 @@ def analyze_library(
             )
         except BaseException as exc:
             try:
-                if isinstance(exc, KeyboardInterrupt) or interrupt.requested():  # Ctrl-C: what was stored stays
+                # Ctrl-C, SIGHUP, or SIGTERM (which Prefect turns into TerminationSignal, and a DuckDB query it
+                # lands in into RuntimeError('Query interrupted')): what was stored stays, and the command line
+                # exits 130 for it (request), as for Ctrl-C.
+                if (
+                    isinstance(exc, (KeyboardInterrupt, TerminationSignal))
+                    or interrupt.requested()
+                    or (isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted"))
+                ):
+                    interrupt.request()
                     done = counts | runs.stored_outcomes(catalog.con, run_id)
                     runs.finish_run(catalog.con, run_id, done, status=RunStatus.INTERRUPTED, error="interrupted")
                 else:

@@ -1,5 +1,6 @@
-"""Ctrl-C during ``cratedig analyze``: the run stops within a grace period and records itself ``interrupted``; a
-second Ctrl-C exits at once, and nothing the command started (the embedded Prefect server, workers) outlives it."""
+"""Ctrl-C (or SIGHUP, SIGTERM) during ``cratedig analyze``: the run stops within a grace period and records itself
+``interrupted``; a second one exits at once, and nothing the command started (the embedded Prefect server,
+workers) outlives it."""
 
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def _exit_interrupted(message: bytes = INTERRUPTED_MESSAGE) -> None:
 @contextmanager
 def bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt as usual, and the process exits with code 130 at most ``grace_s`` later; a
-    second Ctrl-C exits at once."""
+    second Ctrl-C exits at once. SIGHUP (a closed terminal) and SIGTERM (``timeout``, ``kill``, a service manager)
+    are a Ctrl-C too: Python's default for them ended the process on the spot, and the embedded Prefect server
+    outlived it. During the flow Prefect turns SIGTERM into its TerminationSignal, then sends it again to the
+    handler it found, this one."""
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
@@ -84,11 +88,12 @@ def bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
         raise KeyboardInterrupt
 
     interrupt.clear()
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for timer in hit:
             timer.cancel()
 

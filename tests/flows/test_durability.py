@@ -131,7 +131,8 @@ def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
     assert n_features == 16 and dupes == [] and {s for _, s in tracks} == {"analyzed"}
 
 
-def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_path, prefect_harness):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_path, prefect_harness, how):
     # Without a server of its own the CLI starts an embedded one, which the terminal's Ctrl-C (SIGINT to the
     # whole process group) stops too: Prefect then retried reporting the crash to it for minutes.
     from flows.cli.interruption import INTERRUPT_GRACE_S
@@ -151,7 +152,10 @@ def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_
 
     wait_until_published(proc, catalog, 2)
     interrupted_at = time.monotonic()
-    os.killpg(proc.pid, signal.SIGINT)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # the terminal's: to the whole group, the embedded server included
+    else:  # `timeout`, `kill`, a service manager: to the command alone, and Prefect turns it into its own signal
+        os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=INTERRUPT_GRACE_S + 60)
     assert proc.returncode == 130, err.decode()[-2000:]
     assert time.monotonic() - interrupted_at <= INTERRUPT_GRACE_S + 15
@@ -164,6 +168,16 @@ def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_
 
     assert analyze_json(library, catalog)["analyzed"] == 16 - stored
     assert catalog_state(catalog)[1] == 16
+    # Nothing it started outlives it: after a SIGTERM the embedded Prefect server did.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("a process of the interrupted command's group is still running")
 
 
 def test_an_interrupt_inside_a_query_still_records_the_run_interrupted(tmp_path, prefect_harness, monkeypatch):

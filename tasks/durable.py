@@ -62,7 +62,10 @@ def _own_fd(path: Path) -> int | None:
         if not os.path.islink(p):
             break
         p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
-    # Other spellings of the same (/proc/thread-self/fd/1, a link to /proc/self): the file stdout or stderr has open.
+    # Other spellings of a descriptor (/proc/thread-self/fd/1, a link to /proc/self): the file stdout or stderr has
+    # open. Only for a name of that form: out.xml is replaced by rename even when stderr is redirected to it.
+    if "/fd/" not in os.path.abspath(path):
+        return None
     try:
         st = os.stat(path)
     except OSError:

@@ -72,28 +72,39 @@ def bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
         yield
         return
     hit: list[threading.Timer] = []
+    lock = threading.Lock()
+
+    def start_grace() -> None:
+        with lock:
+            if hit:
+                return
+            # Prefect's clients complain about the server this stop ended: in its loggers, and its log shipper on
+            # stderr (half a line, unless logging errors are not to be reported).
+            quiet_prefect_shutdown()
+            logging.raiseExceptions = False
+            timer = threading.Timer(grace_s, _exit_interrupted)
+            timer.daemon = True
+            hit.append(timer)
+            timer.start()
 
     def on_sigint(signum: int, frame: Any) -> None:
         if hit:  # the second: the run may not have recorded itself yet
             _exit_interrupted(STOPPED_AT_ONCE_MESSAGE)
-        interrupt.request()
-        # Prefect's clients complain about the server this Ctrl-C stopped: in its loggers, and its log shipper on
-        # stderr (half a line, unless logging errors are not to be reported).
-        quiet_prefect_shutdown()
-        logging.raiseExceptions = False
-        timer = threading.Timer(grace_s, _exit_interrupted)
-        timer.daemon = True
-        hit.append(timer)
-        timer.start()
+        interrupt.request()  # starts the grace period (start_grace)
         raise KeyboardInterrupt
 
     interrupt.clear()
+    # A SIGTERM during the flow reaches Prefect's handler, not on_sigint; the flow requests the stop then, and the
+    # grace period starts all the same (a SIGTERM to the whole group, as `timeout` sends, ended the embedded server
+    # too, and Prefect's teardown retried it for minutes).
+    forget = interrupt.on_request(start_grace)
     previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        forget()
         for timer in hit:
             timer.cancel()
 

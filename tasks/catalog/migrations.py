@@ -75,9 +75,13 @@ def _reencode_paths(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _add_correction_audio(con: duckdb.DuckDBPyConnection) -> None:
-    # The duration of the audio a correction was made for; NULL on corrections set before v9 (the track's own
-    # duration stands in for it).
+    # The duration of the audio a correction was made for. For a correction set before v9, the track's duration
+    # now is the best witness there is (a file replaced since was re-analysed, and its correction with it).
     con.execute("ALTER TABLE corrections ADD COLUMN IF NOT EXISTS audio_duration_s DOUBLE")
+    con.execute(
+        "UPDATE corrections SET audio_duration_s = t.duration_s FROM tracks t "
+        "WHERE corrections.track_id = t.track_id AND corrections.audio_duration_s IS NULL"
+    )
 
 
 #: Steps that bring a catalog of version ``v - 1`` to version ``v`` (after ``catalog.sql``'s tables exist).

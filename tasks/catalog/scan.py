@@ -188,16 +188,23 @@ def required_version(analyzer_version: int, *, at_default: bool, arhythmic: bool
 
 
 def _left(path: str, library: str | None) -> bool:
-    """Whether the file ``path`` left its library: the library's folder (its own folder when the catalog names no
-    library for it) is there and holds something, and the file is not. An empty folder may be the mount point
-    of an unplugged drive; a folder moved away with the file proves nothing either way."""
+    """Whether the file ``path`` left its library: it is not there, and the nearest folder above it that is there
+    holds something and lies in its library (its own folder, when the catalog names no library for it). An empty
+    folder may be the mount point of an unplugged drive, inside a library or as its root; a folder moved away
+    with the file (an album) is no such sign."""
+    if os.path.lexists(path):
+        return False
+    root = (library or os.path.dirname(path)).rstrip("/") + "/"
+    folder = os.path.dirname(path)
+    while not os.path.isdir(folder) and (folder + "/").startswith(root) and folder != "/":
+        folder = os.path.dirname(folder)
+    if not (folder + "/").startswith(root):  # gone up to the library and past it: the library is not there
+        return False
     try:
-        with os.scandir(library or os.path.dirname(path)) as entries:
-            if next(entries, None) is None:
-                return False
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
     except OSError:
         return False
-    return not os.path.lexists(path)
 
 
 #: What a move's source needs: the track and what identifies its file.

@@ -181,3 +181,22 @@ def test_an_empty_library_folder_marks_nothing_missing(tmp_path):
     counts = _scan_and_store(disk, con, "r3")
     assert (counts["moved"], counts["new"]) == (0, 1)
     con.close()
+
+
+def test_a_drive_mounted_inside_a_library_is_no_move_source_when_unplugged(tmp_path):
+    """library/usb is a mount point: unplugged, it is an empty folder inside a library that is there."""
+    import shutil
+
+    library, other = tmp_path / "library", tmp_path / "other"
+    (library / "usb").mkdir(parents=True)
+    (library / "local").mkdir()
+    other.mkdir()
+    _tone(library / "local" / "a.wav", 1.0)
+    _tone(library / "usb" / "b.wav", 2.0)
+    con = open_catalog(tmp_path / "c.duckdb")
+    _scan_and_store(library, con, "r1")
+    shutil.copy(library / "usb" / "b.wav", other / "b.wav")
+    (library / "usb" / "b.wav").rename(tmp_path / "away.wav")  # the drive's content, gone with it
+    counts = _scan_and_store(other, con, "r2")
+    assert (counts["moved"], counts["new"]) == (0, 1)
+    con.close()

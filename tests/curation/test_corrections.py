@@ -128,6 +128,22 @@ def test_older_catalog_gets_curation_objects(tmp_path):
     assert os.path.exists(path)
 
 
+def test_a_correction_set_before_schema_9_gets_the_duration_of_its_audio(catalog_copy):
+    """Without it, a broken file in between (no duration) would let the correction follow the next recording."""
+    con = open_catalog(catalog_copy)
+    set_correction(con, 1, Correction(bpm=62.0), by="dj")
+    con.execute("ALTER TABLE corrections DROP COLUMN audio_duration_s")  # as schema 8 left it
+    con.execute("DELETE FROM schema_version")
+    con.execute("INSERT INTO schema_version (version) VALUES (8)")
+    con.close()
+    con = open_catalog(catalog_copy)
+    made_for, duration = con.execute(
+        "SELECT c.audio_duration_s, t.duration_s FROM corrections c JOIN tracks t USING (track_id)"
+    ).fetchall()[0]
+    assert made_for == duration and duration > 0
+    con.close()
+
+
 def test_similarity_filters_on_corrected_values(catalog_copy):
     from tasks.similarity.index import refresh_similarity_index
     from tasks.similarity.search import similar_tracks

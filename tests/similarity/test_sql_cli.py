@@ -237,3 +237,19 @@ def test_stdout_closed_or_appended_to_by_any_name(catalog, tmp_path):
         run = subprocess.run([*cli[:5], "/proc/thread-self/fd/1", *cli[5:]], stdout=appended, cwd=root)
     assert run.returncode == 0 and log.read_text().startswith("PRE\n<?xml")
     assert log.read_text().endswith("</DJ_PLAYLISTS>\n")
+
+
+def test_an_export_into_the_file_stderr_goes_to_is_still_whole(catalog, tmp_path):
+    """`export rekordbox out.xml 2> out.xml`: the file is replaced whole, not written through stderr (which would
+    put the "wrote N tracks" line after the XML)."""
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "out.xml"
+    with open(out, "wb") as err:
+        run = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "export", "rekordbox", str(out), "--catalog", str(catalog)],
+            stderr=err,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    assert run.returncode == 0
+    ET.parse(out)  # no junk after the document

@@ -87,9 +87,14 @@ def bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
             hit.append(timer)
             timer.start()
 
+    seen: list[int] = []
+
     def on_sigint(signum: int, frame: Any) -> None:
-        if hit:  # the second: the run may not have recorded itself yet
+        # The second signal this handler sees: the run may not have recorded itself yet. (A SIGTERM that Prefect's
+        # handler caught first, and sent again once the flow had recorded itself, is the first one it sees.)
+        if seen:
             _exit_interrupted(STOPPED_AT_ONCE_MESSAGE)
+        seen.append(signum)
         interrupt.request()  # starts the grace period (start_grace)
         raise KeyboardInterrupt
 

@@ -1,14 +1,12 @@
-"""Similarity: ranking on synthesized song families, SQL = Python, filters, duplicates, mixes, CLI outputs
-(the rules themselves, without a catalog: ``test_rules.py``).
+"""Similarity: ranking on synthesized song families, SQL = Python, filters, duplicates, mixes (the rules
+themselves, without a catalog: ``test_rules.py``; the ``similar`` and ``mix`` commands: ``test_similar_cli.py``).
 
-The catalog fixture is built without Prefect: songs rendered by ``tasks.synth.songs``, analysed by
-``tasks.features.analyze.analyze_file``, stored by ``tasks.catalog.store.store_results``, indexed by
-``refresh_similarity_index``. ``tests/test_notebooks.py`` runs the notebooks on the same catalog.
+The catalog of song families is built without Prefect (``families.py``); ``tests/flows/test_notebooks.py`` runs
+the notebooks on the same catalog.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -22,92 +20,7 @@ from tasks.similarity.query import AmbiguousQueryError, TrackNotFoundError, reso
 from tasks.similarity.rules import camelot_compatible, tempo_compatible
 from tasks.similarity.search import similar_tracks
 from tasks.synth.songs import SongSpec
-
-#: Four families: each fixes style, instrumentation, tempo and key; members differ by seed (progression,
-#: melody, drum kit, reverb) and some by noise. Family 3 shares family 0's key and is within 6 % of its
-#: tempo (120 vs 124 BPM) but sounds different, so a mix can walk from one to the other.
-FAMILIES: dict[int, dict] = {
-    0: dict(style="house", timbre="saw", bpm=124.0, tonic=9, mode="minor"),
-    1: dict(style="hiphop", timbre="piano-ish", bpm=92.0, tonic=0, mode="major"),
-    2: dict(style="dnb", timbre="square", bpm=172.0, tonic=5, mode="minor"),
-    3: dict(style="funk", timbre="pluck", bpm=120.0, tonic=9, mode="minor"),
-}
-VARIANTS = 4
-DURATION_S = 20.0
-
-_BUILT: dict[str, tuple[Path, dict[str, int]]] = {}
-
-
-def _render_and_analyse(job: tuple[str, SongSpec, str, str]) -> dict:
-    from tasks.constants import SR
-    from tasks.features.analyze import analyze_file
-    from tasks.synth.files import write_audio
-    from tasks.synth.songs import render_song
-
-    path, spec, title, artist = job
-    if not os.path.exists(path):
-        write_audio(path, render_song(spec, sr=SR), SR, title=title, artist=artist, bpm=spec.bpm, key=spec.key)
-    st_ = os.stat(path)
-    return analyze_file(path, st_.st_size, st_.st_mtime_ns)
-
-
-def build_family_catalog(root: Path) -> tuple[Path, dict[str, int]]:
-    """Render, analyse, store and index the families (plus two duplicates); returns (catalog, path -> family).
-
-    Built once per test session, whichever module asks first (about 0.5 s of CPU per song).
-    """
-    if "catalog" in _BUILT:
-        return _BUILT["catalog"]
-    from tasks.catalog.store import open_catalog, store_results
-
-    lib = root / "library"
-    (lib / "copies").mkdir(parents=True, exist_ok=True)
-    family: dict[str, int] = {}
-    jobs = []
-    for f, params in FAMILIES.items():
-        for v in range(VARIANTS):
-            spec = SongSpec(duration_s=DURATION_S, seed=100 * f + v, noise_db=30.0 if v == 3 else None, **params)
-            path = str(lib / f"family{f}_take{v}.flac")
-            jobs.append((path, spec, f"Take {v} of family {f}", f"Family {f}"))
-            family[path] = f
-    # Duplicates of family0_take0: the same audio tagged with the same title/artist up to case and
-    # spaces (other bytes, so another fingerprint), and (written below, once the original exists) a
-    # byte copy (same fingerprint).
-    reencode = str(lib / "copies" / "family0_take0 (retagged).flac")
-    jobs.append((reencode, jobs[0][1], " take 0 of Family 0", "FAMILY 0 "))
-    family[reencode] = 0
-    results = [_render_and_analyse(job) for job in jobs]
-    copy = str(lib / "copies" / "family0_take0 (copy).flac")
-    shutil.copy(jobs[0][0], copy)
-    results.append(_render_and_analyse((copy, jobs[0][1], "", "")))
-    family[copy] = 0
-    assert all(r["status"] == "analyzed" for r in results), [(r["path"], r["detail"]) for r in results]
-    catalog = root / "catalog.duckdb"
-    con = open_catalog(catalog)
-    store_results(con, results, "test-similarity")
-    refresh_similarity_index(con)
-    con.close()
-    _BUILT["catalog"] = (catalog, family)
-    return _BUILT["catalog"]
-
-
-@pytest.fixture(scope="session")
-def family_catalog(tmp_path_factory) -> tuple[Path, dict[str, int]]:
-    return build_family_catalog(tmp_path_factory.mktemp("similarity"))
-
-
-@pytest.fixture()
-def con(family_catalog):
-    from tasks.catalog.store import open_catalog
-
-    c = open_catalog(family_catalog[0], read_only=True)
-    yield c
-    c.close()
-
-
-def _originals(family: dict[str, int]) -> list[str]:
-    return [p for p in family if "copies" not in p]
-
+from tests.similarity.families import VARIANTS, originals
 
 # ---------------------------------------------------------------- ranking on the families
 
@@ -115,7 +28,7 @@ def _originals(family: dict[str, int]) -> list[str]:
 def test_same_family_ranks_first(con, family_catalog):
     _, family = family_catalog
     precisions = {"cosine": [], "euclidean": []}
-    for path in _originals(family):
+    for path in originals(family):
         for metric in precisions:
             top = similar_tracks(con, path, VARIANTS - 1, metric=metric)
             assert top.height == VARIANTS - 1
@@ -127,7 +40,7 @@ def test_same_family_ranks_first(con, family_catalog):
 
 def test_sql_macro_agrees_with_python(con, family_catalog):
     _, family = family_catalog
-    for path in _originals(family)[::3]:
+    for path in originals(family)[::3]:
         tid = resolve_query(con, path)[0]
         for metric, window, harmonic in (
             ("cosine", None, False),
@@ -149,7 +62,7 @@ def test_filters_hold_and_are_exact(con, family_catalog):
     everything = con.execute("""SELECT t.path, f.bpm, f.key_camelot FROM tracks t JOIN features f USING (track_id)
                                 WHERE t.status = 'analyzed'""").fetchall()
     info = {p: (b, c) for p, b, c in everything}
-    for path in _originals(family):
+    for path in originals(family):
         bpm, cam = info[path]
         full = similar_tracks(con, path, 100)
         for window, harmonic in ((6.0, False), (None, True), (4.0, True), (40.0, False)):
@@ -181,7 +94,7 @@ def test_seed_and_duplicates_excluded(con, family_catalog):
 
 def test_multi_seed_centroid(con, family_catalog):
     _, family = family_catalog
-    seeds = [p for p in _originals(family) if family[p] == 1][:2]
+    seeds = [p for p in originals(family) if family[p] == 1][:2]
     top = similar_tracks(con, seeds, 2)
     assert not set(seeds) & set(top["path"])
     assert [family[p] for p in top["path"]] == [1, 1]
@@ -189,7 +102,7 @@ def test_multi_seed_centroid(con, family_catalog):
 
 def test_resolve_query(con, family_catalog):
     _, family = family_catalog
-    path = _originals(family)[5]
+    path = originals(family)[5]
     tid = resolve_query(con, path)[0]
     assert resolve_query(con, tid) == [tid] and resolve_query(con, f"id:{tid}") == [tid]
     # A bare number is the track id unless a title, artist or file name contains it too: then it is listed.
@@ -269,7 +182,7 @@ def test_mix_chains_compatible_tracks(con, family_catalog):
 
 def test_write_m3u(tmp_path, con, family_catalog):
     _, family = family_catalog
-    mix = build_mix(con, _originals(family)[0], 3)
+    mix = build_mix(con, originals(family)[0], 3)
     out = write_m3u(mix, tmp_path / "set.m3u8")
     assert (out.written, out.skipped) == (3, ())
     lines = out.path.read_text(encoding="utf-8").splitlines()
@@ -289,106 +202,18 @@ def test_index_follows_the_catalog(family_catalog, tmp_path):
     timbre = con.execute("SELECT (group_weights::JSON->>'timbre')::DOUBLE FROM similarity_stats").fetchall()[0][0]
     assert timbre == GROUP_WEIGHTS["timbre"]
     assert refresh_similarity_index(con)["skipped"]
-    gone = _originals(family_catalog[1])[1]
+    gone = originals(family_catalog[1])[1]
     con.execute("UPDATE tracks SET status = 'missing' WHERE path = ?", [gone])
     info = refresh_similarity_index(con)
     assert not info["skipped"] and info["tracks"] == len(family_catalog[1]) - 1
-    assert gone not in similar_tracks(con, _originals(family_catalog[1])[0], 30)["path"].to_list()
+    assert gone not in similar_tracks(con, originals(family_catalog[1])[0], 30)["path"].to_list()
     assert (
         con.execute(
-            "SELECT count(*) FROM similar_tracks(?, 30) WHERE path = ?", [_originals(family_catalog[1])[0], gone]
+            "SELECT count(*) FROM similar_tracks(?, 30) WHERE path = ?", [originals(family_catalog[1])[0], gone]
         ).fetchall()[0][0]
         == 0
     )
     con.close()
-
-
-# ---------------------------------------------------------------- command line
-
-
-@pytest.fixture()
-def cli():
-    from typer.testing import CliRunner
-
-    from flows.cli import app
-
-    return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
-
-
-def test_cli_similar_json_and_m3u(cli, family_catalog, tmp_path):
-    catalog, family = family_catalog
-    seed = _originals(family)[4]
-    res = cli("similar", seed, "-k", 3, "--json", "--catalog", catalog)
-    assert res.exit_code == 0, res.output
-    rows = json.loads(res.stdout)
-    assert len(rows) == 3 and {"track_id", "path", "bpm", "key", "key_camelot", "distance"} <= set(rows[0])
-    res = cli(
-        "similar",
-        seed,
-        "-k",
-        3,
-        "--harmonic",
-        "--bpm-window",
-        6,
-        "--metric",
-        "euclidean",
-        "--m3u",
-        tmp_path / "sim.m3u",
-        "--catalog",
-        catalog,
-    )
-    assert res.exit_code == 0, res.output
-    listed = [ln for ln in (tmp_path / "sim.m3u").read_text().splitlines() if not ln.startswith("#")]
-    assert 1 <= len(listed) <= 3 and seed not in listed
-
-
-def test_cli_ambiguous_and_mix(cli, family_catalog, tmp_path):
-    catalog, family = family_catalog
-    res = cli("similar", "family 2", "--catalog", catalog)
-    assert res.exit_code == 2 and "family2_take3.flac" in res.output
-    # One candidate a line, after the one that says what matched (not one line with escaped breaks).
-    lines = res.output.strip().splitlines()
-    assert lines[0].startswith("error: ") and "tracks match 'family 2'" in lines[0]
-    assert "\\x0a" not in res.output and any(ln.strip().endswith("family2_take3.flac)") for ln in lines[1:])
-    seed = next(p for p in family if p.endswith("family3_take0.flac"))
-    res = cli("mix", seed, "--length", 5, "--m3u", tmp_path / "mix.m3u", "--catalog", catalog)
-    assert res.exit_code == 0, res.output
-    listed = [ln for ln in (tmp_path / "mix.m3u").read_text().splitlines() if not ln.startswith("#")]
-    assert listed[0] == seed and len(set(listed)) == len(listed) == 5
-    res = cli("mix", seed, "--length", 3, "--json", "--catalog", catalog)
-    assert [r["position"] for r in json.loads(res.stdout)] == [1, 2, 3]
-
-
-def test_cli_says_why_a_mix_or_a_filtered_search_comes_up_short(cli, family_catalog, tmp_path):
-    catalog, family = family_catalog
-    n_tracks = len(family)
-    seed = next(p for p in family if p.endswith("family3_take0.flac"))
-    # Longer than the library: no window would help, the catalog is used up.
-    res = cli("mix", seed, "--length", n_tracks + 5, "--no-harmonic", "--bpm-window", 1000, "--catalog", catalog)
-    assert res.exit_code == 0, res.output
-    text = " ".join(res.output.split())
-    assert "the catalog has no other track with a tempo to add" in text and "try a wider" not in text
-    # A seed without a tempo: no tempo window can match it.
-    aged = tmp_path / "aged.duckdb"
-    shutil.copy(catalog, aged)
-    from tasks.catalog.store import open_catalog
-
-    con = open_catalog(aged)
-    (track_id,) = con.execute("SELECT track_id FROM tracks WHERE path = ?", [seed]).fetchone()
-    con.execute("UPDATE features SET bpm = NULL, tempo_reason = 'ARHYTHMIC' WHERE track_id = ?", [track_id])
-    refresh_similarity_index(con, force=True)  # (the index signs what it was built from; a hand edit keeps that)
-    con.close()
-    res = cli("mix", seed, "--length", 5, "--no-harmonic", "--bpm-window", 1000, "--catalog", aged)
-    text = " ".join(res.output.split())
-    assert res.exit_code == 0 and "family3_take0.flac has no tempo, so no track follows it" in text, res.output
-    res = cli("similar", seed, "--bpm-window", 6, "--catalog", aged)
-    text = " ".join(res.output.split())
-    assert res.exit_code == 0 and "no tempo, so --bpm-window matches no track" in text, res.output
-    # From another seed, the track without a tempo is out of reach: the catalog is used up, whatever the window.
-    other = next(p for p in family if p.endswith("family2_take0.flac"))
-    res = cli("mix", other, "--length", n_tracks, "--no-harmonic", "--bpm-window", 1000, "--catalog", aged)
-    text = " ".join(res.output.split())
-    assert "the catalog has no other track with a tempo to add" in text and "try a wider" not in text, res.output
 
 
 def test_a_path_with_bytes_that_are_not_utf8_finds_its_track(tmp_path):

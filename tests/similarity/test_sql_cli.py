@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.similarity.test_similarity import build_family_catalog
+from tests.similarity.families import build_family_catalog
 
 #: The oldest DuckDB the README says reads the catalog (1.0 cannot deserialise its macros).
 OLDEST_DUCKDB = "1.1.3"

@@ -80,10 +80,10 @@ def _own_fd(path: Path) -> int | None:
     return None
 
 
-def _write_stream(asked: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write into an open descriptor the path names, or a pipe or device: never a rename there. A named pipe that
-    no program reads is refused at once: opening it would wait for a reader for ever, deaf to Ctrl-C."""
-    fd = _own_fd(asked)
+def _write_stream(asked: Path, write: Callable[[IO[bytes]], None], fd: int | None) -> None:
+    """Write into ``fd``, the open descriptor the path names (:func:`_own_fd`), or else into the pipe or device it
+    names: never a rename there. A named pipe that no program reads is refused at once: opening it would wait
+    for a reader for ever, deaf to Ctrl-C."""
     if fd is not None:
         out = os.dup(fd)
     else:
@@ -119,8 +119,9 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Pa
         raise OutputNotWritableError(f"cannot write {asked}: {exc.strerror}") from None
     if kind is not None and stat.S_ISDIR(kind):
         raise OutputNotWritableError(f"cannot write {asked}: it is a folder (give a file name)")
-    if kind is not None and (not stat.S_ISREG(kind) or _own_fd(asked) is not None):
-        _write_stream(asked, write)
+    own = None if kind is None else _own_fd(asked)
+    if kind is not None and (not stat.S_ISREG(kind) or own is not None):
+        _write_stream(asked, write, own)
         return asked
     path = Path(os.path.realpath(asked))
     try:

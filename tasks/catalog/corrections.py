@@ -165,13 +165,16 @@ def set_correction(
 
 def clear_corrections(con: duckdb.DuckDBPyConnection, track_id: int, *, by: str, at: Any = None) -> list[str]:
     """Drop every correction of ``track_id`` (the analysis shows again); returns the fields that were corrected."""
-    at = at or now()
     with transaction(con):
-        pinned = {f: v for f, v in _pinned(con, track_id).items() if v is not None}
-        _log(con, [(track_id, f, _text(v), None, by, at) for f, v in pinned.items()])
-        fields = list(pinned)
-        con.execute("DELETE FROM corrections WHERE track_id = ?", [track_id])
-    return fields
+        return _drop(con, track_id, by=by, at=at or now())
+
+
+def _drop(con: duckdb.DuckDBPyConnection, track_id: int, *, by: str, at: Any) -> list[str]:
+    """Delete the track's corrections and log each as cleared by ``by``; returns the fields that were corrected."""
+    pinned = {f: v for f, v in _pinned(con, track_id).items() if v is not None}
+    _log(con, [(track_id, f, _text(v), None, by, at) for f, v in pinned.items()])
+    con.execute("DELETE FROM corrections WHERE track_id = ?", [track_id])
+    return list(pinned)
 
 
 #: A re-analysed file whose decoded duration moved by more than this holds other audio, s. A tag edit (or a
@@ -199,14 +202,7 @@ def clear_for_new_audio(con: duckdb.DuckDBPyConnection, durations: dict[int, flo
         [list(durations)],
     ).fetchall()
     new = [t for t, was in made_for if was is not None and abs(was - durations[t]) > NEW_AUDIO_S]
-    cleared = []
-    for track_id in new:
-        pinned = {f: v for f, v in _pinned(con, track_id).items() if v is not None}
-        if pinned:
-            _log(con, [(track_id, f, _text(v), None, NEW_AUDIO_BY, at) for f, v in pinned.items()])
-            con.execute("DELETE FROM corrections WHERE track_id = ?", [track_id])
-            cleared.append(track_id)
-    return cleared
+    return [t for t in new if _drop(con, t, by=NEW_AUDIO_BY, at=at)]
 
 
 def corrections_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

@@ -265,10 +265,10 @@ def store_results(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]],
     _schema_failures(results)
     at = now()
     with transaction(con):
-        # Before the tracks' upsert: a correction older than corrections.audio_duration_s goes by the old duration.
-        # A correction of the audio a path held before is wrong for what it holds now.
-        new_durations = {r["track_id"]: r["duration_s"] for r in results if r["track_id"] is not None}
-        clear_for_new_audio(con, {t: d for t, d in new_durations.items() if d is not None}, at)
+        # A correction of the audio a path held before is wrong for what it holds now. (Before the tracks' upsert:
+        # a correction without audio_duration_s goes by the track's duration before this analysis.)
+        durations = {r["track_id"]: r["duration_s"] for r in results if r["track_id"] is not None}
+        clear_for_new_audio(con, {t: d for t, d in durations.items() if d is not None}, at)
         unnumbered = [r for r in results if r["track_id"] is None]
         if unnumbered:
             ids = con.execute("SELECT nextval('track_id_seq') FROM range(?)", [len(unnumbered)]).fetchall()

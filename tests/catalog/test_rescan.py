@@ -36,6 +36,17 @@ def _tone(path, seconds: float = 1.0) -> None:
     sf.write(path, (0.3 * np.sin(np.arange(int(22050 * seconds)) / 7)).astype(np.float32), 22050)
 
 
+def _analysed(tmp_path, libraries: list, tones: dict) -> object:
+    """Write ``tones`` (path -> seconds), then scan and store each of ``libraries`` in turn into one new catalog."""
+    for path, seconds in tones.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _tone(path, seconds)
+    con = open_catalog(tmp_path / "c.duckdb")
+    for i, library in enumerate(libraries):
+        _scan_and_store(library, con, f"setup{i}")
+    return con
+
+
 @pytest.fixture
 def library(tmp_path):
     root = tmp_path / "lib"
@@ -95,14 +106,7 @@ def test_a_move_between_two_libraries_of_one_catalog_keeps_the_track(tmp_path, o
     from tasks.catalog.corrections import Correction, set_correction
 
     one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir()
-    two.mkdir()
-    _tone(one / "x.wav", 2.0)
-    _tone(one / "z.wav", 3.0)
-    _tone(two / "y.wav", 1.0)
-    con = open_catalog(tmp_path / "c.duckdb")
-    _scan_and_store(one, con, "r1")
-    _scan_and_store(two, con, "r2")
+    con = _analysed(tmp_path, [one, two], {one / "x.wav": 2.0, one / "z.wav": 3.0, two / "y.wav": 1.0})
     (track_id,) = con.execute("SELECT track_id FROM tracks WHERE path LIKE '%x.wav'").fetchall()[0]
     set_correction(con, track_id, Correction(bpm=64.0), by="dj")
     (one / "x.wav").rename(two / "x.wav")
@@ -123,13 +127,7 @@ def test_a_copy_does_not_take_the_track_of_a_file_on_an_unplugged_drive(tmp_path
     import shutil
 
     usb, disk = tmp_path / "usb" / "lib", tmp_path / "disk"
-    usb.mkdir(parents=True)
-    disk.mkdir()
-    _tone(usb / "b.wav", 2.0)
-    _tone(disk / "c.wav", 1.0)
-    con = open_catalog(tmp_path / "c.duckdb")
-    _scan_and_store(usb, con, "r1")
-    _scan_and_store(disk, con, "r2")
+    con = _analysed(tmp_path, [usb, disk], {usb / "b.wav": 2.0, disk / "c.wav": 1.0})
     (original,) = con.execute("SELECT track_id FROM tracks WHERE path LIKE '%b.wav'").fetchall()[0]
     shutil.copy(usb / "b.wav", disk / "b_copy.wav")
     (tmp_path / "usb").rename(tmp_path / "unplugged")
@@ -144,14 +142,7 @@ def test_a_copy_does_not_take_the_track_of_a_file_on_an_unplugged_drive(tmp_path
 def test_an_album_folder_moved_to_another_library_keeps_its_tracks(tmp_path):
     """The whole folder went with its file: the file's own folder is gone, but its library is there."""
     one, two = tmp_path / "one", tmp_path / "two"
-    (one / "album").mkdir(parents=True)
-    two.mkdir()
-    _tone(one / "album" / "x.wav", 2.0)
-    _tone(one / "root.wav", 3.0)
-    _tone(two / "y.wav", 1.0)
-    con = open_catalog(tmp_path / "c.duckdb")
-    _scan_and_store(one, con, "r1")
-    _scan_and_store(two, con, "r2")
+    con = _analysed(tmp_path, [one, two], {one / "album" / "x.wav": 2.0, one / "root.wav": 3.0, two / "y.wav": 1.0})
     (track_id,) = con.execute("SELECT track_id FROM tracks WHERE path LIKE '%x.wav'").fetchall()[0]
     (one / "album").rename(two / "album")
     counts = _scan_and_store(two, con, "r3")
@@ -168,11 +159,8 @@ def test_an_empty_library_folder_marks_nothing_missing(tmp_path):
     import shutil
 
     usb, disk = tmp_path / "usb", tmp_path / "disk"
-    usb.mkdir()
     disk.mkdir()
-    _tone(usb / "b.wav", 2.0)
-    con = open_catalog(tmp_path / "c.duckdb")
-    _scan_and_store(usb, con, "r1")
+    con = _analysed(tmp_path, [usb], {usb / "b.wav": 2.0})
     (original,) = con.execute("SELECT track_id FROM tracks").fetchall()[0]
     shutil.copy(usb / "b.wav", disk / "b_copy.wav")
     (usb / "b.wav").rename(tmp_path / "away.wav")  # the mount point, empty
@@ -188,13 +176,8 @@ def test_a_drive_mounted_inside_a_library_is_no_move_source_when_unplugged(tmp_p
     import shutil
 
     library, other = tmp_path / "library", tmp_path / "other"
-    (library / "usb").mkdir(parents=True)
-    (library / "local").mkdir()
     other.mkdir()
-    _tone(library / "local" / "a.wav", 1.0)
-    _tone(library / "usb" / "b.wav", 2.0)
-    con = open_catalog(tmp_path / "c.duckdb")
-    _scan_and_store(library, con, "r1")
+    con = _analysed(tmp_path, [library], {library / "local" / "a.wav": 1.0, library / "usb" / "b.wav": 2.0})
     shutil.copy(library / "usb" / "b.wav", other / "b.wav")
     (library / "usb" / "b.wav").rename(tmp_path / "away.wav")  # the drive's content, gone with it
     counts = _scan_and_store(other, con, "r2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -196,7 +197,6 @@ def analyze(
 ) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
     from flows.settings import default_parquet_dir
-    from tasks.catalog.parquet import has_export
     from tasks.catalog.preview import idle_run_counts
     from tasks.catalog.writer import check_writable
     from tasks.constants import ANALYZER_VERSION
@@ -205,11 +205,12 @@ def analyze(
     idle = None
     if not force:
         idle = idle_run_counts(path, catalog, analyzer_version=ANALYZER_VERSION, bpm_range=bpm_range)
-    if idle is not None and catalog.exists() and not has_export(parquet_dir or default_parquet_dir(catalog)):
-        idle = None  # up to date, but its Parquet export is missing (a run stopped while it exported): a run redoes it
     if idle is not None:  # nothing to do: no Prefect server to start, no run to record
         _close_stopped_runs(catalog, lock_timeout)
         summary = idle | {"catalog": str(catalog.resolve()) if catalog.exists() else None}
+        exported = _refresh_stale_export(catalog, parquet_dir or default_parquet_dir(catalog))
+        if exported is not None:
+            summary["parquet"] = str(exported.resolve())
     else:
         if not catalog.exists():  # published empty before Prefect starts (15-45 s): readers never see "no catalog"
             from tasks.catalog.writer import CatalogWriter
@@ -235,6 +236,40 @@ def analyze(
         out.print_json(json.dumps(summary, default=str))
     else:
         print_summary(summary, path, catalog)
+
+
+def _refresh_stale_export(catalog: Path, parquet_dir: Path) -> Path | None:
+    """Export the catalog to Parquet when its export is missing or holds other content; returns the folder.
+
+    A run stopped after it stored analyses but before its export (Ctrl-C, a kill), or corrections made
+    since, leave the export behind the catalog; a run with nothing to analyse starts no flow, so it is
+    redone here, under the writer lock. A run holding the lock exports at its end, so it is left to it.
+    """
+    from tasks.catalog.parquet import export_is_current, export_parquet
+    from tasks.catalog.writer import acquire_lock, open_reader
+    from tasks.errors import CatalogLockedError
+
+    if not catalog.exists():
+        return None
+    con = open_reader(catalog)
+    try:
+        if export_is_current(con, parquet_dir):
+            return None
+    finally:
+        con.close()
+    try:
+        fd = acquire_lock(catalog, {"command": "analyze (refreshing the Parquet export)"}, timeout_s=0)
+    except CatalogLockedError:
+        return None
+    try:
+        con = open_reader(catalog)  # again, under the lock: no run can publish in between
+        try:
+            export_parquet(con, parquet_dir)
+        finally:
+            con.close()
+    finally:
+        os.close(fd)
+    return parquet_dir
 
 
 def _close_stopped_runs(catalog: Path, lock_timeout: float) -> None:

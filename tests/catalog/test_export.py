@@ -79,3 +79,18 @@ def test_plain_files_of_an_older_export_become_links(tmp_path):
     assert os.readlink(out / "tracks.parquet") == "current/tracks.parquet"
     assert pl.read_parquet(out / "tracks.parquet").height == 1
     assert len(list((out / "exports").iterdir())) == 2  # the current export and the one before
+
+
+def test_an_export_is_current_only_for_the_content_it_holds(tmp_path):
+    out = tmp_path / "parquet"
+    con = _catalog_with(tmp_path / "c.duckdb", ["a"])
+    assert not parquet.export_is_current(con, out)  # none yet
+    export_parquet(con, out)
+    assert parquet.export_is_current(con, out)
+    store_results(con, [empty_result("/music/b.flac", 10, 1, reason="EMPTY", detail="0 bytes")], "r2")
+    assert not parquet.export_is_current(con, out)  # a run stored more, then stopped before its export
+    export_parquet(con, out)
+    assert parquet.export_is_current(con, out)
+    (out / "current" / parquet.PARQUET_MANIFEST).unlink()  # as an older cratedig left it
+    assert not parquet.export_is_current(con, out)
+    con.close()

@@ -164,11 +164,14 @@ def test_similarity_filters_on_corrected_values(catalog_copy):
 def test_parquet_export_has_the_effective_values(catalog_copy, tmp_path):
     import polars as pl
 
-    from tasks.catalog.parquet import export_parquet
+    from tasks.catalog.parquet import export_is_current, export_parquet
 
     con = open_catalog(catalog_copy)
+    export_parquet(con, tmp_path / "parquet")
     set_correction(con, 3, Correction(bpm=64.0), by="dj")
+    assert not export_is_current(con, tmp_path / "parquet")  # the next `analyze`, idle or not, exports again
     written = export_parquet(con, tmp_path / "parquet")
+    assert export_is_current(con, tmp_path / "parquet")
     con.close()
     assert [p.name for p in written] == ["tracks.parquet", "features.parquet", "effective_tracks.parquet"]
     effective = pl.read_parquet(tmp_path / "parquet" / "effective_tracks.parquet")

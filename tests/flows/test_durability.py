@@ -211,10 +211,14 @@ def test_an_interrupt_inside_a_query_still_records_the_run_interrupted(tmp_path,
 
 def test_an_export_an_interrupt_stopped_is_redone_by_the_next_run(tmp_path, prefect_harness, monkeypatch):
     # Every file stored, then Ctrl-C while the Parquet export is written: the next run has nothing to analyse
-    # but must not leave the catalog without its export.
+    # but must not leave the catalog without its export, nor with an earlier run's.
+    import polars as pl
+
     from flows import interrupt
     from flows.analyze import analyze_library
     from tasks.catalog import parquet
+    from tasks.catalog.store import open_catalog, store_results
+    from tasks.features.analyze import empty_result
 
     library = small_library(tmp_path / "lib", 2)
     catalog = tmp_path / "catalog.duckdb"
@@ -232,8 +236,18 @@ def test_an_export_an_interrupt_stopped_is_redone_by_the_next_run(tmp_path, pref
         interrupt.clear()
     monkeypatch.setattr(parquet, "export_parquet", real)
     assert catalog_state(catalog)[1] == 2 and not parquet.has_export(tmp_path / "parquet")
-
     assert analyze_json(library, catalog)["analyzed"] == 0 and parquet.has_export(tmp_path / "parquet")
+    assert pl.read_parquet(tmp_path / "parquet" / "features.parquet").height == 2
+
+    earlier = open_catalog(tmp_path / "earlier.duckdb")  # an export of what an earlier run had stored
+    store_results(earlier, [empty_result(str(library / "gone.flac"), 10, 1, reason="EMPTY", detail="0 bytes")], "r")
+    parquet.export_parquet(earlier, tmp_path / "parquet")
+    earlier.close()
+    summary = analyze_json(library, catalog)
+    assert summary["analyzed"] == 0 and summary["parquet"] == str((tmp_path / "parquet").resolve())
+    assert pl.read_parquet(tmp_path / "parquet" / "features.parquet").height == 2
+    assert "gone.flac" not in str(pl.read_parquet(tmp_path / "parquet" / "tracks.parquet")["path"].to_list())
+    assert "parquet" not in analyze_json(library, catalog)  # current: not written again
 
 
 def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harness):

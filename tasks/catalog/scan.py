@@ -34,8 +34,8 @@ class ScanResult:
         Entries with an audio extension that cannot be read (dangling links, permission denied...), and
         folders that cannot be listed.
     unreadable_dirs : list of str
-        The folders (path texts) that could not be listed: what the catalog knows under them is unknown
-        now, not missing.
+        The folders (path texts) that could not be listed, and dangling links without an audio extension
+        (a link to a drive that is not mounted): what the catalog knows under them is unknown now, not missing.
     empty_root : str or None
         The root (path text) when it holds nothing at all: the mount point of an unplugged drive looks so.
     """
@@ -98,6 +98,9 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
             ext = os.path.splitext(entry.name)[1].lower()
             if ext not in extensions:
                 n_ignored += 1
+                if entry.is_symlink() and not os.path.exists(entry.path):
+                    # a link to a drive that is not mounted: what the catalog holds under it is unknown, not missing
+                    unreadable_dirs.append(path_to_text(entry.path))
                 continue
             try:
                 st = entry.stat(follow_symlinks=True)

@@ -183,3 +183,17 @@ def test_a_drive_mounted_inside_a_library_is_no_move_source_when_unplugged(tmp_p
     counts = _scan_and_store(other, con, "r2")
     assert (counts["moved"], counts["new"]) == (0, 1)
     con.close()
+
+
+def test_a_link_to_a_drive_that_is_not_mounted_marks_nothing_missing(tmp_path):
+    """library/usb is a symbolic link to the drive's mount point; unplugged, the link dangles."""
+    library, drive = tmp_path / "library", tmp_path / "drive"
+    con = _analysed(tmp_path, [], {drive / "b.wav": 2.0, library / "a.wav": 1.0})
+    os.symlink(drive, library / "usb")
+    assert _scan_and_store(library, con, "r2")["new"] == 2
+    drive.rename(tmp_path / "unplugged")
+    counts = _scan_and_store(library, con, "r3")
+    assert counts["missing"] == 0
+    statuses = con.execute("SELECT path, status FROM tracks ORDER BY path").fetchall()
+    assert [s for p, s in statuses if p.startswith(str(library / "usb"))] == ["analyzed"]
+    con.close()

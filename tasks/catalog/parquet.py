@@ -47,8 +47,9 @@ def has_export(out_dir: str | Path) -> bool:
 def content_digest(con: duckdb.DuckDBPyConnection) -> str:
     """A digest of what an export holds: each exported table's row count and the XOR of its rows' hashes.
 
-    Rows are unique by ``track_id``, so equal rows never cancel out. About 35 ms per million rows; DuckDB's
-    ``hash`` may change between its versions, which costs one needless export after an upgrade.
+    Rows are unique by ``track_id``, so equal rows never cancel out. It reads every row once, as the export does,
+    but writes nothing: a small part of an export's cost. DuckDB's ``hash`` may change between its versions,
+    which costs one needless export after an upgrade.
     """
     parts = []
     for table in PARQUET_TABLES:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tasks.catalog.scan import plan_scan, walk_library
 from tasks.catalog.store import known_tracks, open_catalog
+from tasks.similarity.index import index_is_current
 
 
 def idle_run_counts(
@@ -16,8 +17,9 @@ def idle_run_counts(
 ) -> dict[str, int] | None:
     """The summary counts of a run over ``library`` that would change nothing, or None if a run has work.
 
-    Work is a file to analyse, a move, a newly missing file or an unreadable entry. An empty library whose
-    catalog knows none of its files has nothing to do either (``files`` is 0).
+    Work is a file to analyse, a move, a newly missing file or an unreadable entry, or a similarity index behind
+    the catalog (a run killed after it stored analyses). An empty library whose catalog knows none of its files
+    has nothing to do either (``files`` is 0).
     """
     library = str(Path(library).resolve())
     walk = walk_library(library)
@@ -32,6 +34,8 @@ def idle_run_counts(
         con = open_catalog(catalog, read_only=True)
         try:
             known = known_tracks(con, library)
+            if not index_is_current(con):
+                return None
         finally:
             con.close()
     if known is None or known.height == 0:

@@ -46,14 +46,20 @@ def start_run(
 
 
 def close_stopped_runs(con: duckdb.DuckDBPyConnection) -> int:
-    """Record runs still marked ``running`` as ``interrupted`` (killed, or stopped by a second Ctrl-C); the caller
+    """Record runs still marked ``running`` as ``interrupted`` (killed, or stopped by a second Ctrl-C), with what
+    each stored and, as its end, the time of its last stored outcome (unknown when it stored none); the caller
     holds the catalog's lock, so none of them runs. Returns how many there were."""
-    (n,) = con.execute("SELECT count(*) FROM runs WHERE status = ?", [RunStatus.RUNNING.value]).fetchall()[0]
-    if n:
-        con.execute(
-            "UPDATE runs SET status = ? WHERE status = ?", [RunStatus.INTERRUPTED.value, RunStatus.RUNNING.value]
-        )
-    return n
+    stopped = [
+        r for (r,) in con.execute("SELECT run_id FROM runs WHERE status = ?", [RunStatus.RUNNING.value]).fetchall()
+    ]
+    for run_id in stopped:
+        (last,) = con.execute(
+            "SELECT max(event_at) FROM track_events WHERE run_id = ? AND event IN (?, ?, ?)",
+            [run_id, *(str(s) for s in OUTCOMES)],
+        ).fetchall()[0]
+        finish_run(con, run_id, stored_outcomes(con, run_id), status=RunStatus.INTERRUPTED, error="interrupted")
+        con.execute("UPDATE runs SET finished_at = ? WHERE run_id = ?", [last, run_id])
+    return len(stopped)
 
 
 def finish_run(

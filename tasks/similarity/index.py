@@ -137,6 +137,18 @@ def index_signature(con: duckdb.DuckDBPyConnection) -> str:
     return _signature(con, _embedding_source(con)[0])
 
 
+def index_is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``similarity_index`` exists and was built from what the catalog holds now (a run killed after it
+    stored analyses but before its refresh leaves it behind, or never built)."""
+    if not (table_exists(con, "similarity_stats") and table_exists(con, "similarity_index")):
+        return False
+    try:
+        old = _one(con, "SELECT signature FROM similarity_stats")
+        return old is not None and old[0] == index_signature(con)
+    except duckdb.Error:  # a catalog of an older schema, read before a run migrates it: the run will tell
+        return False
+
+
 def apply_corrections(con: duckdb.DuckDBPyConnection, track_ids: list[int], *, signature_before: str) -> bool:
     """Give the index the corrected tempo and key of ``track_ids`` (after ``cratedig set``).
 

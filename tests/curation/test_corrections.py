@@ -182,7 +182,13 @@ def test_parquet_export_has_the_effective_values(catalog_copy, tmp_path):
 def test_a_correction_updates_the_index_in_place_as_a_rebuild_would(dj_catalog, catalog_copy, tmp_path):
     import shutil
 
-    from tasks.similarity.index import apply_corrections, index_signature, load_index, refresh_similarity_index
+    from tasks.similarity.index import (
+        apply_corrections,
+        index_is_current,
+        index_signature,
+        load_index,
+        refresh_similarity_index,
+    )
 
     other = tmp_path / "other.duckdb"
     shutil.copy(dj_catalog[0], other)
@@ -197,6 +203,7 @@ def test_a_correction_updates_the_index_in_place_as_a_rebuild_would(dj_catalog, 
             assert apply_corrections(con, [4], signature_before=before) is True
             assert load_index(con).bpm[list(load_index(con).ids).index(4)] == 128.5
             assert refresh_similarity_index(con)["skipped"] is True  # nothing left to rebuild
+            assert index_is_current(con)  # so an idle `analyze` starts no run for it
         else:
             refresh_similarity_index(con, force=True)
         results.append(con.execute(cols).fetchall())
@@ -204,6 +211,7 @@ def test_a_correction_updates_the_index_in_place_as_a_rebuild_would(dj_catalog, 
     assert results[0] == results[1]
     con = open_catalog(catalog_copy)  # an index already out of date before the correction is rebuilt whole
     con.execute("UPDATE tracks SET path = path || '.moved' WHERE track_id = 1")  # a move the index missed
+    assert not index_is_current(con)
     before = index_signature(con)
     set_correction(con, 4, Correction(bpm=129.0), by="dj")
     assert apply_corrections(con, [4], signature_before=before) is False

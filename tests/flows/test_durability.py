@@ -250,6 +250,42 @@ def test_an_export_an_interrupt_stopped_is_redone_by_the_next_run(tmp_path, pref
     assert "parquet" not in analyze_json(library, catalog)  # current: not written again
 
 
+def test_an_index_a_stopped_run_left_behind_is_rebuilt_by_the_next_analyze(tmp_path, prefect_harness, monkeypatch):
+    # Stopped after every batch was stored, before the similarity index was refreshed: the next analyze has no
+    # file to analyse, but similar_tracks() and the notebooks need the index (they found it empty or missing).
+    from flows import interrupt, prefect_tasks
+    from flows.analyze import analyze_library
+    from tasks.catalog.store import open_catalog
+    from tasks.similarity.index import index_is_current
+
+    library = small_library(tmp_path / "lib", 2)
+    catalog = tmp_path / "catalog.duckdb"
+
+    def interrupted_refresh(con, **kwargs):
+        interrupt.request()
+        raise RuntimeError("Query interrupted")
+
+    monkeypatch.setattr(prefect_tasks, "refresh_similarity_index", interrupted_refresh)
+    try:
+        with pytest.raises(RuntimeError, match="Query interrupted"):
+            analyze_library(str(library), catalog_path=str(catalog), workers=1)
+    finally:
+        interrupt.clear()
+
+    def index_state() -> tuple[bool, int]:
+        con = open_catalog(catalog, read_only=True)
+        try:
+            current = index_is_current(con)
+            return current, con.execute("SELECT count(*) FROM similarity_index").fetchall()[0][0] if current else 0
+        finally:
+            con.close()
+
+    assert catalog_state(catalog)[1] == 2 and index_state() == (False, 0)
+    assert "seconds" in analyze_json(library, catalog)  # a run (not the idle path), which refreshes the index
+    assert index_state() == (True, 2)
+    assert "seconds" not in analyze_json(library, catalog)  # then nothing to do
+
+
 def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harness):
     library = small_library(tmp_path / "lib", 1)
     catalog = tmp_path / "catalog.duckdb"
@@ -316,11 +352,14 @@ def test_a_killed_run_is_recorded_interrupted_even_when_nothing_is_left_to_analy
     from flows.cli import app
     from flows.cli.analyze import _close_stopped_runs
     from tasks.catalog import runs
+    from tasks.catalog.store import store_results
     from tasks.catalog.writer import CatalogWriter, work_path
+    from tasks.features.analyze import empty_result
 
     catalog = tmp_path / "catalog.duckdb"
     with CatalogWriter(catalog) as w:
         runs.start_run(w.con, "killed", str(tmp_path), analyzer_version=1)
+        store_results(w.con, [empty_result(str(tmp_path / "a.flac"), 0, 1, reason="EMPTY", detail="0 bytes")], "killed")
 
     def statuses() -> list[str]:
         con = duckdb.connect(str(catalog), read_only=True)
@@ -337,6 +376,10 @@ def test_a_killed_run_is_recorded_interrupted_even_when_nothing_is_left_to_analy
     work_path(catalog).write_bytes(b"a killed run's working copy")
     _close_stopped_runs(catalog, lock_timeout=1.0)
     assert statuses() == ["interrupted"] and not work_path(catalog).exists()
+    con = duckdb.connect(str(catalog), read_only=True)
+    row = con.execute("SELECT n_analyzed, n_rejected, error, finished_at IS NOT NULL FROM runs").fetchall()
+    con.close()
+    assert row == [(0, 1, "interrupted", True)]  # what it stored, and when its last outcome was
 
 
 def test_the_children_a_hard_exit_stops_are_found():

@@ -46,12 +46,19 @@ PUBLISH_MAX_AGE_S: float = 60.0
 PUBLISH_COST_FACTOR: float = 20.0
 
 
+def catalog_file(path: str | Path) -> Path:
+    """The file a catalog path names: a symbolic link's target (absolute). A run publishes over the target and
+    keeps the link; its lock and working copy sit beside the target, so the link and the target's own name
+    share one lock."""
+    return Path(os.path.realpath(path))
+
+
 def lock_path(path: str | Path) -> Path:
-    return Path(f"{path}.lock")
+    return Path(f"{catalog_file(path)}.lock")
 
 
 def work_path(path: str | Path) -> Path:
-    return Path(f"{path}.work")
+    return Path(f"{catalog_file(path)}.work")
 
 
 def _header(path: Path) -> bytes:
@@ -176,7 +183,7 @@ def _writable_folder(path: Path) -> None:
 
 def check_writable(path: str | Path) -> None:
     """Raise what :class:`CatalogWriter` would (not a catalog, read-only location) without taking the lock."""
-    path = Path(path)
+    path = catalog_file(path)
     check_catalog_file(path)
     _writable_folder(path)
     lock = lock_path(path)
@@ -198,7 +205,7 @@ def acquire_lock(path: str | Path, holder: dict[str, Any], *, timeout_s: float =
 
     Raises :class:`CatalogLockedError` naming the holding run after ``timeout_s``.
     """
-    path = Path(path)
+    path = catalog_file(path)
     _writable_folder(path)
     try:
         fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
@@ -277,7 +284,7 @@ class CatalogWriter:
     def __init__(
         self, path: str | Path, *, holder: dict[str, Any] | None = None, lock_timeout_s: float = LOCK_TIMEOUT_S
     ) -> None:
-        self.path = Path(path).absolute()
+        self.path = catalog_file(path)
         self.work = work_path(self.path)
         self.holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         self.holder |= holder or {}

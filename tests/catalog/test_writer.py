@@ -136,3 +136,23 @@ def test_a_new_catalog_is_published_as_soon_as_its_writer_opens(tmp_path):
         con = open_catalog(path, read_only=True)
         assert con.execute("SELECT count(*) FROM tracks").fetchall() == [(0,)]
         con.close()
+
+
+def test_a_catalog_named_by_a_link_is_written_through_it(tmp_path):
+    """A run published over a link to a catalog: the link became a copy, and the catalog (and its export) forked."""
+    import os
+
+    store, data = tmp_path / "store", tmp_path / "data"
+    store.mkdir()
+    data.mkdir()
+    target, link = store / "lib1.duckdb", data / "catalog.duckdb"
+    with CatalogWriter(target) as w:
+        w.con.execute(INSERT, ["/a.flac"])
+    os.symlink(os.path.relpath(target, data), link)
+    with CatalogWriter(link, holder={"run_id": "through-the-link"}) as w:
+        w.con.execute(INSERT, ["/b.flac"])
+        assert current_writer(target)["run_id"] == "through-the-link"  # one lock for both names
+        with pytest.raises(CatalogLockedError):
+            CatalogWriter(target, lock_timeout_s=0.3).__enter__()
+    assert link.is_symlink() and count_elsewhere(target) == 2
+    assert sorted(p.name for p in data.iterdir()) == ["catalog.duckdb"]  # no lock or working copy beside the link

@@ -34,8 +34,8 @@ class ScanResult:
         Entries with an audio extension that cannot be read (dangling links, permission denied...), and
         folders that cannot be listed.
     unreadable_dirs : list of str
-        The folders (path texts) that could not be listed, and dangling links without an audio extension
-        (a link to a drive that is not mounted): what the catalog knows under them is unknown now, not missing.
+        The folders (path texts) that could not be listed, and dangling links (a link to a drive that is not
+        mounted): what the catalog knows at or under them is unknown now, not missing.
     empty_root : str or None
         The root (path text) when it holds nothing at all: the mount point of an unplugged drive looks so.
     """
@@ -96,11 +96,12 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
             except OSError:
                 pass
             ext = os.path.splitext(entry.name)[1].lower()
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                # a link to a drive that is not mounted (to a folder or a file, named like audio or not): what the
+                # catalog holds at or under it is unknown, not missing
+                unreadable_dirs.append(path_to_text(entry.path))
             if ext not in extensions:
                 n_ignored += 1
-                if entry.is_symlink() and not os.path.exists(entry.path):
-                    # a link to a drive that is not mounted: what the catalog holds under it is unknown, not missing
-                    unreadable_dirs.append(path_to_text(entry.path))
                 continue
             try:
                 st = entry.stat(follow_symlinks=True)
@@ -244,8 +245,8 @@ def plan_scan(
         The run's preferred tempo range, BPM: analysed rows made with another (``known``'s
         ``bpm_range_lo`` / ``bpm_range_hi``) are ``outdated`` too.
     unreadable_dirs : list of str, optional
-        Folders the walk could not list (:attr:`ScanResult.unreadable_dirs`): the catalog's tracks under
-        them are left as they are, neither missing nor moved.
+        Folders the walk could not list and dangling links (:attr:`ScanResult.unknown_dirs`): the catalog's
+        tracks at or under them are left as they are, neither missing nor moved.
     fingerprint_fn : callable, optional
         ``(path text, size_bytes) -> str`` (default: :func:`~tasks.audio.identity.fingerprint` of the
         file the text names); only called for paths the catalog does not know.
@@ -289,7 +290,9 @@ def plan_scan(
     )
     known = known.with_columns(other_range.fill_null(False).alias("other_range"))
     if unreadable_dirs:
-        hidden = pl.any_horizontal([pl.col("path").str.starts_with(d.rstrip("/") + "/") for d in unreadable_dirs])
+        hidden = pl.any_horizontal(
+            [(pl.col("path") == d) | pl.col("path").str.starts_with(d.rstrip("/") + "/") for d in unreadable_dirs]
+        )
         known = known.filter(~hidden)
     catalogued = known.rename({"size_bytes": "k_size", "mtime_ns": "k_mtime"})
     catalogued = catalogued.select(

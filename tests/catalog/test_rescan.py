@@ -10,7 +10,7 @@ import soundfile as sf
 
 from flows.prefect_tasks import scan_library
 from tasks.catalog.store import open_catalog, store_results
-from tasks.constants import ANALYZER_VERSION
+from tasks.constants import ANALYZER_VERSION, BPM_RANGE
 from tasks.features.analyze import analyze_file
 
 
@@ -185,15 +185,29 @@ def test_a_drive_mounted_inside_a_library_is_no_move_source_when_unplugged(tmp_p
     con.close()
 
 
-def test_a_link_to_a_drive_that_is_not_mounted_marks_nothing_missing(tmp_path):
-    """library/usb is a symbolic link to the drive's mount point; unplugged, the link dangles."""
+@pytest.mark.parametrize("name", ["usb", "Live Set.flac", "linked.wav"])
+def test_a_link_to_a_drive_that_is_not_mounted_marks_nothing_missing(tmp_path, name):
+    """library/NAME is a symbolic link to the drive's folder (or, for linked.wav, to a file on it); unplugged,
+    the link dangles: nothing at or under it is missing, the next idle check starts no run, and the tracks are
+    there again when the drive is."""
+    from tasks.catalog.preview import idle_run_counts
+    from tasks.similarity.index import refresh_similarity_index
+
     library, drive = tmp_path / "library", tmp_path / "drive"
     con = _analysed(tmp_path, [], {drive / "b.wav": 2.0, library / "a.wav": 1.0})
-    os.symlink(drive, library / "usb")
+    os.symlink(drive / "b.wav" if name == "linked.wav" else drive, library / name)
     assert _scan_and_store(library, con, "r2")["new"] == 2
+    before = con.execute("SELECT track_id, path, status FROM tracks ORDER BY path").fetchall()
     drive.rename(tmp_path / "unplugged")
     counts = _scan_and_store(library, con, "r3")
     assert counts["missing"] == 0
-    statuses = con.execute("SELECT path, status FROM tracks ORDER BY path").fetchall()
-    assert [s for p, s in statuses if p.startswith(str(library / "usb"))] == ["analyzed"]
+    assert con.execute("SELECT track_id, path, status FROM tracks ORDER BY path").fetchall() == before
+    refresh_similarity_index(con)
+    con.close()
+    idle = idle_run_counts(library, tmp_path / "c.duckdb", analyzer_version=ANALYZER_VERSION, bpm_range=BPM_RANGE)
+    assert idle is not None and idle["missing"] == 0  # what the last run recorded is not work again
+    (tmp_path / "unplugged").rename(drive)
+    con = open_catalog(tmp_path / "c.duckdb")
+    assert _scan_and_store(library, con, "r4")["unchanged"] == 2
+    assert con.execute("SELECT track_id, path, status FROM tracks ORDER BY path").fetchall() == before
     con.close()

@@ -193,7 +193,8 @@ def analyze_library(
                     done = counts | runs.stored_outcomes(catalog.con, run_id)
                     runs.finish_run(catalog.con, run_id, done, status=RunStatus.INTERRUPTED, error="interrupted")
                 else:
-                    runs.finish_run(catalog.con, run_id, {}, status=RunStatus.FAILED, error=one_line(exc))
+                    done = counts | runs.stored_outcomes(catalog.con, run_id)  # what it stored stays, and is counted
+                    runs.finish_run(catalog.con, run_id, done, status=RunStatus.FAILED, error=one_line(exc))
             except Exception:  # noqa: BLE001 - DuckDB refuses the connection after a fatal write error (a full
                 pass  # disk): the original error is raised; the next run marks this one interrupted
             raise

@@ -197,11 +197,13 @@ def analyze(
 ) -> None:
     """Scan PATH, analyse what is new, changed or outdated, and update the catalog and Parquet export."""
     from flows.settings import default_parquet_dir
+    from tasks.catalog.parquet import check_export_folder
     from tasks.catalog.preview import idle_run_counts
     from tasks.catalog.writer import check_writable
     from tasks.constants import ANALYZER_VERSION
 
     check_writable(catalog)  # before any Prefect start-up: a bad catalog path fails at once
+    check_export_folder(parquet_dir or default_parquet_dir(catalog))  # and a bad export folder, not at the run's end
     idle = None
     if not force:
         idle = idle_run_counts(path, catalog, analyzer_version=ANALYZER_VERSION, bpm_range=bpm_range)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
 import duckdb
 
 from tasks.catalog.store import now
+from tasks.errors import OutputNotWritableError
 from tasks.sqltext import sql_literal
 
 #: Name, inside the Parquet folder, of the link to the newest complete export (see :func:`export_parquet`).
@@ -42,6 +44,26 @@ def _swap_link(link: Path, target: str) -> None:
 def has_export(out_dir: str | Path) -> bool:
     """Whether ``out_dir`` holds a complete export (every table's link leads to a file)."""
     return all((Path(out_dir) / f"{table}.parquet").is_file() for table in PARQUET_TABLES)
+
+
+def check_export_folder(out_dir: str | Path) -> None:
+    """Raise :class:`~tasks.errors.OutputNotWritableError` when ``out_dir`` cannot take an export: a file where
+    it or a folder above it should be, or a folder it cannot write. Leaves nothing behind (asked before a run,
+    which would otherwise fail only at its end)."""
+    out = Path(out_dir).absolute()
+    there = out
+    while not os.path.lexists(there) and there != there.parent:
+        there = there.parent
+    if not there.is_dir():
+        raise OutputNotWritableError(f"cannot write the Parquet export to {out}: {there} is not a folder")
+    try:  # a probe, not os.access: root passes that for folders it still cannot write (/sys, chattr +i)
+        fd, probe = tempfile.mkstemp(prefix=".cratedig-", suffix=".probe", dir=there)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"cannot write the Parquet export to {out}: {there} is read-only ({exc.strerror})"
+        ) from None
 
 
 def content_digest(con: duckdb.DuckDBPyConnection) -> str:

@@ -72,6 +72,21 @@ def test_catalog_in_a_read_only_folder(tmp_path):
     assert_one_line(result, ExitCode.NOT_WRITABLE, "cannot write", "catalog.duckdb")
 
 
+def test_an_export_folder_that_cannot_be_written_is_refused_before_a_run(tmp_path):
+    # It failed only at the run's end ("the run failed", exit 1), or, with nothing to analyse, with exit 1.
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "a.flac").write_bytes(b"")
+    (tmp_path / "f").write_text("a file where a folder should be")
+    catalog = str(tmp_path / "c.duckdb")
+    result = invoke("analyze", str(library), "--catalog", catalog, "--parquet-dir", str(tmp_path / "f" / "pq"))
+    assert_one_line(result, ExitCode.NOT_WRITABLE, "Parquet export", "is not a folder")
+    if os.access(READ_ONLY_DIR, os.F_OK):  # read-only for root too (a chmod is not)
+        result = invoke("analyze", str(library), "--catalog", catalog, "--parquet-dir", str(READ_ONLY_DIR / "pq"))
+        assert_one_line(result, ExitCode.NOT_WRITABLE, "Parquet export", "is read-only")
+    assert not (tmp_path / "c.duckdb").exists()  # refused before anything was written
+
+
 def test_bad_cron_and_interval(tmp_path):
     assert_one_line(invoke("serve", str(tmp_path), "--cron", "not a cron"), ExitCode.USAGE, "has 3 fields")
     assert_one_line(invoke("serve", str(tmp_path), "--cron", "61 3 * * *"), ExitCode.USAGE, "minute 0-59")

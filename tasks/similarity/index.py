@@ -196,6 +196,7 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
     if not force and table_exists(con, "similarity_stats"):
         old = _one(con, "SELECT signature, generation, n_tracks, dim FROM similarity_stats")
         if old is not None and old[0] == signature and table_exists(con, "similarity_index"):
+            install_sql_macros(con)  # a newer cratedig's macros reach a catalog whose index has not changed
             return {
                 "tracks": old[2],
                 "dim": old[3],

@@ -162,6 +162,8 @@ def similar_tracks(
         raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
     if not (isinstance(k, (int, np.integer)) and k >= 1):
         raise ValueError(f"k must be a whole number of at least 1, not {k!r}")
+    if bpm_window is not None and not bpm_window >= 0:  # NaN too (it matched no track); inf: any track with a tempo
+        raise ValueError(f"bpm_window must be a number of at least 0 (percent), or None for any tempo: {bpm_window!r}")
     index = load_index(con)
     seeds = _seed_ids(con, query, index)
     _refuse_unanalysed(con, index, seeds)

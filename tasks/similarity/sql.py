@@ -31,7 +31,8 @@ CREATE OR REPLACE MACRO similar_tracks(query, k := 10, metric := 'cosine', bpm_w
                     THEN error('k must be a whole number of at least 1, not ' || coalesce(CAST(k AS VARCHAR), 'NULL'))
                     WHEN harmonic IS NULL THEN error('harmonic must be true or false, not NULL')
                     WHEN exclude_duplicates IS NULL THEN error('exclude_duplicates must be true or false, not NULL')
-                    WHEN bpm_window < 0 THEN error('bpm_window must be at least 0 (percent), or NULL for any tempo')
+                    WHEN bpm_window < 0 OR isnan(bpm_window)
+                    THEN error('bpm_window must be a number of at least 0 (percent), or NULL for any tempo')
                END AS refused),
     seed AS MATERIALIZED (
         SELECT i.* FROM similarity_index i, args
@@ -50,7 +51,7 @@ CREATE OR REPLACE MACRO similar_tracks(query, k := 10, metric := 'cosine', bpm_w
           AND (bpm_window IS NULL OR cratedig_tempo_compatible(s.bpm, i.bpm, bpm_window))
           AND (NOT harmonic OR cratedig_camelot_code_compatible(s.camelot, i.camelot))
         ORDER BY distance, i.track_id
-        LIMIT k)
+        LIMIT greatest(k, 1))  -- (LIMIT 0 or a negative one ended the query before the check on k could refuse it)
     SELECT i.track_id, i.path, i.title, i.artist, i.bpm, i."key", i.key_camelot, top.distance
     FROM top JOIN similarity_index i USING (track_id)
     ORDER BY top.distance, i.track_id;

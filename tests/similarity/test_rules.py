@@ -65,13 +65,17 @@ def test_the_sql_rules_agree_with_the_python_rules_on_every_input():
     con.execute(RULE_MACROS_SQL)
     keys = ["8A", "9a", " 12 B ", "13A", "0A", "08A", "20B", "1A", "1B", "12A", "7B", "x", "", None, "Am"]
     keys += ["A minor", "a MINOR", "Bb min", "C♯ maj", "C## major", "Cb minor", "H minor", "A  minor", "A minor x"]
+    # White space as Python reads it (a tag's trailing newline, a no-break space), and short names.
+    keys += ["A minor\n", "8A\u00a0", "A\u00a0minor", "\t8 b", "A\u2003minor", "8A\x0b", "\u30008B", "A m", "Bbm"]
     for a, b in itertools.product(keys, keys):
         got = con.execute("SELECT cratedig_camelot_compatible(?, ?)", [a, b]).fetchone()[0]
         assert got == camelot_compatible(a, b), (a, b)
     for k in keys:
         assert con.execute("SELECT cratedig_camelot_code(?)", [k]).fetchone()[0] == camelot_code(k), k
     nan, inf = float("nan"), float("inf")
-    for a, b, pct in [(nan, 120.0, 6), (120.0, nan, 6), (inf, 120.0, 6), (120.0, 121.0, 1), (120.0, 240.0, 1)]:
+    tempi = [(nan, 120.0, 6), (120.0, nan, 6), (inf, 120.0, 6), (120.0, 121.0, 1), (120.0, 240.0, 1)]
+    tempi += [(120.0, 121.0, nan), (120.0, 500.0, inf), (0.0, 0.0, inf), (120.0, 120.0, -1), (120.0, 120.0, 0)]
+    for a, b, pct in tempi:
         got = con.execute("SELECT cratedig_tempo_compatible(?::DOUBLE, ?::DOUBLE, ?)", [a, b, pct]).fetchone()[0]
         assert got == tempo_compatible(a, b, pct), (a, b, pct)
     con.close()

@@ -237,7 +237,10 @@ def test_a_path_with_bytes_that_are_not_utf8_finds_its_track(tmp_path):
     con.close()
 
 
-def test_similar_tracks_refuses_a_k_under_one(con):
+def test_similar_tracks_refuses_a_k_under_one_and_a_window_that_is_no_percentage(con):
     for k in (0, -1, 2.5):
         with pytest.raises(ValueError, match="k must be"):
             similar_tracks(con, 1, k)
+    for window in (-5.0, float("nan")):  # as the SQL macro refuses them (NaN matched no track)
+        with pytest.raises(ValueError, match="bpm_window must be a number of at least 0"):
+            similar_tracks(con, 1, 3, bpm_window=window)

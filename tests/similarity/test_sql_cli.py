@@ -172,8 +172,10 @@ def test_sql_similar_tracks_refuses_bad_arguments_as_python_does(catalog):
         ("'1', metric := NULL", "metric must be cosine or euclidean"),
         ("'999999', metric := 'manhattan'", "metric must be cosine or euclidean"),
         ("'1', k := 2.7", "k must be a whole number"),
-        ("'1', k := -1", "LIMIT/OFFSET cannot be negative"),  # (DuckDB's binder says so first)
-        ("'1', bpm_window := -5", "bpm_window must be at least 0"),
+        ("'1', k := -1", "k must be a whole number"),
+        ("'1', k := 0", "k must be a whole number"),  # returned no rows, exit 0
+        ("'1', bpm_window := -5", "bpm_window must be a number of at least 0"),
+        ("'1', bpm_window := 'nan'::DOUBLE", "bpm_window must be a number of at least 0"),  # filtered nothing
     ):
         res = invoke("sql", f"SELECT * FROM similar_tracks({args})", "--catalog", str(catalog))
         assert res.exit_code == 2 and why in " ".join(res.output.split()), (args, res.output)

@@ -148,7 +148,11 @@ def print_summary(summary: dict[str, Any], library: Path, catalog: Path) -> None
         summary.get("to_analyze", 1) == 0
         or (summary.get("analyzed", 0) + summary.get("rejected", 0) + summary.get("failed", 0)) == 0
     ):
-        out.print("[green]Nothing to analyse: the catalog is up to date.[/green]")
+        recorded = [f"{summary[k]} {k}" for k in ("moved", "missing") if summary.get(k)]
+        if recorded:  # the run changed the catalog all the same
+            out.print(f"[green]Nothing to analyse; recorded {' and '.join(recorded)}.[/green]")
+        else:
+            out.print("[green]Nothing to analyse: the catalog is up to date.[/green]")
     if summary.get("catalog"):
         out.print(literal(f"catalog: {summary['catalog']}"))
     else:

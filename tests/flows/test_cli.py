@@ -147,3 +147,19 @@ def test_similar_to_a_rejected_file_says_why_it_has_no_neighbours(small_catalog,
     res = cli("similar", root / "empty.flac", "--catalog", catalog)
     assert res.exit_code == 1, res.output
     assert "rejected (EMPTY)" in res.output and "cratedig rejects" in res.output
+
+
+def test_a_run_that_only_recorded_moves_or_missing_files_says_so(tmp_path):
+    # It said "the catalog is up to date" after marking a file missing.
+    from flows.cli.analyze import print_summary
+    from flows.cli.app import out
+
+    base = {"files": 3, "to_analyze": 0, "analyzed": 0, "rejected": 0, "failed": 0, "catalog": "c.duckdb"}
+    for extra, expected in (
+        ({"missing": 1, "moved": 0}, "Nothing to analyse; recorded 1 missing."),
+        ({"missing": 2, "moved": 1}, "Nothing to analyse; recorded 1 moved and 2 missing."),
+        ({"missing": 0, "moved": 0}, "Nothing to analyse: the catalog is up to date."),
+    ):
+        with out.capture() as captured:
+            print_summary(base | extra, tmp_path, tmp_path / "c.duckdb")
+        assert expected in captured.get(), captured.get()

@@ -109,7 +109,7 @@ def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: str | Path) -> list[
 
     Returns the paths readers open: ``out_dir/tracks.parquet``, ``features.parquet``, ``effective_tracks.parquet``.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()  # COPY reads a leading "~" as the home folder; Python's checks do not
     exports = out_dir / PARQUET_EXPORTS
     exports.mkdir(parents=True, exist_ok=True)
     name = f"{now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"

@@ -89,9 +89,10 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     database instance (DuckDB refuses a second instance with another configuration).
     """
     check_catalog_file(path)
+    path = os.path.abspath(path)  # DuckDB reads a leading "~" as the home folder; Python, the shell's quotes, do not
     if read_only:
-        return duckdb.connect(str(path), read_only=True)
-    return duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_VERSION})
+        return duckdb.connect(path, read_only=True)
+    return duckdb.connect(path, config={"storage_compatibility_version": STORAGE_VERSION})
 
 
 def open_reader(path: str | Path, *, wait_s: float = 5.0) -> duckdb.DuckDBPyConnection:

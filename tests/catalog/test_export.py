@@ -94,3 +94,18 @@ def test_an_export_is_current_only_for_the_content_it_holds(tmp_path):
     (out / "current" / parquet.PARQUET_MANIFEST).unlink()  # as an older cratedig left it
     assert not parquet.export_is_current(con, out)
     con.close()
+
+
+def test_a_name_starting_with_a_tilde_is_a_folder_of_that_name_for_duckdb_too(tmp_path, monkeypatch):
+    # "~/pq" quoted in a shell reaches Python as it is: Python's checks made ./~/pq, but DuckDB's COPY and connect
+    # read it as the home folder, so the export and the catalog went elsewhere than the checks had looked.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~").mkdir()
+    con = _catalog_with("~/c.duckdb", ["a"])
+    export_parquet(con, "~/pq")
+    con.close()
+    assert (tmp_path / "~" / "c.duckdb").is_file() and (tmp_path / "~" / "pq" / "tracks.parquet").is_file()
+    assert list(home.iterdir()) == []

@@ -83,7 +83,8 @@ def scan_library(
         store.clear_stale_rejects(
             con,
             path_to_text(library),
-            [*walk.files["path"], *(p for p, _, _ in walk.problems)],
+            walk.files["path"],
+            [p for p, _, _ in walk.problems],
             unreadable_dirs=walk.unknown_dirs,
         )
     return plan, counts

@@ -10,8 +10,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from tasks.audio.identity import path_to_text
 from tasks.catalog.scan import plan_scan, walk_library
-from tasks.catalog.store import known_tracks, open_catalog
+from tasks.catalog.store import known_tracks, open_catalog, stale_rejects
 from tasks.similarity.index import index_is_current
 from tasks.vocabulary import Reason
 
@@ -22,9 +23,9 @@ def idle_run_counts(
     """The summary counts of a run over ``library`` that would change nothing, or None if a run has work.
 
     Work is a file to analyse, a move, a newly missing file, an unreadable entry not already recorded as such
-    (a dangling link left as it is is not), or a similarity index behind the catalog (a run killed after it
-    stored analyses). An empty library whose catalog knows none of its files has nothing to do either
-    (``files`` is 0).
+    (a dangling link left as it is is not), a reject that no longer holds, or a similarity index behind the
+    catalog (a run killed after it stored analyses). An empty library whose catalog knows none of its files
+    has nothing to do either (``files`` is 0).
     """
     library = str(Path(library).resolve())
     walk = walk_library(library)
@@ -39,6 +40,10 @@ def idle_run_counts(
             known = known_tracks(con, library)
             if not index_is_current(con) or not _already_recorded(con, walk.problems):
                 return None
+            problems = [p for p, _, _ in walk.problems]
+            unknown = walk.unknown_dirs
+            if stale_rejects(con, path_to_text(library), walk.files["path"], problems, unreadable_dirs=unknown):
+                return None  # a run clears them
         finally:
             con.close()
     if known is None or known.height == 0:

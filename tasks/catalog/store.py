@@ -203,26 +203,50 @@ def _track_frame(results: list[dict[str, Any]]) -> pl.DataFrame:
     return tracks.with_columns(pl.col("fingerprint").fill_null(pl.format("{}-unread", "size_bytes")))
 
 
-def clear_stale_rejects(
-    con: duckdb.DuckDBPyConnection, library: str, present: Iterable[str], *, unreadable_dirs: Iterable[str] = ()
+def stale_rejects(
+    con: duckdb.DuckDBPyConnection,
+    library: str,
+    files: Iterable[str],
+    problems: Iterable[str],
+    *,
+    unreadable_dirs: Iterable[str] = (),
+    delete: bool = False,
 ) -> int:
-    """Delete the rejects under ``library`` (a path text) whose path the walk no longer finds: files deleted,
-    dangling links removed, folders readable again. ``present`` holds every path text the walk found (files
-    and problems); rejects under ``unreadable_dirs`` stay, as nothing is known about them now. The history
-    stays in ``track_events``. Returns how many were deleted.
+    """Count (or, with ``delete``, delete) the rejects under ``library`` (a path text) that no longer hold: the
+    walk finds neither the file nor a problem at its path (files deleted, dangling links removed, folders
+    readable again), or it finds a readable file whose track is analysed (a link that works again: its
+    "dangling symlink" stayed). ``files`` and ``problems`` are the walk's path texts; rejects under
+    ``unreadable_dirs`` stay, as nothing is known about them now. The history stays in ``track_events``.
     """
     prefix = library.rstrip("/") + "/"
     kept = [d.rstrip("/") + "/" for d in unreadable_dirs]
-    con.register("_present", pl.DataFrame({"path": list(present)}, schema={"path": pl.Utf8}))
+    problems = list(problems)
+    con.register("_files", pl.DataFrame({"path": list(files)}, schema={"path": pl.Utf8}))
+    con.register("_problems", pl.DataFrame({"path": problems}, schema={"path": pl.Utf8}))
     try:
         return con.execute(
-            """DELETE FROM rejects WHERE starts_with(path, $prefix)
-               AND path NOT IN (SELECT path FROM _present)
-               AND NOT list_bool_or([starts_with(path, d) for d in $kept::VARCHAR[]] || [false])""",
+            f"""{"DELETE" if delete else "SELECT count(*)"} FROM rejects WHERE starts_with(path, $prefix)
+               AND NOT list_bool_or([starts_with(path, d) for d in $kept::VARCHAR[]] || [false])
+               AND path NOT IN (SELECT path FROM _problems)
+               AND (path NOT IN (SELECT path FROM _files)
+                    OR path IN (SELECT path FROM tracks WHERE status = 'analyzed'))""",
             {"prefix": prefix, "kept": kept},
         ).fetchall()[0][0]
     finally:
-        con.unregister("_present")
+        con.unregister("_files")
+        con.unregister("_problems")
+
+
+def clear_stale_rejects(
+    con: duckdb.DuckDBPyConnection,
+    library: str,
+    files: Iterable[str],
+    problems: Iterable[str],
+    *,
+    unreadable_dirs: Iterable[str] = (),
+) -> int:
+    """Delete the rejects :func:`stale_rejects` counts; returns how many."""
+    return stale_rejects(con, library, files, problems, unreadable_dirs=unreadable_dirs, delete=True)
 
 
 def _schema_failures(results: list[dict[str, Any]]) -> None:

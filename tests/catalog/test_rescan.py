@@ -207,7 +207,35 @@ def test_a_link_to_a_drive_that_is_not_mounted_marks_nothing_missing(tmp_path, n
     idle = idle_run_counts(library, tmp_path / "c.duckdb", analyzer_version=ANALYZER_VERSION, bpm_range=BPM_RANGE)
     assert idle is not None and idle["missing"] == 0  # what the last run recorded is not work again
     (tmp_path / "unplugged").rename(drive)
+    again = idle_run_counts(library, tmp_path / "c.duckdb", analyzer_version=ANALYZER_VERSION, bpm_range=BPM_RANGE)
+    assert (again is None) == (name != "usb")  # a link named like audio left a reject that no longer holds
     con = open_catalog(tmp_path / "c.duckdb")
     assert _scan_and_store(library, con, "r4")["unchanged"] == 2
     assert con.execute("SELECT track_id, path, status FROM tracks ORDER BY path").fetchall() == before
+    assert _rejects(con) == {}
+    con.close()
+
+
+def test_a_dangling_link_removed_is_work_for_the_next_analyze(tmp_path):
+    """Two dangling links recorded; one removed: an idle analyze kept its reject for good."""
+    from tasks.catalog.preview import idle_run_counts
+    from tasks.similarity.index import refresh_similarity_index
+
+    library = tmp_path / "library"
+    con = _analysed(tmp_path, [], {library / "a.wav": 1.0})
+    for name in ("x.wav", "y.flac"):
+        os.symlink(tmp_path / "nowhere" / name, library / name)
+    assert _scan_and_store(library, con, "r1")["unreadable"] == 2
+    refresh_similarity_index(con)
+    con.close()
+
+    def idle():
+        return idle_run_counts(library, tmp_path / "c.duckdb", analyzer_version=ANALYZER_VERSION, bpm_range=BPM_RANGE)
+
+    assert idle() is not None  # both recorded already: nothing to do
+    (library / "y.flac").unlink()
+    assert idle() is None
+    con = open_catalog(tmp_path / "c.duckdb")
+    _scan_and_store(library, con, "r2")
+    assert list(_rejects(con)) == [str(library / "x.wav")]
     con.close()

@@ -100,11 +100,13 @@ _PY_SPACE = "[" + "".join(f"\\x{{{c:04x}}}" for c in range(0x3001) if chr(c).iss
 
 #: The same rules as SQL macros, installed in every catalog by :func:`tasks.similarity.index.install_sql_macros`:
 #: ``cratedig_camelot_compatible(a, b)`` on Camelot codes or key names, ``cratedig_tempo_compatible(a, b, pct)``
-#: (same expression as :func:`tempo_mask`, so both agree at the boundary; not finite -> false; DuckDB orders NaN
-#: above every number, so a NaN bound is refused explicitly, as NumPy's comparison does), and on the
+#: (same expression as :func:`tempo_mask`, in doubles whatever the arguments' type (a literal is an exact DECIMAL),
+#: so both agree at the boundary; not finite -> false; DuckDB orders NaN above every number, so a NaN bound is
+#: refused explicitly, as NumPy's comparison does), and on the
 #: 0..24 codes of :func:`camelot_code`: ``cratedig_camelot_code(c)``, ``cratedig_camelot_code_compatible(a, b)``.
 #: A code reads as :func:`parse_camelot` reads it (1-12 and A or B, any case and spaces; a key name through the
-#: table of every spelling it takes), so SQL and Python agree on every input (``tests/similarity``).
+#: table of every spelling it takes, with ``♯``/``♭`` read as ``#``/``b`` and the mode in ASCII letters, as
+#: Python's ``lower()`` makes no ASCII word of another), so SQL and Python agree on every input (``tests/similarity``).
 RULE_MACROS_SQL = f"""
 CREATE OR REPLACE MACRO cratedig_spaces(c) AS trim(regexp_replace(c, '{_PY_SPACE}+', ' ', 'g'));
 CREATE OR REPLACE MACRO cratedig_key_words(c) AS string_split(cratedig_spaces(c), ' ');
@@ -112,9 +114,10 @@ CREATE OR REPLACE MACRO cratedig_camelot_code(c) AS
     coalesce(CASE WHEN regexp_full_match(cratedig_spaces(c), '(?i)(1[0-2]|[1-9]) ?[AB]')
                   THEN (CAST(regexp_extract(c, '(1[0-2]|[1-9])', 1) AS INTEGER) - 1) * 2
                        + (upper(regexp_extract(cratedig_spaces(c), '([ABab])$', 1)) = 'B')::INT
-                  WHEN len(cratedig_key_words(c)) = 2
+                  WHEN len(cratedig_key_words(c)) = 2 AND regexp_full_match(cratedig_key_words(c)[2], '[A-Za-z]+')
                   THEN {_key_name_codes_sql()}[upper(left(cratedig_key_words(c)[1], 1))
-                       || substr(cratedig_key_words(c)[1], 2) || ' ' || lower(cratedig_key_words(c)[2])]
+                       || replace(replace(substr(cratedig_key_words(c)[1], 2), '♯', '#'), '♭', 'b')
+                       || ' ' || lower(cratedig_key_words(c)[2])]
              END, 24);
 CREATE OR REPLACE MACRO cratedig_camelot_code_compatible(a, b) AS
     coalesce(a < 24 AND b < 24 AND CASE WHEN a % 2 = b % 2 THEN (a // 2 - b // 2 + 12) % 12 IN (0, 1, 11)
@@ -122,9 +125,11 @@ CREATE OR REPLACE MACRO cratedig_camelot_code_compatible(a, b) AS
 CREATE OR REPLACE MACRO cratedig_camelot_compatible(a, b) AS
     cratedig_camelot_code_compatible(cratedig_camelot_code(a), cratedig_camelot_code(b));
 CREATE OR REPLACE MACRO cratedig_within(d, t) AS d <= t AND NOT isnan(t);
-CREATE OR REPLACE MACRO cratedig_tempo_compatible(a, b, pct) AS
-    coalesce(isfinite(a * 1.0) AND isfinite(b * 1.0)
+CREATE OR REPLACE MACRO cratedig_tempo_doubles(a, b, pct) AS
+    coalesce(isfinite(a) AND isfinite(b)
              AND (cratedig_within(abs(b - a * 1.0), a * 1.0 * pct / 100.0)
                   OR cratedig_within(abs(b - a * 2.0), a * 2.0 * pct / 100.0)
                   OR cratedig_within(abs(b - a * 0.5), a * 0.5 * pct / 100.0)), false);
+CREATE OR REPLACE MACRO cratedig_tempo_compatible(a, b, pct) AS
+    cratedig_tempo_doubles(CAST(a AS DOUBLE), CAST(b AS DOUBLE), CAST(pct AS DOUBLE));
 """

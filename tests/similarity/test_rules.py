@@ -4,6 +4,7 @@ the embedding's group weights."""
 from __future__ import annotations
 
 import itertools
+import random
 
 import duckdb
 import numpy as np
@@ -77,12 +78,40 @@ def test_the_sql_rules_agree_with_the_python_rules_on_every_input():
     assert len(got) == len(pairs)
     for (a, b), (answer,) in zip(pairs, got):
         assert answer == camelot_compatible(a, b), (a, b)
-    for k in keys:
-        assert con.execute("SELECT cratedig_camelot_code(?)", [k]).fetchone()[0] == camelot_code(k), k
+    # Key names built at random from what tags hold: any white space, mixed accidentals, modes in other scripts.
+    rng = random.Random(2)
+    spaces = [" ", "\t", "\n", "\xa0", "\u3000", "\x1c", "\u2028", "\u200b", ""]
+    accidentals = ["", "#", "b", "♯", "♭", "##", "bb", "♯#", "#♯", "b♭", "♭b", "B", "♯♯", "x", "#b"]
+    modes = ["major", "maj", "minor", "min", "MAJOR", "Min", "m", "mİn", "MİNOR", "mınor", "majör", "minor\u0307"]
+    for _ in range(3000):
+        keys.append(
+            rng.choice(spaces)
+            + rng.choice("ABCDEFGHabcdefghＡ")
+            + rng.choice(accidentals)
+            + rng.choice(spaces + [" "])
+            + rng.choice(modes)
+            + rng.choice(spaces)
+        )
+        keys.append(rng.choice(spaces) + str(rng.randint(-1, 14)) + rng.choice(spaces) + rng.choice("ABabCÅ"))
+    codes = con.execute(
+        "SELECT cratedig_camelot_code(k) FROM unnest(?::VARCHAR[]) WITH ORDINALITY AS t(k, i) ORDER BY i", [keys]
+    ).fetchall()
+    for k, (code,) in zip(keys, codes, strict=True):
+        assert code == camelot_code(k), k
     nan, inf = float("nan"), float("inf")
     tempi = [(nan, 120.0, 6), (120.0, nan, 6), (inf, 120.0, 6), (120.0, 121.0, 1), (120.0, 240.0, 1)]
     tempi += [(120.0, 121.0, nan), (120.0, 500.0, inf), (0.0, 0.0, inf), (120.0, 120.0, -1), (120.0, 120.0, 0)]
     for a, b, pct in tempi:
         got = con.execute("SELECT cratedig_tempo_compatible(?::DOUBLE, ?::DOUBLE, ?)", [a, b, pct]).fetchone()[0]
         assert got == tempo_compatible(a, b, pct), (a, b, pct)
+    # Typed as SQL types them: a literal such as 105.6 is an exact DECIMAL, an integer percentage an INTEGER.
+    triples = [(round(rng.uniform(40, 250), 1), round(rng.uniform(40, 250), 1), rng.randint(1, 8)) for _ in range(3000)]
+    triples.append((110.0, 105.6, 4))  # at the window's edge: exact decimals said yes, doubles say no
+    answers = con.execute(
+        "SELECT cratedig_tempo_compatible(t.a::DECIMAL(9, 1), t.b::DECIMAL(9, 1), t.p::INTEGER) "
+        "FROM unnest(?::STRUCT(a DOUBLE, b DOUBLE, p INTEGER)[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
+        [[{"a": a, "b": b, "p": p} for a, b, p in triples]],
+    ).fetchall()
+    for (a, b, pct), (answer,) in zip(triples, answers, strict=True):
+        assert answer == tempo_compatible(a, b, pct), (a, b, pct)
     con.close()

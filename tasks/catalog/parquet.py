@@ -56,6 +56,15 @@ def check_export_folder(out_dir: str | Path) -> None:
         there = there.parent
     if not there.is_dir():
         raise OutputNotWritableError(f"cannot write the Parquet export to {out}: {there} is not a folder")
+    exports = out / PARQUET_EXPORTS
+    if os.path.lexists(exports) and not exports.is_dir():
+        raise OutputNotWritableError(f"cannot write the Parquet export to {out}: {exports} is not a folder")
+    longest = os.pathconf(there, "PC_NAME_MAX")
+    for part in [*out.relative_to(there).parts, PARQUET_EXPORTS]:
+        if len(os.fsencode(part)) > longest:
+            raise OutputNotWritableError(
+                f"cannot write the Parquet export to {out}: a name is longer than {longest} bytes"
+            )
     try:  # a probe, not os.access: root passes that for folders it still cannot write (/sys, chattr +i)
         fd, probe = tempfile.mkstemp(prefix=".cratedig-", suffix=".probe", dir=there)
         os.close(fd)

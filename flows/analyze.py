@@ -153,6 +153,7 @@ def analyze_library(
                 )
             batches = plan.batches(batch_size or auto_batch_size(plan.to_analyze.height, workers))
             counts["to_analyze"] = plan.to_analyze.height
+            runs.record_counts(catalog.con, run_id, counts)  # a run killed from here on still says what it found
             catalog.publish_due()
             logger.info(
                 "Found %d files in %s: %d to analyse in %d batches on %d workers.",

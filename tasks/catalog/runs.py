@@ -71,13 +71,23 @@ def finish_run(
     error: str | None = None,
 ) -> None:
     """Record a run's end: its counts, ``status`` and, for a failed run, ``error`` (one line)."""
+    record_counts(con, run_id, counts, status=status)
+    con.execute(
+        "UPDATE runs SET finished_at = ?, status = ?, error = ? WHERE run_id = ?",
+        [now(), RunStatus(status).value, error, run_id],
+    )
+
+
+def record_counts(
+    con: duckdb.DuckDBPyConnection, run_id: str, counts: dict[str, int], *, status: RunStatus = RunStatus.RUNNING
+) -> None:
+    """Record a run's counts so far (those of :data:`RUN_COUNTS` in ``counts``): a run records its scan's as soon
+    as it has them, so that one killed later still says what it found."""
     cols = {k: v for k, v in counts.items() if k in RUN_COUNTS}
     RunCounts.validate(pl.DataFrame([{"status": RunStatus(status).value} | cols]))
-    sets = "".join(f"n_{k} = ?, " for k in cols)  # column names from RUN_COUNTS only; values are bound
-    con.execute(
-        f"UPDATE runs SET {sets}finished_at = ?, status = ?, error = ? WHERE run_id = ?",
-        [*cols.values(), now(), RunStatus(status).value, error, run_id],
-    )
+    if cols:
+        sets = ", ".join(f"n_{k} = ?" for k in cols)  # column names from RUN_COUNTS only; values are bound
+        con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*cols.values(), run_id])
 
 
 def stored_outcomes(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, int]:

@@ -121,6 +121,12 @@ def test_kill_minus_nine_then_resume(tmp_path, prefect_harness):
 
     summary = analyze_json(library, catalog)
     assert summary["analyzed"] == 16 - stored_before  # only what was left
+    con = duckdb.connect(str(catalog), read_only=True)
+    killed = con.execute(
+        "SELECT status, n_files, n_new, n_analyzed FROM runs WHERE run_id <> ? ORDER BY started_at", [summary["run_id"]]
+    ).fetchall()
+    con.close()
+    assert killed == [("interrupted", 16, 16, stored_before)]  # what its scan found, and what it stored
 
     clean_catalog = tmp_path / "clean.duckdb"
     from flows.analyze import analyze_library

@@ -215,32 +215,36 @@ def test_an_interrupt_inside_a_query_still_records_the_run_interrupted(tmp_path,
     con.close()
 
 
+def _run_interrupted_in(monkeypatch, module, name: str, library: Path, catalog: Path) -> None:
+    """Run the flow in this process with Ctrl-C landing in ``module.name`` (as a DuckDB query it stops raises)."""
+    from flows import interrupt
+    from flows.analyze import analyze_library
+
+    def interrupted(*args, **kwargs):
+        interrupt.request()
+        raise RuntimeError("Query interrupted")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(module, name, interrupted)
+        try:
+            with pytest.raises(RuntimeError, match="Query interrupted"):
+                analyze_library(str(library), catalog_path=str(catalog), workers=1)
+        finally:
+            interrupt.clear()
+
+
 def test_an_export_an_interrupt_stopped_is_redone_by_the_next_run(tmp_path, prefect_harness, monkeypatch):
     # Every file stored, then Ctrl-C while the Parquet export is written: the next run has nothing to analyse
     # but must not leave the catalog without its export, nor with an earlier run's.
     import polars as pl
 
-    from flows import interrupt
-    from flows.analyze import analyze_library
     from tasks.catalog import parquet
     from tasks.catalog.store import open_catalog, store_results
     from tasks.features.analyze import empty_result
 
     library = small_library(tmp_path / "lib", 2)
     catalog = tmp_path / "catalog.duckdb"
-    real = parquet.export_parquet
-
-    def interrupted_export(con, out_dir):
-        interrupt.request()
-        raise RuntimeError("Query interrupted")
-
-    monkeypatch.setattr(parquet, "export_parquet", interrupted_export)
-    try:
-        with pytest.raises(RuntimeError, match="Query interrupted"):
-            analyze_library(str(library), catalog_path=str(catalog), workers=1)
-    finally:
-        interrupt.clear()
-    monkeypatch.setattr(parquet, "export_parquet", real)
+    _run_interrupted_in(monkeypatch, parquet, "export_parquet", library, catalog)
     assert catalog_state(catalog)[1] == 2 and not parquet.has_export(tmp_path / "parquet")
     assert analyze_json(library, catalog)["analyzed"] == 0 and parquet.has_export(tmp_path / "parquet")
     assert pl.read_parquet(tmp_path / "parquet" / "features.parquet").height == 2
@@ -259,24 +263,13 @@ def test_an_export_an_interrupt_stopped_is_redone_by_the_next_run(tmp_path, pref
 def test_an_index_a_stopped_run_left_behind_is_rebuilt_by_the_next_analyze(tmp_path, prefect_harness, monkeypatch):
     # Stopped after every batch was stored, before the similarity index was refreshed: the next analyze has no
     # file to analyse, but similar_tracks() and the notebooks need the index (they found it empty or missing).
-    from flows import interrupt, prefect_tasks
-    from flows.analyze import analyze_library
+    from flows import prefect_tasks
     from tasks.catalog.store import open_catalog
     from tasks.similarity.index import index_is_current
 
     library = small_library(tmp_path / "lib", 2)
     catalog = tmp_path / "catalog.duckdb"
-
-    def interrupted_refresh(con, **kwargs):
-        interrupt.request()
-        raise RuntimeError("Query interrupted")
-
-    monkeypatch.setattr(prefect_tasks, "refresh_similarity_index", interrupted_refresh)
-    try:
-        with pytest.raises(RuntimeError, match="Query interrupted"):
-            analyze_library(str(library), catalog_path=str(catalog), workers=1)
-    finally:
-        interrupt.clear()
+    _run_interrupted_in(monkeypatch, prefect_tasks, "refresh_similarity_index", library, catalog)
 
     def index_state() -> tuple[bool, int]:
         con = open_catalog(catalog, read_only=True)

@@ -173,8 +173,9 @@ def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_
     con.close()
     assert status == "interrupted" and 0 < stored < 16 and n_analyzed == stored
 
-    assert analyze_json(library, catalog)["analyzed"] == 16 - stored
-    assert catalog_state(catalog)[1] == 16
+    if how == "ctrl-c":  # the resume is the same after either signal: one variant pays for it
+        assert analyze_json(library, catalog)["analyzed"] == 16 - stored
+        assert catalog_state(catalog)[1] == 16
     # Nothing it started outlives it: after a SIGTERM the embedded Prefect server did.
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

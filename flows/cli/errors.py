@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from enum import IntEnum
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -81,7 +81,13 @@ def standard_streams_open() -> None:
 
 
 class CliConsole(Console):
-    """A rich console whose broken pipe ends the command as any other output's does (rich's own exits 1)."""
+    """A rich console whose broken pipe ends the command as any other output's does (rich's own exits 1), and
+    whose width follows ``COLUMNS`` when it prints, not when it was made (rich reads it once, at import)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if kwargs.get("width") is None:
+            self._width = None  # rich's size reads COLUMNS (and the terminal) each time
 
     def on_broken_pipe(self) -> None:
         self.quiet = True

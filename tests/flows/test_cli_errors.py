@@ -169,3 +169,15 @@ def test_a_first_run_publishes_its_empty_catalog_before_prefect_starts(tmp_path,
     monkeypatch.setattr(flows.cli.analyze, "_run_flow", before_prefect)
     assert invoke("analyze", str(tmp_path / "music"), "--catalog", str(catalog)).exit_code == 7
     assert seen == [0]
+
+
+def test_the_consoles_width_follows_columns_when_it_prints(monkeypatch):
+    # rich reads COLUMNS once, when a console is made (at import): with COLUMNS exported, a later value (a test's
+    # CliRunner env, a resized terminal's) was ignored, and tables were cut at the first one.
+    from flows.cli.errors import CliConsole
+
+    monkeypatch.setenv("COLUMNS", "80")
+    console = CliConsole()
+    monkeypatch.setenv("COLUMNS", "200")
+    assert console.width == 200
+    assert CliConsole(width=120).width == 120  # a width given stays

@@ -1,0 +1,111 @@
+"""A run stopped inside one of its steps (a batch's store, the Parquet export, the similarity refresh): it records
+itself interrupted with what it stored, and the next ``analyze`` finishes the step, even with nothing to analyse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.flows.test_durability import analyze_json, catalog_state, small_library
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_interrupt_inside_a_query_still_records_the_run_interrupted(tmp_path, prefect_harness, monkeypatch):
+    # Ctrl-C during a DuckDB statement surfaces as RuntimeError('Query interrupted'), not KeyboardInterrupt.
+    from flows import interrupt
+    from flows.analyze import analyze_library
+    from tasks.catalog import store
+
+    library = small_library(tmp_path / "lib", 4)
+    catalog = tmp_path / "catalog.duckdb"
+    real, calls = store.store_results, []
+
+    def store_then_interrupt(con, results, run_id):
+        calls.append(1)
+        if len(calls) == 3:  # two batches stored, then the user's Ctrl-C lands in the third's statement
+            interrupt.request()
+            raise RuntimeError("Query interrupted")
+        return real(con, results, run_id)
+
+    monkeypatch.setattr(store, "store_results", store_then_interrupt)
+    try:
+        with pytest.raises(RuntimeError, match="Query interrupted"):
+            analyze_library(str(library), catalog_path=str(catalog), workers=1, batch_size=1)
+    finally:
+        interrupt.clear()
+    con = duckdb.connect(str(catalog), read_only=True)
+    assert con.execute("SELECT status, n_analyzed, error FROM runs").fetchall() == [("interrupted", 2, "interrupted")]
+    con.close()
+
+
+def _run_interrupted_in(monkeypatch, module, name: str, library: Path, catalog: Path) -> None:
+    """Run the flow in this process with Ctrl-C landing in ``module.name`` (as a DuckDB query it stops raises)."""
+    from flows import interrupt
+    from flows.analyze import analyze_library
+
+    def interrupted(*args, **kwargs):
+        interrupt.request()
+        raise RuntimeError("Query interrupted")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(module, name, interrupted)
+        try:
+            with pytest.raises(RuntimeError, match="Query interrupted"):
+                analyze_library(str(library), catalog_path=str(catalog), workers=1)
+        finally:
+            interrupt.clear()
+
+
+def test_an_export_an_interrupt_stopped_is_redone_by_the_next_run(tmp_path, prefect_harness, monkeypatch):
+    # Every file stored, then Ctrl-C while the Parquet export is written: the next run has nothing to analyse
+    # but must not leave the catalog without its export, nor with an earlier run's.
+    import polars as pl
+
+    from tasks.catalog import parquet
+    from tasks.catalog.store import open_catalog, store_results
+    from tasks.features.analyze import empty_result
+
+    library = small_library(tmp_path / "lib", 2)
+    catalog = tmp_path / "catalog.duckdb"
+    _run_interrupted_in(monkeypatch, parquet, "export_parquet", library, catalog)
+    assert catalog_state(catalog)[1] == 2 and not parquet.has_export(tmp_path / "parquet")
+    assert analyze_json(library, catalog)["analyzed"] == 0 and parquet.has_export(tmp_path / "parquet")
+    assert pl.read_parquet(tmp_path / "parquet" / "features.parquet").height == 2
+
+    earlier = open_catalog(tmp_path / "earlier.duckdb")  # an export of what an earlier run had stored
+    store_results(earlier, [empty_result(str(library / "gone.flac"), 10, 1, reason="EMPTY", detail="0 bytes")], "r")
+    parquet.export_parquet(earlier, tmp_path / "parquet")
+    earlier.close()
+    summary = analyze_json(library, catalog)
+    assert summary["analyzed"] == 0 and summary["parquet"] == str((tmp_path / "parquet").resolve())
+    assert pl.read_parquet(tmp_path / "parquet" / "features.parquet").height == 2
+    assert "gone.flac" not in str(pl.read_parquet(tmp_path / "parquet" / "tracks.parquet")["path"].to_list())
+    assert "parquet" not in analyze_json(library, catalog)  # current: not written again
+
+
+def test_an_index_a_stopped_run_left_behind_is_rebuilt_by_the_next_analyze(tmp_path, prefect_harness, monkeypatch):
+    # Stopped after every batch was stored, before the similarity index was refreshed: the next analyze has no
+    # file to analyse, but similar_tracks() and the notebooks need the index (they found it empty or missing).
+    from flows import prefect_tasks
+    from tasks.catalog.store import open_catalog
+    from tasks.similarity.index import index_is_current
+
+    library = small_library(tmp_path / "lib", 2)
+    catalog = tmp_path / "catalog.duckdb"
+    _run_interrupted_in(monkeypatch, prefect_tasks, "refresh_similarity_index", library, catalog)
+
+    def index_state() -> tuple[bool, int]:
+        con = open_catalog(catalog, read_only=True)
+        try:
+            current = index_is_current(con)
+            return current, con.execute("SELECT count(*) FROM similarity_index").fetchall()[0][0] if current else 0
+        finally:
+            con.close()
+
+    assert catalog_state(catalog)[1] == 2 and index_state() == (False, 0)
+    assert "seconds" in analyze_json(library, catalog)  # a run (not the idle path), which refreshes the index
+    assert index_state() == (True, 2)
+    assert "seconds" not in analyze_json(library, catalog)  # then nothing to do

@@ -182,6 +182,7 @@ def analyze_library(
             )
         except BaseException as exc:
             try:
+                done = counts | runs.stored_outcomes(catalog.con, run_id)  # what it stored stays, and is counted
                 # Ctrl-C, SIGHUP, or SIGTERM (which Prefect turns into TerminationSignal, and a DuckDB query it
                 # lands in into RuntimeError('Query interrupted')): what was stored stays, and the command line
                 # exits 130 for it (request), as for Ctrl-C.
@@ -191,10 +192,8 @@ def analyze_library(
                     or (isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted"))
                 ):
                     interrupt.request()
-                    done = counts | runs.stored_outcomes(catalog.con, run_id)
                     runs.finish_run(catalog.con, run_id, done, status=RunStatus.INTERRUPTED, error="interrupted")
                 else:
-                    done = counts | runs.stored_outcomes(catalog.con, run_id)  # what it stored stays, and is counted
                     runs.finish_run(catalog.con, run_id, done, status=RunStatus.FAILED, error=one_line(exc))
             except Exception:  # noqa: BLE001 - DuckDB refuses the connection after a fatal write error (a full
                 pass  # disk): the original error is raised; the next run marks this one interrupted

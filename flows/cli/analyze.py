@@ -257,19 +257,15 @@ def _refresh_stale_export(catalog: Path, parquet_dir: Path) -> Path | None:
 
     if not catalog.exists():
         return None
-    con = open_reader(catalog)
-    try:
-        if export_is_current(con, parquet_dir):
-            return None
-    finally:
-        con.close()
-    try:
+    try:  # under the lock, no run publishes while the export is compared and written
         fd = acquire_lock(catalog, {"command": "analyze (refreshing the Parquet export)"}, timeout_s=0)
     except CatalogLockedError:
         return None
     try:
-        con = open_reader(catalog)  # again, under the lock: no run can publish in between
+        con = open_reader(catalog)
         try:
+            if export_is_current(con, parquet_dir):
+                return None
             export_parquet(con, parquet_dir)
         finally:
             con.close()

@@ -53,12 +53,12 @@ def close_stopped_runs(con: duckdb.DuckDBPyConnection) -> int:
         r for (r,) in con.execute("SELECT run_id FROM runs WHERE status = ?", [RunStatus.RUNNING.value]).fetchall()
     ]
     for run_id in stopped:
-        (last,) = con.execute(
-            "SELECT max(event_at) FROM track_events WHERE run_id = ? AND event IN (?, ?, ?)",
-            [run_id, *(str(s) for s in OUTCOMES)],
-        ).fetchall()[0]
-        finish_run(con, run_id, stored_outcomes(con, run_id), status=RunStatus.INTERRUPTED, error="interrupted")
-        con.execute("UPDATE runs SET finished_at = ? WHERE run_id = ?", [last, run_id])
+        record_counts(con, run_id, stored_outcomes(con, run_id), status=RunStatus.INTERRUPTED)
+        con.execute(
+            "UPDATE runs SET status = ?, error = 'interrupted', finished_at = (SELECT max(event_at) FROM track_events "
+            "WHERE run_id = ? AND event IN (?, ?, ?)) WHERE run_id = ?",
+            [RunStatus.INTERRUPTED.value, run_id, *(str(s) for s in OUTCOMES), run_id],
+        )
     return len(stopped)
 
 

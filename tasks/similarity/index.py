@@ -140,13 +140,18 @@ def index_signature(con: duckdb.DuckDBPyConnection) -> str:
 def index_is_current(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``similarity_index`` exists and was built from what the catalog holds now (a run killed after it
     stored analyses but before its refresh leaves it behind, or never built)."""
-    if not (table_exists(con, "similarity_stats") and table_exists(con, "similarity_index")):
-        return False
     try:
-        old = _one(con, "SELECT signature FROM similarity_stats")
-        return old is not None and old[0] == index_signature(con)
+        return _current_stats(con, index_signature(con)) is not None
     except duckdb.Error:  # a catalog of an older schema, read before a run migrates it: the run will tell
         return False
+
+
+def _current_stats(con: duckdb.DuckDBPyConnection, signature: str) -> tuple | None:
+    """``(generation, n_tracks, dim)`` of the index when it exists and was built from ``signature``, else None."""
+    if not (table_exists(con, "similarity_stats") and table_exists(con, "similarity_index")):
+        return None
+    old = _one(con, "SELECT signature, generation, n_tracks, dim FROM similarity_stats")
+    return None if old is None or old[0] != signature else old[1:]
 
 
 def apply_corrections(con: duckdb.DuckDBPyConnection, track_ids: list[int], *, signature_before: str) -> bool:
@@ -193,17 +198,11 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
 
     version, dim = _embedding_source(con)
     signature = _signature(con, version)
-    if not force and table_exists(con, "similarity_stats"):
-        old = _one(con, "SELECT signature, generation, n_tracks, dim FROM similarity_stats")
-        if old is not None and old[0] == signature and table_exists(con, "similarity_index"):
-            install_sql_macros(con)  # a newer cratedig's macros reach a catalog whose index has not changed
-            return {
-                "tracks": old[2],
-                "dim": old[3],
-                "embedding_version": version,
-                "generation": old[1],
-                "skipped": True,
-            }
+    current = None if force else _current_stats(con, signature)
+    if current is not None:
+        install_sql_macros(con)  # a newer cratedig's macros reach a catalog whose index has not changed
+        generation, n_tracks, dim = current
+        return {"tracks": n_tracks, "dim": dim, "embedding_version": version, "generation": generation, "skipped": True}
     con.execute(RULE_MACROS_SQL)  # the query below uses cratedig_camelot_code
     table = _arrow(
         con.sql(

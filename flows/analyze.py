@@ -134,6 +134,7 @@ def analyze_library(
         catalog_path, holder={"run_id": run_id, "flow_run_id": flow_run_id}, lock_timeout_s=lock_timeout_s
     )
     with ExitStack() as stack:
+        stack.enter_context(interrupt.requested_on_sigterm())  # the flow below learns of a SIGTERM however it lands
         try:
             catalog = stack.enter_context(writer)
         except CatalogLockedError as exc:

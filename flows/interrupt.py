@@ -7,8 +7,10 @@ command line to exit with code 130 either way.
 
 from __future__ import annotations
 
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 _requested = threading.Event()
 _hooks: list[Callable[[], None]] = []
@@ -39,3 +41,33 @@ def requested() -> bool:
 def clear() -> None:
     """Forget an earlier request (a new run in the same process)."""
     _requested.clear()
+
+
+@contextmanager
+def requested_on_sigterm() -> Iterator[None]:
+    """Inside a flow: a SIGTERM requests the stop (:func:`request`) the moment it arrives, then goes on to the handler
+    Prefect installed, which raises ``TerminationSignal``.
+
+    That exception does not always reach the flow as itself: raised inside Python code that polars calls from Rust
+    it becomes a ``PanicException``, and inside a Python object that DuckDB scans an ``InvalidInputException``. The
+    flow then recorded its run failed, the command line's grace period never started, and Prefect reported the
+    failure, with retries, to an embedded server that the same SIGTERM had stopped (for minutes).
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    passed_on = signal.getsignal(signal.SIGTERM)
+    if not callable(passed_on):  # SIG_DFL or SIG_IGN: nobody turns it into an exception to stop for
+        yield
+        return
+
+    def request_then_pass_on(signum: int, frame: object) -> None:
+        request()
+        passed_on(signum, frame)
+
+    signal.signal(signal.SIGTERM, request_then_pass_on)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is request_then_pass_on:
+            signal.signal(signal.SIGTERM, passed_on)

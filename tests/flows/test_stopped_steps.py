@@ -3,12 +3,18 @@ itself interrupted with what it stored, and the next ``analyze`` finishes the st
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.flows.test_durability import analyze_json, catalog_state, small_library
+from tests.flows.test_durability import analyze_json, catalog_state, published, small_library
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +115,64 @@ def test_an_index_a_stopped_run_left_behind_is_rebuilt_by_the_next_analyze(tmp_p
     assert "seconds" in analyze_json(library, catalog)  # a run (not the idle path), which refreshes the index
     assert index_state() == (True, 2)
     assert "seconds" not in analyze_json(library, catalog)  # then nothing to do
+
+
+#: ``cratedig analyze`` whose third stored batch runs a polars call in which a SIGTERM to the whole group (as
+#: ``timeout`` sends it) lands: Prefect's handler then raises inside Python code that polars calls from Rust.
+SIGTERM_INSIDE_POLARS = """
+import os, signal, sys, time
+import polars as pl
+from tasks.catalog import store
+real_store, real_field, calls = store.store_results, pl.Field.__init__, []
+def field_then_sigterm(self, *args, **kwargs):
+    pl.Field.__init__ = real_field
+    with open(os.environ["SIGNALLED_AT"], "w") as f:
+        f.write(repr(time.time()))
+    os.killpg(0, signal.SIGTERM)
+    return real_field(self, *args, **kwargs)
+def store_then_sigterm(con, results, run_id):
+    calls.append(1)
+    if len(calls) == 3:
+        pl.Field.__init__ = field_then_sigterm
+        pl.LazyFrame({"a": [1]}).select(pl.struct("a")).collect_schema()
+    return real_store(con, results, run_id)
+store.store_results = store_then_sigterm
+sys.argv[0] = "cratedig"
+from flows.cli import app
+app()
+"""
+
+
+def test_a_sigterm_inside_a_polars_call_still_stops_the_run_within_the_grace(tmp_path, prefect_harness):
+    # The TerminationSignal became a PanicException: the run was recorded failed, and the command hung while
+    # Prefect reported the crash to the embedded server that the same SIGTERM had stopped.
+    from flows.cli.interruption import INTERRUPT_GRACE_S
+
+    library = small_library(tmp_path / "lib", 6)
+    catalog = tmp_path / "catalog.duckdb"
+    alone = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # an embedded server, in the group
+    alone["CRATEDIG_SERVER_STATE"] = str(tmp_path / "no-server.json")
+    alone["SIGNALLED_AT"] = str(signalled_at := tmp_path / "signalled_at")
+    args = ["analyze", str(library), "--catalog", str(catalog), "--workers", "1", "--batch-size", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_INSIDE_POLARS, *args],
+        env=alone,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=240)
+        ended_at = time.time()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = err.decode(errors="replace")
+    assert "PanicException" in err or "panicked" in err, err[-2000:]  # the signal did land inside polars
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted: "), err[-2000:]
+    assert ended_at - float(signalled_at.read_text()) <= INTERRUPT_GRACE_S + 15
+    con = duckdb.connect(str(catalog), read_only=True)
+    (status, n_analyzed), stored = con.execute("SELECT status, n_analyzed FROM runs").fetchall()[0], published(catalog)
+    con.close()
+    assert status == "interrupted" and n_analyzed == stored == 2

@@ -80,6 +80,18 @@ def standard_streams_open() -> None:
                 os.close(opened)
 
 
+def _file_id(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def _stdout_file() -> tuple[int, int] | None:
+    """What stdout's descriptor is open on (None where stdout has none, as under a test runner's capture)."""
+    try:
+        return _file_id(os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both an OSError and a ValueError
+        return None
+
+
 class CliConsole(Console):
     """A rich console whose broken pipe ends the command as any other output's does (rich's own exits 1), and
     whose width follows ``COLUMNS`` when it prints, not when it was made (rich reads it once, at import)."""
@@ -140,8 +152,15 @@ class OneLineErrors(TyperGroup):
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         """Click's main, with a bad option or argument reported in one line (exit 2) instead of a usage box."""
         standard_streams_open()
+        stdout_before = _stdout_file()
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
+        except SystemExit as exc:
+            # Typer prints the help with a rich console of its own, whose broken pipe (`cratedig --help | head`)
+            # puts /dev/null on stdout and exits 1. Only that exit leaves stdout changed to /dev/null.
+            if exc.code == 1 and stdout_before != _stdout_file() == _file_id(os.stat(os.devnull)):
+                reader_gone()
+            raise
         except _ClickException as exc:
             command = exc.ctx.command_path if getattr(exc, "ctx", None) else "cratedig"
             hint = f" (see '{command} --help')" if isinstance(exc, _UsageError) else ""
@@ -156,6 +175,14 @@ class OneLineErrors(TyperGroup):
                 raise
             console.print("aborted", style="red")
             rv = ExitCode.ERROR
+        except BrokenPipeError:  # `cratedig --help | head`: click prints the help before any command runs
+            reader_gone()
+        except OSError as exc:  # the help could not be written (`cratedig --help > /dev/full`)
+            if not standalone_mode:
+                raise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
+            rv, message = classify(exc)
+            console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
         if not standalone_mode:
             return rv
         sys.exit(int(rv) if isinstance(rv, int) else 0)

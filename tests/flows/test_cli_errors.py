@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,23 @@ def test_the_consoles_width_follows_columns_when_it_prints(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     assert console.width == 200
     assert CliConsole(width=120).width == 120  # a width given stays
+
+
+@pytest.mark.parametrize("command", [["--help"], ["analyze", "--help"], []])
+def test_help_whose_reader_is_gone_or_that_cannot_be_written(command):
+    """`cratedig --help | head`: typer's own rich console exited 1 ("failed"), as `status | head` once did;
+    `--help > /dev/full` printed a traceback. No arguments at all print the help too."""
+    root = Path(__file__).resolve().parents[2]
+    cli = [sys.executable, "-m", "flows.cli", *command]
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root)
+    proc.stdout.close()  # before the help is printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == ExitCode.BROKEN_PIPE and err == "", err
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(cli, stdout=full, stderr=subprocess.PIPE, cwd=root, text=True)
+    assert (done.returncode, done.stderr) == (
+        ExitCode.NOT_WRITABLE,
+        "error: cannot write the output: No space left on device\n",
+    )
+    # /dev/null from the start is a reader that reads everything (no arguments at all are a usage error)
+    assert subprocess.run(cli, stdout=subprocess.DEVNULL, cwd=root).returncode == (0 if command else ExitCode.USAGE)

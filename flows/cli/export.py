@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -17,7 +18,18 @@ app.add_typer(export_app, name="export")
 CrateOpt = typer.Option(None, "--crate", help="Only this crate (repeat for more); default: every track and crate.")
 
 
+def _is_stderr(path: Path) -> bool:
+    """Whether ``path`` names the file stderr is open on (``/dev/stderr``, or ``/dev/stdout`` with ``2>&1``)."""
+    try:
+        named, stderr = os.stat(path), os.fstat(2)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (stderr.st_dev, stderr.st_ino)
+
+
 def _report(selection, out_path: Path) -> None:
+    if _is_stderr(out_path):  # the report would land inside the file it reports on
+        return
     console.print(
         literal(
             f"wrote {counted(selection.tracks.height, 'track')}, {counted(len(selection.playlists), 'playlist')} "

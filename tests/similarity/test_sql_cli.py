@@ -255,3 +255,16 @@ def test_an_export_into_the_file_stderr_goes_to_is_still_whole(catalog, tmp_path
         )
     assert run.returncode == 0
     ET.parse(out)  # no junk after the document
+
+
+@pytest.mark.parametrize("target", ["/dev/stderr", "/dev/stdout"])
+def test_an_export_into_stderr_gets_no_report_line(catalog, target):
+    """`export rekordbox /dev/stderr`, or `/dev/stdout 2>&1`: the "wrote N tracks" line went into the XML."""
+    both = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "export", "rekordbox", target, "--catalog", str(catalog)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert both.returncode == 0 and both.stdout.startswith(b"<?xml"), both.stdout[-300:]
+    assert both.stdout.endswith(b"</DJ_PLAYLISTS>\n") and b"wrote " not in both.stdout

@@ -149,6 +149,9 @@ def print_summary(summary: dict[str, Any], library: Path, catalog: Path) -> None
         or (summary.get("analyzed", 0) + summary.get("rejected", 0) + summary.get("failed", 0)) == 0
     ):
         recorded = [f"{summary[k]} {k}" for k in ("moved", "missing") if summary.get(k)]
+        if "seconds" in summary and summary.get("unreadable"):  # a run records each unreadable entry it finds
+            n = summary["unreadable"]
+            recorded.append(f"{n} unreadable {'entry' if n == 1 else 'entries'}")
         if recorded:  # the run changed the catalog all the same
             out.print(f"[green]Nothing to analyse; recorded {' and '.join(recorded)}.[/green]")
         else:

@@ -149,7 +149,7 @@ def test_similar_to_a_rejected_file_says_why_it_has_no_neighbours(small_catalog,
     assert "rejected (EMPTY)" in res.output and "cratedig rejects" in res.output
 
 
-def test_a_run_that_only_recorded_moves_or_missing_files_says_so(tmp_path):
+def test_a_run_that_only_recorded_moves_missing_files_or_unreadable_entries_says_so(tmp_path):
     # It said "the catalog is up to date" after marking a file missing.
     from flows.cli.analyze import print_summary
     from flows.cli.app import out
@@ -159,6 +159,13 @@ def test_a_run_that_only_recorded_moves_or_missing_files_says_so(tmp_path):
         ({"missing": 1, "moved": 0}, "Nothing to analyse; recorded 1 missing."),
         ({"missing": 2, "moved": 1}, "Nothing to analyse; recorded 1 moved and 2 missing."),
         ({"missing": 0, "moved": 0}, "Nothing to analyse: the catalog is up to date."),
+        # A run (it has "seconds") stores each unreadable entry (a dangling link) as a reject; the idle path does not
+        (
+            {"missing": 1, "unreadable": 1, "seconds": 0.4},
+            "Nothing to analyse; recorded 1 missing and 1 unreadable entry.",
+        ),
+        ({"unreadable": 2, "seconds": 0.4}, "Nothing to analyse; recorded 2 unreadable entries."),
+        ({"unreadable": 2}, "Nothing to analyse: the catalog is up to date."),
     ):
         with out.capture() as captured:
             print_summary(base | extra, tmp_path, tmp_path / "c.duckdb")

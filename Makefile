@@ -47,10 +47,10 @@ demo: install  ## build the demo library, analyse it into data/catalog.duckdb, s
 	$(BIN)/cratedig demo
 
 test: install  ## the whole suite, slow tests included
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 test-fast: install  ## the suite without the slow and Prefect-server tests
-	$(BIN)/python -m pytest -q -m "not slow and not prefect_server"
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile -m "not slow and not prefect_server"
 
 lab: install  ## JupyterLab on the demo catalog (also as root, as in a container)
 	CRATEDIG_CATALOG=$(CURDIR)/data/catalog.duckdb $(BIN)/jupyter lab --no-browser \

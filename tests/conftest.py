@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import flows  # noqa: F401  (quiet, offline Prefect settings before Prefect is imported)
 from tasks.synth.songs import SongSpec, render_song
+
+# The user's ~/.prefect is not the tests' to write: the embedded servers of the commands run without the harness's
+# server keep their SQLite database here, one per test process (two pytest-xdist workers sharing one database
+# would see "database is locked").
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="cratedig-tests-prefect-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
 FORMATS = ("flac", "ogg", "opus", "mp3", "wav", "m4a")
 

@@ -57,7 +57,8 @@ def write(
                 changes = apply_job(con, job) if apply else planned_changes(con, job)
             except (TagWriteError, OSError) as exc:
                 failed += 1
-                console.print(literal(f"not tagged: {exc}", style="red"), soft_wrap=True)
+                text = str(exc) if "not tagged" in str(exc) else f"not tagged: {exc}"  # said once, not twice
+                console.print(literal(text, style="red"), soft_wrap=True)
                 continue
             except KeyboardInterrupt:  # each file is whole (tagged or as it was) and the catalog keeps what was done
                 tagged = len({r["path"] for r in report})

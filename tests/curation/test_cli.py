@@ -127,3 +127,22 @@ def test_tags_write_dry_run_then_apply(cli, dj_catalog, catalog_copy, tmp_path):
     assert json.loads(res.stdout) == []  # nothing left to change
     res = cli("tags", "write", tmp_path / "elsewhere", "--catalog", catalog_copy)
     assert res.exit_code == 1
+
+
+def test_tags_write_names_a_file_it_cannot_tag_once(cli, dj_catalog, catalog_copy, tmp_path):
+    import duckdb
+
+    _, library = dj_catalog
+    mine = tmp_path / "music"
+    shutil.copytree(library, mine, copy_function=shutil.copy2)
+    m4a = next(mine.glob("*.m4a"))
+    aac = m4a.rename(m4a.with_suffix(".aac"))  # a format that takes no tags here
+    con = duckdb.connect(str(catalog_copy))
+    con.execute("UPDATE tracks SET path = replace(path, ?, ?)", [str(library), str(mine)])
+    con.execute("UPDATE tracks SET path = ? WHERE path = ?", [str(aac), str(m4a)])
+    con.close()
+    res = cli("tags", "write", mine, "--catalog", catalog_copy)
+    assert res.exit_code == 1, res.output  # as --apply would: a file named as not tagged
+    said = [ln for ln in res.output.splitlines() if aac.name in ln]
+    assert said == [f"{aac.name}: cannot write tags to .aac files; not tagged"], res.output
+    assert "4 of 5 files would change" in res.output

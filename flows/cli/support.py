@@ -9,6 +9,8 @@ an ambiguous query), 3 = the catalog is busy (another run holds it), 4 = no cata
 from __future__ import annotations
 
 import math
+import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any, NoReturn
 import typer
 
 from flows.cli.app import console
-from flows.cli.errors import ExitCode
+from flows.cli.errors import ExitCode, OneLineErrors
 from flows.cli.text import literal, visible
 from tasks.constants import LOCK_TIMEOUT_S
 
@@ -37,8 +39,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def fail_lines(lines: list[str], code: int = 1) -> NoReturn:
     """Print ``lines`` on stderr, each on its own line and literally (no markup; a line break inside one is
-    escaped), the first after ``error:``, and exit with ``code``."""
+    escaped), the first after ``error:``, and exit with ``code``; with ``--debug``, after the traceback of the
+    exception being handled, if any."""
     text = "\n".join(visible(line) for line in lines)
+    if OneLineErrors.debug and sys.exc_info()[1] is not None:  # the error a command caught and put in words
+        console.print(traceback.format_exc(), markup=False, highlight=False)
     console.print(f"error: {text}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 

@@ -128,6 +128,19 @@ def test_debug_shows_the_traceback(not_catalogs):
     assert "Traceback" in invoke(*args, env={"CRATEDIG_DEBUG": "1"}).output
 
 
+def test_debug_shows_the_traceback_of_an_error_a_command_put_in_words(tmp_path):
+    catalog = tmp_path / "c.duckdb"
+    assert invoke("sql", "select 1", "--catalog", str(catalog)).exit_code == ExitCode.NOT_A_CATALOG
+    from tasks.catalog.store import open_catalog
+
+    open_catalog(catalog).close()
+    for args, code in ((("similar", "nosuchthing"), ExitCode.ERROR), (("sql", "SELEC"), ExitCode.USAGE)):
+        assert_one_line(invoke(*args, "--catalog", str(catalog)), code)
+        result = invoke("--debug", *args, "--catalog", str(catalog))
+        assert result.exit_code == code and "Traceback" in result.output, result.output
+        assert result.output.rstrip().splitlines()[-1].startswith("error: "), result.output
+
+
 def test_help_lists_the_exit_codes():
     text = " ".join(invoke("--help").output.split())
     for code in EXIT_CODES:

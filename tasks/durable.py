@@ -107,7 +107,7 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Pa
     A crash or an error leaves ``path`` as it was (or absent) and no temporary file behind. A symbolic link
     stays a link: its target is replaced. A stream is written as one, never renamed over: ``/dev/stdout`` and
     ``/dev/fd/N`` through the open descriptor (``>> file`` appends), a pipe or a device by name. Raises
-    :class:`tasks.errors.OutputNotWritableError` when ``path`` is a folder, its folder cannot be made, or it is a
+    :class:`tasks.errors.OutputNotWritableError` when ``path`` is a folder, its folder is not there, or it is a
     pipe nobody reads.
     """
     asked = Path(path)
@@ -124,8 +124,10 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Pa
         _write_stream(asked, write, own)
         return asked
     path = Path(os.path.realpath(asked))
+    if not path.parent.is_dir():  # as a shell's `>` would: a mistyped folder is not made, silently, somewhere else
+        why = "is not a folder" if path.parent.exists() else "does not exist (make it first)"
+        raise OutputNotWritableError(f"cannot write {asked}: {path.parent} {why}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except (FileExistsError, NotADirectoryError, FileNotFoundError) as exc:  # a file in the way, /proc...
         raise OutputNotWritableError(f"cannot write {asked}: {exc.strerror}") from None

@@ -202,3 +202,7 @@ def test_an_export_writes_through_a_link_and_into_a_pipe_never_over_them(tmp_pat
     for bad in (tmp_path / "a_file" / "out.xml", tmp_path / "real"):  # a file in the way; a folder
         with pytest.raises(OutputNotWritableError, match="cannot write"):
             write_atomically(bad, lambda f: f.write(b"x"))
+    # A folder that is not there (a typo) is not made: nothing is written anywhere.
+    with pytest.raises(OutputNotWritableError, match=r"typo/deeper does not exist \(make it first\)"):
+        write_atomically(tmp_path / "typo" / "deeper" / "out.xml", lambda f: f.write(b"x"))
+    assert not (tmp_path / "typo").exists()

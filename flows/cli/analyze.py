@@ -228,6 +228,8 @@ def analyze(
                 catalog, holder={"command": "analyze (creating the catalog)"}, lock_timeout_s=lock_timeout
             ):
                 pass
+        else:
+            _wait_for_a_running_writer(catalog, lock_timeout)
         summary = _run_flow(
             path,
             catalog,
@@ -275,6 +277,17 @@ def _refresh_stale_export(catalog: Path, parquet_dir: Path) -> Path | None:
     finally:
         os.close(fd)
     return parquet_dir
+
+
+def _wait_for_a_running_writer(catalog: Path, lock_timeout: float) -> None:
+    """Wait up to ``lock_timeout`` for a run that holds the catalog before Prefect starts (15-45 s); a run still
+    holding it then ends the command with code 3 at once (the flow would wait for it again after its start-up)."""
+    from tasks.catalog.writer import acquire_lock, current_writer
+
+    if current_writer(catalog) is None:
+        return
+    console.print(f"waiting up to {lock_timeout:g} s for the run that is writing the catalog ...")
+    os.close(acquire_lock(catalog, {"command": "analyze (waiting for another run)"}, timeout_s=lock_timeout))
 
 
 def _close_stopped_runs(catalog: Path, lock_timeout: float) -> None:

@@ -219,6 +219,7 @@ def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harn
         assert "Traceback" not in result.output and result.output.count("error: ") == 1, result.output
         assert "in use by another cratedig run: run holder-run (pid" in " ".join(result.output.split())
         assert waited >= 2
+        assert "Prefect" not in result.output  # refused before connecting to Prefect (or starting it), not after
     finally:
         holder.kill()
         holder.wait()

@@ -133,11 +133,19 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
     with transaction(con):
         if plan.moved.height:
             con.register("_moved", plan.moved)
+            # A missing track found moved was analysed when it has no reason; one that was rejected or failed
+            # (it keeps its reason) is tried again by the next run, which finds it as it was.
             con.execute(
                 """UPDATE tracks SET path = m.path, mtime_ns = m.mtime_ns, last_seen = ?,
-                           status = CASE WHEN tracks.status = ? THEN ? ELSE tracks.status END
+                           status = CASE WHEN tracks.status <> ? THEN tracks.status
+                                         WHEN tracks.reason IS NULL THEN ? ELSE ? END
                            FROM _moved m WHERE tracks.track_id = m.track_id""",
-                [at, TrackStatus.MISSING.value, TrackStatus.ANALYZED.value],
+                [at, TrackStatus.MISSING.value, TrackStatus.ANALYZED.value, TrackStatus.FAILED.value],
+            )
+            # A rejected file's reason goes with it (rejects are kept by path).
+            con.execute(
+                "UPDATE rejects SET path = m.path FROM _moved m WHERE rejects.path = m.old_path "
+                "AND m.path NOT IN (SELECT path FROM rejects)"
             )
             con.unregister("_moved")
             _events(

@@ -200,6 +200,16 @@ def empty_result(
     }
 
 
+def _fingerprint_anyway(result: dict[str, Any], fs_path: str | bytes, size_bytes: int) -> None:
+    """Give a rejected file its content fingerprint too, so that a move of it is recognised as one (and not
+    taken for a new file); an empty or unreadable file keeps none (every empty file would match every other)."""
+    if result.get("fingerprint") is None and size_bytes > 0:
+        try:
+            result["fingerprint"] = fingerprint(fs_path, size_bytes)
+        except OSError:
+            pass
+
+
 def analyze_file(
     path: str,
     size_bytes: int,
@@ -233,6 +243,7 @@ def analyze_file(
         if st.st_size != size_bytes or st.st_mtime_ns != mtime_ns:
             raise RejectError(Reason.STALE, "file changed during analysis")
     except RejectError as exc:
+        _fingerprint_anyway(result, fs_path, size_bytes)
         # STALE and UNREADABLE (a share that hiccups, a permission fixed later) are retried by the next run.
         result.update(
             status=(TrackStatus.FAILED if exc.reason in RETRIED_REASONS else TrackStatus.REJECTED).value,

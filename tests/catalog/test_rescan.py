@@ -239,3 +239,31 @@ def test_a_dangling_link_removed_is_work_for_the_next_analyze(tmp_path):
     _scan_and_store(library, con, "r2")
     assert list(_rejects(con)) == [str(library / "x.wav")]
     con.close()
+
+
+def test_a_rejected_file_moved_keeps_its_track_and_its_reason(library, tmp_path):
+    con = open_catalog(tmp_path / "c.duckdb")
+    _scan_and_store(library, con, "r1")
+    page = library / "page.mp3"
+    (track_id,) = con.execute("SELECT track_id FROM tracks WHERE path = ?", [str(page)]).fetchone()
+    page.rename(library / "sub" / "page.mp3")  # moved in one step
+    counts = _scan_and_store(library, con, "r2")
+    assert counts["moved"] == 1 and counts["new"] == 0
+    row = con.execute("SELECT track_id, status, reason FROM tracks WHERE path LIKE '%page.mp3'").fetchall()
+    assert row == [(track_id, "rejected", "NOT_AUDIO")]
+    assert _rejects(con).get(str(library / "sub" / "page.mp3")) == "NOT_AUDIO" and str(page) not in _rejects(con)
+    (library / "sub" / "page.mp3").rename(tmp_path / "away.mp3")  # gone for a run: missing
+    _scan_and_store(library, con, "r3")
+    assert con.execute("SELECT status FROM tracks WHERE track_id = ?", [track_id]).fetchone() == ("missing",)
+    (tmp_path / "away.mp3").rename(library / "page2.mp3")  # back under another name
+    counts = _scan_and_store(library, con, "r4")
+    assert counts["moved"] == 1 and counts["new"] == 0
+    rows = con.execute("SELECT track_id, path, status, reason FROM tracks WHERE path LIKE '%page%'").fetchall()
+    assert rows == [(track_id, str(library / "page2.mp3"), "failed", "NOT_AUDIO")]  # never 'analyzed'
+    _scan_and_store(library, con, "r5")  # the retry finds it as it was
+    assert con.execute("SELECT status, reason FROM tracks WHERE track_id = ?", [track_id]).fetchone() == (
+        "rejected",
+        "NOT_AUDIO",
+    )
+    assert con.execute("SELECT count(*) FROM tracks").fetchone() == (3,)  # a, b and page: no new row
+    con.close()

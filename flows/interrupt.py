@@ -71,3 +71,28 @@ def requested_on_sigterm() -> Iterator[None]:
     finally:
         if signal.getsignal(signal.SIGTERM) is request_then_pass_on:
             signal.signal(signal.SIGTERM, passed_on)
+
+
+def _stop_as_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_and_sighup_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, a service manager) and SIGHUP (a closed terminal) stop a command as Ctrl-C does
+    (exit code 130), at any point of it, where Python's default ended the process on the spot (143, 129): an
+    embedded Prefect server it had started outlived it. Only where nobody handles them yet (an embedding program's
+    handlers stay); :func:`flows.cli.interruption.bounded_interrupt` takes over during a run."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, _stop_as_ctrl_c)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is _stop_as_ctrl_c:
+                signal.signal(sig, handler)

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from flows import interrupt
 from tasks.errors import (
     CatalogLockedError,
     CatalogReadOnlyError,
@@ -150,7 +151,12 @@ class OneLineErrors(TyperGroup):
     debug: bool = False
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
-        """Click's main, with a bad option or argument reported in one line (exit 2) instead of a usage box."""
+        """Click's main, with a bad option or argument reported in one line (exit 2) instead of a usage box, and
+        SIGTERM and SIGHUP taken as Ctrl-C (exit 130) throughout."""
+        with interrupt.sigterm_and_sighup_as_ctrl_c():
+            return self._main(*args, standalone_mode=standalone_mode, **kwargs)
+
+    def _main(self, *args, standalone_mode: bool = True, **kwargs):
         standard_streams_open()
         stdout_before = _stdout_file()
         try:

@@ -176,3 +176,46 @@ def test_a_sigterm_inside_a_polars_call_still_stops_the_run_within_the_grace(tmp
     (status, n_analyzed), stored = con.execute("SELECT status, n_analyzed FROM runs").fetchall()[0], published(catalog)
     con.close()
     assert status == "interrupted" and n_analyzed == stored == 2
+
+
+SIGTERM_AFTER_THE_RUN = """
+import os, signal, sys, time
+import flows.cli.analyze as cli
+def summary_then_sigterm(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+cli.print_summary = summary_then_sigterm
+sys.argv[0] = "cratedig"
+from flows.cli import app
+app()
+"""
+
+
+def test_a_sigterm_after_the_run_exits_130_and_leaves_no_server_behind(tmp_path, prefect_harness):
+    # Once the flow had returned, SIGTERM took Python's default: exit 143, and the embedded server outlived it.
+    library = small_library(tmp_path / "lib", 1)
+    alone = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # an embedded server, a child
+    alone["CRATEDIG_SERVER_STATE"] = str(tmp_path / "no-server.json")
+    args = ["analyze", str(library), "--catalog", str(tmp_path / "catalog.duckdb"), "--workers", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_AFTER_THE_RUN, *args],
+        env=alone,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 130, err.decode(errors="replace")[-2000:]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # whatever the command started ends with it
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("a process of the command's session outlived it (the embedded Prefect server)")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -10,13 +10,46 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import stat
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from tasks.errors import OutputNotWritableError
+
+#: The signals that stop a command (Ctrl-C, ``kill``/``timeout``, a closed terminal).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver them (once each) to their handlers.
+
+    For a step that takes seconds and is worth finishing once begun, such as copying a catalog into place: an
+    interrupt in the middle threw the copy away, and with it what the run had done since its last publish. A
+    handler Python did not install (``None``) is left alone, and outside the main thread, which signals never
+    reach, nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {}
+    for sig in STOP_SIGNALS:
+        handler = signal.getsignal(sig)
+        if handler is not None and handler != signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(pending):
+            signal.raise_signal(sig)
 
 
 def flush_file(path: str | Path) -> None:

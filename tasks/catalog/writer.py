@@ -33,7 +33,7 @@ from typing import Any
 import duckdb
 
 from tasks.constants import LOCK_TIMEOUT_S
-from tasks.durable import flush_file, flush_folder
+from tasks.durable import flush_file, flush_folder, stop_signals_deferred
 from tasks.errors import CatalogLockedError, CatalogReadOnlyError, NotACatalogError
 
 #: DuckDB storage format of the catalog: the oldest one (``v1.0.0+``), so DuckDB 1.1 and later clients open it.
@@ -326,9 +326,10 @@ class CatalogWriter:
         self.con.execute("CHECKPOINT")
         tmp = self.path.with_name(f".{self.path.name}.publish-{os.getpid()}")
         try:
-            _copy(self.work, tmp)
-            os.replace(tmp, self.path)
-            flush_folder(self.path.parent)
+            with stop_signals_deferred():  # a Ctrl-C in the copy would throw away what was done since the last one
+                _copy(self.work, tmp)
+                os.replace(tmp, self.path)
+                flush_folder(self.path.parent)
         finally:
             _remove(tmp)
         _remove(Path(f"{self.path}.wal"))  # a legacy write-ahead log belongs to the replaced file

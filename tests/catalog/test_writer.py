@@ -156,3 +156,25 @@ def test_a_catalog_named_by_a_link_is_written_through_it(tmp_path):
             CatalogWriter(target, lock_timeout_s=0.3).__enter__()
     assert link.is_symlink() and count_elsewhere(target) == 2
     assert sorted(p.name for p in data.iterdir()) == ["catalog.duckdb"]  # no lock or working copy beside the link
+
+
+def test_a_ctrl_c_during_a_publish_lands_after_it(tmp_path, monkeypatch):
+    # A Ctrl-C (or SIGTERM) in the copy threw it away, and what the run had stored since its last publish.
+    import os
+    import signal
+
+    from tasks.catalog import writer
+
+    catalog, real = tmp_path / "c.duckdb", writer._copy
+
+    def copy_hit_by_ctrl_c(src, dst):
+        os.kill(os.getpid(), signal.SIGINT)  # Python's handler raises KeyboardInterrupt at the next bytecode
+        real(src, dst)
+
+    with pytest.raises(KeyboardInterrupt):
+        with CatalogWriter(catalog) as w:
+            w.con.execute(INSERT, ["/stored.flac"])
+            monkeypatch.setattr(writer, "_copy", copy_hit_by_ctrl_c)
+            w.publish()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert count_elsewhere(catalog) == 1  # the publish the Ctrl-C fell into was finished first

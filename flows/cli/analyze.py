@@ -142,16 +142,18 @@ def print_summary(summary: dict[str, Any], library: Path, catalog: Path) -> None
         if key in summary:
             table.add_row(label, str(summary[key]))
     out.print(table)
+    unreadable = []
+    if "seconds" in summary and summary.get("unreadable"):  # a run records each unreadable entry it finds
+        n = summary["unreadable"]
+        unreadable.append(f"{n} unreadable {'entry' if n == 1 else 'entries'}")
     if summary.get("files", 1) == 0 and summary.get("missing", 0) == 0:
-        out.print(f"No audio files under {library}.", markup=False, highlight=False)
+        told = f"; recorded {unreadable[0]}" if unreadable else ""
+        out.print(f"No audio files under {library}{told}.", markup=False, highlight=False)
     elif (
         summary.get("to_analyze", 1) == 0
         or (summary.get("analyzed", 0) + summary.get("rejected", 0) + summary.get("failed", 0)) == 0
     ):
-        recorded = [f"{summary[k]} {k}" for k in ("moved", "missing") if summary.get(k)]
-        if "seconds" in summary and summary.get("unreadable"):  # a run records each unreadable entry it finds
-            n = summary["unreadable"]
-            recorded.append(f"{n} unreadable {'entry' if n == 1 else 'entries'}")
+        recorded = [f"{summary[k]} {k}" for k in ("moved", "missing") if summary.get(k)] + unreadable
         if recorded:  # the run changed the catalog all the same
             out.print(f"[green]Nothing to analyse; recorded {' and '.join(recorded)}.[/green]")
         else:

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from flows import interrupt
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
-from flows.cli.errors import ExitCode
+from flows.cli.errors import ExitCode, say_error
 from flows.cli.interruption import INTERRUPTED_MESSAGE, bounded_interrupt, quiet_prefect_shutdown
 from flows.cli.support import finite_nonnegative
 from flows.cli.text import literal
@@ -381,7 +381,7 @@ def _run_flow(
             raise typer.Exit(ExitCode.INTERRUPTED)
     quiet_prefect_shutdown()
     if state.is_cancelled():
-        console.print(f"error: {state.message}", style="red", markup=False, highlight=False, soft_wrap=True)
+        say_error(f"error: {state.message}")
         raise typer.Exit(ExitCode.BUSY)
     try:
         return state.result()

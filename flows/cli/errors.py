@@ -111,6 +111,15 @@ class CliConsole(Console):
 console = CliConsole(stderr=True, emoji=False)  # ":x:" in a file name or an error is text
 
 
+def say_error(text: str, *, style: str | None = "red") -> None:
+    """Print ``text`` (literally) on stderr. A stderr that cannot be written (``2>/dev/full``) loses the line, not the
+    command's exit code: stderr goes to /dev/null, so that neither the exit nor a later line fails on it again."""
+    try:
+        console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+
+
 class UsageError(CratedigError):
     """A user's mistake in an option or argument (exit code 2)."""
 
@@ -172,14 +181,14 @@ class OneLineErrors(TyperGroup):
             hint = f" (see '{command} --help')" if isinstance(exc, _UsageError) else ""
             if exc.format_message():  # no message: click printed the help itself (no arguments at all)
                 message = f"error: {exc.format_message()}{hint}"
-                console.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+                say_error(message)
             rv = ExitCode.USAGE if isinstance(exc, _UsageError) else exc.exit_code
             if not standalone_mode:
                 raise
         except typer.Abort:
             if not standalone_mode:
                 raise
-            console.print("aborted", style="red")
+            say_error("aborted")
             rv = ExitCode.ERROR
         except BrokenPipeError:  # `cratedig --help | head`: click prints the help before any command runs
             reader_gone()
@@ -188,7 +197,7 @@ class OneLineErrors(TyperGroup):
                 raise
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
             rv, message = classify(exc)
-            console.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+            say_error(f"error: {message}")
         if not standalone_mode:
             return rv
         sys.exit(int(rv) if isinstance(rv, int) else 0)
@@ -203,7 +212,7 @@ class OneLineErrors(TyperGroup):
         except Exception as exc:  # noqa: BLE001  (every error ends as one line and a documented code)
             code, message = classify(exc)
             if OneLineErrors.debug:
-                console.print(traceback.format_exc(), markup=False, highlight=False)
+                say_error(traceback.format_exc(), style=None)
             hint = "" if OneLineErrors.debug or code != ExitCode.ERROR else " (--debug shows the traceback)"
-            console.print(f"error: {message}{hint}", style="red", markup=False, highlight=False, soft_wrap=True)
+            say_error(f"error: {message}{hint}")
             raise typer.Exit(int(code)) from None

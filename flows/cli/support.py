@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import typer
 
 from flows.cli.app import console
-from flows.cli.errors import ExitCode, OneLineErrors
+from flows.cli.errors import ExitCode, OneLineErrors, say_error
 from flows.cli.text import literal, visible
 from tasks.constants import LOCK_TIMEOUT_S
 
@@ -43,8 +43,8 @@ def fail_lines(lines: list[str], code: int = 1) -> NoReturn:
     exception being handled, if any."""
     text = "\n".join(visible(line) for line in lines)
     if OneLineErrors.debug and sys.exc_info()[1] is not None:  # the error a command caught and put in words
-        console.print(traceback.format_exc(), markup=False, highlight=False)
-    console.print(f"error: {text}", style="red", markup=False, highlight=False, soft_wrap=True)
+        say_error(traceback.format_exc(), style=None)
+    say_error(f"error: {text}")
     raise typer.Exit(code)
 
 

@@ -216,3 +216,18 @@ def test_help_whose_reader_is_gone_or_that_cannot_be_written(command):
     )
     # /dev/null from the start is a reader that reads everything (no arguments at all are a usage error)
     assert subprocess.run(cli, stdout=subprocess.DEVNULL, cwd=root).returncode == (0 if command else ExitCode.USAGE)
+
+
+def test_errors_keep_their_exit_code_when_stderr_cannot_be_written(tmp_path):
+    """`2>/dev/full`: the error line is lost, and every error exited 1 (the print raised) instead of its own code."""
+    root = Path(__file__).resolve().parents[2]
+    missing = str(tmp_path / "none.duckdb")
+    with open("/dev/full", "wb") as full:
+        for args, code in (
+            (["sql", "--bogus"], ExitCode.USAGE),
+            (["status", "--catalog", missing], ExitCode.NOT_A_CATALOG),
+            (["--debug", "similar", "x", "--catalog", missing], ExitCode.NOT_A_CATALOG),
+            (["--help"], ExitCode.NOT_WRITABLE),  # stdout is /dev/full too
+        ):
+            done = subprocess.run([sys.executable, "-m", "flows.cli", *args], stdout=full, stderr=full, cwd=root)
+            assert done.returncode == code, args

@@ -32,6 +32,11 @@ def finite_nonnegative(value: float | None) -> float | None:
     return value
 
 
+def dash_is_stdout(value: Path | None) -> Path | None:
+    """Typer callback of an output file option or argument: ``-`` means stdout, as for most Unix tools."""
+    return Path("/dev/stdout") if value is not None and str(value) == "-" else value
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as one line (literally: no rich markup) on stderr and exit with ``code``."""
     fail_lines([message], code)

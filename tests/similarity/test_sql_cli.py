@@ -257,6 +257,16 @@ def test_an_export_into_the_file_stderr_goes_to_is_still_whole(catalog, tmp_path
     ET.parse(out)  # no junk after the document
 
 
+def test_a_dash_is_stdout_for_exports_and_playlists(catalog, tmp_path):
+    """`export rekordbox -` wrote a file named '-'."""
+    for args, start in ((["export", "traktor", "-"], b"<?xml"), (["similar", "id:1", "--m3u", "-"], b"#EXTM3U")):
+        run = subprocess.run(
+            [sys.executable, "-m", "flows.cli", *args, "--catalog", str(catalog)], capture_output=True, cwd=tmp_path
+        )
+        assert run.returncode == 0 and run.stdout.startswith(start), run.stderr[-500:]
+    assert not (tmp_path / "-").exists()
+
+
 @pytest.mark.parametrize("target", ["/dev/stderr", "/dev/stdout"])
 def test_an_export_into_stderr_gets_no_report_line(catalog, target):
     """`export rekordbox /dev/stderr`, or `/dev/stdout 2>&1`: the "wrote N tracks" line went into the XML."""

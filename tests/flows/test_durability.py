@@ -46,6 +46,19 @@ def cli_env() -> dict[str, str]:
     return os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()}
 
 
+def assert_session_ends(pid: int, within_s: float) -> None:
+    """Nothing of the session ``pid`` leads (started with ``start_new_session``) runs ``within_s`` from now: the
+    embedded Prefect server and the workers end with the command."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    pytest.fail("a process of the command's session outlived it (the embedded Prefect server, a worker)")
+
+
 def catalog_state(catalog: Path) -> tuple[list, int, list]:
     con = duckdb.connect(str(catalog), read_only=True)
     try:
@@ -177,16 +190,7 @@ def test_ctrl_c_without_a_server_stops_within_the_grace_and_the_run_resumes(tmp_
     if how == "ctrl-c":  # the resume is the same after either signal: one variant pays for it
         assert analyze_json(library, catalog)["analyzed"] == 16 - stored
         assert catalog_state(catalog)[1] == 16
-    # Nothing it started outlives it: after a SIGTERM the embedded Prefect server did.
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail("a process of the interrupted command's group is still running")
+    assert_session_ends(proc.pid, 15)  # after a SIGTERM the embedded Prefect server outlived it
 
 
 def test_second_run_waits_for_the_lock_then_exits_clearly(tmp_path, prefect_harness):

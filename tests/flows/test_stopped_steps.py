@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.flows.test_durability import analyze_json, catalog_state, published, small_library
+from tests.flows.test_durability import analyze_json, assert_session_ends, catalog_state, published, small_library
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +119,19 @@ def test_an_index_a_stopped_run_left_behind_is_rebuilt_by_the_next_analyze(tmp_p
 
 #: ``cratedig analyze`` whose third stored batch runs a polars call in which a SIGTERM to the whole group (as
 #: ``timeout`` sends it) lands: Prefect's handler then raises inside Python code that polars calls from Rust.
+def _in_its_own_session(script: str, args: list[str], tmp_path: Path, **env: str) -> subprocess.Popen:
+    """``python -c script`` with the CLI's ``args``, in a session of its own, with an embedded Prefect server."""
+    alone = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # an embedded server, in the session
+    alone |= {"CRATEDIG_SERVER_STATE": str(tmp_path / "no-server.json"), **env}
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        env=alone,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
 SIGTERM_INSIDE_POLARS = """
 import os, signal, sys, time
 import polars as pl
@@ -150,17 +163,9 @@ def test_a_sigterm_inside_a_polars_call_still_stops_the_run_within_the_grace(tmp
 
     library = small_library(tmp_path / "lib", 6)
     catalog = tmp_path / "catalog.duckdb"
-    alone = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # an embedded server, in the group
-    alone["CRATEDIG_SERVER_STATE"] = str(tmp_path / "no-server.json")
-    alone["SIGNALLED_AT"] = str(signalled_at := tmp_path / "signalled_at")
     args = ["analyze", str(library), "--catalog", str(catalog), "--workers", "1", "--batch-size", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SIGTERM_INSIDE_POLARS, *args],
-        env=alone,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    signalled_at = tmp_path / "signalled_at"
+    proc = _in_its_own_session(SIGTERM_INSIDE_POLARS, args, tmp_path, SIGNALLED_AT=str(signalled_at))
     try:
         _, err = proc.communicate(timeout=240)
         ended_at = time.time()
@@ -194,28 +199,12 @@ app()
 def test_a_sigterm_after_the_run_exits_130_and_leaves_no_server_behind(tmp_path, prefect_harness):
     # Once the flow had returned, SIGTERM took Python's default: exit 143, and the embedded server outlived it.
     library = small_library(tmp_path / "lib", 1)
-    alone = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # an embedded server, a child
-    alone["CRATEDIG_SERVER_STATE"] = str(tmp_path / "no-server.json")
     args = ["analyze", str(library), "--catalog", str(tmp_path / "catalog.duckdb"), "--workers", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SIGTERM_AFTER_THE_RUN, *args],
-        env=alone,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = _in_its_own_session(SIGTERM_AFTER_THE_RUN, args, tmp_path)
     try:
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 130, err.decode(errors="replace")[-2000:]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # whatever the command started ends with it
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("a process of the command's session outlived it (the embedded Prefect server)")
+        assert_session_ends(proc.pid, 10)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

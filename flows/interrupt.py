@@ -77,6 +77,20 @@ def _stop_as_ctrl_c(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def stop_signals_as_ctrl_c() -> None:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread from now on, as Ctrl-C does."""
+    on_stop_signals(_stop_as_ctrl_c, signals=(signal.SIGTERM, signal.SIGHUP))
+
+
+def on_stop_signals(
+    handler: Callable[[int, object], None], signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+) -> None:
+    """Handle ``signals`` with ``handler`` from now on (in the main thread only, which signals reach)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            signal.signal(sig, handler)
+
+
 @contextmanager
 def sigterm_and_sighup_as_ctrl_c() -> Iterator[None]:
     """SIGTERM (``kill``, ``timeout``, a service manager) and SIGHUP (a closed terminal) stop a command as Ctrl-C does

@@ -1,5 +1,5 @@
 """``python -m flows.cli ...``: the same as ``cratedig ...``."""
 
-from flows.cli import app
+from flows.cli import main
 
-app()
+main()

@@ -50,7 +50,10 @@ def child_pids(pid: int) -> list[int]:
 def _exit_interrupted(message: bytes = INTERRUPTED_MESSAGE) -> None:
     # os.write, not the console: this may run on a timer thread while the main thread holds the console's lock.
     # The progress bar hid the cursor; exiting here skips its clean-up, so show the cursor and clear its line.
-    os.write(2, (b"\x1b[?25h\r\x1b[2K" if os.isatty(2) else b"") + message)
+    try:
+        os.write(2, (b"\x1b[?25h\r\x1b[2K" if os.isatty(2) else b"") + message)
+    except OSError:  # a stderr that cannot be written (2>/dev/full) must not keep the process from ending
+        pass
     # os._exit skips every clean-up: the embedded Prefect server would outlive us (a SIGINT sent to this process
     # alone, not to its group as a terminal's Ctrl-C is, never reached it), and so could a worker.
     for child in child_pids(os.getpid()):
@@ -59,6 +62,11 @@ def _exit_interrupted(message: bytes = INTERRUPTED_MESSAGE) -> None:
         except OSError:
             pass
     os._exit(ExitCode.INTERRUPTED)
+
+
+def exit_at_once(signum: int, frame: Any) -> None:
+    """A stop signal while the process exits (Prefect stopping its embedded server): end it now, children first."""
+    _exit_interrupted(b"")
 
 
 @contextmanager

@@ -186,21 +186,32 @@ def test_a_sigterm_inside_a_polars_call_still_stops_the_run_within_the_grace(tmp
 SIGTERM_AFTER_THE_RUN = """
 import os, signal, sys, time
 import flows.cli.analyze as cli
-def summary_then_sigterm(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(60)
-cli.print_summary = summary_then_sigterm
+from prefect.server.api.server import SubprocessASGIServer
+def sigterm_then(real):
+    def wrapper(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(float(os.environ["SLEEP_S"]))
+        return real(*args, **kwargs)
+    return wrapper
+if os.environ["WHEN"] == "summary":
+    cli.print_summary = sigterm_then(cli.print_summary)
+else:
+    SubprocessASGIServer.stop = sigterm_then(SubprocessASGIServer.stop)
 sys.argv[0] = "cratedig"
-from flows.cli import app
-app()
+from flows.cli import main
+main()
 """
 
 
-def test_a_sigterm_after_the_run_exits_130_and_leaves_no_server_behind(tmp_path, prefect_harness):
-    # Once the flow had returned, SIGTERM took Python's default: exit 143, and the embedded server outlived it.
+@pytest.mark.parametrize("when", ["summary", "server stop"])
+def test_a_sigterm_after_the_run_exits_130_and_leaves_no_server_behind(tmp_path, prefect_harness, when):
+    # Once the flow had returned, SIGTERM took Python's default: exit 143, and the embedded server outlived it;
+    # so it did while the interpreter's exit stopped that server, after the command had returned.
     library = small_library(tmp_path / "lib", 1)
     args = ["analyze", str(library), "--catalog", str(tmp_path / "catalog.duckdb"), "--workers", "1"]
-    proc = _in_its_own_session(SIGTERM_AFTER_THE_RUN, args, tmp_path)
+    proc = _in_its_own_session(
+        SIGTERM_AFTER_THE_RUN, args, tmp_path, WHEN=when, SLEEP_S="60" if when == "summary" else "1"
+    )
     try:
         _, err = proc.communicate(timeout=240)
         assert proc.returncode == 130, err.decode(errors="replace")[-2000:]

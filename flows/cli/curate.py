@@ -43,12 +43,14 @@ def set_(
         clear_corrections,
         set_correction,
     )
+    from tasks.durable import stop_signals_deferred
     from tasks.similarity.index import apply_corrections, index_signature
 
     given = [v is not None for v in (bpm, key, beat_offset, beats_per_bar)]
     if clear and any(given):
         fail("--clear takes no values", 2)
-    with catalog_connection(catalog) as con:
+    # A Ctrl-C (or SIGTERM) between the correction and the index would publish one without the other.
+    with catalog_connection(catalog) as con, stop_signals_deferred():
         track_id = resolve_one(con, query)
         path = con.execute("SELECT path FROM tracks WHERE track_id = ?", [track_id]).fetchall()[0][0]
         index_before = index_signature(con)

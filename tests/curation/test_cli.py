@@ -146,3 +146,28 @@ def test_tags_write_names_a_file_it_cannot_tag_once(cli, dj_catalog, catalog_cop
     said = [ln for ln in res.output.splitlines() if aac.name in ln]
     assert said == [f"{aac.name}: cannot write tags to .aac files; not tagged"], res.output
     assert "4 of 5 files would change" in res.output
+
+
+def test_a_ctrl_c_during_set_lands_after_its_write(cli, catalog_copy, monkeypatch):
+    # It fell between the correction and the similarity index: the catalog was published with one, not the other.
+    import os
+    import signal
+
+    import duckdb
+
+    from tasks.similarity import index
+
+    real = index.apply_corrections
+
+    def index_hit_by_ctrl_c(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index, "apply_corrections", index_hit_by_ctrl_c)
+    assert cli("set", "Song 1", "--bpm", 91, "--catalog", catalog_copy).exit_code == 130
+    con = duckdb.connect(str(catalog_copy), read_only=True)
+    bpms = con.execute(
+        "SELECT e.bpm, i.bpm FROM effective_tracks e JOIN similarity_index i USING (track_id) WHERE e.title = 'Song 1'"
+    ).fetchall()
+    con.close()
+    assert bpms == [(91.0, 91.0)]

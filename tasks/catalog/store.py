@@ -142,11 +142,10 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
                            FROM _moved m WHERE tracks.track_id = m.track_id""",
                 [at, TrackStatus.MISSING.value, TrackStatus.ANALYZED.value, TrackStatus.FAILED.value],
             )
-            # A rejected file's reason goes with it (rejects are kept by path).
-            con.execute(
-                "UPDATE rejects SET path = m.path FROM _moved m WHERE rejects.path = m.old_path "
-                "AND m.path NOT IN (SELECT path FROM rejects)"
-            )
+            # A rejected file's reason goes with it (rejects are kept by path); what was recorded at its new path
+            # (a dangling link it replaced) is about a file that is not there any more.
+            con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM _moved)")
+            con.execute("UPDATE rejects SET path = m.path FROM _moved m WHERE rejects.path = m.old_path")
             con.unregister("_moved")
             _events(
                 con,

@@ -252,6 +252,12 @@ def test_a_rejected_file_moved_keeps_its_track_and_its_reason(library, tmp_path)
     row = con.execute("SELECT track_id, status, reason FROM tracks WHERE path LIKE '%page.mp3'").fetchall()
     assert row == [(track_id, "rejected", "NOT_AUDIO")]
     assert _rejects(con).get(str(library / "sub" / "page.mp3")) == "NOT_AUDIO" and str(page) not in _rejects(con)
+    (library / "dangling.flac").unlink()  # moved again, onto the name of a dangling link that was there
+    (library / "sub" / "page.mp3").rename(library / "dangling.flac")
+    _scan_and_store(library, con, "r2b")
+    assert _rejects(con) == {str(library / "dangling.flac"): "NOT_AUDIO"}
+    (library / "dangling.flac").rename(library / "sub" / "page.mp3")
+    _scan_and_store(library, con, "r2c")
     (library / "sub" / "page.mp3").rename(tmp_path / "away.mp3")  # gone for a run: missing
     _scan_and_store(library, con, "r3")
     assert con.execute("SELECT status FROM tracks WHERE track_id = ?", [track_id]).fetchone() == ("missing",)

@@ -111,6 +111,37 @@ class CliConsole(Console):
 console = CliConsole(stderr=True, emoji=False)  # ":x:" in a file name or an error is text
 
 
+class ForgivingStderr:
+    """``sys.stderr`` for a command: a write that fails (``2>/dev/full``) loses its text, and stderr goes to /dev/null
+    from then on. Progress and report lines are not the command's work: an export was written, then exited 5 because
+    its "wrote" line could not be; an ``analyze`` stopped before it began."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _lost(self) -> None:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError, AttributeError):  # no descriptor (a test runner's capture): nothing to move
+            pass
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self._lost()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            self._lost()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def say_error(text: str, *, style: str | None = "red") -> None:
     """Print ``text`` (literally) on stderr. A stderr that cannot be written (``2>/dev/full``) loses the line, not the
     command's exit code: stderr goes to /dev/null, so that neither the exit nor a later line fails on it again."""
@@ -162,8 +193,14 @@ class OneLineErrors(TyperGroup):
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         """Click's main, with a bad option or argument reported in one line (exit 2) instead of a usage box, and
         SIGTERM and SIGHUP taken as Ctrl-C (exit 130) throughout."""
-        with interrupt.sigterm_and_sighup_as_ctrl_c():
-            return self._main(*args, standalone_mode=standalone_mode, **kwargs)
+        stderr = sys.stderr
+        if not isinstance(stderr, ForgivingStderr):
+            sys.stderr = ForgivingStderr(stderr)
+        try:
+            with interrupt.sigterm_and_sighup_as_ctrl_c():
+                return self._main(*args, standalone_mode=standalone_mode, **kwargs)
+        finally:
+            sys.stderr = stderr
 
     def _main(self, *args, standalone_mode: bool = True, **kwargs):
         standard_streams_open()

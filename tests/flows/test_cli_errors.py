@@ -231,3 +231,11 @@ def test_errors_keep_their_exit_code_when_stderr_cannot_be_written(tmp_path):
         ):
             done = subprocess.run([sys.executable, "-m", "flows.cli", *args], stdout=full, stderr=full, cwd=root)
             assert done.returncode == code, args
+        # Nor does a report line that cannot be written fail the work it reports: the export is written, exit 0.
+        from tasks.catalog.store import open_catalog
+
+        open_catalog(catalog := tmp_path / "c.duckdb").close()
+        out = tmp_path / "out.nml"
+        args = ["export", "traktor", str(out), "--catalog", str(catalog)]
+        done = subprocess.run([sys.executable, "-m", "flows.cli", *args], stderr=full, cwd=root)
+        assert done.returncode == 0 and out.read_bytes().startswith(b"<?xml")

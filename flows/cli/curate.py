@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
-from flows.cli.support import catalog_connection, dash_is_stdout, emit_rows, fail, resolve_one
+from flows.cli.support import catalog_connection, emit_rows, fail, output_path, resolve_one
 from flows.cli.text import counted, literal
 
 crate_app = typer.Typer(no_args_is_help=True, help="Smart crates (saved queries) and static crates (saved lists).")
@@ -118,7 +118,7 @@ def crate_show(
     name: str = typer.Argument(..., help="Crate name."),
     as_json: bool = JsonOpt,
     m3u: Optional[Path] = typer.Option(
-        None, "--m3u", callback=dash_is_stdout, help="Write the crate as an M3U playlist (- for stdout)."
+        None, "--m3u", parser=output_path, help="Write the crate as an M3U playlist (- for stdout)."
     ),
     catalog: Path = CatalogOpt,
 ) -> None:

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from flows.cli.app import CatalogOpt, app, console
-from flows.cli.support import catalog_connection, dash_is_stdout, fail
+from flows.cli.support import catalog_connection, fail, output_path
 from flows.cli.text import counted, literal
 
 export_app = typer.Typer(no_args_is_help=True, help="Write the catalog for DJ software (rekordbox XML, Traktor NML).")
@@ -53,7 +53,7 @@ def _export(catalog: Path, run) -> None:
 @export_app.command("rekordbox")
 def rekordbox(
     out_path: Path = typer.Argument(
-        ..., metavar="OUT.xml", callback=dash_is_stdout, help="rekordbox XML file to write (- for stdout)."
+        ..., metavar="OUT.xml", parser=output_path, help="rekordbox XML file to write (- for stdout)."
     ),
     crate: Optional[List[str]] = CrateOpt,
     catalog: Path = CatalogOpt,
@@ -67,7 +67,7 @@ def rekordbox(
 @export_app.command("traktor")
 def traktor(
     out_path: Path = typer.Argument(
-        ..., metavar="OUT.nml", callback=dash_is_stdout, help="Traktor NML file to write (- for stdout)."
+        ..., metavar="OUT.nml", parser=output_path, help="Traktor NML file to write (- for stdout)."
     ),
     crate: Optional[List[str]] = CrateOpt,
     volume: str = typer.Option(

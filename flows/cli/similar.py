@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.app import CatalogOpt, app, console, out
-from flows.cli.support import dash_is_stdout, emit_rows, fail, fail_lines, finite_nonnegative
+from flows.cli.support import emit_rows, fail, fail_lines, finite_nonnegative, output_path
 from flows.cli.text import literal
 
 
@@ -129,9 +129,7 @@ def _emit(rows: Any, *, title: str, as_json: bool, m3u: Optional[Path], position
 
 MetricOpt = typer.Option(Metric.cosine, "--metric", help="Distance.")
 JsonRowsOpt = typer.Option(False, "--json", help="Print JSON rows on stdout.")
-M3uOpt = typer.Option(
-    None, "--m3u", callback=dash_is_stdout, help="Write the tracks as an M3U playlist (- for stdout)."
-)
+M3uOpt = typer.Option(None, "--m3u", parser=output_path, help="Write the tracks as an M3U playlist (- for stdout).")
 
 
 def _one_output(as_json: bool, m3u: Path | None) -> None:

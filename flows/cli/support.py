@@ -9,6 +9,7 @@ an ambiguous query), 3 = the catalog is busy (another run holds it), 4 = no cata
 from __future__ import annotations
 
 import math
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -32,9 +33,12 @@ def finite_nonnegative(value: float | None) -> float | None:
     return value
 
 
-def dash_is_stdout(value: Path | None) -> Path | None:
-    """Typer callback of an output file option or argument: ``-`` means stdout, as for most Unix tools."""
-    return Path("/dev/stdout") if value is not None and str(value) == "-" else value
+def output_path(text: str) -> Path:
+    """Typer parser of an output file option or argument: ``-`` means stdout, as for most Unix tools, and ``./-``
+    the file named ``-`` (a Path reads both as ``-``)."""
+    if text == "-":
+        return Path("/dev/stdout")
+    return Path(os.path.abspath(text)) if os.path.normpath(text) == "-" else Path(text)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

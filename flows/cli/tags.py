@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import List
@@ -57,7 +58,8 @@ def write(
                 changes = apply_job(con, job) if apply else planned_changes(con, job)
             except (TagWriteError, OSError) as exc:
                 failed += 1
-                text = str(exc) if "not tagged" in str(exc) else f"not tagged: {exc}"  # said once, not twice
+                said = re.search(r"; not tagged(?: \(.*\))?$", str(exc))  # our own reasons end so: said once
+                text = str(exc) if said else f"not tagged: {exc}"
                 console.print(literal(text, style="red"), soft_wrap=True)
                 continue
             except KeyboardInterrupt:  # each file is whole (tagged or as it was) and the catalog keeps what was done

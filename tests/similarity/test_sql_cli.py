@@ -265,6 +265,10 @@ def test_a_dash_is_stdout_for_exports_and_playlists(catalog, tmp_path):
         )
         assert run.returncode == 0 and run.stdout.startswith(start), run.stderr[-500:]
     assert not (tmp_path / "-").exists()
+    # ./- is the file named '-' (a Path reads it as '-'), as for other Unix tools
+    args = ["export", "traktor", "./-", "--catalog", str(catalog)]
+    run = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout == b"" and (tmp_path / "-").read_bytes().startswith(b"<?xml")
 
 
 @pytest.mark.parametrize("target", ["/dev/stderr", "/dev/stdout"])

@@ -7,10 +7,12 @@ command line to exit with code 130 either way.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 _requested = threading.Event()
 _hooks: list[Callable[[], None]] = []
@@ -110,3 +112,38 @@ def sigterm_and_sighup_as_ctrl_c() -> Iterator[None]:
         for sig, handler in previous.items():
             if signal.getsignal(sig) is _stop_as_ctrl_c:
                 signal.signal(sig, handler)
+
+
+@contextmanager
+def stop_signals_interrupt(con: Any) -> Iterator[list[int]]:
+    """A Ctrl-C, SIGTERM or SIGHUP interrupts DuckDB connection ``con``'s query the moment it arrives.
+
+    While DuckDB computes in the main thread, Python runs no signal handler: a stop waited for the end of a long
+    query (a minute), which then failed as "Query interrupted". Python's C-level handler still writes the signal's
+    number to the wakeup fd, which a thread watches here to call ``con.interrupt()``. Yields the list of the stop
+    signals seen, so that the caller tells an interrupted query from a failed one.
+    """
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # set_wakeup_fd works in the main thread only
+        yield seen
+        return
+    stops = {int(signal.SIGINT), int(signal.SIGTERM), int(signal.SIGHUP)}
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def watch() -> None:
+        while data := os.read(read_end, 64):  # b"" once the write end is closed
+            if stops & set(data):
+                seen.extend(stops & set(data))
+                con.interrupt()
+
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=watch, name="cratedig-stop-watch", daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(write_end)
+        watcher.join(5)
+        os.close(read_end)

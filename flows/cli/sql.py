@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from flows import interrupt
 from flows.cli.app import CatalogOpt, JsonOpt, app, out
 from flows.cli.errors import UsageError
 from flows.cli.text import literal
@@ -62,10 +63,16 @@ def sql(
         try:
             if not con.extract_statements(query):  # "" or only comments: DuckDB would answer nothing, exit 0
                 raise UsageError("no SQL statement in QUERY")
-            rel = con.sql(query)
-            if rel is None:  # a statement without rows (SET, PRAGMA ...)
-                return
-            columns, rows = rel.columns, rel.fetchall()
+            with interrupt.stop_signals_interrupt(con) as stopped:
+                try:
+                    rel = con.sql(query)
+                    if rel is None:  # a statement without rows (SET, PRAGMA ...)
+                        return
+                    columns, rows = rel.columns, rel.fetchall()
+                except Exception:
+                    if stopped:  # the query was interrupted ("Query interrupted"): a Ctrl-C, exit 130
+                        raise KeyboardInterrupt from None
+                    raise
         except duckdb.Error as exc:
             raise UsageError(f"SQL error: {' '.join(str(exc).split())}") from None
     finally:

@@ -8,9 +8,11 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import venv
 from pathlib import Path
 
@@ -282,3 +284,27 @@ def test_an_export_into_stderr_gets_no_report_line(catalog, target):
     )
     assert both.returncode == 0 and both.stdout.startswith(b"<?xml"), both.stdout[-300:]
     assert both.stdout.endswith(b"</DJ_PLAYLISTS>\n") and b"wrote " not in both.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_long_query_stops_at_once_on_ctrl_c_or_sigterm(catalog, sig):
+    """SIGTERM waited for the end of the query (a minute here), which then failed; Ctrl-C exited 1 ("Query
+    interrupted") where every other command's Ctrl-C exits 130."""
+    long_query = "SELECT count(*) FROM range(20000000000) t(x) WHERE x % 7 = 3"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "sql", long_query, "--catalog", str(catalog)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        time.sleep(4)  # the query is running
+        assert proc.poll() is None
+        proc.send_signal(sig)
+        started = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and b"Traceback" not in err, err[-500:]
+        assert time.monotonic() - started < 10
+    finally:
+        proc.kill()
+        proc.wait()

@@ -146,6 +146,13 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
             # (a dangling link it replaced) is about a file that is not there any more.
             con.execute("DELETE FROM rejects WHERE path IN (SELECT path FROM _moved)")
             con.execute("UPDATE rejects SET path = m.path FROM _moved m WHERE rejects.path = m.old_path")
+            # One that went missing lost its reject then: listed again until the next run retries it.
+            con.execute(
+                "INSERT OR IGNORE INTO rejects (path, reason, detail, run_id, seen_at) SELECT t.path, t.reason, "
+                "'found again after it went missing; the next run tries it again', ?, ? "
+                "FROM tracks t JOIN _moved m USING (track_id) WHERE t.status = ?",
+                [run_id, at, TrackStatus.FAILED.value],
+            )
             con.unregister("_moved")
             _events(
                 con,

@@ -266,6 +266,7 @@ def test_a_rejected_file_moved_keeps_its_track_and_its_reason(library, tmp_path)
     assert counts["moved"] == 1 and counts["new"] == 0
     rows = con.execute("SELECT track_id, path, status, reason FROM tracks WHERE path LIKE '%page%'").fetchall()
     assert rows == [(track_id, str(library / "page2.mp3"), "failed", "NOT_AUDIO")]  # never 'analyzed'
+    assert _rejects(con).get(str(library / "page2.mp3")) == "NOT_AUDIO"  # listed until the retry
     _scan_and_store(library, con, "r5")  # the retry finds it as it was
     assert con.execute("SELECT status, reason FROM tracks WHERE track_id = ?", [track_id]).fetchone() == (
         "rejected",

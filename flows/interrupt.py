@@ -87,10 +87,12 @@ def stop_signals_as_ctrl_c() -> None:
 def on_stop_signals(
     handler: Callable[[int, object], None], signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 ) -> None:
-    """Handle ``signals`` with ``handler`` from now on (in the main thread only, which signals reach)."""
+    """Handle ``signals`` with ``handler`` from now on (in the main thread only, which signals reach); a signal the
+    caller chose to ignore (``nohup``, a background job's SIGINT) stays ignored."""
     if threading.current_thread() is threading.main_thread():
         for sig in signals:
-            signal.signal(sig, handler)
+            if signal.getsignal(sig) != signal.SIG_IGN:
+                signal.signal(sig, handler)
 
 
 @contextmanager

@@ -239,3 +239,30 @@ def test_errors_keep_their_exit_code_when_stderr_cannot_be_written(tmp_path):
         args = ["export", "traktor", str(out), "--catalog", str(catalog)]
         done = subprocess.run([sys.executable, "-m", "flows.cli", *args], stderr=full, cwd=root)
         assert done.returncode == 0 and out.read_bytes().startswith(b"<?xml")
+
+
+def test_signals_the_caller_ignores_stay_ignored(tmp_path):
+    """`nohup cratedig ...`: the entry point took SIGHUP (and an ignored SIGTERM) as Ctrl-C all the same."""
+    from tasks.catalog.store import open_catalog
+
+    open_catalog(catalog := tmp_path / "c.duckdb").close()
+    script = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "sys.argv[0] = 'cratedig'\n"
+        "import flows.cli.sql as sql\n"
+        "real = sql.interrupt.stop_signals_interrupt\n"
+        "def hit(con):\n"
+        "    import os; os.kill(os.getpid(), signal.SIGHUP); os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(con)\n"
+        "sql.interrupt.stop_signals_interrupt = hit\n"
+        "from flows.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "sql", "SELECT 42 AS x", "--csv", "--catalog", str(catalog)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert (done.returncode, done.stdout) == (0, "x\n42\n"), done.stderr[-500:]

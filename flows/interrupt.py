@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from tasks.durable import STOP_SIGNALS
+
 _requested = threading.Event()
 _hooks: list[Callable[[], None]] = []
 
@@ -80,39 +82,18 @@ def _stop_as_ctrl_c(signum: int, frame: object) -> None:
 
 
 def stop_signals_as_ctrl_c() -> None:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread from now on, as Ctrl-C does."""
+    """SIGTERM (``kill``, ``timeout``, a service manager) and SIGHUP (a closed terminal) raise KeyboardInterrupt in
+    the main thread from now on, as Ctrl-C does (exit 130), where Python's default ended the process on the spot
+    (143, 129) and an embedded Prefect server it had started outlived it."""
     on_stop_signals(_stop_as_ctrl_c, signals=(signal.SIGTERM, signal.SIGHUP))
 
 
-def on_stop_signals(
-    handler: Callable[[int, object], None], signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-) -> None:
+def on_stop_signals(handler: Callable[[int, object], None], signals: tuple[int, ...] = STOP_SIGNALS) -> None:
     """Handle ``signals`` with ``handler`` from now on (in the main thread only, which signals reach); a signal the
     caller chose to ignore (``nohup``, a background job's SIGINT) stays ignored."""
     if threading.current_thread() is threading.main_thread():
         for sig in signals:
             if signal.getsignal(sig) != signal.SIG_IGN:
-                signal.signal(sig, handler)
-
-
-@contextmanager
-def sigterm_and_sighup_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (``kill``, ``timeout``, a service manager) and SIGHUP (a closed terminal) stop a command as Ctrl-C does
-    (exit code 130), at any point of it, where Python's default ended the process on the spot (143, 129): an
-    embedded Prefect server it had started outlived it. Only where nobody handles them yet (an embedding program's
-    handlers stay); :func:`flows.cli.interruption.bounded_interrupt` takes over during a run."""
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield
-        return
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) == signal.SIG_DFL:
-            previous[sig] = signal.signal(sig, _stop_as_ctrl_c)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            if signal.getsignal(sig) is _stop_as_ctrl_c:
                 signal.signal(sig, handler)
 
 
@@ -129,7 +110,7 @@ def stop_signals_interrupt(con: Any) -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():  # set_wakeup_fd works in the main thread only
         yield seen
         return
-    stops = {int(signal.SIGINT), int(signal.SIGTERM), int(signal.SIGHUP)}
+    stops = {int(sig) for sig in STOP_SIGNALS}
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
 

@@ -19,7 +19,6 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from flows import interrupt
 from tasks.errors import (
     CatalogLockedError,
     CatalogReadOnlyError,
@@ -60,10 +59,20 @@ def exit_codes_help() -> str:
     return "Exit codes: " + "; ".join(f"{int(code)} {text}" for code, text in EXIT_CODES.items()) + "."
 
 
+def devnull_onto(fd: int) -> None:
+    """Point descriptor ``fd`` (stdout, stderr) at /dev/null: what is still to be written there, the interpreter's
+    own flush at exit included, goes nowhere instead of failing again."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def reader_gone() -> NoReturn:
     """The program reading stdout stopped (``| head``): no error of ours. stdout goes to /dev/null, so that the
     exit's flush cannot fail too, and the command ends with :attr:`ExitCode.BROKEN_PIPE`, quietly."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    devnull_onto(sys.stdout.fileno())
     raise SystemExit(int(ExitCode.BROKEN_PIPE))
 
 
@@ -121,7 +130,7 @@ class ForgivingStderr:
 
     def _lost(self) -> None:
         try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+            devnull_onto(self._stream.fileno())
         except (OSError, ValueError, AttributeError):  # no descriptor (a test runner's capture): nothing to move
             pass
 
@@ -143,12 +152,9 @@ class ForgivingStderr:
 
 
 def say_error(text: str, *, style: str | None = "red") -> None:
-    """Print ``text`` (literally) on stderr. A stderr that cannot be written (``2>/dev/full``) loses the line, not the
-    command's exit code: stderr goes to /dev/null, so that neither the exit nor a later line fails on it again."""
-    try:
-        console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
-    except OSError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+    """Print ``text`` (literally) on stderr. During a command stderr is a :class:`ForgivingStderr`: one that cannot
+    be written (``2>/dev/full``) loses the line, not the command's exit code."""
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 class UsageError(CratedigError):
@@ -191,14 +197,14 @@ class OneLineErrors(TyperGroup):
     debug: bool = False
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
-        """Click's main, with a bad option or argument reported in one line (exit 2) instead of a usage box, and
-        SIGTERM and SIGHUP taken as Ctrl-C (exit 130) throughout."""
+        """Click's main, with a bad option or argument reported in one line (exit 2) instead of a usage box, and a
+        stderr that cannot be written costing its lines only (:class:`ForgivingStderr`). The process's stop signals
+        belong to the entry point (:func:`flows.cli.main`)."""
         stderr = sys.stderr
         if not isinstance(stderr, ForgivingStderr):
             sys.stderr = ForgivingStderr(stderr)
         try:
-            with interrupt.sigterm_and_sighup_as_ctrl_c():
-                return self._main(*args, standalone_mode=standalone_mode, **kwargs)
+            return self._main(*args, standalone_mode=standalone_mode, **kwargs)
         finally:
             sys.stderr = stderr
 
@@ -232,7 +238,7 @@ class OneLineErrors(TyperGroup):
         except OSError as exc:  # the help could not be written (`cratedig --help > /dev/full`)
             if not standalone_mode:
                 raise
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
+            devnull_onto(sys.stdout.fileno())  # the exit's flush would fail again
             rv, message = classify(exc)
             say_error(f"error: {message}")
         if not standalone_mode:

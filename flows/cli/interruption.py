@@ -14,6 +14,7 @@ from typing import Any
 
 from flows import interrupt
 from flows.cli.errors import ExitCode
+from tasks.durable import STOP_SIGNALS
 
 #: After Ctrl-C, how long a run may take to stop before the process exits anyway, s. The run records itself
 #: interrupted at once (local writes); what takes longer is Prefect reporting the crash, with retries, to an
@@ -111,7 +112,7 @@ def bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
     # grace period starts all the same (a SIGTERM to the whole group, as `timeout` sends, ended the embedded server
     # too, and Prefect's teardown retried it for minutes).
     forget = interrupt.on_request(start_grace)
-    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, on_sigint) for sig in STOP_SIGNALS}
     try:
         yield
     finally:

@@ -82,6 +82,7 @@ bench-devset: devset $(WINDS)/ground_truth.csv  ## tempo and key per family of t
 	$(BIN)/python -m bench.devset_eval $(DEVSET) --peers-every 2 --madmom-every 10
 	$(BIN)/python -m bench.devset_lofo $(DEVSET)
 	$(BIN)/python -m bench.devset_octave $(DEVSET)
+	$(BIN)/python -m bench.devset_octave_grid $(DEVSET)
 	$(BIN)/python -m bench.arhythmic $(DEVSET)
 	$(BIN)/python -m bench.devset_degraded $(DEVSET)
 	$(BIN)/python -m bench.devset_winds eval $(WINDS)

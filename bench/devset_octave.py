@@ -166,27 +166,52 @@ def fit_octave_weights(
 ) -> np.ndarray:
     """Conditional-logit weights (prior first, then levels) maximising the likelihood of the right candidate.
 
-    L2 penalty ``lam`` on the level weights only. Items whose candidates miss the reference are skipped.
+    L2 penalty ``lam`` on the level weights only. Items whose candidates miss the reference, or whose sample
+    weight is 0, are skipped.
     """
     rows = []
     for i, (bpms, feats, ref) in enumerate(data):
         ok = np.flatnonzero(np.abs(bpms - ref) <= 0.04 * ref)
-        if len(ok):
-            rows.append((feats, int(ok[0]), 1.0 if sample_weight is None else sample_weight[i]))
-
-    def nll(w: np.ndarray) -> tuple[float, np.ndarray]:
-        val, grad = lam * np.sum(w[2:] ** 2), np.r_[0.0, 0.0, 2 * lam * w[2:]]
-        for feats, t, sw in rows:
-            s = feats @ w
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            val -= sw * np.log(p[t] + 1e-300)
-            grad -= sw * (feats[t] - p @ feats)
-        return val, grad
-
+        sw = 1.0 if sample_weight is None else float(sample_weight[i])
+        if len(ok) and sw > 0:
+            rows.append((feats, int(ok[0]), sw))
     if not rows:
         raise ValueError("no training item has a candidate at its reference tempo")
-    return scipy.optimize.minimize(nll, np.zeros(rows[0][0].shape[1]), jac=True, method="L-BFGS-B").x
+    # Items have different numbers of candidates: pad to the most, masked out of the softmax.
+    n, width, k = len(rows), max(len(f) for f, _, _ in rows), rows[0][0].shape[1]
+    feats, mask = np.zeros((n, width, k)), np.zeros((n, width), bool)
+    for i, (f, _, _) in enumerate(rows):
+        feats[i, : len(f)], mask[i, : len(f)] = f, True
+    target = np.array([t for _, t, _ in rows])
+    sw = np.array([w for _, _, w in rows])
+    right = feats[np.arange(n), target]
+
+    def nll(w: np.ndarray) -> tuple[float, np.ndarray]:
+        s = np.where(mask, feats @ w, -np.inf)
+        top = s.max(axis=1, keepdims=True)
+        p = np.exp(s - top)
+        z = p.sum(axis=1, keepdims=True)
+        p /= z
+        log_p = right @ w - top[:, 0] - np.log(z[:, 0])
+        val = lam * np.sum(w[2:] ** 2) - sw @ log_p
+        grad = np.r_[0.0, 0.0, 2 * lam * w[2:]] - sw @ (right - np.einsum("nc,nck->nk", p, feats))
+        return float(val), grad
+
+    return scipy.optimize.minimize(nll, np.zeros(k), jac=True, method="L-BFGS-B").x
+
+
+def dev_and_synthetic(
+    devset: Path, jobs: int
+) -> tuple[list[Evidence], np.ndarray, np.ndarray, dict[str, tuple[list[Evidence], np.ndarray]]]:
+    """The dev set's evidence, reference BPMs and families (in ``ground_truth.csv``'s order), and the
+    synthesized training sets (:func:`synthetic_sets`)."""
+    with open(devset / "ground_truth.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with Pool(jobs) as pool:
+        dev = pool.map(_file_evidence, [str(devset / r["file"]) for r in rows], chunksize=4)
+    refs = np.array([float(r["bpm"]) for r in rows])
+    fam = np.array([r["family"] for r in rows])
+    return dev, refs, fam, synthetic_sets(jobs)
 
 
 def main() -> None:
@@ -204,18 +229,12 @@ def main() -> None:
         help="write the weights fitted on all permitted material if '+songs' meets the ship rule at the default range",
     )
     args = ap.parse_args()
-    with open(args.devset / "ground_truth.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    with Pool(args.jobs) as pool:
-        dev = pool.map(_file_evidence, [str(args.devset / r["file"]) for r in rows], chunksize=4)
-    refs = np.array([float(r["bpm"]) for r in rows])
-    fam = np.array([r["family"] for r in rows])
+    dev, refs, fam, synthetic = dev_and_synthetic(args.devset, args.jobs)
     families = sorted(set(fam))
-    synthetic = synthetic_sets(args.jobs)
     shipped = load_weights(args.baseline) if args.baseline else octave_weights()
     variants = ("shipped", "permitted", "+songs")
-    hit = {(v, rng): np.zeros(len(rows), bool) for v in variants for rng in (BPM_RANGE, WIDE)}
-    scores = {(v, rng): np.zeros((len(rows), 3), bool) for v in variants for rng in (BPM_RANGE, WIDE)}
+    hit = {(v, rng): np.zeros(len(refs), bool) for v in variants for rng in (BPM_RANGE, WIDE)}
+    scores = {(v, rng): np.zeros((len(refs), 3), bool) for v in variants for rng in (BPM_RANGE, WIDE)}
     for f in families:
         test = fam == f
         fits = {"shipped": shipped}
@@ -234,7 +253,7 @@ def main() -> None:
                 hit[v, rng][test] = scores[v, rng][test, 0]
     with recording("devset_octave", "Development set: octave model refits on permitted material, LOFO (tempo Acc1)"):
         print(
-            f"{len(rows)} dev files; analyzer version {ANALYZER_VERSION}; held-out Acc1 per family (files right); "
+            f"{len(refs)} dev files; analyzer version {ANALYZER_VERSION}; held-out Acc1 per family (files right); "
             "synthesized training items: " + ", ".join(f"{k} {len(v[1])}" for k, v in synthetic.items())
         )
         print(
@@ -246,7 +265,7 @@ def main() -> None:
         print(f"{'':18s}" + "".join(f"{lab + ' range':^45s}" for _, lab in ranges))
         print(f"{'family':13s} {'n':>4s} " + " ".join(f"{v:>14s}" for _ in ranges for v in variants))
         for f in [*families, "pooled"]:
-            m = np.ones(len(rows), bool) if f == "pooled" else fam == f
+            m = np.ones(len(refs), bool) if f == "pooled" else fam == f
             cells = [f"{hit[v, rng][m].mean():.3f} ({hit[v, rng][m].sum():3d})" for rng, _ in ranges for v in variants]
             print(f"{f:13s} {m.sum():4d} " + " ".join(f"{c:>14s}" for c in cells))
         print("\nAcc1 / Acc2 / ±0.5 BPM, pooled (held out: 'permitted'; '+songs' but for synth; 'shipped' as it is):")

@@ -33,6 +33,8 @@ KINDS: dict[str, str] = {
     ".aiff": "AIFF File",
     ".flac": "FLAC File",
 }
+#: Audio rekordbox cannot play whatever the file's extension (the catalog's ``format``).
+UNPLAYABLE: frozenset[str] = frozenset({"ogg", "opus", "wma"})
 PRODUCT = {"Name": "cratedig", "Version": "0.1.0", "Company": "cratedig"}
 
 
@@ -91,7 +93,7 @@ def export_rekordbox(con: duckdb.DuckDBPyConnection, out: str | Path, crates: li
 
     Returns the :class:`Selection` written (``skipped`` lists tracks rekordbox cannot play: ogg, opus...).
     """
-    selection = select_for_export(con, crates, extensions=frozenset(KINDS), software="rekordbox")
+    selection = select_for_export(con, crates, extensions=frozenset(KINDS), software="rekordbox", unplayable=UNPLAYABLE)
     tree = build_xml(selection)
     write_atomically(out, lambda f: (tree.write(f, encoding="UTF-8", xml_declaration=True), f.write(b"\n")))
     return selection

@@ -19,7 +19,7 @@ from tasks.vocabulary import TrackStatus
 
 #: Columns of ``effective_tracks`` an export reads.
 EXPORT_COLUMNS = (
-    'track_id, path, title, artist, album, genre, duration_s, sample_rate, size_bytes, bpm, "key", '
+    'track_id, path, title, artist, album, genre, format, duration_s, sample_rate, size_bytes, bpm, "key", '
     "beat_offset_s, beats_per_bar, loudness_lufs, replaygain_db, true_peak_dbtp, analyzed_at"
 )
 
@@ -49,12 +49,15 @@ def select_for_export(
     *,
     extensions: frozenset[str],
     software: str,
+    unplayable: frozenset[str] = frozenset(),
     utf8_names: bool = False,
 ) -> Selection:
     """The analysed tracks (or only the tracks of ``crates``) and the crates (all, or ``crates``) as playlists.
 
-    Tracks whose extension is not in ``extensions`` (what ``software`` plays) are skipped and listed, and with
-    ``utf8_names`` those whose path is not UTF-8 (a format that names files by text cannot name them).
+    Tracks whose extension is not in ``extensions`` (what ``software`` plays), or whose audio is in a format of
+    ``unplayable`` (the catalog's ``format``: Opus audio in an ``.ogg`` file is ``opus``), are skipped and
+    listed, and with ``utf8_names`` those whose path is not UTF-8 (a format that names files by text cannot
+    name them).
     Raises :class:`tasks.catalog.crates.CrateError` for an unknown crate.
     """
     names = (
@@ -75,6 +78,12 @@ def select_for_export(
         (p, f"{software} cannot play {os.path.splitext(p)[1] or 'this file'}") for p in tracks.filter(~playable)["path"]
     ]
     tracks = tracks.filter(playable)
+    # The extension may not say what the audio is: the decoder's format does.
+    audio_ok = ~tracks["format"].is_in(list(unplayable)).fill_null(False)
+    skipped += [
+        (p, f"{software} cannot play {f} audio") for p, f in tracks.filter(~audio_ok).select("path", "format").rows()
+    ]
+    tracks = tracks.filter(audio_ok)
     if utf8_names:
         named = tracks["path"].map_elements(_utf8, pl.Boolean)
         skipped += [

@@ -25,6 +25,8 @@ from tasks.features.key.names import key_index, open_key
 
 #: What Traktor plays, by extension (no Opus; WMA only on Windows, left out).
 EXTENSIONS: frozenset[str] = frozenset({".mp3", ".m4a", ".mp4", ".wav", ".wave", ".aif", ".aiff", ".flac", ".ogg"})
+#: Audio Traktor cannot play whatever the file's extension (the catalog's ``format``).
+UNPLAYABLE: frozenset[str] = frozenset({"opus", "wma"})
 #: Loudness reference of ``PERCEIVED_DB`` / ``ANALYZED_DB``, LUFS (ReplayGain 2's; Traktor documents none).
 REFERENCE_LUFS = -18.0
 #: The header Traktor writes and expects.
@@ -142,7 +144,9 @@ def export_traktor(
 
     Returns the :class:`Selection` written (``skipped`` lists tracks Traktor cannot play: opus...).
     """
-    selection = select_for_export(con, crates, extensions=EXTENSIONS, software="Traktor", utf8_names=True)
+    selection = select_for_export(
+        con, crates, extensions=EXTENSIONS, software="Traktor", unplayable=UNPLAYABLE, utf8_names=True
+    )
     tree = build_nml(selection, volume=volume)
     write_atomically(out, lambda f: (tree.write(f, encoding="UTF-8", xml_declaration=True), f.write(b"\n")))
     return selection

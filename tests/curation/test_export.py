@@ -106,6 +106,17 @@ def test_traktor_nml_matches_the_catalog(curated, tmp_path):
     ]
 
 
+def test_opus_audio_in_an_ogg_file_is_left_out_of_traktor(curated, tmp_path):
+    """Traktor plays Ogg Vorbis but not Opus: the decoder's format decides, not the extension."""
+    con, truth = curated
+    (ogg,) = [t for t, r in truth.items() if r["path"].endswith(".ogg")]
+    con.execute("UPDATE tracks SET format = 'opus', codec = 'opus' WHERE track_id = ?", [ogg])  # as scanned from one
+    selection = export_traktor(con, tmp_path / "collection.nml")
+    assert selection.skipped == [(truth[ogg]["path"], "Traktor cannot play opus audio")]
+    assert truth[ogg]["path"] not in selection.tracks["path"].to_list()
+    assert len(selection.tracks) == len(truth) - 1
+
+
 def test_locations_and_uris():
     assert file_uri("/Music/A b#1 é.flac") == "file://localhost/Music/A%20b%231%20%C3%A9.flac"
     assert file_uri("C:\\Music\\a.mp3") == "file://localhost/C:/Music/a.mp3"

@@ -20,6 +20,7 @@ too: an error or a crash at any point leaves the original file as it was, or the
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import uuid
@@ -87,6 +88,12 @@ def _bpm_text(bpm: float) -> str:
     return f"{bpm:.2f}".removesuffix(".00")
 
 
+def _whole_bpm(bpm: float) -> str:
+    """BPM to the nearest whole number, halves up (``124.5`` -> ``'125'``), as DJ software shows it; Python's
+    ``round`` goes to the even neighbour (124.5 -> 124, 125.5 -> 126)."""
+    return str(math.floor(bpm + 0.5))
+
+
 def _tag_kind(path: str | Path, ext: str) -> str:
     """``'id3'``, ``'mp4'``, ``'opus'`` or ``'vorbis'``: whose fields the file takes (an Ogg file is opened to
     tell Opus from Vorbis and FLAC)."""
@@ -119,7 +126,7 @@ def planned_tags(path: str | Path, values: TagValues, *, ext: str | None = None)
     else:
         names = {"BPM": "bpm", "INITIALKEY": "key", "REPLAYGAIN_TRACK_GAIN": "gain", "REPLAYGAIN_TRACK_PEAK": "peak"}
     texts = {
-        "bpm_int": None if values.bpm is None else str(int(round(values.bpm))),
+        "bpm_int": None if values.bpm is None else _whole_bpm(values.bpm),
         "bpm": None if values.bpm is None else _bpm_text(values.bpm),
         "bpm_2": None if values.bpm is None else f"{values.bpm:.2f}",
         "key": values.key,

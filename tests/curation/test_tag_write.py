@@ -262,7 +262,7 @@ def test_an_id3v23_tag_stays_v23_with_its_frames(fmt, song, tmp_path):
     version, after = frames_of(path)
     assert version == (2, 3)
     assert {k: v for k, v in after.items() if k not in ("TBPM", "TKEY", "TXXX:BPM")} == before
-    assert read_tag_texts(path, ["TBPM", "TKEY", "TXXX:BPM"]) == {"TBPM": "124", "TKEY": "Am", "TXXX:BPM": "124.50"}
+    assert read_tag_texts(path, ["TBPM", "TKEY", "TXXX:BPM"]) == {"TBPM": "125", "TKEY": "Am", "TXXX:BPM": "124.50"}
 
 
 def test_the_tagged_file_keeps_its_owner_and_a_read_only_file_is_refused(song, tmp_path):
@@ -351,3 +351,10 @@ def test_the_copy_reaches_the_disk_before_it_replaces_the_file(song, tmp_path, m
     monkeypatch.setattr(os, "open", unreadable_folders)
     assert write_tags_safely(path, TagValues(bpm=124.0))  # tagged, and said so
     assert read_tag_texts(path, ["BPM"]) == {"BPM": "124"}
+
+
+def test_integer_bpm_fields_round_halves_up():
+    """ID3 TBPM and MP4 tmpo hold whole numbers: every half rounds up alike, not to the even neighbour."""
+    for bpm, whole in ((124.5, "125"), (125.5, "126"), (124.49, "124"), (99.5, "100")):
+        assert tag_write.planned_tags("x.mp3", TagValues(bpm=bpm))["TBPM"] == whole
+        assert tag_write.planned_tags("x.m4a", TagValues(bpm=bpm))["tmpo"] == whole

@@ -37,7 +37,8 @@ def write(
     """List (or with --apply write) BPM, key and ReplayGain tags from the catalog, corrections included.
 
     The audio is never touched: each file is tagged in a verified copy that replaces it; the catalog records the
-    new file so the next analyze run does not re-analyse it. Exit 1 when a file could not be tagged.
+    new file so the next analyze run does not re-analyse it. Exit 1 when a file could not be tagged or a path
+    names no analysed track (the others are still tagged).
     """
     from tasks.audio.tag_write import TagWriteError
     from tasks.catalog.tag_sync import apply as apply_job
@@ -82,5 +83,5 @@ def write(
     if not as_json:
         n_files = len({r["path"] for r in report})
         console.print(f"{n_files} of {len(jobs)} files {'tagged' if apply else 'would change'}")
-    if failed or (unknown and not jobs):
+    if failed or unknown:  # a path that names no analysed track is a file not tagged, as in a script's typo
         raise typer.Exit(1)

@@ -127,6 +127,11 @@ def test_tags_write_dry_run_then_apply(cli, dj_catalog, catalog_copy, tmp_path):
     assert json.loads(res.stdout) == []  # nothing left to change
     res = cli("tags", "write", tmp_path / "elsewhere", "--catalog", catalog_copy)
     assert res.exit_code == 1
+    # One path that names no analysed track among good ones: the others are listed, and the exit says so.
+    res = cli("tags", "write", mine, tmp_path / "typo.flac", "--fields", "replaygain", "--catalog", catalog_copy)
+    assert res.exit_code == 1, res.output
+    assert "not in the catalog (or not analysed)" in res.output and "typo.flac" in res.output
+    assert "files would change" in res.output
 
 
 def test_tags_write_names_a_file_it_cannot_tag_once(cli, dj_catalog, catalog_copy, tmp_path):

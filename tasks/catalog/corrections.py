@@ -55,7 +55,7 @@ class Correction:
     key : str, optional
         Any notation :func:`tasks.features.key.names.key_name` reads (``'A minor'``, ``'Am'``, ``'8A'``, ``'1m'``).
     beat_offset_s : float, optional
-        Time of the first downbeat, s (>= 0).
+        Time of the first downbeat, s (>= 0, and before the end of the track: :func:`set_correction` checks).
     beats_per_bar : int, optional
         Beats in a bar (1-16).
     """
@@ -142,6 +142,7 @@ def set_correction(
     at = at or now()
     with transaction(con):
         before = _effective(con, track_id)
+        _check_within_the_audio(con, track_id, values)
         pinned = _pinned(con, track_id)
         derived = {}
         if "key" in values:
@@ -161,6 +162,17 @@ def set_correction(
         # it against re-analysis, which is logged).
         _log(con, [(track_id, f, _text(before[f]), _text(v), by, at) for f, v in values.items() if pinned.get(f) != v])
     return {f: (before[f], v) for f, v in values.items()}
+
+
+def _check_within_the_audio(con: duckdb.DuckDBPyConnection, track_id: int, values: dict[str, Any]) -> None:
+    """Refuse a first downbeat at or past the end of the track's audio (exports would place a grid and a cue
+    there); raises :class:`CorrectionError`."""
+    offset = values.get("beat_offset_s")
+    if offset is None:
+        return
+    ((duration,),) = con.execute("SELECT duration_s FROM tracks WHERE track_id = ?", [track_id]).fetchall()
+    if duration is not None and offset >= duration:
+        raise CorrectionError(f"bad value: beat_offset_s = {offset} (the track lasts {duration:.2f} s)")
 
 
 def clear_corrections(con: duckdb.DuckDBPyConnection, track_id: int, *, by: str, at: Any = None) -> list[str]:

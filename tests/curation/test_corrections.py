@@ -56,6 +56,7 @@ def test_set_is_checked_logged_and_effective(catalog_copy):
         (Correction(bpm=float("nan")), "bpm"),
         (Correction(key="H minor"), "not a key"),
         (Correction(beat_offset_s=-1.0), "beat_offset_s"),
+        (Correction(beat_offset_s=1e9), "the track lasts"),  # past the end: a grid and a cue nowhere
         (Correction(beats_per_bar=0), "beats_per_bar"),
     ],
 )

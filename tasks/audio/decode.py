@@ -33,6 +33,10 @@ PYAV_FIRST: frozenset[str] = frozenset(
 )
 #: Decoded length below this share of the length the header announces means the file is truncated.
 TRUNCATION_RATIO = 0.98
+#: FFmpeg formats with no length in any header: the stream's and container's durations are FFmpeg's guess from the
+#: first frames' bitrate (a raw ADTS stream's was 10 % long for music that gets busier), so nothing is truncated
+#: against them.
+_NO_LENGTH_FORMATS: frozenset[str] = frozenset({"aac"})
 
 
 @dataclass(frozen=True)
@@ -187,11 +191,12 @@ def _pyav_stream(path: Path) -> Iterator[NativeStream]:
             raise RejectError(Reason.NOT_AUDIO, "no audio stream")
         stream = container.streams.audio[0]
         ctx = stream.codec_context
-        expected = 0
-        if stream.duration is not None and stream.time_base is not None:
-            expected = int(stream.duration * stream.time_base * ctx.sample_rate)
-        elif container.duration:
-            expected = int(container.duration / av.time_base * ctx.sample_rate)
+        expected = 0  # unknown
+        if container.format.name not in _NO_LENGTH_FORMATS:
+            if stream.duration is not None and stream.time_base is not None:
+                expected = int(stream.duration * stream.time_base * ctx.sample_rate)
+            elif container.duration:
+                expected = int(container.duration / av.time_base * ctx.sample_rate)
 
         def blocks() -> Iterator[np.ndarray]:
             # Frames are small (576-2048 samples for vorbis, opus, mp3, aac): converting each one alone cost more

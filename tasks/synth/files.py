@@ -19,7 +19,7 @@ from mutagen.mp4 import MP4, MP4FreeForm
 from tasks.audio.sndfile import sf  # not `import soundfile`: the faster system libsndfile
 from tasks.errors import CratedigError
 
-#: Extension -> (libsndfile format, subtype); ``.m4a`` goes through PyAV instead.
+#: Extension -> (libsndfile format, subtype); ``.m4a`` and ``.aac`` go through PyAV instead.
 _SF_FORMATS: dict[str, tuple[str, str]] = {
     ".wav": ("WAV", "PCM_16"),
     ".flac": ("FLAC", "PCM_16"),
@@ -27,7 +27,11 @@ _SF_FORMATS: dict[str, tuple[str, str]] = {
     ".opus": ("OGG", "OPUS"),
     ".mp3": ("MP3", "MPEG_LAYER_III"),
 }
-WRITABLE_EXTENSIONS: frozenset[str] = frozenset({*_SF_FORMATS, ".m4a"})
+#: Extension -> FFmpeg muxer of the AAC files PyAV writes: MP4, or a raw ADTS stream (no container, no tags).
+_AAC_MUXERS: dict[str, str] = {".m4a": "ipod", ".aac": "adts"}
+WRITABLE_EXTENSIONS: frozenset[str] = frozenset({*_SF_FORMATS, *_AAC_MUXERS})
+#: What :func:`write_tags` can tag (a raw ADTS stream holds no tags).
+TAGGABLE_EXTENSIONS: frozenset[str] = WRITABLE_EXTENSIONS - {".aac"}
 _OPUS_SR = 48000  # libopus codes 8/12/16/24/48 kHz; 48 kHz is what every real .opus file uses
 _DURATION_TOLERANCE_S = 0.1
 
@@ -42,10 +46,10 @@ def _channels_last(y: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(y.T)
 
 
-def _write_m4a(path: Path, frames: np.ndarray, sr: int) -> None:
-    """AAC-LC in an MP4 container via PyAV, mono or stereo."""
+def _write_aac(path: Path, frames: np.ndarray, sr: int) -> None:
+    """AAC-LC via PyAV, mono or stereo, in the container of :data:`_AAC_MUXERS` for ``path``'s extension."""
     n, channels = frames.shape
-    with av.open(str(path), mode="w", format="ipod") as container:
+    with av.open(str(path), mode="w", format=_AAC_MUXERS[path.suffix.lower()]) as container:
         # The "fast" coder halves encoding time; at 96 kbit/s per channel nobody can tell.
         stream = container.add_stream(
             "aac", rate=sr, layout="mono" if channels == 1 else "stereo", options={"aac_coder": "fast"}
@@ -87,6 +91,8 @@ def write_tags(
     fields = {"title": title, "artist": artist, "album": album, "genre": genre}
     if all(v is None for v in (*fields.values(), bpm, key)):
         return
+    if ext == ".aac":
+        raise CratedigError("a raw ADTS stream (.aac) holds no tags")
     if ext in (".wav", ".mp3"):
         audio = mutagen.File(path)
         if audio is None:
@@ -151,7 +157,7 @@ def write_audio(path: Path | str, y: np.ndarray, sr: int, *, verify: bool = True
     ----------
     path : Path or str
         Destination; the extension picks the format: ``.wav`` (PCM 16-bit), ``.flac``, ``.ogg`` (Vorbis),
-        ``.opus`` (resampled to 48 kHz), ``.mp3``, ``.m4a`` (AAC).
+        ``.opus`` (resampled to 48 kHz), ``.mp3``, ``.m4a`` (AAC), ``.aac`` (raw ADTS: takes no tags).
     y : np.ndarray, shape (n,) or (channels, n)
         Audio in [-1, 1], float.
     sr : int
@@ -181,8 +187,8 @@ def write_audio(path: Path | str, y: np.ndarray, sr: int, *, verify: bool = True
     if ext == ".opus" and sr != _OPUS_SR:
         frames, sr = soxr.resample(frames, sr, _OPUS_SR).astype(np.float32), _OPUS_SR
     frames = np.clip(frames, -1.0, 1.0)
-    if ext == ".m4a":
-        _write_m4a(path, frames, sr)
+    if ext in _AAC_MUXERS:
+        _write_aac(path, frames, sr)
     else:
         fmt, subtype = _SF_FORMATS[ext]
         with sf.SoundFile(path, "w", sr, frames.shape[1], subtype, format=fmt) as f:
@@ -194,7 +200,7 @@ def write_audio(path: Path | str, y: np.ndarray, sr: int, *, verify: bool = True
     if verify:
         got = decoded_duration(path)
         # AAC/MP3/Opus add encoder delay and pad to whole frames; allow that on top of the tolerance.
-        slack = 2048 / sr if ext in (".m4a", ".mp3", ".opus") else 0.0
+        slack = 2048 / sr if ext in (".m4a", ".aac", ".mp3", ".opus") else 0.0
         if not -_DURATION_TOLERANCE_S <= got - duration <= _DURATION_TOLERANCE_S + slack:
             raise CratedigError(f"{path.name}: decodes to {got:.3f} s, wrote {duration:.3f} s")
     return path

@@ -72,6 +72,18 @@ def test_ffmpeg_decodes_m4a_to_the_signal(tmp_path):
     assert np.corrcoef(y[1, SR + lag : 3 * SR + lag], x[1, mid])[0, 1] > 0.99
 
 
+def test_a_raw_adts_stream_is_not_taken_for_a_truncated_file(tmp_path):
+    # ADTS has no header with a length: FFmpeg estimates one from the first frames' bitrate, which music that
+    # gets busier later overshoots. Quiet then loud: the estimate was 10 % long, and the file was rejected.
+    from tasks.synth.songs import SongSpec, render_song
+
+    y = np.clip(render_song(SongSpec(bpm=122, tonic=5, duration_s=10, seed=44), sr=SR), -1, 1)
+    path = write_audio(tmp_path / "raw.aac", y, SR)
+    row = analyze_file(str(path), path.stat().st_size, path.stat().st_mtime_ns)
+    assert (row["status"], row["reason"]) == ("analyzed", None), row["detail"]
+    assert row["format"] == "aac" and row["duration_s"] == pytest.approx(10.0, abs=0.1)
+
+
 @pytest.mark.parametrize("backend", ["soundfile", "pyav"])
 def test_a_cut_off_flac_is_truncated_whichever_decoder_fails_on_it(tmp_path, backend):
     # FFmpeg stops on the cut last packet with "invalid data": after samples were decoded, short of the

@@ -17,7 +17,7 @@ from tasks.constants import SR
 from tasks.errors import CratedigError
 from tasks.synth import demo as demo_library
 from tasks.synth.demo import demo_specs
-from tasks.synth.files import WRITABLE_EXTENSIONS, decoded_duration, write_audio
+from tasks.synth.files import TAGGABLE_EXTENSIONS, decoded_duration, write_audio
 from tasks.synth.songs import SongSpec, beat_times, ground_truth_set, render_song
 from tasks.synth.styles import MAJOR_SCALE, MINOR_SCALE, PITCH_NAMES, STYLES, TIMBRES
 from tasks.synth.voices import chord_tone, click_track
@@ -182,7 +182,7 @@ def test_demo_specs() -> None:
     assert {s.mode for s in specs} == {"major", "minor"} and len({s.timbre for s in specs}) >= 5
 
 
-@pytest.mark.parametrize("ext", sorted(WRITABLE_EXTENSIONS))
+@pytest.mark.parametrize("ext", sorted(TAGGABLE_EXTENSIONS))
 @pytest.mark.parametrize("channels", [1, 2])
 def test_write_audio_round_trip_with_tags(tmp_path: Path, ext: str, channels: int) -> None:
     y = render_song(SongSpec(bpm=121.5, tonic=6, duration_s=3.0, seed=2), sr=44100)

@@ -33,6 +33,10 @@ N_MFCC: int = 20
 #: pitch onsets' pulse. 9: the pitch onsets' pulse for legato music, the pulse gate at the tracked pulse, octave
 #: weights fitted on the dev set instead of held-out chorales.
 ANALYZER_VERSION: int = 20
+#: Version of the similarity embedding (:mod:`tasks.features.embedding`); bump it whenever the embedding's
+#: composition, a transform or ``N_MFCC`` changes. Analysed rows with another are re-analysed
+#: (:func:`tasks.catalog.scan.plan_scan`): the similarity index holds only the newest version's embeddings.
+EMBEDDING_VERSION: int = 1
 #: Versions whose change reaches only rows analysed with a ``bpm_range`` other than :data:`BPM_RANGE`: a row
 #: made at the default range by the version before one of these is what this version makes, and is not
 #: re-analysed for it (:func:`tasks.catalog.scan.plan_scan`).

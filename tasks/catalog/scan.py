@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from tasks.audio.identity import fingerprint, path_to_text, text_to_path
-from tasks.constants import ARHYTHMIC_ONLY_VERSIONS, AUDIO_EXTENSIONS, BPM_RANGE, RANGE_ONLY_VERSIONS
+from tasks.constants import ARHYTHMIC_ONLY_VERSIONS, AUDIO_EXTENSIONS, BPM_RANGE, EMBEDDING_VERSION, RANGE_ONLY_VERSIONS
 from tasks.errors import TRANSIENT_ERRNOS
 from tasks.vocabulary import Reason, TempoReason, TrackStatus
 
@@ -220,6 +220,7 @@ def plan_scan(
     known: pl.DataFrame,
     *,
     analyzer_version: int,
+    embedding_version: int = EMBEDDING_VERSION,
     force: bool = False,
     bpm_range: tuple[float, float] | None = None,
     unreadable_dirs: list[str] | None = None,
@@ -239,6 +240,10 @@ def plan_scan(
         Current version: analysed rows with an older one are ``outdated``, except rows made by a version no
         older than :func:`required_version` says is enough for their kind (made at the default range; given no
         tempo as ``ARHYTHMIC``: ``known``'s ``tempo_reason``).
+    embedding_version : int
+        Current similarity embedding version: analysed rows with another (``known``'s ``embedding_version``, when
+        it has the column and the row a value) are ``outdated`` too, whatever their analyzer version: the
+        similarity index holds only the newest version's embeddings, so a bump alone would leave the rest out.
     force : bool
         Treat every present file as outdated.
     bpm_range : (float, float), optional
@@ -283,12 +288,15 @@ def plan_scan(
         .otherwise(required(False, False))
         .alias("required_version")
     )
-    other_range = (
+    # Rows made with another preferred range or another similarity embedding than this run would make.
+    made_otherwise = (
         pl.lit(False)
         if bpm_range is None
         else (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
     )
-    known = known.with_columns(other_range.fill_null(False).alias("other_range"))
+    if "embedding_version" in known.columns:
+        made_otherwise = made_otherwise | (pl.col("embedding_version") != embedding_version)
+    known = known.with_columns(made_otherwise.fill_null(False).alias("made_otherwise"))
     if unreadable_dirs:
         hidden = pl.any_horizontal(
             [(pl.col("path") == d) | pl.col("path").str.starts_with(d.rstrip("/") + "/") for d in unreadable_dirs]
@@ -296,7 +304,7 @@ def plan_scan(
         known = known.filter(~hidden)
     catalogued = known.rename({"size_bytes": "k_size", "mtime_ns": "k_mtime"})
     catalogued = catalogued.select(
-        "path", "track_id", "k_size", "k_mtime", "status", "analyzer_version", "required_version", "other_range"
+        "path", "track_id", "k_size", "k_mtime", "status", "analyzer_version", "required_version", "made_otherwise"
     )
     joined = inventory.join(catalogued, on="path", how="left")
     unseen = joined.filter(pl.col("track_id").is_null()).select("path", "size_bytes", "mtime_ns")
@@ -309,7 +317,7 @@ def plan_scan(
         | (pl.col("status") == TrackStatus.MISSING.value)
         | (
             (pl.col("status") == TrackStatus.ANALYZED.value)
-            & ((pl.col("analyzer_version").fill_null(-1) < pl.col("required_version")) | pl.col("other_range"))
+            & ((pl.col("analyzer_version").fill_null(-1) < pl.col("required_version")) | pl.col("made_otherwise"))
         )
     )
     if force:

@@ -89,7 +89,7 @@ def known_tracks(con: duckdb.DuckDBPyConnection, library: str | None = None) -> 
     return con.sql(
         """
         SELECT t.track_id, t.path, t.size_bytes, t.mtime_ns, t.fingerprint, t.status, f.analyzer_version,
-               f.bpm_range_lo, f.bpm_range_hi, f.tempo_reason
+               f.bpm_range_lo, f.bpm_range_hi, f.tempo_reason, f.embedding_version
         FROM tracks t LEFT JOIN features f USING (track_id)
         WHERE $prefix IS NULL OR starts_with(t.path, $prefix)""",
         params={"prefix": prefix},

@@ -39,7 +39,8 @@ tonality    58-72      key on the circle of fifths, relative major and minor sha
 loudness    73-74      ``(loudness_lufs + 18) / 6``; ``(loudness_range_lu - 7) / 5``
 ==========  =========  ======================================================================
 
-Bump :data:`EMBEDDING_VERSION` whenever the composition, a transform or ``N_MFCC`` changes.
+Bump :data:`tasks.constants.EMBEDDING_VERSION` whenever the composition, a transform or ``N_MFCC`` changes: the
+next run re-analyses every track analysed with another.
 """
 
 from __future__ import annotations
@@ -49,10 +50,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from tasks.constants import EMBEDDING_VERSION as EMBEDDING_VERSION  # (defined there, where the scan reads it)
 from tasks.constants import N_MELS, N_MFCC, SR
 from tasks.errors import CratedigError
-
-EMBEDDING_VERSION: int = 1
 
 _N_CONTRAST = 7
 _N_CHROMA = 12

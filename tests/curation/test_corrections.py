@@ -102,6 +102,34 @@ def test_corrections_survive_forced_reanalysis_and_version_bump(dj_catalog, cata
     con.close()
 
 
+def test_an_embedding_version_bump_re_analyses_every_analysed_track(dj_catalog, catalog_copy, monkeypatch):
+    # The similarity index holds only the newest embedding version: a bump that re-analysed nothing left a
+    # catalog whose index held only the tracks analysed after it, and `similar` found none of the others.
+    import tasks.features.analyze as analyze
+    from tasks.constants import EMBEDDING_VERSION
+    from tasks.similarity.index import refresh_similarity_index
+
+    _, library = dj_catalog
+    con = open_catalog(catalog_copy)
+    analysed = {p for (p,) in con.execute("SELECT path FROM tracks WHERE status = 'analyzed'").fetchall()}
+    files = walk_library(library).files
+    current = plan_scan(files, known_tracks(con), analyzer_version=store_version())
+    assert current.outdated.height == 0
+    monkeypatch.setattr(analyze, "EMBEDDING_VERSION", EMBEDDING_VERSION + 1)
+    bumped = plan_scan(
+        files, known_tracks(con), analyzer_version=store_version(), embedding_version=EMBEDDING_VERSION + 1
+    )
+    assert set(bumped.outdated["path"]) == analysed  # rejected files stay as they are
+    jobs = bumped.to_analyze.to_dicts()
+    store_results(
+        con,
+        [analyze.analyze_file(j["path"], j["size_bytes"], j["mtime_ns"], track_id=j["track_id"]) for j in jobs],
+        "bump",
+    )
+    assert refresh_similarity_index(con)["tracks"] == len(analysed)
+    con.close()
+
+
 def store_version() -> int:
     from tasks.constants import ANALYZER_VERSION
 

@@ -217,6 +217,13 @@ def clear_for_new_audio(con: duckdb.DuckDBPyConnection, durations: dict[int, flo
     return [t for t in new if _drop(con, t, by=NEW_AUDIO_BY, at=at)]
 
 
+def clear_for_other_bytes(con: duckdb.DuckDBPyConnection, track_ids: list[int], at: Any) -> list[int]:
+    """Clear the corrections of tracks whose file now holds another track's bytes (names swapped, a file copied
+    over another: :attr:`tasks.catalog.scan.ScanPlan.other_audio`), inside the caller's transaction, as
+    :func:`clear_for_new_audio` does for a changed duration. Returns the tracks cleared."""
+    return [t for t in track_ids if _drop(con, t, by=NEW_AUDIO_BY, at=at)]
+
+
 def corrections_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Every corrected track: ``track_id, path, bpm, key, beat_offset_s, beats_per_bar`` (NULL = not corrected),
     the analysed values as ``analyzed_*``, ``set_by`` and ``set_at``."""

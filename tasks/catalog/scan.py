@@ -139,6 +139,9 @@ class ScanPlan:
     unchanged: pl.DataFrame
     moved: pl.DataFrame
     missing: pl.DataFrame
+    #: Changed files' tracks whose file now holds the bytes another track holds (names swapped, a file copied over
+    #: another): their corrections were made for other audio (:func:`tasks.catalog.store.apply_plan` clears them).
+    other_audio: list[int] = field(default_factory=list)
 
     @property
     def to_analyze(self) -> pl.DataFrame:
@@ -163,6 +166,7 @@ class ScanPlan:
             unchanged=self.unchanged,
             moved=self.moved,
             missing=self.missing,
+            other_audio=self.other_audio,
         )
 
     def batches(self, batch_size: int) -> list[list[dict]]:
@@ -312,6 +316,8 @@ def plan_scan(
     same = (pl.col("size_bytes") == pl.col("k_size")) & (pl.col("mtime_ns") == pl.col("k_mtime"))
     changed = seen.filter(~same)
     same_files = seen.filter(same)
+    fp = fingerprint_fn or (lambda text, size: fingerprint(text_to_path(text), size))
+    other_audio = _holding_others_bytes(changed, known, fp)
     needs_work = (
         (pl.col("status") == TrackStatus.FAILED.value)
         | (pl.col("status") == TrackStatus.MISSING.value)
@@ -351,7 +357,6 @@ def plan_scan(
     if unseen.height and sources.height:
         candidates = unseen.join(sources.select(pl.col("size_bytes")).unique(), on="size_bytes", how="semi")
         if candidates.height:
-            fp = fingerprint_fn or (lambda text, size: fingerprint(text_to_path(text), size))
             fps = [fp(p, s) for p, s in zip(candidates["path"], candidates["size_bytes"])]
             candidates = candidates.with_columns(pl.Series("fingerprint", fps, dtype=pl.Utf8))
             was = sources.rename({"path": "old_path", "status": "old_status"})
@@ -373,4 +378,25 @@ def plan_scan(
         unchanged=unchanged.select(cols),
         moved=moved,
         missing=missing,
+        other_audio=other_audio,
     )
+
+
+def _holding_others_bytes(changed: pl.DataFrame, known: pl.DataFrame, fp) -> list[int]:
+    """The tracks of ``changed`` whose file's fingerprint (``fp(path text, size)``) is another known track's: two
+    names swapped, or one file copied over another. Durations cannot tell two recordings of one length apart;
+    the bytes can. Only files whose new size a known track has are read (a fingerprint starts with the size), so
+    a library retagged at once costs no extra reads; a file that cannot be read now is left to the analysis."""
+    if not changed.height or "fingerprint" not in known.columns:
+        return []
+    held = dict(zip(known["fingerprint"], known["track_id"]))
+    sized = changed.join(known.select("size_bytes").unique(), on="size_bytes", how="semi")
+    out = []
+    for path, size, track_id in sized.select("path", "size_bytes", "track_id").iter_rows():
+        try:
+            holder = held.get(fp(path, size))
+        except OSError:
+            continue
+        if holder is not None and holder != track_id:
+            out.append(track_id)
+    return out

@@ -14,7 +14,7 @@ import polars as pl
 
 from schemas.tables import FeatureRow, RejectRow, TrackEventRow, TrackRow, split_valid
 from tasks.audio.identity import path_to_text
-from tasks.catalog.corrections import clear_for_new_audio
+from tasks.catalog.corrections import clear_for_new_audio, clear_for_other_bytes
 from tasks.catalog.migrations import prepare
 from tasks.catalog.writer import connect, open_reader, wait_for_file_lock
 from tasks.constants import LOCK_TIMEOUT_S
@@ -131,6 +131,7 @@ def apply_plan(con: duckdb.DuckDBPyConnection, plan: Any, run_id: str) -> None:
     """
     at = now()
     with transaction(con):
+        clear_for_other_bytes(con, plan.other_audio, at)  # before the analysis: nothing may export them meanwhile
         if plan.moved.height:
             con.register("_moved", plan.moved)
             # A missing track found moved was analysed when it has no reason; one that was rejected or failed

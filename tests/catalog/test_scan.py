@@ -102,7 +102,14 @@ def test_plan_classifies_every_case(tmp_path):
     assert plan.missing["track_id"].to_list() == [4]
     assert sorted(plan.outdated["path"].to_list()) == ["/l/failed", "/l/old_version"]
     assert sorted(plan.to_analyze["path"].to_list()) == ["/l/failed", "/l/new", "/l/old_version", "/l/touched"]
-    assert calls == ["/l/moved_here"]  # only size-matching unknown files are fingerprinted
+    # Only files a size match makes worth reading are fingerprinted: a changed one whose new size a known track has
+    # (it may now hold that track's bytes) and an unknown one whose size a gone track had (a move).
+    assert calls == ["/l/touched", "/l/moved_here"]
+    assert plan.other_audio == []
+    swapped = plan_scan(
+        inv, known, analyzer_version=2, fingerprint_fn=lambda p, s: "f1" if p == "/l/touched" else fp(p, s)
+    )
+    assert swapped.other_audio == [2]  # /l/touched now holds the bytes track 1 holds
     forced = plan_scan(inv, known, analyzer_version=2, force=True, fingerprint_fn=fp)
     assert forced.unchanged.height == 0
 

@@ -293,3 +293,44 @@ def test_a_correction_does_not_follow_a_name_onto_other_audio(tmp_path):
     _reanalyse(con, library, analyzer_version=ANALYZER_VERSION, force=False)
     assert con.execute("SELECT count(*) FROM corrections WHERE track_id = ?", [a_id]).fetchall() == [(0,)]
     con.close()
+
+
+def test_a_correction_does_not_follow_a_name_swapped_with_a_recording_of_the_same_length(tmp_path):
+    """Two 8 s songs swap names: the durations cannot tell, the bytes can (each file now holds what the other track
+    held). As the flow runs it: the plan is applied (moves, missing, such swaps), then the files are analysed."""
+    from tasks.catalog.corrections import NEW_AUDIO_BY
+    from tasks.catalog.store import apply_plan
+    from tasks.constants import ANALYZER_VERSION, SR
+    from tasks.features.analyze import analyze_file
+    from tasks.synth.files import write_audio
+    from tasks.synth.songs import SongSpec, render_song
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    specs = {
+        "a.flac": SongSpec(bpm=124.0, tonic=9, duration_s=8.0, seed=1),
+        "b.flac": SongSpec(bpm=100.0, tonic=2, duration_s=8.0, seed=2),
+    }
+    for name, spec in specs.items():
+        write_audio(library / name, render_song(spec, sr=SR), SR)
+    con = open_catalog(tmp_path / "c.duckdb")
+    paths = sorted(library.iterdir())
+    store_results(con, [analyze_file(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths], "r1")
+    ids = dict(con.execute("SELECT path, track_id FROM tracks").fetchall())
+    a_id, b_id = ids[str(library / "a.flac")], ids[str(library / "b.flac")]
+    set_correction(con, a_id, Correction(bpm=62.0), by="dj")
+    set_correction(con, b_id, Correction(key="Am"), by="dj")
+    (library / "a.flac").rename(library / "t.flac")
+    (library / "b.flac").rename(library / "a.flac")
+    (library / "t.flac").rename(library / "b.flac")
+    plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
+    assert sorted(plan.other_audio) == sorted([a_id, b_id]) and plan.changed.height == 2
+    apply_plan(con, plan, "r2")
+    jobs = plan.to_analyze.to_dicts()
+    store_results(
+        con, [analyze_file(j["path"], j["size_bytes"], j["mtime_ns"], track_id=j["track_id"]) for j in jobs], "r2"
+    )
+    assert con.execute("SELECT count(*) FROM corrections").fetchall() == [(0,)]
+    cleared = con.execute("SELECT track_id, field FROM correction_log WHERE set_by = ?", [NEW_AUDIO_BY]).fetchall()
+    assert sorted(cleared) == sorted([(a_id, "bpm"), (b_id, "key")])
+    con.close()

@@ -61,32 +61,71 @@ def sql(
         # cannot turn it back on.
         con.execute("SET enable_external_access = false")
         try:
-            if not con.extract_statements(query):  # "" or only comments: DuckDB would answer nothing, exit 0
+            statements = con.extract_statements(query)
+            if not statements:  # "" or only comments: DuckDB would answer nothing, exit 0
                 raise UsageError("no SQL statement in QUERY")
+            if len(statements) > 1:  # DuckDB would run them all and show the last one's rows only
+                raise UsageError(f"one statement at a time: QUERY holds {len(statements)}")
             with interrupt.stop_signals_interrupt(con) as stopped:
                 try:
-                    rel = con.sql(query)
-                    if rel is None:  # a statement without rows (SET, PRAGMA ...)
+                    if con.sql(query) is None:  # a statement without rows (SET, PRAGMA ...), run by con.sql
                         return
-                    columns, rows = rel.columns, rel.fetchall()
-                except Exception:
-                    if stopped:  # the query was interrupted ("Query interrupted"): a Ctrl-C, exit 130
+                    con.execute(query)  # rows come from the cursor a chunk at a time: any size, little memory
+                    columns = [d[0] for d in con.description]
+                    if as_json or as_csv:
+                        _stream(con, columns, as_json)
+                        return
+                    rows = con.fetchall()
+                except Exception as exc:
+                    # Interrupted by a stop signal: the watcher's, or DuckDB's own check of a Ctrl-C, which can come
+                    # first (then the watcher has not yet seen it): exit 130 either way.
+                    if stopped or _interrupted(exc):
                         raise KeyboardInterrupt from None
                     raise
         except duckdb.Error as exc:
             raise UsageError(f"SQL error: {' '.join(str(exc).split())}") from None
     finally:
         con.close()
+    table = Table(caption=f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*(literal("NULL" if v is None else v) for v in r))
+    out.print(table)
+
+
+#: Rows fetched at once for --json and --csv.
+_CHUNK = 10_000
+
+
+def _interrupted(exc: BaseException) -> bool:
+    import duckdb
+
+    return isinstance(exc, duckdb.InterruptException) or str(exc) == "Query interrupted"
+
+
+def csv_value(value: Any) -> Any:
+    """``value`` as a CSV cell: lists and structs as JSON text (as :func:`json_value`), a BLOB as its hex digits;
+    None as an empty cell; the rest as the csv module writes it."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(json_value(value), default=str, allow_nan=False)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    return value
+
+
+def _stream(con: Any, columns: list[str], as_json: bool) -> None:
+    """The cursor's rows on stdout as a JSON array or as CSV, :data:`_CHUNK` rows at a time."""
     if as_json:
-        typer.echo(json.dumps([dict(zip(columns, map(json_value, r))) for r in rows], default=str, allow_nan=False))
-    elif as_csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(rows)
-    else:
-        table = Table(caption=f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
-        for c in columns:
-            table.add_column(c, overflow="fold")
-        for r in rows:
-            table.add_row(*(literal("NULL" if v is None else v) for v in r))
-        out.print(table)
+        sys.stdout.write("[")
+        sep = ""
+        while rows := con.fetchmany(_CHUNK):
+            for r in rows:
+                sys.stdout.write(sep + json.dumps(dict(zip(columns, map(json_value, r))), default=str, allow_nan=False))
+                sep = ", "
+        sys.stdout.write("]\n")
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    while rows := con.fetchmany(_CHUNK):
+        writer.writerows([csv_value(v) for v in r] for r in rows)

@@ -90,6 +90,34 @@ def test_sql_json_is_json_whatever_the_values(catalog):
     ]
 
 
+def test_sql_csv_cells_of_lists_structs_and_blobs_are_json_and_hex(catalog):
+    # Python's repr (single quotes, b'...') is no format another tool reads; bpm_candidates is a list of structs.
+    q = "SELECT [1, 2] AS l, {'bpm': 120.5, 'score': 0.25} AS st, '\\x00\\xff'::BLOB AS b, NULL AS n"
+    res = invoke("sql", q, "--catalog", str(catalog), "--csv")
+    assert res.exit_code == 0, res.output
+    (row,) = csv.DictReader(io.StringIO(res.stdout))
+    assert json.loads(row["l"]) == [1, 2] and json.loads(row["st"]) == {"bpm": 120.5, "score": 0.25}
+    assert row["b"] == "00ff" and row["n"] == ""
+    (cands,) = csv.DictReader(
+        io.StringIO(
+            invoke("sql", "SELECT bpm_candidates FROM features LIMIT 1", "--catalog", str(catalog), "--csv").stdout
+        )
+    )
+    assert {"bpm", "score"} <= set(json.loads(cands["bpm_candidates"])[0])
+
+
+def test_sql_streams_every_row_of_a_large_result_and_refuses_several_statements(catalog):
+    q = "SELECT range AS n FROM range(25000)"  # more rows than one chunk
+    as_csv = invoke("sql", q, "--catalog", str(catalog), "--csv")
+    assert as_csv.stdout.splitlines() == ["n", *map(str, range(25000))]
+    assert [r["n"] for r in json.loads(invoke("sql", q, "--catalog", str(catalog), "--json").stdout)] == list(
+        range(25000)
+    )
+    # DuckDB would run both and show the second's rows only, silently.
+    res = invoke("sql", "SELECT 1 AS a; SELECT 2 AS b", "--catalog", str(catalog), "--csv")
+    assert res.exit_code == 2 and "one statement at a time" in res.output, res.output
+
+
 def test_sql_is_read_only_and_errors_are_one_line(catalog):
     before = json.loads(invoke("sql", "SELECT count(*) AS n FROM tracks", "--catalog", str(catalog), "--json").stdout)
     for bad in ("DELETE FROM tracks", "SELEC 1", "SELECT * FROM no_such_table"):

@@ -12,7 +12,7 @@ the writer. So no run ever opens the published catalog for writing:
   :data:`PUBLISH_COST_FACTOR` times the last publish's cost has passed, and never later than
   :data:`PUBLISH_MAX_AGE_S` (copying 77 MB, a 100,000-track catalog, took 0.04 s here);
 - a killed run leaves the published catalog as of its last publish; the next run discards the stale working
-  copy and starts from the published one.
+  copy (and a publish copy the kill left half-made) and starts from the published one.
 
 New catalogs are written in DuckDB's storage format :data:`STORAGE_VERSION`, which DuckDB 1.1 and later open.
 """
@@ -20,6 +20,7 @@ New catalogs are written in DuckDB's storage format :data:`STORAGE_VERSION`, whi
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -302,7 +303,10 @@ class CatalogWriter:
         check_catalog_file(self.path)
         self._fd = acquire_lock(self.path, self.holder, timeout_s=self.lock_timeout_s)
         try:
-            _remove(self.work, Path(f"{self.work}.wal"))  # a killed run's leftovers
+            # A killed run's leftovers: its working copy, and a publish copy it was making (only the lock's holder
+            # publishes, so every one there is stale; each is as big as the catalog).
+            stale = self.path.parent.glob(glob.escape(f".{self.path.name}.publish-") + "*")
+            _remove(self.work, Path(f"{self.work}.wal"), *stale)
             if self.path.exists() and self.path.stat().st_size:
                 wal = Path(f"{self.path}.wal")
                 if storage_number(self.path) != STORAGE_NUMBER or (wal.exists() and wal.stat().st_size):

@@ -73,8 +73,13 @@ def test_a_killed_runs_leftovers_are_discarded(tmp_path):
         w.con.execute(INSERT, ["/a.flac"])
     work_path(catalog).write_bytes(b"half-written working copy of a killed run")
     lock_path(catalog).write_text('{"run_id": "dead"}')  # its flock died with it
+    publishing = tmp_path / ".c.duckdb.publish-4242"  # killed while it copied the catalog into place
+    publishing.write_bytes(b"half a catalog")
+    other = tmp_path / ".other.duckdb.publish-4242"  # another catalog's: not this writer's to remove
+    other.write_bytes(b"x")
     with CatalogWriter(catalog, lock_timeout_s=1) as w:
         assert count(w.con) == 1
+        assert not publishing.exists() and other.exists()
         w.con.execute(INSERT, ["/b.flac"])
     with open_reader(catalog) as con:
         assert count(con) == 2

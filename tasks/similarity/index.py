@@ -31,7 +31,7 @@ import polars as pl
 
 from tasks.similarity.query import SimilarityError
 from tasks.similarity.rules import RULE_MACROS_SQL
-from tasks.similarity.sql import install_sql_macros, table_exists
+from tasks.similarity.sql import SIMILARITY_STATS_COLUMNS, install_sql_macros, table_exists
 from tasks.transactions import transaction
 
 #: Share of the expected squared distance each embedding group gets (they sum to 1): the sound
@@ -249,10 +249,7 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
                         SELECT track_id, vec::FLOAT[{dim}] AS vec, norm, bpm, camelot::TINYINT AS camelot,
                                fp, ta, path, title, artist, "key", key_camelot FROM _simidx""")
         con.unregister("_simidx")
-        con.execute("""CREATE OR REPLACE TABLE similarity_stats (
-            generation VARCHAR, embedding_version INTEGER, dim INTEGER, n_tracks BIGINT, mean DOUBLE[],
-            std DOUBLE[], weight DOUBLE[], group_weights VARCHAR, z_clip DOUBLE, signature VARCHAR,
-            refreshed_at TIMESTAMP)""")
+        con.execute(f"CREATE OR REPLACE TABLE similarity_stats ({SIMILARITY_STATS_COLUMNS})")
         con.execute(
             "INSERT INTO similarity_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
             [

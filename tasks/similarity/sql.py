@@ -58,11 +58,20 @@ CREATE OR REPLACE MACRO similar_tracks(query, k := 10, metric := 'cosine', bpm_w
 """
 
 
+#: Columns of ``similarity_stats``: one row, written by each refresh of the index.
+SIMILARITY_STATS_COLUMNS = (
+    "generation VARCHAR, embedding_version INTEGER, dim INTEGER, n_tracks BIGINT, mean DOUBLE[], std DOUBLE[], "
+    "weight DOUBLE[], group_weights VARCHAR, z_clip DOUBLE, signature VARCHAR, refreshed_at TIMESTAMP"
+)
+
+
 def ensure_similarity_objects(con: duckdb.DuckDBPyConnection) -> None:
-    """Create an empty ``similarity_index`` (if missing) and the SQL macros, so ``similar_tracks()`` works in
-    every catalog, returning no rows until the first :func:`refresh_similarity_index`."""
+    """Create an empty ``similarity_index`` and ``similarity_stats`` (if missing) and the SQL macros, so that
+    ``similar_tracks()`` and the documented tables are there in every catalog, without rows until the first
+    :func:`refresh_similarity_index` (a first run killed before it, or one still under way)."""
     from tasks.features.embedding import EMBEDDING_DIM
 
+    con.execute(f"CREATE TABLE IF NOT EXISTS similarity_stats ({SIMILARITY_STATS_COLUMNS})")
     if not table_exists(con, "similarity_index"):
         con.execute(f"""CREATE TABLE similarity_index (track_id BIGINT, vec FLOAT[{EMBEDDING_DIM}], norm FLOAT,
                         bpm DOUBLE, camelot TINYINT, fp UBIGINT, ta UBIGINT, path VARCHAR, title VARCHAR,

@@ -244,3 +244,18 @@ def test_similar_tracks_refuses_a_k_under_one_and_a_window_that_is_no_percentage
     for window in (-5.0, float("nan")):  # as the SQL macro refuses them (NaN matched no track)
         with pytest.raises(ValueError, match="bpm_window must be a number of at least 0"):
             similar_tracks(con, 1, 3, bpm_window=window)
+
+
+def test_a_new_catalog_has_the_documented_similarity_tables_before_its_first_refresh(tmp_path):
+    # A first run still under way (or killed before its refresh) published a catalog without similarity_stats:
+    # the README's query on it failed with "Table ... does not exist".
+    from tasks.catalog.store import open_catalog
+    from tasks.similarity.index import IndexMissingError, index_is_current, load_index
+
+    con = open_catalog(tmp_path / "new.duckdb")
+    assert con.execute("SELECT group_weights::JSON->>'timbre' FROM similarity_stats").fetchall() == []
+    assert con.execute("SELECT count(*) FROM similarity_index").fetchall() == [(0,)]
+    assert not index_is_current(con)
+    with pytest.raises(IndexMissingError):
+        load_index(con)
+    con.close()

@@ -18,7 +18,8 @@ import polars as pl
 
 from bench.results import recording
 from tasks.catalog import store as catalog
-from tasks.catalog.scan import plan_scan, walk_library
+from tasks.catalog.scan import plan_scan
+from tasks.catalog.walk import walk_library
 from tasks.constants import ANALYZER_VERSION
 
 

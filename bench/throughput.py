@@ -29,7 +29,7 @@ from bench.results import recording
 from tasks.audio.decode import decode_with_fallback
 from tasks.audio.resample import MonoResampler
 from tasks.catalog import store as catalog
-from tasks.catalog.scan import walk_library
+from tasks.catalog.walk import walk_library
 from tasks.errors import RejectError
 from tasks.features.analyze import analyze_file
 

@@ -21,7 +21,8 @@ from flows import progress
 from schemas.tables import InventoryRow, split_valid
 from tasks.audio.identity import path_to_text
 from tasks.catalog import parquet, store
-from tasks.catalog.scan import ScanPlan, plan_scan, walk_library
+from tasks.catalog.scan import ScanPlan, plan_scan
+from tasks.catalog.walk import walk_library
 from tasks.catalog.writer import connect
 from tasks.errors import TRANSIENT_ERRNOS
 from tasks.features.workers import AnalysisOptions, AnalysisPool

@@ -11,8 +11,9 @@ import duckdb
 import polars as pl
 
 from tasks.audio.identity import path_to_text
-from tasks.catalog.scan import plan_scan, walk_library
+from tasks.catalog.scan import plan_scan
 from tasks.catalog.store import known_tracks, open_catalog, stale_rejects
+from tasks.catalog.walk import walk_library
 from tasks.similarity.index import index_is_current
 from tasks.vocabulary import Reason
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import polars as pl
 
 from tasks.audio.identity import fingerprint, path_to_text, text_to_path
-from tasks.catalog.scan import plan_scan, required_version, walk_library
+from tasks.catalog.scan import plan_scan, required_version
+from tasks.catalog.walk import walk_library
 from tasks.constants import BPM_RANGE
 from tasks.vocabulary import Reason
 

@@ -10,8 +10,9 @@ import pytest
 from tasks.catalog import migrations
 from tasks.catalog.corrections import Correction, CorrectionError, clear_corrections, set_correction
 from tasks.catalog.runs import catalog_counts
-from tasks.catalog.scan import plan_scan, walk_library
+from tasks.catalog.scan import plan_scan
 from tasks.catalog.store import known_tracks, open_catalog, store_results
+from tasks.catalog.walk import walk_library
 
 
 def _effective(con, track_id):

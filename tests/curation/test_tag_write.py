@@ -99,9 +99,10 @@ def test_unwritable_container_is_refused(tmp_path):
 
 def test_retagged_file_is_not_reanalysed(song, tmp_path):
     from tasks.catalog.corrections import Correction, set_correction
-    from tasks.catalog.scan import plan_scan, walk_library
+    from tasks.catalog.scan import plan_scan
     from tasks.catalog.store import known_tracks, open_catalog, store_results
     from tasks.catalog.tag_sync import apply, planned_changes, tag_jobs
+    from tasks.catalog.walk import walk_library
     from tasks.features.analyze import analyze_file
 
     library = tmp_path / "lib"
@@ -162,7 +163,7 @@ def test_retagged_file_is_not_reanalysed(song, tmp_path):
 
 
 def test_a_leftover_of_a_killed_write_is_not_taken_for_audio(tmp_path):
-    from tasks.catalog.scan import walk_library
+    from tasks.catalog.walk import walk_library
 
     (tmp_path / ".song.flac.cratedig-0123abcd.tmp").write_bytes(b"fLaC" + bytes(100))
     found = walk_library(tmp_path)

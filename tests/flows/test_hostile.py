@@ -246,7 +246,7 @@ def test_a_row_that_fails_the_track_schema_fails_only_its_file(tmp_path):
 @pytest.mark.slow
 def test_worker_peak_memory_on_the_hostile_library(hostile):
     """One warm worker analyses every hostile file; its peak RSS (VmHWM) stays under 700 MB."""
-    from tasks.catalog.scan import walk_library
+    from tasks.catalog.walk import walk_library
 
     root, _ = hostile
     items = walk_library(root).files.to_dicts()

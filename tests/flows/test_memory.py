@@ -9,7 +9,7 @@ import psutil
 import pytest
 import soundfile as sf
 
-from tasks.catalog.scan import walk_library
+from tasks.catalog.walk import walk_library
 from tasks.features.workers import AnalysisPool
 
 N_WARM, N_MORE = 36, 216

@@ -72,11 +72,11 @@ def exit_at_once(signum: int, frame: Any) -> None:
 
 @contextmanager
 def bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt as usual, and the process exits with code 130 at most ``grace_s`` later; a
-    second Ctrl-C exits at once. SIGHUP (a closed terminal) and SIGTERM (``timeout``, ``kill``, a service manager)
-    are a Ctrl-C too: Python's default for them ended the process on the spot, and the embedded Prefect server
-    outlived it. During the flow Prefect turns SIGTERM into its TerminationSignal, then sends it again to the
-    handler it found, this one."""
+    """Ctrl-C raises KeyboardInterrupt as usual, and the process exits with code 130 at most ``grace_s`` later (and
+    at most ``grace_s`` after leaving this context, for the process's own exit); a second Ctrl-C exits at once.
+    SIGHUP (a closed terminal) and SIGTERM (``timeout``, ``kill``, a service manager) are a Ctrl-C too: Python's
+    default for them ended the process on the spot, and the embedded Prefect server outlived it. During the flow
+    Prefect turns SIGTERM into its TerminationSignal, then sends it again to the handler it found, this one."""
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
@@ -121,6 +121,13 @@ def bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
         forget()
         for timer in hit:
             timer.cancel()
+        if hit:
+            # Stopped: the process exits next, and Prefect stops its embedded server while the interpreter exits,
+            # which under load hung for over a minute after the run had recorded itself. That exit gets the same
+            # bound (the timer is a daemon thread, which runs on through the exit's clean-up).
+            bound = threading.Timer(grace_s, _exit_interrupted, args=(b"",))
+            bound.daemon = True
+            bound.start()
 
 
 def quiet_prefect_shutdown() -> None:

@@ -309,3 +309,33 @@ def test_the_children_a_hard_exit_stops_are_found():
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_exit_after_a_stop_is_bounded_too(tmp_path):
+    """After a stop the run records itself, the command returns and the interpreter exits, while Prefect stops its
+    embedded server; under load that exit hung for over a minute (a CI run's SIGTERM). It gets the grace too, and
+    what the process started is stopped with it."""
+    script = (
+        "import atexit, subprocess, sys, time\n"
+        "from flows import interrupt\n"
+        "from flows.cli.interruption import bounded_interrupt\n"
+        "child = subprocess.Popen(['sleep', '60'])\n"
+        "print(child.pid, flush=True)\n"
+        "atexit.register(time.sleep, 60)  # an exit that hangs, as Prefect's teardown did\n"
+        "with bounded_interrupt(grace_s=1.0):\n"
+        "    interrupt.request()\n"
+        "sys.exit(130)\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": os.getcwd()}
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert time.monotonic() - started < 20
+    child = int(proc.stdout.split()[0])
+    time.sleep(0.2)
+    try:
+        with open(f"/proc/{child}/stat") as f:
+            assert f.read().split(") ")[1][0] in "ZX"  # stopped: a zombie until it is reaped
+    except FileNotFoundError:
+        pass  # reaped

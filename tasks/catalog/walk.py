@@ -28,8 +28,7 @@ class ScanResult:
     files : pl.DataFrame
         Audio-extension regular files: ``path`` (absolute), ``size_bytes``, ``mtime_ns``.
     n_ignored : int
-        Entries with another extension, and second names of a file listed under another (a link to it, a hard
-        link): counted, never rejected.
+        Entries with another extension (counted, never rejected).
     problems : list of (path, reason, detail)
         Entries with an audio extension that cannot be read (dangling links, permission denied...), and
         folders that cannot be listed.
@@ -59,13 +58,13 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
     """Recursively list the audio files under ``root``.
 
     Symlinks to directories are followed once: a directory reached twice (a loop, or two links to one
-    folder) is walked only the first time. A file reached under two names (a link to it, a hard link) is listed
-    once, under its own name rather than a link's, else the first in path order. Dangling links with an audio
-    extension are reported as ``UNREADABLE`` problems. A directory named like an audio file is walked as a
-    directory.
+    folder) is walked only the first time. Dangling links with an audio extension are reported as
+    ``UNREADABLE`` problems. A directory named like an audio file is walked as a directory.
     """
     root = os.path.abspath(os.fspath(root))
-    files_seen: dict[tuple[int, int], tuple[tuple[bool, str], int, int]] = {}  # (dev, inode) -> name, size, mtime
+    paths: list[str] = []
+    sizes: list[int] = []
+    mtimes: list[int] = []
     problems: list[tuple[str, Reason, str]] = []
     unreadable_dirs: list[str] = []
     n_ignored = 0
@@ -112,17 +111,10 @@ def walk_library(root: str | Path, *, extensions: frozenset[str] = AUDIO_EXTENSI
             if not entry.is_file(follow_symlinks=True):
                 problems.append((path_to_text(entry.path), Reason.UNREADABLE, "not a regular file"))
                 continue
-            # One file under two names (a link to it, a hard link) is one track: tagging or correcting it under one
-            # name would leave the other's row behind. Its own name wins over a link, then the first in order.
-            name = (entry.is_symlink(), path_to_text(entry.path))
-            key = (st.st_dev, st.st_ino)
-            if key in files_seen:
-                n_ignored += 1
-                if name >= files_seen[key][0]:
-                    continue
-            files_seen[key] = (name, st.st_size, st.st_mtime_ns)
-    rows = [(name[1], size, mtime) for name, size, mtime in files_seen.values()]
-    files = pl.DataFrame(rows, schema=INVENTORY_SCHEMA, orient="row")
+            paths.append(path_to_text(entry.path))
+            sizes.append(st.st_size)
+            mtimes.append(st.st_mtime_ns)
+    files = pl.DataFrame({"path": paths, "size_bytes": sizes, "mtime_ns": mtimes}, schema=INVENTORY_SCHEMA)
     return ScanResult(
         files=files.sort("path"),
         n_ignored=n_ignored,

@@ -34,22 +34,6 @@ def test_walk_finds_audio_ignores_rest_and_survives_links(tmp_path):
     assert [(Path(p).name, r) for p, r, _ in walk.problems] == [("dangling.flac", Reason.UNREADABLE)]
 
 
-def test_a_file_under_two_names_is_listed_once_under_its_own(tmp_path):
-    # As two tracks, a tag write through one name left the other's row behind (re-analysed next time), and a
-    # correction set by one name was not the one the other's tags got.
-    lib, outside = tmp_path / "lib", tmp_path / "elsewhere"
-    own = touch(lib / "own.flac")
-    os.symlink(own, lib / "alias.flac")  # sorts first, but a link: the file's own name wins
-    os.link(own, lib / "zz hard link.flac")
-    far = touch(outside / "far.flac")
-    os.symlink(far, lib / "far link.flac")  # the only name the library has for it: kept
-    walk = walk_library(lib)
-    assert sorted(Path(p).name for p in walk.files["path"]) == ["far link.flac", "own.flac"]
-    assert walk.n_ignored == 2
-    os.unlink(own)  # now the hard link is the file's only name... and the alias dangles
-    assert [Path(p).name for p in walk_library(lib).files["path"]] == ["far link.flac", "zz hard link.flac"]
-
-
 def test_undecodable_names_round_trip(tmp_path):
     raw = os.fsencode(str(tmp_path)) + b"/caf\xe9 song.flac"
     with open(raw, "wb") as f:

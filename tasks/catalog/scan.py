@@ -273,20 +273,28 @@ def plan_scan(
 
 
 def _holding_others_bytes(changed: pl.DataFrame, known: pl.DataFrame, fp) -> list[int]:
-    """The tracks of ``changed`` whose file's fingerprint (``fp(path text, size)``) is another known track's: two
-    names swapped, or one file copied over another. Durations cannot tell two recordings of one length apart;
-    the bytes can. Only files whose new size a known track has are read (a fingerprint starts with the size), so
-    a library retagged at once costs no extra reads; a file that cannot be read now is left to the analysis."""
+    """The tracks of ``changed`` whose file now holds the bytes another known track holds (fingerprint ``fp(path
+    text, size)``): two names swapped, or one file copied over another. Durations cannot tell two recordings of
+    one length apart; the bytes can. A file whose bytes are still its own track's (touched, or one of two
+    identical copies) is not one. Only a file whose new size another track has is read (a fingerprint starts
+    with the size); a file that cannot be read now is left to the analysis."""
     if not changed.height or "fingerprint" not in known.columns:
         return []
-    held = dict(zip(known["fingerprint"], known["track_id"]))
-    sized = changed.join(known.select("size_bytes").unique(), on="size_bytes", how="semi")
+    holders: dict[str, set[int]] = {}
+    for fingerprint_, track_id in known.select("fingerprint", "track_id").iter_rows():
+        holders.setdefault(fingerprint_, set()).add(track_id)
+    own = dict(known.select("track_id", "fingerprint").iter_rows())
+    size_counts = known.group_by("size_bytes").len()
+    sizes = dict(size_counts.iter_rows())
+    old_sizes = dict(known.select("track_id", "size_bytes").iter_rows())
     out = []
-    for path, size, track_id in sized.select("path", "size_bytes", "track_id").iter_rows():
+    for path, size, track_id in changed.select("path", "size_bytes", "track_id").iter_rows():
+        if sizes.get(size, 0) - (old_sizes.get(track_id) == size) <= 0:
+            continue  # no other track has this size: no other track's bytes (a retag that kept the size, too)
         try:
-            holder = held.get(fp(path, size))
+            now = fp(path, size)
         except OSError:
             continue
-        if holder is not None and holder != track_id:
+        if now != own.get(track_id) and holders.get(now, set()) - {track_id}:
             out.append(track_id)
     return out

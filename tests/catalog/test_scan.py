@@ -115,6 +115,28 @@ def test_plan_classifies_every_case(tmp_path):
     assert forced.unchanged.height == 0
 
 
+def test_a_file_still_holding_its_own_bytes_is_not_taken_for_another_tracks():
+    """A touched file that has a byte-identical copy in the library holds its own bytes still (its corrections
+    stay); a file retagged in place (its size kept, and no other track of that size) is not even read."""
+    inv = pl.DataFrame({"path": ["/l/a", "/l/b", "/l/c"], "size_bytes": [10, 10, 20], "mtime_ns": [2, 1, 2]})
+    known = _known(
+        [
+            (1, "/l/a", 10, 1, "X", "analyzed", 2),
+            (2, "/l/b", 10, 1, "X", "analyzed", 2),  # a copy of /l/a
+            (3, "/l/c", 20, 1, "Y", "analyzed", 2),
+        ]
+    )
+    calls = []
+
+    def fp(path, size):
+        calls.append(path)
+        return {"/l/a": "X", "/l/c": "Y2"}[path]
+
+    plan = plan_scan(inv, known, analyzer_version=2, fingerprint_fn=fp)
+    assert sorted(plan.changed["path"]) == ["/l/a", "/l/c"] and plan.other_audio == []
+    assert calls == ["/l/a"]
+
+
 def test_a_version_that_changes_only_other_ranges_leaves_default_range_rows_alone():
     """Version 18 changes only what a range other than the default gives: rows version 17 made at the default
     range are current, rows it made at another range and older rows are re-analysed."""

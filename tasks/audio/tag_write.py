@@ -89,9 +89,10 @@ def _bpm_text(bpm: float) -> str:
 
 
 def _whole_bpm(bpm: float) -> str:
-    """BPM to the nearest whole number, halves up (``124.5`` -> ``'125'``), as DJ software shows it; Python's
-    ``round`` goes to the even neighbour (124.5 -> 124, 125.5 -> 126)."""
-    return str(math.floor(bpm + 0.5))
+    """BPM to the nearest whole number, halves up (``124.5`` -> ``'125'``), as DJ software shows it, from the value
+    the two-decimal fields hold, so that the two never disagree; Python's ``round`` goes to the even neighbour
+    (124.5 -> 124, 125.5 -> 126)."""
+    return str(math.floor(float(f"{bpm:.2f}") + 0.5))  # from the 2-decimal text: 124.499 is "124.50", so 125
 
 
 def _tag_kind(path: str | Path, ext: str) -> str:

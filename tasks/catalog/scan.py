@@ -134,8 +134,8 @@ def plan_scan(
         older than :func:`required_version` says is enough for their kind (made at the default range; given no
         tempo as ``ARHYTHMIC``: ``known``'s ``tempo_reason``).
     embedding_version : int
-        Current similarity embedding version: analysed rows with another (``known``'s ``embedding_version``, when
-        it has the column and the row a value) are ``outdated`` too, whatever their analyzer version: the
+        Current similarity embedding version: analysed rows with an older one (``known``'s ``embedding_version``,
+        when it has the column and the row a value) are ``outdated`` too, whatever their analyzer version: the
         similarity index holds only the newest version's embeddings, so a bump alone would leave the rest out.
     force : bool
         Treat every present file as outdated.
@@ -189,7 +189,8 @@ def plan_scan(
         else (pl.col("bpm_range_lo") != bpm_range[0]) | (pl.col("bpm_range_hi") != bpm_range[1])
     )
     if "embedding_version" in known.columns:
-        made_otherwise = made_otherwise | (pl.col("embedding_version") != embedding_version)
+        # Older only, as for analyzer_version: an older install sharing the catalog leaves newer rows alone.
+        made_otherwise = made_otherwise | (pl.col("embedding_version") < embedding_version)
     known = known.with_columns(made_otherwise.fill_null(False).alias("made_otherwise"))
     if unreadable_dirs:
         hidden = pl.any_horizontal(

@@ -79,9 +79,11 @@ def select_for_export(
     ]
     tracks = tracks.filter(playable)
     # The extension may not say what the audio is: the decoder's format does.
-    audio_ok = ~tracks["format"].is_in(list(unplayable)).fill_null(False)
+    codec = tracks["format"].str.split("/").list.last()  # m4a/opus: Opus audio in an MP4 file
+    audio_ok = ~codec.is_in(list(unplayable)).fill_null(False)
     skipped += [
-        (p, f"{software} cannot play {f} audio") for p, f in tracks.filter(~audio_ok).select("path", "format").rows()
+        (p, f"{software} cannot play {c} audio")
+        for p, c in zip(tracks["path"].filter(~audio_ok), codec.filter(~audio_ok))
     ]
     tracks = tracks.filter(audio_ok)
     if utf8_names:

@@ -121,6 +121,11 @@ def test_an_embedding_version_bump_re_analyses_every_analysed_track(dj_catalog, 
         files, known_tracks(con), analyzer_version=store_version(), embedding_version=EMBEDDING_VERSION + 1
     )
     assert set(bumped.outdated["path"]) == analysed  # rejected files stay as they are
+    # An older install sharing the catalog leaves rows of a newer embedding alone, as for analyzer_version.
+    older = plan_scan(
+        files, known_tracks(con), analyzer_version=store_version(), embedding_version=EMBEDDING_VERSION - 1
+    )
+    assert older.outdated.height == 0
     jobs = bumped.to_analyze.to_dicts()
     store_results(
         con,

@@ -115,6 +115,11 @@ def test_opus_audio_in_an_ogg_file_is_left_out_of_traktor(curated, tmp_path):
     assert selection.skipped == [(truth[ogg]["path"], "Traktor cannot play opus audio")]
     assert truth[ogg]["path"] not in selection.tracks["path"].to_list()
     assert len(selection.tracks) == len(truth) - 1
+    # Opus in an MP4 file (format m4a/opus): the codec decides there too, for rekordbox as for Traktor.
+    con.execute("UPDATE tracks SET format = 'm4a/opus' WHERE track_id = ?", [ogg])
+    assert export_traktor(con, tmp_path / "again.nml").skipped == [
+        (truth[ogg]["path"], "Traktor cannot play opus audio")
+    ]
 
 
 def test_locations_and_uris():

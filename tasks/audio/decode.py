@@ -140,7 +140,10 @@ def _checked(blocks: Iterator[np.ndarray], expected: int) -> Iterator[np.ndarray
             # Failing part way, well short of the header's length, is how a cut-off file ends (FFmpeg calls the
             # cut last packet "invalid data"). Not final: the next decoder may read on through a damaged middle.
             raise RejectError(Reason.TRUNCATED, f"failed after {total} of {expected} samples: {exc}"[:200]) from exc
-        raise _classify(exc) from exc
+        verdict = _classify(exc)
+        if total and verdict.reason == Reason.NOT_AUDIO:  # it decoded audio first: damaged audio, of unknown length
+            raise RejectError(Reason.DECODE_ERROR, f"failed after {total} samples: {exc}"[:200]) from exc
+        raise verdict from exc
     if total == 0:
         raise RejectError(Reason.DECODE_ERROR, "zero samples decoded")
     if expected > 0 and total < TRUNCATION_RATIO * expected:

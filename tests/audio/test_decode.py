@@ -84,6 +84,17 @@ def test_a_raw_adts_stream_is_not_taken_for_a_truncated_file(tmp_path):
     assert row["format"] == "aac" and row["duration_s"] == pytest.approx(10.0, abs=0.1)
 
 
+def test_a_raw_adts_stream_damaged_in_the_middle_is_a_decode_error_not_other_data(tmp_path):
+    # With no length to compare, FFmpeg's "invalid data" part way through was read as a file that is no audio.
+    path = write_audio(tmp_path / "damaged.aac", _stereo(8.0), SR)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 390] = bytes(390)
+    path.write_bytes(bytes(data))
+    row = analyze_file(str(path), path.stat().st_size, path.stat().st_mtime_ns)
+    assert (row["status"], row["reason"]) == ("rejected", "DECODE_ERROR"), row["detail"]
+
+
 @pytest.mark.parametrize("backend", ["soundfile", "pyav"])
 def test_a_cut_off_flac_is_truncated_whichever_decoder_fails_on_it(tmp_path, backend):
     # FFmpeg stops on the cut last packet with "invalid data": after samples were decoded, short of the

@@ -10,7 +10,7 @@ import polars as pl
 from tasks.audio.formats import codec_name, format_name
 from tasks.audio.identity import legacy_text_to_text
 from tasks.constants import BPM_RANGE
-from tasks.similarity.sql import ensure_similarity_objects
+from tasks.similarity.sql import SIMILARITY_STATS_COLUMNS, ensure_similarity_objects
 from tasks.transactions import transaction
 
 #: Version of the catalog's tables and views; :data:`MIGRATIONS` has a step for every version after 1.
@@ -113,3 +113,6 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
     with transaction(con):
         con.execute(ddl())
         migrate(con)
+        # A catalog whose first run was stopped before its first index refresh, by a cratedig older than this
+        # table's creation with the catalog, lacks it: the README documents it in every catalog.
+        con.execute(f"CREATE TABLE IF NOT EXISTS similarity_stats ({SIMILARITY_STATS_COLUMNS})")

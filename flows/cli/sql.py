@@ -68,9 +68,11 @@ def sql(
                 raise UsageError(f"one statement at a time: QUERY holds {len(statements)}")
             with interrupt.stop_signals_interrupt(con) as stopped:
                 try:
-                    if con.sql(query) is None:  # a statement without rows (SET, PRAGMA ...), run by con.sql
+                    # Once (EXPLAIN ANALYZE ran twice when con.sql came first); rows come from the cursor a chunk at a
+                    # time: any size, little memory.
+                    con.execute(query)
+                    if con.description is None:  # a statement without rows
                         return
-                    con.execute(query)  # rows come from the cursor a chunk at a time: any size, little memory
                     columns = [d[0] for d in con.description]
                     if as_json or as_csv:
                         _stream(con, columns, as_json)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -74,14 +75,16 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
     # Stored paths are texts (tasks.audio.identity.path_to_text); names with a backslash or bytes that are not
     # UTF-8 differ from what the user typed, which is tried too. A name's undecodable bytes reach Python as lone
     # surrogates, which DuckDB cannot take: only their stored (escaped) form is sent, and searched for below.
-    typed = [s, str(Path(s).expanduser().resolve())]
-    paths = [p for p in dict.fromkeys([*typed, *(path_to_text(p) for p in typed)]) if not _undecodable(p)]
+    # In this order: as typed, made absolute, then with its links resolved (a link's own track, when the catalog
+    # has one, before the track of the file it points to).
+    typed = [s, os.path.abspath(os.path.expanduser(s)), str(Path(s).expanduser().resolve())]
+    paths = [p for p in dict.fromkeys(x for t in typed for x in (t, path_to_text(t))) if not _undecodable(p)]
     s = path_to_text(s) if _undecodable(s) else s
     ids = [
         r[0]
         for r in con.execute(
-            "SELECT track_id FROM tracks WHERE path IN (SELECT unnest(?::VARCHAR[])) "
-            "ORDER BY status <> 'analyzed', track_id",
+            "SELECT track_id FROM tracks t JOIN unnest(?::VARCHAR[]) WITH ORDINALITY AS q(path, rank) USING (path) "
+            "ORDER BY q.rank, t.status <> 'analyzed', t.track_id",
             [paths],
         ).fetchall()
     ]

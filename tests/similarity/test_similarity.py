@@ -152,6 +152,28 @@ def test_a_bare_number_lists_file_names_that_contain_it_beside_titles():
     assert "None" not in str(err.value) and "rejects" not in str(err.value)
 
 
+def test_a_path_names_its_own_track_before_the_one_its_link_resolves_to(tmp_path):
+    # Two libraries share a catalog; one holds a link to the other's file, and each path is a track. The link's
+    # path named the other library's track (the lowest id among both), so `set` corrected the wrong one.
+    import duckdb
+
+    real = tmp_path / "lib1" / "x.flac"
+    real.parent.mkdir()
+    real.write_bytes(b"x")
+    link = tmp_path / "lib2" / "link.flac"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    mem = duckdb.connect()
+    mem.execute("CREATE TABLE tracks (track_id INTEGER, path VARCHAR, title VARCHAR, artist VARCHAR, status VARCHAR)")
+    mem.execute(
+        "INSERT INTO tracks VALUES (1, ?, 'x', NULL, 'analyzed'), (3, ?, 'x', NULL, 'analyzed')", [str(real), str(link)]
+    )
+    assert resolve_query(mem, str(link)) == [3]
+    assert resolve_query(mem, str(real)) == [1]
+    mem.execute("DELETE FROM tracks WHERE track_id = 3")
+    assert resolve_query(mem, str(link)) == [1]  # with no track of its own, the file it points to
+
+
 def test_mix_chains_compatible_tracks(con, family_catalog):
     _, family = family_catalog
     seed = next(p for p in family if p.endswith("family0_take1.flac"))

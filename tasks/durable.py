@@ -34,9 +34,28 @@ def stop_signals_deferred() -> Iterator[None]:
     handler Python did not install (``None``) is left alone, and outside the main thread, which signals never
     reach, nothing changes.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    with _STEPS:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        with _signals_held():
+            yield
+
+
+#: Held while a step worth finishing runs (:func:`stop_signals_deferred`): a timed exit waits for it
+#: (:func:`finish_steps_first`).
+_STEPS = threading.RLock()
+
+
+def finish_steps_first(timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` for a step of :func:`stop_signals_deferred` under way in another thread, and keep
+    any other from starting: for an exit that comes from a timer, not a signal (a publish on a slow disk took
+    longer than an interrupted run's grace, and was cut, with what the run had done since its last one)."""
+    _STEPS.acquire(timeout=timeout_s)  # held until the process ends
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
     pending: list[int] = []
     previous = {}
     for sig in STOP_SIGNALS:

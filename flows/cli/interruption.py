@@ -14,13 +14,15 @@ from typing import Any
 
 from flows import interrupt
 from flows.cli.errors import ExitCode
-from tasks.durable import STOP_SIGNALS
+from tasks.durable import STOP_SIGNALS, finish_steps_first
 
 #: After Ctrl-C, how long a run may take to stop before the process exits anyway, s. The run records itself
 #: interrupted at once (local writes); what takes longer is Prefect reporting the crash, with retries, to an
 #: embedded server that the same Ctrl-C stopped (minutes). The catalog is safe to leave at any point: batches are
 #: committed whole, the published copy is replaced atomically, and the next run resumes.
 INTERRUPT_GRACE_S = 10.0
+#: How long an exit after a stop waits for a step worth finishing (a publish of the catalog) to end, s.
+STEP_WAIT_S = 120.0
 INTERRUPTED_MESSAGE = (
     "interrupted: what was analysed is in the catalog; the same command goes on from there (exit code 130)\n"
 ).encode()
@@ -49,6 +51,9 @@ def child_pids(pid: int) -> list[int]:
 
 
 def _exit_interrupted(message: bytes = INTERRUPTED_MESSAGE) -> None:
+    # A copy of the catalog into place under way is finished first (up to STEP_WAIT_S): cut, it lost what the run
+    # had done since its last publish, while the message below says it is in the catalog.
+    finish_steps_first(STEP_WAIT_S)
     # os.write, not the console: this may run on a timer thread while the main thread holds the console's lock.
     # The progress bar hid the cursor; exiting here skips its clean-up, so show the cursor and clear its line.
     try:

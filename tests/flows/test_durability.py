@@ -339,3 +339,26 @@ def test_the_exit_after_a_stop_is_bounded_too(tmp_path):
             assert f.read().split(") ")[1][0] in "ZX"  # stopped: a zombie until it is reaped
     except FileNotFoundError:
         pass  # reaped
+
+
+def test_the_grace_waits_for_a_publish_under_way():
+    """A publish on a slow disk outlasted the grace after a Ctrl-C: the timer cut it, the catalog kept nothing of
+    what the run had done since its last publish, and the message said it was all there."""
+    script = (
+        "import sys, time\n"
+        "from flows import interrupt\n"
+        "from flows.cli.interruption import bounded_interrupt\n"
+        "from tasks.durable import stop_signals_deferred\n"
+        "with bounded_interrupt(grace_s=0.5):\n"
+        "    interrupt.request()  # the grace starts\n"
+        "    with stop_signals_deferred():  # a copy of the catalog into place\n"
+        "        time.sleep(2.0)\n"
+        "        print('published', flush=True)\n"
+        "    time.sleep(30)  # what follows the publish may still be cut\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": os.getcwd()}
+    )
+    assert proc.returncode == 130 and proc.stdout == b"published\n", proc.stderr
+    assert time.monotonic() - started < 15

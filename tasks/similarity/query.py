@@ -48,6 +48,15 @@ def _undecodable(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
+def _absolute(text: str) -> list[str]:
+    """``text`` as an absolute path with ``~`` expanded and ``.`` and empty parts dropped, links left as they are;
+    none when it holds ``..``: through a link to a folder, ``lnk/..`` is not the folder that holds ``lnk``, so only
+    the resolved path can say which file it names."""
+    path = os.path.expanduser(text)
+    parts = [p for p in os.path.join(os.getcwd(), path).split("/") if p not in ("", ".")]
+    return [] if ".." in parts else ["/" + "/".join(parts)]
+
+
 def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> list[int]:
     """Track ids a user's query names: a track id, a path, or a title/artist substring.
 
@@ -77,7 +86,7 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
     # surrogates, which DuckDB cannot take: only their stored (escaped) form is sent, and searched for below.
     # In this order: as typed, made absolute, then with its links resolved (a link's own track, when the catalog
     # has one, before the track of the file it points to).
-    typed = [s, os.path.abspath(os.path.expanduser(s)), str(Path(s).expanduser().resolve())]
+    typed = [s, *_absolute(s), str(Path(s).expanduser().resolve())]
     paths = [p for p in dict.fromkeys(x for t in typed for x in (t, path_to_text(t))) if not _undecodable(p)]
     s = path_to_text(s) if _undecodable(s) else s
     ids = [

@@ -170,6 +170,12 @@ def test_a_path_names_its_own_track_before_the_one_its_link_resolves_to(tmp_path
     )
     assert resolve_query(mem, str(link)) == [3]
     assert resolve_query(mem, str(real)) == [1]
+    # Through a link to a folder, ".." is the parent of the folder it points to, not of the link.
+    (tmp_path / "lib1" / "deep").mkdir()
+    (tmp_path / "lib2" / "to_deep").symlink_to(tmp_path / "lib1" / "deep")
+    (tmp_path / "lib2" / "x.flac").write_bytes(b"y")  # what the text ".." would name
+    mem.execute("INSERT INTO tracks VALUES (4, ?, 'y', NULL, 'analyzed')", [str(tmp_path / "lib2" / "x.flac")])
+    assert resolve_query(mem, str(tmp_path / "lib2" / "to_deep" / ".." / "x.flac")) == [1]
     mem.execute("DELETE FROM tracks WHERE track_id = 3")
     assert resolve_query(mem, str(link)) == [1]  # with no track of its own, the file it points to
 

@@ -217,11 +217,27 @@ def clear_for_new_audio(con: duckdb.DuckDBPyConnection, durations: dict[int, flo
     return [t for t in new if _drop(con, t, by=NEW_AUDIO_BY, at=at)]
 
 
-def clear_for_other_bytes(con: duckdb.DuckDBPyConnection, track_ids: list[int], at: Any) -> list[int]:
-    """Clear the corrections of tracks whose file now holds another track's bytes (names swapped, a file copied
-    over another: :attr:`tasks.catalog.scan.ScanPlan.other_audio`), inside the caller's transaction, as
-    :func:`clear_for_new_audio` does for a changed duration. Returns the tracks cleared."""
-    return [t for t in track_ids if _drop(con, t, by=NEW_AUDIO_BY, at=at)]
+def clear_for_other_bytes(con: duckdb.DuckDBPyConnection, pairs: list[tuple[int, int]], at: Any) -> list[int]:
+    """Clear the corrections of tracks whose file now holds another track's bytes (``(track, holder)`` pairs of
+    :attr:`tasks.catalog.scan.ScanPlan.other_audio`: names swapped, a file copied over another), inside the
+    caller's transaction, as :func:`clear_for_new_audio` does for a changed duration; unless the two tracks'
+    analyses say they held the same audio (identical copies retagged alike: their embeddings agree to within
+    :data:`SAME_AUDIO_DISTANCE`). Returns the tracks cleared."""
+    if not pairs:
+        return []
+    other = con.execute(
+        """SELECT p.t FROM (SELECT unnest(?::BIGINT[]) AS t, unnest(?::BIGINT[]) AS h) p
+           JOIN features a ON a.track_id = p.t LEFT JOIN features b ON b.track_id = p.h
+           WHERE b.embedding IS NULL OR len(a.embedding) <> len(b.embedding)
+              OR list_distance(a.embedding, b.embedding) > ?""",
+        [[t for t, _ in pairs], [h for _, h in pairs], SAME_AUDIO_DISTANCE],
+    ).fetchall()
+    return [t for (t,) in other if _drop(con, t, by=NEW_AUDIO_BY, at=at)]
+
+
+#: Two analyses of the same audio give the same embedding (the decoded samples are the same); this much apart
+#: (Euclidean, in the embedding's units) they are two recordings.
+SAME_AUDIO_DISTANCE: float = 1e-3
 
 
 def corrections_frame(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

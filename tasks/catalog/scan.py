@@ -28,9 +28,10 @@ class ScanPlan:
     unchanged: pl.DataFrame
     moved: pl.DataFrame
     missing: pl.DataFrame
-    #: Changed files' tracks whose file now holds the bytes another track holds (names swapped, a file copied over
-    #: another): their corrections were made for other audio (:func:`tasks.catalog.store.apply_plan` clears them).
-    other_audio: list[int] = field(default_factory=list)
+    #: ``(track_id, holder)``: a changed file's track and another track whose bytes the file now holds (names
+    #: swapped, a file copied over another). Unless the two held the same audio (identical copies, retagged alike),
+    #: its corrections were made for other audio: :func:`tasks.catalog.store.apply_plan` clears them.
+    other_audio: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def to_analyze(self) -> pl.DataFrame:
@@ -273,12 +274,12 @@ def plan_scan(
     )
 
 
-def _holding_others_bytes(changed: pl.DataFrame, known: pl.DataFrame, fp) -> list[int]:
-    """The tracks of ``changed`` whose file now holds the bytes another known track holds (fingerprint ``fp(path
-    text, size)``): two names swapped, or one file copied over another. Durations cannot tell two recordings of
-    one length apart; the bytes can. A file whose bytes are still its own track's (touched, or one of two
-    identical copies) is not one. Only a file whose new size another track has is read (a fingerprint starts
-    with the size); a file that cannot be read now is left to the analysis."""
+def _holding_others_bytes(changed: pl.DataFrame, known: pl.DataFrame, fp) -> list[tuple[int, int]]:
+    """``(track, holder)``: tracks of ``changed`` whose file now holds the bytes another known track holds
+    (fingerprint ``fp(path text, size)``): two names swapped, or one file copied over another. Durations cannot
+    tell two recordings of one length apart; the bytes can. A file whose bytes are still its own track's (touched,
+    or one of two identical copies) is not one. Only a file whose new size another track has is read (a
+    fingerprint starts with the size); a file that cannot be read now is left to the analysis."""
     if not changed.height or "fingerprint" not in known.columns:
         return []
     holders: dict[str, set[int]] = {}
@@ -296,6 +297,7 @@ def _holding_others_bytes(changed: pl.DataFrame, known: pl.DataFrame, fp) -> lis
             now = fp(path, size)
         except OSError:
             continue
-        if now != own.get(track_id) and holders.get(now, set()) - {track_id}:
-            out.append(track_id)
+        others = holders.get(now, set()) - {track_id}
+        if now != own.get(track_id) and others:
+            out.append((track_id, min(others)))
     return out

@@ -110,7 +110,7 @@ def test_plan_classifies_every_case(tmp_path):
     swapped = plan_scan(
         inv, known, analyzer_version=2, fingerprint_fn=lambda p, s: "f1" if p == "/l/touched" else fp(p, s)
     )
-    assert swapped.other_audio == [2]  # /l/touched now holds the bytes track 1 holds
+    assert swapped.other_audio == [(2, 1)]  # /l/touched now holds the bytes track 1 holds
     forced = plan_scan(inv, known, analyzer_version=2, force=True, fingerprint_fn=fp)
     assert forced.unchanged.height == 0
 

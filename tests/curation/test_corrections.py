@@ -330,7 +330,7 @@ def test_a_correction_does_not_follow_a_name_swapped_with_a_recording_of_the_sam
     (library / "b.flac").rename(library / "a.flac")
     (library / "t.flac").rename(library / "b.flac")
     plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
-    assert sorted(plan.other_audio) == sorted([a_id, b_id]) and plan.changed.height == 2
+    assert sorted(plan.other_audio) == sorted([(a_id, b_id), (b_id, a_id)]) and plan.changed.height == 2
     apply_plan(con, plan, "r2")
     jobs = plan.to_analyze.to_dicts()
     store_results(
@@ -339,4 +339,38 @@ def test_a_correction_does_not_follow_a_name_swapped_with_a_recording_of_the_sam
     assert con.execute("SELECT count(*) FROM corrections").fetchall() == [(0,)]
     cleared = con.execute("SELECT track_id, field FROM correction_log WHERE set_by = ?", [NEW_AUDIO_BY]).fetchall()
     assert sorted(cleared) == sorted([(a_id, "bpm"), (b_id, "key")])
+    con.close()
+
+
+def test_identical_copies_retagged_alike_in_two_runs_keep_their_corrections(tmp_path):
+    """Two copies of one recording, each corrected; one is retagged, then the other the same way: the second now
+    holds the bytes the first holds, but the same audio (their analyses agree), so its corrections stay."""
+    from tasks.catalog.store import apply_plan
+    from tasks.constants import ANALYZER_VERSION, SR
+    from tasks.features.analyze import analyze_file
+    from tasks.synth.files import write_audio, write_tags
+    from tasks.synth.songs import SongSpec, render_song
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    y = render_song(SongSpec(bpm=118.0, tonic=4, duration_s=8.0, seed=3), sr=SR)
+    for name in ("a.flac", "copy.flac"):
+        write_audio(library / name, y, SR)
+    con = open_catalog(tmp_path / "c.duckdb")
+
+    def run(tag: str) -> None:
+        plan = plan_scan(walk_library(library).files, known_tracks(con), analyzer_version=ANALYZER_VERSION)
+        apply_plan(con, plan, tag)
+        jobs = plan.to_analyze.to_dicts()
+        rows = [analyze_file(j["path"], j["size_bytes"], j["mtime_ns"], track_id=j["track_id"]) for j in jobs]
+        store_results(con, rows, tag)
+
+    run("r1")
+    for track_id, bpm in con.execute("SELECT track_id, 59.0 + track_id FROM tracks").fetchall():
+        set_correction(con, track_id, Correction(bpm=bpm), by="dj")
+    write_tags(library / "copy.flac", title="Retagged")
+    run("r2")
+    write_tags(library / "a.flac", title="Retagged")  # now byte for byte what copy.flac holds
+    run("r3")
+    assert con.execute("SELECT count(*) FROM corrections").fetchall() == [(2,)]
     con.close()

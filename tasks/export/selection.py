@@ -17,6 +17,8 @@ from tasks.catalog.crates import crate_tracks
 from tasks.visible import escape_matches
 from tasks.vocabulary import TrackStatus
 
+#: The codecs an MP4 file (``m4a/<codec>``) may hold for DJ software to play it.
+MP4_CODECS: frozenset[str] = frozenset({"aac", "alac"})
 #: Columns of ``effective_tracks`` an export reads.
 EXPORT_COLUMNS = (
     'track_id, path, title, artist, album, genre, format, duration_s, sample_rate, size_bytes, bpm, "key", '
@@ -80,7 +82,9 @@ def select_for_export(
     tracks = tracks.filter(playable)
     # The extension may not say what the audio is: the decoder's format does.
     codec = tracks["format"].str.split("/").list.last()  # m4a/opus: Opus audio in an MP4 file
-    audio_ok = ~codec.is_in(list(unplayable)).fill_null(False)
+    in_mp4 = tracks["format"].str.contains("/").fill_null(False)
+    # DJ software plays AAC and ALAC in an MP4 file, nothing else there (m4a/vorbis, m4a/flac...).
+    audio_ok = ~(codec.is_in(list(unplayable)).fill_null(False) | (in_mp4 & ~codec.is_in(list(MP4_CODECS))))
     skipped += [
         (p, f"{software} cannot play {c} audio")
         for p, c in zip(tracks["path"].filter(~audio_ok), codec.filter(~audio_ok))

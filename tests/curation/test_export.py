@@ -120,6 +120,10 @@ def test_opus_audio_in_an_ogg_file_is_left_out_of_traktor(curated, tmp_path):
     assert export_traktor(con, tmp_path / "again.nml").skipped == [
         (truth[ogg]["path"], "Traktor cannot play opus audio")
     ]
+    # Nor anything but AAC or ALAC in an MP4 file (Vorbis there: "vorbis" is no format name that was listed).
+    con.execute("UPDATE tracks SET format = 'm4a/vorbis' WHERE track_id = ?", [ogg])
+    skipped = export_traktor(con, tmp_path / "third.nml").skipped
+    assert [why for _, why in skipped] == ["Traktor cannot play vorbis audio"]
 
 
 def test_locations_and_uris():

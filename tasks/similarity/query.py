@@ -49,12 +49,16 @@ def _undecodable(text: str) -> bool:
 
 
 def _absolute(text: str) -> list[str]:
-    """``text`` as an absolute path with ``~`` expanded and ``.`` and empty parts dropped, links left as they are;
-    none when it holds ``..``: through a link to a folder, ``lnk/..`` is not the folder that holds ``lnk``, so only
-    the resolved path can say which file it names."""
+    """``text`` as an absolute path, ``~`` expanded and ``.`` and empty parts dropped, the links after its last
+    ``..`` left as they are (the catalog holds a file under the link's path that the walk took). The part up to
+    that ``..`` is resolved, since through a link to a folder ``lnk/..`` is not the folder that holds ``lnk``."""
     path = os.path.expanduser(text)
     parts = [p for p in os.path.join(os.getcwd(), path).split("/") if p not in ("", ".")]
-    return [] if ".." in parts else ["/" + "/".join(parts)]
+    if ".." not in parts:
+        return ["/" + "/".join(parts)]
+    last = len(parts) - 1 - parts[::-1].index("..")
+    head = os.path.realpath("/" + "/".join(parts[: last + 1]))
+    return [os.path.join(head, *parts[last + 1 :])]
 
 
 def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> list[int]:

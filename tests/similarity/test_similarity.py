@@ -176,6 +176,8 @@ def test_a_path_names_its_own_track_before_the_one_its_link_resolves_to(tmp_path
     (tmp_path / "lib2" / "x.flac").write_bytes(b"y")  # what the text ".." would name
     mem.execute("INSERT INTO tracks VALUES (4, ?, 'y', NULL, 'analyzed')", [str(tmp_path / "lib2" / "x.flac")])
     assert resolve_query(mem, str(tmp_path / "lib2" / "to_deep" / ".." / "x.flac")) == [1]
+    # ... and a link after the last ".." is the link's own track, as it is without one.
+    assert resolve_query(mem, str(tmp_path / "lib1" / "deep" / ".." / ".." / "lib2" / "link.flac")) == [3]
     mem.execute("DELETE FROM tracks WHERE track_id = 3")
     assert resolve_query(mem, str(link)) == [1]  # with no track of its own, the file it points to
 

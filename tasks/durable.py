@@ -27,8 +27,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 @contextmanager
 def stop_signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver them (once each) to their handlers; a
-    second one during the block goes to its handler at once (the user insists).
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver them (once each) to their handlers.
 
     For a step that takes seconds and is worth finishing once begun, such as copying a catalog into place: an
     interrupt in the middle threw the copy away, and with it what the run had done since its last publish. A
@@ -59,20 +58,10 @@ def finish_steps_first(timeout_s: float) -> None:
 def _signals_held() -> Iterator[None]:
     pending: list[int] = []
     previous = {}
-
-    def hold(signum: int, frame: object) -> None:
-        # A second stop signal while one is held: the user insists, and gets the handler now (a second Ctrl-C exits
-        # at once, giving up the step; a published catalog is replaced whole or not at all).
-        handler = previous.get(signum)
-        if pending and callable(handler):
-            handler(signum, frame)
-            return
-        pending.append(signum)
-
     for sig in STOP_SIGNALS:
         handler = signal.getsignal(sig)
         if handler is not None and handler != signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, hold)
+            previous[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:

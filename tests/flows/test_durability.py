@@ -362,29 +362,3 @@ def test_the_grace_waits_for_a_publish_under_way():
     )
     assert proc.returncode == 130 and proc.stdout == b"published\n", proc.stderr
     assert time.monotonic() - started < 15
-
-
-def test_a_second_ctrl_c_during_a_publish_exits_at_once():
-    """The first Ctrl-C waits for a publish under way; a second one, during it, exits at once (the user insists)."""
-    script = (
-        "import os, signal, sys, threading, time\n"
-        "from flows import interrupt\n"
-        "from flows.cli.interruption import bounded_interrupt\n"
-        "from tasks.durable import stop_signals_deferred\n"
-        "def twice():\n"
-        "    for _ in range(2):\n"
-        "        time.sleep(0.5)\n"
-        "        os.kill(os.getpid(), signal.SIGINT)\n"
-        "with bounded_interrupt(grace_s=30.0):\n"
-        "    with stop_signals_deferred():  # a copy of the catalog into place\n"
-        "        threading.Thread(target=twice, daemon=True).start()\n"
-        "        time.sleep(20)\n"
-        "        print('published', flush=True)\n"
-    )
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": os.getcwd()}
-    )
-    assert proc.returncode == 130 and proc.stdout == b"", proc.stderr
-    assert b"stopped at once" in proc.stderr
-    assert time.monotonic() - started < 10

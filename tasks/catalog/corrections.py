@@ -227,7 +227,7 @@ def clear_for_other_bytes(con: duckdb.DuckDBPyConnection, pairs: list[tuple[int,
         return []
     other = con.execute(
         """SELECT p.t FROM (SELECT unnest(?::BIGINT[]) AS t, unnest(?::BIGINT[]) AS h) p
-           JOIN features a ON a.track_id = p.t LEFT JOIN features b ON b.track_id = p.h
+           LEFT JOIN features a ON a.track_id = p.t LEFT JOIN features b ON b.track_id = p.h
            WHERE a.embedding IS NULL OR b.embedding IS NULL OR len(a.embedding) <> len(b.embedding)
               OR list_distance(a.embedding, b.embedding) > ?""",  # nothing to compare: taken for other audio
         [[t for t, _ in pairs], [h for _, h in pairs], SAME_AUDIO_DISTANCE],

@@ -374,3 +374,18 @@ def test_identical_copies_retagged_alike_in_two_runs_keep_their_corrections(tmp_
     run("r3")
     assert con.execute("SELECT count(*) FROM corrections").fetchall() == [(2,)]
     con.close()
+
+
+def test_a_track_rejected_in_between_loses_corrections_when_it_holds_another_tracks_bytes(catalog_copy):
+    """A corrected file broken (rejected: its features row goes), then replaced by a copy of another track's file:
+    with no analysis of its own to compare, the audio is taken for other audio."""
+    from datetime import datetime
+
+    from tasks.catalog.corrections import clear_for_other_bytes
+
+    con = open_catalog(catalog_copy)
+    set_correction(con, 1, Correction(bpm=150.0), by="dj")
+    con.execute("DELETE FROM features WHERE track_id = 1")
+    assert clear_for_other_bytes(con, [(1, 2)], datetime(2026, 1, 1)) == [1]
+    assert con.execute("SELECT count(*) FROM corrections").fetchall() == [(0,)]
+    con.close()

@@ -29,7 +29,8 @@ INTERRUPTED_MESSAGE = (
 #: The exit that does not wait for the run (a second Ctrl-C): batches committed since the
 #: catalog was last published (at most PUBLISH_MAX_AGE_S of work) are not in it, and the next run redoes them.
 STOPPED_AT_ONCE_MESSAGE = (
-    "stopped at once: the catalog keeps what was published (up to a minute of analysis may be redone); "
+    "stopped without waiting for the run: the catalog keeps what was published (up to a minute of analysis may "
+    "be redone); "
     "the same command goes on from there (exit code 130)\n"
 ).encode()
 
@@ -78,7 +79,8 @@ def exit_at_once(signum: int, frame: Any) -> None:
 @contextmanager
 def bounded_interrupt(grace_s: float = INTERRUPT_GRACE_S) -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt as usual, and the process exits with code 130 at most ``grace_s`` later (and
-    at most ``grace_s`` after leaving this context, for the process's own exit); a second Ctrl-C exits at once.
+    at most ``grace_s`` after leaving this context, for the process's own exit); a second Ctrl-C exits at once,
+    or, during a copy of the catalog into place, as soon as the copy is done.
     SIGHUP (a closed terminal) and SIGTERM (``timeout``, ``kill``, a service manager) are a Ctrl-C too: Python's
     default for them ended the process on the spot, and the embedded Prefect server outlived it. During the flow
     Prefect turns SIGTERM into its TerminationSignal, then sends it again to the handler it found, this one."""

@@ -48,17 +48,42 @@ def _undecodable(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
+def _working_folder() -> str | None:
+    """The working folder as the shell names it (``$PWD``, through a link to a folder the user went into, when it
+    is the same folder), else as the system does; None when it was deleted."""
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:
+        return None
+    pwd = os.environ.get("PWD", "")
+    try:
+        return pwd if os.path.isabs(pwd) and os.path.samefile(pwd, here) else here
+    except OSError:
+        return here
+
+
 def _absolute(text: str) -> list[str]:
     """``text`` as an absolute path, ``~`` expanded and ``.`` and empty parts dropped, the links after its last
     ``..`` left as they are (the catalog holds a file under the link's path that the walk took). The part up to
     that ``..`` is resolved, since through a link to a folder ``lnk/..`` is not the folder that holds ``lnk``."""
     path = os.path.expanduser(text)
-    parts = [p for p in os.path.join(os.getcwd(), path).split("/") if p not in ("", ".")]
+    cwd = _working_folder()
+    if cwd is None and not os.path.isabs(path):
+        return []
+    parts = [p for p in os.path.join(cwd or "/", path).split("/") if p not in ("", ".")]
     if ".." not in parts:
         return ["/" + "/".join(parts)]
     last = len(parts) - 1 - parts[::-1].index("..")
     head = os.path.realpath("/" + "/".join(parts[: last + 1]))
     return [os.path.join(head, *parts[last + 1 :])]
+
+
+def _resolved(text: str) -> list[str]:
+    """``text`` with every link resolved; none when it cannot be (a relative path in a deleted working folder)."""
+    try:
+        return [str(Path(text).expanduser().resolve())]
+    except OSError:
+        return []
 
 
 def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> list[int]:
@@ -90,7 +115,7 @@ def resolve_query(con: duckdb.DuckDBPyConnection, text: str | int | Path) -> lis
     # surrogates, which DuckDB cannot take: only their stored (escaped) form is sent, and searched for below.
     # In this order: as typed, made absolute, then with its links resolved (a link's own track, when the catalog
     # has one, before the track of the file it points to).
-    typed = [s, *_absolute(s), str(Path(s).expanduser().resolve())]
+    typed = [s, *_absolute(s), *_resolved(s)]
     paths = [p for p in dict.fromkeys(x for t in typed for x in (t, path_to_text(t))) if not _undecodable(p)]
     s = path_to_text(s) if _undecodable(s) else s
     ids = [

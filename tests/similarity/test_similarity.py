@@ -295,3 +295,29 @@ def test_a_new_catalog_has_the_documented_similarity_tables_before_its_first_ref
     con = open_catalog(tmp_path / "new.duckdb")
     assert con.execute("SELECT count(*) FROM similarity_stats").fetchall() == [(0,)]
     con.close()
+
+
+def test_a_relative_path_is_read_from_the_folder_the_shell_is_in(tmp_path, monkeypatch):
+    # In a folder reached through a link, the system's working folder is the link's target, while the catalog holds
+    # the files under the link's path (the walk took it): "e.flac" named nothing. And a title query from a deleted
+    # working folder failed with FileNotFoundError.
+    import duckdb
+
+    (tmp_path / "ext").mkdir()
+    (tmp_path / "ext" / "e.flac").write_bytes(b"e")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "dirlink").symlink_to(tmp_path / "ext")
+    mem = duckdb.connect()
+    mem.execute("CREATE TABLE tracks (track_id INTEGER, path VARCHAR, title VARCHAR, artist VARCHAR, status VARCHAR)")
+    mem.execute(
+        "INSERT INTO tracks VALUES (7, ?, 'AC/DC live', NULL, 'analyzed')",
+        [str(tmp_path / "lib" / "dirlink" / "e.flac")],
+    )
+    monkeypatch.chdir(tmp_path / "lib" / "dirlink")
+    monkeypatch.setenv("PWD", str(tmp_path / "lib" / "dirlink"))
+    assert resolve_query(mem, "e.flac") == [7]
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert resolve_query(mem, "AC/DC") == [7]

@@ -5,6 +5,7 @@ cheaply: set operations on polars frames, never a query per file.
 from __future__ import annotations
 
 import os
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -282,22 +283,29 @@ def _holding_others_bytes(changed: pl.DataFrame, known: pl.DataFrame, fp) -> lis
     fingerprint starts with the size); a file that cannot be read now is left to the analysis."""
     if not changed.height or "fingerprint" not in known.columns:
         return []
-    holders: dict[str, set[int]] = {}
-    for fingerprint_, track_id in known.select("fingerprint", "track_id").iter_rows():
-        holders.setdefault(fingerprint_, set()).add(track_id)
-    own = dict(known.select("track_id", "fingerprint").iter_rows())
-    size_counts = known.group_by("size_bytes").len()
-    sizes = dict(size_counts.iter_rows())
-    old_sizes = dict(known.select("track_id", "size_bytes").iter_rows())
+    # Only the tracks of a size some changed file now has can hold its bytes: a few, of a million.
+    near = known.join(changed.select("size_bytes").unique(), on="size_bytes", how="semi")
+    holders: dict[str, set[int]] = defaultdict(set)
+    for fingerprint_, track_id in near.select("fingerprint", "track_id").iter_rows():
+        holders[fingerprint_].add(track_id)
+    with_size = Counter(near["size_bytes"].to_list())
+    ids = changed.select("track_id")
+    own = {
+        t: (f, z)
+        for t, f, z in known.join(ids, on="track_id", how="semi")
+        .select("track_id", "fingerprint", "size_bytes")
+        .iter_rows()
+    }
     out = []
     for path, size, track_id in changed.select("path", "size_bytes", "track_id").iter_rows():
-        if sizes.get(size, 0) - (old_sizes.get(track_id) == size) <= 0:
+        own_fingerprint, own_size = own.get(track_id, (None, None))
+        if with_size[size] - (own_size == size) <= 0:
             continue  # no other track has this size: no other track's bytes (a retag that kept the size, too)
         try:
             now = fp(path, size)
         except OSError:
             continue
-        others = holders.get(now, set()) - {track_id}
-        if now != own.get(track_id) and others:
+        others = holders[now] - {track_id}
+        if now != own_fingerprint and others:
             out.append((track_id, min(others)))
     return out

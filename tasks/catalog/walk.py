@@ -1,4 +1,4 @@
-"""Walk a library: every audio file under a folder once, with its size and mtime, and what cannot be read.
+"""Walk a library: every audio file under a folder, with its size and mtime, and what cannot be read.
 
 ``os.scandir``: one ``stat`` per entry, no per-file Python objects beyond a tuple.
 """

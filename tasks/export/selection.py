@@ -56,8 +56,9 @@ def select_for_export(
 ) -> Selection:
     """The analysed tracks (or only the tracks of ``crates``) and the crates (all, or ``crates``) as playlists.
 
-    Tracks whose extension is not in ``extensions`` (what ``software`` plays), or whose audio is in a format of
-    ``unplayable`` (the catalog's ``format``: Opus audio in an ``.ogg`` file is ``opus``), are skipped and
+    Tracks whose extension is not in ``extensions`` (what ``software`` plays), or whose audio is a codec of
+    ``unplayable`` (from the catalog's ``format``: Opus audio in an ``.ogg`` file is ``opus``, in an MP4 file
+    ``m4a/opus``), or an MP4 file holding anything but :data:`MP4_CODECS`, are skipped and
     listed, and with ``utf8_names`` those whose path is not UTF-8 (a format that names files by text cannot
     name them).
     Raises :class:`tasks.catalog.crates.CrateError` for an unknown crate.

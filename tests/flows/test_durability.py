@@ -311,6 +311,15 @@ def test_the_children_a_hard_exit_stops_are_found():
         child.wait()
 
 
+def _run_python(script: str) -> tuple[subprocess.CompletedProcess, float]:
+    """``script`` run by this Python with this checkout importable (30 s at most), and the seconds it took."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": os.getcwd()}
+    )
+    return proc, time.monotonic() - started
+
+
 def test_the_exit_after_a_stop_is_bounded_too(tmp_path):
     """After a stop the run records itself, the command returns and the interpreter exits, while Prefect stops its
     embedded server; under load that exit hung for over a minute (a CI run's SIGTERM). It gets the grace too, and
@@ -326,12 +335,9 @@ def test_the_exit_after_a_stop_is_bounded_too(tmp_path):
         "    interrupt.request()\n"
         "sys.exit(130)\n"
     )
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": os.getcwd()}
-    )
+    proc, seconds = _run_python(script)
     assert proc.returncode == 130, proc.stderr
-    assert time.monotonic() - started < 20
+    assert seconds < 20
     child = int(proc.stdout.split()[0])
     time.sleep(0.2)
     try:
@@ -356,9 +362,6 @@ def test_the_grace_waits_for_a_publish_under_way():
         "        print('published', flush=True)\n"
         "    time.sleep(30)  # what follows the publish may still be cut\n"
     )
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": os.getcwd()}
-    )
+    proc, seconds = _run_python(script)
     assert proc.returncode == 130 and proc.stdout == b"published\n", proc.stderr
-    assert time.monotonic() - started < 15
+    assert seconds < 15

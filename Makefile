@@ -79,10 +79,11 @@ $(WINDS)/ground_truth.csv: bench/devset_winds.py $(DEVSET)/ground_truth.csv
 
 bench-devset: devset $(WINDS)/ground_truth.csv  ## tempo and key per family of the dev set, peers in the same run; key settings chosen LOFO
 	$(BIN)/python -m pip install -q -c requirements.lock -e ".[bench]"
-	$(BIN)/python -m bench.devset_eval $(DEVSET) --peers-every 2 --madmom-every 10
+	$(BIN)/python -m bench.devset_eval $(DEVSET) --madmom-every 10
 	$(BIN)/python -m bench.devset_lofo $(DEVSET)
 	$(BIN)/python -m bench.devset_octave $(DEVSET)
 	$(BIN)/python -m bench.devset_octave_grid $(DEVSET)
+	$(BIN)/python -m bench.devset_octave_probes $(DEVSET)
 	$(BIN)/python -m bench.arhythmic $(DEVSET)
 	$(BIN)/python -m bench.devset_degraded $(DEVSET)
 	$(BIN)/python -m bench.devset_winds eval $(WINDS)

@@ -27,7 +27,7 @@ import argparse
 import csv
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -67,12 +67,9 @@ def evidence_of(y: np.ndarray) -> Evidence:
     return out
 
 
-def _file_evidence(path: str) -> Evidence:
-    return evidence_of(decode_audio(path).y)
-
-
-def _item_evidence(item: tuple[str, np.ndarray, float]) -> Evidence:
-    return evidence_of(item[1])
+def _file_evidence(task: tuple[Callable[[np.ndarray], Evidence], str]) -> Evidence:
+    evidence, path = task
+    return evidence(decode_audio(path).y)
 
 
 def choose(ev: tuple[np.ndarray, np.ndarray, float] | None, w: np.ndarray, rng: tuple[float, float]) -> float | None:
@@ -84,8 +81,10 @@ def choose(ev: tuple[np.ndarray, np.ndarray, float] | None, w: np.ndarray, rng: 
     return float(ratios[int(np.argmax(p))] * pulse_bpm)
 
 
-def synthetic_sets(jobs: int) -> dict[str, tuple[list[Evidence], np.ndarray]]:
-    """Evidence and reference BPM of the synthesized training sets, by set."""
+def synthetic_sets(
+    jobs: int, evidence: Callable[[np.ndarray], Evidence] = evidence_of
+) -> dict[str, tuple[list[Evidence], np.ndarray]]:
+    """``evidence`` (of a signal) and reference BPM of the synthesized training sets, by set."""
     from tasks.synth.songs import ground_truth_set
 
     sets = {
@@ -98,7 +97,8 @@ def synthetic_sets(jobs: int) -> dict[str, tuple[list[Evidence], np.ndarray]]:
     with Pool(jobs) as pool:
         for name, make in sets.items():
             items = make()
-            out[name] = (pool.map(_item_evidence, items, chunksize=4), np.array([ref for *_, ref in items]))
+            signals = [y for _, y, _ in items]
+            out[name] = (pool.map(evidence, signals, chunksize=4), np.array([ref for *_, ref in items]))
     return out
 
 
@@ -201,17 +201,18 @@ def fit_octave_weights(
 
 
 def dev_and_synthetic(
-    devset: Path, jobs: int
+    devset: Path, jobs: int, evidence: Callable[[np.ndarray], Evidence] = evidence_of
 ) -> tuple[list[Evidence], np.ndarray, np.ndarray, dict[str, tuple[list[Evidence], np.ndarray]]]:
-    """The dev set's evidence, reference BPMs and families (in ``ground_truth.csv``'s order), and the
-    synthesized training sets (:func:`synthetic_sets`)."""
+    """The dev set's ``evidence`` (:func:`evidence_of` by default; a module-level function of a signal, for the
+    worker processes), reference BPMs and families (in ``ground_truth.csv``'s order), and the synthesized
+    training sets (:func:`synthetic_sets`)."""
     with open(devset / "ground_truth.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     with Pool(jobs) as pool:
-        dev = pool.map(_file_evidence, [str(devset / r["file"]) for r in rows], chunksize=4)
+        dev = pool.map(_file_evidence, [(evidence, str(devset / r["file"])) for r in rows], chunksize=4)
     refs = np.array([float(r["bpm"]) for r in rows])
     fam = np.array([r["family"] for r in rows])
-    return dev, refs, fam, synthetic_sets(jobs)
+    return dev, refs, fam, synthetic_sets(jobs, evidence)
 
 
 def main() -> None:

@@ -321,7 +321,8 @@ def main() -> None:
         )
         table(rows, results, ours, durations)
         if not args.no_peers:
-            print(f"\nPeers on one file in {args.peers_every} ({len(peers)} files), cratedig on the same files:")
+            every = "every file" if args.peers_every == 1 else f"one file in {args.peers_every}"
+            print(f"\nPeers on {every} ({len(peers)} files), cratedig on the same files:")
             table(peers, results, ours + [m for g in ("librosa", "essentia") for m in GROUPS[g][1]], durations)
             versus_essentia(
                 peers, results, durations, "Essentia's defaults (degara, bgate)", ("ess-degara",), ("ess-bgate",)

@@ -80,7 +80,8 @@ def _nodes(tree: Any) -> Iterator[dict]:
 
 
 def _refuse_subqueries(con: duckdb.DuckDBPyConnection, clause: str) -> None:
-    """Raise :class:`CrateError` when the clause holds a subquery, as DuckDB's own parser reads it: a crate is a
+    """Raise :class:`CrateError` when the clause holds a subquery or calls one of ``_SIDE_EFFECTS``, as DuckDB's
+    own parser reads it: a crate is a
     condition on each track's own columns, and a subquery could read any table or file
     (``EXISTS (FROM read_csv('/etc/passwd'))``), which ``sql`` refuses too. Keywords alone cannot tell
     (``IS DISTINCT FROM``, ``extract(year FROM ...)`` hold no query; ``SHOW`` and ``PIVOT_LONGER`` start one)."""
@@ -89,11 +90,16 @@ def _refuse_subqueries(con: duckdb.DuckDBPyConnection, clause: str) -> None:
     )
     if parsed.get("error") or len(parsed.get("statements", [])) != 1:
         raise CrateError("bad clause: not one condition DuckDB can read")
-    if any("SUBQUERY" in str(node.get("class", "")) for node in _nodes(parsed["statements"])):
-        raise CrateError(
-            "a subquery is not allowed in a crate's clause: give a condition on the track's columns "
-            "(e.g. bpm BETWEEN 122 AND 128)"
-        )
+    for node in _nodes(parsed["statements"]):
+        if "SUBQUERY" in str(node.get("class", "")):
+            raise CrateError(
+                "a subquery is not allowed in a crate's clause: give a condition on the track's columns "
+                "(e.g. bpm BETWEEN 122 AND 128)"
+            )
+        # As the parser names it: a quoted ("setval") or qualified (main.nextval) call passes the token check.
+        name = str(node.get("function_name", "")).lower() if node.get("class") == "FUNCTION" else ""
+        if name in _SIDE_EFFECTS:
+            raise CrateError(f"{name}() changes the catalog; not allowed in a crate's clause")
 
 
 def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:

@@ -43,16 +43,23 @@ def test_smart_crate_follows_corrections(catalog_copy):
         ("bpm >", "bad clause"),
         ("title = 'unterminated", "bad clause"),
         ("nextval('track_id_seq') > 0", "changes the catalog"),
+        # quoted or qualified, the call is the same function (a crate is evaluated at every use)
+        ("\"setval\"('track_id_seq', 1) > 0", "changes the catalog"),
+        ("\"NextVal\"('track_id_seq') > 0", "changes the catalog"),
+        ("main.nextval('track_id_seq') > 0", "changes the catalog"),
         ("   ", "empty"),
     ],
 )
 def test_bad_clause_is_one_line_and_not_stored(catalog_copy, clause, why):
     con = open_catalog(catalog_copy)
+    sequences = "SELECT sequence_name, last_value FROM duckdb_sequences() ORDER BY 1"
+    before = con.execute(sequences).fetchall()
     with pytest.raises(CrateError, match=why) as info:
         save_smart_crate(con, "bad", clause)
     assert "\n" not in str(info.value)
     assert con.execute("SELECT count(*) FROM crates").fetchall() == [(0,)]
     assert con.execute("SELECT count(*) FROM tracks").fetchall() == [(5,)]
+    assert con.execute(sequences).fetchall() == before
     con.close()
 
 

@@ -32,20 +32,21 @@ def _open(catalog: Path) -> Any:
 def _run(catalog: Path, query: Callable[[Any], Any]) -> Any:
     """Run ``query(con)``; user errors become a message and an exit code (2 = ambiguous query, 1 = other).
 
-    A catalog analysed before the similarity index (or the curation view) existed is opened writable once,
-    which migrates it and builds its index.
+    A catalog of an older schema (made before the curation view or the similarity macros) is opened writable
+    once, which migrates it and builds its index. One whose first run is under way, or was stopped, is searched
+    as it is (:func:`tasks.similarity.index.load_index`): a reader never waits for a run's lock.
     """
     import duckdb
 
     from tasks.catalog.writer import CatalogWriter
-    from tasks.similarity.index import IndexMissingError, refresh_similarity_index
+    from tasks.similarity.index import refresh_similarity_index
     from tasks.similarity.query import AmbiguousQueryError, SimilarityError
 
     con = _open(catalog)
     try:
         try:
             return query(con)
-        except (IndexMissingError, duckdb.CatalogException):
+        except duckdb.CatalogException:
             con.close()
             with CatalogWriter(catalog, holder={"command": "similar (building the index)"}) as writer:
                 refresh_similarity_index(writer.con)

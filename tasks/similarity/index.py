@@ -184,26 +184,11 @@ def apply_corrections(con: duckdb.DuckDBPyConnection, track_ids: list[int], *, s
     return True
 
 
-def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> dict[str, Any]:
-    """Relearn the standardisation and rebuild ``similarity_index`` and the SQL macros, in one transaction.
-
-    The index's tempo and key (what ``bpm_window`` and ``harmonic`` filter on, and what results show) are
-    the effective ones: a manual correction wins over the analysis. The embedding is the analysis's.
-
-    Only analysed tracks with the newest ``embedding_version`` (and finite values) are indexed.
-    Skipped when nothing changed since the last refresh (unless ``force``). Call it after every
-    analysis run. Returns ``{'tracks', 'dim', 'embedding_version', 'generation', 'skipped'}``.
-    """
+def _standardised_rows(con: duckdb.DuckDBPyConnection, version: int | None, dim: int) -> tuple[Any, ...]:
+    """The rows of ``similarity_index`` as a ``pyarrow.Table`` (track_id order), and the standardisation's mean,
+    std and weights; reads only (the macro ``cratedig_camelot_code`` must be in the catalog)."""
     from tasks.features.embedding import EMBEDDING_GROUPS
 
-    version, dim = _embedding_source(con)
-    signature = _signature(con, version)
-    current = None if force else _current_stats(con, signature)
-    if current is not None:
-        install_sql_macros(con)  # a newer cratedig's macros reach a catalog whose index has not changed
-        generation, n_tracks, dim = current
-        return {"tracks": n_tracks, "dim": dim, "embedding_version": version, "generation": generation, "skipped": True}
-    con.execute(RULE_MACROS_SQL)  # the query below uses cratedig_camelot_code
     table = _arrow(
         con.sql(
             f"""
@@ -234,7 +219,6 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
     weights = dimension_weights(EMBEDDING_GROUPS, dim, live=std > 0)
     vec = standardise(emb, mean, std, weights)
     del emb
-    generation = uuid.uuid4().hex
     import pyarrow as pa
 
     arrow = (
@@ -242,6 +226,29 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
         .append_column("vec", pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel(), pa.float32()), dim))
         .append_column("norm", pa.array(np.linalg.norm(vec, axis=1).astype(np.float32), pa.float32()))
     )
+    return arrow, mean, std, weights
+
+
+def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> dict[str, Any]:
+    """Relearn the standardisation and rebuild ``similarity_index`` and the SQL macros, in one transaction.
+
+    The index's tempo and key (what ``bpm_window`` and ``harmonic`` filter on, and what results show) are
+    the effective ones: a manual correction wins over the analysis. The embedding is the analysis's.
+
+    Only analysed tracks with the newest ``embedding_version`` (and finite values) are indexed.
+    Skipped when nothing changed since the last refresh (unless ``force``). Call it after every
+    analysis run. Returns ``{'tracks', 'dim', 'embedding_version', 'generation', 'skipped'}``.
+    """
+    version, dim = _embedding_source(con)
+    signature = _signature(con, version)
+    current = None if force else _current_stats(con, signature)
+    if current is not None:
+        install_sql_macros(con)  # a newer cratedig's macros reach a catalog whose index has not changed
+        generation, n_tracks, dim = current
+        return {"tracks": n_tracks, "dim": dim, "embedding_version": version, "generation": generation, "skipped": True}
+    con.execute(RULE_MACROS_SQL)  # the query below uses cratedig_camelot_code
+    arrow, mean, std, weights = _standardised_rows(con, version, dim)
+    generation = uuid.uuid4().hex
     with transaction(con):
         con.register("_simidx", arrow)
         # What a query filters on and returns sits beside the vectors: one table scan answers it.
@@ -256,7 +263,7 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
                 generation,
                 version,
                 dim,
-                len(ids),
+                arrow.num_rows,
                 mean.tolist(),
                 std.tolist(),
                 weights.tolist(),
@@ -266,7 +273,13 @@ def refresh_similarity_index(con: duckdb.DuckDBPyConnection, *, force: bool = Fa
             ],
         )
         install_sql_macros(con)
-    return {"tracks": len(ids), "dim": dim, "embedding_version": version, "generation": generation, "skipped": False}
+    return {
+        "tracks": arrow.num_rows,
+        "dim": dim,
+        "embedding_version": version,
+        "generation": generation,
+        "skipped": False,
+    }
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
@@ -300,18 +313,44 @@ _CACHE: OrderedDict[str, SimilarityIndex] = OrderedDict()
 
 
 def load_index(con: duckdb.DuckDBPyConnection) -> SimilarityIndex:
-    """The in-memory index of the catalog's current ``similarity_index`` (cached per refresh)."""
+    """The in-memory index of the catalog's current ``similarity_index`` (cached per refresh).
+
+    A catalog whose first run is still under way, or was stopped before its refresh, holds analyses but no index
+    yet: the index is then built from them in memory, as a refresh would build it, without writing the catalog
+    (a reader neither waits for the run's lock nor writes). :class:`IndexMissingError` when nothing is analysed.
+    """
     try:
         generation, dim = _one(con, "SELECT generation, dim FROM similarity_stats")
     except (duckdb.CatalogException, TypeError):
-        raise IndexMissingError(
-            "the catalog has no similarity index yet: run `cratedig analyze` "
-            "(or tasks.similarity.index.refresh_similarity_index)"
-        ) from None
+        return _unrefreshed_index(con)
     if generation in _CACHE:
         _CACHE.move_to_end(generation)
         return _CACHE[generation]
     t = _arrow(con.sql("SELECT * FROM similarity_index"))  # written in track_id order; ORDER BY costs seconds
+    return _cached(generation, _index_of(t, dim))
+
+
+def _unrefreshed_index(con: duckdb.DuckDBPyConnection) -> SimilarityIndex:
+    """:func:`load_index` of a catalog never refreshed: built in memory from its analyses, cached per signature."""
+    if _one(con, f"SELECT 1 FROM {ANALYSED_SQL} AND f.embedding IS NOT NULL LIMIT 1") is None:
+        raise IndexMissingError("the catalog has no analysed track yet: run `cratedig analyze PATH`")
+    version, dim = _embedding_source(con)
+    key = "unrefreshed " + _signature(con, version)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    return _cached(key, _index_of(_standardised_rows(con, version, dim)[0], dim))
+
+
+def _cached(key: str, index: SimilarityIndex) -> SimilarityIndex:
+    _CACHE[key] = index
+    while len(_CACHE) > 2:  # a million-track index is ~300 MB: keep the current one and one other
+        _CACHE.popitem(last=False)
+    return index
+
+
+def _index_of(t: Any, dim: int) -> SimilarityIndex:
+    """A :class:`SimilarityIndex` of ``similarity_index`` rows (a ``pyarrow.Table``)."""
     ids = t.column("track_id").to_numpy()
     if len(ids) > 1 and not (np.diff(ids) > 0).all():
         t = t.take(np.argsort(ids, kind="stable"))
@@ -324,7 +363,7 @@ def load_index(con: duckdb.DuckDBPyConnection) -> SimilarityIndex:
         for name in ("track_id", "norm", "bpm", "camelot", "fp", "ta")
     }
     norms = col["norm"].astype(np.float32)
-    index = SimilarityIndex(
+    return SimilarityIndex(
         ids=col["track_id"].astype(np.int64),
         vt=vt,
         neg_inv_norms=-np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0),
@@ -335,10 +374,6 @@ def load_index(con: duckdb.DuckDBPyConnection) -> SimilarityIndex:
         ta=col["ta"].astype(np.uint64),
         meta=t.select(list(RESULT_COLUMNS[:-1])).combine_chunks(),
     )
-    _CACHE[generation] = index
-    while len(_CACHE) > 2:  # a million-track index is ~300 MB: keep the current one and one other
-        _CACHE.popitem(last=False)
-    return index
 
 
 # ---------------------------------------------------------------- queries

@@ -95,3 +95,35 @@ def test_cli_says_why_a_mix_or_a_filtered_search_comes_up_short(cli, family_cata
     res = cli("mix", other, "--length", n_tracks, "--no-harmonic", "--bpm-window", 1000, "--catalog", aged)
     text = " ".join(res.output.split())
     assert "the catalog has no other track with a tempo to add" in text and "try a wider" not in text, res.output
+
+
+def test_similar_on_a_catalog_whose_first_run_has_not_refreshed_the_index_neither_waits_nor_writes(
+    cli, family_catalog, tmp_path
+):
+    # A first run still under way (or killed) has stored analyses but no index yet: `similar` took the writer lock
+    # to build it, so it waited out the run (exit 3) or, after a kill, rewrote the catalog.
+    import hashlib
+
+    from tasks.catalog.store import open_catalog
+
+    catalog, family = family_catalog
+    seed = originals(family)[4]
+    copy = tmp_path / "first-run.duckdb"
+    shutil.copy(catalog, copy)
+    con = open_catalog(copy)
+    con.execute("DELETE FROM similarity_stats")
+    con.execute("DELETE FROM similarity_index")
+    con.close()
+
+    def state():
+        return hashlib.sha256(copy.read_bytes()).hexdigest(), copy.stat().st_mtime_ns, sorted(tmp_path.iterdir())
+
+    before = state()
+    expected = json.loads(cli("similar", seed, "-k", 5, "--json", "--catalog", catalog).stdout)
+    res = cli("similar", seed, "-k", 5, "--json", "--catalog", copy)
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert [r["track_id"] for r in got] == [r["track_id"] for r in expected]
+    assert [r["distance"] for r in got] == pytest.approx([r["distance"] for r in expected], abs=1e-6)
+    assert cli("mix", seed, "--length", 4, "--catalog", copy).exit_code == 0
+    assert state() == before

@@ -16,7 +16,7 @@ from rich.table import Table
 from flows import interrupt
 from flows.cli.app import CatalogOpt, JsonOpt, app, out
 from flows.cli.errors import UsageError
-from flows.cli.text import literal
+from flows.cli.text import literal, visible
 
 
 def json_value(value: Any) -> Any:
@@ -127,7 +127,10 @@ def _stream(con: Any, columns: list[str], as_json: bool) -> None:
                 sep = ", "
         sys.stdout.write("]\n")
         return
+    # On a terminal, a tag's escape sequences must not restyle or retitle it: control characters are shown as
+    # \xNN, as in the table. Redirected, CSV is data and keeps the text as stored.
+    shown = visible if sys.stdout.isatty() else (lambda text: text)
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow([shown(c) for c in columns])
     while rows := con.fetchmany(_CHUNK):
-        writer.writerows([csv_value(v) for v in r] for r in rows)
+        writer.writerows([shown(c) if isinstance(c := csv_value(v), str) else c for v in r] for r in rows)

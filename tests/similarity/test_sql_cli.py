@@ -148,6 +148,39 @@ def test_sql_shows_control_characters_in_values(catalog):
     assert json.loads(as_json.stdout) == [{"s": "\x1b"}]  # machine output keeps the value itself
 
 
+def test_sql_csv_on_a_terminal_shows_control_characters_and_redirected_keeps_them(catalog):
+    # CSV to a terminal wrote a tag's escape sequences raw: they retitled the window and rang the bell.
+    import pty
+
+    q = "SELECT 'a' || chr(27) || ']0;pwned' || chr(7) || 'b' AS s"
+    main, child = pty.openpty()
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "sql", q, "--catalog", str(catalog), "--csv"],
+        stdout=child,
+        stderr=subprocess.PIPE,
+        cwd=repo,
+        env=env,
+        timeout=120,
+    )
+    os.close(child)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 1 << 16)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert done.returncode == 0, done.stderr
+    assert b"\x1b" not in shown and b"\x07" not in shown and b"a\\x1b]0;pwned\\x07b" in shown, shown
+    redirected = invoke("sql", q, "--catalog", str(catalog), "--csv")
+    assert redirected.stdout.splitlines()[1] == "a\x1b]0;pwned\x07b"  # data keeps the text as stored
+
+
 def test_similar_names_its_seed_and_m3u_errors_are_one_line(catalog):
     con = duckdb.connect(str(catalog), read_only=True)
     track_id, path, title = con.execute("SELECT track_id, path, title FROM tracks ORDER BY track_id LIMIT 1").fetchone()

@@ -11,19 +11,21 @@ import re
 
 import numpy as np
 
-from tasks.features.key.names import camelot
+from tasks.features.key.names import camelot, key_name
 
 _CAMELOT = re.compile(r"^\s*(1[0-2]|[1-9])\s*([AB])\s*$", re.IGNORECASE)
 
 
 def parse_camelot(code: str | None) -> tuple[int, str] | None:
-    """``'8A'`` -> ``(8, 'A')``; a key name (``'A minor'``) is converted first; ``None`` if unknown."""
+    """``'8A'`` -> ``(8, 'A')``; a key in another notation (``'A minor'``, ``'Am'``, Open Key ``'1m'``: what
+    :func:`~tasks.features.key.names.key_name` reads, which is what tags and ``cratedig set`` hold) is converted
+    first; ``None`` if unknown."""
     if not code:
         return None
     m = _CAMELOT.match(code)
     if m is None:
         try:
-            m = _CAMELOT.match(camelot(code))
+            m = _CAMELOT.match(camelot(key_name(code)))
         except ValueError:
             return None
     return int(m.group(1)), m.group(2).upper()
@@ -94,19 +96,24 @@ def _key_name_codes_sql() -> str:
     return "MAP {" + ", ".join(f"'{k}': {v}" for k, v in pairs.items()) + "}"
 
 
+#: Standard notation (``'Am'``, ``'F#'``, ``'Bbmin'``) as :func:`~tasks.features.key.names.key_name` reads it, on text
+#: whose white space is one space: ``M`` is major, ``m``, ``min`` and ``minor`` minor, no mode major.
+_SHORT_KEY_RE2 = "([A-Ga-g])([#b♯♭]{0,2}) ?(m|min|minor|maj|major|M)?"
+
 #: What Python's ``\\s`` and ``str.split()`` take for white space (``str.isspace``), as an RE2 class: RE2's ``\\s``
 #: is ASCII only, so a no-break space or a vertical tab in a key name read differently in SQL.
 _PY_SPACE = "[" + "".join(f"\\x{{{c:04x}}}" for c in range(0x3001) if chr(c).isspace()) + "]"
 
 #: The same rules as SQL macros, installed in every catalog by :func:`tasks.similarity.index.install_sql_macros`:
-#: ``cratedig_camelot_compatible(a, b)`` on Camelot codes or key names, ``cratedig_tempo_compatible(a, b, pct)``
+#: ``cratedig_camelot_compatible(a, b)`` on keys in any notation, ``cratedig_tempo_compatible(a, b, pct)``
 #: (same expression as :func:`tempo_mask`, in doubles whatever the arguments' type (a literal is an exact DECIMAL),
 #: so both agree at the boundary; not finite -> false; DuckDB orders NaN above every number, so a NaN bound is
 #: refused explicitly, as NumPy's comparison does), and on the
 #: 0..24 codes of :func:`camelot_code`: ``cratedig_camelot_code(c)``, ``cratedig_camelot_code_compatible(a, b)``.
-#: A code reads as :func:`parse_camelot` reads it (1-12 and A or B, any case and spaces; a key name through the
-#: table of every spelling it takes, with ``♯``/``♭`` read as ``#``/``b`` and the mode in ASCII letters, as
-#: Python's ``lower()`` makes no ASCII word of another), so SQL and Python agree on every input (``tests/similarity``).
+#: A code reads as :func:`parse_camelot` reads it (1-12 and A or B, any case and spaces; Open Key, 1-12 and d or m;
+#: standard notation, ``'Am'``; a key name through the table of every spelling it takes, with ``♯``/``♭`` read as
+#: ``#``/``b`` and the mode in ASCII letters, as Python's ``lower()`` makes no ASCII word of another), so SQL and
+#: Python agree on every input (``tests/similarity``).
 RULE_MACROS_SQL = f"""
 CREATE OR REPLACE MACRO cratedig_spaces(c) AS trim(regexp_replace(c, '{_PY_SPACE}+', ' ', 'g'));
 CREATE OR REPLACE MACRO cratedig_key_words(c) AS string_split(cratedig_spaces(c), ' ');
@@ -114,6 +121,15 @@ CREATE OR REPLACE MACRO cratedig_camelot_code(c) AS
     coalesce(CASE WHEN regexp_full_match(cratedig_spaces(c), '(?i)(1[0-2]|[1-9]) ?[AB]')
                   THEN (CAST(regexp_extract(c, '(1[0-2]|[1-9])', 1) AS INTEGER) - 1) * 2
                        + (upper(regexp_extract(cratedig_spaces(c), '([ABab])$', 1)) = 'B')::INT
+                  WHEN regexp_full_match(cratedig_spaces(c), '(?i)(1[0-2]|[1-9])[DM]')
+                  THEN ((CAST(regexp_extract(c, '(1[0-2]|[1-9])', 1) AS INTEGER) + 6) % 12) * 2
+                       + (upper(right(cratedig_spaces(c), 1)) = 'D')::INT
+                  WHEN regexp_full_match(cratedig_spaces(c), '{_SHORT_KEY_RE2}')
+                  THEN {_key_name_codes_sql()}[upper(left(cratedig_spaces(c), 1))
+                       || replace(replace(regexp_extract(cratedig_spaces(c), '^[A-Ga-g]([#b♯♭]{{0,2}})', 1), '♯', '#'),
+                                  '♭', 'b')
+                       || CASE WHEN regexp_extract(cratedig_spaces(c), '(m|min|minor|maj|major|M)$', 1)
+                                    IN ('m', 'min', 'minor') THEN ' minor' ELSE ' major' END]
                   WHEN len(cratedig_key_words(c)) = 2 AND regexp_full_match(cratedig_key_words(c)[2], '[A-Za-z]+')
                   THEN {_key_name_codes_sql()}[upper(left(cratedig_key_words(c)[1], 1))
                        || replace(replace(substr(cratedig_key_words(c)[1], 2), '♯', '#'), '♭', 'b')

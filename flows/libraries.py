@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -25,5 +26,16 @@ def library_limit_name(library: str | Path) -> str:
 
     The hash of the resolved path keeps two libraries with the same folder name apart.
     """
-    digest = hashlib.blake2b(str(Path(library).resolve()).encode(), digest_size=4).hexdigest()
+    # os.fsencode: a folder name may hold bytes that are not UTF-8 (str.encode refused them).
+    digest = hashlib.blake2b(os.fsencode(Path(library).resolve()), digest_size=4).hexdigest()
     return f"cratedig-library-{library_slug(library)[:60]}-{digest}"
+
+
+def served_key(library: str | Path, catalog: str | Path) -> str:
+    """What a served deployment's name ends with: ``<slug>-<8 hex of the library and catalog paths>``.
+
+    Two libraries served on the same schedule (or one library into two catalogs) are two deployments: under
+    one name, the last to register took the schedule and the other library was never re-analysed again.
+    """
+    key = os.fsencode(Path(library).resolve()) + b"\0" + os.fsencode(Path(catalog).resolve())
+    return f"{library_slug(library)[:30]}-{hashlib.blake2b(key, digest_size=4).hexdigest()}"

@@ -74,17 +74,28 @@ def check_cron(text: str) -> str:
     return text
 
 
-def deployment_name(cron: str | None, interval: timedelta | None) -> str:
+def deployment_name(
+    cron: str | None, interval: timedelta | None, library: str | Path | None = None, catalog: str | Path | None = None
+) -> str:
     """The deployment's name after its schedule: ``nightly-reanalysis`` (a daily cron between 00:00 and 06:59,
-    the default), ``daily-reanalysis``, ``reanalysis-every-6h`` (an interval) or ``scheduled-reanalysis``."""
+    the default), ``daily-reanalysis``, ``reanalysis-every-6h`` (an interval) or ``scheduled-reanalysis``;
+    with ``library`` (and ``catalog``, default :data:`DEFAULT_CATALOG`), followed by
+    :func:`flows.libraries.served_key`: ``nightly-reanalysis-my-music-1a2b3c4d``."""
     if interval is not None:
         seconds = interval.total_seconds()
         unit = next(u for u in "dhms" if seconds % _UNITS[u] == 0)
-        return f"reanalysis-every-{int(seconds // _UNITS[unit])}{unit}"
-    fields = (cron or DEFAULT_CRON).split()
-    if len(fields) == 5 and fields[0].isdigit() and fields[1].isdigit() and fields[2:] == ["*", "*", "*"]:
-        return DEPLOYMENT_NAME if int(fields[1]) < 7 else "daily-reanalysis"
-    return "scheduled-reanalysis"
+        base = f"reanalysis-every-{int(seconds // _UNITS[unit])}{unit}"
+    else:
+        fields = (cron or DEFAULT_CRON).split()
+        if len(fields) == 5 and fields[0].isdigit() and fields[1].isdigit() and fields[2:] == ["*", "*", "*"]:
+            base = DEPLOYMENT_NAME if int(fields[1]) < 7 else "daily-reanalysis"
+        else:
+            base = "scheduled-reanalysis"
+    if library is None:
+        return base
+    from flows.libraries import served_key
+
+    return f"{base}-{served_key(library, catalog or DEFAULT_CATALOG)}"
 
 
 def local_timezone() -> str:
@@ -130,7 +141,8 @@ def serve_reanalysis(
     """Serve :func:`flows.reanalyze.reanalyze` for ``library`` on a schedule until interrupted.
 
     Exactly one of ``cron`` and ``interval`` may be given; neither means :data:`DEFAULT_CRON`. The
-    deployment (named by :func:`deployment_name` unless ``name`` is given) carries the library, catalog and
+    deployment (named by :func:`deployment_name` after the schedule, the library and the catalog, unless
+    ``name`` is given) carries the library, catalog and
     worker count (and the bpm range and per-file timeout when given) as default parameters and the tags
     ``cratedig`` and ``library:<slug>``. Blocks.
     """
@@ -161,7 +173,7 @@ def serve_reanalysis(
         parameters["parquet_dir"] = str(Path(parquet_dir).resolve())
     # A module entrypoint: the runner's subprocesses import the installed package, wherever they start.
     reanalyze.serve(
-        name=name or deployment_name(cron, interval),
+        name=name or deployment_name(cron, interval, library, catalog_path),
         schedule=schedule,
         parameters=parameters,
         tags=library_tags(library),

@@ -17,7 +17,7 @@ from flows import interrupt
 from flows.cli.app import CatalogOpt, JsonOpt, app, console, out
 from flows.cli.errors import ExitCode, say_error
 from flows.cli.interruption import INTERRUPTED_MESSAGE, bounded_interrupt, quiet_prefect_shutdown
-from flows.cli.support import finite_nonnegative
+from flows.cli.support import finite_nonnegative, prefect_paths
 from flows.cli.text import literal
 from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
 from tasks.features.workers import FILE_TIMEOUT_S, check_bpm_range, check_timeout
@@ -211,6 +211,7 @@ def analyze(
     from tasks.catalog.writer import check_writable
     from tasks.constants import ANALYZER_VERSION
 
+    prefect_paths(library=path, catalog=catalog, **{"Parquet folder": parquet_dir})
     check_writable(catalog)  # before any Prefect start-up: a bad catalog path fails at once
     check_export_folder(parquet_dir or default_parquet_dir(catalog))  # and a bad export folder, not at the run's end
     idle = None

@@ -11,6 +11,7 @@ import typer
 from flows.cli.analyze import bpm_range_opt, file_timeout_opt, workers_option
 from flows.cli.app import CatalogOpt, app, out
 from flows.cli.errors import UsageError
+from flows.cli.support import prefect_paths
 from flows.schedule import DEFAULT_CRON, api_url, check_cron, parse_interval, serve_reanalysis
 
 
@@ -31,7 +32,9 @@ def serve(
     bpm_range: Optional[tuple[float, float]] = bpm_range_opt(None, "Preferred tempo range, BPM (default 70 180)."),
     file_timeout: Optional[float] = file_timeout_opt(None, "Wall-clock limit per file, s (default 600)."),
     name: Optional[str] = typer.Option(
-        None, "--name", help="Deployment name (default after the schedule: nightly-reanalysis, reanalysis-every-6h...)."
+        None,
+        "--name",
+        help="Deployment name (default after the schedule, library and catalog: nightly-reanalysis-music-1a2b3c4d...).",
     ),
 ) -> None:
     """Serve the reanalysis deployment of PATH on a schedule (needs a Prefect server: `cratedig server start`)."""
@@ -53,9 +56,17 @@ def serve(
             "and export PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
     from flows.schedule import deployment_name
+    from flows.settings import default_parquet_dir
+    from tasks.catalog.parquet import check_export_folder
+    from tasks.catalog.writer import check_writable
+
+    # What analyze refuses at once, serve refuses before it registers: each scheduled run would fail on it.
+    prefect_paths(library=path, catalog=catalog, **{"Parquet folder": parquet_dir})
+    check_writable(catalog)
+    check_export_folder(parquet_dir or default_parquet_dir(catalog))
 
     out.print(
-        f"serving reanalyze/{name or deployment_name(cron, every)} for {path.resolve()} "
+        f"serving reanalyze/{name or deployment_name(cron, every, path, catalog)} for {path.resolve()} "
         f"({'every ' + interval if interval else 'cron ' + (cron or DEFAULT_CRON)}); a line per run below; "
         "Ctrl-C stops and pauses the schedule",
         markup=False,

@@ -41,6 +41,23 @@ def output_path(text: str) -> Path:
     return Path(os.path.abspath(text)) if os.path.normpath(text) == "-" else Path(text)
 
 
+def prefect_paths(**paths: Path | None) -> None:
+    """Refuse (exit 2) a path whose name holds bytes that are not UTF-8: a Prefect run's parameters are JSON, which
+    cannot carry them (the run failed after the catalog was created). Files inside may have any name."""
+    from flows.cli.errors import UsageError
+
+    for what, path in paths.items():
+        if path is None:
+            continue
+        try:
+            os.fsencode(path.resolve()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"the {what} {visible(path.resolve())} has bytes in its name that are not UTF-8, which a Prefect run "
+                f"cannot carry: rename it (files inside it may have any name)"
+            ) from None
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as one line (literally: no rich markup) on stderr and exit with ``code``."""
     fail_lines([message], code)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ SERVER_START_TIMEOUT_S = 240.0  # a cold start is 10-20 s on an idle machine; fa
 RUN_TIMEOUT_S = 300.0
 DEPLOYMENT_NAME = "nightly-reanalysis"
 DEPLOYMENT = f"reanalyze/{DEPLOYMENT_NAME}"
-SERVED = "reanalyze/reanalysis-every-5s"  # `cratedig serve --interval 5s` names its deployment after the schedule
+#: `cratedig serve --interval 5s` names its deployment after the schedule, the library and the catalog.
+SERVED_PREFIX = "reanalyze/reanalysis-every-5s-"
 #: Two short clean songs (cheap codecs) plus write_library's HTML-as-mp3, empty flac and jpg.
 SONGS = {fmt: dataclasses.replace(LIBRARY_SPECS[fmt], duration_s=10.0) for fmt in ("flac", "wav")}
 
@@ -335,6 +336,10 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
     st = song.stat()
     os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
     started = datetime.now(timezone.utc)
+    from flows.schedule import deployment_name
+
+    served = "reanalyze/" + deployment_name(None, timedelta(seconds=5), library, library.parent / "catalog.duckdb")
+    assert served.startswith(SERVED_PREFIX)
     log = server.tmp / "serve.log"
     proc = start(
         [
@@ -363,7 +368,7 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
             from prefect.exceptions import ObjectNotFound
 
             try:
-                deployment = client.read_deployment_by_name(SERVED)
+                deployment = client.read_deployment_by_name(served)
             except ObjectNotFound:
                 return None
             family.extend(c.pid for c in psutil.Process(proc.pid).children(recursive=True))

@@ -77,6 +77,18 @@ def dask_address_option(value: str | None) -> str | None:
                 raise ValueError(f"port {port} is out of range")
     except ValueError as exc:
         raise typer.BadParameter(f"not a Dask scheduler address: {value!r} ({exc}); e.g. tcp://127.0.0.1:8786")
+    if scheme in ("tcp", "tls"):
+        # Nothing listening there failed the run after Prefect's start and 30 s of Dask retries, with a message
+        # that did not say what to do.
+        import socket
+
+        try:
+            socket.create_connection((host.strip("[]"), port), timeout=5).close()
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"no Dask scheduler answers at {value} ({exc.strerror or exc}): start one (`dask scheduler`) "
+                "or give its address"
+            ) from None
     return value
 
 

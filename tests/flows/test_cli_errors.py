@@ -122,6 +122,16 @@ def test_bad_dask_address_is_refused_before_anything_starts(tmp_path):
         assert "connecting to Prefect" not in result.output and "Traceback" not in result.output
 
 
+def test_a_dask_address_with_no_scheduler_is_refused_before_anything_starts(tmp_path):
+    from tests.processes import free_port
+
+    result = invoke("analyze", str(tmp_path), "--dask-address", f"tcp://127.0.0.1:{free_port()}")
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "no Dask scheduler answers" in " ".join(result.output.split()), result.output
+    assert "connecting to Prefect" not in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "catalog.duckdb").exists() and not list(tmp_path.iterdir())
+
+
 def test_debug_shows_the_traceback(not_catalogs):
     args = ("status", "--catalog", str(not_catalogs["text"]))
     assert "Traceback" in invoke("--debug", *args).output

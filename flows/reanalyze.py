@@ -93,6 +93,12 @@ def _reanalyze(
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
     from prefect.concurrency.sync import concurrency
 
+    # Refused before any wait or write: an empty library (`prefect deploy` without CRATEDIG_LIBRARY) resolved to the
+    # worker's working folder, and a negative wait ended the run Cancelled as if another run held the library.
+    if not str(library).strip():
+        raise ValueError("the library parameter is empty: give the folder (CRATEDIG_LIBRARY at `prefect deploy`)")
+    if not lock_wait_s >= 0:
+        raise ValueError(f"lock_wait_s must be at least 0 s, got {lock_wait_s}")
     logger = get_run_logger()
     library = str(Path(library).resolve())
     limit = library_limit_name(library)

@@ -149,3 +149,18 @@ def test_a_scheduled_run_that_finds_the_catalog_busy_ends_cancelled(tmp_path, pr
         holder.wait()
     assert state.is_cancelled(), state
     assert "catalog busy" in state.message and "run manual-run" in state.message, state.message
+
+
+def test_a_reanalyze_run_with_no_library_or_a_negative_wait_fails_before_it_waits_or_writes(tmp_path, prefect_harness):
+    # `prefect deploy` without CRATEDIG_LIBRARY registered library '' (the worker's working folder, the repository
+    # with its .venv, would have been analysed); lock_wait_s=-5 ended Cancelled, "another run is analysing".
+    from flows.reanalyze import reanalyze
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    catalog = tmp_path / "catalog.duckdb"
+    empty = reanalyze("", catalog_path=str(catalog), workers=0, return_state=True)
+    assert empty.is_failed() and "library parameter is empty" in empty.message, empty.message
+    negative = reanalyze(str(library), catalog_path=str(catalog), workers=0, lock_wait_s=-5, return_state=True)
+    assert negative.is_failed() and "lock_wait_s must be at least 0" in negative.message, negative.message
+    assert not catalog.exists()

@@ -12,15 +12,16 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from flows.libraries import library_slug
+from flows.libraries import library_key
 
 #: Rejects and failures listed in the markdown artifact.
 TOP_REJECTS = 50
 
 
 def artifact_key(library: str, kind: str) -> str:
-    """Artifact keys must be lowercase letters, digits and dashes: one key per library and kind."""
-    return f"cratedig-{library_slug(library)}-{kind}"[:100]
+    """``cratedig-<slug>-<8 hex of the path>-<kind>``: one history per library and kind (keys are lowercase letters,
+    digits and dashes; by the folder name alone, /a/Music and /b/Music, and every non-Latin name, shared one)."""
+    return f"cratedig-{library_key(library)}-{kind}"
 
 
 def start_progress(library: str, *, done: bool = False) -> UUID:

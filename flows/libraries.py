@@ -21,14 +21,16 @@ def library_tags(library: str | Path) -> list[str]:
     return [PROJECT_TAG, f"library:{library_slug(library)}"]
 
 
-def library_limit_name(library: str | Path) -> str:
-    """Name of the library's global concurrency limit: ``cratedig-library-<slug>-<8 hex of the path>``.
-
-    The hash of the resolved path keeps two libraries with the same folder name apart.
-    """
+def library_key(library: str | Path) -> str:
+    """``<slug>-<8 hex of the resolved path>``: the hash keeps two libraries with the same folder name apart."""
     # os.fsencode: a folder name may hold bytes that are not UTF-8 (str.encode refused them).
     digest = hashlib.blake2b(os.fsencode(Path(library).resolve()), digest_size=4).hexdigest()
-    return f"cratedig-library-{library_slug(library)[:60]}-{digest}"
+    return f"{library_slug(library)[:60]}-{digest}"
+
+
+def library_limit_name(library: str | Path) -> str:
+    """Name of the library's global concurrency limit: ``cratedig-library-<slug>-<8 hex of the path>``."""
+    return f"cratedig-library-{library_key(library)}"
 
 
 def served_key(library: str | Path, catalog: str | Path) -> str:

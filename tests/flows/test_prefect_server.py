@@ -269,8 +269,9 @@ def test_reanalyze_and_its_batch_task_runs_complete(driven, client, library):
 def test_three_artifacts_tell_the_story_of_the_run(driven, client, library):
     sub_id = driven["summary"]["analyze_flow_run_id"]
     found = _artifacts(client, sub_id)
-    slug = library_slug(library)
-    progress, summary, rejects = (found.get(f"cratedig-{slug}-{k}") for k in ("progress", "summary", "rejects"))
+    from flows.artifacts import artifact_key
+
+    progress, summary, rejects = (found.get(artifact_key(library, k)) for k in ("progress", "summary", "rejects"))
     assert progress is not None and summary is not None and rejects is not None, sorted(found)
 
     assert progress.type == "progress" and float(progress.data) == pytest.approx(100.0)
@@ -397,7 +398,9 @@ def test_served_schedule_reanalyses_a_changed_library_by_itself(server, client, 
     assert [s.schedule.interval.total_seconds() for s in deployment.schedules] == [5.0]
     assert {"cratedig", f"library:{library_slug(library)}"} <= set(run.tags)
     sub = _subflow(client, run.id)
-    table = _table(_artifacts(client, sub.id)[f"cratedig-{library_slug(library)}-summary"])
+    from flows.artifacts import artifact_key
+
+    table = _table(_artifacts(client, sub.id)[artifact_key(library, "summary")])
     assert (table["changed"], table["analyzed"], table["unchanged"]) == ("1", "1", "3"), table
     assert client.read_deployment(deployment.id).paused  # stopping `serve` pauses its schedule
     assert re.search(r"reanalyze .*: Completed: 1 analyzed, 0 rejected, 0 failed", log.read_text()), log.read_text()

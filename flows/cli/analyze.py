@@ -49,10 +49,21 @@ def file_timeout_opt(default: float | None, help: str):
     return typer.Option(default, "--file-timeout", metavar="SECONDS", callback=timeout_option, help=help)
 
 
+#: Worker processes allowed per core: the analysis is CPU-bound, and each worker may take its memory cap.
+MAX_WORKERS_PER_CORE = 4
+
+
 def workers_option(value: int | None) -> int | None:
-    """Typer callback of ``--workers``: at least 1 (each file in its own killable worker process)."""
+    """Typer callback of ``--workers``: at least 1 (each file in its own killable worker process), and at most
+    :data:`MAX_WORKERS_PER_CORE` per core (``--workers 500`` started a process per file on 2 cores)."""
     if value is not None and value < 1:
         raise typer.BadParameter(f"must be at least 1, got {value} (each file is analysed in a worker process)")
+    cores = os.cpu_count() or 1
+    if value is not None and value > MAX_WORKERS_PER_CORE * cores:
+        raise typer.BadParameter(
+            f"{value} is more than {MAX_WORKERS_PER_CORE} per core ({cores} here): at most "
+            f"{MAX_WORKERS_PER_CORE * cores} (the analysis is CPU-bound; leave it out for one per core)"
+        )
     return value
 
 

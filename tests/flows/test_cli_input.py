@@ -21,6 +21,7 @@ runner = CliRunner()
         ["--bpm-range", "inf", "500"],
         ["--workers", "0"],
         ["--workers", "-3"],
+        ["--workers", "100000"],  # more than 4 per core started a process per file
         ["--file-timeout", "0"],
         ["--file-timeout", "-5"],
         ["--file-timeout", "nan"],
@@ -35,7 +36,7 @@ def test_bad_analyze_options_are_usage_errors(args, tmp_path):
 
 
 def test_bad_serve_options_are_usage_errors(tmp_path):
-    for args in (["--bpm-range", "180", "70"], ["--workers", "0"], ["--file-timeout", "0"]):
+    for args in (["--bpm-range", "180", "70"], ["--workers", "0"], ["--workers", "100000"], ["--file-timeout", "0"]):
         result = runner.invoke(app, ["serve", str(tmp_path), *args])
         assert result.exit_code == 2, result.output
 

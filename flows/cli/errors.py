@@ -182,6 +182,12 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.ERROR, f"catalog error: {' '.join(str(exc).split())}"
     if isinstance(exc, CratedigError):
         return ExitCode.ERROR, str(exc)
+    if type(exc).__module__.split(".")[0] in ("httpx", "httpcore") and "Connect" in type(exc).__name__:
+        # The server went away during the run (`cratedig server stop`, a crash): what was stored is kept.
+        return ExitCode.ERROR, (
+            f"the Prefect server stopped answering ({type(exc).__name__}: {' '.join(str(exc).split())}): start it "
+            "again (`cratedig server start`) and rerun; the catalog keeps every batch stored before"
+        )
     return ExitCode.ERROR, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 

@@ -132,6 +132,15 @@ def test_a_dask_address_with_no_scheduler_is_refused_before_anything_starts(tmp_
     assert not (tmp_path / "catalog.duckdb").exists() and not list(tmp_path.iterdir())
 
 
+def test_a_server_that_stopped_answering_is_one_line_that_says_what_to_do():
+    import httpx
+
+    from flows.cli.errors import ExitCode, classify
+
+    code, message = classify(httpx.ConnectError("[Errno 111] Connection refused"))
+    assert code == ExitCode.ERROR and "cratedig server start" in message and "\n" not in message
+
+
 def test_debug_shows_the_traceback(not_catalogs):
     args = ("status", "--catalog", str(not_catalogs["text"]))
     assert "Traceback" in invoke("--debug", *args).output

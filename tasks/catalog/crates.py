@@ -50,12 +50,15 @@ def _code_spans(clause: str) -> list[str]:
     """
     try:
         tokens = duckdb.tokenize(clause)
-    except Exception as exc:  # the tokenizer refuses an unterminated string
+        raw = clause.encode("utf-8")
+    except Exception as exc:  # the tokenizer refuses an unterminated string; a lone surrogate is no UTF-8
         raise CrateError(f"cannot read the clause: {exc}") from None
     spans = []
-    ends = [start for start, _ in tokens[1:]] + [len(clause)]
+    # The tokenizer's offsets count UTF-8 bytes: cut as characters, each non-ASCII one shifted the pieces, and a
+    # ')' taken for part of a string literal let a clause close the wrapping query's parenthesis.
+    ends = [start for start, _ in tokens[1:]] + [len(raw)]
     for (start, kind), end in zip(tokens, ends):
-        text = clause[start:end]
+        text = raw[start:end].decode("utf-8")
         if kind == duckdb.token_type.comment:
             raise CrateError("comments are not allowed in a crate's clause")
         if kind == duckdb.token_type.string_const or (
@@ -90,6 +93,19 @@ def _refuse_subqueries(con: duckdb.DuckDBPyConnection, clause: str) -> None:
     )
     if parsed.get("error") or len(parsed.get("statements", [])) != 1:
         raise CrateError("bad clause: not one condition DuckDB can read")
+    # The wrapping query must still be itself: one expression over effective_tracks and nothing else (a clause
+    # that closed its parenthesis could add a UNION, a table function, a LIMIT).
+    top = parsed["statements"][0].get("node", {})
+    source = top.get("from_table") or {}
+    wrapped = (source.get("type"), source.get("table_name"), source.get("schema_name") or "")
+    if (
+        top.get("type") != "SELECT_NODE"
+        or wrapped != ("BASE_TABLE", "effective_tracks", "")
+        or len(top.get("select_list", [])) != 1
+        or any(top.get(k) for k in ("modifiers", "where_clause", "group_expressions", "having", "sample", "qualify"))
+        or (top.get("cte_map") or {}).get("map")
+    ):
+        raise CrateError("bad clause: not one condition on the track's columns (e.g. bpm BETWEEN 122 AND 128)")
     for node in _nodes(parsed["statements"]):
         if "SUBQUERY" in str(node.get("class", "")):
             raise CrateError(
@@ -108,9 +124,12 @@ def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:
     The clause must be one boolean expression over ``effective_tracks`` (e.g.
     ``bpm BETWEEN 122 AND 128 AND key_camelot IN ('8A', '9A')``) that DuckDB can evaluate.
     """
+    from tasks.similarity.sql import ensure_sql_macros
+
     s = clause.strip()
     if not s:
         raise CrateError("empty clause")
+    ensure_sql_macros(con)  # this cratedig's rules (cratedig_camelot_compatible ...), not a catalog's older ones
     depth = 0
     for span in _code_spans(s):
         if ";" in span:

@@ -90,10 +90,9 @@ def install_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def ensure_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """Make the macros callable on any connection: a catalog that lacks them (read-only, so not migrated) gets
-    them as ``TEMP`` macros of this connection only."""
-    if con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'similar_tracks'").fetchall()[0][0]:
-        return
+    """Make this cratedig's macros the ones any connection calls: as ``TEMP`` macros of this connection only,
+    which come before those stored in the catalog (a catalog may lack them, read-only and so not migrated, or hold
+    an older cratedig's until its next write: one that read ``'Am'`` as no key)."""
     # similar_tracks() reads the similarity index, which a catalog older than it lacks: the rules still come.
     has_index = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'similarity_index'").fetchall()
     for sql in (RULE_MACROS_SQL, _TABLE_MACROS) if has_index[0][0] else (RULE_MACROS_SQL,):

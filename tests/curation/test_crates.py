@@ -47,6 +47,14 @@ def test_smart_crate_follows_corrections(catalog_copy):
         ("\"setval\"('track_id_seq', 1) > 0", "changes the catalog"),
         ("\"NextVal\"('track_id_seq') > 0", "changes the catalog"),
         ("main.nextval('track_id_seq') > 0", "changes the catalog"),
+        # Non-ASCII text shifted the check's pieces (the tokenizer counts bytes): a ')' taken for part of a literal
+        # closed the wrapping parenthesis, and a UNION read any file into a "track".
+        (
+            "'ſſſſſſ' = 'ſſſſſſſſſſſ') UNION ALL BY NAME SELECT content AS title, 'ſſſſſſſſſſſ' || filename AS path "
+            "FROM read_text('/etc/passwd') UNION ALL BY NAME SELECT ('' IS NOT NULL",
+            "parentheses|not one condition",
+        ),
+        ("'' = 'ſſſſſſ') OR ('' IS NOT NULL", "parentheses|not one condition"),
         ("   ", "empty"),
     ],
 )
@@ -67,6 +75,21 @@ def test_literals_may_hold_anything(catalog_copy):
     con = open_catalog(catalog_copy)
     save_smart_crate(con, "odd", "title = 'it''s ); -- not code' OR \"key\" = 'A minor'")
     assert set(crate_tracks(con, "odd")["track_id"]) == {1}
+    save_smart_crate(con, "names", "artist IN ('Björk', 'Mø') OR (\"key\" = 'A minor')")  # refused as unbalanced
+    assert set(crate_tracks(con, "names")["track_id"]) == {1}
+    con.close()
+
+
+def test_a_clause_calls_this_cratedigs_rules_not_a_catalogs_older_ones(catalog_copy):
+    # A catalog keeps the macros of the cratedig that last wrote it; one that read 'Am' as no key gave an empty crate.
+    con = open_catalog(catalog_copy)
+    save_smart_crate(con, "with am", "cratedig_camelot_compatible(key_camelot, 'Am')")
+    expected = set(crate_tracks(con, "with am")["track_id"])
+    assert expected
+    con.execute("CREATE OR REPLACE MACRO cratedig_camelot_code(c) AS 24")  # as an older cratedig's read 'Am'
+    con.close()
+    con = open_catalog(catalog_copy, read_only=True)
+    assert set(crate_tracks(con, "with am")["track_id"]) == expected
     con.close()
 
 

@@ -59,6 +59,18 @@ def test_sql_has_the_macros_even_where_the_catalog_lacks_them(catalog, tmp_path)
     assert json.loads(invoke("sql", q, "--catalog", str(bare), "--json").stdout) == [{"n": 3}]  # TEMP macros
 
 
+def test_sql_calls_this_cratedigs_macros_over_a_catalogs_older_ones(catalog, tmp_path):
+    # `sql` installed its macros only in a catalog that had none: one written by an older cratedig kept its rules
+    # (there, 'Am' was no key) until its next write.
+    old = tmp_path / "old.duckdb"
+    shutil.copy(catalog, old)
+    con = duckdb.connect(str(old))
+    con.execute("CREATE OR REPLACE MACRO cratedig_camelot_code(c) AS 24")
+    con.close()
+    q = "SELECT cratedig_camelot_code('Am') AS code, cratedig_camelot_compatible('Am', '8A') AS ok"
+    assert json.loads(invoke("sql", q, "--catalog", str(old), "--json").stdout) == [{"code": 14, "ok": True}]
+
+
 def test_sql_on_a_catalog_without_an_index_and_on_another_programs_file(catalog, tmp_path):
     # A catalog older than the similarity index still answers plain SQL (and has the rule macros); a DuckDB file
     # of another program is refused as one (exit 4), not with an error about cratedig's own macros.

@@ -52,8 +52,11 @@ def _refuse_unanalysed(con: duckdb.DuckDBPyConnection, index: SimilarityIndex, i
 def _rows(index: SimilarityIndex, ids: Sequence[int]) -> np.ndarray:
     """Positions of track ids in the index; raises :class:`NotIndexedError` for any missing."""
     ids = np.asarray(ids, dtype=np.int64)
-    pos = np.clip(np.searchsorted(index.ids, ids), 0, max(len(index.ids) - 1, 0))
-    missing = ids[(len(index.ids) == 0) | (index.ids[pos] != ids)] if len(ids) else ids
+    if len(index.ids) == 0:  # (index.ids[pos] on an empty index raised IndexError: every embedding non-finite)
+        pos, missing = np.zeros(0, dtype=np.int64), ids
+    else:
+        pos = np.clip(np.searchsorted(index.ids, ids), 0, len(index.ids) - 1)
+        missing = ids[index.ids[pos] != ids]
     if len(missing):
         raise NotIndexedError(
             f"track(s) {missing.tolist()} have no similarity vector (not analysed, or "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -57,15 +58,29 @@ def test_notebook_runs_on_a_first_run_catalog_and_shows_titles_as_text(path, ana
     shutil.copy(analysed_catalog, catalog)
     con = open_catalog(catalog)
     con.execute("UPDATE tracks SET title = ?", [HOSTILE_TITLE])
+    seed = "SELECT path FROM tracks WHERE status = 'analyzed' ORDER BY path LIMIT 1"  # notebook 02's seed
+    (gone,) = con.execute(seed).fetchall()
     con.execute("DELETE FROM similarity_stats")
     con.execute("DELETE FROM similarity_index")
     con.close()
     monkeypatch.setenv("CRATEDIG_CATALOG", str(catalog))
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    audio = Path(gone[0])
+    kept = audio.read_bytes()
+    audio.unlink()
+    try:
+        NotebookClient(
+            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        ).execute()
+    finally:
+        audio.write_bytes(kept)  # the file belongs to the session's library
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     shown = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert not [h for h in shown if "<img src=x" in h]
     if path.stem.startswith("02"):
         assert any("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in h for h in shown)
+        # JupyterLab typesets $...$ in HTML output: no two dollars of a title share a text node (in the lines the
+        # notebook writes; polars' own tables are not mended).
+        assert not [h for h in shown if "<table" not in h and re.search(r"\$[^<$]*\$", h)], shown
+        assert any("no excerpt:" in h for h in shown)  # a file deleted since the analysis leaves its line

@@ -127,3 +127,19 @@ def test_similar_on_a_catalog_whose_first_run_has_not_refreshed_the_index_neithe
     assert [r["distance"] for r in got] == pytest.approx([r["distance"] for r in expected], abs=1e-6)
     assert cli("mix", seed, "--length", 4, "--catalog", copy).exit_code == 0
     assert state() == before
+
+
+def test_similar_on_a_catalog_whose_every_embedding_is_unusable_is_one_line(cli, family_catalog, tmp_path):
+    # An index with no usable vector (every embedding NaN) raised IndexError from the seed lookup.
+    from tasks.catalog.store import open_catalog
+
+    catalog, family = family_catalog
+    copy = tmp_path / "nan.duckdb"
+    shutil.copy(catalog, copy)
+    con = open_catalog(copy)
+    con.execute("UPDATE features SET embedding = [CAST('nan' AS DOUBLE) for x in embedding]")
+    con.execute("DELETE FROM similarity_stats")
+    con.close()
+    res = cli("similar", originals(family)[0], "--catalog", copy)
+    assert res.exit_code == 1 and "no similarity vector" in res.output and "Traceback" not in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1

@@ -27,8 +27,13 @@ CRATE_COLUMNS = (
     "beat_offset_s, beats_per_bar, loudness_lufs, replaygain_db, true_peak_dbtp, corrected"
 )
 _MAX_NAME = 200
-#: Functions that change the catalog when evaluated (a crate is evaluated at every use).
-_SIDE_EFFECTS = frozenset({"nextval", "setval"})
+#: Functions a clause may not call (a crate is evaluated at every use, by list and show and export too), and why.
+_SIDE_EFFECTS = {
+    "nextval": "changes the catalog",
+    "setval": "changes the catalog",
+    "sleep_ms": "waits",
+    "write_log": "writes to the log",
+}
 
 
 class CrateError(CratedigError):
@@ -66,7 +71,8 @@ def _code_spans(clause: str) -> list[str]:
         ):
             continue
         if text.strip().lower() in _SIDE_EFFECTS:
-            raise CrateError(f"{text.strip()}() changes the catalog; not allowed in a crate's clause")
+            why = _SIDE_EFFECTS[text.strip().lower()]
+            raise CrateError(f"{text.strip()}() {why}; not allowed in a crate's clause")
         spans.append(text)
     return spans
 
@@ -115,7 +121,7 @@ def _refuse_subqueries(con: duckdb.DuckDBPyConnection, clause: str) -> None:
         # As the parser names it: a quoted ("setval") or qualified (main.nextval) call passes the token check.
         name = str(node.get("function_name", "")).lower() if node.get("class") == "FUNCTION" else ""
         if name in _SIDE_EFFECTS:
-            raise CrateError(f"{name}() changes the catalog; not allowed in a crate's clause")
+            raise CrateError(f"{name}() {_SIDE_EFFECTS[name]}; not allowed in a crate's clause")
 
 
 def check_clause(con: duckdb.DuckDBPyConnection, clause: str) -> str:

@@ -335,7 +335,9 @@ def _unrefreshed_index(con: duckdb.DuckDBPyConnection) -> SimilarityIndex:
     if _one(con, f"SELECT 1 FROM {ANALYSED_SQL} AND f.embedding IS NOT NULL LIMIT 1") is None:
         raise IndexMissingError("the catalog has no analysed track yet: run `cratedig analyze PATH`")
     version, dim = _embedding_source(con)
-    key = "unrefreshed " + _signature(con, version)
+    # The file too: two copies of a catalog (a notebook may open both) have the same signature.
+    (where,) = _one(con, "SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+    key = f"unrefreshed {where} {_signature(con, version)}"
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]

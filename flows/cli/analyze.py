@@ -88,19 +88,52 @@ def dask_address_option(value: str | None) -> str | None:
                 raise ValueError(f"port {port} is out of range")
     except ValueError as exc:
         raise typer.BadParameter(f"not a Dask scheduler address: {value!r} ({exc}); e.g. tcp://127.0.0.1:8786")
-    if scheme in ("tcp", "tls"):
-        # Nothing listening there failed the run after Prefect's start and 30 s of Dask retries, with a message
-        # that did not say what to do.
-        import socket
+    if scheme != "inproc":
+        why = _scheduler_answers(value)
+        if why is not None:
+            raise typer.BadParameter(
+                f"no Dask scheduler answers at {value} ({why}): start one (`dask scheduler`) or give its address"
+            )
+    return value
+
+
+#: How long ``--dask-address`` may take to shake hands with its scheduler, s.
+DASK_CHECK_S = 10.0
+
+
+def _scheduler_answers(address: str) -> str | None:
+    """None when a Dask scheduler at ``address`` completes a client's handshake within :data:`DASK_CHECK_S`, else
+    why not. Nothing listening failed the run after Prefect's start and 30 s of retries; a port that accepts but is
+    no scheduler hung it for good, or failed it with a MemoryError (a banner read as a message length)."""
+    import threading
+
+    outcome: list[str | None] = []
+
+    async def identity() -> Any:
+        from distributed.comm import connect
+
+        comm = await connect(address, timeout=DASK_CHECK_S / 2)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def shake() -> None:
+        import asyncio
 
         try:
-            socket.create_connection((host.strip("[]"), port), timeout=5).close()
-        except OSError as exc:
-            raise typer.BadParameter(
-                f"no Dask scheduler answers at {value} ({exc.strerror or exc}): start one (`dask scheduler`) "
-                "or give its address"
-            ) from None
-    return value
+            reply = asyncio.run(asyncio.wait_for(identity(), DASK_CHECK_S * 0.9))
+            is_scheduler = isinstance(reply, dict) and reply.get("type") == "Scheduler"
+            outcome.append(None if is_scheduler else "something answers there, but not a Dask scheduler")
+        except BaseException as exc:  # whatever the other end makes Dask raise (a banner read as a length...)
+            said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            outcome.append(" ".join(said.split())[:160])
+
+    thread = threading.Thread(target=shake, daemon=True)  # a handshake that never ends is left behind
+    thread.start()
+    thread.join(DASK_CHECK_S)
+    return outcome[0] if outcome else f"no handshake within {DASK_CHECK_S:g} s"
 
 
 class RichProgress:

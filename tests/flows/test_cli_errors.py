@@ -132,6 +132,34 @@ def test_a_dask_address_with_no_scheduler_is_refused_before_anything_starts(tmp_
     assert not (tmp_path / "catalog.duckdb").exists() and not list(tmp_path.iterdir())
 
 
+def test_a_dask_address_where_something_else_answers_is_refused_before_anything_starts(tmp_path):
+    # Only a TCP connect was checked: a port that sent a banner failed the run with a MemoryError after Prefect's
+    # start (Dask read the banner as a message length), and one that said nothing hung it for good.
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def banner() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            conn.close()
+
+    threading.Thread(target=banner, daemon=True).start()
+    try:
+        result = invoke("analyze", str(tmp_path), "--dask-address", f"tcp://127.0.0.1:{port}")
+    finally:
+        server.close()
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "no Dask scheduler answers" in " ".join(result.output.split()), result.output
+    assert "connecting to Prefect" not in result.output and "Traceback" not in result.output
+
+
 def test_a_server_that_stopped_answering_is_one_line_that_says_what_to_do():
     import httpx
 

@@ -182,13 +182,29 @@ def classify(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.ERROR, f"catalog error: {' '.join(str(exc).split())}"
     if isinstance(exc, CratedigError):
         return ExitCode.ERROR, str(exc)
-    if type(exc).__module__.split(".")[0] in ("httpx", "httpcore") and "Connect" in type(exc).__name__:
-        # The server went away during the run (`cratedig server stop`, a crash): what was stored is kept.
+    gone = _server_gone(exc)
+    if gone is not None:
+        # The server went away (`cratedig server stop`, a crash) or was never there: what was stored is kept.
         return ExitCode.ERROR, (
-            f"the Prefect server stopped answering ({type(exc).__name__}: {' '.join(str(exc).split())}): start it "
-            "again (`cratedig server start`) and rerun; the catalog keeps every batch stored before"
+            f"the Prefect server does not answer ({type(gone).__name__}: {' '.join(str(gone).split())[:200]}): start "
+            "it (`cratedig server start`) and rerun; the catalog keeps every batch stored before"
         )
     return ExitCode.ERROR, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _server_gone(exc: BaseException, depth: int = 0) -> BaseException | None:
+    """The error in ``exc`` (itself, what caused it, or a member of its group) that says the Prefect server did not
+    answer: an HTTP transport error, or Prefect's own "Failed to reach API"."""
+    if depth > 8:
+        return None
+    if type(exc).__module__.split(".")[0] in ("httpx", "httpcore") and type(exc).__name__.endswith(
+        ("ConnectError", "ConnectTimeout", "ReadError", "ReadTimeout", "RemoteProtocolError", "WriteError")
+    ):
+        return exc
+    if isinstance(exc, RuntimeError) and "Failed to reach API" in str(exc):
+        return exc
+    inner = [*getattr(exc, "exceptions", ()), exc.__cause__, exc.__context__]
+    return next((g for e in inner if e is not None and (g := _server_gone(e, depth + 1)) is not None), None)
 
 
 #: Typer's own (vendored) click exceptions, reached through its public BadParameter: a bad option or argument,

@@ -165,8 +165,23 @@ def test_a_server_that_stopped_answering_is_one_line_that_says_what_to_do():
 
     from flows.cli.errors import ExitCode, classify
 
-    code, message = classify(httpx.ConnectError("[Errno 111] Connection refused"))
-    assert code == ExitCode.ERROR and "cratedig server start" in message and "\n" not in message
+    def wrapped(inner: BaseException) -> BaseException:
+        try:
+            raise RuntimeError("wrap") from inner
+        except RuntimeError as exc:
+            return exc
+
+    for exc in (
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError(""),
+        RuntimeError("Failed to reach API at http://127.0.0.1:4394/api/"),
+        ExceptionGroup("g", [httpx.ConnectError("y")]),
+        wrapped(httpx.ConnectError("z")),
+    ):
+        code, message = classify(exc)
+        assert code == ExitCode.ERROR and "cratedig server start" in message and "\n" not in message, exc
+    assert "cratedig server start" not in classify(RuntimeError("something else"))[1]
 
 
 def test_debug_shows_the_traceback(not_catalogs):

@@ -2,6 +2,7 @@
 
 # No ``from __future__ import annotations``: Prefect validates flow parameters from real annotations, and
 # ``flow.serve`` pickles the flow by value, where postponed annotations cannot be resolved.
+import os
 import time
 import uuid
 from collections import deque
@@ -27,7 +28,7 @@ from flows.prefect_tasks import (
 from flows.settings import DEFAULT_CATALOG, default_parquet_dir, default_workers
 from tasks.catalog import runs
 from tasks.catalog.writer import CatalogWriter
-from tasks.constants import ANALYZER_VERSION, BPM_RANGE, LOCK_TIMEOUT_S
+from tasks.constants import ANALYZER_VERSION, BPM_RANGE, LOCK_TIMEOUT_S, MAX_WORKERS_PER_CORE
 from tasks.errors import CatalogLockedError, one_line
 from tasks.features.workers import FILE_TIMEOUT_S, AnalysisOptions
 from tasks.vocabulary import OUTCOMES, RunStatus
@@ -124,6 +125,10 @@ def analyze_library(
     bpm_range = options.bpm_range  # checked, as floats
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0 (0: analyse inside the batch tasks, e.g. on Dask), got {workers}")
+    if workers is not None and workers > MAX_WORKERS_PER_CORE * (os.cpu_count() or 1):
+        raise ValueError(
+            f"workers must be at most {MAX_WORKERS_PER_CORE} per core ({os.cpu_count()} here), got {workers}"
+        )
     logger = get_run_logger()
     started = time.perf_counter()
     library = str(Path(library).resolve())

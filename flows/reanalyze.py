@@ -97,10 +97,12 @@ def _reanalyze(
     # worker's working folder, and a negative wait ended the run Cancelled as if another run held the library.
     if not str(library).strip():
         raise ValueError("the library parameter is empty: give the folder (CRATEDIG_LIBRARY at `prefect deploy`)")
+    if not Path(str(library)).expanduser().is_absolute():  # relative to the worker's working folder, not the user's
+        raise ValueError(f"the library parameter must be an absolute path, got {library!r}")
     if not lock_wait_s >= 0:
         raise ValueError(f"lock_wait_s must be at least 0 s, got {lock_wait_s}")
     logger = get_run_logger()
-    library = str(Path(library).resolve())
+    library = str(Path(str(library)).expanduser().resolve())
     limit = library_limit_name(library)
     if ensure_library_limit(limit):
         logger.info("Created the concurrency limit %s (1 slot) for %s.", limit, library)

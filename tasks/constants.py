@@ -83,3 +83,7 @@ SILENCE_DBFS: float = -60.0
 
 #: How long opening the catalog for writing waits for another run that holds it, s.
 LOCK_TIMEOUT_S: float = 30.0
+
+#: Analysis worker processes allowed per core (``--workers``, the flows' ``workers``): the analysis is CPU-bound,
+#: and each worker may take its memory cap.
+MAX_WORKERS_PER_CORE = 4

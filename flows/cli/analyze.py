@@ -19,7 +19,7 @@ from flows.cli.errors import ExitCode, say_error
 from flows.cli.interruption import INTERRUPTED_MESSAGE, bounded_interrupt, quiet_prefect_shutdown
 from flows.cli.support import finite_nonnegative, prefect_paths
 from flows.cli.text import literal
-from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S
+from tasks.constants import BPM_RANGE, LOCK_TIMEOUT_S, MAX_WORKERS_PER_CORE
 from tasks.features.workers import FILE_TIMEOUT_S, check_bpm_range, check_timeout
 
 
@@ -47,10 +47,6 @@ def bpm_range_opt(default: tuple[float, float] | None, help: str):
 def file_timeout_opt(default: float | None, help: str):
     """The ``--file-timeout SECONDS`` option (checked by :func:`timeout_option`) of ``analyze`` and ``serve``."""
     return typer.Option(default, "--file-timeout", metavar="SECONDS", callback=timeout_option, help=help)
-
-
-#: Worker processes allowed per core: the analysis is CPU-bound, and each worker may take its memory cap.
-MAX_WORKERS_PER_CORE = 4
 
 
 def workers_option(value: int | None) -> int | None:

@@ -44,7 +44,7 @@ def test_bad_serve_options_are_usage_errors(tmp_path):
 def test_the_flow_refuses_bad_parameters_too(tmp_path):
     from flows.analyze import analyze_library
 
-    for kwargs in ({"bpm_range": (180, 70)}, {"file_timeout_s": 0}, {"workers": -1}):
+    for kwargs in ({"bpm_range": (180, 70)}, {"file_timeout_s": 0}, {"workers": -1}, {"workers": 100_000}):
         with pytest.raises(ValueError):
             analyze_library.fn(str(tmp_path), catalog_path=str(tmp_path / "c.duckdb"), **kwargs)
     assert not (tmp_path / "c.duckdb").exists()

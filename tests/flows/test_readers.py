@@ -161,6 +161,8 @@ def test_a_reanalyze_run_with_no_library_or_a_negative_wait_fails_before_it_wait
     catalog = tmp_path / "catalog.duckdb"
     empty = reanalyze("", catalog_path=str(catalog), workers=0, return_state=True)
     assert empty.is_failed() and "library parameter is empty" in empty.message, empty.message
+    relative = reanalyze(".", catalog_path=str(catalog), workers=0, return_state=True)
+    assert relative.is_failed() and "must be an absolute path" in relative.message, relative.message
     negative = reanalyze(str(library), catalog_path=str(catalog), workers=0, lock_wait_s=-5, return_state=True)
     assert negative.is_failed() and "lock_wait_s must be at least 0" in negative.message, negative.message
     assert not catalog.exists()

@@ -21,6 +21,18 @@ def cli():
     return lambda *args: CliRunner().invoke(app, [str(a) for a in args])
 
 
+def altered_copy(catalog, copy, *statements: str):
+    """A copy of ``catalog`` at ``copy`` with ``statements`` run on it (as a writer would)."""
+    from tasks.catalog.store import open_catalog
+
+    shutil.copy(catalog, copy)
+    con = open_catalog(copy)
+    for sql in statements:
+        con.execute(sql)
+    con.close()
+    return copy
+
+
 def test_cli_similar_json_and_m3u(cli, family_catalog, tmp_path):
     catalog, family = family_catalog
     seed = originals(family)[4]
@@ -104,16 +116,10 @@ def test_similar_on_a_catalog_whose_first_run_has_not_refreshed_the_index_neithe
     # to build it, so it waited out the run (exit 3) or, after a kill, rewrote the catalog.
     import hashlib
 
-    from tasks.catalog.store import open_catalog
-
     catalog, family = family_catalog
     seed = originals(family)[4]
-    copy = tmp_path / "first-run.duckdb"
-    shutil.copy(catalog, copy)
-    con = open_catalog(copy)
-    con.execute("DELETE FROM similarity_stats")
-    con.execute("DELETE FROM similarity_index")
-    con.close()
+    unrefreshed = ("DELETE FROM similarity_stats", "DELETE FROM similarity_index")
+    copy = altered_copy(catalog, tmp_path / "first-run.duckdb", *unrefreshed)
 
     def state():
         return hashlib.sha256(copy.read_bytes()).hexdigest(), copy.stat().st_mtime_ns, sorted(tmp_path.iterdir())
@@ -131,15 +137,13 @@ def test_similar_on_a_catalog_whose_first_run_has_not_refreshed_the_index_neithe
 
 def test_similar_on_a_catalog_whose_every_embedding_is_unusable_is_one_line(cli, family_catalog, tmp_path):
     # An index with no usable vector (every embedding NaN) raised IndexError from the seed lookup.
-    from tasks.catalog.store import open_catalog
-
     catalog, family = family_catalog
-    copy = tmp_path / "nan.duckdb"
-    shutil.copy(catalog, copy)
-    con = open_catalog(copy)
-    con.execute("UPDATE features SET embedding = [CAST('nan' AS DOUBLE) for x in embedding]")
-    con.execute("DELETE FROM similarity_stats")
-    con.close()
+    copy = altered_copy(
+        catalog,
+        tmp_path / "nan.duckdb",
+        "UPDATE features SET embedding = [CAST('nan' AS DOUBLE) for x in embedding]",
+        "DELETE FROM similarity_stats",
+    )
     res = cli("similar", originals(family)[0], "--catalog", copy)
     assert res.exit_code == 1 and "no similarity vector" in res.output and "Traceback" not in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1

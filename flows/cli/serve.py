@@ -8,10 +8,9 @@ from typing import Optional
 
 import typer
 
-from flows.cli.analyze import bpm_range_opt, file_timeout_opt, workers_option
 from flows.cli.app import CatalogOpt, app, out
 from flows.cli.errors import UsageError
-from flows.cli.support import prefect_paths
+from flows.cli.options import bpm_range_opt, check_run_paths, file_timeout_opt, workers_option
 from flows.schedule import DEFAULT_CRON, api_url, check_cron, parse_interval, serve_reanalysis
 
 
@@ -56,14 +55,9 @@ def serve(
             "and export PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
     from flows.schedule import deployment_name
-    from flows.settings import default_parquet_dir
-    from tasks.catalog.parquet import check_export_folder
-    from tasks.catalog.writer import check_writable
 
     # What analyze refuses at once, serve refuses before it registers: each scheduled run would fail on it.
-    prefect_paths(library=path, catalog=catalog, **{"Parquet folder": parquet_dir})
-    check_writable(catalog)
-    check_export_folder(parquet_dir or default_parquet_dir(catalog))
+    check_run_paths(path, catalog, parquet_dir)
 
     out.print(
         f"serving reanalyze/{name or deployment_name(cron, every, path, catalog)} for {path.resolve()} "
